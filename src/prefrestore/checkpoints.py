@@ -1,0 +1,143 @@
+"""Model directories: ``config.json`` + safetensors weights (+ ``tokenizer/``), written and read without pickle.
+
+Layout of a prefrestore model directory::
+
+    config.json                       {"format_version": "1", "prefrestore_version": ..., "model": PrefRestoreConfig}
+    model.safetensors                 or model-0000k-of-0000n.safetensors + model.safetensors.index.json
+    tokenizer/                        the text tokenizer (tokenizer.json, ...)
+    README.md                         optional model card
+
+Tied/shared tensors (the LM's tied embedding, the connectors' shared RMSNorm) are stored once and re-tied on load.
+Loading is strict: missing, unexpected and mis-shaped tensors are listed by name in a CheckpointError.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import CheckpointError
+from .models.restorer import PrefRestoreConfig, PrefRestoreModel
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+CONFIG_NAME = "config.json"
+
+
+def save_pretrained(model: PrefRestoreModel, directory: str | os.PathLike, *, max_shard_size: str = "5GB",
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` to ``directory`` (created; existing weight files there are replaced)."""
+    from huggingface_hub import save_torch_state_dict
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    for old in list(d.glob("model*.safetensors")) + list(d.glob("model.safetensors.index.json")):
+        old.unlink()
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
+             for k, v in model.state_dict().items()}
+    meta = {"format_version": FORMAT_VERSION, "prefrestore_version": __version__}
+    save_torch_state_dict(state, d, max_shard_size=max_shard_size, metadata=meta,
+                          filename_pattern="model{suffix}.safetensors")
+    config = {**meta, "model": model.config.to_dict()}
+    tmp = d / (CONFIG_NAME + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    tmp.replace(d / CONFIG_NAME)
+    if model.integrator.text_tokenizer is not None:
+        model.integrator.text_tokenizer.save_pretrained(str(d / "tokenizer"))
+    return d
+
+
+def read_config(directory: str | os.PathLike) -> PrefRestoreConfig:
+    p = Path(directory) / CONFIG_NAME
+    if not p.is_file():
+        raise CheckpointError(f"{p}: missing; a prefrestore model folder needs config.json + model*.safetensors "
+                              "(convert official checkpoints with `prefrestore convert`)")
+    try:
+        raw = json.loads(p.read_text())
+        return PrefRestoreConfig.from_dict(raw["model"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{p}: not a valid prefrestore config ({err}); re-save or re-convert the model") from None
+
+
+def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a model folder (single file or index + shards), via safetensors only."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    index = d / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (d / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise CheckpointError(f"{d}: no model.safetensors (or index) found; the folder is incomplete")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        if not (d / f).is_file():
+            raise CheckpointError(f"{d / f}: shard listed in the index is missing; re-download or re-convert")
+        try:
+            state.update(load_file(d / f))
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{d / f}: corrupt safetensors file ({err}); re-download or re-convert") from None
+    return state
+
+
+def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str) -> None:
+    """Raise CheckpointError naming every missing, unexpected or mis-shaped tensor (aliases of shared tensors may
+    be absent)."""
+    expected = model.state_dict()
+    aliases = _aliases(model)
+    missing = [k for k in expected if k not in state and not any(a in state for a in aliases.get(k, ()))]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if items:
+                more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
+                parts.append(f"{len(items)} {label}: {', '.join(items[:8])}{more}")
+        raise CheckpointError(f"{where}: weights do not match the config ({'; '.join(parts)}); "
+                              "the checkpoint is corrupt or belongs to another model")
+
+
+def _aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
+    """state_dict key -> other keys that hold the same tensor (shared parameters)."""
+    by_ptr: dict[int, list[str]] = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        by_ptr.setdefault(id(v), []).append(k)
+    return {k: tuple(o for o in ks if o != k) for ks in by_ptr.values() if len(ks) > 1 for k in ks}
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str) -> None:
+    check_state_dict(model, state, where=where)
+    aliases = _aliases(model)
+    full = dict(state)
+    for k, others in aliases.items():
+        if k not in full:
+            full[k] = next(state[o] for o in others if o in state)
+    model.load_state_dict(full, strict=True)
+
+
+def from_pretrained(directory: str | os.PathLike, *, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None) -> PrefRestoreModel:
+    """Build the model from ``config.json`` and load its weights strictly. Returns it in eval mode."""
+    from .models.text_tokenizer import load_text_tokenizer
+
+    d = Path(directory)
+    config = read_config(d)
+    tok_dir = d / "tokenizer"
+    if not tok_dir.is_dir():
+        raise CheckpointError(f"{tok_dir}: missing text tokenizer folder; re-save or re-convert the model")
+    model = PrefRestoreModel(config, load_text_tokenizer(tok_dir))
+    load_into(model, load_state_dict(d), where=str(d))
+    if dtype is not None:
+        model.to(dtype)
+    return model.to(device).eval()

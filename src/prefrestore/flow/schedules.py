@@ -1,0 +1,34 @@
+"""Sigma grids for the flow ODE (pure functions).
+
+Flow-matching convention used throughout (SANA / FlowMatchEulerDiscreteScheduler, shift 1.0):
+x_sigma = (1 - sigma) * x0 + sigma * noise, sigma in [0, 1]; sigma = 1 is pure noise, sigma = 0 is data.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def flow_sigmas(steps: int, *, shift: float = 1.0) -> torch.Tensor:
+    """(steps + 1,) float64 grid: linspace(1, 1/steps, steps) (the official grid, METHOD.md §1.1) then a final 0.
+
+    ``shift`` applies SD3/SANA's time shift sigma' = shift*s / (1 + (shift-1)*s); the official code's effective
+    shift is 1.0 (LAYOUTS.md §4.3).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    s = torch.linspace(1.0, 1.0 / steps, steps, dtype=torch.float64)
+    if shift != 1.0:
+        s = shift * s / (1 + (shift - 1) * s)
+    return torch.cat([s, s.new_zeros(1)])
+
+
+def train_sigmas(n: int, *, generator: torch.Generator | None = None, num_train_timesteps: int = 1000,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n,) training sigmas: u ~ U(0, 1), index = floor(u * N) into timesteps N..1, sigma = t / N (LAYOUTS.md §4.3).
+
+    Uniform weighting, as the official trainer ("uniform"); values in {1/N, ..., 1}.
+    """
+    u = torch.rand(n, generator=generator, device=device)
+    idx = (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
+    return (num_train_timesteps - idx).float() / num_train_timesteps

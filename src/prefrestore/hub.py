@@ -1,0 +1,67 @@
+"""Resolve a model reference to a local model folder, offline-first.
+
+A reference is one of:
+* a preset name with random weights (``tiny``, ``paper``): for tests and smoke runs only, said plainly in logs;
+* ``default``: the model bundled inside the package, when one is bundled;
+* a path to a prefrestore model folder (config.json + safetensors);
+* a Hugging Face repo id (``org/name``), looked up in the local HF cache with no network access unless
+  ``allow_download=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .errors import CheckpointError, UserError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_DIR = Path(__file__).parent / "assets" / "models" / "default"
+REQUIRED_FILES = ("config.json", "model.safetensors (or model.safetensors.index.json + shards)", "tokenizer/")
+
+
+def bundled_model_dir() -> Path | None:
+    return BUNDLED_DIR if (BUNDLED_DIR / "config.json").is_file() else None
+
+
+def resolve(ref: str, *, allow_download: bool = False) -> Path:
+    """Model reference -> local folder. Raises UserError saying exactly what to download where."""
+    if ref == "default":
+        d = bundled_model_dir()
+        if d is None:
+            raise UserError("no bundled default model in this install; pass --model tiny (random weights), "
+                            "a model folder, or a Hugging Face repo id")
+        return d
+    p = Path(ref).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise CheckpointError(f"{p}: expected a model folder (config.json + model.safetensors); "
+                                  "convert official checkpoints with `prefrestore convert`")
+        if not (p / "config.json").is_file():
+            raise CheckpointError(f"{p}: no config.json; a prefrestore model folder needs {', '.join(REQUIRED_FILES)}")
+        return p
+    if ref.count("/") == 1 and not ref.startswith((".", "/", "~")):
+        return _from_hub(ref, allow_download=allow_download)
+    raise UserError(f"{ref}: not a model folder, preset or Hugging Face repo id; "
+                    "use --model tiny, --model default, --model PATH or --model ORG/NAME")
+
+
+def _from_hub(repo_id: str, *, allow_download: bool) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        d = Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        if not allow_download:
+            raise UserError(
+                f"{repo_id}: not in the local Hugging Face cache and downloads are off; on a machine with network run "
+                f"`huggingface-cli download {repo_id} --local-dir DIR` (files: {', '.join(REQUIRED_FILES)}), copy DIR "
+                "here and pass --model DIR (official checkpoints: `prefrestore convert` first)"
+            ) from None
+        d = Path(snapshot_download(repo_id))
+    if not (d / "config.json").is_file():
+        raise CheckpointError(f"{repo_id} (cached at {d}): no prefrestore config.json; if it is an official "
+                              "checkpoint, run `prefrestore convert` on it first")
+    return d

@@ -1,0 +1,291 @@
+"""PrefRestoreModel: LQ face -> TA-Tok ids -> integrator queries -> conditioning -> SANA velocity -> DC-AE decode.
+
+Legend: B batch, S face resolution (512 paper), T image tokens, Q = T + 1 queries, D LM width, N = h*w LQ latent
+tokens (256 paper), C conditioning width (2304 paper), c latent channels (32 paper), h, w latent grid (16 x 16).
+
+Conditioning (METHOD.md §1.1 steps 5-8): cat([diffusion_connector(queries) (B, Q, C),
+vae_connector(sana.patch_embed(scaled DC-AE latent of the LQ)) (B, N, C)], dim=1) -> (B, Q + N, C), passed to SANA as
+``encoder_hidden_states`` (cross-attention only; the LQ latent is not concatenated channel-wise). The CFG null
+condition is all zeros of the same shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import AutoencoderDC, SanaTransformer2DModel
+from torch import nn
+
+from ..flow.schedules import flow_sigmas
+from ..flow.solvers import SOLVERS, Solver, guided, sample
+from .connectors import make_connector, make_shared_norm
+from .integrator import RESTORE_INSTRUCTION, DecodeOptions, Integrator, IntegratorConfig
+from .tokenizer import TATokTokenizer, TokenizerConfig
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """diffusers SanaTransformer2DModel arguments (defaults: SANA 1.5 1.6B, LAYOUTS.md §4.1)."""
+
+    in_channels: int = 32
+    num_attention_heads: int = 70
+    attention_head_dim: int = 32
+    num_layers: int = 20
+    num_cross_attention_heads: int = 20
+    cross_attention_head_dim: int = 112
+    cross_attention_dim: int = 2240
+    caption_channels: int = 2304
+    mlp_ratio: float = 2.5
+    sample_size: int = 32
+    qk_norm: str | None = "rms_norm_across_heads"
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+    def kwargs(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {**d, "out_channels": self.in_channels, "patch_size": 1, "attention_bias": False,
+                "norm_elementwise_affine": False, "norm_eps": 1e-6, "interpolation_scale": None}
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """diffusers AutoencoderDC arguments (defaults: DC-AE f32c32 of SANA, LAYOUTS.md §4.2)."""
+
+    latent_channels: int = 32
+    attention_head_dim: int = 32
+    block_types: tuple[str, ...] = ("ResBlock",) * 3 + ("EfficientViTBlock",) * 3
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512, 1024, 1024)
+    encoder_layers_per_block: tuple[int, ...] = (2, 2, 2, 3, 3, 3)
+    decoder_layers_per_block: tuple[int, ...] = (3, 3, 3, 3, 3, 3)
+    qkv_multiscales: tuple[tuple[int, ...], ...] = ((), (), (), (5,), (5,), (5,))
+    scaling_factor: float = 0.41407
+    shift_factor: float = 0.0  # the SANA DC-AE has none; kept so other autoencoders fit
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.block_out_channels) - 1)
+
+    def kwargs(self) -> dict:
+        return dict(
+            in_channels=3, latent_channels=self.latent_channels, attention_head_dim=self.attention_head_dim,
+            encoder_block_types=list(self.block_types), decoder_block_types=list(self.block_types),
+            encoder_block_out_channels=list(self.block_out_channels),
+            decoder_block_out_channels=list(self.block_out_channels),
+            encoder_layers_per_block=list(self.encoder_layers_per_block),
+            decoder_layers_per_block=list(self.decoder_layers_per_block),
+            encoder_qkv_multiscales=[list(m) for m in self.qkv_multiscales],
+            decoder_qkv_multiscales=[list(m) for m in self.qkv_multiscales],
+            upsample_block_type="interpolate", downsample_block_type="Conv",
+            decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=self.scaling_factor,
+        )
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    steps: int = 30
+    guidance_scale: float = 2.0
+    solver: str = "euler"
+    top_k: int = 1200
+    top_p: float = 0.95
+
+
+@dataclass(frozen=True)
+class PrefRestoreConfig:
+    name: str = "paper"
+    resolution: int = 512  # aligned face size in and out
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    integrator: IntegratorConfig = field(default_factory=IntegratorConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    connector_norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        if self.resolution % self.autoencoder.downsample:
+            raise ValueError(f"resolution {self.resolution} must be a multiple of the autoencoder's "
+                             f"downsampling factor {self.autoencoder.downsample}")
+        if self.transformer.in_channels != self.autoencoder.latent_channels:
+            raise ValueError("transformer.in_channels must equal autoencoder.latent_channels")
+        if self.integrator.num_image_tokens != self.tokenizer.codebook_size:
+            raise ValueError("integrator.num_image_tokens must equal tokenizer.codebook_size")
+
+    @property
+    def latent_size(self) -> int:
+        return self.resolution // self.autoencoder.downsample
+
+    @property
+    def num_queries(self) -> int:
+        return self.tokenizer.num_tokens + 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PrefRestoreConfig:
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls, d):
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(d).__name__}")
+    """Rebuild a (nested) frozen dataclass from a JSON dict; unknown keys are an error; lists become tuples."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; the config is from a newer version?")
+    kwargs = {}
+    for k, v in d.items():
+        sub = _SECTIONS.get(k) if cls is PrefRestoreConfig else None
+        if sub is not None:
+            v = _from_dict(sub, v)
+        elif isinstance(v, list):
+            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+_SECTIONS = {"tokenizer": TokenizerConfig, "integrator": IntegratorConfig, "transformer": TransformerConfig,
+             "autoencoder": AutoencoderConfig, "sampling": SamplingDefaults}
+
+
+@dataclass
+class Conditioning:
+    """What the LQ contributes to sampling. cond: (B, Q + N, C); codes: (B, T) generated image tokens."""
+
+    cond: torch.Tensor
+    codes: torch.Tensor | None = None
+
+
+class PrefRestoreModel(nn.Module):
+    def __init__(self, config: PrefRestoreConfig, text_tokenizer=None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = TATokTokenizer(config.tokenizer)
+        self.integrator = Integrator(config.integrator, text_tokenizer)
+        C = config.transformer.caption_channels
+        norm = make_shared_norm(C, config.connector_norm_eps)  # one object shared by both connectors (official)
+        self.diffusion_connector = make_connector(config.integrator.hidden_size, C, norm)
+        self.vae_connector = make_connector(config.transformer.inner_dim, C, norm)
+        self.transformer = SanaTransformer2DModel(**config.transformer.kwargs())
+        self.vae = AutoencoderDC(**config.autoencoder.kwargs())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.proj_out.weight.dtype
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Autoencoder
+
+    def encode_latent(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [-1, 1] -> scaled latent (B, c, h, w) = (z - shift) * scaling."""
+        a = self.config.autoencoder
+        z = self.vae.encode(images.to(self.vae.dtype)).latent
+        return (z - a.shift_factor) * a.scaling_factor
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Scaled latent (B, c, h, w) -> (B, 3, S, S), roughly in [-1, 1] (not clamped)."""
+        a = self.config.autoencoder
+        return self.vae.decode(latent.to(self.vae.dtype) / a.scaling_factor + a.shift_factor).sample
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Conditioning
+
+    def lq_tokens(self, lq_latent: torch.Tensor) -> torch.Tensor:
+        """Scaled LQ latent (B, c, h, w) -> (B, N, C) via SANA's patch embedding and the VAE connector."""
+        return self.vae_connector(self.transformer.patch_embed(lq_latent.to(self.dtype)))  # (B, N, D_dit) -> (B, N, C)
+
+    def query_tokens(self, queries: torch.Tensor) -> torch.Tensor:
+        """LM hidden states (B, Q, D) -> (B, Q, C)."""
+        return self.diffusion_connector(queries.to(self.diffusion_connector[0].weight.dtype))
+
+    def condition(self, queries: torch.Tensor, lq_latent: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.query_tokens(queries), self.lq_tokens(lq_latent)], dim=1)  # (B, Q + N, C)
+
+    @torch.no_grad()
+    def prepare(
+        self,
+        lq: torch.Tensor,
+        *,
+        instructions: Sequence[str] | None = None,
+        decode: DecodeOptions = DecodeOptions(),
+        generators: list[torch.Generator] | None = None,
+        num_tokens: int | None = None,
+    ) -> Conditioning:
+        """lq: (B, 3, S, S) RGB in [-1, 1] -> Conditioning (tokenise, decode image tokens, connect, encode LQ)."""
+        B = lq.shape[0]
+        instructions = list(instructions) if instructions is not None else [RESTORE_INSTRUCTION] * B
+        ids = self.tokenizer(lq)  # (B, T)
+        codes, queries = self.integrator.generate(ids, instructions, options=decode, generators=generators,
+                                                  num_tokens=num_tokens)
+        return Conditioning(self.condition(queries, self.encode_latent(lq)), codes)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Velocity and sampling
+
+    def velocity(self, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x_t: (B, c, h, w), sigma: (B,) in [0, 1], cond: (B, Q + N, C) -> v (B, c, h, w) = d x / d sigma."""
+        out = self.transformer(x_t.to(self.dtype), encoder_hidden_states=cond.to(self.dtype),
+                               timestep=(sigma * 1000).to(self.dtype), return_dict=False)[0]
+        return out.to(x_t.dtype)
+
+    def initial_noise(self, batch: int, generators: list[torch.Generator], *, device=None) -> torch.Tensor:
+        """(B, c, h, w) float32 N(0, I), row b drawn from generators[b] (so batches equal their rows)."""
+        a, s = self.config.autoencoder, self.config.latent_size
+        rows = [torch.randn(1, a.latent_channels, s, s, generator=g, device=g.device) for g in generators]
+        assert len(rows) == batch
+        return torch.cat(rows).to(device or self.device)
+
+    @torch.no_grad()
+    def sample_latent(
+        self,
+        cond: torch.Tensor,
+        noise: torch.Tensor,
+        *,
+        steps: int,
+        guidance_scale: float,
+        solver: Solver = "euler",
+        progress=None,
+    ) -> torch.Tensor:
+        """Integrate the flow ODE from ``noise`` (B, c, h, w) under ``cond`` -> clean scaled latent (B, c, h, w)."""
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver={solver!r}; expected one of {SOLVERS}")
+        fn = guided(self.velocity, cond, torch.zeros_like(cond), guidance_scale)
+        sigmas = flow_sigmas(steps).to(noise.device)
+        return sample(fn, noise.float(), sigmas, solver=solver, progress=progress)
+
+    @torch.no_grad()
+    def restore(
+        self,
+        lq: torch.Tensor,
+        *,
+        generators: list[torch.Generator],
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        solver: Solver | None = None,
+        deterministic: bool = True,
+        instructions: Sequence[str] | None = None,
+    ) -> torch.Tensor:
+        """lq: (B, 3, S, S) float RGB in [-1, 1] -> restored (B, 3, S, S) in [-1, 1].
+
+        ``generators[b]`` drives row b: first its initial noise, then (deterministic=False) its token sampling.
+        """
+        d = self.config.sampling
+        S = self.config.resolution
+        if lq.ndim != 4 or lq.shape[1:] != (3, S, S):
+            raise ValueError(f"expected lq of shape (B, 3, {S}, {S}), got {tuple(lq.shape)}")
+        noise = self.initial_noise(lq.shape[0], generators, device=lq.device)
+        decode = DecodeOptions(do_sample=not deterministic, top_k=d.top_k, top_p=d.top_p)
+        cond = self.prepare(lq, instructions=instructions, decode=decode, generators=generators).cond
+        latent = self.sample_latent(cond, noise, steps=steps or d.steps,
+                                    guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
+                                    solver=solver or d.solver)
+        return self.decode_latent(latent).float().clamp(-1, 1)
