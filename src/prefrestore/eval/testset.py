@@ -1,0 +1,139 @@
+"""Build a frozen CelebA-Test-style synthetic set: ``gt/``, ``lq/`` and the per-image degradation record.
+
+Layout written (never over an existing non-empty folder)::
+
+    OUT/gt/<stem>.png       HQ face, centre-cropped to a square and resized to ``size`` (bicubic)
+    OUT/lq/<stem>.png       degraded copy, same size (the classic pipeline resizes back)
+    OUT/params.jsonl        one DegradationRecord per image: name, seed, preset, params
+    OUT/meta.json           preset, config, base seed, size, source folder, prefrestore version
+
+Each image's seed is derived from (base seed, file stem), so adding an image to the source folder does not change
+the LQ of the others, and any LQ can be re-made from its line in ``params.jsonl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..degradations import DegradationRecord, PresetName, apply, ops, preset, sample_params
+from ..errors import UserError
+from ..image import list_images, load_rgb, resize, save_rgb
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SyntheticSetConfig:
+    """What :func:`build_testset` makes."""
+
+    hq_dir: str
+    out: str
+    preset: PresetName = "paper"
+    seed: int = 0
+    size: int | None = 512
+    """Side of the square GT/LQ images; None keeps each (square-cropped) image's own size."""
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.size < 16:
+            raise ValueError(f"size={self.size}: must be >= 16 pixels (or None to keep the source size)")
+
+
+def image_seed(base_seed: int, name: str) -> int:
+    """A 62-bit seed from (base seed, image name), stable across runs, platforms and folder contents."""
+    digest = hashlib.sha256(f"{base_seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 2
+
+
+def center_square(img: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> the centred (S, S, 3) crop, S = min(H, W)."""
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return img[top : top + s, left : left + s]
+
+
+def make_pair(
+    hq: np.ndarray, cfg_preset: PresetName, seed: int, size: int | None
+) -> tuple[np.ndarray, np.ndarray, DegradationRecord]:
+    """uint8 (H, W, 3) HQ -> (gt uint8 (S, S, 3), lq uint8 (S, S, 3), the record that replays it)."""
+    gt = center_square(hq)
+    if size is not None:
+        gt = resize(gt, (size, size), resample="bicubic")
+    params = sample_params(preset(cfg_preset), torch.Generator().manual_seed(seed))
+    lq = ops.to_uint8_hwc(apply(ops.from_uint8_hwc(gt), params))
+    return gt, lq, DegradationRecord(name="", seed=seed, preset=cfg_preset, params=params)
+
+
+def build_testset(cfg: SyntheticSetConfig) -> Path:
+    """Write the frozen set described in the module docstring; returns the output folder."""
+    out = Path(cfg.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(
+            f"{out}: already exists and is not empty; frozen test sets are never overwritten, pick a new -o"
+        )
+    paths = list_images(cfg.hq_dir)
+    if not paths:
+        raise UserError(f"{cfg.hq_dir}: no images found (expected .png/.jpg/... files)")
+    stems = [p.stem for p in paths]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise UserError(f"{cfg.hq_dir}: several files share the names {dup[:5]}; rename them so stems are unique")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    done = False
+    try:
+        lines = []
+        for i, p in enumerate(paths):
+            seed = image_seed(cfg.seed, p.stem)
+            gt, lq, rec = make_pair(load_rgb(p), cfg.preset, seed, cfg.size)
+            save_rgb(tmp / "gt" / f"{p.stem}.png", gt)
+            save_rgb(tmp / "lq" / f"{p.stem}.png", lq)
+            rec = DegradationRecord(
+                name=p.stem, seed=seed, preset=cfg.preset, params=rec.params, extra={"source": p.name}
+            )
+            lines.append(rec.to_json())
+            logger.debug("%d/%d %s scale=%.2f", i + 1, len(paths), p.name, rec.params.scale)
+        (tmp / "params.jsonl").write_text("\n".join(lines) + "\n")
+        meta = {
+            "preset": cfg.preset,
+            "config": asdict(preset(cfg.preset)),
+            "seed": cfg.seed,
+            "size": cfg.size,
+            "count": len(paths),
+            "source": str(Path(cfg.hq_dir).resolve()),
+            "prefrestore_version": __version__,
+            "layout": "gt/<stem>.png, lq/<stem>.png, params.jsonl (one DegradationRecord per line)",
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+        done = True
+    finally:
+        if not done:
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("wrote %d GT/LQ pairs (%s preset, seed %d) to %s", len(paths), cfg.preset, cfg.seed, out)
+    return out
+
+
+def replay(testset_dir: str | os.PathLike, name: str) -> np.ndarray:
+    """Re-make the LQ of ``name`` from ``gt/`` and ``params.jsonl`` -> uint8 (S, S, 3)."""
+    root = Path(testset_dir)
+    for line in (root / "params.jsonl").read_text().splitlines():
+        rec = DegradationRecord.from_json(line)
+        if rec.name == name:
+            gt = load_rgb(root / "gt" / f"{name}.png")
+            return ops.to_uint8_hwc(apply(ops.from_uint8_hwc(gt), rec.params))
+    raise UserError(f"{root / 'params.jsonl'}: no record named {name!r}")
