@@ -1,0 +1,540 @@
+"""Supervised training of Pref-Restore (METHOD.md §2, LAYOUTS.md §3.4): stages 0-3 and the joint variant.
+
+Legend: B batch, S face size, T image tokens, Q = T + 1 queries, D LM width, N LQ latent tokens, C condition
+width, c/h/w latent channels and grid.
+
+=======  ======================================================  ===============================================
+stage    trains (parameter-name prefixes, deduplicated)          loss
+=======  ======================================================  ===============================================
+0        vae (encoder + decoder)                                 L1 + MSE reconstruction of the HQ face (only for
+                                                                 presets without a pretrained autoencoder: tiny)
+1        integrator.lm, diffusion_connector (+ the shared norm), CE(HQ tokens, teacher-forced) + flow matching
+         transformer.caption_projection, .caption_norm           on the HQ latent, cond = connector(queries)
+2        transformer.transformer_blocks, vae_connector           flow matching, cond = [queries ; LQ-VAE tokens]
+         (not the shared norm: it is registered under
+         diffusion_connector, LAYOUTS.md §3.4)
+3        stage 2 + vae.encoder                                   flow matching + MSE(enc(LQ), frozen_enc(HQ)), 1:1
+joint    stage 1 + stage 3 sets                                  CE + flow matching + MSE, 1:1:1 (the paper's
+                                                                 staged-training ablation, METHOD.md §2)
+=======  ======================================================  ===============================================
+
+Condition dropout (p = ``cond_dropout``, 0.1, enables CFG): stage 1 zeroes a sample's *queries before* the
+diffusion connector (the official step 1, so its null condition is connector(0)); stages 2, 3 and joint zero
+the whole concatenated condition after the connectors (the official ``mask_drop``; inference's null is zeros).
+
+All per-sample randomness of a step (sigma, noise, dropout gate) comes from the sample's own seed (set by the
+data pipeline from (seed, epoch, index)), so a sample's loss does not depend on its batch: that is what makes
+grad accumulation 1x8 equal 8x1 and a resumed run continue exactly.
+
+Loop order per optimizer step (STYLE.md P8): validate -> checkpoint -> forward/backward x grad_accum -> clip ->
+step -> EMA -> log.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import dump_config
+from ..data import BatchStream, DataConfig, FaceDataset, collate, gather_records
+from ..flow.paths import flow_matching_loss
+from ..flow.schedules import train_sigmas
+from ..models.integrator import RESTORE_INSTRUCTION, DecodeOptions
+from ..models.restorer import PrefRestoreModel
+from .common import (
+    LRSchedule,
+    count,
+    ema_init,
+    ema_update_,
+    freeze_all_but,
+    lr_at,
+    make_accelerator,
+    seed_everything,
+    set_lr,
+    warmup_steps_for,
+)
+from .state import TrainState, atomic_write_text, capture_rng, load_state, restore_rng, save_state
+
+log = logging.getLogger(__name__)
+
+Stage = Literal[0, 1, 2, 3, "joint"]
+
+_S1 = ("integrator.lm", "diffusion_connector", "transformer.caption_projection", "transformer.caption_norm")
+_S2 = ("transformer.transformer_blocks", "vae_connector")
+TRAINABLE: dict[Stage, tuple[str, ...]] = {0: ("vae",), 1: _S1, 2: _S2, 3: _S2 + ("vae.encoder",),
+                                          "joint": _S1 + _S2 + ("vae.encoder",)}
+# Paper defaults (METHOD.md §2.1-2.3; stage 0 is ours: no paper value exists).
+DEFAULT_LR: dict[Stage, float] = {0: 1e-4, 1: 1e-4, 2: 1e-5, 3: 2e-5, "joint": 2e-5}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float | None = None
+    """None = the paper's LR for the stage (1e-4 / 1e-5 / 2e-5 / joint 2e-5)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.01
+    min_lr_ratio: float = 0.1
+    """Floor of the cosine as a fraction of lr (official stage 1: min_lr 1e-5 at lr 1e-4)."""
+    grad_clip: float = 1.0
+    """Max global grad norm (HF Trainer's default max_grad_norm, which the official trainer kept); 0 = off."""
+
+
+@dataclass(frozen=True)
+class ValConfig:
+    folder: str = ""
+    """Held-out HQ faces; "" uses the first training records (with their seeded degradations)."""
+    num: int = 4
+    steps: int = 20
+    guidance_scale: float = 2.0
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    name: str = "sft"
+    out_dir: str = "runs"
+    stage: Stage = 1
+    init: str = "tiny"
+    """A preset name (seeded random weights) or a model folder (e.g. the previous stage's ``final``)."""
+    seed: int = 0
+    max_steps: int = 1000
+    grad_accum: int = 1
+    mixed_precision: Literal["no", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+    cond_dropout: float = 0.1
+    ce_weight: float = 1.0
+    diff_weight: float = 1.0
+    mse_weight: float = 1.0
+    ema_decay: float = 0.0
+    """0 = no EMA; otherwise an fp32 EMA of the trainable weights, exported as ``final_ema``."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default). On a busy small CPU, 1 is often much faster."""
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    val_every: int = 500
+    resume: Literal["auto", "never"] = "auto"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+
+    def __post_init__(self):
+        if self.max_steps < 1 or self.grad_accum < 1:
+            raise ValueError(f"max_steps={self.max_steps} and grad_accum={self.grad_accum} must be >= 1")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout={self.cond_dropout} must be in [0, 1)")
+
+    @property
+    def lr(self) -> float:
+        return self.optim.lr if self.optim.lr is not None else DEFAULT_LR[self.stage]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The objective: one nn.Module so DDP/FSDP/DeepSpeed see every forward
+
+
+def encode_with(vae: nn.Module, images: torch.Tensor, model: PrefRestoreModel) -> torch.Tensor:
+    """(B, 3, S, S) in [-1, 1] -> scaled latent (B, c, h, w) through ``vae`` (a frozen copy or the model's)."""
+    a = model.config.autoencoder
+    return (vae.encode(images.to(next(vae.parameters()).dtype)).latent - a.shift_factor) * a.scaling_factor
+
+
+def sample_noise(seeds: list[int], shape: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample (sigma (B,), noise (B, *shape), u (B,) for the dropout gate), each row from its own seed."""
+    sig, noi, us = [], [], []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s))
+        sig.append(train_sigmas(1, generator=g))
+        noi.append(torch.randn(1, *shape, generator=g))
+        us.append(torch.rand(1, generator=g))
+    return torch.cat(sig).to(device), torch.cat(noi).to(device), torch.cat(us).to(device)
+
+
+class SFTObjective(nn.Module):
+    """forward(batch) -> dict of scalar losses ("loss" is what is optimised) for one stage."""
+
+    def __init__(self, model: PrefRestoreModel, stage: Stage, cfg: SFTConfig):
+        super().__init__()
+        self.model, self.stage, self.cfg = model, stage, cfg
+        # Frozen reference encoder for stage 3 / joint (official ``fixed_vae``): targets for the latent MSE and the
+        # diffusion x0. Held here, not in the model, so exported model folders stay the plain model.
+        self.frozen_vae = copy.deepcopy(model.vae).requires_grad_(False).eval() if stage in (3, "joint") else None
+
+    def forward(self, hq: torch.Tensor, lq: torch.Tensor, instructions: list[str], seeds: list[int]) -> dict:
+        m, cfg, stage = self.model, self.cfg, self.stage
+        if stage == 0:
+            rec = m.decode_latent(m.encode_latent(hq)).float()  # (B, 3, S, S)
+            l1, l2 = F.l1_loss(rec, hq), F.mse_loss(rec, hq)
+            return {"loss": l1 + l2, "l1": l1.detach(), "mse": l2.detach()}
+
+        a = m.config
+        sigma, noise, u = sample_noise(seeds, (a.autoencoder.latent_channels, a.latent_size, a.latent_size), hq.device)
+        keep = (u >= cfg.cond_dropout).float()  # (B,) 0 = condition dropped
+        with torch.no_grad():
+            lq_ids, hq_ids = m.tokenizer(lq), m.tokenizer(hq)  # (B, T) each
+            vae = self.frozen_vae if self.frozen_vae is not None else m.vae
+            x0 = encode_with(vae, hq, m).float()  # (B, c, h, w) the diffusion target (frozen encoder)
+        out = {}
+        train_lm = stage in (1, "joint")
+        with nullcontext() if train_lm else torch.no_grad():
+            queries, ce = m.integrator.teacher_forced(lq_ids, hq_ids, list(instructions))  # (B, Q, D), scalar
+        loss = cfg.ce_weight * ce if train_lm else 0.0
+        if train_lm:
+            out["ce"] = ce.detach()
+        if stage == 1:
+            cond = m.query_tokens(queries * keep[:, None, None])  # dropout before the connector: (B, Q, C)
+        else:
+            if stage == 2:
+                with torch.no_grad():
+                    lq_lat = m.encode_latent(lq)  # (B, c, h, w) frozen encoder
+            else:
+                lq_lat = m.encode_latent(lq)  # trainable encoder (stage 3, joint)
+                mse = F.mse_loss(lq_lat.float(), x0)  # LQ latent -> frozen HQ latent (official stage 3)
+                loss = loss + cfg.mse_weight * mse
+                out["mse"] = mse.detach()
+            cond = m.condition(queries, lq_lat) * keep[:, None, None]  # (B, Q + N, C), whole condition dropped
+        diff = flow_matching_loss(lambda x, s: m.velocity(x, s, cond), x0, noise, sigma)
+        out["diff"] = diff.detach()
+        out["loss"] = loss + cfg.diff_weight * diff
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model I/O
+
+
+def load_init(init: str, seed: int) -> PrefRestoreModel:
+    from ..api import random_model
+    from ..checkpoints import from_pretrained
+    from ..models.presets import PRESETS
+
+    if init in PRESETS:
+        log.info("init: preset %r with seeded random weights (seed %d)", init, seed)
+        return random_model(init, seed=seed)
+    if not Path(init).is_dir():
+        from ..errors import UserError
+
+        raise UserError(f"init={init!r} is neither a preset ({sorted(PRESETS)}) nor a model folder")
+    return from_pretrained(init)
+
+
+@torch.no_grad()
+def _swap_weights(model: PrefRestoreModel, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy ``weights`` into the named parameters; returns the previous values (to swap back)."""
+    params = dict(model.named_parameters())
+    old = {k: params[k].detach().clone() for k in weights}
+    for k, v in weights.items():
+        params[k].copy_(v)
+    return old
+
+
+@torch.no_grad()
+def calibrate_latent_scale(model: PrefRestoreModel, hq: torch.Tensor) -> PrefRestoreModel:
+    """Stage 0 export: set autoencoder.scaling_factor = 1 / std of raw latents (as SD/SANA did for theirs)."""
+    a = model.config.autoencoder
+    z = model.vae.encode(hq.to(model.vae.dtype)).latent.float()
+    scale = float(1.0 / z.std().clamp(min=1e-6))
+    model.config = dataclasses.replace(model.config, autoencoder=dataclasses.replace(a, scaling_factor=scale,
+                                                                                     shift_factor=0.0))
+    log.info("stage 0: latent std %.4f -> scaling_factor %.5f", 1 / scale, scale)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation
+
+
+@torch.no_grad()
+def restore_for_stage(model: PrefRestoreModel, lq: torch.Tensor, hq: torch.Tensor, stage: Stage, vcfg: ValConfig):
+    """What the stage has learnt, as images (B, 3, S, S) in [-1, 1]: the AE reconstruction of HQ (stage 0), or a
+    restoration of LQ with greedy tokens, the stage's condition (stage 1: queries only), Euler + CFG."""
+    if stage == 0:
+        return model.decode_latent(model.encode_latent(hq)).float().clamp(-1, 1)
+    B = lq.shape[0]
+    gens = [torch.Generator().manual_seed(vcfg.seed + i) for i in range(B)]
+    noise = model.initial_noise(B, gens, device=lq.device)
+    _, queries = model.integrator.generate(model.tokenizer(lq), [RESTORE_INSTRUCTION] * B,
+                                           options=DecodeOptions(do_sample=False))
+    cond = model.query_tokens(queries) if stage == 1 else model.condition(queries, model.encode_latent(lq))
+    latent = model.sample_latent(cond, noise, steps=vcfg.steps, guidance_scale=vcfg.guidance_scale)
+    return model.decode_latent(latent).float().clamp(-1, 1)
+
+
+def grid_image(columns: list[torch.Tensor]) -> np.ndarray:
+    """Columns of (B, 3, S, S) in [-1, 1] -> uint8 (B*S + pad, K*S + pad, 3): one row per sample, 2 px gutters."""
+    B, _, S, _ = columns[0].shape
+    K, pad = len(columns), 2
+    out = np.full((B * (S + pad) + pad, K * (S + pad) + pad, 3), 255, np.uint8)
+    for k, col in enumerate(columns):
+        u8 = ((col.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        for b in range(B):
+            y, x = pad + b * (S + pad), pad + k * (S + pad)
+            out[y : y + S, x : x + S] = u8[b]
+    return out
+
+
+def val_batch(cfg: SFTConfig, resolution: int, train_ds: FaceDataset) -> dict | None:
+    """A fixed batch (restoration items only, no flips) from val.folder or the first training records."""
+    dcfg = dataclasses.replace(cfg.data, recon_prob=0.0, hflip=0.0, missing_caption="no_text",
+                               folders=[cfg.val.folder] if cfg.val.folder else cfg.data.folders,
+                               manifests=[] if cfg.val.folder else cfg.data.manifests)
+    records = gather_records(dcfg)[0] if cfg.val.folder else train_ds.records
+    ds = FaceDataset(records, dcfg, resolution, seed=cfg.val.seed)
+    items = []
+    for i in range(len(ds)):
+        it = ds.item(i, 0)
+        if isinstance(it, dict):
+            items.append(it)
+        if len(items) == cfg.val.num:
+            break
+    return collate(items) if items else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    latest = run_dir / "checkpoints" / "latest"
+    if latest.is_file():
+        p = run_dir / "checkpoints" / latest.read_text().strip()
+        if (p / "train_state.pt").is_file():
+            return p
+    done = sorted(p for p in (run_dir / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")
+                  and (p / "train_state.pt").is_file())
+    return done[-1] if done else None
+
+
+def save_checkpoint(run_dir: Path, model: PrefRestoreModel, state: TrainState, keep: int) -> Path:
+    """Write checkpoints/step-N.tmp/{model/, train_state.pt}, then rename it to step-N and point ``latest`` at it:
+    a crash at any moment leaves the previous checkpoint intact."""
+    from ..checkpoints import save_pretrained
+
+    root = run_dir / "checkpoints"
+    name = f"step-{state.step:08d}"
+    tmp, final = root / (name + ".tmp"), root / name
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_pretrained(model, tmp / "model")
+    save_state(state, tmp / "train_state.pt")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write_text(root / "latest", name)
+    old = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp") and p != final)
+    for p in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """After a resume from ``step``, drop log lines of steps after it (they will be redone)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train_sft(cfg: SFTConfig) -> Path:
+    """Run (or resume) one SFT stage; returns the run directory (with ``final/``, a model folder)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision, grad_accum=cfg.grad_accum,
+                                   log_dir=str(cfg.run_dir))
+    main = accelerator.is_main_process
+    run_dir = cfg.run_dir
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+    seed_everything(cfg.seed)
+
+    # ---- model, trainable set, optimizer -------------------------------------------------------------------
+    ckpt = find_checkpoint(run_dir) if cfg.resume == "auto" else None
+    if ckpt is not None:
+        from ..checkpoints import from_pretrained
+
+        model = from_pretrained(ckpt / "model")
+        log.info("resuming from %s", ckpt)
+    else:
+        model = load_init(cfg.init, cfg.seed)
+    if cfg.stage == 0 and cfg.init not in ("tiny",) and ckpt is None:
+        log.warning("stage 0 retrains the autoencoder; the paper preset uses SANA's pretrained DC-AE instead")
+    trainable = freeze_all_but(model, TRAINABLE[cfg.stage])
+    frozen = count(p for p in model.parameters() if not p.requires_grad)
+    log.info("stage %s: %.2fM trainable in %d tensors, %.2fM frozen", cfg.stage, count(trainable.values()) / 1e6,
+             len(trainable), frozen / 1e6)
+    if cfg.gradient_checkpointing:
+        model.integrator.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.transformer.enable_gradient_checkpointing()
+    objective = SFTObjective(model, cfg.stage, cfg).train()
+    optimizer = torch.optim.AdamW(list(trainable.values()), lr=cfg.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+                                  weight_decay=cfg.optim.weight_decay)
+    schedule = LRSchedule(cfg.lr, cfg.max_steps, warmup_steps_for(cfg.max_steps, cfg.optim.warmup_ratio),
+                          cfg.lr * cfg.optim.min_lr_ratio)
+
+    # ---- data ----------------------------------------------------------------------------------------------
+    records, problems = gather_records(cfg.data)
+    ds = FaceDataset(records, cfg.data, model.config.resolution, seed=cfg.seed)
+    state = TrainState(position=[0] * accelerator.num_processes, skipped=dict(problems))
+    ema = ema_init(trainable) if cfg.ema_decay > 0 else {}
+    if ckpt is not None:
+        state = load_state(ckpt / "train_state.pt")
+        optimizer.load_state_dict(state.optimizer)
+        ema = {k: v.float() for k, v in state.ema.items()}
+        restore_rng(state.rng)
+        if main:
+            _truncate_log(run_dir / "log.jsonl", state.step)
+    rank = accelerator.process_index
+    stream = BatchStream(ds, cfg.data.batch_size, seed=cfg.seed, num_workers=cfg.data.num_workers, rank=rank,
+                         world=accelerator.num_processes, epoch=state.epoch,
+                         position=state.position[rank] if rank < len(state.position) else 0, skipped=state.skipped)
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    device = accelerator.device
+    vb = val_batch(cfg, model.config.resolution, ds) if main else None
+
+    writer = None
+    if main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run_dir / "tb"))
+        except ImportError:
+            log.warning("tensorboard is not installed; logging to log.jsonl only")
+    params = list(trainable.values())
+    sums: dict[str, float] = {}
+    n_sum, t_last, samples_last = 0, time.perf_counter(), state.samples
+    per_step = cfg.data.batch_size * cfg.grad_accum * accelerator.num_processes
+
+    while state.step < cfg.max_steps:
+        # ---- validate -------------------------------------------------------------------------------------
+        if main and vb is not None and cfg.val_every > 0 and state.step % cfg.val_every == 0:
+            _validate(accelerator.unwrap_model(objective).model, vb, cfg, state.step, run_dir, writer, device)
+
+        # ---- forward / backward x grad_accum ----------------------------------------------------------------
+        lr = lr_at(state.step, schedule)
+        for _ in range(cfg.grad_accum):
+            batch = stream.next_batch()
+            with accelerator.accumulate(objective):
+                with accelerator.autocast():
+                    out = objective(batch["hq"].to(device), batch["lq"].to(device), batch["instruction"],
+                                    batch["seed"])
+                accelerator.backward(out["loss"])
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.grad_accum
+                if accelerator.sync_gradients:
+                    grad_norm = (accelerator.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0
+                                 else torch.stack([p.grad.norm() for p in params if p.grad is not None]).norm())
+                    set_lr(optimizer, lr)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.samples += per_step
+        n_sum += 1
+        sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.detach().float()
+
+        # ---- EMA ------------------------------------------------------------------------------------------
+        if ema:
+            ema_update_(ema, trainable, cfg.ema_decay)
+
+        # ---- log ------------------------------------------------------------------------------------------
+        if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+            now = time.perf_counter()
+            rec = {k: accelerator.reduce(torch.as_tensor(v, device=device), "mean").item() / n_sum
+                   for k, v in sorted(sums.items())}
+            rec.update(step=state.step, lr=lr, epoch=stream.epoch, samples=state.samples,
+                       samples_per_s=(state.samples - samples_last) / max(now - t_last, 1e-9),
+                       skipped=dict(stream.skipped))
+            if main:
+                with open(run_dir / "log.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                if writer is not None:
+                    for k, v in rec.items():
+                        if isinstance(v, float) and math.isfinite(v):
+                            writer.add_scalar(f"train/{k}", v, state.step)
+                log.info("step %d %s", state.step, " ".join(f"{k}={v:.4g}" for k, v in rec.items()
+                                                             if isinstance(v, float)))
+            sums, n_sum, t_last, samples_last = {}, 0, now, state.samples
+
+        # ---- checkpoint -----------------------------------------------------------------------------------
+        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+            state.epoch = stream.epoch
+            positions = accelerator.gather(torch.tensor([stream.position], device=device)).tolist()
+            state.position = [int(p) for p in positions]
+            state.skipped = dict(stream.skipped)
+            state.optimizer = optimizer.state_dict()
+            state.ema = ema
+            state.rng = capture_rng()
+            if main:
+                save_checkpoint(run_dir, accelerator.unwrap_model(objective).model, state, cfg.keep_checkpoints)
+            accelerator.wait_for_everyone()
+
+    # ---- export ----------------------------------------------------------------------------------------------
+    model = accelerator.unwrap_model(objective).model
+    if main:
+        if vb is not None and cfg.val_every > 0:
+            _validate(model, vb, cfg, state.step, run_dir, writer, device)
+        _export(model, ema, cfg, run_dir, ds)
+        if writer is not None:
+            writer.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return run_dir
+
+
+def _validate(model, vb, cfg: SFTConfig, step: int, run_dir: Path, writer, device) -> None:
+    from PIL import Image
+
+    was_training = model.training
+    model.eval()
+    out = restore_for_stage(model, vb["lq"].to(device), vb["hq"].to(device), cfg.stage, cfg.val)
+    model.train(was_training)
+    cols = [vb["hq"], out.cpu()] if cfg.stage == 0 else [vb["lq"], out.cpu(), vb["hq"]]
+    grid = grid_image(cols)
+    (run_dir / "val").mkdir(exist_ok=True)
+    Image.fromarray(grid).save(run_dir / "val" / f"step-{step:08d}.png")
+    if writer is not None:
+        writer.add_image("val/" + ("hq|recon" if cfg.stage == 0 else "lq|restored|hq"), grid, step, dataformats="HWC")
+
+
+def _export(model: PrefRestoreModel, ema: dict, cfg: SFTConfig, run_dir: Path, ds: FaceDataset) -> None:
+    from ..checkpoints import save_pretrained
+
+    if cfg.stage == 0:
+        items = [it for it in (ds.item(i, 0) for i in range(min(len(ds), 64))) if isinstance(it, dict)]
+        if items:
+            calibrate_latent_scale(model, torch.stack([it["hq"] for it in items]).to(model.device))
+    save_pretrained(model, run_dir / "final")
+    if ema:
+        raw = _swap_weights(model, ema)
+        save_pretrained(model, run_dir / "final_ema")
+        _swap_weights(model, raw)
+    log.info("exported %s", run_dir / "final")
