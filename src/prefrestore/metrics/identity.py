@@ -95,7 +95,9 @@ class DlibFaces:
 
     def box(self, img: np.ndarray) -> tuple[int, int, int, int]:
         """Largest HOG face (left, top, right, bottom) in uint8 (H, W, 3), or the aligned-crop central box."""
-        dets = list(self.detector(np.ascontiguousarray(img), 1))
+        # Aligned crops hold one large face: upsampling (HOG finds faces >= ~80 px) is only needed for small crops.
+        upsample = 0 if min(img.shape[:2]) >= 256 else 1
+        dets = list(self.detector(np.ascontiguousarray(img), upsample))
         if not dets:
             return central_box(*img.shape[:2])
         d = max(dets, key=lambda r: r.width() * r.height())

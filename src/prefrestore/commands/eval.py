@@ -1,0 +1,116 @@
+"""`prefrestore eval`: score a restorer on a face-restoration benchmark, or compare finished runs.
+
+prefrestore eval --data CelebA-Test/ --model bicubic -o runs/bicubic
+prefrestore eval --data CelebA-Test/ --model tiny --steps 20 --samples 4 -o runs/tiny
+prefrestore eval --restored gfpgan_out/ --gt CelebA-Test/gt -o runs/gfpgan
+prefrestore eval --compare runs/bicubic runs/tiny runs/gfpgan -o runs/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..metrics.suite import DEFAULT_METRICS, METRICS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("what to evaluate")
+    src.add_argument("--data", help="benchmark folder: lq/+gt/ sub-folders (CelebA-Test style) or LQ images only")
+    src.add_argument("--lq", help="folder of LQ faces (instead of --data)")
+    src.add_argument("--gt", help="folder of ground-truth faces, matched to LQ/restored files by name")
+    src.add_argument("--restored", help="score this folder of restorations (any method) instead of restoring")
+    src.add_argument("--compare", nargs="+", metavar="RUN", help="compare finished run folders; no evaluation")
+    src.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
+
+    model = parser.add_argument_group("restoring")
+    model.add_argument("--model", help="'bicubic' (baseline) or a prefrestore model: preset, folder or HF repo id")
+    model.add_argument("--name", help="method name in tables (default: model or folder name)")
+    model.add_argument("--steps", type=int, help="sampling steps (model default if omitted)")
+    model.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
+    model.add_argument("--stochastic", action="store_true", help="stochastic sampler instead of the deterministic one")
+    model.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
+    model.add_argument("--samples", type=int, default=1, help="K samples per input (seeds seed..seed+K-1) for entropy")
+    model.add_argument("--batch-size", type=int, default=8)
+    model.add_argument("--device", default="cpu")
+
+    met = parser.add_argument_group("metrics")
+    met.add_argument(
+        "--metrics",
+        default="all",
+        help=f"comma-separated subset of {','.join(METRICS)} (default all; unavailable ones are reported)",
+    )
+    met.add_argument("--no-fid", action="store_true", help="skip FID")
+    met.add_argument("--fid-ref", help="reference image folder for FID (default: the GT folder)")
+    met.add_argument("--fid-stats", help="precomputed FID statistics .npz (mu, sigma) instead of --fid-ref")
+    met.add_argument(
+        "--weights-dir",
+        help="metric weights folder (default $PREFRESTORE_METRIC_WEIGHTS or ~/.cache/prefrestore/metrics)",
+    )
+    met.add_argument("--landmarks", choices=["auto", "mtcnn", "dlib"], default="auto", help="LMD landmark backend")
+    met.add_argument("--crop-border", type=int, default=0, help="pixels cropped per side for PSNR/SSIM (papers: 0)")
+    met.add_argument(
+        "--correct-mean-var",
+        action="store_true",
+        help="VQFR's per-channel mean/std correction before PSNR/SSIM (off by default)",
+    )
+    met.add_argument("--grid", type=int, default=8, help="images in the side-by-side grid (0: none)")
+    parser.add_argument("-o", "--out", help="run folder (created; an existing one is resumed)")
+
+
+def _metrics(arg: str) -> tuple[str, ...]:
+    if arg == "all":
+        return DEFAULT_METRICS
+    names = tuple(m.strip() for m in arg.split(",") if m.strip())
+    bad = [m for m in names if m not in METRICS]
+    if bad:
+        from ..errors import UserError
+
+        raise UserError(f"unknown metrics {bad}; choose from {', '.join(METRICS)}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+
+    if args.compare:
+        from ..eval.report import compare
+
+        sys.stdout.write(compare(args.compare, args.out))
+        return 0
+    if not args.out:
+        raise UserError("give a run folder with -o RUN")
+    from ..eval.runner import EvalConfig, evaluate
+
+    try:
+        cfg = EvalConfig(
+            out=args.out,
+            data=args.data,
+            lq=args.lq,
+            gt=args.gt,
+            restored=args.restored,
+            model=args.model,
+            name=args.name,
+            device=args.device,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            deterministic=not args.stochastic,
+            seed=args.seed,
+            samples=args.samples,
+            batch_size=args.batch_size,
+            metrics=_metrics(args.metrics),
+            fid=not args.no_fid,
+            fid_ref=args.fid_ref,
+            fid_stats=args.fid_stats,
+            weights_dir=args.weights_dir,
+            landmarks=args.landmarks,
+            crop_border=args.crop_border,
+            correct_mean_var=args.correct_mean_var,
+            limit=args.limit,
+            grid=args.grid,
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    result = evaluate(cfg)
+    sys.stdout.write((result.folder / "results.md").read_text())
+    return 0

@@ -1,0 +1,290 @@
+"""Result tables (markdown, CSV, JSON), plots and side-by-side grids for one run or a comparison of runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..image import load_rgb, resize
+from ..metrics.suite import info
+from .layouts import Benchmark, Item
+
+ARROW = {True: "↑", False: "↓"}
+
+
+def _stats(values: list[float]) -> dict[str, float | int]:
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    return {
+        "mean": float(finite.mean()) if finite.size else float("nan"),
+        "std": float(finite.std()) if finite.size else float("nan"),
+        "n": int(finite.size),
+        "failed": int(np.isnan(v).sum()),
+        "inf": int(np.isinf(v).sum()),
+    }
+
+
+def summarise(
+    *,
+    method: str,
+    bench: Benchmark,
+    settings: dict,
+    per_image: dict[str, dict[str, float]],
+    set_metrics: dict[str, float],
+    unavailable: dict[str, str],
+    notes: dict[str, str],
+    timings: dict[str, float],
+    device: str,
+    wall_seconds: float,
+) -> dict:
+    names = sorted({m for row in per_image.values() for m in row})
+    metrics = {m: _stats([row.get(m, float("nan")) for row in per_image.values()]) for m in names}
+    t = list(timings.values())
+    return {
+        "method": method,
+        "benchmark": bench.describe(),
+        "settings": settings,
+        "metrics": metrics,
+        "set_metrics": set_metrics,
+        "unavailable": unavailable,
+        "notes": notes,
+        "timing": {
+            "device": device,
+            "restore_seconds_per_image": float(np.mean(t)) if t else None,
+            "restore_seconds_total": float(np.sum(t)) if t else None,
+            "wall_seconds_this_call": wall_seconds,
+        },
+        "prefrestore_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+
+
+def _row_values(summary: dict) -> dict[str, float]:
+    vals = {m: s["mean"] for m, s in summary["metrics"].items()}
+    vals.update(summary.get("set_metrics", {}))
+    return vals
+
+
+def _columns(summaries: list[dict]) -> list[str]:
+    cols: list[str] = []
+    for s in summaries:
+        for m in _row_values(s):
+            if m not in cols:
+                cols.append(m)
+    order = {m: i for i, m in enumerate(["fid", *[c for c in cols if c != "fid"]])}
+    return sorted(cols, key=lambda c: order[c])
+
+
+def markdown_table(summaries: list[dict], *, bold_best: bool = False) -> str:
+    """One row per method, one column per metric (with its direction); best per column in bold."""
+    cols = _columns(summaries)
+    head = "| method | " + " | ".join(f"{info(c).label} {ARROW[info(c).higher_is_better]}" for c in cols) + " |"
+    lines = [head, "|---|" + "---|" * len(cols)]
+    rows = [_row_values(s) for s in summaries]
+    best: dict[str, float] = {}
+    if bold_best and len(summaries) > 1:
+        for c in cols:
+            vals = [r[c] for r in rows if c in r and np.isfinite(r[c])]
+            if vals:
+                best[c] = max(vals) if info(c).higher_is_better else min(vals)
+    for s, r in zip(summaries, rows, strict=True):
+        cells = []
+        for c in cols:
+            cell = _fmt(r.get(c))
+            if c in best and c in r and r[c] == best[c]:
+                cell = f"**{cell}**"
+            cells.append(cell)
+        lines.append(f"| {s['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_markdown(summary: dict) -> str:
+    b = summary["benchmark"]
+    st = summary["settings"]
+    tm = summary["timing"]
+    out = [
+        f"# {summary['method']} on {b['name']} ({b['count']} images, {b['kind']})",
+        "",
+        markdown_table([summary]),
+        "",
+        f"- model: `{st.get('model') or '-'}`, steps: {st.get('steps')}, guidance: {st.get('guidance_scale')}, "
+        f"seed: {st.get('seed')}, samples: {st.get('samples')}",
+        f"- restore time: {_fmt(tm['restore_seconds_per_image'])} s/image on {tm['device']}",
+        "- reference for identity/LMD: " + ("GT" if b["gt_dir"] else "LQ input (no GT)"),
+    ]
+    fails = {m: s["failed"] for m, s in summary["metrics"].items() if s["failed"]}
+    if fails:
+        out.append(f"- failures (face not found, excluded from means): {fails}")
+    for k, v in summary.get("notes", {}).items():
+        out.append(f"- {k}: {v}")
+    if summary["unavailable"]:
+        out += ["", "Unavailable metrics:", ""]
+        out += [f"- **{m}**: {reason}" for m, reason in sorted(summary["unavailable"].items())]
+    return "\n".join(out) + "\n"
+
+
+def write_run(run: Path, summary: dict, per_image: dict[str, dict[str, float]]) -> None:
+    (run / "results.json").write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    (run / "results.md").write_text(run_markdown(summary))
+    cols = _columns([summary])
+    with (run / "results.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", *cols])
+        vals = _row_values(summary)
+        w.writerow([summary["method"], *[vals.get(c, "") for c in cols]])
+    metric_cols = sorted({m for row in per_image.values() for m in row})
+    with (run / "per_image.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", *metric_cols])
+        for name, row in per_image.items():
+            w.writerow([name, *[row.get(m, "") for m in metric_cols]])
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_run(run: Path, per_image: dict[str, dict[str, float]], summary: dict) -> None:
+    """Histograms of the per-image metrics (one panel each) -> RUN/plots/per_image.png."""
+    plt = _plt()
+    metrics = [m for m in summary["metrics"] if summary["metrics"][m]["n"] > 0]
+    if not metrics:
+        return
+    cols = min(4, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, metrics, strict=False):
+        v = np.asarray([r.get(m, np.nan) for r in per_image.values()], dtype=np.float64)
+        ax.hist(v[np.isfinite(v)], bins=min(20, max(3, len(v))))
+        ax.set_title(f"{info(m).label} {ARROW[info(m).higher_is_better]}", fontsize=9)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    fig.suptitle(f"{summary['method']} on {summary['benchmark']['name']}", fontsize=10)
+    fig.tight_layout()
+    (run / "plots").mkdir(exist_ok=True)
+    fig.savefig(run / "plots" / "per_image.png", dpi=100)
+    plt.close(fig)
+
+
+def grid(
+    path: Path, bench: Benchmark, columns: list[tuple[str, Callable[[Item], Path]]], n: int, *, cell: int = 160
+) -> None:
+    """Side-by-side image grid: LQ | each column | GT for the first ``n`` items -> PNG at ``path``."""
+    if n <= 0 or not bench.items:
+        return
+    plt = _plt()
+    items = bench.items[:n]
+    heads = (["LQ"] if items[0].lq else []) + [c[0] for c in columns] + (["GT"] if items[0].gt else [])
+    fig, axes = plt.subplots(len(items), len(heads), figsize=(1.6 * len(heads), 1.6 * len(items)), squeeze=False)
+    for r, it in enumerate(items):
+        paths = ([it.lq] if it.lq else []) + [fn(it) for _, fn in columns] + ([it.gt] if it.gt else [])
+        for c, p in enumerate(paths):
+            ax = axes[r][c]
+            ax.imshow(resize(load_rgb(p), (cell, cell), resample="bicubic"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(heads[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(it.name, fontsize=6)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Comparison of runs
+
+
+def load_summary(run: str | Path) -> dict:
+    p = Path(run) / "results.json"
+    if not p.is_file():
+        from ..errors import UserError
+
+        raise UserError(f"{run}: no results.json; run `prefrestore eval ... -o {run}` first")
+    return json.loads(p.read_text())
+
+
+def compare(runs: list[str], out: str | None) -> str:
+    """Method-comparison table across run folders; writes compare.{md,csv,json} (+ plot, grid) when ``out``."""
+    summaries = [load_summary(r) for r in runs]
+    benches = {s["benchmark"]["name"] for s in summaries}
+    table = markdown_table(summaries, bold_best=True)
+    text = f"# Comparison on {', '.join(sorted(benches))}\n\n{table}\n"
+    for s in summaries:
+        if s["unavailable"]:
+            text += f"\n{s['method']}: unavailable: " + "; ".join(f"{m}" for m in sorted(s["unavailable"])) + "\n"
+    if out:
+        o = Path(out)
+        o.mkdir(parents=True, exist_ok=True)
+        (o / "compare.md").write_text(text)
+        cols = _columns(summaries)
+        with (o / "compare.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["method", *cols])
+            for s in summaries:
+                v = _row_values(s)
+                w.writerow([s["method"], *[v.get(c, "") for c in cols]])
+        (o / "compare.json").write_text(
+            json.dumps({"runs": [str(r) for r in runs], "summaries": summaries}, indent=2) + "\n"
+        )
+        _plot_compare(o / "compare.png", summaries)
+        _compare_grid(o / "grid.png", runs, summaries)
+    return text
+
+
+def _plot_compare(path: Path, summaries: list[dict]) -> None:
+    plt = _plt()
+    cols = [c for c in _columns(summaries) if any(np.isfinite(_row_values(s).get(c, np.nan)) for s in summaries)]
+    if not cols:
+        return
+    fig, axes = plt.subplots(1, len(cols), figsize=(2.4 * len(cols), 2.8), squeeze=False)
+    for ax, c in zip(axes[0], cols, strict=True):
+        vals = [_row_values(s).get(c, np.nan) for s in summaries]
+        vals = [v if np.isfinite(v) else 0.0 for v in vals]
+        ax.bar(range(len(vals)), vals, color=[f"C{i}" for i in range(len(vals))])
+        ax.set_xticks(range(len(vals)), [s["method"] for s in summaries], rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"{info(c).label} {ARROW[info(c).higher_is_better]}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _compare_grid(path: Path, runs: list[str], summaries: list[dict], n: int = 8) -> None:
+    """LQ | method 1 | method 2 | ... | GT for images present in every run."""
+    from .layouts import discover
+
+    b = summaries[0]["benchmark"]
+    if not b.get("lq_dir") and not b.get("gt_dir"):
+        return
+    bench = discover(None, lq=b.get("lq_dir"), gt=b.get("gt_dir"))
+    folders = []
+    for r, s in zip(runs, summaries, strict=True):
+        rd = s["benchmark"].get("restored_dir")
+        folders.append((s["method"], Path(rd) if rd else Path(r) / "restored"))
+    keep = tuple(it for it in bench.items if all((f / f"{it.name}.png").exists() for _, f in folders))
+    if not keep:
+        return
+    sub = Benchmark(bench.name, bench.kind, keep, bench.lq_dir, bench.gt_dir, None)
+    cols = [(m, (lambda it, f=f: f / f"{it.name}.png")) for m, f in folders]
+    grid(path, sub, cols, n)

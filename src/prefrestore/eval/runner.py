@@ -1,0 +1,353 @@
+"""``evaluate(cfg)``: restore a benchmark (or take restored files), score every image, write one run folder.
+
+Run folder layout (everything needed to resume, compare and audit)::
+
+    RUN/run.json          settings: benchmark, model, steps, guidance, seed, samples, metrics (checked on resume)
+    RUN/restored/*.png    restorations (seed ``seed``), at the reference size
+    RUN/samples/k/*.png   extra samples k = 1..K-1 (seed + k) when --samples K > 1, for solution entropy
+    RUN/timings.jsonl     restore seconds per image (batch time / batch size)
+    RUN/scores.jsonl      per-image metrics, appended; the last record of a name wins
+    RUN/features/*.npz    cached FID features
+    RUN/results.{json,csv,md}, RUN/per_image.csv, RUN/plots/*.png, RUN/grid.png
+
+Resuming: restorations already on disk are not redone; images whose cached record lacks a metric that can now
+run are re-scored; FID features are reused when the file list matches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import __version__
+from ..errors import UserError
+from ..image import list_images, load_rgb, resize, save_rgb
+from ..metrics import fid as fidlib
+from ..metrics.entropy import mean_pairwise_distance, pixel_std
+from ..metrics.fidelity import match_mean_std
+from ..metrics.suite import DEFAULT_METRICS, ImageScorer
+from ..metrics.weights import MetricUnavailable
+from .layouts import Benchmark, Item, discover
+from .restorers import RestorerSpec, build_restorer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything ``prefrestore eval`` needs for one run."""
+
+    out: str
+    data: str | None = None
+    lq: str | None = None
+    gt: str | None = None
+    restored: str | None = None
+    """Score this folder instead of restoring."""
+    model: str | None = None
+    """``bicubic`` or a prefrestore model reference; required unless ``restored`` is given."""
+    name: str | None = None
+    device: str = "cpu"
+    steps: int | None = None
+    guidance_scale: float | None = None
+    deterministic: bool = True
+    seed: int = 0
+    samples: int = 1
+    """K restorations per input (seeds seed..seed+K-1) for solution entropy; 1 = none."""
+    batch_size: int = 8
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    fid: bool = True
+    fid_ref: str | None = None
+    fid_stats: str | None = None
+    weights_dir: str | None = None
+    landmarks: Literal["auto", "mtcnn", "dlib"] = "auto"
+    crop_border: int = 0
+    correct_mean_var: bool = False
+    """VQFR's colour correction before PSNR/SSIM (see metrics.fidelity.match_mean_std)."""
+    limit: int | None = None
+    grid: int = 8
+
+    def __post_init__(self) -> None:
+        if self.restored is None and self.model is None:
+            raise ValueError("give --model (bicubic or a prefrestore model) to restore, or --restored DIR to score")
+        if self.restored is not None and self.model is not None:
+            raise ValueError("--restored scores an existing folder; do not also pass --model")
+        if self.samples < 1:
+            raise ValueError(f"samples={self.samples}: must be >= 1")
+        if self.samples > 1 and self.restored is not None:
+            raise ValueError("--samples needs a model to draw samples from; it does not apply to --restored")
+
+    @property
+    def method(self) -> str:
+        if self.name:
+            return self.name
+        if self.model:
+            return Path(self.model).name if self.model != "bicubic" else "bicubic"
+        return Path(self.restored or "restored").name
+
+    def settings(self) -> dict[str, object]:
+        d = asdict(self)
+        d["metrics"] = list(self.metrics)
+        for k in ("out", "limit", "grid", "name", "batch_size", "device"):
+            d.pop(k)
+        return d
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    summary: dict[str, object] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _read_jsonl(path: Path) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                out[rec["name"]] = rec
+    return out
+
+
+def _append_jsonl(path: Path, records: list[dict]) -> None:
+    with path.open("a") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+
+
+def _unit(img: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1] (metrics' convention)."""
+    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float() / 255.0
+
+
+def _square(img: np.ndarray, size: int) -> np.ndarray:
+    return resize(img, (size, size), resample="bicubic")
+
+
+def _output_size(item: Item) -> tuple[int, int]:
+    """(h, w) that restorations are stored at: the GT's size, else the LQ's (read from the header only)."""
+    from PIL import Image
+
+    with Image.open(item.gt if item.gt is not None else item.lq) as im:  # type: ignore[arg-type]
+        return im.size[1], im.size[0]
+
+
+def _check_settings(run: Path, cfg: EvalConfig, bench: Benchmark) -> None:
+    settings = {"settings": cfg.settings(), "benchmark": bench.describe(), "method": cfg.method}
+    path = run / "run.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        old_s = dict(old.get("settings", {}))
+        new_s = dict(settings["settings"])  # type: ignore[arg-type]
+        for volatile in ("metrics", "fid", "fid_ref", "fid_stats", "weights_dir", "landmarks"):
+            old_s.pop(volatile, None)
+            new_s.pop(volatile, None)
+        if old_s != new_s:
+            diff = sorted(k for k in set(old_s) | set(new_s) if old_s.get(k) != new_s.get(k))
+            raise UserError(
+                f"{run}: holds a run with other settings ({', '.join(diff)}); resume with the same "
+                "arguments or pick a new -o"
+            )
+    run.mkdir(parents=True, exist_ok=True)
+    settings["prefrestore_version"] = __version__
+    path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Phases
+
+
+def restore_all(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, float]:
+    """Restore every missing image (and extra samples); returns per-image seconds (from the timing log)."""
+    timings_path = run / "timings.jsonl"
+    todo = []
+    for k in range(cfg.samples):
+        folder = run / "restored" if k == 0 else run / "samples" / str(k)
+        todo += [(k, it, folder / f"{it.name}.png") for it in bench.items if not (folder / f"{it.name}.png").exists()]
+    if todo:
+        out_h, out_w = _output_size(bench.items[0])
+        spec = RestorerSpec(
+            cfg.model or "bicubic", cfg.device, cfg.steps, cfg.guidance_scale, cfg.deterministic, cfg.batch_size
+        )
+        restorer = build_restorer(spec, output_size=max(out_h, out_w), seed=cfg.seed)
+        s = int(restorer.resolution)
+        logger.info("restoring %d images with %s at %d px on %s", len(todo), cfg.method, s, cfg.device)
+        bar = tqdm(total=len(todo), desc=f"restore {cfg.method}", unit="img")
+        for k in range(cfg.samples):
+            batch_items = [(it, p) for kk, it, p in todo if kk == k]
+            for i in range(0, len(batch_items), cfg.batch_size):
+                chunk = batch_items[i : i + cfg.batch_size]
+                faces = [_square(load_rgb(it.lq), s) for it, _ in chunk]  # type: ignore[arg-type]
+                t0 = time.perf_counter()
+                outs = restorer.restore(faces, seed=cfg.seed + k)
+                dt = (time.perf_counter() - t0) / len(chunk)
+                recs = []
+                for (it, path), out in zip(chunk, outs, strict=True):
+                    h, w = _output_size(it)
+                    save_rgb(path, resize(out, (w, h), resample="bicubic"))
+                    recs.append({"name": it.name, "sample": k, "seconds": dt, "batch": len(chunk)})
+                _append_jsonl(timings_path, recs)
+                bar.update(len(chunk))
+        bar.close()
+    return {name: rec["seconds"] for name, rec in _read_jsonl(timings_path).items()}
+
+
+def score_all(cfg: EvalConfig, bench: Benchmark, run: Path, scorer: ImageScorer) -> dict[str, dict[str, float]]:
+    """Per-image metrics, cached in scores.jsonl; returns name -> {metric: value}."""
+    path = run / "scores.jsonl"
+    cached = {n: r["metrics"] for n, r in _read_jsonl(path).items()}
+    wanted = scorer.available()
+    todo = [it for it in bench.items if not set(wanted) <= set(cached.get(it.name, {}))]
+    if todo:
+        bar = tqdm(total=len(todo), desc="score", unit="img")
+        for i in range(0, len(todo), cfg.batch_size):
+            chunk = todo[i : i + cfg.batch_size]
+            restored, gts, lqs = [], [], []
+            for it in chunk:
+                r = load_rgb(_restored_path(run, bench, it))
+                ref = load_rgb(it.gt) if it.gt is not None else load_rgb(it.lq)  # type: ignore[arg-type]
+                if r.shape != ref.shape:
+                    r = resize(r, (ref.shape[1], ref.shape[0]), resample="bicubic")
+                if cfg.correct_mean_var and it.gt is not None:
+                    x, y = _unit(r)[None], _unit(ref)[None]
+                    fixed = match_mean_std(x, y).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+                    r = (fixed * 255).round().astype(np.uint8)
+                restored.append(r)
+                gts.append(ref if it.gt is not None else None)
+                lqs.append(load_rgb(it.lq) if it.lq is not None else None)
+            gt_arg = gts if all(g is not None for g in gts) else None
+            lq_arg = lqs if all(q is not None for q in lqs) else None
+            rows = scorer.score(restored, gt=gt_arg, lq=lq_arg)  # type: ignore[arg-type]
+            recs = [{"name": it.name, "metrics": row} for it, row in zip(chunk, rows, strict=True)]
+            _append_jsonl(path, recs)
+            for rec in recs:
+                cached[rec["name"]] = rec["metrics"]
+            bar.update(len(chunk))
+        bar.close()
+    return {it.name: cached[it.name] for it in bench.items}
+
+
+def _restored_path(run: Path, bench: Benchmark, it: Item) -> Path:
+    return it.restored if it.restored is not None else run / "restored" / f"{it.name}.png"
+
+
+def _features(extractor, paths: list[Path], cache: Path, batch: int) -> np.ndarray:  # noqa: ANN001
+    names = [str(p.resolve()) for p in paths]
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as d:
+            if list(d["names"]) == names:
+                return d["features"]
+    feats = []
+    for i in tqdm(range(0, len(paths), batch), desc=f"features {cache.stem}", unit="batch"):
+        imgs = [load_rgb(p) for p in paths[i : i + batch]]
+        x = torch.stack([_unit(a) for a in imgs])
+        feats.append(extractor(x).double().cpu().numpy())
+    f = np.concatenate(feats)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, features=f, names=np.asarray(names))
+    return f
+
+
+def fid_score(cfg: EvalConfig, bench: Benchmark, run: Path) -> tuple[float | None, str | None]:
+    """(FID, None) or (None, reason it is unavailable)."""
+    if len(bench.items) < 2:
+        return None, "FID needs at least 2 images"
+    ref_dir = cfg.fid_ref or bench.gt_dir
+    if cfg.fid_stats is None and ref_dir is None:
+        return None, "FID needs a reference: --fid-ref DIR, --fid-stats FILE.npz, or a benchmark with GT"
+    try:
+        net = fidlib.load_inception(device=cfg.device, override=cfg.weights_dir)
+    except MetricUnavailable as err:
+        return None, str(err)
+    extractor = lambda x: net(x.to(cfg.device))  # noqa: E731
+    f = _features(
+        extractor,
+        [_restored_path(run, bench, it) for it in bench.items],
+        run / "features" / "restored.npz",
+        cfg.batch_size,
+    )
+    st = fidlib.gaussian_stats(f)
+    if cfg.fid_stats:
+        ref = fidlib.GaussianStats.load(cfg.fid_stats)
+    else:
+        ref_paths = list_images(ref_dir)  # type: ignore[arg-type]
+        ref = fidlib.gaussian_stats(
+            _features(extractor, ref_paths, run / "features" / "reference.npz", cfg.batch_size)
+        )
+    return fidlib.frechet_distance(st.mu, st.sigma, ref.mu, ref.sigma), None
+
+
+def entropy_scores(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, dict[str, float]]:
+    """Per-image solution entropy over the K samples (needs samples > 1)."""
+    out = {}
+    for it in tqdm(bench.items, desc="entropy", unit="img"):
+        paths = [run / "restored" / f"{it.name}.png"] + [
+            run / "samples" / str(k) / f"{it.name}.png" for k in range(1, cfg.samples)
+        ]
+        x = torch.stack([_unit(load_rgb(p)) for p in paths])
+        out[it.name] = {"entropy_std": pixel_std(x), "entropy_pair": mean_pairwise_distance(x)}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def evaluate(cfg: EvalConfig) -> RunResult:
+    """Run the whole evaluation described in the module docstring."""
+    from . import report
+
+    bench = discover(cfg.data, lq=cfg.lq, gt=cfg.gt, restored=cfg.restored, limit=cfg.limit)
+    if cfg.restored is None and bench.items[0].lq is None:
+        raise UserError("restoring needs LQ images: pass a benchmark with an LQ folder or --lq DIR")
+    run = Path(cfg.out)
+    _check_settings(run, cfg, bench)
+    t0 = time.perf_counter()
+    timings = restore_all(cfg, bench, run) if cfg.restored is None else {}
+    scorer = ImageScorer(
+        cfg.metrics,
+        device=cfg.device,
+        weights_dir=cfg.weights_dir,
+        landmarks=cfg.landmarks,
+        crop_border=cfg.crop_border,
+    )
+    per_image = score_all(cfg, bench, run, scorer)
+    set_metrics: dict[str, float] = {}
+    unavailable = dict(scorer.unavailable)
+    if cfg.fid:
+        value, reason = fid_score(cfg, bench, run)
+        if value is not None:
+            set_metrics["fid"] = value
+        else:
+            unavailable["fid"] = reason or "unavailable"
+    if cfg.samples > 1:
+        ent = entropy_scores(cfg, bench, run)
+        for name, row in ent.items():
+            per_image[name] = {**per_image[name], **row}
+    summary = report.summarise(
+        method=cfg.method,
+        bench=bench,
+        settings=cfg.settings(),
+        per_image=per_image,
+        set_metrics=set_metrics,
+        unavailable=unavailable,
+        notes=dict(scorer.notes),
+        timings=timings,
+        device=cfg.device,
+        wall_seconds=time.perf_counter() - t0,
+    )
+    report.write_run(run, summary, per_image)
+    report.plot_run(run, per_image, summary)
+    report.grid(run / "grid.png", bench, [("restored", lambda it: _restored_path(run, bench, it))], cfg.grid)
+    return RunResult(folder=run, summary=summary)

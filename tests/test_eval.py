@@ -1,0 +1,193 @@
+"""`prefrestore eval`: run folder outputs, resume without redoing work, fake stochastic restorer for entropy,
+score-only folders, unavailable metrics reported, method comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prefrestore.cli import main
+from prefrestore.errors import UserError
+from prefrestore.eval import runner
+from prefrestore.eval.report import compare
+from prefrestore.eval.runner import EvalConfig, evaluate
+from prefrestore.eval.testset import SyntheticSetConfig, build_testset
+from prefrestore.image import load_rgb, save_rgb
+
+FAST = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+
+
+@pytest.fixture(scope="module")
+def testset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        base = rng.random((8, 8, 3))
+        img = np.kron(base, np.ones((8, 8, 1)))  # blocky 64x64 so degradations change it measurably
+        save_rgb(root / "hq" / f"im{i}.png", (img * 255).astype(np.uint8))
+    return build_testset(SyntheticSetConfig(hq_dir=str(root / "hq"), out=str(root / "set"), preset="gfpgan", size=64))
+
+
+class FakeRestorer:
+    """Seeded noise on top of the input: a stand-in for a stochastic model (api.load_restorer's contract)."""
+
+    resolution = 32
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def restore(self, faces, *, seed=0):  # noqa: ANN001, ANN201
+        self.calls += 1
+        rng = np.random.default_rng(seed)
+        return [np.clip(f.astype(int) + rng.integers(-20, 21, f.shape), 0, 255).astype(np.uint8) for f in faces]
+
+
+def _lines(p: Path) -> int:
+    return len(p.read_text().splitlines())
+
+
+def test_bicubic_run_outputs_and_resume(testset: Path, tmp_path: Path) -> None:
+    cfg = EvalConfig(out=str(tmp_path / "run"), data=str(testset), model="bicubic", metrics=FAST, grid=2)
+    res = evaluate(cfg)
+    run = res.folder
+    for f in (
+        "run.json",
+        "results.json",
+        "results.csv",
+        "results.md",
+        "per_image.csv",
+        "grid.png",
+        "plots/per_image.png",
+        "scores.jsonl",
+        "timings.jsonl",
+    ):
+        assert (run / f).is_file(), f
+    # bicubic at the LQ's own size is the LQ itself
+    for n in ("im0", "im1", "im2"):
+        assert np.array_equal(load_rgb(run / "restored" / f"{n}.png"), load_rgb(testset / "lq" / f"{n}.png"))
+    summary = json.loads((run / "results.json").read_text())
+    assert summary["metrics"]["psnr_y"]["n"] == 3 and 5 < summary["metrics"]["psnr_y"]["mean"] < 60
+    assert summary["settings"]["seed"] == 0 and summary["settings"]["model"] == "bicubic"
+    assert "restore_seconds_per_image" in summary["timing"]
+    assert "fid" in summary["unavailable"]  # no Inception weights here, and said so
+    t, s = _lines(run / "timings.jsonl"), _lines(run / "scores.jsonl")
+    evaluate(cfg)  # resume: nothing restored or scored again
+    assert _lines(run / "timings.jsonl") == t and _lines(run / "scores.jsonl") == s
+    (run / "restored" / "im1.png").unlink()
+    evaluate(cfg)
+    assert _lines(run / "timings.jsonl") == t + 1
+
+
+def test_resume_refuses_other_settings(testset: Path, tmp_path: Path) -> None:
+    evaluate(EvalConfig(out=str(tmp_path / "run"), data=str(testset), model="bicubic", metrics=FAST, grid=0))
+    with pytest.raises(UserError, match="other settings"):
+        evaluate(EvalConfig(out=str(tmp_path / "run"), data=str(testset), model="bicubic", seed=1, metrics=FAST))
+
+
+def test_fake_restorer_samples_and_entropy(testset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeRestorer()
+    monkeypatch.setattr(runner, "build_restorer", lambda spec, **kw: fake)
+    cfg = EvalConfig(
+        out=str(tmp_path / "run"),
+        data=str(testset),
+        model="fake",
+        samples=3,
+        batch_size=2,
+        metrics=("psnr_y",),
+        fid=False,
+        grid=0,
+    )
+    summary = evaluate(cfg).summary
+    assert fake.calls == 6  # 3 samples x 2 batches
+    assert summary["metrics"]["entropy_std"]["mean"] > 0 and summary["metrics"]["entropy_pair"]["mean"] > 0
+    assert (tmp_path / "run" / "samples" / "2" / "im0.png").is_file()
+    # the bicubic baseline is deterministic: zero entropy over seeds
+    monkeypatch.undo()
+    b = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "bic"),
+            data=str(testset),
+            model="bicubic",
+            samples=3,
+            metrics=("psnr_y",),
+            fid=False,
+            grid=0,
+        )
+    ).summary
+    assert b["metrics"]["entropy_std"]["mean"] == 0.0 and b["metrics"]["entropy_pair"]["mean"] == 0.0
+
+
+def test_score_restored_folder_unavailable_and_compare(testset: Path, tmp_path: Path) -> None:
+    perfect = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "gt_run"),
+            restored=str(testset / "gt"),
+            gt=str(testset / "gt"),
+            name="oracle",
+            metrics=(*FAST, "niqe"),
+            weights_dir=str(tmp_path / "none"),
+            grid=0,
+        )
+    ).summary
+    assert perfect["metrics"]["psnr_y"]["inf"] == 3
+    assert "niqe_pris_params.npz" in perfect["unavailable"]["niqe"]
+    evaluate(EvalConfig(out=str(tmp_path / "bic"), data=str(testset), model="bicubic", metrics=FAST, grid=0))
+    text = compare([str(tmp_path / "gt_run"), str(tmp_path / "bic")], str(tmp_path / "cmp"))
+    assert "| oracle |" in text and "| bicubic |" in text and "**1.0000**" in text  # best SSIM in bold
+    for f in ("compare.md", "compare.csv", "compare.json", "compare.png"):
+        assert (tmp_path / "cmp" / f).is_file()
+
+
+def test_lq_only_identity_against_input(tmp_path: Path) -> None:
+    cbook = pytest.importorskip("matplotlib.cbook")
+    pytest.importorskip("dlib")
+    from PIL import Image
+
+    face = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB").resize((256, 300)))
+    save_rgb(tmp_path / "wild" / "grace.png", face[22:278])
+    s = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "run"),
+            data=str(tmp_path / "wild"),
+            model="bicubic",
+            metrics=("psnr_y", "lmd"),
+            landmarks="dlib",
+            grid=1,
+        )
+    ).summary
+    assert s["benchmark"]["kind"] == "lq_only" and "psnr_y" not in s["metrics"]
+    assert s["metrics"]["lmd"]["mean"] == 0.0  # bicubic of the LQ at its own size is the LQ
+
+
+def test_cli_eval_and_compare(testset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(testset),
+                "--model",
+                "bicubic",
+                "-o",
+                str(run),
+                "--metrics",
+                "psnr_y,ssim_y",
+                "--no-fid",
+                "--grid",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert "| bicubic |" in capsys.readouterr().out
+    assert main(["eval", "--compare", str(run), str(run)]) == 0
+    assert "Comparison" in capsys.readouterr().out
+    assert main(["eval", "--data", str(testset), "-o", str(tmp_path / "x")]) == 2  # neither --model nor --restored
+    assert (
+        main(["eval", "--data", str(testset), "--model", "bicubic", "-o", str(tmp_path / "y"), "--metrics", "psnr"])
+        == 2
+    )
