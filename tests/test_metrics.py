@@ -69,7 +69,7 @@ def test_psnr_ssim_by_hand() -> None:
     c1 = (0.01 * 255) ** 2
     mu_a, mu_b = 127.5, 137.5
     expected = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
-    assert float(ssim(a, b, space="rgb")) == pytest.approx(expected, abs=1e-7)
+    assert float(ssim(a, b, space="rgb")) == pytest.approx(expected, abs=1e-6)  # float32 filtering
     assert math.isinf(float(psnr(a, a))) and float(ssim(a, a)) == pytest.approx(1.0)
     assert float(rgb_to_y(torch.ones(1, 3, 2, 2)).max() * 255) == pytest.approx(235.0)
 
