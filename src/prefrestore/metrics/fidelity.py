@@ -72,9 +72,13 @@ def ssim(restored: torch.Tensor, reference: torch.Tensor, *, space: Space = "y",
     bsz, c, h, w = a32.shape
     g = _gaussian_1d(a32.device)
 
+    n = bsz * c
+    gv, gh = g.view(1, 1, 11, 1).expand(n, 1, 11, 1), g.view(1, 1, 1, 11).expand(n, 1, 1, 11)
+
     def filt(x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(bsz * c, 1, h, w)
-        x = F.conv2d(F.conv2d(x, g.view(1, 1, 11, 1)), g.view(1, 1, 1, 11))  # 'valid': (B*C, 1, H-10, W-10)
+        # Maps as channels of one depthwise conv: CPU kernels are much faster this way than batch-of-1-channel.
+        x = x.reshape(1, n, h, w)
+        x = F.conv2d(F.conv2d(x, gv, groups=n), gh, groups=n)  # 'valid': (1, B*C, H-10, W-10)
         return x.reshape(bsz, c, h - 10, w - 10).double()
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
