@@ -10,6 +10,7 @@ OpenCV BGR never leaves the function that called OpenCV.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import io
 import os
 import struct
@@ -85,7 +86,8 @@ def list_images(path: str | os.PathLike) -> list[Path]:
         return sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
     if p.exists():
         return [p]
-    matches = sorted(Path().glob(str(path))) if any(c in str(path) for c in "*?[") else []
+    # glob.glob, not Path().glob: the latter rejects absolute patterns ("/photos/*.jpg").
+    matches = sorted(Path(m) for m in glob.glob(str(path))) if any(c in str(path) for c in "*?[") else []
     if matches:
         return [q for q in matches if q.is_file()]
     raise ImageError(f"{path}: no such file or folder; check the path")

@@ -1,0 +1,174 @@
+"""Whole-photo pipeline: batching invariance, faces of several photos in one batch, no-face photos, failures,
+and 16-bit / alpha / grayscale / metadata carried through."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prefrestore.faces.detect import build_detector
+from prefrestore.image import Photo, resize
+from prefrestore.pipeline import PipelineConfig, restore_aligned, restore_faces, restore_photos
+
+
+class IdentityRestorer:
+    """Returns its input: the pipeline around it must then reproduce the photo."""
+
+    def __init__(self, resolution: int = 128):
+        self.resolution = resolution
+        self.calls: list[tuple[int, int]] = []
+
+    def restore(self, faces, *, seed=0):
+        self.calls.append((len(faces), seed))
+        return [f.copy() for f in faces]
+
+
+class SeededRestorer(IdentityRestorer):
+    """Stochastic like a diffusion restorer, following the contract: a face's output depends on it and the seed only."""
+
+    def restore(self, faces, *, seed=0):
+        self.calls.append((len(faces), seed))
+        out = []
+        for f in faces:
+            rng = np.random.default_rng([seed, int(f.astype(np.int64).sum())])
+            out.append(np.clip(f.astype(np.int16) + rng.integers(-25, 26, f.shape), 0, 255).astype(np.uint8))
+        return out
+
+
+class BrokenRestorer(IdentityRestorer):
+    def restore(self, faces, *, seed=0):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+
+class WrongShapeRestorer(IdentityRestorer):
+    def restore(self, faces, *, seed=0):
+        return [f[:10] for f in faces]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return build_detector("mtcnn")
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return pytest.importorskip("skimage.data").astronaut()
+
+
+@pytest.fixture(scope="module")
+def grace():
+    with Image.open(pytest.importorskip("matplotlib.cbook").get_sample_data("grace_hopper.jpg")) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def group_photo(astronaut, grace):
+    """A 900x500 photo with four faces: the two real photos pasted at two sizes each."""
+    canvas = np.full((500, 900, 3), (90, 110, 100), np.uint8)
+    for img, (x, y), s in ((astronaut, (0, 0), 260), (grace, (250, 40), 220), (astronaut, (480, 200), 300),
+                           (grace, (760, 300), 140)):
+        h = round(img.shape[0] * s / img.shape[1])
+        canvas[y:y + h, x:x + s] = resize(img, (s, h))[: 500 - y, : 900 - x]
+    return canvas
+
+
+def photos(*arrays):
+    return [(i, Photo(a)) for i, a in enumerate(arrays)]
+
+
+def test_batched_equals_one_by_one(detector, astronaut, grace, group_photo):
+    items = photos(astronaut, grace, group_photo)
+    runs = {}
+    for bs in (1, 3, 8):
+        cfg = PipelineConfig(batch_size=bs, upscale=1.5)
+        runs[bs] = [r.photo.color for r in restore_photos(items, SeededRestorer(), detector, cfg)]
+    for bs in (3, 8):
+        for a, b in zip(runs[1], runs[bs], strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_faces_of_several_photos_share_restorer_batches(detector, astronaut, grace, group_photo):
+    restorer = IdentityRestorer()
+    results = list(restore_photos(photos(astronaut, grace, group_photo), restorer, detector,
+                                  PipelineConfig(batch_size=3, seed=7)))
+    assert [len(r.faces) for r in results] == [1, 1, 4]
+    assert restorer.calls == [(3, 7), (3, 7)]  # 6 faces of 3 photos in full batches, every call with the seed
+
+
+def test_restore_faces_splits_into_batches():
+    restorer = IdentityRestorer(8)
+    crops = [np.full((8, 8, 3), i, np.uint8) for i in range(5)]
+    out = restore_faces(restorer, crops, batch_size=2, seed=3)
+    assert [int(o[0, 0, 0]) for o in out] == [0, 1, 2, 3, 4] and restorer.calls == [(2, 3), (2, 3), (1, 3)]
+
+
+def test_photo_without_a_face_is_upscaled_and_reported(detector):
+    yy, xx = np.mgrid[0:120, 0:160]
+    landscape = np.dstack([xx, yy, (xx + yy) // 2]).astype(np.uint8)
+    (res,) = restore_photos(photos(landscape), IdentityRestorer(), detector, PipelineConfig(upscale=2))
+    assert res.ok and res.faces == () and res.photo.size == (320, 240)
+    assert "no face" in res.notes[0]
+
+
+def test_failed_restoration_is_reported_and_nothing_is_returned_as_restored(detector, astronaut):
+    for restorer, text in ((BrokenRestorer(), "out of memory"), (WrongShapeRestorer(), "expected uint8")):
+        (res,) = restore_photos(photos(astronaut), restorer, detector)
+        assert not res.ok and res.photo is None and text in res.error
+
+
+def test_16bit_alpha_grayscale_and_metadata_carried(detector, astronaut):
+    gray16 = (astronaut.mean(2) * 257).astype(np.uint16)
+    color = np.repeat(gray16[..., None], 3, axis=2)
+    alpha = np.tile(np.linspace(0, 65535, 512).astype(np.uint16), (512, 1))
+    src = Photo(color, alpha, grayscale=True, icc_profile=b"icc", exif=b"Exif\x00\x00MM", dpi=(300.0, 300.0))
+    (res,) = restore_photos([(0, src)], IdentityRestorer(512), detector, PipelineConfig(upscale=1))
+    out = res.photo
+    assert len(res.faces) == 1 and out.bit_depth == 16 and out.grayscale
+    assert (out.icc_profile, out.exif, out.dpi) == (b"icc", b"Exif\x00\x00MM", (300.0, 300.0))
+    assert np.array_equal(out.alpha, alpha)  # alpha is never touched by faces
+    # Away from the face the 16-bit values are exact; in it, the 8-bit restorer's precision.
+    assert np.array_equal(out.color[400:], color[400:])
+    diff = np.abs(out.color[80:160, 190:260].astype(np.int64) - color[80:160, 190:260]) / 257
+    assert diff.mean() < 2.0
+
+
+def test_upscale_scales_alpha_and_dpi(detector, astronaut):
+    src = Photo(astronaut, np.full((512, 512), 200, np.uint8), dpi=(72.0, 72.0))
+    (res,) = restore_photos([(0, src)], IdentityRestorer(), detector, PipelineConfig(upscale=2))
+    assert res.photo.alpha.shape == (1024, 1024) and np.all(res.photo.alpha == 200)
+    assert res.photo.dpi == (144.0, 144.0)  # same print size
+
+
+def test_aligned_crops_are_resized_to_the_model_and_batched(astronaut):
+    crops = [(i, Photo(np.ascontiguousarray(astronaut[:256, :256]))) for i in range(3)]
+    crops.append((3, Photo(np.ascontiguousarray(astronaut[:128, :128]))))
+    restorer = IdentityRestorer(128)
+    results = list(restore_aligned(crops, restorer, dataclasses.replace(PipelineConfig(), batch_size=2)))
+    assert [r.restored.shape for r in results] == [(128, 128, 3)] * 4
+    assert "resized to the model resolution" in results[0].notes[0] and results[3].notes == ()
+    assert restorer.calls == [(2, 0), (2, 0)]
+
+
+@pytest.mark.slow
+def test_tiny_model_batched_equals_one_by_one(detector, astronaut, grace):
+    """With the real (tiny, random-weight) model: equal up to float summation order inside the model, which
+    moves about 1 pixel value in 10^4 by one level."""
+    api = pytest.importorskip("prefrestore.api")
+    restorer = api.load_restorer("tiny", steps=2)
+    items = photos(astronaut, grace)
+    one = [r.photo.color for r in restore_photos(items, restorer, detector, PipelineConfig(batch_size=1))]
+    two = [r.photo.color for r in restore_photos(items, restorer, detector, PipelineConfig(batch_size=2))]
+    for a, b in zip(one, two, strict=True):
+        diff = np.abs(a.astype(np.int16) - b)
+        assert diff.max() <= 2 and (diff > 0).mean() < 1e-3
