@@ -1,0 +1,100 @@
+"""Rollouts for preference RL: G restorations of each LQ face by the sampling ("old") policy (METHOD.md §3.3).
+
+Legend: B LQ faces, G group size, N = B * G samples (group-contiguous: sample n belongs to LQ n // G), Q + N_lq
+conditioning tokens of width C, c, h, w latent shape, S face resolution, K sampling steps.
+
+What makes a rollout, as in the paper's RL stage:
+
+* the integrator is frozen and greedy (``do_sample=False``): each LQ is tokenised, decoded and connected once, and
+  its conditioning is shared by the G samples of its group;
+* the diffusion sampler is a deterministic ODE solver (DPM-Solver++(2M), 30 steps, no CFG by default), so **the
+  initial noise is the only thing that differs within a group**; each sample's noise comes from its own seed;
+* the clean latents are kept: DiffusionNFT trains on forward-noised copies of them, not on the trajectory.
+
+Which LoRA adapter samples is the caller's choice (the loop activates the "old" adapter around this call); this
+module only integrates whatever velocity the model currently has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..flow.schedules import flow_sigmas
+from ..models.integrator import DecodeOptions
+from ..models.restorer import PrefRestoreModel
+
+SolverName = Literal["euler", "dpm++2m"]
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    group_size: int = 24
+    """G, restorations per LQ face (``num_image_per_prompt`` 24 in the paper)."""
+    steps: int = 30
+    """K, sampling steps; sigmas linspace(1, 1/K, K) then 0 (the official grid)."""
+    solver: SolverName = "dpm++2m"
+    """Deterministic ODE solver; the paper's RL rollouts use ``dpm2`` = DPM-Solver++(2M)."""
+    guidance_scale: float = 1.0
+    """CFG scale; 1.0 = no CFG, as the paper's RL rollouts."""
+    batch_size: int = 9
+    """Samples per sampling forward pass (per-GPU batch 9 in the paper); affects memory, not results."""
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(f"group_size={self.group_size}: need >= 2 samples per LQ to compare them")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps={self.steps} and batch_size={self.batch_size} must be >= 1")
+        if self.solver not in ("euler", "dpm++2m"):
+            raise ValueError(f"unknown solver={self.solver!r}; expected 'euler' or 'dpm++2m'")
+
+
+@dataclass
+class Rollout:
+    """G restorations of each of B LQ faces (tensors on the model's device unless noted)."""
+
+    cond: torch.Tensor  # (B, Q + N_lq, C) conditioning, one per LQ
+    group: torch.Tensor  # (N,) int64, the LQ (row of cond) of each sample: n // G
+    noise: torch.Tensor  # (N, c, h, w) float32 initial noise
+    latents: torch.Tensor  # (N, c, h, w) float32 clean latents x0 (the ODE solution)
+    images: torch.Tensor  # (N, 3, S, S) float32 decoded restorations in [-1, 1]
+    sigmas: torch.Tensor  # (K + 1,) float64 sampling grid, ending in 0
+
+    @property
+    def group_size(self) -> int:
+        return self.latents.shape[0] // self.cond.shape[0]
+
+
+@torch.no_grad()
+def rollout(
+    model: PrefRestoreModel,
+    lq: torch.Tensor,
+    seeds: Sequence[int],
+    config: RolloutConfig = RolloutConfig(),
+) -> Rollout:
+    """lq: (B, 3, S, S) RGB in [-1, 1]; seeds: N = B * G initial-noise seeds (group-contiguous) -> Rollout.
+
+    Deterministic: the same model weights, LQ and seeds give the same rollout, batched or not.
+    """
+    B, G = lq.shape[0], config.group_size
+    if len(seeds) != B * G:
+        raise ValueError(f"need B * G = {B} * {G} = {B * G} seeds, got {len(seeds)}")
+    device = model.device
+    lq = lq.to(device)
+    # Frozen, greedy integrator: one conditioning per LQ (METHOD.md §3.3, "AR branch: greedy").
+    cond = model.prepare(lq, decode=DecodeOptions(do_sample=False)).cond  # (B, Q + N_lq, C)
+    group = torch.arange(B, device=device).repeat_interleave(G)  # (N,)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]  # CPU generators: same noise on any device
+    noise = model.initial_noise(B * G, gens, device=device)  # (N, c, h, w)
+    latents, images = [], []
+    for i in range(0, B * G, config.batch_size):
+        sl = slice(i, i + config.batch_size)
+        x0 = model.sample_latent(cond[group[sl]], noise[sl], steps=config.steps,
+                                 guidance_scale=config.guidance_scale, solver=config.solver)  # (n, c, h, w)
+        latents.append(x0.float())
+        images.append(model.decode_latent(x0).float().clamp(-1, 1))  # (n, 3, S, S)
+    return Rollout(cond=cond, group=group, noise=noise, latents=torch.cat(latents), images=torch.cat(images),
+                   sigmas=flow_sigmas(config.steps))
