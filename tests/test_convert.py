@@ -802,3 +802,77 @@ def test_hub_ids_resolve_from_the_cache_and_name_missing_files(official, tmp_pat
     assert "transformer/config.json" in str(e.value) and "vae/diffusion_pytorch_model.safetensors" in str(e.value)
     with pytest.raises(UserError, match="ta_tok.pth"):
         resolve_official("csuhan/TA-Tok", "ta-tok", cache_dir=str(cache))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paper dimensions, on the meta device: the official layout of LAYOUTS.md maps exactly onto our paper model
+
+
+def test_paper_size_official_layout_maps_onto_the_paper_model():
+    from diffusers import AutoencoderDC, SanaTransformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+
+    from prefrestore.checkpoints import _aliases
+    from prefrestore.convert import Report, map_keys
+    from prefrestore.lora import LoraAdapter, check_lora
+    from prefrestore.models.presets import paper
+    from prefrestore.models.restorer import PrefRestoreModel
+
+    with torch.device("meta"):
+        lm = Qwen3ForCausalLM(Qwen3Config(vocab_size=217210, hidden_size=2048, intermediate_size=6144,
+                                          num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+                                          head_dim=128, tie_word_embeddings=True))
+        tower = SiglipVisionModel(SiglipVisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                                     num_attention_heads=16, image_size=384, patch_size=14))
+        sana = SanaTransformer2DModel(in_channels=32, out_channels=32, num_attention_heads=70, attention_head_dim=32,
+                                      num_layers=20, num_cross_attention_heads=20, cross_attention_head_dim=112,
+                                      cross_attention_dim=2240, caption_channels=2304, mlp_ratio=2.5,
+                                      attention_bias=False, sample_size=32, patch_size=1,
+                                      norm_elementwise_affine=False, norm_eps=1e-6, interpolation_scale=None,
+                                      qk_norm="rms_norm_across_heads")
+        blocks = ["ResBlock"] * 3 + ["EfficientViTBlock"] * 3
+        chans, qkv = [128, 256, 512, 512, 1024, 1024], [[], [], [], [5], [5], [5]]
+        dcae = AutoencoderDC(in_channels=3, latent_channels=32, attention_head_dim=32, encoder_block_types=blocks,
+                             decoder_block_types=blocks, encoder_block_out_channels=chans,
+                             decoder_block_out_channels=chans, encoder_layers_per_block=[2, 2, 2, 3, 3, 3],
+                             decoder_layers_per_block=[3, 3, 3, 3, 3, 3], encoder_qkv_multiscales=qkv,
+                             decoder_qkv_multiscales=qkv, upsample_block_type="interpolate",
+                             downsample_block_type="Conv", decoder_norm_types="rms_norm", decoder_act_fns="silu",
+                             scaling_factor=0.41407)
+        ours = PrefRestoreModel(paper())
+    # the numbers LAYOUTS.md verified with the official versions
+    assert sum(p.numel() for p in sana.parameters()) == 1_604_641_952
+    assert sum(p.numel() for p in dcae.parameters()) == 312_250_275 and len(dcae.state_dict()) == 375
+    meta = torch.empty(0, device="meta")
+    shapes = {k: tuple(v.shape) for k, v in lm.state_dict().items()}
+    shapes |= {f"model.vision_tower.vision_tower.encoder.{k}": tuple(v.shape) for k, v in tower.state_dict().items()}
+    vt = "model.vision_tower.vision_tower."
+    shapes |= {vt + "encode_task_layer.0.weight": (1152, 1152), vt + "encode_task_layer.0.bias": (1152,),
+               vt + "bottleneck.in_linear.weight": (1536, 1152), vt + "bottleneck.in_linear.bias": (1536,),
+               vt + "bottleneck.out_linear.weight": (1536, 1536), vt + "bottleneck.out_linear.bias": (1536,),
+               vt + "bottleneck.regularizer.embedding.weight": (65536, 1536),
+               vt + "bottleneck.regularizer.embedding_proj.weight": (1536, 1536),
+               vt + "bottleneck.regularizer.embedding_proj.bias": (1536,),
+               vt + "scale_layer.shift": (1, 3, 1, 1), vt + "decoder.vision_model.post_layernorm.weight": (1152,)}
+    shapes |= {f"model.sana.{k}": tuple(v.shape) for k, v in sana.state_dict().items()}
+    shapes |= {f"model.sana_vae.{k}": tuple(v.shape) for k, v in dcae.state_dict().items()}
+    for name, i in (("diffusion_connector", 2048), ("vae_connector", 2240)):
+        shapes |= {f"model.{name}.0.weight": (2304, i), f"model.{name}.0.bias": (2304,),
+                   f"model.{name}.2.weight": (2304, 2304), f"model.{name}.2.bias": (2304,),
+                   f"model.{name}.3.weight": (2304,)}
+    report = Report("stage-a")
+    mapped = map_keys({k: meta.new_empty(s) for k, s in shapes.items()}, BLIP3O_RULES, report)
+    expected = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert not mapped.unknown
+    assert {k: tuple(v.shape) for k, v in mapped.state.items()} == expected  # duplicates included, as in the files
+    assert set(_aliases(ours)) == {"integrator.lm.lm_head.weight", "integrator.lm.model.embed_tokens.weight",
+                                   "diffusion_connector.3.weight", "vae_connector.3.weight"}
+    assert {k for ks in report.dropped.values() for k in ks} == {vt + "scale_layer.shift",
+                                                                 vt + "decoder.vision_model.post_layernorm.weight"}
+    # the RL LoRA (r 32 on attn1/attn2 q/k/v/out of the 20 blocks): 160 Linears, 22,937,600 parameters
+    sana_sd = {k[len("transformer."):]: v for k, v in ours.state_dict().items() if k.startswith("transformer.")}
+    names = [f"transformer_blocks.{b}.{t}" for b in range(20) for t in LORA_TARGETS]
+    weights = {n: (meta.new_empty(32, 2240), meta.new_empty(2240, 32)) for n in names}
+    check_lora(LoraAdapter(Path("lora"), {"r": 32, "lora_alpha": 64, "target_modules": LORA_TARGETS}, weights),
+               sana_sd, where="paper SANA")
+    assert sum(a.numel() + b.numel() for a, b in weights.values()) == 22_937_600
