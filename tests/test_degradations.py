@@ -150,3 +150,13 @@ def test_config_validation_messages() -> None:
         preset("realesrgan")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown degradation param keys"):
         DegradationParams.from_dict({**sample_params(preset("paper"), torch.Generator()).to_dict(), "foo": 1})
+
+
+def test_scaled_preset_matches_tiny_training_config() -> None:
+    from prefrestore.degradations import scaled
+
+    s = scaled(preset("paper"), 128 / 512)
+    assert s.kernel_size == 11 and s.blur_sigma == (0.25, 3.75) and s.downsample == (1.0, 7.5)
+    assert s.noise == preset("paper").noise and s.jpeg == preset("paper").jpeg
+    g = scaled(preset("gfpgan"), 0.5)
+    assert g.kernel_size == 21 and g.downsample == (0.8, 4.0)

@@ -66,3 +66,14 @@ def test_cli(hq_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert len(list((out / "lq").iterdir())) == 3
     assert main(["make-testset", str(hq_dir), "-o", str(out)]) == 2
     assert "never overwritten" in capsys.readouterr().err
+
+
+def test_scaled_degradation_recorded(hq_dir: Path, tmp_path: Path) -> None:
+    out = build_testset(
+        SyntheticSetConfig(hq_dir=str(hq_dir), out=str(tmp_path / "s"), size=128, scale_degradation=True)
+    )
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"]["kernel_size"] == 11 and meta["scale_degradation"] is True
+    recs = [DegradationRecord.from_json(line) for line in (out / "params.jsonl").read_text().splitlines()]
+    assert all(r.params.kernel_size == 11 and r.params.scale <= 7.5 for r in recs)
+    assert np.array_equal(replay(out, "face0"), load_rgb(out / "lq" / "face0.png"))

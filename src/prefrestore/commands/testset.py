@@ -17,13 +17,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="base seed; each image's seed derives from it and its name"
     )
     parser.add_argument("--size", type=int, default=512, help="side of the square GT/LQ images; 0 keeps source size")
+    parser.add_argument(
+        "--scale-degradation",
+        action="store_true",
+        help="scale the preset's kernel size, blur sigma and downsampling by SIZE/512 (presets assume 512 px faces)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..eval.testset import SyntheticSetConfig, build_testset
 
     cfg = SyntheticSetConfig(
-        hq_dir=args.hq_dir, out=args.out, preset=args.preset, seed=args.seed, size=args.size or None
+        hq_dir=args.hq_dir,
+        out=args.out,
+        preset=args.preset,
+        seed=args.seed,
+        size=args.size or None,
+        scale_degradation=args.scale_degradation,
     )
     build_testset(cfg)
     return 0

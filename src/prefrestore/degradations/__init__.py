@@ -14,6 +14,7 @@ from .pipeline import (
     degrade,
     preset,
     sample_params,
+    scaled,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "degrade",
     "preset",
     "sample_params",
+    "scaled",
 ]

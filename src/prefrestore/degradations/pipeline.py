@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 import torch
@@ -135,6 +135,26 @@ def preset(name: PresetName) -> DegradationConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown degradation preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name]()
+
+
+def scaled(cfg: DegradationConfig, factor: float) -> DegradationConfig:
+    """The recipe for images ``factor`` times the size it was written for (presets assume 512 px faces).
+
+    Pixel-domain quantities scale: kernel size (kept odd, >= 3), blur sigma and downsampling factor (the low end
+    stays >= 1 when it was >= 1). Noise, JPEG and colour ranges are per-pixel and do not change. At 128 px
+    (factor 0.25) the paper preset becomes kernel 11, sigma [0.25, 3.75], downsample [1, 7.5].
+    """
+    if factor <= 0:
+        raise ValueError(f"scale factor must be > 0, got {factor}")
+    k = max(3, int(round(cfg.kernel_size * factor)) | 1)
+    lo, hi = cfg.downsample
+    new_lo = max(1.0, lo * factor) if lo >= 1.0 else lo
+    return replace(
+        cfg,
+        kernel_size=k,
+        blur_sigma=(cfg.blur_sigma[0] * factor, cfg.blur_sigma[1] * factor),
+        downsample=(new_lo, max(new_lo, hi * factor)),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

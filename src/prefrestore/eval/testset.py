@@ -26,7 +26,17 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..degradations import DegradationRecord, PresetName, apply, ops, preset, sample_params
+from ..degradations import (
+    DegradationConfig,
+    DegradationParams,
+    DegradationRecord,
+    PresetName,
+    apply,
+    ops,
+    preset,
+    sample_params,
+    scaled,
+)
 from ..errors import UserError
 from ..image import list_images, load_rgb, resize, save_rgb
 
@@ -43,10 +53,18 @@ class SyntheticSetConfig:
     seed: int = 0
     size: int | None = 512
     """Side of the square GT/LQ images; None keeps each (square-cropped) image's own size."""
+    scale_degradation: bool = False
+    """Scale the preset's pixel quantities by size / 512 (presets are written for 512 px faces)."""
 
     def __post_init__(self) -> None:
         if self.size is not None and self.size < 16:
             raise ValueError(f"size={self.size}: must be >= 16 pixels (or None to keep the source size)")
+        if self.scale_degradation and self.size is None:
+            raise ValueError("scale_degradation needs a fixed size (the factor is size / 512)")
+
+    def degradation(self) -> DegradationConfig:
+        cfg = preset(self.preset)
+        return scaled(cfg, self.size / 512) if self.scale_degradation and self.size else cfg
 
 
 def image_seed(base_seed: int, name: str) -> int:
@@ -64,15 +82,15 @@ def center_square(img: np.ndarray) -> np.ndarray:
 
 
 def make_pair(
-    hq: np.ndarray, cfg_preset: PresetName, seed: int, size: int | None
-) -> tuple[np.ndarray, np.ndarray, DegradationRecord]:
+    hq: np.ndarray, cfg: DegradationConfig, seed: int, size: int | None
+) -> tuple[np.ndarray, np.ndarray, DegradationParams]:
     """uint8 (H, W, 3) HQ -> (gt uint8 (S, S, 3), lq uint8 (S, S, 3), the record that replays it)."""
     gt = center_square(hq)
     if size is not None:
         gt = resize(gt, (size, size), resample="bicubic")
-    params = sample_params(preset(cfg_preset), torch.Generator().manual_seed(seed))
+    params = sample_params(cfg, torch.Generator().manual_seed(seed))
     lq = ops.to_uint8_hwc(apply(ops.from_uint8_hwc(gt), params))
-    return gt, lq, DegradationRecord(name="", seed=seed, preset=cfg_preset, params=params)
+    return gt, lq, params
 
 
 def build_testset(cfg: SyntheticSetConfig) -> Path:
@@ -95,20 +113,20 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
     done = False
     try:
         lines = []
+        deg = cfg.degradation()
         for i, p in enumerate(paths):
             seed = image_seed(cfg.seed, p.stem)
-            gt, lq, rec = make_pair(load_rgb(p), cfg.preset, seed, cfg.size)
+            gt, lq, params = make_pair(load_rgb(p), deg, seed, cfg.size)
             save_rgb(tmp / "gt" / f"{p.stem}.png", gt)
             save_rgb(tmp / "lq" / f"{p.stem}.png", lq)
-            rec = DegradationRecord(
-                name=p.stem, seed=seed, preset=cfg.preset, params=rec.params, extra={"source": p.name}
-            )
+            rec = DegradationRecord(name=p.stem, seed=seed, preset=cfg.preset, params=params, extra={"source": p.name})
             lines.append(rec.to_json())
-            logger.debug("%d/%d %s scale=%.2f", i + 1, len(paths), p.name, rec.params.scale)
+            logger.debug("%d/%d %s scale=%.2f", i + 1, len(paths), p.name, params.scale)
         (tmp / "params.jsonl").write_text("\n".join(lines) + "\n")
         meta = {
             "preset": cfg.preset,
-            "config": asdict(preset(cfg.preset)),
+            "config": asdict(deg),
+            "scale_degradation": cfg.scale_degradation,
             "seed": cfg.seed,
             "size": cfg.size,
             "count": len(paths),
