@@ -63,14 +63,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, *, mode: Litera
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     x1, y1, x2, y2 = boxes.T
-    area = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)  # (N,)
+    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)  # (N,)
     order = np.argsort(-scores, kind="stable")
     keep = []
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(i)
-        iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
+        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
         inter = iw * ih
         denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
         overlap = inter / np.maximum(denom, 1e-12)

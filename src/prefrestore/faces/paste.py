@@ -80,9 +80,9 @@ def match_color(restored: np.ndarray, reference: np.ndarray, blend: BlendConfig)
     ref = pixels_to_float(reference)
     size = restored.shape[0]
     if blend.color_match == "lowfreq":
-        sigma = blend.color_sigma * size
-        low = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)  # noqa: E731
-        return out - low(out) + low(ref)
+        # out - low(out) + low(ref) == out + low(ref - out): one blur of the difference, which is also exactly
+        # zero for a restorer that changes nothing.
+        return out + _lowpass(ref - out, blend.color_sigma * size)
     # meanstd: per-channel statistics over the region the mask keeps
     w = face_mask(size, blend)[..., None]  # (S, S, 1)
     total = w.sum()
@@ -90,6 +90,18 @@ def match_color(restored: np.ndarray, reference: np.ndarray, blend: BlendConfig)
     sd_o = np.sqrt((((out - mu_o) ** 2) * w).sum((0, 1)) / total) + 1e-3
     sd_r = np.sqrt((((ref - mu_r) ** 2) * w).sum((0, 1)) / total)
     return (out - mu_o) / sd_o * sd_r + mu_r
+
+
+def _lowpass(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of float32 (S, S, C) with a wide ``sigma``, computed at reduced size: the result is smooth
+    anyway, and at S = 512 this is ~30x cheaper than a 91-tap blur at full size."""
+    factor = max(1, int(sigma / 2.5))  # keep >= 2.5 px of sigma at the reduced size
+    if factor == 1:
+        return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    h, w = x.shape[:2]
+    small = cv2.resize(x, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma * small.shape[1] / w, borderType=cv2.BORDER_REFLECT_101)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).reshape(x.shape)
 
 
 def upscale_affine(source_size: tuple[int, int], target_size: tuple[int, int]) -> np.ndarray:
