@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..image import load_rgb, resize
-from ..metrics.suite import info
+from ..metrics.suite import METRICS, SET_METRICS, info
 from .layouts import Benchmark, Item
 
 ARROW = {True: "↑", False: "↓"}
@@ -86,8 +86,8 @@ def _columns(summaries: list[dict]) -> list[str]:
         for m in _row_values(s):
             if m not in cols:
                 cols.append(m)
-    order = {m: i for i, m in enumerate(["fid", *[c for c in cols if c != "fid"]])}
-    return sorted(cols, key=lambda c: order[c])
+    canonical = [*METRICS, *SET_METRICS]  # the order of metrics.suite's table
+    return sorted(cols, key=lambda c: canonical.index(c) if c in canonical else len(canonical))
 
 
 def markdown_table(summaries: list[dict], *, bold_best: bool = False) -> str:

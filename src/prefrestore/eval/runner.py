@@ -349,5 +349,5 @@ def evaluate(cfg: EvalConfig) -> RunResult:
     )
     report.write_run(run, summary, per_image)
     report.plot_run(run, per_image, summary)
-    report.grid(run / "grid.png", bench, [("restored", lambda it: _restored_path(run, bench, it))], cfg.grid)
+    report.grid(run / "grid.png", bench, [(cfg.method, lambda it: _restored_path(run, bench, it))], cfg.grid)
     return RunResult(folder=run, summary=summary)

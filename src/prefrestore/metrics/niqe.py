@@ -145,7 +145,12 @@ def _to_y255(images: torch.Tensor) -> list[np.ndarray]:
 
 
 def niqe_score(y: np.ndarray, mu_p: np.ndarray, cov_p: np.ndarray, window: np.ndarray) -> float:
-    """NIQE of one (H, W) luma image (0-255, rounded) against the pristine Gaussian (mu_p (36,), cov_p (36, 36))."""
+    """NIQE of one (H, W) luma image (0-255, rounded) against the pristine Gaussian (mu_p (36,), cov_p (36, 36)).
+
+    NaN when the image holds fewer than two 96x96 blocks (no covariance can be fitted), e.g. 128 px crops.
+    """
+    if (y.shape[0] // BLOCK) * (y.shape[1] // BLOCK) < 2:
+        return float("nan")
     f = niqe_features(y, window)
     mu = np.nanmean(f, axis=0)
     clean = f[~np.isnan(f).any(axis=1)]
