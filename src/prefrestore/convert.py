@@ -108,8 +108,12 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def drop(self, reason: str, key: str) -> None:
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)  # reason -> {official prefix: count}
+
+    def drop(self, reason: str, key: str, prefix: str | None = None) -> None:
         self.dropped.setdefault(reason, []).append(key)
+        g = self.groups.setdefault(reason, {})
+        g[prefix or key] = g.get(prefix or key, 0) + 1
 
     def warn(self, msg: str) -> None:
         log.warning("%s", msg)
@@ -117,7 +121,8 @@ class Report:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["dropped"] = {r: {"count": len(ks), "prefixes": _prefixes(ks)} for r, ks in self.dropped.items()}
+        d["dropped"] = {r: {"count": len(ks), "prefixes": self.groups.get(r, {})} for r, ks in self.dropped.items()}
+        del d["groups"]
         return d
 
 
@@ -482,7 +487,7 @@ def map_keys(sd: dict[str, torch.Tensor], rules: tuple[tuple, ...], report: Repo
         for rule in rules:
             if name.startswith(rule[0]):
                 if rule[1] is None:
-                    report.drop(rule[2], name)
+                    report.drop(rule[2], name, rule[0] + "*")
                 elif _BUFFERS.search(name):
                     report.drop("non-persistent buffer in current transformers (recomputed)", name)
                 else:
@@ -592,6 +597,7 @@ def convert_official(
             origin.update({k: (v, str(ta_tok)) for k, v in side.origin.items()})
             for reason, keys in side_report.dropped.items():
                 report.dropped.setdefault(reason, []).extend(keys)
+                report.groups.setdefault(reason, {}).update(side_report.groups.get(reason, {}))
     if not has("tokenizer"):
         raise CheckpointError(f"{where_ckpt}: no TA-Tok weights ({_VT}*); pass --ta-tok ta_tok.pth (csuhan/TA-Tok)")
     report.sources["tokenizer"] = where_ckpt if in_ckpt else str(ta_tok)
@@ -769,14 +775,6 @@ class _Problems:
     def summary(self) -> str:
         return "; ".join(self.lines()) + "; the files do not match each other or the official layout"
 
-
-def _prefixes(keys: list[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for k in keys:
-        p = re.sub(r"\.\d+(\..*)?$", ".*", k)
-        p = p if p.endswith(".*") else k.rsplit(".", 1)[0] + ".*"
-        out[p] = out.get(p, 0) + 1
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
