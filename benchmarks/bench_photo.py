@@ -1,6 +1,7 @@
 """Whole-photo restoration time per photo, split into detection, alignment, restoration and paste-back, by batch size.
 
     .venv/bin/python benchmarks/bench_photo.py [--model identity|tiny|...] [--batch-sizes 1 4 8 16] [--photos 4]
+        [--threads N]
 
 The photo: 1920x1280 composed from real photos (insightface's t1.jpg with six people, skimage's astronaut,
 matplotlib's Grace Hopper, each at two sizes), ten faces in all. t1.jpg comes from --t1, the test cache
@@ -73,7 +74,10 @@ def main() -> int:
     ap.add_argument("--upscale", type=float, default=2.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--t1", type=Path, default=None, help="insightface's t1.jpg (default: the test cache)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     t1 = args.t1 or (T1_CACHE if T1_CACHE.exists() else None)
     photo = Photo(compose_photo(t1))

@@ -172,3 +172,22 @@ def test_tiny_model_batched_equals_one_by_one(detector, astronaut, grace):
     for a, b in zip(one, two, strict=True):
         diff = np.abs(a.astype(np.int16) - b)
         assert diff.max() <= 2 and (diff > 0).mean() < 1e-3
+
+
+def test_a_photo_too_large_to_write_fails_alone(detector, astronaut, monkeypatch):
+    import prefrestore.pipeline
+
+    monkeypatch.setattr(prefrestore.pipeline, "MAX_PIXELS", 600 * 600)
+    small = np.ascontiguousarray(astronaut[:100, :100])
+    big, ok = restore_photos(photos(astronaut, small), IdentityRestorer(), detector, PipelineConfig(upscale=2))
+    assert not big.ok and "pixel limit" in big.error and "-s" in big.error
+    assert ok.ok and ok.photo.size == (200, 200)
+
+
+def test_identity_scorer_failure_is_a_note_not_a_failure(detector, astronaut):
+    class FailingScorer:
+        def compare(self, inputs, restored):
+            raise RuntimeError("dlib: unsupported image type")
+
+    (res,) = restore_photos(photos(astronaut), IdentityRestorer(), detector, identity=FailingScorer())
+    assert res.ok and res.faces[0].identity is None and "identity similarity not computed" in res.notes[0]

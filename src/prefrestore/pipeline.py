@@ -264,10 +264,10 @@ def _run_group(
     for (key, photo), faces, rej, t in zip(group, aligned, rejected, timings, strict=True):
         mine = restored[offset:offset + len(faces)]
         t["restore"] = elapsed * len(faces) / max(len(crops), 1)
-        scores: list[IdentityScore | None] = [None] * len(faces)
+        notes: list[str] = [] if faces else ["no face found: the photo was upscaled only"]
+        t0 = time.perf_counter()
+        scores = _identity_scores(identity, [a.crop for a in faces], mine, notes)
         if identity is not None and faces:
-            t0 = time.perf_counter()
-            scores = list(identity.compare([a.crop for a in faces], mine))
             t["identity"] = time.perf_counter() - t0
         face_results = tuple(
             FaceResult(index=i, aligned=a, restored=r, identity=s)
@@ -286,10 +286,28 @@ def _run_group(
         except UserError as err:
             results.append(PhotoResult(key, photo, None, face_results, tuple(rej), t, error=str(err)))
             continue
+        except Exception as err:  # e.g. out of memory for a huge -s: this photo fails, the others go on
+            logger.debug("paste-back failed", exc_info=True)
+            error = f"paste-back failed ({type(err).__name__}: {err})"
+            results.append(PhotoResult(key, photo, None, face_results, tuple(rej), t, error=error))
+            continue
         t["paste"] = time.perf_counter() - t0
-        notes = () if faces else ("no face found: the photo was upscaled only",)
-        results.append(PhotoResult(key, photo, out, face_results, tuple(rej), t, notes=notes))
+        results.append(PhotoResult(key, photo, out, face_results, tuple(rej), t, notes=tuple(notes)))
     return results
+
+
+def _identity_scores(
+    identity: IdentityScorer | None, inputs: list[np.ndarray], restored: list[np.ndarray], notes: list[str]
+) -> list[IdentityScore | None]:
+    """Identity scores, or Nones (and a note) when there is no scorer or dlib fails: the score is a report,
+    not the output, so its failure does not fail the photo."""
+    if identity is None or not inputs:
+        return [None] * len(inputs)
+    try:
+        return list(identity.compare(inputs, restored))
+    except (RuntimeError, ValueError) as err:  # dlib raises RuntimeError
+        notes.append(f"identity similarity not computed ({type(err).__name__}: {err})")
+        return [None] * len(inputs)
 
 
 def restore_image(
@@ -367,9 +385,10 @@ def restore_aligned(
             message = f"restoration failed ({type(err).__name__}: {err})"
             return [AlignedResult(k, c, None, error=message, notes=tuple(n)) for k, c, n in pending]
         per_face = (time.perf_counter() - t0) / len(crops)
-        scores = identity.compare(crops, restored) if identity is not None else [None] * len(crops)
+        extra: list[str] = []
+        scores = _identity_scores(identity, crops, restored, extra)
         return [
-            AlignedResult(k, c, r, s, {"restore": per_face}, notes=tuple(n))
+            AlignedResult(k, c, r, s, {"restore": per_face}, notes=tuple(n + extra))
             for (k, c, n), r, s in zip(pending, restored, scores, strict=True)
         ]
 
