@@ -82,6 +82,14 @@ def instruction_for(task: Task, caption: str | None) -> str:
     return RESTORE_INSTRUCTION
 
 
+def draw_choices(g: torch.Generator, cfg: DataConfig) -> tuple[bool, Task]:
+    """(horizontal flip?, task) for one item; three uniform draws from ``g`` in a fixed order."""
+    flip = torch.rand((), generator=g).item() < cfg.hflip
+    u_task, u_cap = torch.rand((), generator=g).item(), torch.rand((), generator=g).item()
+    task: Task = "recon" if u_task < cfg.recon_prob else ("caption" if u_cap < cfg.caption_prob else "plain")
+    return flip, task
+
+
 def _is_grayscale(img: Image.Image) -> bool:
     if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
         return True
@@ -151,11 +159,10 @@ class FaceDataset:
             return hq8
         seed = derive_seed(self.seed, epoch, index)
         g = torch.Generator().manual_seed(seed)
-        hq = torch.from_numpy(np.ascontiguousarray(hq8)).permute(2, 0, 1).float() / 255.0  # (3, S, S) in [0, 1]
-        if torch.rand((), generator=g).item() < self.cfg.hflip:
+        hq = torch.from_numpy(np.array(hq8, copy=True)).permute(2, 0, 1).float() / 255.0  # (3, S, S) in [0, 1]
+        flip, task = draw_choices(g, self.cfg)
+        if flip:
             hq = hq.flip(-1)
-        u_task, u_cap = torch.rand((), generator=g).item(), torch.rand((), generator=g).item()
-        task: Task = "recon" if u_task < self.cfg.recon_prob else ("caption" if u_cap < self.cfg.caption_prob else "plain")
         params = sample_params(self.cfg.degradation, g)  # drawn for every task, so later draws never shift
         lq = hq if task == "recon" else apply(hq, params)
         return {
