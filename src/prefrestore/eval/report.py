@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +17,8 @@ from .. import __version__
 from ..image import load_rgb, resize
 from ..metrics.suite import METRICS, SET_METRICS, info
 from .layouts import Benchmark, Item
+
+logger = logging.getLogger(__name__)
 
 ARROW = {True: "↑", False: "↓"}
 
@@ -156,6 +160,10 @@ def write_run(run: Path, summary: dict, per_image: dict[str, dict[str, float]]) 
 
 
 def _plt():
+    """matplotlib.pyplot with the Agg backend, or None (plots skipped, said once) when matplotlib is missing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        logger.warning("plots and grids skipped: matplotlib is not installed (pip install prefrestore[eval])")
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,6 +175,8 @@ def _plt():
 def plot_run(run: Path, per_image: dict[str, dict[str, float]], summary: dict) -> None:
     """Histograms of the per-image metrics (one panel each) -> RUN/plots/per_image.png."""
     plt = _plt()
+    if plt is None:
+        return
     metrics = [m for m in summary["metrics"] if summary["metrics"][m]["n"] > 0]
     if not metrics:
         return
@@ -193,6 +203,8 @@ def grid(
     if n <= 0 or not bench.items:
         return
     plt = _plt()
+    if plt is None:
+        return
     items = bench.items[:n]
     heads = (["LQ"] if items[0].lq else []) + [c[0] for c in columns] + (["GT"] if items[0].gt else [])
     fig, axes = plt.subplots(len(items), len(heads), figsize=(1.6 * len(heads), 1.6 * len(items)), squeeze=False)
@@ -255,6 +267,8 @@ def compare(runs: list[str], out: str | None) -> str:
 
 def _plot_compare(path: Path, summaries: list[dict]) -> None:
     plt = _plt()
+    if plt is None:
+        return
     cols = [c for c in _columns(summaries) if any(np.isfinite(_row_values(s).get(c, np.nan)) for s in summaries)]
     if not cols:
         return

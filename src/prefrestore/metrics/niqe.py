@@ -13,6 +13,7 @@ your own pristine images (the same features, all blocks) if you prefer.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from functools import lru_cache
@@ -175,6 +176,8 @@ class NIQE:
         override: str | os.PathLike | None = None,
         model: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        if importlib.util.find_spec("scipy") is None:
+            raise MetricUnavailable("NIQE", "needs scipy: pip install scipy (or prefrestore[eval])")
         if model is not None:
             self.mu, self.cov, self.window = np.ravel(model[0]), model[1], default_window()
             return
