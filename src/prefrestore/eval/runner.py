@@ -7,7 +7,7 @@ Run folder layout (everything needed to resume, compare and audit)::
     RUN/samples/k/*.png   extra samples k = 1..K-1 (seed + k) when --samples K > 1, for solution entropy
     RUN/timings.jsonl     restore seconds per image (batch time / batch size)
     RUN/scores.jsonl      per-image metrics, appended; the last record of a name wins
-    RUN/features/*.npz    cached FID features
+    RUN/features/*.npz    cached FID features; reference_stats.npz (mu, sigma) reusable as --fid-stats
     RUN/results.{json,csv,md}, RUN/per_image.csv, RUN/plots/*.png, RUN/grid.png
 
 Resuming: restorations already on disk are not redone; images whose cached record lacks a metric that can now
@@ -285,6 +285,7 @@ def fid_score(cfg: EvalConfig, bench: Benchmark, run: Path) -> tuple[float | Non
         ref = fidlib.gaussian_stats(
             _features(extractor, ref_paths, run / "features" / "reference.npz", cfg.batch_size)
         )
+        ref.save(run / "features" / "reference_stats.npz")  # reusable as --fid-stats for later runs
     return fidlib.frechet_distance(st.mu, st.sigma, ref.mu, ref.sigma), None
 
 
