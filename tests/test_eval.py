@@ -229,3 +229,41 @@ def test_prefrestore_model_through_api(testset: Path, tmp_path: Path) -> None:
     ).summary
     assert s["metrics"]["psnr_y"]["n"] == 1 and s["metrics"]["entropy_std"]["n"] == 1
     assert load_rgb(tmp_path / "tiny" / "restored" / "im0.png").shape == (64, 64, 3)
+
+
+def test_fid_plumbing_with_a_stand_in_extractor(
+    testset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FID through the harness (features cached, reference stats saved) with a tiny stand-in for InceptionV3."""
+    import torch
+
+    from prefrestore.metrics import GaussianStats, frechet_distance
+
+    calls = []
+
+    def extractor(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 6): channel means and stds
+        calls.append(x.shape[0])
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], 1)
+
+    monkeypatch.setattr(runner.fidlib, "load_inception", lambda **kw: extractor)
+    cfg = EvalConfig(out=str(tmp_path / "run"), data=str(testset), model="bicubic", metrics=("psnr_y",), grid=0)
+    fid = evaluate(cfg).summary["set_metrics"]["fid"]
+    feats = tmp_path / "run" / "features"
+    ref = GaussianStats.load(feats / "reference_stats.npz")
+    with np.load(feats / "restored.npz") as d:
+        own = d["features"]
+    assert fid == pytest.approx(frechet_distance(own.mean(0), np.cov(own, rowvar=False), ref.mu, ref.sigma))
+    n = len(calls)
+    evaluate(cfg)  # cached features: the extractor is not called again
+    assert len(calls) == n
+    again = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "run2"),
+            data=str(testset),
+            model="bicubic",
+            metrics=("psnr_y",),
+            fid_stats=str(feats / "reference_stats.npz"),
+            grid=0,
+        )
+    ).summary["set_metrics"]["fid"]
+    assert again == pytest.approx(fid)
