@@ -47,7 +47,7 @@ def _pickscore(device: str, weights_dir: str | None, **kw: Any) -> Reward:
 def _hpsv2(device: str, weights_dir: str | None, **kw: Any) -> Reward:
     from .hpsv2 import HPSv2Reward
 
-    return HPSv2Reward(device=device, **kw)
+    return HPSv2Reward(device=device, weights_dir=weights_dir, **kw)
 
 
 def _clipscore(device: str, weights_dir: str | None, **kw: Any) -> Reward:
