@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from prefrestore.degradations import degrade, ops, preset
-from prefrestore.metrics.suite import _GROUPS, ImageScorer
+from prefrestore.metrics.suite import GROUPS, ImageScorer
 
 
 def faces(size: int, batch: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -56,7 +56,7 @@ def main() -> int:
         "seconds_per_image": {},
         "unavailable": {},
     }
-    for group, names in _GROUPS.items():
+    for group, names in GROUPS.items():
         scorer = ImageScorer(names, device=args.device, weights_dir=args.weights_dir, landmarks="auto")
         if not scorer.available():
             out["unavailable"][group] = next(iter(scorer.unavailable.values()))  # type: ignore[index]

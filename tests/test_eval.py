@@ -39,7 +39,7 @@ class FakeRestorer:
     def __init__(self) -> None:
         self.calls = 0
 
-    def restore(self, faces, *, seed=0):  # noqa: ANN001, ANN201
+    def restore(self, faces: list[np.ndarray], *, seed: int = 0) -> list[np.ndarray]:
         self.calls += 1
         rng = np.random.default_rng(seed)
         return [np.clip(f.astype(int) + rng.integers(-20, 21, f.shape), 0, 255).astype(np.uint8) for f in faces]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -242,7 +243,10 @@ def _restored_path(run: Path, bench: Benchmark, it: Item) -> Path:
     return it.restored if it.restored is not None else run / "restored" / f"{it.name}.png"
 
 
-def _features(extractor, paths: list[Path], cache: Path, batch: int) -> np.ndarray:  # noqa: ANN001
+def _features(
+    extractor: Callable[[torch.Tensor], torch.Tensor], paths: list[Path], cache: Path, batch: int
+) -> np.ndarray:
+    """(N, D) features of ``paths`` (RGB in [0, 1] batches), cached in ``cache`` keyed by the file list."""
     names = [str(p.resolve()) for p in paths]
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as d:
@@ -270,7 +274,10 @@ def fid_score(cfg: EvalConfig, bench: Benchmark, run: Path) -> tuple[float | Non
         net = fidlib.load_inception(device=cfg.device, override=cfg.weights_dir)
     except MetricUnavailable as err:
         return None, str(err)
-    extractor = lambda x: net(x.to(cfg.device))  # noqa: E731
+
+    def extractor(x: torch.Tensor) -> torch.Tensor:
+        return net(x.to(cfg.device))
+
     f = _features(
         extractor,
         [_restored_path(run, bench, it) for it in bench.items],

@@ -64,7 +64,7 @@ SET_METRICS: dict[str, MetricInfo] = {
 DEFAULT_METRICS: tuple[str, ...] = tuple(METRICS)
 
 # metric names that share one backend
-_GROUPS: dict[str, tuple[str, ...]] = {
+GROUPS: dict[str, tuple[str, ...]] = {
     "fidelity": ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"),
     "lpips_vgg": ("lpips_vgg",),
     "lpips_alex": ("lpips_alex",),
@@ -141,7 +141,7 @@ class ImageScorer:
         try:
             b = self._build(group)
         except MetricUnavailable as err:
-            for m in _GROUPS[group]:
+            for m in GROUPS[group]:
                 if m in self.metrics:
                     self.unavailable[m] = str(err)
             logger.warning("%s", err)
@@ -153,7 +153,7 @@ class ImageScorer:
 
     def available(self) -> list[str]:
         """Metrics that can run (building each backend once)."""
-        for group, names in _GROUPS.items():
+        for group, names in GROUPS.items():
             if any(m in self.metrics for m in names):
                 self.backend(group)
         return [m for m in self.metrics if m not in self.unavailable]
