@@ -39,10 +39,15 @@ def save_pretrained(model: PrefRestoreModel, directory: str | os.PathLike, *, ma
     d.mkdir(parents=True, exist_ok=True)
     for old in list(d.glob("model*.safetensors")) + list(d.glob("model.safetensors.index.json")):
         old.unlink()
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
-             for k, v in model.state_dict().items()}
+    # cast each unique tensor once, so shared tensors (tied embedding, shared norm) stay shared and are stored once
+    cast: dict[int, torch.Tensor] = {}
+    state = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        if id(v) not in cast:
+            cast[id(v)] = (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
+        state[k] = cast[id(v)]
     meta = {"format_version": FORMAT_VERSION, "prefrestore_version": __version__}
-    save_torch_state_dict(state, d, max_shard_size=max_shard_size, metadata=meta,
+    save_torch_state_dict(state, d, max_shard_size=max_shard_size, metadata=dict(meta),
                           filename_pattern="model{suffix}.safetensors")
     config = {**meta, "model": model.config.to_dict()}
     tmp = d / (CONFIG_NAME + ".tmp")
@@ -93,7 +98,7 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, 
     """Raise CheckpointError naming every missing, unexpected or mis-shaped tensor (aliases of shared tensors may
     be absent)."""
     expected = model.state_dict()
-    aliases = _aliases(model)
+    aliases = shared_aliases(model)
     missing = [k for k in expected if k not in state and not any(a in state for a in aliases.get(k, ()))]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
@@ -108,7 +113,7 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, 
                               "the checkpoint is corrupt or belongs to another model")
 
 
-def _aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
+def shared_aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
     """state_dict key -> other keys that hold the same tensor (shared parameters)."""
     by_ptr: dict[int, list[str]] = {}
     for k, v in model.state_dict(keep_vars=True).items():
@@ -118,7 +123,7 @@ def _aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
 
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str) -> None:
     check_state_dict(model, state, where=where)
-    aliases = _aliases(model)
+    aliases = shared_aliases(model)
     full = dict(state)
     for k, others in aliases.items():
         if k not in full:

@@ -643,9 +643,9 @@ def convert_official(
     with torch.device("meta"):
         meta = PrefRestoreModel(config)
     expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-    from .checkpoints import _aliases
+    from .checkpoints import shared_aliases
 
-    aliases = _aliases(meta)
+    aliases = shared_aliases(meta)
 
     # -- duplicates of shared tensors: one Parameter in the model, two keys in the official files
     for key in _PREFERRED:
@@ -808,7 +808,7 @@ def write_model(conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype 
                 max_shard_size: str = "5GB") -> Path:
     """Write ``conv`` as a prefrestore model folder (checkpoints.save_pretrained layout) + ``tokenizer/`` (the
     official files, verbatim) + ``conversion.json`` (+ ``lora/`` for an unmerged adapter). ``out`` must be new/empty."""
-    from .checkpoints import _aliases, save_pretrained
+    from .checkpoints import save_pretrained, shared_aliases
     from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
     out = Path(out)
@@ -817,7 +817,7 @@ def write_model(conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype 
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in conv.state.items()}
     with torch.device("meta"):
         model = PrefRestoreModel(conv.config)
-    aliases = _aliases(model)
+    aliases = shared_aliases(model)
     full = dict(state)
     for k, others in aliases.items():
         if k not in full:
