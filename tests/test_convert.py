@@ -812,7 +812,7 @@ def test_paper_size_official_layout_maps_onto_the_paper_model():
     from diffusers import AutoencoderDC, SanaTransformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
-    from prefrestore.checkpoints import _aliases
+    from prefrestore.checkpoints import shared_aliases
     from prefrestore.convert import Report, map_keys
     from prefrestore.lora import LoraAdapter, check_lora
     from prefrestore.models.presets import paper
@@ -865,7 +865,7 @@ def test_paper_size_official_layout_maps_onto_the_paper_model():
     expected = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert not mapped.unknown
     assert {k: tuple(v.shape) for k, v in mapped.state.items()} == expected  # duplicates included, as in the files
-    assert set(_aliases(ours)) == {"integrator.lm.lm_head.weight", "integrator.lm.model.embed_tokens.weight",
+    assert set(shared_aliases(ours)) == {"integrator.lm.lm_head.weight", "integrator.lm.model.embed_tokens.weight",
                                    "diffusion_connector.3.weight", "vae_connector.3.weight"}
     assert {k for ks in report.dropped.values() for k in ks} == {vt + "scale_layer.shift",
                                                                  vt + "decoder.vision_model.post_layernorm.weight"}
