@@ -133,7 +133,7 @@ def run_markdown(summary: dict) -> str:
     ]
     fails = {m: s["failed"] for m, s in summary["metrics"].items() if s["failed"]}
     if fails:
-        out.append(f"- failures (face not found, excluded from means): {fails}")
+        out.append(f"- not scored, excluded from means (LMD: no face found; NIQE: under two 96 px blocks): {fails}")
     for k, v in summary.get("notes", {}).items():
         out.append(f"- {k}: {v}")
     if summary["unavailable"]:
