@@ -173,7 +173,7 @@ def compose(
     if size[0] * size[1] > MAX_PIXELS:
         raise UserError(f"output {size[0]}x{size[1]} is above the {MAX_PIXELS} pixel limit; use a smaller -s")
     background = upsampler(pixels_to_float(photo.color), size)  # (h', w', 3) float32 on [0, 255]
-    color = float_to_pixels(paste_back(background, faces, blend, source_size=(w, h)), photo.color.dtype)
+    color = float_to_pixels(paste_back(background, faces, blend, source_size=(w, h), inplace=True), photo.color.dtype)
     alpha = None
     if photo.alpha is not None:
         alpha = float_to_pixels(upsampler(pixels_to_float(photo.alpha)[..., None], size)[..., 0], photo.alpha.dtype)

@@ -116,17 +116,19 @@ def paste_back(
     blend: BlendConfig | None = None,
     *,
     source_size: tuple[int, int],
+    inplace: bool = False,
 ) -> np.ndarray:
     """Blend restored faces into an upscaled photo.
 
     background: float32 (H', W', 3) on [0, 255], the photo resized from ``source_size`` = (W, H) to (W', H').
     faces: restorations of faces aligned on the (W, H) photo.
-    Returns a new float32 (H', W', 3) array on [0, 255] (clipped). Faces are blended in order, later on top.
+    Returns a float32 (H', W', 3) array on [0, 255] (clipped): ``background`` itself when ``inplace`` (saves a
+    copy of a large photo), else a new array. Faces are blended in order, later on top.
     """
     blend = blend or BlendConfig()
     if background.ndim != 3 or background.shape[2] != 3 or background.dtype != np.float32:
         raise ValueError(f"background must be float32 (H, W, 3), got {background.dtype} {background.shape}")
-    out = background.copy()
+    out = background if inplace else background.copy()
     height, width = out.shape[:2]
     up = upscale_affine(source_size, (width, height))
     masks: dict[int, np.ndarray] = {}
