@@ -12,7 +12,6 @@ import pytest
 from prefrestore.config import dump_config
 from prefrestore.data import BatchStream
 from prefrestore.training.sft import find_checkpoint, train_sft
-
 from train_helpers import make_faces, read_log, tiny_config
 
 STEPS = 5

@@ -9,7 +9,6 @@ from prefrestore.api import random_model
 from prefrestore.checkpoints import from_pretrained
 from prefrestore.training.common import select_parameters
 from prefrestore.training.sft import TRAINABLE, train_sft
-
 from train_helpers import make_faces, read_log, tiny_config
 
 

@@ -330,26 +330,61 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save_checkpoint(run_dir: Path, model: PrefRestoreModel, state: TrainState, keep: int) -> Path:
-    """Write checkpoints/step-N.tmp/{model/, train_state.pt}, then rename it to step-N and point ``latest`` at it:
-    a crash at any moment leaves the previous checkpoint intact."""
+def save_checkpoint(run_dir: Path, model: PrefRestoreModel | None, state: TrainState, keep: int, *,
+                    accelerator=None) -> Path:
+    """Write checkpoints/step-N.tmp/{model/, train_state.pt[, accelerate/]}, then rename it to step-N and point
+    ``latest`` at it: a crash at any moment leaves the previous checkpoint intact. With ``accelerator`` given
+    (DeepSpeed / FSDP runs) every rank calls this, and the sharded optimizer state is saved by accelerate into
+    ``accelerate/``; otherwise only the main process calls it."""
     from ..checkpoints import save_pretrained
 
     root = run_dir / "checkpoints"
     name = f"step-{state.step:08d}"
     tmp, final = root / (name + ".tmp"), root / name
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_pretrained(model, tmp / "model")
-    save_state(state, tmp / "train_state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    atomic_write_text(root / "latest", name)
-    old = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp") and p != final)
-    for p in old[: max(0, len(old) - (keep - 1))]:
-        shutil.rmtree(p, ignore_errors=True)
+    main = accelerator is None or accelerator.is_main_process
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp / "accelerate"))
+        accelerator.wait_for_everyone()
+    if main:
+        save_pretrained(model, tmp / "model")
+        save_state(state, tmp / "train_state.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        atomic_write_text(root / "latest", name)
+        old = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp") and p != final)
+        for p in old[: max(0, len(old) - (keep - 1))]:
+            shutil.rmtree(p, ignore_errors=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return final
+
+
+def _sharded_kind(accelerator) -> str:
+    """"" (single process / DDP), "deepspeed" or "fsdp": the latter two shard optimizer state (FSDP also weights)."""
+    from accelerate.utils import DistributedType
+
+    return {DistributedType.DEEPSPEED: "deepspeed", DistributedType.FSDP: "fsdp"}.get(accelerator.distributed_type, "")
+
+
+def _full_model(accelerator, objective: nn.Module) -> PrefRestoreModel | None:
+    """The complete model on the main process (None elsewhere). Under FSDP the weights are gathered (a collective:
+    every rank must call this) into a fresh CPU model; otherwise the unwrapped model itself."""
+    inner = accelerator.unwrap_model(objective).model
+    if _sharded_kind(accelerator) != "fsdp":
+        return inner if accelerator.is_main_process else None
+    from ..checkpoints import load_into
+
+    full = accelerator.get_state_dict(objective)
+    if not accelerator.is_main_process:
+        return None
+    model = PrefRestoreModel(inner.config, inner.integrator.text_tokenizer)
+    load_into(model, {k[len("model."):]: v for k, v in full.items() if k.startswith("model.")}, where="fsdp gather")
+    return model
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -408,7 +443,8 @@ def train_sft(cfg: SFTConfig) -> Path:
     ema = ema_init(trainable) if cfg.ema_decay > 0 else {}
     if ckpt is not None:
         state = load_state(ckpt / "train_state.pt")
-        optimizer.load_state_dict(state.optimizer)
+        if state.optimizer:
+            optimizer.load_state_dict(state.optimizer)
         ema = {k: v.float() for k, v in state.ema.items()}
         restore_rng(state.rng)
         if main:
@@ -417,7 +453,14 @@ def train_sft(cfg: SFTConfig) -> Path:
     stream = BatchStream(ds, cfg.data.batch_size, seed=cfg.seed, num_workers=cfg.data.num_workers, rank=rank,
                          world=accelerator.num_processes, epoch=state.epoch,
                          position=state.position[rank] if rank < len(state.position) else 0, skipped=state.skipped)
+    sharded = _sharded_kind(accelerator)
+    if sharded == "fsdp" and cfg.ema_decay > 0:
+        from ..errors import UserError
+
+        raise UserError("ema_decay > 0 is not supported under FSDP (the EMA shadow needs full weights); set ema_decay=0")
     objective, optimizer = accelerator.prepare(objective, optimizer)
+    if ckpt is not None and sharded:
+        accelerator.load_state(str(ckpt / "accelerate"))  # the sharded optimizer state (and weights)
     device = accelerator.device
     vb = val_batch(cfg, model.config.resolution, ds) if main else None
 
@@ -436,7 +479,7 @@ def train_sft(cfg: SFTConfig) -> Path:
 
     while state.step < cfg.max_steps:
         # ---- validate -------------------------------------------------------------------------------------
-        if main and vb is not None and cfg.val_every > 0 and state.step % cfg.val_every == 0:
+        if main and vb is not None and cfg.val_every > 0 and state.step % cfg.val_every == 0 and sharded != "fsdp":
             _validate(accelerator.unwrap_model(objective).model, vb, cfg, state.step, run_dir, writer, device)
 
         # ---- forward / backward x grad_accum ----------------------------------------------------------------
@@ -453,6 +496,8 @@ def train_sft(cfg: SFTConfig) -> Path:
                 if accelerator.sync_gradients:
                     grad_norm = (accelerator.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0
                                  else torch.stack([p.grad.norm() for p in params if p.grad is not None]).norm())
+                    if grad_norm is None:  # DeepSpeed clips inside its engine and reports nothing here
+                        grad_norm = torch.tensor(float("nan"), device=device)
                     set_lr(optimizer, lr)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -490,15 +535,19 @@ def train_sft(cfg: SFTConfig) -> Path:
             positions = accelerator.gather(torch.tensor([stream.position], device=device)).tolist()
             state.position = [int(p) for p in positions]
             state.skipped = dict(stream.skipped)
-            state.optimizer = optimizer.state_dict()
+            state.optimizer = {} if sharded else optimizer.state_dict()
             state.ema = ema
             state.rng = capture_rng()
-            if main:
-                save_checkpoint(run_dir, accelerator.unwrap_model(objective).model, state, cfg.keep_checkpoints)
-            accelerator.wait_for_everyone()
+            if sharded:
+                save_checkpoint(run_dir, _full_model(accelerator, objective), state, cfg.keep_checkpoints,
+                                accelerator=accelerator)
+            else:
+                if main:
+                    save_checkpoint(run_dir, accelerator.unwrap_model(objective).model, state, cfg.keep_checkpoints)
+                accelerator.wait_for_everyone()
 
     # ---- export ----------------------------------------------------------------------------------------------
-    model = accelerator.unwrap_model(objective).model
+    model = _full_model(accelerator, objective)
     if main:
         if vb is not None and cfg.val_every > 0:
             _validate(model, vb, cfg, state.step, run_dir, writer, device)
@@ -515,6 +564,7 @@ def _validate(model, vb, cfg: SFTConfig, step: int, run_dir: Path, writer, devic
 
     was_training = model.training
     model.eval()
+    device = model.device  # under FSDP the exported model is a gathered CPU copy
     out = restore_for_stage(model, vb["lq"].to(device), vb["hq"].to(device), cfg.stage, cfg.val)
     model.train(was_training)
     cols = [vb["hq"], out.cpu()] if cfg.stage == 0 else [vb["lq"], out.cpu(), vb["hq"]]
