@@ -419,12 +419,12 @@ def save_lora(adapters: Adapters, directory: str | Path, trained_state: dict[str
 
 
 def load_lora(model: Any, lora_dir: str | Path, *, merge: bool = True) -> Any:
-    """Apply a trained RL LoRA (PEFT folder) to ``model.transformer``: merged into the weights (W += 2 B A, plain
-    SANA again) or kept as a peft adapter. Returns the model."""
-    from peft import PeftModel
+    """Apply a trained RL LoRA (a checkpoint's ``lora/``: the EMA weights in PEFT's layout) to ``model`` through
+    :func:`prefrestore.lora.load_lora`: merged into SANA's weights (W += 2 B A) or injected as a peft adapter.
+    Returns the model, in eval mode."""
+    from ..lora import load_lora as apply_adapter
 
-    peft = PeftModel.from_pretrained(model.transformer, str(lora_dir))
-    model.transformer = peft.merge_and_unload() if merge else peft
+    apply_adapter(model, lora_dir, merge=merge)
     return model.eval()
 
 
