@@ -178,3 +178,27 @@ def test_scorer_reports_unavailable_and_scores_the_rest(no_weights: Path, faces:
     assert "niqe_pris_params.npz" in scorer.unavailable["niqe"]
     assert np.isinf(rows[1]["psnr_y"]) and rows[1]["lmd"] == 0.0 and rows[1]["id_dist_dlib"] == 0.0
     assert 20 < rows[0]["psnr_y"] < 60 and "lpips_vgg" not in rows[0]
+
+
+def test_lmd_fan_unavailable_and_auto_fallback(no_weights: Path, faces: dict[str, np.ndarray]) -> None:
+    from prefrestore.metrics.landmarks import FANLandmarks, build_landmark_backend
+
+    with pytest.raises(MetricUnavailable, match="alignment_WFLW_4HG.pth"):
+        FANLandmarks()
+    assert build_landmark_backend("auto").name in ("mtcnn5", "dlib5")  # no FAN weights: 5-point fallback
+
+
+@pytest.mark.slow
+def test_lmd_fan_with_weights(no_weights: Path, faces: dict[str, np.ndarray]) -> None:
+    """FAN (random weights in VQFR's checkpoint layout) is picked by 'auto' once its file is there (~40 s on CPU)."""
+    from prefrestore.metrics.landmarks import build_landmark_backend, lmd
+
+    fan_lmd = pytest.importorskip("prefrestore.rewards.fan_lmd")
+    torch.manual_seed(0)
+    no_weights.mkdir(exist_ok=True)
+    torch.save({"state_dict": fan_lmd.FAN().state_dict()}, no_weights / "alignment_WFLW_4HG.pth")  # VQFR's layout
+    backend = build_landmark_backend("auto")
+    assert backend.name == "fan98"
+    g = faces["grace"]
+    vals = lmd(backend, [g, faces["astronaut"]], [g, g])
+    assert vals[0] == 0.0 and np.isfinite(vals[1])

@@ -47,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights-dir",
         help="metric weights folder (default $PREFRESTORE_METRIC_WEIGHTS or ~/.cache/prefrestore/metrics)",
     )
-    met.add_argument("--landmarks", choices=["auto", "mtcnn", "dlib"], default="auto", help="LMD landmark backend")
+    met.add_argument(
+        "--landmarks",
+        choices=["auto", "fan", "mtcnn", "dlib"],
+        default="auto",
+        help="LMD landmarks: auto = FAN 98 points if alignment_WFLW_4HG.pth is present, else MTCNN 5 points",
+    )
     met.add_argument("--crop-border", type=int, default=0, help="pixels cropped per side for PSNR/SSIM (papers: 0)")
     met.add_argument(
         "--correct-mean-var",

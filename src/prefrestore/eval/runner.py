@@ -68,7 +68,7 @@ class EvalConfig:
     fid_ref: str | None = None
     fid_stats: str | None = None
     weights_dir: str | None = None
-    landmarks: Literal["auto", "mtcnn", "dlib"] = "auto"
+    landmarks: Literal["auto", "fan", "mtcnn", "dlib"] = "auto"
     crop_border: int = 0
     correct_mean_var: bool = False
     """VQFR's colour correction before PSNR/SSIM (see metrics.fidelity.match_mean_std)."""

@@ -2,6 +2,8 @@
 
 Backends (chosen by name, :data:`BACKENDS`):
 
+* ``fan``: FAN 98-point WFLW landmarks (``prefrestore.rewards.fan_lmd``, VQFR's ``alignment_WFLW_4HG.pth``), the
+  published LMD protocol; needs that weight file.
 * ``mtcnn``: the project's face detector ``prefrestore.faces.detect.build_detector`` (MTCNN 5 points: eyes, nose, mouth corners),
   run on each image independently; a face missing in either image gives NaN, counted as a failure.
 * ``dlib``: dlib's 5-point shape predictor (eye corners, nose base), fitted inside the face box found on the
@@ -15,15 +17,18 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Literal, Protocol
 
 import cv2
 import numpy as np
 
+from .weights import MetricUnavailable, find_file
+
 logger = logging.getLogger(__name__)
 
-Backend = Literal["mtcnn", "dlib"]
-BACKENDS: tuple[Backend, ...] = ("mtcnn", "dlib")
+Backend = Literal["fan", "mtcnn", "dlib"]
+BACKENDS: tuple[Backend, ...] = ("fan", "mtcnn", "dlib")
 
 
 def landmark_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,16 +85,47 @@ class DetectLandmarks:
         return self._points(image), self._points(reference)
 
 
-def build_landmark_backend(name: Backend | Literal["auto"] = "auto") -> LandmarkBackend:
-    """``auto``: MTCNN from ``prefrestore.faces.detect`` when it is importable, else dlib's 5-point predictor."""
+class FANLandmarks:
+    """FAN 98 WFLW points on each image (the network has no detector: an aligned crop always gets points)."""
+
+    name = "fan98"
+
+    def __init__(self, *, device: str = "cpu", override: str | os.PathLike | None = None) -> None:
+        from ..rewards import fan_lmd
+
+        path = find_file(
+            "LMD (FAN)",
+            fan_lmd.CHECKPOINT,
+            "FAN WFLW 4-hourglass weights from VQFR's metric weights",
+            override=override,
+        )
+        self._landmarks = fan_lmd.fan_landmarks
+        self.model = fan_lmd.load_fan(path, device=device)
+
+    def pair(self, image: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        pts = self._landmarks(self.model, [image, reference])  # (2, 98, 2)
+        return pts[0], pts[1]
+
+
+def build_landmark_backend(
+    name: Backend | Literal["auto"] = "auto", *, device: str = "cpu", override: str | os.PathLike | None = None
+) -> LandmarkBackend:
+    """``auto``: FAN when its weights are on disk (the published protocol), else MTCNN from
+    ``prefrestore.faces.detect``, else dlib's 5-point predictor. The chosen backend's ``name`` goes into results."""
     if name == "auto":
         try:
-            return DetectLandmarks()
+            return FANLandmarks(device=device, override=override)
+        except MetricUnavailable as err:
+            logger.info("LMD: %s; using 5-point landmarks instead", err)
+        try:
+            return DetectLandmarks(device=device)
         except (ModuleNotFoundError, AttributeError) as err:
             logger.info("LMD: prefrestore.faces.detect not usable (%s); using dlib 5-point landmarks", err)
             return DlibLandmarks()
+    if name == "fan":
+        return FANLandmarks(device=device, override=override)
     if name == "mtcnn":
-        return DetectLandmarks()
+        return DetectLandmarks(device=device)
     if name == "dlib":
         return DlibLandmarks()
     raise ValueError(f"unknown landmark backend {name!r}; expected one of {('auto', *BACKENDS)}")

@@ -48,7 +48,7 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("id_dist_dlib", "IDD-dlib", "ref", False, "dlib 128-d L2 identity distance (same person < 0.6)"),
         MetricInfo("id_cos_dlib", "IDS-dlib", "ref", True, "dlib 128-d cosine identity similarity"),
         MetricInfo("deg_arcface", "Deg", "ref", False, "ArcFace ResNet-18 embedding angle in degrees (VQFR)"),
-        MetricInfo("lmd", "LMD", "ref", False, "mean 5-point landmark distance in pixels"),
+        MetricInfo("lmd", "LMD", "ref", False, "mean landmark distance in pixels (FAN 98 / MTCNN 5 / dlib 5 points)"),
         MetricInfo("niqe", "NIQE", "none", False, "NIQE (BasicSR), pristine model from file"),
         MetricInfo("musiq", "MUSIQ", "none", True, "MUSIQ-KonIQ through pyiqa"),
         MetricInfo("clipiqa", "CLIP-IQA", "none", True, "CLIP-IQA through pyiqa"),
@@ -100,7 +100,7 @@ class ImageScorer:
         *,
         device: str | torch.device = "cpu",
         weights_dir: str | os.PathLike | None = None,
-        landmarks: Literal["auto", "mtcnn", "dlib"] = "auto",
+        landmarks: Literal["auto", "fan", "mtcnn", "dlib"] = "auto",
         crop_border: int = 0,
     ) -> None:
         for m in metrics:
@@ -126,7 +126,9 @@ class ImageScorer:
             "lpips_alex": lambda: lpips.load_lpips("alex", device=self.device, override=self.weights_dir),
             "dlib": identity.DlibIdentity,
             "arcface": lambda: identity.ArcFaceIdentity(device=self.device, override=self.weights_dir),
-            "lmd": lambda: landmarks.build_landmark_backend(self.landmarks),
+            "lmd": lambda: landmarks.build_landmark_backend(
+                self.landmarks, device=str(self.device), override=self.weights_dir
+            ),
             "niqe": lambda: niqe.NIQE(override=self.weights_dir),
             "musiq": lambda: iqa.PyiqaMetric("musiq", device=self.device),
             "clipiqa": lambda: iqa.PyiqaMetric("clipiqa", device=self.device),
