@@ -127,7 +127,7 @@ def test_all_good_exits_zero_and_passes_model_options(good_inputs, tmp_path, fak
     model, kwargs = fake_model[0]
     assert model == "tiny" and kwargs["steps"] == 3 and kwargs["seed"] == 5 and kwargs["batch_size"] == 2
     assert kwargs["guidance_scale"] == 1.5 and kwargs["device"] == "cpu"
-    assert "restored 1 photos (1 faces)" in capsys.readouterr().err
+    assert "restored 1 photo (1 face)" in capsys.readouterr().err
 
 
 def test_unreadable_folder_is_reported_and_the_rest_goes_on(good_inputs, tmp_path, monkeypatch, capsys):

@@ -125,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
                       "guidance_scale": args.guidance_scale, "seed": args.seed, "device": args.device},
             "aligned_input": args.aligned,
         }
-        images = tqdm(total=len(plan.todo), desc="images", unit="img", position=0, dynamic_ncols=True)
-        faces = tqdm(total=0, desc="faces ", unit="face", position=1, dynamic_ncols=True, leave=False)
+        # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art
+        images = tqdm(total=len(plan.todo), desc="images", unit="img", position=0, dynamic_ncols=True, disable=None)
+        faces = tqdm(total=0, desc="faces ", unit="face", position=1, dynamic_ncols=True, leave=False, disable=None)
 
         def progress(event: str, count: int, message: str | None = None) -> None:
             if event == "faces_found":
@@ -151,10 +152,9 @@ def run(args: argparse.Namespace) -> int:
 def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
     failed = list(summary.failed) if summary else list(plan.failed)
     done = len(summary.restored) if summary else 0
-    what = "crops" if aligned else "photos"
-    parts = [f"restored {done} {what}"]
+    parts = [f"restored {_count(done, 'crop' if aligned else 'photo')}"]
     if summary and not aligned:
-        parts[0] += f" ({summary.faces} faces)"
+        parts[0] += f" ({_count(summary.faces, 'face')})"
         if summary.no_face:
             parts.append(f"{len(summary.no_face)} without a face (upscaled only)")
     if plan.skipped:
@@ -165,3 +165,7 @@ def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
     for _, message in failed:
         print(f"  failed: {message}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
