@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_restore.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo_output

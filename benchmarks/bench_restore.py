@@ -27,30 +27,42 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _marker(device, marks: list[float]):
+    def mark():
+        _sync(device)
+        marks.append(time.perf_counter())
+
+    return mark
+
+
 def bench(model, batch: int, steps: int, guidance: float, repeats: int):
     device = model.device
     S = model.config.resolution
     lq = torch.rand(batch, 3, S, S, device=device) * 2 - 1
-    times = {"tokenize": [], "ar_decode": [], "lq_encode": [], "diffusion": [], "decode": []}
+    names = ("tokenize", "ar_decode", "lq_encode", "diffusion", "decode")
+    times: dict[str, list[float]] = {k: [] for k in names}
     for i in range(repeats + 1):
         gens = [torch.Generator(device=device).manual_seed(0) for _ in range(batch)]
+        marks: list[float] = []
+        mark = _marker(device, marks)
+
         with torch.no_grad():
-            _sync(device); t0 = time.perf_counter()
+            mark()
             ids = model.tokenizer(lq)
-            _sync(device); t1 = time.perf_counter()
+            mark()
             _, queries = model.integrator.generate(ids, ["Please reconstruct the given image."] * batch,
                                                    options=DecodeOptions())
-            _sync(device); t2 = time.perf_counter()
+            mark()
             cond = model.condition(queries, model.encode_latent(lq))
-            _sync(device); t3 = time.perf_counter()
+            mark()
             latent = model.sample_latent(cond, model.initial_noise(batch, gens), steps=steps, guidance_scale=guidance)
-            _sync(device); t4 = time.perf_counter()
+            mark()
             model.decode_latent(latent)
-            _sync(device); t5 = time.perf_counter()
+            mark()
         if i == 0:
             continue  # warm-up
-        for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
-            times[k].append(dt)
+        for k, a, b in zip(names, marks, marks[1:], strict=False):
+            times[k].append(b - a)
     per_face = {k: statistics.median(v) / batch for k, v in times.items()}
     per_face["total"] = sum(per_face.values())
     return {k: round(v * 1000, 2) for k, v in per_face.items()}

@@ -41,7 +41,7 @@ def build_random_paper(device: str, dtype: torch.dtype) -> PrefRestoreModel:
                 p.zero_()
             else:
                 p.normal_(0, 0.02, generator=g)
-        for name, b in model.named_buffers():
+        for b in model.buffers():
             if b.is_floating_point():
                 b.zero_()
         # SigLIP position_ids buffer must hold 0..N-1
