@@ -49,20 +49,24 @@ def main() -> int:
     if not photos:
         print("no example photos found (install scikit-image or matplotlib)", file=sys.stderr)
         return 1
-    OUT.mkdir(exist_ok=True)
-    try:
-        from .pipeline import restore_photo_files  # whole-photo pipeline (detect, align, restore, paste back)
-    except ImportError:
-        restore_photo_files = None
-    if restore_photo_files is not None:
-        return restore_photo_files(photos, OUT, restorer)
-    S = restorer.resolution
-    faces = [resize(load_rgb(p)[:, :, :3], (S, S)) for p in photos]
-    restored = restorer.restore(faces)
-    rows = [np.concatenate([f, r], axis=1) for f, r in zip(faces, restored, strict=True)]
-    save_rgb(OUT / "side_by_side.png", np.concatenate(rows, axis=0))
-    print(f"wrote {OUT / 'side_by_side.png'} (left: input, right: output) for {len(photos)} photos")
-    return 0
+    from .pipeline import restore_photo_files  # detect -> align -> restore (batched) -> paste back
+
+    code = restore_photo_files(photos, OUT, restorer)
+    # one overview image: each photo (left) next to its restoration (right), at the same height
+    rows = []
+    for p in photos:
+        done = sorted((OUT / "restored_imgs").glob(p.stem + ".*"))
+        if not done:
+            continue
+        after = load_rgb(done[0])
+        before = resize(load_rgb(p), (after.shape[1], after.shape[0]))
+        row = np.concatenate([before, after], axis=1)
+        rows.append(resize(row, (1024, round(1024 * row.shape[0] / row.shape[1]))))
+    if rows:
+        save_rgb(OUT / "side_by_side.png", np.concatenate(rows, axis=0))
+    print(f"restored {len(rows)}/{len(photos)} example photos into {OUT}/ (restored_imgs/, restored_faces/, cmp/, "
+          f"reports/); overview: {OUT / 'side_by_side.png'} (left: input, right: restored)")
+    return code
 
 
 if __name__ == "__main__":
