@@ -5,8 +5,8 @@ reports it. This uses dlib's ResNet face descriptor (128-d, CC0 weights from fac
 ../shared/docs/OFFLINE.md §2): two photos of one person are usually < 0.6 apart in Euclidean distance.
 dlib is imported lazily; :func:`load_identity_scorer` returns None when it is not installed.
 
-Both inputs are FFHQ-aligned uint8 (S, S, 3) RGB crops, so no detection is needed: dlib's 5-point shape
-predictor runs inside a fixed box where FFHQ alignment puts the face.
+Both inputs are FFHQ-aligned uint8 (S, S, 3) RGB crops; the face box comes from dlib's detector on the input crop
+(falling back to where FFHQ alignment puts the face), the same way the evaluation metric does it.
 """
 
 from __future__ import annotations
