@@ -15,8 +15,8 @@ from prefrestore.training.sft import find_checkpoint, train_sft
 from train_helpers import make_faces, read_log, tiny_config
 
 STEPS = 5
-COMMON = ["stage=1", f"max_steps={STEPS}", "checkpoint_every=2", "keep_checkpoints=2", "ema_decay=0.9"]
-FIELDS = ("loss", "ce", "diff", "grad_norm", "lr", "samples", "epoch")
+COMMON = ["stage=joint", f"max_steps={STEPS}", "checkpoint_every=2", "keep_checkpoints=2", "ema_decay=0.9"]
+FIELDS = ("loss", "ce", "diff", "mse", "grad_norm", "lr", "samples", "epoch")
 
 
 @pytest.fixture(scope="module")

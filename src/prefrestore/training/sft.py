@@ -178,12 +178,17 @@ def sample_noise(seeds: list[int], shape: tuple[int, ...], device) -> tuple[torc
 class SFTObjective(nn.Module):
     """forward(batch) -> dict of scalar losses ("loss" is what is optimised) for one stage."""
 
-    def __init__(self, model: PrefRestoreModel, stage: Stage, cfg: SFTConfig):
+    def __init__(self, model: PrefRestoreModel, stage: Stage, cfg: SFTConfig, *, reference_vae: nn.Module | None = None):
         super().__init__()
         self.model, self.stage, self.cfg = model, stage, cfg
-        # Frozen reference encoder for stage 3 / joint (official ``fixed_vae``): targets for the latent MSE and the
-        # diffusion x0. Held here, not in the model, so exported model folders stay the plain model.
-        self.frozen_vae = copy.deepcopy(model.vae).requires_grad_(False).eval() if stage in (3, "joint") else None
+        # Frozen reference autoencoder for stage 3 / joint (official ``fixed_vae``): targets for the latent MSE and
+        # the diffusion x0. It is the *initial* autoencoder: pass ``reference_vae`` (from the init weights) when
+        # ``model`` is a resumed, already partly trained one. Held here, not in the model, so exported model
+        # folders stay the plain model.
+        self.frozen_vae = None
+        if stage in (3, "joint"):
+            ref = reference_vae if reference_vae is not None else copy.deepcopy(model.vae)
+            self.frozen_vae = ref.requires_grad_(False).eval()
 
     def forward(self, hq: torch.Tensor, lq: torch.Tensor, instructions: list[str], seeds: list[int]) -> dict:
         m, cfg, stage = self.model, self.cfg, self.stage
@@ -430,7 +435,10 @@ def train_sft(cfg: SFTConfig) -> Path:
     if cfg.gradient_checkpointing:
         model.integrator.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.transformer.enable_gradient_checkpointing()
-    objective = SFTObjective(model, cfg.stage, cfg).train()
+    reference_vae = None
+    if ckpt is not None and cfg.stage in (3, "joint"):
+        reference_vae = load_init(cfg.init, cfg.seed).vae  # the frozen target encoder is the init's, not the ckpt's
+    objective = SFTObjective(model, cfg.stage, cfg, reference_vae=reference_vae).train()
     optimizer = torch.optim.AdamW(list(trainable.values()), lr=cfg.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                                   weight_decay=cfg.optim.weight_decay)
     schedule = LRSchedule(cfg.lr, cfg.max_steps, warmup_steps_for(cfg.max_steps, cfg.optim.warmup_ratio),
