@@ -169,7 +169,7 @@ def test_epoch_order_is_seeded_and_partitions_ranks():
 def test_stream_resumes_exactly_across_skips_and_epochs(folder):
     cfg = _cfg(folders=[str(folder)])
     ds = FaceDataset(gather_records(cfg)[0], cfg, S, seed=1)
-    ref = BatchStream(ds, 4, seed=1)
+    ref = BatchStream(ds, 4, seed=1, num_workers=2)  # workers keep the order
     ref_keys = [ref.next_batch()["key"] for _ in range(5)]  # 20 items: crosses 3 epochs of 6 good items
     assert ref.epoch == 3
     a = BatchStream(ds, 4, seed=1)
@@ -178,3 +178,16 @@ def test_stream_resumes_exactly_across_skips_and_epochs(folder):
     rest = [b.next_batch()["key"] for _ in range(3)]
     assert first + rest == ref_keys
     assert b.skipped == ref.skipped
+
+
+def test_on_the_fly_alignment_finds_a_real_face_or_skips(tmp_path):
+    pytest.importorskip("prefrestore.faces.detect")
+    skimage_data = pytest.importorskip("skimage.data")
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.png")
+    Image.fromarray(_face(3, (96, 96))).save(tmp_path / "noface.png")
+    cfg = _cfg(folders=[str(tmp_path)], align=True, missing_caption="no_text")
+    records = gather_records(cfg)[0]
+    ds = FaceDataset(records, cfg, 64)
+    face = ds.item([r.key for r in records].index("astronaut.png"), 0)
+    assert isinstance(face, dict) and face["hq"].shape == (3, 64, 64)
+    assert ds.item([r.key for r in records].index("noface.png"), 0) == Skip("no_face", "noface.png")
