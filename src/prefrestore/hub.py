@@ -2,7 +2,8 @@
 
 A reference is one of:
 * a preset name with random weights (``tiny``, ``paper``): for tests and smoke runs only, said plainly in logs;
-* ``default``: the model bundled inside the package, when one is bundled;
+* ``default``: the converted paper model when one is installed (``$PREFRESTORE_PAPER_MODEL``, or
+  ``~/.cache/prefrestore/models/paper``; see ``prefrestore convert``), otherwise the model bundled inside the package;
 * a path to a prefrestore model folder (config.json + safetensors);
 * a Hugging Face repo id (``org/name``), looked up in the local HF cache with no network access unless
   ``allow_download=True``.
@@ -11,6 +12,7 @@ A reference is one of:
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from .errors import CheckpointError, UserError
@@ -25,10 +27,22 @@ def bundled_model_dir() -> Path | None:
     return BUNDLED_DIR if (BUNDLED_DIR / "config.json").is_file() else None
 
 
+def paper_model_dir() -> Path | None:
+    """A converted full-size model the user installed: $PREFRESTORE_PAPER_MODEL or ~/.cache/prefrestore/models/paper."""
+    env = os.environ.get("PREFRESTORE_PAPER_MODEL")
+    d = Path(env).expanduser() if env else Path.home() / ".cache" / "prefrestore" / "models" / "paper"
+    if env and not (d / "config.json").is_file():
+        raise UserError(f"PREFRESTORE_PAPER_MODEL={env}: no config.json there; point it at a folder written by "
+                        "`prefrestore convert`, or unset it")
+    return d if (d / "config.json").is_file() else None
+
+
 def resolve(ref: str, *, allow_download: bool = False) -> Path:
     """Model reference -> local folder. Raises UserError saying exactly what to download where."""
     if ref == "default":
-        d = bundled_model_dir()
+        d = paper_model_dir() or bundled_model_dir()
+        if d is not None:
+            log.info("model 'default' -> %s", d)
         if d is None:
             raise UserError("no bundled default model in this install; pass --model tiny (random weights), "
                             "a model folder, or a Hugging Face repo id")
