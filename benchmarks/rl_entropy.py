@@ -15,6 +15,9 @@ Rewards are the offline components (``--rewards``), mean and std over all LQ x K
 
 Writes OUT/results.json, OUT/results.md, OUT/entropy.png (plots) and OUT/samples.png (LQ, GT, the K samples and
 their std map, before and after).
+
+    # 3. training curves of a run (every reward component, KL to the reference, group spread) -> RUN/curves.png
+    python benchmarks/rl_entropy.py curves runs/rl-tiny
 """
 
 from __future__ import annotations
@@ -267,6 +270,37 @@ def run_measure(args) -> None:
     print((out / "results.md").read_text())
 
 
+def plot_curves(run: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(x) for x in (Path(run) / "log.jsonl").read_text().splitlines() if x.strip()]
+    ep = [r["epoch"] for r in rows]
+    parts = [k for k in rows[0] if k.startswith("reward/")]
+    panels = [("reward_mean", "total reward (rollouts of the epoch)")] + [(k, k) for k in parts]
+    panels += [("kl", "mean ||v_theta - v_ref||^2"), ("group_std_mean", "within-group reward std"),
+               ("loss", "NFT loss")]
+    fig, axes = plt.subplots(2, (len(panels) + 1) // 2, figsize=(3.6 * ((len(panels) + 1) // 2), 6.5))
+    for ax, (key, title) in zip(axes.ravel(), panels, strict=False):
+        y = np.array([r[key] for r in rows])
+        ax.plot(ep, y, ".-", lw=1)
+        if len(y) >= 5:
+            k = 5
+            ax.plot(ep[k - 1 :], np.convolve(y, np.ones(k) / k, mode="valid"), "r-", lw=1.5, label="5-epoch mean")
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    out = Path(run) / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -294,8 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--prompt", default="A photograph of a person.")
     m.add_argument("--rewards", default="identity_dlib=1,lmd_mtcnn=0.5,ssim=0.5,brisque=0.25,psnr=0",
                    help="name=weight,... (offline rewards; weight 0 = logged, not in the total)")
+    c = sub.add_parser("curves", help="plot a run's log.jsonl")
+    c.add_argument("run")
     args = ap.parse_args(argv)
-    if args.cmd == "pairs":
+    if args.cmd == "curves":
+        print(plot_curves(args.run))
+    elif args.cmd == "pairs":
         cfg = degradation_from(args.sft_config, args.preset)
         n = make_pairs(args.hq_dir, args.out, cfg=cfg, size=args.size, copies=args.copies, seed=args.seed)
         print(f"wrote {n} pairs to {args.out}")
