@@ -22,6 +22,8 @@ class Outer:
     stage: Literal[0, 1, 2, 3, "joint"] = 1
     inner: Inner = field(default_factory=Inner)
     tags: list[str] = field(default_factory=list)
+    precision: Literal["no", "bf16"] = "bf16"
+    flag: bool = False
 
 
 def test_defaults_yaml_overrides_and_dump_round_trip(tmp_path):
@@ -33,7 +35,11 @@ def test_defaults_yaml_overrides_and_dump_round_trip(tmp_path):
     dump_config(cfg, tmp_path / "out" / "config.yaml")
     assert load_config(Outer, tmp_path / "out" / "config.yaml") == cfg
     assert config_to_dict(cfg)["inner"]["size"] == [0.5, 4.0]
-    assert load_config(Outer, None, ["lr=1e-4"]).lr == 1e-4  # YAML 1.1 reads 1e-4 as a string; coerced
+    assert load_config(Outer, None, ["lr=1e-4"]).lr == 1e-4  # YAML 1.1 would read 1e-4 as a string
+    # YAML 1.1 would make "no" a boolean; here only true/false are
+    assert load_config(Outer, None, ["precision=no", "flag=true"]) == Outer(precision="no", flag=True)
+    (tmp_path / "p.yaml").write_text("precision: no\nlr: 3e-4\n")
+    assert load_config(Outer, tmp_path / "p.yaml") == Outer(precision="no", lr=3e-4)
 
 
 @pytest.mark.parametrize(

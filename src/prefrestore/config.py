@@ -4,13 +4,15 @@
     dump_config(cfg, run_dir / "config.yaml")   # the resolved config, as it ran
 
 Unknown keys, wrong types and values outside a ``Literal[...]`` raise ``ValueError`` naming the key and the fix.
-Override values are parsed as YAML scalars/lists (``x=1e-4`` is a float, ``x=[1, 2]`` a list, ``x=null`` None).
+Override values are parsed as YAML scalars/lists (``x=1e-4`` is a float, ``x=[1, 2]`` a list, ``x=null`` None,
+``x=no`` the string "no": only true/false are booleans).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +21,27 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2-style scalars: only true/false are booleans (``mixed_precision: no`` stays the string "no"), and
+    ``1e-4`` is a float (YAML 1.1 wants ``1.0e-4``)."""
+
+
+_Loader.yaml_implicit_resolvers = {k: [r for r in v if r[0] not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def _convert(hint: Any, value: Any, key: str) -> Any:
@@ -98,14 +121,14 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     tree: dict = {}
     if path is not None:
         text = Path(path).read_text()
-        tree = yaml.safe_load(text) or {}
+        tree = _yaml(text) or {}
         if not isinstance(tree, dict):
             raise ValueError(f"{path}: expected a YAML mapping at the top level")
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected key.sub=value")
         key, raw = item.split("=", 1)
-        set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        set_dotted(tree, key.strip(), _yaml(raw) if raw.strip() else "")
     return _build(cls, tree)
 
 
