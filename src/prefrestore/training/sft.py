@@ -408,8 +408,9 @@ def train_sft(cfg: SFTConfig) -> Path:
     """Run (or resume) one SFT stage; returns the run directory (with ``final/``, a model folder)."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    # cpu=True on CPU-only machines lets torchrun/`accelerate launch` start multi-process (gloo) CPU DDP runs
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision, grad_accum=cfg.grad_accum,
-                                   log_dir=str(cfg.run_dir))
+                                   log_dir=str(cfg.run_dir), cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     run_dir = cfg.run_dir
     if main:
