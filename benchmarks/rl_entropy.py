@@ -190,6 +190,8 @@ def samples_grid(results: dict, lq: torch.Tensor, hq: torch.Tensor, out: Path, r
     rows = min(rows, lq.shape[0])
     fig, axes = plt.subplots(2 * rows, K + 3, figsize=((K + 3) * 1.4, 2 * rows * 1.5))
     show = lambda ax, x: ax.imshow(((x.permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy())  # noqa: E731
+    stds = {v: ((results[v]["_samples"][:rows] + 1) / 2).std(1, correction=0).mean(1) for v in ("before", "after")}
+    vmax = float(torch.cat([stds["before"], stds["after"]]).quantile(0.99))  # one colour scale for both
     for r in range(rows):
         for v, variant in enumerate(("before", "after")):
             row = axes[2 * r + v]
@@ -201,8 +203,8 @@ def samples_grid(results: dict, lq: torch.Tensor, hq: torch.Tensor, out: Path, r
             for k in range(K):
                 show(row[2 + k], s[k])
                 row[2 + k].set_title(f"{variant} seed {k}", fontsize=6)
-            std = ((s + 1) / 2).std(0, correction=0).mean(0)
-            row[-1].imshow(std.numpy(), cmap="magma", vmin=0, vmax=0.15)
+            std = stds[variant][r]  # (S, S)
+            row[-1].imshow(std.numpy(), cmap="magma", vmin=0, vmax=vmax)
             row[-1].set_title(f"std {float(std.mean()):.3f}", fontsize=7)
     for ax in axes.ravel():
         ax.axis("off")
