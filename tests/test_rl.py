@@ -25,6 +25,15 @@ from prefrestore.training.rollout import RolloutConfig, rollout
 S = 128  # tiny preset resolution
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The tiny model trains fastest on one thread on a busy small CPU (the default suite shares 2 cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _smooth_image(rng: np.random.Generator) -> np.ndarray:
     low = rng.uniform(0, 255, size=(8, 8, 3)).astype(np.float32)
     import cv2
