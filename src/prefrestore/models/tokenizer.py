@@ -98,7 +98,8 @@ class TATokTokenizer(nn.Module):
         """(B, 3, H, W) in [-1, 1] -> (B, 3, S, S) in [-1, 1], S = image_size (bicubic, like SiglipImageProcessor)."""
         s = self.config.image_size
         if images.shape[-2:] != (s, s):
-            images = F.interpolate(images, size=(s, s), mode="bicubic", align_corners=False, antialias=True)
+            # resample in float32: antialiased bicubic has no bf16/fp16 kernel on CPU, and float32 matches PIL better
+            images = F.interpolate(images.float(), size=(s, s), mode="bicubic", align_corners=False, antialias=True)
         return images.clamp(-1, 1)
 
     @torch.no_grad()
