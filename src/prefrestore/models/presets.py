@@ -55,7 +55,7 @@ def tiny() -> PrefRestoreConfig:
                                       block_out_channels=(32, 64, 128, 128), encoder_layers_per_block=(1, 1, 1, 1),
                                       decoder_layers_per_block=(1, 1, 1, 1),
                                       qkv_multiscales=((), (), (5,), (5,)), scaling_factor=1.0),
-        sampling=SamplingDefaults(steps=20, guidance_scale=2.0),
+        sampling=SamplingDefaults(steps=10, guidance_scale=2.0),  # 0.72 s per face at batch 1 on 2 idle cores
     )
 
 
