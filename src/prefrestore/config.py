@@ -152,3 +152,18 @@ def dump_config(cfg: Any, path: str | os.PathLike) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     tmp.replace(p)
+
+
+def load_user_config(cls: type[T], path: str | os.PathLike, overrides: list[str] = ()) -> T:
+    """:func:`load_config` for a command line: any I/O, YAML or validation problem becomes a one-line UserError."""
+    from .errors import UserError
+
+    try:
+        return load_config(cls, path, list(overrides))
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: {err}") from None
+
+
+def config_yaml(cfg: Any) -> str:
+    """The resolved config as YAML text (what ``--print-config`` shows)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

@@ -27,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    import yaml
-
     from ..errors import UserError
 
     if args.merge:
@@ -45,15 +43,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         raise UserError("missing CONFIG (e.g. configs/rl/tiny.yaml); or use --merge LORA_DIR --model M -o OUT")
 
-    from ..config import config_to_dict, load_config
+    from ..config import config_yaml, load_user_config
     from ..training.nft import NFTConfig, train_nft
 
-    try:
-        cfg = load_config(NFTConfig, args.config, list(args.overrides))
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise UserError(f"{args.config}: {err}") from None
+    cfg = load_user_config(NFTConfig, args.config, args.overrides)
     if args.print_config:
-        sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        sys.stdout.write(config_yaml(cfg))
         return 0
     train_nft(cfg)
     return 0

@@ -18,18 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    import yaml
-
-    from ..config import config_to_dict, load_config
-    from ..errors import UserError
+    from ..config import config_yaml, load_user_config
     from ..training.sft import SFTConfig, train_sft
 
-    try:
-        cfg = load_config(SFTConfig, args.config, list(args.overrides))
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise UserError(f"{args.config}: {err}") from None
+    cfg = load_user_config(SFTConfig, args.config, args.overrides)
     if args.print_config:
-        sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        sys.stdout.write(config_yaml(cfg))
         return 0
     train_sft(cfg)
     return 0
