@@ -19,15 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from ..flow.schedules import flow_sigmas
+from ..flow.solvers import Solver
 from ..models.integrator import DecodeOptions
 from ..models.restorer import PrefRestoreModel
-
-SolverName = Literal["euler", "dpm++2m"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class RolloutConfig:
     """G, restorations per LQ face (``num_image_per_prompt`` 24 in the paper)."""
     steps: int = 30
     """K, sampling steps; sigmas linspace(1, 1/K, K) then 0 (the official grid)."""
-    solver: SolverName = "dpm++2m"
+    solver: Solver = "dpm++2m"
     """Deterministic ODE solver; the paper's RL rollouts use ``dpm2`` = DPM-Solver++(2M)."""
     guidance_scale: float = 1.0
     """CFG scale; 1.0 = no CFG, as the paper's RL rollouts."""
