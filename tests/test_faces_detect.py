@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prefrestore.faces.detect import SelectConfig, build_detector, deduplicate, nms, select_faces
+from prefrestore.faces.detect import SelectConfig, deduplicate, nms, select_faces
 from prefrestore.faces.types import FaceDetection
 
 ASTRONAUT_BOX = [181.1, 62.2, 267.7, 172.1]
@@ -41,32 +41,8 @@ def iou(a, b) -> float:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """MTCNN's small convolutions gain nothing from threads, and lose 10x when other jobs share the 2 cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return build_detector("mtcnn")
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    skimage_data = pytest.importorskip("skimage.data")
-    return skimage_data.astronaut()
-
-
-@pytest.fixture(scope="module")
-def grace():
-    cbook = pytest.importorskip("matplotlib.cbook")
-    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as im:
-        return np.asarray(im.convert("RGB"))
+def _one_thread(one_thread):
+    """Every test here runs MTCNN; see conftest.one_thread."""
 
 
 @pytest.fixture(scope="session")

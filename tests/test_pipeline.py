@@ -5,9 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from prefrestore.faces.detect import build_detector
 from prefrestore.image import Photo, resize
 from prefrestore.pipeline import PipelineConfig, restore_aligned, restore_faces, restore_photos
 
@@ -47,29 +45,8 @@ class WrongShapeRestorer(IdentityRestorer):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return build_detector("mtcnn")
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    return pytest.importorskip("skimage.data").astronaut()
-
-
-@pytest.fixture(scope="module")
-def grace():
-    with Image.open(pytest.importorskip("matplotlib.cbook").get_sample_data("grace_hopper.jpg")) as im:
-        return np.asarray(im.convert("RGB"))
+def _one_thread(one_thread):
+    """Every test here runs MTCNN; see conftest.one_thread."""
 
 
 @pytest.fixture(scope="module")
