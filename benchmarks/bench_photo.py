@@ -1,11 +1,12 @@
 """Whole-photo restoration time per photo, split into detection, alignment, restoration and paste-back, by batch size.
 
     .venv/bin/python benchmarks/bench_photo.py [--model identity|tiny|...] [--batch-sizes 1 4 8 16] [--photos 4]
-        [--threads N]
+        [--threads N] [--no-t1 | --photo PATH]
 
 The photo: 1920x1280 composed from real photos (insightface's t1.jpg with six people, skimage's astronaut,
 matplotlib's Grace Hopper, each at two sizes), ten faces in all. t1.jpg comes from --t1, the test cache
-(.pytest_cache/d/insightface-2.1/t1.jpg, filled by tests/test_faces_detect.py), or is left out (four faces).
+(.pytest_cache/d/insightface-2.1/t1.jpg, filled by tests/test_faces_detect.py), or is left out (``--no-t1``, or
+when not found: four faces). ``--photo PATH`` times that photo instead (e.g. skimage's 512 px astronaut: one face).
 ``--model identity`` (default) times the pipeline around a restorer that returns its input, at --resolution;
 any other value is loaded with prefrestore.api.load_restorer (e.g. ``--model tiny --steps 4``).
 Prints one JSON object: seconds per photo per stage (mean over --photos photos after one warm-up photo; restore
@@ -74,13 +75,15 @@ def main() -> int:
     ap.add_argument("--upscale", type=float, default=2.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--t1", type=Path, default=None, help="insightface's t1.jpg (default: the test cache)")
+    ap.add_argument("--no-t1", action="store_true", help="leave t1.jpg out: the 1920x1280 photo has four faces")
+    ap.add_argument("--photo", type=Path, default=None, help="time this photo instead of the composed one")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    t1 = args.t1 or (T1_CACHE if T1_CACHE.exists() else None)
-    photo = Photo(compose_photo(t1))
+    t1 = None if args.no_t1 or args.photo else args.t1 or (T1_CACHE if T1_CACHE.exists() else None)
+    photo = Photo(load_rgb(args.photo) if args.photo else compose_photo(t1))
     if args.model == "identity":
         restorer = IdentityRestorer(args.resolution)
     else:
@@ -110,6 +113,7 @@ def main() -> int:
         "benchmark": "whole photo (detect, align, restore, paste back)",
         "photo_size": list(photo.size),
         "faces_per_photo": len(results[0].faces),
+        "photo": str(args.photo) if args.photo else "composed 1920x1280",
         "t1_included": t1 is not None,
         "restorer": args.model,
         "resolution": restorer.resolution,

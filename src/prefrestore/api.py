@@ -57,6 +57,7 @@ class FaceRestorer:
     deterministic: bool = True
     batch_size: int = 8
     seed: int = 0
+    start_sigma: float | None = None  # None: the model's (SamplingDefaults.start_sigma)
 
     @property
     def resolution(self) -> int:
@@ -72,7 +73,7 @@ class FaceRestorer:
             gens = [torch.Generator(device=chunk.device).manual_seed(seed) for _ in range(chunk.shape[0])]
             outs.append(self.model.restore(chunk, generators=gens, steps=self.steps,
                                            guidance_scale=self.guidance_scale, solver=self.solver,
-                                           deterministic=self.deterministic).cpu())
+                                           deterministic=self.deterministic, start_sigma=self.start_sigma).cpu())
         return torch.cat(outs)
 
     def restore(self, faces: Sequence[np.ndarray], *, seed: int | None = None) -> list[np.ndarray]:
@@ -89,6 +90,8 @@ class FaceRestorer:
 
 def load_restorer(model: str = "default", *, device: str = "cpu", steps: int | None = None,
                   guidance_scale: float | None = None, solver: str | None = None, deterministic: bool = True,
-                  batch_size: int = 8, seed: int = 0, dtype: torch.dtype | None = None) -> FaceRestorer:
+                  batch_size: int = 8, seed: int = 0, dtype: torch.dtype | None = None,
+                  start_sigma: float | None = None) -> FaceRestorer:
     return FaceRestorer(load_model(model, device=device, dtype=dtype), steps=steps, guidance_scale=guidance_scale,
-                        solver=solver, deterministic=deterministic, batch_size=batch_size, seed=seed)
+                        solver=solver, deterministic=deterministic, batch_size=batch_size, seed=seed,
+                        start_sigma=start_sigma)

@@ -3,7 +3,8 @@
 
     prefrestore restore INPUT [INPUT ...] -o OUTPUT [-s UPSCALE] [--aligned] [--only-center-face]
         [--min-face-size PX] [--max-faces N] [--det-threshold T] [--ext auto|png|jpg] [--suffix S] [--overwrite]
-        [--model tiny] [--steps K] [--guidance-scale G] [--seed N] [--batch-size B] [--device cpu] [--jpeg-quality Q]
+        [--model default] [--steps K] [--guidance-scale G] [--start-sigma S] [--seed N] [--batch-size B]
+        [--device cpu] [--jpeg-quality Q]
 
 INPUT is a file, a folder or a glob pattern (quoted); several may be given. Outputs, as in GFPGAN/CodeFormer:
 OUTPUT/cropped_faces, restored_faces, cmp (input | restored), restored_imgs, plus OUTPUT/reports/NAME.json
@@ -39,9 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="restored photo format; auto: JPEG for JPEG inputs, PNG otherwise (default: auto)")
     parser.add_argument("--suffix", default="", help="suffix for restored photo names (default: none)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist (default: skip)")
-    parser.add_argument("--model", default="tiny", help="preset, model folder or hub id (default: tiny)")
+    parser.add_argument("--model", default="default",
+                        help="default (the bundled model, or the paper model when installed), tiny (random weights), "
+                             "a model folder or a hub id (default: default)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale")
+    parser.add_argument("--start-sigma", type=float, default=None,
+                        help="1.0 samples from pure noise; below 1 starts from the noised LQ (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every face (default: 0)")
     parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -116,13 +121,15 @@ def run(args: argparse.Namespace) -> int:
             guidance_scale=args.guidance_scale,
             batch_size=args.batch_size,
             seed=args.seed,
+            start_sigma=args.start_sigma,
         )
         detector = None if args.aligned else build_detector("mtcnn", device=args.device,
                                                             min_face_size=max(12.0, args.min_face_size))
         identity = load_identity_scorer() if args.identity == "auto" else None
         run_info = {
             "model": {"name": args.model, "resolution": restorer.resolution, "steps": args.steps,
-                      "guidance_scale": args.guidance_scale, "seed": args.seed, "device": args.device},
+                      "guidance_scale": args.guidance_scale,
+                      "start_sigma": args.start_sigma, "seed": args.seed, "device": args.device},
             "aligned_input": args.aligned,
         }
         # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art

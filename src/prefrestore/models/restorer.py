@@ -92,6 +92,14 @@ class SamplingDefaults:
     solver: str = "euler"
     top_k: int = 1200
     top_p: float = 0.95
+    start_sigma: float = 1.0
+    """1.0: integrate from pure noise (the paper). Below 1: start from the LQ's own latent noised to this level,
+    x = (1 - s) * latent(LQ) + s * noise, and integrate s -> 0 (SDEdit). Stage 3 trains the encoder to map LQ faces
+    to HQ latents, so a small model that has seen few faces can start there instead of from noise."""
+
+    def __post_init__(self):
+        if not 0.0 < self.start_sigma <= 1.0:
+            raise ValueError(f"start_sigma={self.start_sigma} must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -155,10 +163,12 @@ _SECTIONS = {"tokenizer": TokenizerConfig, "integrator": IntegratorConfig, "tran
 
 @dataclass
 class Conditioning:
-    """What the LQ contributes to sampling. cond: (B, Q + N, C); codes: (B, T) generated image tokens."""
+    """What the LQ contributes to sampling. cond: (B, Q + N, C); codes: (B, T) generated image tokens;
+    lq_latent: (B, c, h, w) scaled latent of the LQ (the start of sampling when start_sigma < 1)."""
 
     cond: torch.Tensor
     codes: torch.Tensor | None = None
+    lq_latent: torch.Tensor | None = None
 
 
 class PrefRestoreModel(nn.Module):
@@ -226,7 +236,8 @@ class PrefRestoreModel(nn.Module):
         ids = self.tokenizer(lq)  # (B, T)
         codes, queries = self.integrator.generate(ids, instructions, options=decode, generators=generators,
                                                   num_tokens=num_tokens)
-        return Conditioning(self.condition(queries, self.encode_latent(lq)), codes)
+        lq_latent = self.encode_latent(lq)
+        return Conditioning(self.condition(queries, lq_latent), codes, lq_latent)
 
     # ---------------------------------------------------------------------------------------------------------
     # Velocity and sampling
@@ -244,23 +255,39 @@ class PrefRestoreModel(nn.Module):
         assert len(rows) == batch
         return torch.cat(rows).to(device or self.device)
 
+    @staticmethod
+    def sampling_sigmas(steps: int, start_sigma: float = 1.0) -> torch.Tensor:
+        """(steps + 1,) float64 grid from ``start_sigma`` to 0: the official grid scaled by start_sigma."""
+        return flow_sigmas(steps) * start_sigma
+
+    @staticmethod
+    def start_latent(noise: torch.Tensor, lq_latent: torch.Tensor | None, start_sigma: float) -> torch.Tensor:
+        """The sampler's start at sigma = start_sigma: ``noise`` itself at 1, else (1 - s) * lq_latent + s * noise."""
+        if start_sigma >= 1.0:
+            return noise
+        if lq_latent is None:
+            raise ValueError("start_sigma < 1 needs the LQ latent")
+        return (1 - start_sigma) * lq_latent.to(noise) + start_sigma * noise
+
     @torch.no_grad()
     def sample_latent(
         self,
         cond: torch.Tensor,
-        noise: torch.Tensor,
+        x_start: torch.Tensor,
         *,
         steps: int,
         guidance_scale: float,
         solver: Solver = "euler",
+        start_sigma: float = 1.0,
         progress=None,
     ) -> torch.Tensor:
-        """Integrate the flow ODE from ``noise`` (B, c, h, w) under ``cond`` -> clean scaled latent (B, c, h, w)."""
+        """Integrate the flow ODE from ``x_start`` (B, c, h, w) at sigma = start_sigma (1: pure noise) to 0 under
+        ``cond`` -> clean scaled latent (B, c, h, w)."""
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver={solver!r}; expected one of {SOLVERS}")
         fn = guided(self.velocity, cond, torch.zeros_like(cond), guidance_scale)
-        sigmas = flow_sigmas(steps).to(noise.device)
-        return sample(fn, noise.float(), sigmas, solver=solver, progress=progress)
+        sigmas = self.sampling_sigmas(steps, start_sigma).to(x_start.device)
+        return sample(fn, x_start.float(), sigmas, solver=solver, progress=progress)
 
     @torch.no_grad()
     def restore(
@@ -273,10 +300,12 @@ class PrefRestoreModel(nn.Module):
         solver: Solver | None = None,
         deterministic: bool = True,
         instructions: Sequence[str] | None = None,
+        start_sigma: float | None = None,
     ) -> torch.Tensor:
         """lq: (B, 3, S, S) float RGB in [-1, 1] -> restored (B, 3, S, S) in [-1, 1].
 
         ``generators[b]`` drives row b: first its initial noise, then (deterministic=False) its token sampling.
+        ``start_sigma`` (default: the config's) < 1 starts from the noised LQ latent (SamplingDefaults).
         """
         d = self.config.sampling
         S = self.config.resolution
@@ -284,8 +313,11 @@ class PrefRestoreModel(nn.Module):
             raise ValueError(f"expected lq of shape (B, 3, {S}, {S}), got {tuple(lq.shape)}")
         noise = self.initial_noise(lq.shape[0], generators, device=lq.device)
         decode = DecodeOptions(do_sample=not deterministic, top_k=d.top_k, top_p=d.top_p)
-        cond = self.prepare(lq, instructions=instructions, decode=decode, generators=generators).cond
-        latent = self.sample_latent(cond, noise, steps=steps or d.steps,
+        s = d.start_sigma if start_sigma is None else start_sigma
+        if not 0.0 < s <= 1.0:
+            raise ValueError(f"start_sigma={s} must be in (0, 1]")
+        c = self.prepare(lq, instructions=instructions, decode=decode, generators=generators)
+        latent = self.sample_latent(c.cond, self.start_latent(noise, c.lq_latent, s), steps=steps or d.steps,
                                     guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
-                                    solver=solver or d.solver)
+                                    solver=solver or d.solver, start_sigma=s)
         return self.decode_latent(latent).float().clamp(-1, 1)

@@ -527,7 +527,7 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     S = model.config.resolution
     G, K = cfg.rollout.group_size, cfg.rollout.steps
     J = num_train_timesteps(K, cfg.nft.timestep_fraction)
-    grid = flow_sigmas(K)[:-1].float()  # (K,) the sampling sigmas, 1 ... 1/K
+    grid = (flow_sigmas(K)[:-1] * cfg.rollout.start_sigma).float()  # (K,) the sampling sigmas, s ... s/K
     dtype = model.dtype
 
     # ---- resume -----------------------------------------------------------------------------------------------

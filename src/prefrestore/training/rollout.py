@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..flow.schedules import flow_sigmas
 from ..flow.solvers import Solver
 from ..models.integrator import DecodeOptions
 from ..models.restorer import PrefRestoreModel
@@ -40,12 +39,17 @@ class RolloutConfig:
     """CFG scale; 1.0 = no CFG, as the paper's RL rollouts."""
     batch_size: int = 9
     """Samples per sampling forward pass (per-GPU batch 9 in the paper); affects memory, not results."""
+    start_sigma: float = 1.0
+    """1.0: sample from pure noise (the paper); below 1: from the noised LQ latent, as SamplingDefaults.start_sigma
+    (set it to the model's value so the policy is trained where it is used)."""
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
             raise ValueError(f"group_size={self.group_size}: need >= 2 samples per LQ to compare them")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps={self.steps} and batch_size={self.batch_size} must be >= 1")
+        if not 0.0 < self.start_sigma <= 1.0:
+            raise ValueError(f"start_sigma={self.start_sigma} must be in (0, 1]")
         if self.solver not in ("euler", "dpm++2m"):
             raise ValueError(f"unknown solver={self.solver!r}; expected 'euler' or 'dpm++2m'")
 
@@ -56,7 +60,7 @@ class Rollout:
 
     cond: torch.Tensor  # (B, Q + N_lq, C) conditioning, one per LQ
     group: torch.Tensor  # (N,) int64, the LQ (row of cond) of each sample: n // G
-    noise: torch.Tensor  # (N, c, h, w) float32 initial noise
+    noise: torch.Tensor  # (N, c, h, w) float32 noise (the sampler starts from it mixed with the LQ latent if s < 1)
     latents: torch.Tensor  # (N, c, h, w) float32 clean latents x0 (the ODE solution)
     images: torch.Tensor  # (N, 3, S, S) float32 decoded restorations in [-1, 1]
     sigmas: torch.Tensor  # (K + 1,) float64 sampling grid, ending in 0
@@ -83,16 +87,18 @@ def rollout(
     device = model.device
     lq = lq.to(device)
     # Frozen, greedy integrator: one conditioning per LQ (METHOD.md §3.3, "AR branch: greedy").
-    cond = model.prepare(lq, decode=DecodeOptions(do_sample=False)).cond  # (B, Q + N_lq, C)
+    c = model.prepare(lq, decode=DecodeOptions(do_sample=False))
+    cond = c.cond  # (B, Q + N_lq, C)
     group = torch.arange(B, device=device).repeat_interleave(G)  # (N,)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]  # CPU generators: same noise on any device
     noise = model.initial_noise(B * G, gens, device=device)  # (N, c, h, w)
     latents, images = [], []
     for i in range(0, B * G, config.batch_size):
         sl = slice(i, i + config.batch_size)
-        x0 = model.sample_latent(cond[group[sl]], noise[sl], steps=config.steps,
-                                 guidance_scale=config.guidance_scale, solver=config.solver)  # (n, c, h, w)
+        start = model.start_latent(noise[sl], c.lq_latent[group[sl]], config.start_sigma)
+        x0 = model.sample_latent(cond[group[sl]], start, steps=config.steps, guidance_scale=config.guidance_scale,
+                                 solver=config.solver, start_sigma=config.start_sigma)  # (n, c, h, w)
         latents.append(x0.float())
         images.append(model.decode_latent(x0).float().clamp(-1, 1))  # (n, 3, S, S)
     return Rollout(cond=cond, group=group, noise=noise, latents=torch.cat(latents), images=torch.cat(images),
-                   sigmas=flow_sigmas(config.steps))
+                   sigmas=model.sampling_sigmas(config.steps, config.start_sigma))

@@ -108,6 +108,7 @@ class ValConfig:
     steps: int = 20
     guidance_scale: float = 2.0
     seed: int = 1234
+    start_sigma: float | None = None  # None: the model's sampling.start_sigma
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class SFTConfig:
     mixed_precision: Literal["no", "bf16"] = "no"
     gradient_checkpointing: bool = False
     cond_dropout: float = 0.1
+    sigma_max: float = 1.0  # train sigmas in (0, sigma_max] only: for models sampled with start_sigma <= sigma_max
     ce_weight: float = 1.0
     diff_weight: float = 1.0
     mse_weight: float = 1.0
@@ -144,6 +146,8 @@ class SFTConfig:
             raise ValueError(f"max_steps={self.max_steps} and grad_accum={self.grad_accum} must be >= 1")
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ValueError(f"cond_dropout={self.cond_dropout} must be in [0, 1)")
+        if not 0.0 < self.sigma_max <= 1.0:
+            raise ValueError(f"sigma_max={self.sigma_max} must be in (0, 1]")
 
     @property
     def lr(self) -> float:
@@ -199,6 +203,7 @@ class SFTObjective(nn.Module):
 
         a = m.config
         sigma, noise, u = sample_noise(seeds, (a.autoencoder.latent_channels, a.latent_size, a.latent_size), hq.device)
+        sigma = sigma * cfg.sigma_max
         keep = (u >= cfg.cond_dropout).float()  # (B,) 0 = condition dropped
         with torch.no_grad():
             lq_ids, hq_ids = m.tokenizer(lq), m.tokenizer(hq)  # (B, T) each
@@ -285,8 +290,12 @@ def restore_for_stage(model: PrefRestoreModel, lq: torch.Tensor, hq: torch.Tenso
     noise = model.initial_noise(B, gens, device=lq.device)
     _, queries = model.integrator.generate(model.tokenizer(lq), [RESTORE_INSTRUCTION] * B,
                                            options=DecodeOptions(do_sample=False))
-    cond = model.query_tokens(queries) if stage == 1 else model.condition(queries, model.encode_latent(lq))
-    latent = model.sample_latent(cond, noise, steps=vcfg.steps, guidance_scale=vcfg.guidance_scale)
+    lq_latent = model.encode_latent(lq)
+    cond = model.query_tokens(queries) if stage == 1 else model.condition(queries, lq_latent)
+    s = vcfg.start_sigma or model.config.sampling.start_sigma
+    s = 1.0 if stage == 1 else s  # stage 1's condition has no LQ latent: it samples from noise
+    latent = model.sample_latent(cond, model.start_latent(noise, lq_latent, s), steps=vcfg.steps,
+                                 guidance_scale=vcfg.guidance_scale, start_sigma=s)
     return model.decode_latent(latent).float().clamp(-1, 1)
 
 
