@@ -17,7 +17,7 @@ if [ ! -d runs/default/testset ]; then
   "$PY" -m prefrestore make-testset runs/default/testset_hq -o runs/default/testset --preset paper --seed 0 \
     --size 128 --scale-degradation
 fi
-M="--metrics psnr_y,ssim_y,id_dist_dlib,id_cos_dlib,lmd,niqe --no-fid"
+M="--metrics psnr_y,ssim_y,psnr_rgb,id_dist_dlib,id_cos_dlib,lmd --no-fid"
 "$PY" -m prefrestore eval --data runs/default/testset --model bicubic $M -o "$R/bicubic"
 "$PY" -m prefrestore eval --data runs/default/testset --model runs/default/sft-only --name sft-only --samples 4 $M \
   -o "$R/sft-only"

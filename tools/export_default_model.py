@@ -19,8 +19,9 @@ import torch
 
 from prefrestore.checkpoints import from_pretrained, save_pretrained
 
-# What the bundled model ships with: 10 DPM-Solver++(2M) steps from the LQ latent noised to sigma 0.5, CFG 2.
-SAMPLING = {"steps": 10, "guidance_scale": 2.0, "solver": "dpm++2m", "start_sigma": 0.5}
+# What the bundled model ships with: 10 DPM-Solver++(2M) steps from the LQ latent noised to start_sigma (picked on
+# training faces by tools/pick_start_sigma.py), no CFG (as the RL rollouts; on training faces CFG 2 was no better).
+SAMPLING = {"steps": 10, "guidance_scale": 1.0, "solver": "dpm++2m", "start_sigma": 0.3}
 
 
 def export(src: Path, out: Path, *, dtype: torch.dtype) -> None:
@@ -53,7 +54,10 @@ def main() -> None:
     ap.add_argument("--sft", required=True, type=Path, help="the stage-3 SFT model folder")
     ap.add_argument("--out", required=True, type=Path, help="where the bundled model goes")
     ap.add_argument("--sft-out", required=True, type=Path, help="where the SFT-only comparison model goes")
+    ap.add_argument("--start-sigma", type=float, default=SAMPLING["start_sigma"],
+                    help="sampling start (tools/pick_start_sigma.py; default %(default)s)")
     args = ap.parse_args()
+    SAMPLING["start_sigma"] = args.start_sigma
     export(args.rl, args.out, dtype=torch.float16)
     export(args.sft, args.sft_out, dtype=torch.float16)
 
