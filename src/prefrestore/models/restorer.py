@@ -258,6 +258,8 @@ class PrefRestoreModel(nn.Module):
     @staticmethod
     def sampling_sigmas(steps: int, start_sigma: float = 1.0) -> torch.Tensor:
         """(steps + 1,) float64 grid from ``start_sigma`` to 0: the official grid scaled by start_sigma."""
+        if not 0.0 < start_sigma <= 1.0:
+            raise ValueError(f"start_sigma={start_sigma} must be in (0, 1]")
         return flow_sigmas(steps) * start_sigma
 
     @staticmethod
@@ -314,8 +316,6 @@ class PrefRestoreModel(nn.Module):
         noise = self.initial_noise(lq.shape[0], generators, device=lq.device)
         decode = DecodeOptions(do_sample=not deterministic, top_k=d.top_k, top_p=d.top_p)
         s = d.start_sigma if start_sigma is None else start_sigma
-        if not 0.0 < s <= 1.0:
-            raise ValueError(f"start_sigma={s} must be in (0, 1]")
         c = self.prepare(lq, instructions=instructions, decode=decode, generators=generators)
         latent = self.sample_latent(c.cond, self.start_latent(noise, c.lq_latent, s), steps=steps or d.steps,
                                     guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,

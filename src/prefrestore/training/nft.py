@@ -494,7 +494,6 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     from ..api import load_model
     from ..config import config_to_dict, dump_config
     from ..flow.paths import interpolate
-    from ..flow.schedules import flow_sigmas
     from ..image import to_model
     from ..rewards import CompositeReward
     from .common import derive_seed, ema_init, ema_update_, make_accelerator, seed_everything
@@ -527,7 +526,7 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     S = model.config.resolution
     G, K = cfg.rollout.group_size, cfg.rollout.steps
     J = num_train_timesteps(K, cfg.nft.timestep_fraction)
-    grid = (flow_sigmas(K)[:-1] * cfg.rollout.start_sigma).float()  # (K,) the sampling sigmas, s ... s/K
+    grid = model.sampling_sigmas(K, cfg.rollout.start_sigma)[:-1].float()  # (K,) the rollouts' sigmas, s ... s/K
     dtype = model.dtype
 
     # ---- resume -----------------------------------------------------------------------------------------------
