@@ -135,6 +135,8 @@ def test_aligned_crops_are_resized_to_the_model_and_batched(astronaut):
     assert [r.restored.shape for r in results] == [(128, 128, 3)] * 4
     assert "resized to the model resolution" in results[0].notes[0] and results[3].notes == ()
     assert restorer.calls == [(2, 0), (2, 0)]
+    assert results[0].input_size == (256, 256) and results[0].output_image().shape == (256, 256, 3)
+    assert results[3].output_image() is results[3].restored  # already the model's size
 
 
 @pytest.mark.slow

@@ -209,7 +209,11 @@ def test_aligned_crops(tmp_path, capsys):
     assert run(folder, "-o", out, "--aligned") == 0
     assert sorted(p.name for p in (out / "restored_faces").iterdir()) == ["a.png", "b.png"]
     with Image.open(out / "cmp" / "a.png") as im:
-        assert im.size == (256, 128)
+        assert im.size == (256, 128)  # crop | restoration, at the model's 128 px
+    with Image.open(out / "restored_faces" / "a.png") as im:
+        assert im.size == (256, 256)  # a crop larger than the model comes back at its own size, not shrunk
+    with Image.open(out / "restored_faces" / "b.png") as im:
+        assert im.size == (128, 128)
     report = json.loads((out / "reports" / "a.json").read_text())
     assert report["status"] == "restored" and "resized to the model resolution 128x128" in report["notes"][0]
     assert "restored 2 crops" in capsys.readouterr().err

@@ -329,7 +329,11 @@ def restore_image(
 
 @dataclass(frozen=True, eq=False)
 class AlignedResult:
-    """An already-aligned input crop and its restoration (uint8 (S, S, 3) RGB, S = the restorer's resolution)."""
+    """An already-aligned input crop and its restoration (uint8 (S, S, 3) RGB, S = the restorer's resolution).
+
+    input_size: the input's (width, height); the written output is the restoration resized to it when the input is
+    larger than S (a 512 px crop restored by a 128 px model comes back at 512 px, not shrunk), else S x S.
+    """
 
     key: Hashable
     crop: np.ndarray
@@ -338,6 +342,15 @@ class AlignedResult:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     notes: tuple[str, ...] = ()
+    input_size: tuple[int, int] | None = None
+
+    def output_image(self) -> np.ndarray:
+        """The restoration at the size it is written: the input's size if larger than S, else S x S."""
+        assert self.restored is not None
+        S = self.restored.shape[0]
+        if self.input_size is None or max(self.input_size) <= S:
+            return self.restored
+        return resize(self.restored, self.input_size, resample="bicubic")
 
     @property
     def ok(self) -> bool:
@@ -371,10 +384,10 @@ def restore_aligned(
 ) -> Iterator[AlignedResult]:
     """Restore already-aligned face crops, ``batch_size`` per restorer call; yields results in input order."""
     config = config or PipelineConfig()
-    pending: list[tuple[Hashable, np.ndarray, list[str]]] = []
+    pending: list[tuple[Hashable, np.ndarray, list[str], tuple[int, int]]] = []  # key, crop, notes, input size
 
     def flush() -> list[AlignedResult]:
-        crops = [c for _, c, _ in pending]
+        crops = [c for _, c, _, _ in pending]
         if progress:
             progress("faces_found", len(crops))
         t0 = time.perf_counter()
@@ -383,18 +396,18 @@ def restore_aligned(
         except Exception as err:  # report the batch as failed; never write the input as a restoration
             logger.debug("restoration failed", exc_info=True)
             message = f"restoration failed ({type(err).__name__}: {err})"
-            return [AlignedResult(k, c, None, error=message, notes=tuple(n)) for k, c, n in pending]
+            return [AlignedResult(k, c, None, error=message, notes=tuple(n), input_size=z) for k, c, n, z in pending]
         per_face = (time.perf_counter() - t0) / len(crops)
         extra: list[str] = []
         scores = _identity_scores(identity, crops, restored, extra)
         return [
-            AlignedResult(k, c, r, s, {"restore": per_face}, notes=tuple(n + extra))
-            for (k, c, n), r, s in zip(pending, restored, scores, strict=True)
+            AlignedResult(k, c, r, s, {"restore": per_face}, notes=tuple(n + extra), input_size=z)
+            for (k, c, n, z), r, s in zip(pending, restored, scores, strict=True)
         ]
 
     for key, photo in items:
         crop, notes = to_model_crop(photo, restorer.resolution)
-        pending.append((key, crop, notes))
+        pending.append((key, crop, notes, photo.size))
         if len(pending) >= config.batch_size:
             yield from flush()
             pending = []
@@ -610,7 +623,7 @@ def _write_outputs(
         if res.ok:
             t0 = time.perf_counter()
             out = layout.photo_path(item, aligned=True)
-            save_rgb(out, res.restored)
+            save_rgb(out, res.output_image())
             save_rgb(layout.face_path("cmp", item, None), np.concatenate([res.crop, res.restored], axis=1))
             timings["write"] = time.perf_counter() - t0
             report["output"] = str(out)
