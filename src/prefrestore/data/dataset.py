@@ -13,7 +13,9 @@ Bad data never stops a run: an item that cannot be used returns a :class:`Skip` 
 (undecodable/truncated), ``grayscale``, ``too_small`` (short side < ``min_size``), ``no_caption``, ``no_face``
 (alignment on and no face found) - and the stream counts and logs it.
 
-Shapes: ``hq``/``lq`` float32 (3, S, S) RGB in [-1, 1], S = resolution.
+Shapes: ``hq``/``lq`` float32 (3, S, S) RGB in [-1, 1], S = resolution (``crop`` when set). With ``alt_prob`` > 0
+the alternative recipe's parameters and one gate are drawn after the degradation's; with ``crop`` the window's
+offsets after those: configs without them draw exactly what they always did.
 """
 
 from __future__ import annotations
@@ -58,13 +60,21 @@ class DataConfig:
     caption_prob: float = 0.9
     max_caption_chars: int = 512
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    alt_prob: float = 0.0
+    """Probability that an item is degraded with ``alt_degradation`` instead (a mix of mild and severe)."""
+    alt_degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    crop: int = 0
+    """> 0: a random ``crop`` x ``crop`` window of the HQ/LQ pair (after degrading the whole image), for the
+    fully convolutional autoencoder stages; 0 = the whole image."""
 
     def __post_init__(self):
-        for name in ("hflip", "recon_prob", "caption_prob"):
+        for name in ("hflip", "recon_prob", "caption_prob", "alt_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"data.{name}={getattr(self, name)} must be a probability in [0, 1]")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size={self.batch_size} must be >= 1")
+        if self.crop < 0 or self.crop % 8:
+            raise ValueError(f"data.crop={self.crop} must be 0 (whole image) or a positive multiple of 8")
 
 
 @dataclass(frozen=True)
@@ -164,7 +174,16 @@ class FaceDataset:
         if flip:
             hq = hq.flip(-1)
         params = sample_params(self.cfg.degradation, g)  # drawn for every task, so later draws never shift
+        if self.cfg.alt_prob > 0:  # drawn only when a mix is configured, so single-recipe items stay as they were
+            alt = sample_params(self.cfg.alt_degradation, g)
+            params = alt if torch.rand((), generator=g).item() < self.cfg.alt_prob else params
         lq = hq if task == "recon" else apply(hq, params)
+        if self.cfg.crop:
+            c, S = self.cfg.crop, hq.shape[-1]
+            if c > S:
+                return Skip("too_small", r.key, f"crop {c} > image {S}")
+            y, x = (int(v) for v in torch.randint(0, S - c + 1, (2,), generator=g))
+            hq, lq = hq[:, y : y + c, x : x + c], lq[:, y : y + c, x : x + c]  # (3, c, c) each
         return {
             "hq": from_unit(hq),
             "lq": from_unit(lq),

@@ -16,6 +16,8 @@ preset         blur sigma  downsample  noise /255   JPEG q    extras
 paper          [1, 15]     [1, 30]     [0, 20]      [30, 90]  Pref-Restore training config
 gfpgan         [0.1, 10]   [0.8, 8]    [0, 20]      [60, 100] colour shift 20/255 p .3, jitter p .3, gray .01
 codeformer     [1, 15]     [4, 30]     [0, 20]      [30, 80]  CodeFormer stage II (motion blur off)
+photo          [0.8, 4]    [8, 16]     [0, 8]       [50, 90]  mild: a small, soft, compressed face in a photo;
+                                                              at 128 px (scaled): sigma [0.2, 1], x2-x4
 =============  ==========  ==========  ===========  ========  ==============================================
 
 Order of random draws in :func:`sample_params` (fixed; changing it changes every frozen test set): kernel type,
@@ -35,7 +37,7 @@ import torch
 
 from . import ops
 
-PresetName = Literal["paper", "gfpgan", "codeformer"]
+PresetName = Literal["paper", "gfpgan", "codeformer", "photo"]
 KernelKind = Literal["iso", "aniso"]
 
 
@@ -127,7 +129,15 @@ def _codeformer() -> DegradationConfig:
     return DegradationConfig(blur_sigma=(1.0, 15.0), downsample=(4.0, 30.0), noise=(0.0, 20.0), jpeg=(30.0, 80.0))
 
 
-PRESETS: dict[str, Callable[[], DegradationConfig]] = {"paper": _paper, "gfpgan": _gfpgan, "codeformer": _codeformer}
+def _photo() -> DegradationConfig:
+    # Ours: the mild degradation of a face that is merely small and compressed in an ordinary photo (issue 12's
+    # "photo" test set). Written for 512 px faces like the others, so ``scaled(..., 128 / 512)`` gives blur sigma
+    # [0.2, 1], downsampling x2-x4, noise <= 8/255, JPEG 50-90 at 128 px.
+    return DegradationConfig(blur_sigma=(0.8, 4.0), downsample=(8.0, 16.0), noise=(0.0, 8.0), jpeg=(50.0, 90.0))
+
+
+PRESETS: dict[str, Callable[[], DegradationConfig]] = {"paper": _paper, "gfpgan": _gfpgan, "codeformer": _codeformer,
+                                                       "photo": _photo}
 
 
 def preset(name: PresetName) -> DegradationConfig:

@@ -1,4 +1,4 @@
-"""What ``prefrestore eval`` can restore with: the bicubic baseline or a prefrestore model.
+"""What ``prefrestore eval`` can restore with: the bicubic and classical baselines or a prefrestore model.
 
 A restorer has ``resolution`` (S) and ``restore(faces: list of uint8 (S, S, 3) RGB, *, seed) -> list of uint8
 (S, S, 3) RGB``, the contract of :func:`prefrestore.api.load_restorer`. The harness resizes each LQ to S (bicubic)
@@ -31,6 +31,41 @@ class BicubicRestorer:
         return [np.array(f, copy=True) for f in faces]
 
 
+@dataclass
+class ClassicalRestorer:
+    """The "classical" baseline: bicubic, then OpenCV's non-local-means colour denoising, then an unsharp mask.
+
+    Defaults picked on training faces only (``tools/tune_classical.py`` over the corpus' train split with the photo
+    and paper degradations; the test faces were never used): see that tool's docstring for the grid.
+    """
+
+    resolution: int
+    h: float = 6.0
+    """NL-means luminance strength (0-255 scale); hColor = h."""
+    amount: float = 0.6
+    """Unsharp-mask gain: out = img + amount * (img - gaussian(img, sigma))."""
+    sigma: float = 1.0
+    template: int = 5
+    search: int = 15
+
+    def restore(self, faces: Sequence[np.ndarray], *, seed: int = 0) -> list[np.ndarray]:
+        import cv2
+
+        out = []
+        for f in faces:
+            bgr = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR)  # OpenCV's order, inside this call only
+            if self.h > 0:
+                bgr = cv2.fastNlMeansDenoisingColored(bgr, None, self.h, self.h, self.template, self.search)
+            x = bgr.astype(np.float32)
+            if self.amount > 0:
+                x = x + self.amount * (x - cv2.GaussianBlur(x, (0, 0), self.sigma))
+            out.append(cv2.cvtColor(np.clip(x + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_BGR2RGB))
+        return out
+
+
+BASELINES = ("bicubic", "classical")
+
+
 @dataclass(frozen=True)
 class RestorerSpec:
     """How to build the restorer; recorded in the run's settings."""
@@ -44,9 +79,11 @@ class RestorerSpec:
 
 
 def build_restorer(spec: RestorerSpec, *, output_size: int, seed: int = 0) -> Restorer:
-    """``bicubic`` -> :class:`BicubicRestorer` at ``output_size``; anything else -> prefrestore.api.load_restorer."""
+    """``bicubic`` / ``classical`` -> the baselines at ``output_size``; anything else -> api.load_restorer."""
     if spec.model == "bicubic":
         return BicubicRestorer(resolution=output_size)
+    if spec.model == "classical":
+        return ClassicalRestorer(resolution=output_size)
     from .. import api  # lazily: the model stack is heavy and optional for scoring
 
     return api.load_restorer(

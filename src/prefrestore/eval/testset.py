@@ -55,8 +55,12 @@ class SyntheticSetConfig:
     """Side of the square GT/LQ images; None keeps each (square-cropped) image's own size."""
     scale_degradation: bool = False
     """Scale the preset's pixel quantities by size / 512 (presets are written for 512 px faces)."""
+    copies: int = 1
+    """LQ versions per HQ image: pair k of image STEM is named ``STEM_k{k}`` and seeded from that name (1: STEM)."""
 
     def __post_init__(self) -> None:
+        if self.copies < 1:
+            raise ValueError(f"copies={self.copies}: must be >= 1")
         if self.size is not None and self.size < 16:
             raise ValueError(f"size={self.size}: must be >= 16 pixels (or None to keep the source size)")
         if self.scale_degradation and self.size is None:
@@ -115,13 +119,17 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
         lines = []
         deg = cfg.degradation()
         for i, p in enumerate(paths):
-            seed = image_seed(cfg.seed, p.stem)
-            gt, lq, params = make_pair(load_rgb(p), deg, seed, cfg.size)
-            save_rgb(tmp / "gt" / f"{p.stem}.png", gt)
-            save_rgb(tmp / "lq" / f"{p.stem}.png", lq)
-            rec = DegradationRecord(name=p.stem, seed=seed, preset=cfg.preset, params=params, extra={"source": p.name})
-            lines.append(rec.to_json())
-            logger.debug("%d/%d %s scale=%.2f", i + 1, len(paths), p.name, params.scale)
+            hq = load_rgb(p)
+            for k in range(cfg.copies):
+                name = p.stem if cfg.copies == 1 else f"{p.stem}_k{k}"
+                seed = image_seed(cfg.seed, name)
+                gt, lq, params = make_pair(hq, deg, seed, cfg.size)
+                save_rgb(tmp / "gt" / f"{name}.png", gt)
+                save_rgb(tmp / "lq" / f"{name}.png", lq)
+                rec = DegradationRecord(name=name, seed=seed, preset=cfg.preset, params=params,
+                                        extra={"source": p.name})
+                lines.append(rec.to_json())
+                logger.debug("%d/%d %s scale=%.2f", i + 1, len(paths), name, params.scale)
         (tmp / "params.jsonl").write_text("\n".join(lines) + "\n")
         meta = {
             "preset": cfg.preset,
@@ -129,7 +137,8 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
             "scale_degradation": cfg.scale_degradation,
             "seed": cfg.seed,
             "size": cfg.size,
-            "count": len(paths),
+            "count": len(lines),
+            "copies": cfg.copies,
             "source": str(Path(cfg.hq_dir).resolve()),
             "prefrestore_version": __version__,
             "layout": "gt/<stem>.png, lq/<stem>.png, params.jsonl (one DegradationRecord per line)",
@@ -142,7 +151,7 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
     finally:
         if not done:
             shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("wrote %d GT/LQ pairs (%s preset, seed %d) to %s", len(paths), cfg.preset, cfg.seed, out)
+    logger.info("wrote %d GT/LQ pairs (%s preset, seed %d) to %s", len(lines), cfg.preset, cfg.seed, out)
     return out
 
 

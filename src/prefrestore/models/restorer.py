@@ -1,7 +1,8 @@
 """PrefRestoreModel: LQ face -> TA-Tok ids -> integrator queries -> conditioning -> SANA velocity -> DC-AE decode.
 
-Legend: B batch, S face resolution (512 paper), T image tokens, Q = T + 1 queries, D LM width, N = h*w LQ latent
-tokens (256 paper), C conditioning width (2304 paper), c latent channels (32 paper), h, w latent grid (16 x 16).
+Legend: B batch, S face resolution (512 paper), T image tokens, Q = T + 1 queries, D LM width, N = h*w/p^2 LQ latent
+tokens (256 paper; p the transformer's patch size, 1 paper), C conditioning width (2304 paper), c latent channels
+(32 paper), h, w latent grid (16 x 16).
 
 Conditioning (METHOD.md §1.1 steps 5-8): cat([diffusion_connector(queries) (B, Q, C),
 vae_connector(sana.patch_embed(scaled DC-AE latent of the LQ)) (B, N, C)], dim=1) -> (B, Q + N, C), passed to SANA as
@@ -41,6 +42,8 @@ class TransformerConfig:
     mlp_ratio: float = 2.5
     sample_size: int = 32
     qk_norm: str | None = "rms_norm_across_heads"
+    patch_size: int = 1
+    """Latent pixels per token side (SANA: 1). 2 turns a 32 x 32 latent into 256 tokens (the "small" preset)."""
 
     @property
     def inner_dim(self) -> int:
@@ -48,7 +51,7 @@ class TransformerConfig:
 
     def kwargs(self) -> dict:
         d = dataclasses.asdict(self)
-        return {**d, "out_channels": self.in_channels, "patch_size": 1, "attention_bias": False,
+        return {**d, "out_channels": self.in_channels, "attention_bias": False,
                 "norm_elementwise_affine": False, "norm_eps": 1e-6, "interpolation_scale": None}
 
 

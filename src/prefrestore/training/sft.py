@@ -128,6 +128,19 @@ class SFTConfig:
     ce_weight: float = 1.0
     diff_weight: float = 1.0
     mse_weight: float = 1.0
+    pix_weight: float = 0.0
+    """Stage 3 / joint (ours, not the paper's): + pix_weight * (L1 + MSE)(decode(enc(LQ)), HQ), the restoration the
+    sampler starts from at a low start_sigma, back-propagated through the decoder into the encoder."""
+    extra_trainable: tuple[str, ...] = ()
+    """Parameter-name prefixes trained on top of the stage's own set (e.g. ``transformer.caption_projection`` in
+    stage 2 when stage 1 ran without its diffusion loss)."""
+    reference: str = ""
+    """Stage 3 / joint: the model folder whose autoencoder is the frozen target (HQ latents); "" = the init's. Set
+    it when the init's autoencoder is no longer the one the transformer was trained on (a grafted, restoration-
+    trained autoencoder: tools/graft_autoencoder.py)."""
+    train_decoder: bool = False
+    """Stage 3 / joint (ours): also train the decoder on that pixel loss, plus pix_weight * (L1 + MSE) of its
+    reconstruction of the frozen encoder's HQ latent (what decoding a sampled latent needs)."""
     ema_decay: float = 0.0
     """0 = no EMA; otherwise an fp32 EMA of the trainable weights, exported as ``final_ema``."""
     threads: int = 0
@@ -148,7 +161,23 @@ class SFTConfig:
             raise ValueError(f"cond_dropout={self.cond_dropout} must be in [0, 1)")
         if not 0.0 < self.sigma_max <= 1.0:
             raise ValueError(f"sigma_max={self.sigma_max} must be in (0, 1]")
+        if (self.pix_weight > 0 or self.train_decoder) and self.stage not in (3, "joint"):
+            raise ValueError(f"pix_weight / train_decoder are stage 3 / joint options, not stage {self.stage}")
+        if self.train_decoder and self.pix_weight <= 0:
+            raise ValueError("train_decoder=true needs pix_weight > 0 (the decoder's only loss)")
+        if self.data.crop and not (self.stage == 0 or self.autoencoder_only):
+            raise ValueError(f"data.crop={self.data.crop} works only where nothing but the autoencoder runs: stage 0, "
+                             "or stage 3 with diff_weight=0 (the tokenizer and the transformer need whole faces)")
 
+    @property
+    def autoencoder_only(self) -> bool:
+        """Stage 3 with diff_weight 0: only the autoencoder's losses, so the tokenizer, LM and SANA are skipped."""
+        return self.stage == 3 and self.diff_weight == 0
+
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        extra = ("vae.decoder",) if self.train_decoder else ()
+        return TRAINABLE[self.stage] + extra + tuple(self.extra_trainable)
     @property
     def lr(self) -> float:
         return self.optim.lr if self.optim.lr is not None else DEFAULT_LR[self.stage]
@@ -201,14 +230,21 @@ class SFTObjective(nn.Module):
             l1, l2 = F.l1_loss(rec, hq), F.mse_loss(rec, hq)
             return {"loss": l1 + l2, "l1": l1.detach(), "mse": l2.detach()}
 
+        if cfg.autoencoder_only:
+            with torch.no_grad():
+                x0 = encode_with(self.frozen_vae, hq, m).float()  # (B, c, h, w)
+            lq_lat = m.encode_latent(lq)
+            mse = F.mse_loss(lq_lat.float(), x0)
+            out = {"mse": mse.detach()}
+            out["loss"] = self._pixel_losses(lq_lat, x0, hq, out, cfg.mse_weight * mse)["loss"]
+            return out
+
         a = m.config
         sigma, noise, u = sample_noise(seeds, (a.autoencoder.latent_channels, a.latent_size, a.latent_size), hq.device)
         sigma = sigma * cfg.sigma_max
         keep = (u >= cfg.cond_dropout).float()  # (B,) 0 = condition dropped
         with torch.no_grad():
             lq_ids, hq_ids = m.tokenizer(lq), m.tokenizer(hq)  # (B, T) each
-            vae = self.frozen_vae if self.frozen_vae is not None else m.vae
-            x0 = encode_with(vae, hq, m).float()  # (B, c, h, w) the diffusion target (frozen encoder)
         out = {}
         train_lm = stage in (1, "joint")
         with nullcontext() if train_lm else torch.no_grad():
@@ -216,6 +252,12 @@ class SFTObjective(nn.Module):
         loss = cfg.ce_weight * ce if train_lm else 0.0
         if train_lm:
             out["ce"] = ce.detach()
+        if stage == 1 and cfg.diff_weight == 0:  # the integrator alone: no latent, no SANA (a CPU budget's stage 1)
+            out["loss"] = loss
+            return out
+        with torch.no_grad():
+            vae = self.frozen_vae if self.frozen_vae is not None else m.vae
+            x0 = encode_with(vae, hq, m).float()  # (B, c, h, w) the diffusion target (frozen encoder)
         if stage == 1:
             cond = m.query_tokens(queries * keep[:, None, None])  # dropout before the connector: (B, Q, C)
         else:
@@ -227,11 +269,30 @@ class SFTObjective(nn.Module):
                 mse = F.mse_loss(lq_lat.float(), x0)  # LQ latent -> frozen HQ latent (official stage 3)
                 loss = loss + cfg.mse_weight * mse
                 out["mse"] = mse.detach()
+                if cfg.pix_weight > 0:
+                    loss = self._pixel_losses(lq_lat, x0, hq, out, loss)["loss"]
             cond = m.condition(queries, lq_lat) * keep[:, None, None]  # (B, Q + N, C), whole condition dropped
         diff = flow_matching_loss(lambda x, s: m.velocity(x, s, cond), x0, noise, sigma)
         out["diff"] = diff.detach()
         out["loss"] = loss + cfg.diff_weight * diff
         return out
+
+    def _pixel_losses(self, lq_lat: torch.Tensor, x0: torch.Tensor, hq: torch.Tensor, out: dict, loss) -> dict:
+        """+ pix_weight * (L1 + MSE)(decode(lq_lat), hq) and, with train_decoder, of decode(x0): adds "pix"
+        (and "rec") to ``out``; returns {"loss": the new total}."""
+        m, w = self.model, self.cfg.pix_weight
+        if w <= 0:
+            return {"loss": loss}
+        restored = m.decode_latent(lq_lat).float()  # (B, 3, S, S)
+        pix = F.l1_loss(restored, hq) + F.mse_loss(restored, hq)
+        out["pix"] = pix.detach()
+        loss = loss + w * pix
+        if self.cfg.train_decoder:
+            rec = m.decode_latent(x0).float()
+            rec_loss = F.l1_loss(rec, hq) + F.mse_loss(rec, hq)
+            out["rec"] = rec_loss.detach()
+            loss = loss + w * rec_loss
+        return {"loss": loss}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,6 +346,8 @@ def restore_for_stage(model: PrefRestoreModel, lq: torch.Tensor, hq: torch.Tenso
     restoration of LQ with greedy tokens, the stage's condition (stage 1: queries only), Euler + CFG."""
     if stage == 0:
         return model.decode_latent(model.encode_latent(hq)).float().clamp(-1, 1)
+    if stage == "autoencoder":  # stage 3 with diff_weight 0: the encoder's restoration, decoded
+        return model.decode_latent(model.encode_latent(lq)).float().clamp(-1, 1)
     B = lq.shape[0]
     gens = [torch.Generator().manual_seed(vcfg.seed + i) for i in range(B)]
     noise = model.initial_noise(B, gens, device=lq.device)
@@ -314,7 +377,7 @@ def grid_image(columns: list[torch.Tensor]) -> np.ndarray:
 
 def val_batch(cfg: SFTConfig, resolution: int, train_ds: FaceDataset) -> dict | None:
     """A fixed batch (restoration items only, no flips) from val.folder or the first training records."""
-    dcfg = dataclasses.replace(cfg.data, recon_prob=0.0, hflip=0.0, missing_caption="no_text",
+    dcfg = dataclasses.replace(cfg.data, recon_prob=0.0, hflip=0.0, missing_caption="no_text", crop=0,
                                folders=[cfg.val.folder] if cfg.val.folder else cfg.data.folders,
                                manifests=[] if cfg.val.folder else cfg.data.manifests)
     records = gather_records(dcfg)[0] if cfg.val.folder else train_ds.records
@@ -436,9 +499,9 @@ def train_sft(cfg: SFTConfig) -> Path:
         log.info("resuming from %s", ckpt)
     else:
         model = load_init(cfg.init, cfg.seed)
-    if cfg.stage == 0 and cfg.init not in ("tiny",) and ckpt is None:
+    if cfg.stage == 0 and cfg.init not in ("tiny", "small") and ckpt is None:
         log.warning("stage 0 retrains the autoencoder; the paper preset uses SANA's pretrained DC-AE instead")
-    trainable = freeze_all_but(model, TRAINABLE[cfg.stage])
+    trainable = freeze_all_but(model, cfg.trainable)
     frozen = count(p for p in model.parameters() if not p.requires_grad)
     log.info("stage %s: %.2fM trainable in %d tensors, %.2fM frozen", cfg.stage, count(trainable.values()) / 1e6,
              len(trainable), frozen / 1e6)
@@ -446,8 +509,9 @@ def train_sft(cfg: SFTConfig) -> Path:
         model.integrator.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.transformer.enable_gradient_checkpointing()
     reference_vae = None
-    if ckpt is not None and cfg.stage in (3, "joint"):
-        reference_vae = load_init(cfg.init, cfg.seed).vae  # the frozen target encoder is the init's, not the ckpt's
+    if cfg.stage in (3, "joint") and (ckpt is not None or cfg.reference):
+        # the frozen target encoder is the init's (or ``reference``'s), never the resumed checkpoint's
+        reference_vae = load_init(cfg.reference or cfg.init, cfg.seed).vae
     objective = SFTObjective(model, cfg.stage, cfg, reference_vae=reference_vae).train()
     optimizer = torch.optim.AdamW(list(trainable.values()), lr=cfg.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                                   weight_decay=cfg.optim.weight_decay)
@@ -583,7 +647,8 @@ def _validate(model, vb, cfg: SFTConfig, step: int, run_dir: Path, writer, devic
     was_training = model.training
     model.eval()
     device = model.device  # under FSDP the exported model is a gathered CPU copy
-    out = restore_for_stage(model, vb["lq"].to(device), vb["hq"].to(device), cfg.stage, cfg.val)
+    stage = "autoencoder" if cfg.autoencoder_only else cfg.stage
+    out = restore_for_stage(model, vb["lq"].to(device), vb["hq"].to(device), stage, cfg.val)
     model.train(was_training)
     cols = [vb["hq"], out.cpu()] if cfg.stage == 0 else [vb["lq"], out.cpu(), vb["hq"]]
     grid = grid_image(cols)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Reproduce the bundled default model ("small" preset) from scratch on a CPU:
+#   bash tools/train_small_model.sh            # then: git diff --stat src/prefrestore/assets/models/default
+# Data: tools/build_corpus.py (real faces from every offline source, test faces split off by photo before any
+# training, plus natural-photo crops). Steps: stage 0 (autoencoder), then in parallel stage 3a (the autoencoder
+# learns to restore: encoder to HQ latents + pixel loss, decoder too) and stages 1 -> 2 (integrator, then SANA on the
+# stage-0 latents); graft 3a's autoencoder into the stage-2 model; pick the sampling start on training faces;
+# DiffusionNFT with offline rewards; merge; export. Every step resumes if re-run (the trainers' exact resume); wall
+# times go to runs/small/times.txt. Threads: one per process (two trainers run at once on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+export OMP_NUM_THREADS=1
+R=runs/small
+mkdir -p $R
+timed() {  # name, command...
+  local name=$1; shift
+  local t0; t0=$(date +%s)
+  echo "== $name: $*"
+  "$@"
+  echo "$name wall_s=$(( $(date +%s) - t0 ))" | tee -a $R/times.txt
+}
+train() { [ -d "$R/small-$1/final_ema" ] || timed "$1" "$PY" -m prefrestore train "configs/small/$1.yaml"; }
+
+[ -f runs/corpus/manifest.json ] || timed corpus "$PY" tools/build_corpus.py --out runs/corpus
+train stage0
+train stage3a > $R/stage3a.log 2>&1 &
+A=$!
+train stage1
+train stage2
+wait $A
+[ -d $R/grafted ] || timed graft "$PY" tools/graft_autoencoder.py --model $R/small-stage2/final_ema \
+  --autoencoder $R/small-stage3a/final_ema -o $R/grafted
+[ -f $R/start_sigma.json ] ||
+  timed pick "$PY" tools/pick_start_sigma.py $R/grafted --faces runs/corpus/train --presets paper photo \
+    --candidates 0.02 0.05 0.1 0.2 --steps 4 --threads 1 --out $R/start_sigma.json
+S=$("$PY" -c "import json; print(json.load(open('$R/start_sigma.json'))['start_sigma'])")
+if [ ! -d $R/rl_pairs_photo ]; then
+  rm -rf $R/rl_hq && mkdir -p $R/rl_hq
+  for f in runs/corpus/train/*.png; do [[ $f =~ _a[0-9]+\.png$ ]] || cp "$f" $R/rl_hq/; done
+  for p in paper photo; do
+    "$PY" -m prefrestore make-testset $R/rl_hq -o $R/rl_pairs_$p --preset $p --size 128 --scale-degradation --seed 1
+  done
+fi
+[ -d $R/rl/checkpoints/epoch-000020 ] || timed rl "$PY" -m prefrestore rl configs/small/rl.yaml "rollout.start_sigma=$S"
+[ -d $R/rl-merged ] || timed merge "$PY" -m prefrestore rl --merge $R/rl/checkpoints/epoch-000020/lora \
+  --model $R/grafted -o $R/rl-merged
+timed export "$PY" tools/export_default_model.py --rl $R/rl-merged --sft $R/grafted \
+  --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps 4
