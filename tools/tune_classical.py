@@ -4,7 +4,7 @@
 
 Takes the first ``--n`` un-augmented training faces of the corpus (``*_fK.png``; the test split is never read),
 degrades each with the "photo" and "paper" presets scaled to 128 px (2 seeds each), and grid-searches NL-means
-strength ``h`` in {0, 3, 6, 10} x unsharp gain ``amount`` in {0, 0.3, 0.6, 1.0} x ``sigma`` in {1, 1.5} for the
+strength ``h`` in {0, 3, 6, 10} x unsharp gain ``amount`` in {0, 0.5, 1, 1.5, 2} x ``sigma`` in {1, 1.5, 2, 3} for the
 highest mean PSNR-Y over both recipes. Prints JSON: the best parameters and the whole grid.
 """
 
@@ -41,7 +41,7 @@ def main() -> None:
         pairs[name] = [make_pair(load_rgb(p), deg, 1000 * k + i, args.size)[:2] for i, p in enumerate(files)
                        for k in range(2)]
     grid = []
-    for h, amount, sigma in itertools.product((0.0, 3.0, 6.0, 10.0), (0.0, 0.3, 0.6, 1.0), (1.0, 1.5)):
+    for h, amount, sigma in itertools.product((0.0, 3.0, 6.0, 10.0), (0.0, 0.5, 1.0, 1.5, 2.0), (1.0, 1.5, 2.0, 3.0)):
         if amount == 0 and sigma != 1.0:
             continue
         r = ClassicalRestorer(args.size, h=h, amount=amount, sigma=sigma)

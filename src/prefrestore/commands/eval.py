@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--restored", help="score this folder of restorations (any method) instead of restoring")
     src.add_argument("--compare", nargs="+", metavar="RUN", help="compare finished run folders; no evaluation")
     src.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
+    src.add_argument("--grid-rows", type=int, default=8, help="with --compare: images in grid.png (default 8)")
 
     model = parser.add_argument_group("restoring")
     model.add_argument("--model", help="'bicubic' or 'classical' (baselines) or a prefrestore model: preset, folder or HF repo id")
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         from ..eval.report import compare
 
-        sys.stdout.write(compare(args.compare, args.out))
+        sys.stdout.write(compare(args.compare, args.out, grid_rows=args.grid_rows))
         return 0
     if not args.out:
         raise UserError("give a run folder with -o RUN")

@@ -237,8 +237,9 @@ def load_summary(run: str | Path) -> dict:
     return json.loads(p.read_text())
 
 
-def compare(runs: list[str], out: str | None) -> str:
-    """Method-comparison table across run folders; writes compare.{md,csv,json} (+ plot, grid) when ``out``."""
+def compare(runs: list[str], out: str | None, *, grid_rows: int = 8) -> str:
+    """Method-comparison table across run folders; writes compare.{md,csv,json} (+ plot, a grid of ``grid_rows``
+    images spread evenly over the benchmark) when ``out``."""
     summaries = [load_summary(r) for r in runs]
     benches = {s["benchmark"]["name"] for s in summaries}
     table = markdown_table(summaries, bold_best=True)
@@ -261,7 +262,7 @@ def compare(runs: list[str], out: str | None) -> str:
             json.dumps({"runs": [str(r) for r in runs], "summaries": summaries}, indent=2) + "\n"
         )
         _plot_compare(o / "compare.png", summaries)
-        _compare_grid(o / "grid.png", runs, summaries)
+        _compare_grid(o / "grid.png", runs, summaries, grid_rows)
     return text
 
 
@@ -299,6 +300,7 @@ def _compare_grid(path: Path, runs: list[str], summaries: list[dict], n: int = 8
     keep = tuple(it for it in bench.items if all((f / f"{it.name}.png").exists() for _, f in folders))
     if not keep:
         return
+    keep = keep[:: max(1, len(keep) // n)][:n]  # spread over the set (copies of one face are neighbours by name)
     sub = Benchmark(bench.name, bench.kind, keep, bench.lq_dir, bench.gt_dir, None)
     cols = [(m, (lambda it, f=f: f / f"{it.name}.png")) for m, f in folders]
     grid(path, sub, cols, n)
