@@ -20,7 +20,7 @@ timed() {  # name, command...
   "$@"
   echo "$name wall_s=$(( $(date +%s) - t0 ))" | tee -a $R/times.txt
 }
-train() { [ -d "$R/small-$1/final_ema" ] || timed "$1" "$PY" -m prefrestore train "configs/small/$1.yaml"; }
+train() { [ -d "$R/small-$1/final" ] || timed "$1" "$PY" -m prefrestore train "configs/small/$1.yaml"; }
 
 [ -f runs/corpus/manifest.json ] || timed corpus "$PY" tools/build_corpus.py --out runs/corpus
 train stage0
@@ -30,7 +30,7 @@ train stage1
 train stage2
 wait $A
 [ -d $R/grafted ] || timed graft "$PY" tools/graft_autoencoder.py --model $R/small-stage2/final_ema \
-  --autoencoder $R/small-stage3a/final_ema -o $R/grafted
+  --autoencoder $R/small-stage3a/final -o $R/grafted
 [ -f $R/start_sigma.json ] ||
   timed pick "$PY" tools/pick_start_sigma.py $R/grafted --faces runs/corpus/train --presets paper photo \
     --candidates 0.02 0.05 0.1 0.2 --steps 4 --threads 1 --out $R/start_sigma.json
