@@ -5,12 +5,14 @@ Runs, on one thread, in a temporary folder:
 * SFT: a 4-step joint run with EMA, validation and a checkpoint every 2 steps, uninterrupted, and the same run
   killed (an exception) during step 3 and resumed;
 * NFT: a 2-epoch RL run on the tiny preset, uninterrupted, and the same run stopped after epoch 1 and resumed;
-* a restore of 2 faces by the tiny model at a fixed seed (model.restore: encode -> sample -> decode).
+* a restore of 2 faces by the tiny model at a fixed seed (model.restore: encode -> sample -> decode);
+* with ``--demo``: the demo photos restored by the bundled model through the whole-photo pipeline (the PNGs of
+  cropped_faces/, restored_faces/, restored_imgs/).
 
 Prints one JSON object: the sha256 of every saved weight tensor (by key, sorted), of the validation images, of the
 logs (time fields dropped) and of the restored tensors. Run it on two checkouts and compare the JSON:
 
-    PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 python tools/resume_fingerprint.py > after.json
+    PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 python tools/resume_fingerprint.py [--demo] > after.json
     diff before.json after.json   # empty: bit-identical
 """
 
@@ -164,11 +166,22 @@ def restore() -> dict:
     return out
 
 
+def demo(tmp: Path) -> dict:
+    from prefrestore.api import load_restorer
+    from prefrestore.demo import example_photos
+    from prefrestore.pipeline import restore_photo_files
+
+    out = tmp / "demo"
+    restore_photo_files(example_photos(), out, load_restorer("default"))
+    return {f"demo/{p.relative_to(out)}": hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.png"))
+            if p.parent.name in ("cropped_faces", "restored_faces", "restored_imgs")}
+
+
 def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        result = {**restore(), **sft(tmp), **nft(tmp)}
+        result = {**restore(), **sft(tmp), **nft(tmp), **(demo(tmp) if "--demo" in sys.argv[1:] else {})}
     json.dump(result, sys.stdout, indent=1, sort_keys=True)
     print()
 
