@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from prefrestore.degradations import degrade, ops, preset
+from prefrestore.degradations import degrade, preset
+from prefrestore.image import uint8_to_unit, unit_to_uint8
 from prefrestore.metrics.suite import GROUPS, ImageScorer
 
 
@@ -32,7 +33,7 @@ def faces(size: int, batch: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     gts = [np.asarray(Image.fromarray(srcs[i % 2]).resize((size, size), Image.BICUBIC)) for i in range(batch)]
     cfg = preset("gfpgan")
     lqs = [
-        ops.to_uint8_hwc(degrade(ops.from_uint8_hwc(g), cfg, torch.Generator().manual_seed(i))[0])
+        unit_to_uint8(degrade(uint8_to_unit(g), cfg, torch.Generator().manual_seed(i))[0])
         for i, g in enumerate(gts)
     ]
     return lqs, gts

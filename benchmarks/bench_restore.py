@@ -55,7 +55,7 @@ def bench(model, batch: int, steps: int, guidance: float, repeats: int):
             mark()
             cond = model.condition(queries, model.encode_latent(lq))
             mark()
-            latent = model.sample_latent(cond, model.initial_noise(batch, gens), steps=steps, guidance_scale=guidance)
+            latent = model.sample(cond, model.initial_noise(batch, gens), None, steps=steps, guidance_scale=guidance)
             mark()
             model.decode_latent(latent)
             mark()

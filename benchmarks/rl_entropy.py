@@ -59,9 +59,9 @@ def degradation_from(sft_config: str | None, preset: str):
 
 def make_pairs(hq_dir: str, out: str, *, cfg, size: int, copies: int, seed: int) -> int:
     """gt/<stem>[_dK].png + lq/ (each HQ face degraded ``copies`` times, seeded by name) + params.jsonl."""
-    from prefrestore.degradations import DegradationRecord, apply, ops, sample_params
+    from prefrestore.degradations import DegradationRecord, apply, sample_params
     from prefrestore.eval.testset import center_square, image_seed
-    from prefrestore.image import list_images, load_rgb, resize, save_rgb
+    from prefrestore.image import list_images, load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
 
     root = Path(out)
     if root.exists() and any(root.iterdir()):
@@ -75,7 +75,7 @@ def make_pairs(hq_dir: str, out: str, *, cfg, size: int, copies: int, seed: int)
             name = p.stem if copies == 1 else f"{p.stem}_d{k}"
             s = image_seed(seed, name)
             params = sample_params(cfg, torch.Generator().manual_seed(s))
-            lq = ops.to_uint8_hwc(apply(ops.from_uint8_hwc(gt), params))
+            lq = unit_to_uint8(apply(uint8_to_unit(gt), params))
             save_rgb(root / "gt" / f"{name}.png", gt)
             save_rgb(root / "lq" / f"{name}.png", lq)
             lines.append(DegradationRecord(name=name, seed=s, preset="custom", params=params).to_json())
@@ -88,16 +88,18 @@ def make_pairs(hq_dir: str, out: str, *, cfg, size: int, copies: int, seed: int)
 
 
 def load_variant(model_ref: str, lora: str | None):
-    from prefrestore.api import load_model
-    from prefrestore.training.nft import load_lora
+    from prefrestore.checkpoints import load_model
+    from prefrestore.lora import load_lora
 
     model = load_model(model_ref)
-    return load_lora(model, lora, merge=True) if lora else model
+    if lora:
+        load_lora(model, lora, merge=True)  # the trained RL LoRA (a checkpoint's lora/: the EMA) folded into SANA
+    return model.eval()
 
 
 def restore_k(model, lq: torch.Tensor, k: int, rollout_cfg, seed: int) -> torch.Tensor:
     """(B, 3, S, S) LQ -> (B, K, 3, S, S) restorations in [-1, 1], K noises per LQ, same seeds for every model."""
-    from prefrestore.training.common import derive_seed
+    from prefrestore.seeding import derive_seed
     from prefrestore.training.rollout import RolloutConfig, rollout
 
     cfg = RolloutConfig(group_size=k, steps=rollout_cfg.steps, solver=rollout_cfg.solver,
@@ -231,9 +233,9 @@ def write_report(results: dict, out: Path, command: str) -> None:
 
 
 def run_measure(args) -> None:
+    from prefrestore.data.pairs import list_pairs, read_face
     from prefrestore.image import to_model
     from prefrestore.rewards import CompositeReward
-    from prefrestore.training.nft import RLDataSettings, _read_face, list_pairs
     from prefrestore.training.rollout import RolloutConfig
 
     if args.threads:
@@ -251,10 +253,10 @@ def run_measure(args) -> None:
     for variant, lora in (("before", None), ("after", args.lora)):
         model = load_variant(args.model, lora)
         if lq is None:
-            pairs = list_pairs(RLDataSettings(pairs=(args.pairs,)))
+            pairs = list_pairs([args.pairs])
             S = model.config.resolution
-            lq = to_model([_read_face(p.lq, S) for p in pairs])
-            hq = to_model([_read_face(p.gt, S) for p in pairs])
+            lq = to_model([read_face(p.lq, S) for p in pairs])
+            hq = to_model([read_face(p.gt, S) for p in pairs])
             names = [p.name for p in pairs]
         log.info("%s: %d LQ x %d seeds", variant, lq.shape[0], args.samples)
         results[variant] = measure(model, names, lq, hq, reward, args, rollout_cfg)

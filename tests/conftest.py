@@ -11,11 +11,6 @@ def tiny_model():
     return random_model("tiny", seed=0)
 
 
-@pytest.fixture
-def device():
-    return torch.device("cpu")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Real photos and the detector, shared by the face and pipeline tests
 

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from prefrestore.checkpoints import from_pretrained
-from prefrestore.convert import BLIP3O_RULES, _official_name, convert, convert_official, resolve_official
+from prefrestore.convert import BLIP3O_RULES, convert, convert_official, resolve_official
+from prefrestore.convert.keys import _official_name
 from prefrestore.errors import CheckpointError, UserError
 from prefrestore.models.presets import tiny
 

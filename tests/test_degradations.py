@@ -21,6 +21,7 @@ from prefrestore.degradations import (
     preset,
     sample_params,
 )
+from prefrestore.image import uint8_to_unit
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def face() -> torch.Tensor:
     """A real face photo (skimage astronaut), 128x128, float32 (3, H, W) in [0, 1]."""
     skdata = pytest.importorskip("skimage.data")
     img = cv2.resize(skdata.astronaut()[40:296, 120:376], (128, 128), interpolation=cv2.INTER_AREA)
-    return ops.from_uint8_hwc(img)
+    return uint8_to_unit(img)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

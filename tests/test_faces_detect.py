@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prefrestore.faces.detect import SelectConfig, deduplicate, nms, select_faces
+from prefrestore.faces.detect import SelectConfig, deduplicate, select_faces
+from prefrestore.faces.mtcnn import nms
 from prefrestore.faces.types import FaceDetection
 
 ASTRONAUT_BOX = [181.1, 62.2, 267.7, 172.1]

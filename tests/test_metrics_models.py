@@ -193,7 +193,7 @@ def test_lmd_fan_with_weights(no_weights: Path, faces: dict[str, np.ndarray]) ->
     """FAN (random weights in VQFR's checkpoint layout) is picked by 'auto' once its file is there (~40 s on CPU)."""
     from prefrestore.metrics.landmarks import build_landmark_backend, lmd
 
-    fan_lmd = pytest.importorskip("prefrestore.rewards.fan_lmd")
+    fan_lmd = pytest.importorskip("prefrestore.metrics.fan")
     torch.manual_seed(0)
     no_weights.mkdir(exist_ok=True)
     torch.save({"state_dict": fan_lmd.FAN().state_dict()}, no_weights / "alignment_WFLW_4HG.pth")  # VQFR's layout

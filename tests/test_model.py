@@ -128,13 +128,13 @@ def test_batch_equals_one_by_one(tiny_model):
 def test_cfg_scale_one_equals_no_cfg(tiny_model):
     cond = torch.randn(1, 321, 192, generator=torch.Generator().manual_seed(0))
     noise = torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(1))
-    a = tiny_model.sample_latent(cond, noise, steps=3, guidance_scale=1.0)
+    a = tiny_model.sample(cond, noise, None, steps=3, guidance_scale=1.0)
     from prefrestore.flow.schedules import flow_sigmas
     from prefrestore.flow.solvers import sample
 
     b = sample(lambda x, s: tiny_model.velocity(x, s, cond), noise, flow_sigmas(3))
     assert torch.equal(a, b)
-    c = tiny_model.sample_latent(cond, noise, steps=3, guidance_scale=2.0)
+    c = tiny_model.sample(cond, noise, None, steps=3, guidance_scale=2.0)
     assert not torch.equal(a, c)
 
 

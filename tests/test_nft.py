@@ -13,7 +13,7 @@ from prefrestore.training.nft import (
     num_train_timesteps,
     old_policy_decay,
     optimality_prob,
-    train_sigmas,
+    timestep_subsets,
     zero_std_fraction,
 )
 
@@ -214,13 +214,13 @@ def test_old_policy_decay_and_ema_schedules():
     torch.testing.assert_close(t[0], torch.tensor([2.5, 5.0]))
 
 
-def test_train_sigmas_are_shuffled_distinct_subsets_of_the_grid():
+def test_timestep_subsets_are_shuffled_distinct_subsets_of_the_grid():
     grid = torch.linspace(1.0, 1 / 30, 30, dtype=torch.float64)
     assert num_train_timesteps(30, 0.99) == 29 and num_train_timesteps(30, 1.0) == 30
-    s = train_sigmas(grid, 5, 29, generator=torch.Generator().manual_seed(0))
+    s = timestep_subsets(grid, 5, 29, generator=torch.Generator().manual_seed(0))
     assert s.shape == (5, 29)
     for row in s:
         assert len(set(row.tolist())) == 29 and set(row.tolist()) <= set(grid.tolist())
     assert not torch.equal(s[0], s[1])
-    s2 = train_sigmas(grid, 5, 29, generator=torch.Generator().manual_seed(0))
+    s2 = timestep_subsets(grid, 5, 29, generator=torch.Generator().manual_seed(0))
     assert torch.equal(s, s2)

@@ -67,6 +67,6 @@ def test_paper_preset_end_to_end_random_weights():
         cond = model.prepare(lq, decode=DecodeOptions(), num_tokens=4)
         assert cond.cond.shape == (1, 5 + 256, 2304) and cond.codes.shape == (1, 4)
         noise = torch.randn(1, 32, 16, 16, device=device)
-        latent = model.sample_latent(cond.cond, noise, steps=2, guidance_scale=2.0)
+        latent = model.sample(cond.cond, noise, None, steps=2, guidance_scale=2.0)
         out = model.decode_latent(latent)
     assert out.shape == (1, 3, 512, 512) and torch.isfinite(out.float()).all()

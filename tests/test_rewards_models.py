@@ -186,7 +186,7 @@ def test_vit_h_14_config_has_the_published_size():
 
 
 def test_fan_architecture_matches_the_published_checkpoint_layout():
-    from prefrestore.rewards.fan_lmd import FAN
+    from prefrestore.metrics.fan import FAN
 
     with torch.device("meta"):
         sd = FAN().state_dict()
@@ -201,7 +201,7 @@ def test_fan_architecture_matches_the_published_checkpoint_layout():
 
 
 def test_heatmap_points_recover_peaks():
-    from prefrestore.rewards.fan_lmd import heatmap_points
+    from prefrestore.metrics.fan import heatmap_points
 
     ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     centres = [(10.0, 20.0), (40.3, 33.0), (5.0, 60.0)]  # (x, y)
@@ -212,7 +212,8 @@ def test_heatmap_points_recover_peaks():
 
 
 def test_fan_reward_loads_a_checkpoint_and_is_one_for_identical_images(tmp_path):
-    from prefrestore.rewards.fan_lmd import FAN, FANLandmarkReward, load_fan
+    from prefrestore.metrics.fan import FAN, load_fan
+    from prefrestore.rewards.fan_lmd import FANLandmarkReward
 
     torch.manual_seed(0)
     tiny = FAN(num_modules=2, channels=16, num_landmarks=5).eval()

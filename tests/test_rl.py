@@ -8,16 +8,15 @@ import pytest
 import torch
 
 from prefrestore.api import random_model
+from prefrestore.data.pairs import epoch_groups, list_pairs
 from prefrestore.image import save_rgb
+from prefrestore.lora import attach_training_adapters, load_lora
 from prefrestore.rewards import CompositeReward
+from prefrestore.training.checkpointing import latest_checkpoint
 from prefrestore.training.nft import (
     NFTConfig,
     OptimSettings,
     RLDataSettings,
-    epoch_groups,
-    latest_checkpoint,
-    list_pairs,
-    load_lora,
     train_nft,
 )
 from prefrestore.training.rollout import RolloutConfig, rollout
@@ -91,13 +90,11 @@ def _log(out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, pairs_dir):
     """An uninterrupted 2-epoch run: (run folder, the model it trained, a pristine copy, the initial LoRA)."""
-    from prefrestore.training.common import seed_everything
-    from prefrestore.training.nft import LoraSettings, attach_adapters
-
+    from prefrestore.seeding import seed_everything
     out = tmp_path_factory.mktemp("rl_full")
     cfg = _cfg(out, pairs_dir, 2)
     seed_everything(cfg.seed)  # what train_nft does before it adds the adapters: same Gaussian init
-    initial = {k: v.detach().clone() for k, v in attach_adapters(random_model("tiny", seed=0), LoraSettings()).trained.items()}
+    initial = {k: v.detach().clone() for k, v in attach_training_adapters(random_model("tiny", seed=0)).trained.items()}
     model = random_model("tiny", seed=0)
     train_nft(cfg, reward=_reward(), model=model)
     return out, model, random_model("tiny", seed=0), initial
@@ -126,7 +123,7 @@ def test_rollout_groups_differ_only_by_initial_noise(tiny_model):
 
 
 def test_data_listing_and_epoch_groups(pairs_dir):
-    pairs = list_pairs(RLDataSettings(pairs=(str(pairs_dir),)))
+    pairs = list_pairs([str(pairs_dir)])
     assert [p.name.split("/")[1] for p in pairs] == ["face0", "face1", "face2"]
     assert all(p.gt is not None and p.prompt == "A photograph of a person." for p in pairs)
     a = epoch_groups(3, 5, seed=1)
@@ -233,10 +230,13 @@ def test_exported_lora_is_the_ema_in_peft_layout_and_loads_merged_or_not(trained
     x, sigma, cond = torch.randn(2, 16, 16, 16, generator=g), torch.tensor([0.2, 0.6]), torch.randn(2, 321, 192, generator=g)
     with torch.no_grad():
         base = random_model("tiny", seed=0).velocity(x, sigma, cond)
-        merged = load_lora(random_model("tiny", seed=0), lora, merge=True)
+        merged = random_model("tiny", seed=0)
+        load_lora(merged, lora, merge=True)
         assert type(merged.transformer).__name__ == "SanaTransformer2DModel"
         v_merged = merged.velocity(x, sigma, cond)
-        v_adapter = load_lora(random_model("tiny", seed=0), lora, merge=False).velocity(x, sigma, cond)
+        with_adapter = random_model("tiny", seed=0)
+        load_lora(with_adapter, lora, merge=False)
+        v_adapter = with_adapter.velocity(x, sigma, cond)
     torch.testing.assert_close(v_merged, v_adapter, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(v_merged, base)
 

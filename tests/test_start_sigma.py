@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from prefrestore.api import FaceRestorer
-from prefrestore.flow.schedules import flow_sigmas
-from prefrestore.models.restorer import PrefRestoreModel, SamplingDefaults
+from prefrestore.flow.paths import start_latent
+from prefrestore.flow.schedules import flow_sigmas, sampling_sigmas
+from prefrestore.models.restorer import SamplingDefaults
 
 
 def _faces(n, seed=0):
@@ -16,11 +17,11 @@ def _faces(n, seed=0):
 
 
 def test_grid_and_start_point():
-    s = PrefRestoreModel.sampling_sigmas(4, 0.5)
+    s = sampling_sigmas(4, 0.5)
     assert torch.allclose(s, flow_sigmas(4) * 0.5) and s[0] == 0.5 and s[-1] == 0
     noise, lq = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)
-    assert PrefRestoreModel.start_latent(noise, lq, 1.0) is noise
-    assert torch.allclose(PrefRestoreModel.start_latent(noise, lq, 0.25), 0.75 * lq + 0.25 * noise)
+    assert start_latent(noise, lq, 1.0) is noise
+    assert torch.allclose(start_latent(noise, lq, 0.25), 0.75 * lq + 0.25 * noise)
     with pytest.raises(ValueError, match="start_sigma"):
         SamplingDefaults(start_sigma=0.0)
     with pytest.raises(ValueError, match="start_sigma"):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from prefrestore.seeding import derive_seed
 from prefrestore.training.common import (
     LRSchedule,
-    derive_seed,
     ema_init,
     ema_update_,
     freeze_all_but,

@@ -11,7 +11,8 @@ import pytest
 
 from prefrestore.config import dump_config
 from prefrestore.data import BatchStream
-from prefrestore.training.sft import find_checkpoint, train_sft
+from prefrestore.training.checkpointing import latest_checkpoint
+from prefrestore.training.sft import train_sft
 from train_helpers import make_faces, read_log, tiny_config
 
 STEPS = 5
@@ -51,7 +52,7 @@ def test_resume_after_an_exception(setup, monkeypatch):
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_sft(cfg)
     monkeypatch.setattr(BatchStream, "next_batch", original)
-    assert find_checkpoint(cfg.run_dir).name == "step-00000002"
+    assert latest_checkpoint(cfg.run_dir).name == "step-00000002"
     assert [r["step"] for r in read_log(cfg.run_dir)] == [1, 2, 3]
     train_sft(cfg)  # resumes from step 2; the stale step-3 line is dropped and redone
     _same(read_log(cfg.run_dir), ref)
@@ -74,7 +75,7 @@ def test_sigkill_mid_run_then_resume_logs_the_same_losses(setup):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (cfg.run_dir / "final").exists()
-    assert find_checkpoint(cfg.run_dir) is not None
+    assert latest_checkpoint(cfg.run_dir) is not None
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     _same(read_log(cfg.run_dir), ref)

@@ -32,8 +32,7 @@ import numpy as np
 import torch
 
 from prefrestore.degradations import ColorJitterParams, DegradationParams, apply
-from prefrestore.degradations.ops import from_uint8_hwc, to_uint8_hwc
-from prefrestore.image import load_rgb, resize, save_rgb
+from prefrestore.image import load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "prefrestore" / "assets" / "examples"
@@ -109,7 +108,7 @@ def old_photo(img: np.ndarray, *, sigma: float, scale: float, noise: float, seed
         color_jitter=ColorJitterParams(order=(1, 2, 0, 3), brightness=1.02, contrast=0.85, saturation=0.7, hue=0.0),
         quantize=True,
     )
-    return to_uint8_hwc(apply(from_uint8_hwc(img), params))
+    return unit_to_uint8(apply(uint8_to_unit(img), params))
 
 
 def scaled(img: np.ndarray, key: str, face_px: float) -> np.ndarray:

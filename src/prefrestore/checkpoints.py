@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -146,3 +147,72 @@ def from_pretrained(directory: str | os.PathLike, *, device: str | torch.device 
     if dtype is not None:
         model.to(dtype)
     return model.to(device).eval()
+
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building a model from a reference (what the trainers, convert and benchmarks use; api.py wraps the same idea)
+
+
+def random_model(preset: str, *, seed: int = 0) -> PrefRestoreModel:
+    """A model of a named preset with seeded random weights (tests, smoke runs, SFT's preset init), in eval mode."""
+    from .models.presets import get_preset
+    from .models.text_tokenizer import build_char_tokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PrefRestoreModel(get_preset(preset), build_char_tokenizer()).eval()
+
+
+def load_model(ref: str = "default", *, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None) -> PrefRestoreModel:
+    """A preset name (random weights, with a warning), ``default``, a model folder or a HF repo id -> model (eval)."""
+    from .hub import resolve
+    from .models.presets import PRESETS
+
+    if ref in PRESETS:
+        log.warning("model %r: RANDOM weights (untrained preset) - output is noise-like, not a restoration", ref)
+        model = random_model(ref)
+        return model.to(device=device, dtype=dtype).eval() if dtype else model.to(device).eval()
+    return from_pretrained(resolve(ref), device=device, dtype=dtype)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Torch files (no pickle beyond torch's weights_only unpickler)
+
+
+class _EasyDictStandIn:
+    """Stand-in for ``easydict.EasyDict`` inside the weights_only unpickler: rebuilds it as a plain mapping.
+
+    The unpickler only fills dict/OrderedDict items and only builds allow-listed types, so ``__new__`` returns an
+    OrderedDict (the EasyDict attribute copies land in its ``__dict__`` and are ignored); nothing else is allowed.
+    """
+
+    def __new__(cls, *args):
+        from collections import OrderedDict
+
+        return OrderedDict()
+
+
+def load_torch_file(path: str | os.PathLike, *, allow_easydict: bool = False):
+    """``torch.load(path, weights_only=True)`` (memory-mapped); refusals and corruption -> one-line CheckpointError."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: file not found")
+    safe = [(_EasyDictStandIn, "easydict.EasyDict")] if allow_easydict else []
+    try:
+        with torch.serialization.safe_globals(safe):
+            try:
+                return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
+                return torch.load(p, map_location="cpu", weights_only=True)  # legacy (non-zip) files cannot mmap
+    except Exception as err:  # torch raises UnpicklingError/RuntimeError/EOFError/...: all mean "refused or corrupt"
+        text = " ".join(str(err).split())
+        m = re.search(r"Unsupported global: GLOBAL (\S+)|unrecognized function (\S+)|got <class '([^']+)'>", text)
+        if m:
+            name = next(g for g in m.groups() if g)
+            raise CheckpointError(f"{p}: refused: the pickle needs {name}, which torch.load(weights_only=True) does "
+                                  "not allow and prefrestore never unpickles; only tensors, plain containers "
+                                  "and easydict.EasyDict are accepted") from None
+        raise CheckpointError(f"{p}: not a readable torch file ({text[:200]}); re-download it") from None

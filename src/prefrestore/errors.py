@@ -16,3 +16,12 @@ class ImageError(UserError, ValueError):
 
 class CheckpointError(UserError, ValueError):
     """A model directory or checkpoint is missing, corrupt, or does not match the expected layout."""
+
+
+class MetricUnavailable(UserError):
+    """A metric cannot run here (missing weight file or package); the message names what to provide and where."""
+
+    def __init__(self, metric: str, reason: str) -> None:
+        super().__init__(f"{metric} unavailable: {reason}")
+        self.metric = metric
+        self.reason = reason

@@ -55,27 +55,67 @@ def resolve(ref: str, *, allow_download: bool = False) -> Path:
         if not (p / "config.json").is_file():
             raise CheckpointError(f"{p}: no config.json; a prefrestore model folder needs {', '.join(REQUIRED_FILES)}")
         return p
-    if ref.count("/") == 1 and not ref.startswith((".", "/", "~")):
+    if is_repo_id(ref):
         return _from_hub(ref, allow_download=allow_download)
     raise UserError(f"{ref}: not a model folder, preset or Hugging Face repo id; "
                     "use --model tiny, --model default, --model PATH or --model ORG/NAME")
 
 
 def _from_hub(repo_id: str, *, allow_download: bool) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        d = Path(snapshot_download(repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
+    d = cached_snapshot(repo_id)
+    if d is None:
         if not allow_download:
             raise UserError(
                 f"{repo_id}: not in the local Hugging Face cache and downloads are off; on a machine with network run "
                 f"`huggingface-cli download {repo_id} --local-dir DIR` (files: {', '.join(REQUIRED_FILES)}), copy DIR "
                 "here and pass --model DIR (official checkpoints: `prefrestore convert` first)"
-            ) from None
-        d = Path(snapshot_download(repo_id))
+            )
+        d = download_snapshot(repo_id)
     if not (d / "config.json").is_file():
         raise CheckpointError(f"{repo_id} (cached at {d}): no prefrestore config.json; if it is an official "
                               "checkpoint, run `prefrestore convert` on it first")
     return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Hugging Face hub: every access of the package goes through these (offline unless a download is asked for)
+
+
+def is_repo_id(ref: str) -> bool:
+    """``ORG/NAME`` (one slash, not a relative or absolute path)."""
+    return ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
+
+
+def hub_cache_dir(cache_dir: str | None = None) -> str:
+    from huggingface_hub import constants
+
+    return cache_dir or constants.HF_HUB_CACHE
+
+
+def cached_snapshot(repo_id: str, *, cache_dir: str | None = None) -> Path | None:
+    """The repo's snapshot folder in the local HF cache, or None when it is not there (no network access)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+
+
+def download_snapshot(repo_id: str, *, cache_dir: str | None = None, allow_patterns: list[str] | None = None) -> Path:
+    """Download (the ``allow_patterns`` files of) a repo into the HF cache; only when the user asked for downloads."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=allow_patterns))
+
+
+def hub_file(repo_id: str, filename: str, *, cache_dir: str | None = None, allow_download: bool = False) -> Path | None:
+    """One file of a repo: from the local HF cache, else downloaded when ``allow_download``; None when unavailable."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=not allow_download))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None

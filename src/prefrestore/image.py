@@ -65,6 +65,23 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
     return x * 2.0 - 1.0
 
 
+def uint8_to_unit(arr: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) or (B, H, W, 3) RGB -> float32 (3, H, W) or (B, 3, H, W) in [0, 1] (degradations/, metrics/)."""
+    if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (H, W, 3) or (B, H, W, 3) RGB, got {arr.dtype} {arr.shape}")
+    t = torch.from_numpy(np.array(arr, copy=True))
+    return (t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)).float() / 255.0
+
+
+def unit_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (3, H, W) or (B, 3, H, W) RGB in [0, 1] (values outside are clipped) -> uint8 (H, W, 3) or
+    (B, H, W, 3), rounded."""
+    if x.ndim not in (3, 4) or x.shape[-3] != 3:
+        raise ValueError(f"expected (3, H, W) or (B, 3, H, W), got {tuple(x.shape)}")
+    u8 = (x.detach().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return (u8.permute(1, 2, 0) if u8.ndim == 3 else u8.permute(0, 2, 3, 1)).cpu().numpy()
+
+
 def resize(img: np.ndarray, size: tuple[int, int], *, resample: str = "bicubic") -> np.ndarray:
     """uint8 (H, W, C) -> uint8 (h, w, C), ``size`` = (w, h). Uses PIL so no colour-order question arises."""
     modes = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "nearest": Image.NEAREST}

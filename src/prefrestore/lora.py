@@ -19,7 +19,9 @@ API:
 * :func:`load_lora` - put an adapter on a model, ``merge=True`` (plain weights, no peft layers) or ``merge=False``
   (peft layers, switchable);
 * :func:`merge_lora` - fold an injected peft adapter into the base weights and remove the LoRA layers;
-* :func:`save_lora` - write an adapter in the official folder layout.
+* :func:`save_lora` - write an adapter in the official folder layout;
+* :func:`attach_training_adapters`, :func:`use_adapter`, :func:`save_training_adapters` - the RL pair of adapters
+  on one peft model: "default" (trained), "old" (samples the rollouts); adapters off is the frozen reference.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -162,7 +166,7 @@ def _read_adapter_state(d: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{f}: corrupt safetensors file ({err}); re-download the adapter") from None
     b = d / "adapter_model.bin"
     if b.is_file():
-        from .convert import load_torch_file
+        from .checkpoints import load_torch_file
 
         state = load_torch_file(b)  # weights_only=True; refusals become a CheckpointError
         if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -288,23 +292,95 @@ def merge_lora(transformer: nn.Module, *, adapter_name: str = "default") -> int:
     return n
 
 
-def save_lora(transformer: nn.Module, directory: str | os.PathLike, *, adapter_name: str = "default") -> Path:
-    """Write the injected adapter ``adapter_name`` in the official layout (``base_model.model.`` keys)."""
+def save_lora(transformer: nn.Module, directory: str | os.PathLike, *, adapter_name: str = "default",
+              weights: dict[str, torch.Tensor] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write the adapter ``adapter_name`` in the official layout (``base_model.model.`` keys).
+
+    ``transformer``: a diffusers transformer with injected adapters, or a ``peft.PeftModel`` wrapping one.
+    ``weights``: values to write instead of the live ones (e.g. an EMA), keyed like ``named_parameters`` of
+    ``transformer`` (``....lora_A.<adapter_name>.weight``); ``dtype``: the stored dtype (default: as trained).
+    """
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
     config = transformer.peft_config[adapter_name]
     state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
+    if weights is not None:
+        by_key = {k.replace(f".{adapter_name}.", "."): v for k, v in weights.items()}
+        state = {k: by_key[k] for k in state}
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    save_file({PEFT_PREFIX + k: v.detach().contiguous().cpu() for k, v in state.items()}, d / ADAPTER_WEIGHTS,
-              metadata={"format": "pt"})
+    out = {}
+    for k, v in state.items():
+        v = v.detach().to(dtype) if dtype is not None else v.detach()
+        out[k if k.startswith(PEFT_PREFIX) else PEFT_PREFIX + k] = v.contiguous().cpu()
+    save_file(out, d / ADAPTER_WEIGHTS, metadata={"format": "pt"})
     raw = config.to_dict()
     raw["target_modules"] = sorted(raw["target_modules"]) if isinstance(raw["target_modules"], (set, list)) \
         else raw["target_modules"]
     raw = {k: (sorted(v) if isinstance(v, set) else v) for k, v in raw.items()}
     raw["inference_mode"] = True
     (d / ADAPTER_CONFIG).write_text(json.dumps(raw, indent=2, default=str))
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The RL pair of adapters (DiffusionNFT): "default" is trained, "old" samples, adapters off is the reference
+
+
+@dataclass
+class TrainingAdapters:
+    peft: Any  # peft.PeftModel wrapping model.transformer (also set as model.transformer)
+    trained: dict[str, nn.Parameter]  # the "default" adapter's tensors, by peft parameter name
+    old: dict[str, nn.Parameter]  # the "old" adapter's tensors, same order
+
+
+def attach_training_adapters(model: nn.Module, *, rank: int = 32, alpha: float = 64,
+                             targets: Sequence[str] = LORA_TARGETS, init_from: str | None = None) -> TrainingAdapters:
+    """Freeze ``model``, wrap ``model.transformer`` in peft with adapters "default" and "old" (same config, the
+    official one: :func:`lora_config`); "old" starts as a copy of "default" (Gaussian A, zero B, or the adapter
+    folder ``init_from``)."""
+    from peft import get_peft_model, set_peft_model_state_dict
+
+    model.requires_grad_(False)
+    config = lora_config(rank, alpha, targets)
+    peft = get_peft_model(model.transformer, config)
+    peft.add_adapter("old", config)
+    if init_from:
+        sd = _read_adapter_state(adapter_dir(init_from))
+        for name in ("default", "old"):
+            result = set_peft_model_state_dict(peft, sd, adapter_name=name)
+            if getattr(result, "unexpected_keys", None):
+                raise CheckpointError(f"{init_from}: unexpected LoRA keys {result.unexpected_keys[:4]}")
+    peft.set_adapter("default")
+    model.transformer = peft
+    params = dict(peft.named_parameters())
+    trained = {k: p for k, p in params.items() if ".default." in k}
+    old = {k.replace(".default.", ".old."): params[k.replace(".default.", ".old.")] for k in trained}
+    with torch.no_grad():
+        for o, t in zip(old.values(), trained.values(), strict=True):
+            o.copy_(t)
+    return TrainingAdapters(peft, trained, old)
+
+
+@contextmanager
+def use_adapter(adapters: TrainingAdapters, name: str):
+    """Activate adapter ``name`` inside the block, "default" after it (peft's set_adapter also toggles
+    requires_grad, which is why the loop always switches back before the trained forward)."""
+    adapters.peft.set_adapter(name)
+    try:
+        yield
+    finally:
+        adapters.peft.set_adapter("default")
+
+
+def save_training_adapters(adapters: TrainingAdapters, directory: str | os.PathLike,
+                           trained_state: dict[str, torch.Tensor] | None = None) -> Path:
+    """"default" (``trained_state``, e.g. the EMA, when given) in ``directory`` and "old" in ``directory/old``,
+    each in the official layout (:func:`save_lora`, float32)."""
+    d = Path(directory)
+    save_lora(adapters.peft, d, adapter_name="default", weights=trained_state, dtype=torch.float32)
+    save_lora(adapters.peft, d / "old", adapter_name="old", dtype=torch.float32)
     return d
 
 

@@ -32,11 +32,11 @@ def run(args: argparse.Namespace) -> int:
     if args.merge:
         if not (args.model and args.out) or args.config:
             raise UserError("--merge LORA_DIR needs --model MODEL and -o OUT (and no CONFIG)")
-        from ..api import load_model
-        from ..checkpoints import save_pretrained
-        from ..training.nft import load_lora
+        from ..checkpoints import load_model, save_pretrained
+        from ..lora import load_lora
 
-        model = load_lora(load_model(args.model), args.merge, merge=True)
+        model = load_model(args.model)
+        load_lora(model, args.merge, merge=True)
         save_pretrained(model, args.out)
         sys.stdout.write(f"wrote {args.out}\n")
         return 0

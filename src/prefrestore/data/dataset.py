@@ -29,9 +29,9 @@ import torch
 from PIL import Image
 
 from ..degradations import DegradationConfig, apply, sample_params
-from ..image import from_unit
+from ..image import from_unit, uint8_to_unit
 from ..models.integrator import CAPTION_INSTRUCTION, RESTORE_INSTRUCTION, SIDE_MISSION_INSTRUCTION
-from ..training.common import derive_seed
+from ..seeding import derive_seed
 from .sources import Record, read_bytes
 
 Task = Literal["recon", "caption", "plain"]
@@ -169,7 +169,7 @@ class FaceDataset:
             return hq8
         seed = derive_seed(self.seed, epoch, index)
         g = torch.Generator().manual_seed(seed)
-        hq = torch.from_numpy(np.array(hq8, copy=True)).permute(2, 0, 1).float() / 255.0  # (3, S, S) in [0, 1]
+        hq = uint8_to_unit(hq8)  # (3, S, S) in [0, 1]
         flip, task = draw_choices(g, self.cfg)
         if flip:
             hq = hq.flip(-1)

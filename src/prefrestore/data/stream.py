@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import torch
 
-from ..training.common import derive_seed
+from ..seeding import derive_seed
 from .dataset import FaceDataset, Skip, collate
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..image import uint8_to_unit, unit_to_uint8
+
 # Luma weights used by torchvision's rgb_to_grayscale (and hence GFPGAN's colour jitter).
 _GRAY_TV = (0.2989, 0.587, 0.114)
 # ITU-R BT.601 luma weights used by cv2.COLOR_RGB2GRAY (GFPGAN's random-to-gray).
@@ -102,30 +104,17 @@ def add_gaussian_noise(img: torch.Tensor, sigma: float, seed: int, *, clip: bool
     return out.clamp(0.0, 1.0) if clip else out
 
 
-def to_uint8_hwc(img: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> uint8 (H, W, 3), rounded (values outside are clipped)."""
-    _check(img)
-    return (img.detach().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def from_uint8_hwc(arr: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"expected uint8 (H, W, 3), got {arr.dtype} {arr.shape}")
-    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float() / 255.0
-
-
 def jpeg(img: torch.Tensor, quality: int) -> torch.Tensor:
     """JPEG round trip at ``quality`` (1-100) through an in-memory encode with PIL (4:2:0 chroma)."""
     _check(img)
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be in [1, 100], got {quality}")
     buf = io.BytesIO()
-    Image.fromarray(to_uint8_hwc(img)).save(buf, format="JPEG", quality=int(quality))
+    Image.fromarray(unit_to_uint8(img)).save(buf, format="JPEG", quality=int(quality))
     buf.seek(0)
     with Image.open(buf) as im:
         out = np.asarray(im.convert("RGB"))
-    return from_uint8_hwc(out).to(img.dtype)
+    return uint8_to_unit(out).to(img.dtype)
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import UserError
-from ..image import list_images, load_rgb, resize, save_rgb
+from ..image import list_images, load_rgb, resize, save_rgb, uint8_to_unit
 from ..metrics import fid as fidlib
 from ..metrics.entropy import mean_pairwise_distance, pixel_std
 from ..metrics.fidelity import match_mean_std
@@ -127,11 +127,6 @@ def _append_jsonl(path: Path, records: list[dict]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def _unit(img: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1] (metrics' convention)."""
-    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float() / 255.0
-
-
 def _square(img: np.ndarray, size: int) -> np.ndarray:
     return resize(img, (size, size), resample="bicubic")
 
@@ -221,7 +216,7 @@ def score_all(cfg: EvalConfig, bench: Benchmark, run: Path, scorer: ImageScorer)
                 if r.shape != ref.shape:
                     r = resize(r, (ref.shape[1], ref.shape[0]), resample="bicubic")
                 if cfg.correct_mean_var and it.gt is not None:
-                    x, y = _unit(r)[None], _unit(ref)[None]
+                    x, y = uint8_to_unit(r)[None], uint8_to_unit(ref)[None]
                     fixed = match_mean_std(x, y).clamp(0, 1)[0].permute(1, 2, 0).numpy()
                     r = (fixed * 255).round().astype(np.uint8)
                 restored.append(r)
@@ -255,7 +250,7 @@ def _features(
     feats = []
     for i in tqdm(range(0, len(paths), batch), desc=f"features {cache.stem}", unit="batch"):
         imgs = [load_rgb(p) for p in paths[i : i + batch]]
-        x = torch.stack([_unit(a) for a in imgs])
+        x = torch.stack([uint8_to_unit(a) for a in imgs])
         feats.append(extractor(x).double().cpu().numpy())
     f = np.concatenate(feats)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +298,7 @@ def entropy_scores(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, di
         paths = [run / "restored" / f"{it.name}.png"] + [
             run / "samples" / str(k) / f"{it.name}.png" for k in range(1, cfg.samples)
         ]
-        x = torch.stack([_unit(load_rgb(p)) for p in paths])
+        x = torch.stack([uint8_to_unit(load_rgb(p)) for p in paths])
         out[it.name] = {"entropy_std": pixel_std(x), "entropy_pair": mean_pairwise_distance(x)}
     return out
 

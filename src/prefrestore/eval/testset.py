@@ -32,13 +32,12 @@ from ..degradations import (
     DegradationRecord,
     PresetName,
     apply,
-    ops,
     preset,
     sample_params,
     scaled,
 )
 from ..errors import UserError
-from ..image import list_images, load_rgb, resize, save_rgb
+from ..image import list_images, load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def make_pair(
     if size is not None:
         gt = resize(gt, (size, size), resample="bicubic")
     params = sample_params(cfg, torch.Generator().manual_seed(seed))
-    lq = ops.to_uint8_hwc(apply(ops.from_uint8_hwc(gt), params))
+    lq = unit_to_uint8(apply(uint8_to_unit(gt), params))
     return gt, lq, params
 
 
@@ -162,5 +161,5 @@ def replay(testset_dir: str | os.PathLike, name: str) -> np.ndarray:
         rec = DegradationRecord.from_json(line)
         if rec.name == name:
             gt = load_rgb(root / "gt" / f"{name}.png")
-            return ops.to_uint8_hwc(apply(ops.from_uint8_hwc(gt), rec.params))
+            return unit_to_uint8(apply(uint8_to_unit(gt), rec.params))
     raise UserError(f"{root / 'params.jsonl'}: no record named {name!r}")

@@ -54,30 +54,6 @@ def build_detector(kind: DetectorKind = "mtcnn", *, device: str = "cpu", min_fac
 # Suppression and de-duplication
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, *, mode: Literal["union", "min"] = "union") -> np.ndarray:
-    """Greedy non-maximum suppression -> indices kept, by decreasing score.
-
-    boxes: (N, 4) x1, y1, x2, y2; scores: (N,). A box is dropped when its overlap with a kept, higher-scoring box
-    exceeds ``threshold``; overlap = intersection / union (``"union"``) or / the smaller area (``"min"``).
-    """
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=np.int64)
-    x1, y1, x2, y2 = boxes.T
-    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)  # (N,)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
-        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
-        inter = iw * ih
-        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
-        overlap = inter / np.maximum(denom, 1e-12)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
 def _same_face(a: FaceDetection, b: FaceDetection, *, iou: float, overlap: float, eye_tolerance: float) -> bool:
     """Whether two detections are one face: boxes overlap (IoU or nested) or their eyes coincide."""
     ba, bb = np.asarray(a.box), np.asarray(b.box)

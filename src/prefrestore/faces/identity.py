@@ -37,11 +37,11 @@ def identity_available() -> bool:
 
 class IdentityScorer:
     """dlib ResNet descriptors of aligned crops, computed exactly as the ``IDD-dlib`` evaluation metric does
-    (:class:`prefrestore.metrics.identity.DlibFaces`: the face is located once, on the input crop, and both crops
+    (:class:`prefrestore.faces.dlib.DlibFaces`: the face is located once, on the input crop, and both crops
     are described inside that box). Constructing it loads ~31 MB of models."""
 
     def __init__(self) -> None:
-        from ..metrics.identity import DlibFaces
+        from ..faces.dlib import DlibFaces
 
         self._faces = DlibFaces()
 

@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -31,7 +32,6 @@ import torch
 from torch import nn
 
 from ..image import to_model
-from .detect import nms
 from .types import FaceDetection
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,34 @@ WEIGHTS = "assets/mtcnn.safetensors"  # inside the prefrestore package
 # x / 127.5 - 1, so multiplying by 127.5 / 128 yields exactly (x - 127.5) / 128.
 _NORM = 127.5 / 128.0
 _PAD = -127.5 / 128.0  # a black (0) pixel after normalisation: what the reference pads crops with
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Non-maximum suppression
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, *, mode: Literal["union", "min"] = "union") -> np.ndarray:
+    """Greedy non-maximum suppression -> indices kept, by decreasing score.
+
+    boxes: (N, 4) x1, y1, x2, y2; scores: (N,). A box is dropped when its overlap with a kept, higher-scoring box
+    exceeds ``threshold``; overlap = intersection / union (``"union"``) or / the smaller area (``"min"``).
+    """
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    x1, y1, x2, y2 = boxes.T
+    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)  # (N,)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
+        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
+        inter = iw * ih
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        overlap = inter / np.maximum(denom, 1e-12)
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -21,6 +21,16 @@ def interpolate(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> t
     return (1 - s) * x0 + s * noise
 
 
+def start_latent(noise: torch.Tensor, lq_latent: torch.Tensor | None, start_sigma: float) -> torch.Tensor:
+    """The sampler's start at sigma = start_sigma: ``noise`` itself at 1, else the LQ latent on the path,
+    (1 - s) lq_latent + s noise (:func:`interpolate` with x0 = the LQ latent). Shapes (B, c, h, w)."""
+    if start_sigma >= 1.0:
+        return noise
+    if lq_latent is None:
+        raise ValueError("start_sigma < 1 needs the LQ latent")
+    return (1 - start_sigma) * lq_latent.to(noise) + start_sigma * noise
+
+
 def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """d x_sigma / d sigma = noise - x0 (the official target)."""
     return noise - x0

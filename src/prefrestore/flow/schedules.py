@@ -23,6 +23,14 @@ def flow_sigmas(steps: int, *, shift: float = 1.0) -> torch.Tensor:
     return torch.cat([s, s.new_zeros(1)])
 
 
+def sampling_sigmas(steps: int, start_sigma: float = 1.0) -> torch.Tensor:
+    """(steps + 1,) float64 grid from ``start_sigma`` to 0: the official grid (:func:`flow_sigmas`) scaled by
+    ``start_sigma`` in (0, 1] (1: from pure noise; below 1: from the noised LQ latent, paths.start_latent)."""
+    if not 0.0 < start_sigma <= 1.0:
+        raise ValueError(f"start_sigma={start_sigma} must be in (0, 1]")
+    return flow_sigmas(steps) * start_sigma
+
+
 def train_sigmas(n: int, *, generator: torch.Generator | None = None, num_train_timesteps: int = 1000,
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """(n,) training sigmas: u ~ U(0, 1), index = floor(u * N) into timesteps N..1, sigma = t / N (LAYOUTS.md §4.3).

@@ -2,7 +2,7 @@
 
 Backends (chosen by name, :data:`BACKENDS`):
 
-* ``fan``: FAN 98-point WFLW landmarks (``prefrestore.rewards.fan_lmd``, VQFR's ``alignment_WFLW_4HG.pth``), the
+* ``fan``: FAN 98-point WFLW landmarks (``prefrestore.metrics.fan``, VQFR's ``alignment_WFLW_4HG.pth``), the
   published LMD protocol; needs that weight file.
 * ``mtcnn``: the project's face detector ``prefrestore.faces.detect.build_detector`` (MTCNN 5 points: eyes, nose, mouth corners),
   run on each image independently; a face missing in either image gives NaN, counted as a failure.
@@ -15,7 +15,6 @@ backends or resolutions are not comparable, which is why the backend is part of 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from typing import Literal, Protocol
@@ -51,7 +50,7 @@ class DlibLandmarks:
     name = "dlib5"
 
     def __init__(self) -> None:
-        from .identity import DlibFaces
+        from ..faces.dlib import DlibFaces
 
         self.faces = DlibFaces()
 
@@ -66,8 +65,9 @@ class DetectLandmarks:
     name = "mtcnn5"
 
     def __init__(self, *, device: str = "cpu") -> None:
-        self._mod = importlib.import_module("prefrestore.faces.detect")
-        self._mod.build_detector  # noqa: B018 - fail here (AttributeError) if the module has no detector yet
+        from ..faces import detect
+
+        self._mod = detect
         self._device = device
         self._detectors: dict[float, object] = {}
 
@@ -91,7 +91,7 @@ class FANLandmarks:
     name = "fan98"
 
     def __init__(self, *, device: str = "cpu", override: str | os.PathLike | None = None) -> None:
-        from ..rewards import fan_lmd
+        from . import fan as fan_lmd
 
         path = find_file(
             "LMD (FAN)",

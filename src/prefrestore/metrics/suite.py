@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..image import uint8_to_unit
 from .weights import MetricUnavailable
 
 logger = logging.getLogger(__name__)
@@ -84,11 +85,6 @@ def info(name: str) -> MetricInfo:
     if name in SET_METRICS:
         return SET_METRICS[name]
     raise ValueError(f"unknown metric {name!r}; expected one of {sorted(METRICS) + sorted(SET_METRICS)}")
-
-
-def _unit(images: list[np.ndarray]) -> torch.Tensor:
-    arr = np.stack(images)  # (B, H, W, 3) uint8
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
 
 
 class ImageScorer:
@@ -181,9 +177,9 @@ class ImageScorer:
             for i, v in enumerate(np.asarray(values, dtype=np.float64).reshape(n)):
                 out[i][name] = float(v)
 
-        x = _unit(restored)
+        x = uint8_to_unit(np.stack(restored))  # (B, 3, H, W) in [0, 1]
         if gt is not None:
-            y = _unit(gt)
+            y = uint8_to_unit(np.stack(gt))
             for space in fidelity.SPACES:
                 if f"psnr_{space}" in want:
                     put(f"psnr_{space}", fidelity.psnr(x, y, space=space, crop_border=self.crop_border))

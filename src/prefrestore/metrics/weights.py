@@ -13,19 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import MetricUnavailable
 
 ENV_VAR = "PREFRESTORE_METRIC_WEIGHTS"
 DEFAULT_DIR = Path("~/.cache/prefrestore/metrics")
-
-
-class MetricUnavailable(UserError):
-    """A metric cannot run here (missing weight file or package); the message names what to provide and where."""
-
-    def __init__(self, metric: str, reason: str) -> None:
-        super().__init__(f"{metric} unavailable: {reason}")
-        self.metric = metric
-        self.reason = reason
 
 
 def weights_dir(override: str | os.PathLike | None = None) -> Path:

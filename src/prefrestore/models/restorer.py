@@ -20,7 +20,8 @@ import torch
 from diffusers import AutoencoderDC, SanaTransformer2DModel
 from torch import nn
 
-from ..flow.schedules import flow_sigmas
+from ..flow.paths import start_latent
+from ..flow.schedules import sampling_sigmas
 from ..flow.solvers import SOLVERS, Solver, guided, sample
 from .connectors import make_connector, make_shared_norm
 from .integrator import RESTORE_INSTRUCTION, DecodeOptions, Integrator, IntegratorConfig
@@ -245,10 +246,14 @@ class PrefRestoreModel(nn.Module):
     # ---------------------------------------------------------------------------------------------------------
     # Velocity and sampling
 
-    def velocity(self, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """x_t: (B, c, h, w), sigma: (B,) in [0, 1], cond: (B, Q + N, C) -> v (B, c, h, w) = d x / d sigma."""
-        out = self.transformer(x_t.to(self.dtype), encoder_hidden_states=cond.to(self.dtype),
-                               timestep=(sigma * 1000).to(self.dtype), return_dict=False)[0]
+    def velocity(self, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, *,
+                 transformer: nn.Module | None = None) -> torch.Tensor:
+        """x_t: (B, c, h, w), sigma: (B,) in [0, 1], cond: (B, Q + N, C) -> v (B, c, h, w) = d x / d sigma, in
+        x_t's dtype. ``transformer``: run this wrapper of ``self.transformer`` instead (a DDP-wrapped peft model in
+        RL training, so gradients synchronise); the same weights, the same result."""
+        net = self.transformer if transformer is None else transformer
+        out = net(x_t.to(self.dtype), encoder_hidden_states=cond.to(self.dtype),
+                  timestep=(sigma * 1000).to(self.dtype), return_dict=False)[0]
         return out.to(x_t.dtype)
 
     def initial_noise(self, batch: int, generators: list[torch.Generator], *, device=None) -> torch.Tensor:
@@ -258,27 +263,12 @@ class PrefRestoreModel(nn.Module):
         assert len(rows) == batch
         return torch.cat(rows).to(device or self.device)
 
-    @staticmethod
-    def sampling_sigmas(steps: int, start_sigma: float = 1.0) -> torch.Tensor:
-        """(steps + 1,) float64 grid from ``start_sigma`` to 0: the official grid scaled by start_sigma."""
-        if not 0.0 < start_sigma <= 1.0:
-            raise ValueError(f"start_sigma={start_sigma} must be in (0, 1]")
-        return flow_sigmas(steps) * start_sigma
-
-    @staticmethod
-    def start_latent(noise: torch.Tensor, lq_latent: torch.Tensor | None, start_sigma: float) -> torch.Tensor:
-        """The sampler's start at sigma = start_sigma: ``noise`` itself at 1, else (1 - s) * lq_latent + s * noise."""
-        if start_sigma >= 1.0:
-            return noise
-        if lq_latent is None:
-            raise ValueError("start_sigma < 1 needs the LQ latent")
-        return (1 - start_sigma) * lq_latent.to(noise) + start_sigma * noise
-
     @torch.no_grad()
-    def sample_latent(
+    def sample(
         self,
         cond: torch.Tensor,
-        x_start: torch.Tensor,
+        noise: torch.Tensor,
+        lq_latent: torch.Tensor | None,
         *,
         steps: int,
         guidance_scale: float,
@@ -286,12 +276,18 @@ class PrefRestoreModel(nn.Module):
         start_sigma: float = 1.0,
         progress=None,
     ) -> torch.Tensor:
-        """Integrate the flow ODE from ``x_start`` (B, c, h, w) at sigma = start_sigma (1: pure noise) to 0 under
-        ``cond`` -> clean scaled latent (B, c, h, w)."""
+        """The one sampling path (inference, RL rollouts, SFT validation, benchmarks): integrate the flow ODE from
+        ``flow.paths.start_latent(noise, lq_latent, start_sigma)`` at sigma = start_sigma (1: pure noise) to 0 under
+        ``cond`` on the ``flow.schedules.sampling_sigmas`` grid, with CFG (null condition: zeros).
+
+        cond: (B, Q + N, C); noise: (B, c, h, w) float32 (:meth:`initial_noise`); lq_latent: the scaled LQ latent
+        (B, c, h, w), needed when start_sigma < 1 -> clean scaled latent (B, c, h, w) float32 (decode_latent it).
+        """
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver={solver!r}; expected one of {SOLVERS}")
+        x_start = start_latent(noise, lq_latent, start_sigma)
         fn = guided(self.velocity, cond, torch.zeros_like(cond), guidance_scale)
-        sigmas = self.sampling_sigmas(steps, start_sigma).to(x_start.device)
+        sigmas = sampling_sigmas(steps, start_sigma).to(x_start.device)
         return sample(fn, x_start.float(), sigmas, solver=solver, progress=progress)
 
     @torch.no_grad()
@@ -320,7 +316,7 @@ class PrefRestoreModel(nn.Module):
         decode = DecodeOptions(do_sample=not deterministic, top_k=d.top_k, top_p=d.top_p)
         s = d.start_sigma if start_sigma is None else start_sigma
         c = self.prepare(lq, instructions=instructions, decode=decode, generators=generators)
-        latent = self.sample_latent(c.cond, self.start_latent(noise, c.lq_latent, s), steps=steps or d.steps,
-                                    guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
-                                    solver=solver or d.solver, start_sigma=s)
+        latent = self.sample(c.cond, noise, c.lq_latent, steps=steps or d.steps,
+                             guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
+                             solver=solver or d.solver, start_sigma=s)
         return self.decode_latent(latent).float().clamp(-1, 1)

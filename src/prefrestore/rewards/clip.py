@@ -46,15 +46,14 @@ def _resolve(ref: str | os.PathLike, metric: str) -> Path:
     p = Path(ref).expanduser()
     if p.is_dir():
         return p
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from ..hub import cached_snapshot
 
-    try:
-        return Path(snapshot_download(str(ref), local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
+    d = cached_snapshot(str(ref))
+    if d is None:
         raise MetricUnavailable(metric, f"{ref} is neither a folder nor in the local Hugging Face cache; on a "
                                 f"networked machine run `huggingface-cli download {ref} --local-dir DIR` and pass "
-                                "DIR (rewards.options)") from None
+                                "DIR (rewards.options)")
+    return d
 
 
 def load_tokenizer(ref: str | os.PathLike, metric: str) -> Any:

@@ -20,7 +20,7 @@ class DlibIdentityReward:
     name = "identity_dlib"
 
     def __init__(self) -> None:
-        from ..metrics.identity import DlibFaces
+        from ..faces.dlib import DlibFaces
 
         self.faces = DlibFaces()
 

@@ -1,4 +1,5 @@
-"""Pieces every training loop shares: accelerate set-up, seeding, the LR schedule, EMA, parameter selection.
+"""Pieces every training loop shares: accelerate set-up, the LR schedule, EMA, parameter selection (seeding:
+:mod:`prefrestore.seeding`).
 
 Everything with math in it is a pure function (STYLE.md P8) and unit-tested: :func:`lr_at`, :func:`ema_update_`,
 :func:`select_parameters`. The loops (training/sft.py, training/nft.py) import these; they hold no state.
@@ -7,39 +8,11 @@ Everything with math in it is a pure function (STYLE.md P8) and unit-tested: :fu
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
-
-# ----------------------------------------------------------------------------------------------------------------
-# Seeding
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy's legacy global RNG and torch (all devices). Loops should still prefer explicit
-    ``torch.Generator`` objects; this covers library code that draws from the global RNGs."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (e.g. base seed, epoch, sample index); stable across runs and machines."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h ^= (int(p) + 0x9E3779B97F4A7C15 + ((h << 6) & (2**64 - 1)) + (h >> 2)) & (2**64 - 1)
-        h = (h * 0xBF58476D1CE4E5B9) & (2**64 - 1)
-        h ^= h >> 31
-    return h & (2**63 - 1)
-
-
-def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Learning rate

@@ -23,18 +23,36 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from .rollout import RolloutConfig, rollout
+from ..data.pairs import epoch_groups, list_pairs, read_face
+from ..flow.schedules import sampling_sigmas
+from ..lora import TrainingAdapters, attach_training_adapters, save_training_adapters, use_adapter
+from .checkpointing import (
+    begin_checkpoint,
+    checkpoint_name,
+    commit_checkpoint,
+    latest_checkpoint,
+    load_checkpoint_state,
+    truncate_log,
+)
+from .nft_config import (  # noqa: F401 - importable from here too
+    AdvantageStd,
+    LoraSettings,
+    NFTConfig,
+    NFTSettings,
+    OptimSettings,
+    RewardSettings,
+    RLDataSettings,
+)
+from .rollout import rollout
 
 logger = logging.getLogger(__name__)
-
-AdvantageStd = Literal["group", "global"]
 
 # ================================================================================================================
 # Pure pieces (unit-tested in tests/test_nft.py)
@@ -162,7 +180,7 @@ def ema_decay(step: int, max_decay: float = 0.9) -> float:
     return min((1 + step) / (10 + step), max_decay)
 
 
-def train_sigmas(grid: torch.Tensor, num_samples: int, num_train: int, *, generator: torch.Generator) -> torch.Tensor:
+def timestep_subsets(grid: torch.Tensor, num_samples: int, num_train: int, *, generator: torch.Generator) -> torch.Tensor:
     """(K,) sampling sigmas -> (N, J) per-sample shuffled subsets of J = num_train of them (official: J = K - 1)."""
     K = grid.numel()
     if not 1 <= num_train <= K:
@@ -177,307 +195,31 @@ def num_train_timesteps(steps: int, fraction: float) -> int:
 
 
 # ================================================================================================================
-# Configuration (every RL knob, with the paper value as default; METHOD.md §3)
-
-LORA_TARGETS: tuple[str, ...] = ("attn1.to_k", "attn1.to_out.0", "attn1.to_q", "attn1.to_v",
-                                 "attn2.to_k", "attn2.to_out.0", "attn2.to_q", "attn2.to_v")
+# Checkpoints (training/checkpointing.py): checkpoints/epoch-NNNNNN/{lora/ (EMA, PEFT layout), policy.safetensors,
+# train_state.pt}
 
 
-@dataclass
-class LoraSettings:
-    rank: int = 32
-    """LoRA r (METHOD.md §3.2)."""
-    alpha: int = 64
-    """LoRA alpha; scaling alpha / r = 2."""
-    targets: tuple[str, ...] = LORA_TARGETS
-    """SANA self- (attn1) and cross-attention (attn2) q/k/v/out projections, all blocks (LAYOUTS.md §6)."""
-    init_from: str | None = None
-    """Start the trained and old adapters from this LoRA folder (the paper continued an earlier 180-step run)."""
-
-
-@dataclass
-class NFTSettings:
-    beta: float = 0.1
-    """beta of the implicit policies v+ / v- (DiffusionNFT ``config.beta``; 0.1 in the paper run)."""
-    kl_coef: float = 1e-4
-    """Weight of the velocity L2 to the frozen SFT reference (``train.beta``; the paper's "KL")."""
-    adv_clip: float = 5.0
-    """Advantage clip; also the loss scale (``adv_clip_max``)."""
-    std: AdvantageStd = "global"
-    """Advantage normalisation: std over all samples of the epoch (``global_std=True``) or per group."""
-    timestep_fraction: float = 0.99
-    """J = int(K * fraction) of the K sampling sigmas are trained per sample (29 of 30)."""
-    old_decay_rate: float = 0.001
-    """Old-policy decay d = min(rate * step, cap) (``decay_type`` 1)."""
-    old_decay_cap: float = 0.5
-    ema_decay: float = 0.9
-    """Parameter EMA of the trained adapter, warm-up min((1 + t) / (10 + t), decay); EMA weights are exported."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.beta <= 1.0:
-            raise ValueError(f"nft.beta={self.beta}: must be in (0, 1]; the paper uses 0.1")
-        if not 0.0 < self.timestep_fraction <= 1.0:
-            raise ValueError(f"nft.timestep_fraction={self.timestep_fraction}: must be in (0, 1]")
-
-
-@dataclass
-class OptimSettings:
-    lr: float = 3e-4
-    """AdamW learning rate (DiffusionNFT base config)."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 1e-4
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    steps_per_epoch: int = 1
-    """Optimiser steps per epoch; the paper takes one (gradient accumulated over all samples x timesteps)."""
-    train_batch_size: int = 9
-    """Samples per training forward pass (micro-batch); affects memory, not the gradient."""
-
-
-@dataclass
-class RLDataSettings:
-    pairs: tuple[str, ...] = ()
-    """Folders of LQ/GT pairs in the ``make-testset`` layout (``lq/<stem>.png``, ``gt/<stem>.png``); a folder
-    with only ``lq/`` gives LQ-only groups (rewards needing a GT then raise)."""
-    groups_per_epoch: int = 48
-    """LQ faces per epoch (48 in the paper: 48 x 24 = 1152 rollouts per epoch)."""
-    prompt: str = "A photograph of a person."
-    """Caption for the text-conditioned rewards when a folder has no ``captions.jsonl`` ({"name", "prompt"})."""
-
-
-@dataclass
-class RewardSettings:
-    weights: dict[str, float] = field(default_factory=lambda: {
-        "pickscore": 1.0, "hpsv2": 1.0, "clipscore": 1.0, "lmd": 0.5, "arcface": 0.5, "lpips": 0.5})
-    """Reward name -> weight (``rewards/composite.py``); default: the paper's ``pref_restore_gt_reward``."""
-    options: dict[str, dict] = field(default_factory=dict)
-    """Per-reward constructor options, e.g. {"psnr": {"cap": 50}}."""
-    weights_dir: str | None = None
-    """Folder with reward-model weight files (else $PREFRESTORE_METRIC_WEIGHTS, the caches)."""
-
-
-@dataclass
-class NFTConfig:
-    model: str = "default"
-    """The SFT model to fine-tune: a model folder, a HF repo id in the local cache, or a preset (random)."""
-    out: str = "runs/rl"
-    """Run folder: config.yaml, log.jsonl, checkpoints/."""
-    seed: int = 42
-    epochs: int = 100
-    save_every: int = 30
-    """Checkpoint every N epochs (``save_freq`` 30), and always after the last epoch."""
-    resume: Literal["auto", "never"] = "auto"
-    """``auto``: continue from the newest complete checkpoint in ``out`` when there is one."""
-    mixed_precision: Literal["no", "bf16"] = "no"
-    cpu: bool = False
-    """Force the CPU even when a GPU is present."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default). On a busy small CPU, 1 is often much faster."""
-    data: RLDataSettings = field(default_factory=RLDataSettings)
-    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig())
-    nft: NFTSettings = field(default_factory=NFTSettings)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    optim: OptimSettings = field(default_factory=OptimSettings)
-    rewards: RewardSettings = field(default_factory=RewardSettings)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.save_every < 1:
-            raise ValueError(f"epochs={self.epochs} and save_every={self.save_every} must be >= 1")
-        if self.optim.steps_per_epoch < 1 or self.optim.train_batch_size < 1:
-            raise ValueError("optim.steps_per_epoch and optim.train_batch_size must be >= 1")
-        if self.data.groups_per_epoch < 1:
-            raise ValueError(f"data.groups_per_epoch={self.data.groups_per_epoch} must be >= 1")
-
-
-# ================================================================================================================
-# Data: LQ/GT pairs in the make-testset layout
-
-
-@dataclass(frozen=True)
-class FacePair:
-    name: str
-    lq: Path
-    gt: Path | None
-    prompt: str
-
-
-def list_pairs(settings: RLDataSettings) -> list[FacePair]:
-    """Every ``lq/<stem>.*`` of every folder, with its ``gt/<stem>.*`` when present (sorted, stable)."""
-    from ..errors import UserError
-    from ..image import list_images
-
-    pairs: list[FacePair] = []
-    for folder in settings.pairs:
-        root = Path(folder)
-        if not (root / "lq").is_dir():
-            raise UserError(f"{root}: no lq/ folder; RL data folders use the make-testset layout (lq/, gt/)")
-        captions = {}
-        if (root / "captions.jsonl").is_file():
-            for line in (root / "captions.jsonl").read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    captions[rec["name"]] = rec["prompt"]
-        gts = {p.stem: p for p in list_images(root / "gt")} if (root / "gt").is_dir() else {}
-        for p in list_images(root / "lq"):
-            pairs.append(FacePair(f"{root.name}/{p.stem}", p, gts.get(p.stem), captions.get(p.stem, settings.prompt)))
-    if not pairs:
-        raise UserError(f"no LQ faces found in data.pairs={list(settings.pairs)}")
-    return pairs
-
-
-def _read_face(path: Path, size: int) -> Any:
-    from ..image import load_rgb, resize
-
-    img = load_rgb(path)
-    if img.shape[:2] != (size, size):
-        img = resize(img, (size, size), resample="bicubic")
-    return img
-
-
-def epoch_groups(num_pairs: int, groups: int, seed: int) -> list[int]:
-    """The pair indices of one epoch: a seeded permutation, repeated when groups > num_pairs."""
-    g = torch.Generator().manual_seed(seed)
-    out: list[int] = []
-    while len(out) < groups:
-        out += torch.randperm(num_pairs, generator=g).tolist()
-    return out[:groups]
-
-
-# ================================================================================================================
-# LoRA adapters through peft: "default" is trained, "old" samples, adapters off is the frozen reference
-
-
-@dataclass
-class Adapters:
-    peft: Any  # peft.PeftModel wrapping model.transformer
-    trained: dict[str, torch.nn.Parameter]
-    old: dict[str, torch.nn.Parameter]
-
-
-def attach_adapters(model: Any, settings: LoraSettings) -> Adapters:
-    """Freeze the model, wrap ``model.transformer`` in peft with adapters "default" and "old" (same config);
-    "old" starts as a copy of "default" (Gaussian A, zero B, or ``settings.init_from``)."""
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-
-    model.requires_grad_(False)
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, init_lora_weights="gaussian",
-                        target_modules=list(settings.targets), lora_dropout=0.0, bias="none")
-    peft = get_peft_model(model.transformer, config)
-    peft.add_adapter("old", config)
-    if settings.init_from:
-        from safetensors.torch import load_file
-
-        sd = load_file(str(Path(settings.init_from) / "adapter_model.safetensors"))
-        for name in ("default", "old"):
-            result = set_peft_model_state_dict(peft, sd, adapter_name=name)
-            if getattr(result, "unexpected_keys", None):
-                raise ValueError(f"{settings.init_from}: unexpected LoRA keys {result.unexpected_keys[:4]}")
-    peft.set_adapter("default")
-    model.transformer = peft
-    params = dict(peft.named_parameters())
-    trained = {k: p for k, p in params.items() if ".default." in k}
-    old = {k.replace(".default.", ".old."): params[k.replace(".default.", ".old.")] for k in trained}
-    blend_(old.values(), trained.values(), 0.0)  # old <- default
-    return Adapters(peft, trained, old)
-
-
-@contextmanager
-def use_adapter(adapters: Adapters, name: str):
-    """Activate adapter ``name`` inside the block, "default" after it (peft's set_adapter also toggles
-    requires_grad, which is why the loop always switches back before the trained forward)."""
-    adapters.peft.set_adapter(name)
-    try:
-        yield
-    finally:
-        adapters.peft.set_adapter("default")
-
-
-def _velocity(net: Any, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The restorer's velocity through ``net`` (the peft transformer, possibly DDP-wrapped) -> float32."""
-    out = net(x_t.to(dtype), encoder_hidden_states=cond.to(dtype), timestep=(sigma * 1000).to(dtype),
-              return_dict=False)[0]
-    return out.float()
-
-
-def save_lora(adapters: Adapters, directory: str | Path, trained_state: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write the adapters in PEFT's layout (LAYOUTS.md §6): ``adapter_model.safetensors`` + ``adapter_config.json``
-    for "default" (``trained_state``, e.g. the EMA, when given), and the same under ``old/``."""
-    from peft.utils import get_peft_model_state_dict
+def _save_checkpoint(out: Path, adapters: TrainingAdapters, state: Any, ema: dict[str, torch.Tensor]) -> Path:
     from safetensors.torch import save_file
 
-    d = Path(directory)
-    for name, sub in (("default", d), ("old", d / "old")):
-        sub.mkdir(parents=True, exist_ok=True)
-        sd = get_peft_model_state_dict(adapters.peft, adapter_name=name)
-        if name == "default" and trained_state is not None:
-            by_key = {k.replace(".default.", "."): v for k, v in trained_state.items()}
-            sd = {k: by_key[k] for k in sd}
-        save_file({k: v.detach().float().contiguous().cpu() for k, v in sd.items()}, str(sub / "adapter_model.safetensors"),
-                  metadata={"format": "pt"})
-        adapters.peft.peft_config[name].save_pretrained(str(sub))
-    return d
-
-
-def load_lora(model: Any, lora_dir: str | Path, *, merge: bool = True) -> Any:
-    """Apply a trained RL LoRA (a checkpoint's ``lora/``: the EMA weights in PEFT's layout) to ``model`` through
-    :func:`prefrestore.lora.load_lora`: merged into SANA's weights (W += 2 B A) or injected as a peft adapter.
-    Returns the model, in eval mode."""
-    from ..lora import load_lora as apply_adapter
-
-    apply_adapter(model, lora_dir, merge=merge)
-    return model.eval()
-
-
-# ================================================================================================================
-# Checkpoints: checkpoints/epoch-NNNNNN/{lora/ (EMA, PEFT layout), policy.safetensors, train_state.pt}
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    marker = out / "checkpoints" / "latest"
-    if not marker.is_file():
-        return None
-    d = out / "checkpoints" / marker.read_text().strip()
-    return d if (d / "train_state.pt").is_file() else None
-
-
-def _save_checkpoint(out: Path, adapters: Adapters, state: Any, ema: dict[str, torch.Tensor]) -> Path:
-    from safetensors.torch import save_file
-
-    from .state import atomic_write_text, save_state
-
-    root = out / "checkpoints"
-    name = f"epoch-{state.epoch:06d}"
-    tmp = root / (name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    save_lora(adapters, tmp / "lora", ema)
+    name = checkpoint_name("epoch", state.epoch)
+    tmp = begin_checkpoint(out, name)
+    save_training_adapters(adapters, tmp / "lora", ema)
     policy = {f"trained/{k}": v.detach().contiguous().cpu() for k, v in adapters.trained.items()}
     policy |= {f"old/{k}": v.detach().contiguous().cpu() for k, v in adapters.old.items()}
     save_file(policy, str(tmp / "policy.safetensors"))
-    save_state(state, tmp / "train_state.pt")
-    final = root / name
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
-    tmp.rename(final)
-    atomic_write_text(root / "latest", name + "\n")
-    return final
+    return commit_checkpoint(out, name, state)
 
 
-def _load_checkpoint(ckpt: Path, adapters: Adapters) -> Any:
+def _load_checkpoint(ckpt: Path, adapters: TrainingAdapters) -> Any:
     from safetensors.torch import load_file
-
-    from .state import load_state
 
     policy = load_file(str(ckpt / "policy.safetensors"))
     with torch.no_grad():
         for prefix, params in (("trained/", adapters.trained), ("old/", adapters.old)):
             for k, p in params.items():
                 p.copy_(policy[prefix + k])
-    return load_state(ckpt / "train_state.pt")
+    return load_checkpoint_state(ckpt)
 
 
 # ================================================================================================================
@@ -491,12 +233,13 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     replacing ``cfg.rewards``; ``model``: an already built PrefRestoreModel replacing ``cfg.model`` (it is
     modified in place: its transformer becomes the peft model). Both are for tests and library use.
     """
-    from ..api import load_model
+    from ..checkpoints import load_model
     from ..config import config_to_dict, dump_config
     from ..flow.paths import interpolate
     from ..image import to_model
     from ..rewards import CompositeReward
-    from .common import derive_seed, ema_init, ema_update_, make_accelerator, seed_everything
+    from ..seeding import derive_seed, seed_everything
+    from .common import ema_init, ema_update_, make_accelerator
     from .state import TrainState
 
     if cfg.threads > 0:
@@ -514,7 +257,8 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
 
     # ---- model, adapters, optimiser, reward, data -------------------------------------------------------------
     model = load_model(cfg.model, device=acc.device) if model is None else model.to(acc.device)
-    adapters = attach_adapters(model, cfg.lora)
+    adapters = attach_training_adapters(model, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets,
+                                        init_from=cfg.lora.init_from)
     o = cfg.optim
     optimizer = torch.optim.AdamW(list(adapters.trained.values()), lr=o.lr, betas=tuple(o.betas),
                                   weight_decay=o.weight_decay, eps=o.eps)
@@ -522,12 +266,11 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     if reward is None:
         reward = CompositeReward.build(cfg.rewards.weights, device=str(acc.device),
                                        weights_dir=cfg.rewards.weights_dir, options=cfg.rewards.options)
-    pairs = list_pairs(cfg.data)
+    pairs = list_pairs(cfg.data.pairs, prompt=cfg.data.prompt)
     S = model.config.resolution
     G, K = cfg.rollout.group_size, cfg.rollout.steps
     J = num_train_timesteps(K, cfg.nft.timestep_fraction)
-    grid = model.sampling_sigmas(K, cfg.rollout.start_sigma)[:-1].float()  # (K,) the rollouts' sigmas, s ... s/K
-    dtype = model.dtype
+    grid = sampling_sigmas(K, cfg.rollout.start_sigma)[:-1].float()  # (K,) the rollouts' sigmas, s ... s/K
 
     # ---- resume -----------------------------------------------------------------------------------------------
     state, ema = TrainState(), ema_init(adapters.trained)
@@ -538,9 +281,8 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
         ema = {k: v.to(acc.device) for k, v in state.ema.items()}
         logger.info("resumed from %s (epoch %d, step %d)", ckpt, state.epoch, state.step)
     log_path = out / "log.jsonl"
-    if acc.is_main_process and log_path.exists():  # drop lines of epochs a killed run did not checkpoint
-        kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["epoch"] < state.epoch]
-        log_path.write_text("".join(ln + "\n" for ln in kept))
+    if acc.is_main_process:  # drop lines of epochs a killed run did not checkpoint
+        truncate_log(log_path, "epoch", state.epoch - 1)
     if acc.is_main_process:
         logger.info("NFT: %d pairs, %d groups x %d samples per epoch, %d timesteps each; %d LoRA tensors (%d params)",
                     len(pairs), cfg.data.groups_per_epoch, G, J, len(adapters.trained),
@@ -552,9 +294,9 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
         chosen = epoch_groups(len(pairs), cfg.data.groups_per_epoch, derive_seed(cfg.seed, epoch, 1))
         slots = list(range(rank, len(chosen), world))  # global group slots of this rank
         mine = [pairs[chosen[s]] for s in slots]
-        lq = to_model([_read_face(p.lq, S) for p in mine])  # (B, 3, S, S)
+        lq = to_model([read_face(p.lq, S) for p in mine])  # (B, 3, S, S)
         has_gt = all(p.gt is not None for p in mine)
-        hq = to_model([_read_face(p.gt, S) for p in mine]) if has_gt else None
+        hq = to_model([read_face(p.gt, S) for p in mine]) if has_gt else None
         seeds = [derive_seed(cfg.seed, epoch, 2, s, g) for s in slots for g in range(G)]
         model.eval()
         with use_adapter(adapters, "old"):
@@ -576,7 +318,7 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
         # ---- train: DiffusionNFT on forward-noised rollouts ----------------------------------------------------
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, 3, rank))
         order = torch.randperm(n, generator=g)
-        sig = train_sigmas(grid, n, J, generator=g)  # (N, J)
+        sig = timestep_subsets(grid, n, J, generator=g)  # (N, J)
         micro = [order[i : i + o.train_batch_size] for i in range(0, n, o.train_batch_size)]
         if len(micro) < o.steps_per_epoch:
             raise ValueError(f"{len(micro)} micro-batches cannot make optim.steps_per_epoch={o.steps_per_epoch} "
@@ -596,14 +338,14 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
                     x_t = interpolate(x0, eps, s)
                     with torch.no_grad():
                         with use_adapter(adapters, "old"):
-                            v_old = _velocity(adapters.peft, x_t, s, cond, dtype)
+                            v_old = model.velocity(x_t, s, cond)  # model.transformer is adapters.peft
                         v_ref = None
                         if cfg.nft.kl_coef:
                             with adapters.peft.disable_adapter():
-                                v_ref = _velocity(adapters.peft, x_t, s, cond, dtype)
+                                v_ref = model.velocity(x_t, s, cond)
                     last = mi == len(chunk) - 1 and j == J - 1
                     with nullcontext() if last else acc.no_sync(net):
-                        v_theta = _velocity(net, x_t, s, cond, dtype)
+                        v_theta = model.velocity(x_t, s, cond, transformer=net)
                         res = nft_loss(v_theta, v_old, v_ref, x0, x_t, s, rho[ids], beta=cfg.nft.beta,
                                        kl_coef=cfg.nft.kl_coef, scale=cfg.nft.adv_clip)
                         acc.backward(res.loss / n_acc)

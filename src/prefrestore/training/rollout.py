@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..flow.schedules import sampling_sigmas
 from ..flow.solvers import Solver
 from ..models.integrator import DecodeOptions
 from ..models.restorer import PrefRestoreModel
@@ -95,10 +96,10 @@ def rollout(
     latents, images = [], []
     for i in range(0, B * G, config.batch_size):
         sl = slice(i, i + config.batch_size)
-        start = model.start_latent(noise[sl], c.lq_latent[group[sl]], config.start_sigma)
-        x0 = model.sample_latent(cond[group[sl]], start, steps=config.steps, guidance_scale=config.guidance_scale,
-                                 solver=config.solver, start_sigma=config.start_sigma)  # (n, c, h, w)
+        x0 = model.sample(cond[group[sl]], noise[sl], c.lq_latent[group[sl]], steps=config.steps,
+                          guidance_scale=config.guidance_scale, solver=config.solver,
+                          start_sigma=config.start_sigma)  # (n, c, h, w)
         latents.append(x0.float())
         images.append(model.decode_latent(x0).float().clamp(-1, 1))  # (n, 3, S, S)
     return Rollout(cond=cond, group=group, noise=noise, latents=torch.cat(latents), images=torch.cat(images),
-                   sigmas=model.sampling_sigmas(config.steps, config.start_sigma))
+                   sigmas=sampling_sigmas(config.steps, config.start_sigma))

@@ -37,25 +37,28 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import dump_config
-from ..data import BatchStream, DataConfig, FaceDataset, collate, gather_records
+from ..data import BatchStream, FaceDataset, gather_records
 from ..flow.paths import flow_matching_loss
 from ..flow.schedules import train_sigmas
-from ..models.integrator import RESTORE_INSTRUCTION, DecodeOptions
 from ..models.restorer import PrefRestoreModel
+from ..seeding import seed_everything
+from .checkpointing import (
+    begin_checkpoint,
+    checkpoint_name,
+    commit_checkpoint,
+    latest_checkpoint,
+    load_checkpoint_state,
+    truncate_log,
+)
 from .common import (
     LRSchedule,
     count,
@@ -64,128 +67,14 @@ from .common import (
     freeze_all_but,
     lr_at,
     make_accelerator,
-    seed_everything,
     set_lr,
     warmup_steps_for,
 )
-from .state import TrainState, atomic_write_text, capture_rng, load_state, restore_rng, save_state
+from .sft_config import DEFAULT_LR, TRAINABLE, OptimConfig, SFTConfig, Stage, ValConfig  # noqa: F401 - importable from here too
+from .state import TrainState, capture_rng, restore_rng
+from .validation import val_batch, validate
 
 log = logging.getLogger(__name__)
-
-Stage = Literal[0, 1, 2, 3, "joint"]
-
-_S1 = ("integrator.lm", "diffusion_connector", "transformer.caption_projection", "transformer.caption_norm")
-_S2 = ("transformer.transformer_blocks", "vae_connector")
-TRAINABLE: dict[Stage, tuple[str, ...]] = {0: ("vae",), 1: _S1, 2: _S2, 3: _S2 + ("vae.encoder",),
-                                          "joint": _S1 + _S2 + ("vae.encoder",)}
-# Paper defaults (METHOD.md §2.1-2.3; stage 0 is ours: no paper value exists).
-DEFAULT_LR: dict[Stage, float] = {0: 1e-4, 1: 1e-4, 2: 1e-5, 3: 2e-5, "joint": 2e-5}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Config
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    lr: float | None = None
-    """None = the paper's LR for the stage (1e-4 / 1e-5 / 2e-5 / joint 2e-5)."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.01
-    min_lr_ratio: float = 0.1
-    """Floor of the cosine as a fraction of lr (official stage 1: min_lr 1e-5 at lr 1e-4)."""
-    grad_clip: float = 1.0
-    """Max global grad norm (HF Trainer's default max_grad_norm, which the official trainer kept); 0 = off."""
-
-
-@dataclass(frozen=True)
-class ValConfig:
-    folder: str = ""
-    """Held-out HQ faces; "" uses the first training records (with their seeded degradations)."""
-    num: int = 4
-    steps: int = 20
-    guidance_scale: float = 2.0
-    seed: int = 1234
-    start_sigma: float | None = None  # None: the model's sampling.start_sigma
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    name: str = "sft"
-    out_dir: str = "runs"
-    stage: Stage = 1
-    init: str = "tiny"
-    """A preset name (seeded random weights) or a model folder (e.g. the previous stage's ``final``)."""
-    seed: int = 0
-    max_steps: int = 1000
-    grad_accum: int = 1
-    mixed_precision: Literal["no", "bf16"] = "no"
-    gradient_checkpointing: bool = False
-    cond_dropout: float = 0.1
-    sigma_max: float = 1.0  # train sigmas in (0, sigma_max] only: for models sampled with start_sigma <= sigma_max
-    ce_weight: float = 1.0
-    diff_weight: float = 1.0
-    mse_weight: float = 1.0
-    pix_weight: float = 0.0
-    """Stage 3 / joint (ours, not the paper's): + pix_weight * (L1 + MSE)(decode(enc(LQ)), HQ), the restoration the
-    sampler starts from at a low start_sigma, back-propagated through the decoder into the encoder."""
-    extra_trainable: tuple[str, ...] = ()
-    """Parameter-name prefixes trained on top of the stage's own set (e.g. ``transformer.caption_projection`` in
-    stage 2 when stage 1 ran without its diffusion loss)."""
-    reference: str = ""
-    """Stage 3 / joint: the model folder whose autoencoder is the frozen target (HQ latents); "" = the init's. Set
-    it when the init's autoencoder is no longer the one the transformer was trained on (a grafted, restoration-
-    trained autoencoder: tools/graft_autoencoder.py)."""
-    train_decoder: bool = False
-    """Stage 3 / joint (ours): also train the decoder on that pixel loss, plus pix_weight * (L1 + MSE) of its
-    reconstruction of the frozen encoder's HQ latent (what decoding a sampled latent needs)."""
-    ema_decay: float = 0.0
-    """0 = no EMA; otherwise an fp32 EMA of the trainable weights, exported as ``final_ema``."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default). On a busy small CPU, 1 is often much faster."""
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    val_every: int = 500
-    resume: Literal["auto", "never"] = "auto"
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    val: ValConfig = field(default_factory=ValConfig)
-
-    def __post_init__(self):
-        if self.max_steps < 1 or self.grad_accum < 1:
-            raise ValueError(f"max_steps={self.max_steps} and grad_accum={self.grad_accum} must be >= 1")
-        if not 0.0 <= self.cond_dropout < 1.0:
-            raise ValueError(f"cond_dropout={self.cond_dropout} must be in [0, 1)")
-        if not 0.0 < self.sigma_max <= 1.0:
-            raise ValueError(f"sigma_max={self.sigma_max} must be in (0, 1]")
-        if (self.pix_weight > 0 or self.train_decoder) and self.stage not in (3, "joint"):
-            raise ValueError(f"pix_weight / train_decoder are stage 3 / joint options, not stage {self.stage}")
-        if self.train_decoder and self.pix_weight <= 0:
-            raise ValueError("train_decoder=true needs pix_weight > 0 (the decoder's only loss)")
-        if self.data.crop and not (self.stage == 0 or self.autoencoder_only):
-            raise ValueError(f"data.crop={self.data.crop} works only where nothing but the autoencoder runs: stage 0, "
-                             "or stage 3 with diff_weight=0 (the tokenizer and the transformer need whole faces)")
-
-    @property
-    def autoencoder_only(self) -> bool:
-        """Stage 3 with diff_weight 0: only the autoencoder's losses, so the tokenizer, LM and SANA are skipped."""
-        return self.stage == 3 and self.diff_weight == 0
-
-    @property
-    def trainable(self) -> tuple[str, ...]:
-        extra = ("vae.decoder",) if self.train_decoder else ()
-        return TRAINABLE[self.stage] + extra + tuple(self.extra_trainable)
-    @property
-    def lr(self) -> float:
-        return self.optim.lr if self.optim.lr is not None else DEFAULT_LR[self.stage]
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # The objective: one nn.Module so DDP/FSDP/DeepSpeed see every forward
@@ -300,8 +189,7 @@ class SFTObjective(nn.Module):
 
 
 def load_init(init: str, seed: int) -> PrefRestoreModel:
-    from ..api import random_model
-    from ..checkpoints import from_pretrained
+    from ..checkpoints import from_pretrained, random_model
     from ..models.presets import PRESETS
 
     if init in PRESETS:
@@ -337,105 +225,27 @@ def calibrate_latent_scale(model: PrefRestoreModel, hq: torch.Tensor) -> PrefRes
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Validation
-
-
-@torch.no_grad()
-def restore_for_stage(model: PrefRestoreModel, lq: torch.Tensor, hq: torch.Tensor, stage: Stage, vcfg: ValConfig):
-    """What the stage has learnt, as images (B, 3, S, S) in [-1, 1]: the AE reconstruction of HQ (stage 0), or a
-    restoration of LQ with greedy tokens, the stage's condition (stage 1: queries only), Euler + CFG."""
-    if stage == 0:
-        return model.decode_latent(model.encode_latent(hq)).float().clamp(-1, 1)
-    if stage == "autoencoder":  # stage 3 with diff_weight 0: the encoder's restoration, decoded
-        return model.decode_latent(model.encode_latent(lq)).float().clamp(-1, 1)
-    B = lq.shape[0]
-    gens = [torch.Generator().manual_seed(vcfg.seed + i) for i in range(B)]
-    noise = model.initial_noise(B, gens, device=lq.device)
-    _, queries = model.integrator.generate(model.tokenizer(lq), [RESTORE_INSTRUCTION] * B,
-                                           options=DecodeOptions(do_sample=False))
-    lq_latent = model.encode_latent(lq)
-    cond = model.query_tokens(queries) if stage == 1 else model.condition(queries, lq_latent)
-    s = vcfg.start_sigma or model.config.sampling.start_sigma
-    s = 1.0 if stage == 1 else s  # stage 1's condition has no LQ latent: it samples from noise
-    latent = model.sample_latent(cond, model.start_latent(noise, lq_latent, s), steps=vcfg.steps,
-                                 guidance_scale=vcfg.guidance_scale, start_sigma=s)
-    return model.decode_latent(latent).float().clamp(-1, 1)
-
-
-def grid_image(columns: list[torch.Tensor]) -> np.ndarray:
-    """Columns of (B, 3, S, S) in [-1, 1] -> uint8 (B*S + pad, K*S + pad, 3): one row per sample, 2 px gutters."""
-    B, _, S, _ = columns[0].shape
-    K, pad = len(columns), 2
-    out = np.full((B * (S + pad) + pad, K * (S + pad) + pad, 3), 255, np.uint8)
-    for k, col in enumerate(columns):
-        u8 = ((col.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        for b in range(B):
-            y, x = pad + b * (S + pad), pad + k * (S + pad)
-            out[y : y + S, x : x + S] = u8[b]
-    return out
-
-
-def val_batch(cfg: SFTConfig, resolution: int, train_ds: FaceDataset) -> dict | None:
-    """A fixed batch (restoration items only, no flips) from val.folder or the first training records."""
-    dcfg = dataclasses.replace(cfg.data, recon_prob=0.0, hflip=0.0, missing_caption="no_text", crop=0,
-                               folders=[cfg.val.folder] if cfg.val.folder else cfg.data.folders,
-                               manifests=[] if cfg.val.folder else cfg.data.manifests)
-    records = gather_records(dcfg)[0] if cfg.val.folder else train_ds.records
-    ds = FaceDataset(records, dcfg, resolution, seed=cfg.val.seed)
-    items = []
-    for i in range(len(ds)):
-        it = ds.item(i, 0)
-        if isinstance(it, dict):
-            items.append(it)
-        if len(items) == cfg.val.num:
-            break
-    return collate(items) if items else None
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Checkpoints
-
-
-def find_checkpoint(run_dir: Path) -> Path | None:
-    latest = run_dir / "checkpoints" / "latest"
-    if latest.is_file():
-        p = run_dir / "checkpoints" / latest.read_text().strip()
-        if (p / "train_state.pt").is_file():
-            return p
-    done = sorted(p for p in (run_dir / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")
-                  and (p / "train_state.pt").is_file())
-    return done[-1] if done else None
 
 
 def save_checkpoint(run_dir: Path, model: PrefRestoreModel | None, state: TrainState, keep: int, *,
                     accelerator=None) -> Path:
-    """Write checkpoints/step-N.tmp/{model/, train_state.pt[, accelerate/]}, then rename it to step-N and point
-    ``latest`` at it: a crash at any moment leaves the previous checkpoint intact. With ``accelerator`` given
-    (DeepSpeed / FSDP runs) every rank calls this, and the sharded optimizer state is saved by accelerate into
-    ``accelerate/``; otherwise only the main process calls it."""
+    """checkpoints/step-N/{model/, train_state.pt[, accelerate/]} in the run-folder format of
+    training/checkpointing.py. With ``accelerator`` given (DeepSpeed / FSDP runs) every rank calls this, and the
+    sharded optimizer state is saved by accelerate into ``accelerate/``; otherwise only the main process calls it."""
     from ..checkpoints import save_pretrained
 
-    root = run_dir / "checkpoints"
-    name = f"step-{state.step:08d}"
-    tmp, final = root / (name + ".tmp"), root / name
+    name = checkpoint_name("step", state.step)
     main = accelerator is None or accelerator.is_main_process
-    if main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+    tmp = begin_checkpoint(run_dir, name) if main else run_dir / "checkpoints" / (name + ".tmp")
     if accelerator is not None:
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp / "accelerate"))
         accelerator.wait_for_everyone()
+    final = run_dir / "checkpoints" / name
     if main:
         save_pretrained(model, tmp / "model")
-        save_state(state, tmp / "train_state.pt")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        atomic_write_text(root / "latest", name)
-        old = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp") and p != final)
-        for p in old[: max(0, len(old) - (keep - 1))]:
-            shutil.rmtree(p, ignore_errors=True)
+        final = commit_checkpoint(run_dir, name, state, keep=keep)
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return final
@@ -464,14 +274,6 @@ def _full_model(accelerator, objective: nn.Module) -> PrefRestoreModel | None:
     return model
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """After a resume from ``step``, drop log lines of steps after it (they will be redone)."""
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The loop
 
@@ -491,7 +293,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     seed_everything(cfg.seed)
 
     # ---- model, trainable set, optimizer -------------------------------------------------------------------
-    ckpt = find_checkpoint(run_dir) if cfg.resume == "auto" else None
+    ckpt = latest_checkpoint(run_dir) if cfg.resume == "auto" else None
     if ckpt is not None:
         from ..checkpoints import from_pretrained
 
@@ -524,13 +326,13 @@ def train_sft(cfg: SFTConfig) -> Path:
     state = TrainState(position=[0] * accelerator.num_processes, skipped=dict(problems))
     ema = ema_init(trainable) if cfg.ema_decay > 0 else {}
     if ckpt is not None:
-        state = load_state(ckpt / "train_state.pt")
+        state = load_checkpoint_state(ckpt)
         if state.optimizer:
             optimizer.load_state_dict(state.optimizer)
         ema = {k: v.float() for k, v in state.ema.items()}
         restore_rng(state.rng)
         if main:
-            _truncate_log(run_dir / "log.jsonl", state.step)
+            truncate_log(run_dir / "log.jsonl", "step", state.step)
     rank = accelerator.process_index
     stream = BatchStream(ds, cfg.data.batch_size, seed=cfg.seed, num_workers=cfg.data.num_workers, rank=rank,
                          world=accelerator.num_processes, epoch=state.epoch,
@@ -562,7 +364,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     while state.step < cfg.max_steps:
         # ---- validate -------------------------------------------------------------------------------------
         if main and vb is not None and cfg.val_every > 0 and state.step % cfg.val_every == 0 and sharded != "fsdp":
-            _validate(accelerator.unwrap_model(objective).model, vb, cfg, state.step, run_dir, writer, device)
+            validate(accelerator.unwrap_model(objective).model, vb, cfg, state.step, run_dir, writer, device)
 
         # ---- forward / backward x grad_accum ----------------------------------------------------------------
         lr = lr_at(state.step, schedule)
@@ -632,30 +434,13 @@ def train_sft(cfg: SFTConfig) -> Path:
     model = _full_model(accelerator, objective)
     if main:
         if vb is not None and cfg.val_every > 0:
-            _validate(model, vb, cfg, state.step, run_dir, writer, device)
+            validate(model, vb, cfg, state.step, run_dir, writer, device)
         _export(model, ema, cfg, run_dir, ds)
         if writer is not None:
             writer.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_dir
-
-
-def _validate(model, vb, cfg: SFTConfig, step: int, run_dir: Path, writer, device) -> None:
-    from PIL import Image
-
-    was_training = model.training
-    model.eval()
-    device = model.device  # under FSDP the exported model is a gathered CPU copy
-    stage = "autoencoder" if cfg.autoencoder_only else cfg.stage
-    out = restore_for_stage(model, vb["lq"].to(device), vb["hq"].to(device), stage, cfg.val)
-    model.train(was_training)
-    cols = [vb["hq"], out.cpu()] if cfg.stage == 0 else [vb["lq"], out.cpu(), vb["hq"]]
-    grid = grid_image(cols)
-    (run_dir / "val").mkdir(exist_ok=True)
-    Image.fromarray(grid).save(run_dir / "val" / f"step-{step:08d}.png")
-    if writer is not None:
-        writer.add_image("val/" + ("hq|recon" if cfg.stage == 0 else "lq|restored|hq"), grid, step, dataformats="HWC")
 
 
 def _export(model: PrefRestoreModel, ema: dict, cfg: SFTConfig, run_dir: Path, ds: FaceDataset) -> None:

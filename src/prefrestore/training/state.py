@@ -73,10 +73,6 @@ def restore_rng(rng: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def generator_state(g: torch.Generator) -> torch.Tensor:
-    return g.get_state()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # TrainState
 
