@@ -202,3 +202,48 @@ def test_small_stage_configs_load():
     for s in ("stage0", "stage1", "stage2", "stage3a"):
         cfg = load_config(SFTConfig, f"configs/small/{s}.yaml", [])
         assert cfg.max_steps > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The LQ skip into the decoder
+
+
+def _with_skip(levels=2, seed=0):
+    cfg = get_preset("tiny")
+    cfg = dataclasses.replace(cfg, autoencoder=dataclasses.replace(cfg.autoencoder, lq_skip_levels=levels))
+    tok = random_model("tiny").integrator.text_tokenizer
+    torch.manual_seed(seed)
+    return sftmod.PrefRestoreModel(cfg, tok).eval()
+
+
+def test_lq_skip_starts_as_the_plain_decoder_and_then_uses_the_lq(one_thread):
+    m = _with_skip()
+    z, lq = torch.randn(2, 16, 16, 16), torch.rand(2, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        plain, skipped = m.decode_latent(z), m.decode_latent(z, lq)
+        assert torch.allclose(plain, skipped, atol=1e-6)  # zero-initialised outputs: exactly the plain decoder
+        for conv in m.lq_skip.out:
+            conv.weight.normal_(0, 0.1)
+        assert not torch.allclose(plain, m.decode_latent(z, lq), atol=1e-3)
+        assert torch.allclose(plain, m.decode_latent(z, lq, skip_scale=0.0))
+        feats = m.lq_skip(lq)
+        assert [tuple(f.shape[1:]) for f in feats] == [(32, 128, 128), (64, 64, 64)]
+    with pytest.raises(ValueError, match="lq_skip_levels"):
+        _with_skip(levels=9)
+
+
+def test_lq_skip_saves_loads_and_trains_in_stage3(tmp_path, faces):
+    from prefrestore.checkpoints import save_pretrained
+
+    m = _with_skip()
+    save_pretrained(m, tmp_path / "skip")
+    back = from_pretrained(tmp_path / "skip")
+    assert back.config.autoencoder.lq_skip_levels == 2
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), back.state_dict().values(), strict=True))
+    cfg = tiny_config(tmp_path, faces, "stage=3", "name=skip3", f"init={tmp_path / 'skip'}", "diff_weight=0",
+                      "pix_weight=1", "train_decoder=true", "data.crop=64")
+    run = train_sft(cfg)
+    after = from_pretrained(run / "final")
+    moved = [n for n, p in after.lq_skip.named_parameters() if not torch.equal(p, dict(back.lq_skip.named_parameters())[n])]
+    # one step: the zero-initialised output convolutions move (the rest get gradients once those are non-zero)
+    assert sorted(moved) == sorted(n for n, _ in back.lq_skip.named_parameters() if n.startswith("out."))

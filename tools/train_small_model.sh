@@ -2,9 +2,9 @@
 # Reproduce the bundled default model ("small" preset) from scratch on a CPU:
 #   bash tools/train_small_model.sh            # then: git diff --stat src/prefrestore/assets/models/default
 # Data: tools/build_corpus.py (real faces from every offline source, test faces split off by photo before any
-# training, plus natural-photo crops). Steps: stage 0 (autoencoder), then in parallel stage 3a (the autoencoder
-# learns to restore: encoder to HQ latents + pixel loss, decoder too) and stages 1 -> 2 (integrator, then SANA on the
-# stage-0 latents); graft 3a's autoencoder into the stage-2 model; pick the sampling start on training faces;
+# training, plus natural-photo crops). Steps: stage 0 (autoencoder), then in parallel stage 3a (the autoencoder, given
+# an LQ skip into its decoder, learns to restore: encoder to HQ latents + pixel loss, decoder and skip too) and
+# stages 1 -> 2 (integrator, then SANA on the stage-0 latents); graft 3a's autoencoder into the stage-2 model; pick the sampling start on training faces;
 # DiffusionNFT with offline rewards; merge; export. Every step resumes if re-run (the trainers' exact resume); wall
 # times go to runs/small/times.txt. Threads: one per process (two trainers run at once on 2 cores).
 set -euo pipefail
@@ -20,17 +20,18 @@ timed() {  # name, command...
   "$@"
   echo "$name wall_s=$(( $(date +%s) - t0 ))" | tee -a $R/times.txt
 }
-train() { [ -d "$R/small-$1/final" ] || timed "$1" "$PY" -m prefrestore train "configs/small/$1.yaml"; }
+train() { [ -d "$R/${2:-small-$1}/final" ] || timed "$1" "$PY" -m prefrestore train "configs/small/$1.yaml"; }
 
 [ -f runs/corpus/manifest.json ] || timed corpus "$PY" tools/build_corpus.py --out runs/corpus
 train stage0
-train stage3a > $R/stage3a.log 2>&1 &
+[ -d $R/stage0-skip ] || "$PY" tools/graft_autoencoder.py --model $R/small-stage0/final --lq-skip-levels 2 -o $R/stage0-skip
+train stage3a small-stage3a-skip > $R/stage3a.log 2>&1 &
 A=$!
 train stage1
 train stage2
 wait $A
 [ -d $R/grafted ] || timed graft "$PY" tools/graft_autoencoder.py --model $R/small-stage2/final_ema \
-  --autoencoder $R/small-stage3a/final -o $R/grafted
+  --autoencoder $R/small-stage3a-skip/final -o $R/grafted
 [ -f $R/start_sigma.json ] ||
   timed pick "$PY" tools/pick_start_sigma.py $R/grafted --faces runs/corpus/train --presets paper photo \
     --candidates 0.02 0.05 0.1 0.2 --steps 4 --threads 1 --out $R/start_sigma.json

@@ -25,6 +25,7 @@ from ..flow.schedules import sampling_sigmas
 from ..flow.solvers import SOLVERS, Solver, guided, sample
 from .connectors import make_connector, make_shared_norm
 from .integrator import RESTORE_INSTRUCTION, DecodeOptions, Integrator, IntegratorConfig
+from .lq_skip import LQSkip
 from .tokenizer import TATokTokenizer, TokenizerConfig
 
 
@@ -69,6 +70,9 @@ class AutoencoderConfig:
     qkv_multiscales: tuple[tuple[int, ...], ...] = ((), (), (), (5,), (5,), (5,))
     scaling_factor: float = 0.41407
     shift_factor: float = 0.0  # the SANA DC-AE has none; kept so other autoencoders fit
+    lq_skip_levels: int = 0
+    """> 0: the decoder's finest ``lq_skip_levels`` levels also get features of the LQ face (models/lq_skip.py,
+    ours: for small autoencoders whose latents lose detail); 0 = the plain DC-AE (the paper)."""
 
     @property
     def downsample(self) -> int:
@@ -187,6 +191,8 @@ class PrefRestoreModel(nn.Module):
         self.vae_connector = make_connector(config.transformer.inner_dim, C, norm)
         self.transformer = SanaTransformer2DModel(**config.transformer.kwargs())
         self.vae = AutoencoderDC(**config.autoencoder.kwargs())
+        a = config.autoencoder
+        self.lq_skip = LQSkip(a.block_out_channels, a.lq_skip_levels) if a.lq_skip_levels else None
 
     @property
     def device(self) -> torch.device:
@@ -205,10 +211,26 @@ class PrefRestoreModel(nn.Module):
         z = self.vae.encode(images.to(self.vae.dtype)).latent
         return (z - a.shift_factor) * a.scaling_factor
 
-    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        """Scaled latent (B, c, h, w) -> (B, 3, S, S), roughly in [-1, 1] (not clamped)."""
+    def decode_latent(self, latent: torch.Tensor, lq: torch.Tensor | None = None, *, skip_scale: float = 1.0
+                      ) -> torch.Tensor:
+        """Scaled latent (B, c, h, w) -> (B, 3, S, S), roughly in [-1, 1] (not clamped). With an LQ skip
+        (``autoencoder.lq_skip_levels``) and ``lq`` (B, 3, S, S) in [-1, 1], the decoder's finest levels add
+        ``skip_scale`` x the LQ's features after their up-blocks; without ``lq`` it is the plain decoder."""
         a = self.config.autoencoder
-        return self.vae.decode(latent.to(self.vae.dtype) / a.scaling_factor + a.shift_factor).sample
+        z = latent.to(self.vae.dtype) / a.scaling_factor + a.shift_factor
+        if self.lq_skip is None or lq is None or skip_scale == 0:
+            return self.vae.decode(z).sample
+        feats = self.lq_skip(lq.to(self.vae.dtype))  # level l: (B, c_l, S / 2^l, S / 2^l)
+        dec = self.vae.decoder  # diffusers' Decoder.forward, with the skip added per level
+        h = dec.conv_in(z)
+        if dec.in_shortcut:
+            h = h + z.repeat_interleave(dec.in_shortcut_repeats, dim=1)
+        for i in reversed(range(len(dec.up_blocks))):
+            h = dec.up_blocks[i](h)  # (B, c_i, S / 2^i, S / 2^i)
+            if i < len(feats):
+                h = h + skip_scale * feats[i]
+        h = dec.norm_out(h.movedim(1, -1)).movedim(-1, 1)
+        return dec.conv_out(dec.conv_act(h))
 
     # ---------------------------------------------------------------------------------------------------------
     # Conditioning
@@ -319,4 +341,4 @@ class PrefRestoreModel(nn.Module):
         latent = self.sample(c.cond, noise, c.lq_latent, steps=steps or d.steps,
                              guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
                              solver=solver or d.solver, start_sigma=s)
-        return self.decode_latent(latent).float().clamp(-1, 1)
+        return self.decode_latent(latent, lq).float().clamp(-1, 1)

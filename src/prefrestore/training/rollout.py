@@ -100,6 +100,6 @@ def rollout(
                           guidance_scale=config.guidance_scale, solver=config.solver,
                           start_sigma=config.start_sigma)  # (n, c, h, w)
         latents.append(x0.float())
-        images.append(model.decode_latent(x0).float().clamp(-1, 1))  # (n, 3, S, S)
+        images.append(model.decode_latent(x0, lq[group[sl]]).float().clamp(-1, 1))  # (n, 3, S, S)
     return Rollout(cond=cond, group=group, noise=noise, latents=torch.cat(latents), images=torch.cat(images),
                    sigmas=sampling_sigmas(config.steps, config.start_sigma))

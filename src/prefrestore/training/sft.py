@@ -125,7 +125,7 @@ class SFTObjective(nn.Module):
             lq_lat = m.encode_latent(lq)
             mse = F.mse_loss(lq_lat.float(), x0)
             out = {"mse": mse.detach()}
-            out["loss"] = self._pixel_losses(lq_lat, x0, hq, out, cfg.mse_weight * mse)["loss"]
+            out["loss"] = self._pixel_losses(lq_lat, x0, hq, lq, out, cfg.mse_weight * mse)["loss"]
             return out
 
         a = m.config
@@ -159,25 +159,26 @@ class SFTObjective(nn.Module):
                 loss = loss + cfg.mse_weight * mse
                 out["mse"] = mse.detach()
                 if cfg.pix_weight > 0:
-                    loss = self._pixel_losses(lq_lat, x0, hq, out, loss)["loss"]
+                    loss = self._pixel_losses(lq_lat, x0, hq, lq, out, loss)["loss"]
             cond = m.condition(queries, lq_lat) * keep[:, None, None]  # (B, Q + N, C), whole condition dropped
         diff = flow_matching_loss(lambda x, s: m.velocity(x, s, cond), x0, noise, sigma)
         out["diff"] = diff.detach()
         out["loss"] = loss + cfg.diff_weight * diff
         return out
 
-    def _pixel_losses(self, lq_lat: torch.Tensor, x0: torch.Tensor, hq: torch.Tensor, out: dict, loss) -> dict:
-        """+ pix_weight * (L1 + MSE)(decode(lq_lat), hq) and, with train_decoder, of decode(x0): adds "pix"
-        (and "rec") to ``out``; returns {"loss": the new total}."""
+    def _pixel_losses(self, lq_lat: torch.Tensor, x0: torch.Tensor, hq: torch.Tensor, lq: torch.Tensor, out: dict,
+                      loss) -> dict:
+        """+ pix_weight * (L1 + MSE)(decode(lq_lat, lq), hq) and, with train_decoder, of decode(x0, lq) (a sampled
+        latent is decoded with its LQ too): adds "pix" (and "rec") to ``out``; returns {"loss": the new total}."""
         m, w = self.model, self.cfg.pix_weight
         if w <= 0:
             return {"loss": loss}
-        restored = m.decode_latent(lq_lat).float()  # (B, 3, S, S)
+        restored = m.decode_latent(lq_lat, lq).float()  # (B, 3, S, S)
         pix = F.l1_loss(restored, hq) + F.mse_loss(restored, hq)
         out["pix"] = pix.detach()
         loss = loss + w * pix
         if self.cfg.train_decoder:
-            rec = m.decode_latent(x0).float()
+            rec = m.decode_latent(x0, lq).float()
             rec_loss = F.l1_loss(rec, hq) + F.mse_loss(rec, hq)
             out["rec"] = rec_loss.detach()
             loss = loss + w * rec_loss
@@ -303,7 +304,7 @@ def train_sft(cfg: SFTConfig) -> Path:
         model = load_init(cfg.init, cfg.seed)
     if cfg.stage == 0 and cfg.init not in ("tiny", "small") and ckpt is None:
         log.warning("stage 0 retrains the autoencoder; the paper preset uses SANA's pretrained DC-AE instead")
-    trainable = freeze_all_but(model, cfg.trainable)
+    trainable = freeze_all_but(model, [p for p in cfg.trainable if p != "lq_skip" or model.lq_skip is not None])
     frozen = count(p for p in model.parameters() if not p.requires_grad)
     log.info("stage %s: %.2fM trainable in %d tensors, %.2fM frozen", cfg.stage, count(trainable.values()) / 1e6,
              len(trainable), frozen / 1e6)

@@ -76,8 +76,8 @@ class SFTConfig:
     it when the init's autoencoder is no longer the one the transformer was trained on (a grafted, restoration-
     trained autoencoder: tools/graft_autoencoder.py)."""
     train_decoder: bool = False
-    """Stage 3 / joint (ours): also train the decoder on that pixel loss, plus pix_weight * (L1 + MSE) of its
-    reconstruction of the frozen encoder's HQ latent (what decoding a sampled latent needs)."""
+    """Stage 3 / joint (ours): also train the decoder (and its LQ skip, if the model has one) on that pixel loss,
+    plus pix_weight * (L1 + MSE) of its decoding of the frozen encoder's HQ latent (what a sampled latent needs)."""
     ema_decay: float = 0.0
     """0 = no EMA; otherwise an fp32 EMA of the trainable weights, exported as ``final_ema``."""
     threads: int = 0
@@ -113,8 +113,9 @@ class SFTConfig:
 
     @property
     def trainable(self) -> tuple[str, ...]:
-        extra = ("vae.decoder",) if self.train_decoder else ()
+        extra = ("vae.decoder", "lq_skip") if self.train_decoder else ()
         return TRAINABLE[self.stage] + extra + tuple(self.extra_trainable)
+
     @property
     def lr(self) -> float:
         return self.optim.lr if self.optim.lr is not None else DEFAULT_LR[self.stage]

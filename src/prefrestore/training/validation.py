@@ -23,7 +23,7 @@ def restore_for_stage(model: PrefRestoreModel, lq: torch.Tensor, hq: torch.Tenso
     if stage == 0:
         return model.decode_latent(model.encode_latent(hq)).float().clamp(-1, 1)
     if stage == "autoencoder":  # stage 3 with diff_weight 0: the encoder's restoration, decoded
-        return model.decode_latent(model.encode_latent(lq)).float().clamp(-1, 1)
+        return model.decode_latent(model.encode_latent(lq), lq).float().clamp(-1, 1)
     B = lq.shape[0]
     gens = [torch.Generator().manual_seed(vcfg.seed + i) for i in range(B)]
     noise = model.initial_noise(B, gens, device=lq.device)
@@ -34,7 +34,7 @@ def restore_for_stage(model: PrefRestoreModel, lq: torch.Tensor, hq: torch.Tenso
     s = vcfg.start_sigma or model.config.sampling.start_sigma
     s = 1.0 if stage == 1 else s  # stage 1's condition has no LQ latent: it samples from noise
     latent = model.sample(cond, noise, lq_latent, steps=vcfg.steps, guidance_scale=vcfg.guidance_scale, start_sigma=s)
-    return model.decode_latent(latent).float().clamp(-1, 1)
+    return model.decode_latent(latent, lq).float().clamp(-1, 1)
 
 
 def grid_image(columns: list[torch.Tensor]) -> np.ndarray:
