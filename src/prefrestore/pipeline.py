@@ -81,7 +81,7 @@ class PipelineConfig:
     upscale: float = 2.0
     select: SelectConfig = field(default_factory=SelectConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
-    upsampler: Resampler = "lanczos"
+    upsampler: Resampler | Literal["realesrgan"] | BackgroundUpsampler = "lanczos"  # a name or an upsampler
     batch_size: int = 8
     seed: int = 0
     max_group_pixels: int = 64_000_000

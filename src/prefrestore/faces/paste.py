@@ -158,7 +158,8 @@ def paste_back(
 
 
 class BackgroundUpsampler(Protocol):
-    """Resizes the whole photo (a learned super-resolution model can implement this later)."""
+    """Resizes the whole photo: :class:`ResampleUpsampler`, or a learned super-resolution model
+    (``prefrestore.realesrgan.RealESRGANUpsampler``)."""
 
     def __call__(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """float32 (H, W, C) on [0, 255], C in 1..4 -> float32 (h, w, C) on [0, 255], size = (w, h)."""
@@ -186,11 +187,21 @@ class ResampleUpsampler:
         return np.clip(out, 0.0, 255.0, out=out)
 
 
+def _realesrgan() -> BackgroundUpsampler:
+    from ..realesrgan import build  # its converted weights, on the CPU; the restore command picks the device
+
+    return build()
+
+
 UPSAMPLERS = {name: (lambda name=name: ResampleUpsampler(name)) for name in ("lanczos", "bicubic", "bilinear")}
+UPSAMPLERS["realesrgan"] = _realesrgan
 
 
-def build_upsampler(kind: Resampler = "lanczos") -> BackgroundUpsampler:
-    """The background upsampler named ``kind`` (the choices of ``--bg-upsampler``)."""
+def build_upsampler(kind: str | BackgroundUpsampler = "lanczos") -> BackgroundUpsampler:
+    """The background upsampler named ``kind`` (the choices of ``--bg-upsampler``); an upsampler object is
+    returned as it is."""
+    if not isinstance(kind, str):
+        return kind
     if kind not in UPSAMPLERS:
         raise ValueError(f"unknown upsampler {kind=}; expected one of {sorted(UPSAMPLERS)}")
     return UPSAMPLERS[kind]()
