@@ -27,6 +27,7 @@ class IdentityRestorer:
 
 
 def main() -> int:
+    print(f"worker rank {os.environ.get('RANK', 0)}/{os.environ.get('WORLD_SIZE', 1)}", file=sys.stderr)
     api.load_restorer = lambda *args, **kwargs: IdentityRestorer()
     return cli.main(sys.argv[1:])
 

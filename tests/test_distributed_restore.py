@@ -36,8 +36,12 @@ def _env(**extra) -> dict:
     return env
 
 
-def _run(args: list[str], *, nproc: int, **env) -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+def _run(args: list[str], *, nproc: int, launcher: str = "torchrun", **env) -> subprocess.CompletedProcess:
+    if launcher == "accelerate":  # accelerate's multi-process launcher; it runs on a CPU-only machine too
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={nproc}",
+                    "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", "--main_process_port=0"]
+    else:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     cmd = (launcher if nproc > 1 else [sys.executable]) + [str(WORKER), "restore", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=_env(**env), timeout=300)
 
@@ -71,11 +75,13 @@ def reference(photos, tmp_path_factory):
     return out, done
 
 
-def test_two_ranks_write_the_files_of_one_process(photos, reference, tmp_path):
+@pytest.mark.parametrize("launcher", ["torchrun", pytest.param("accelerate", marks=pytest.mark.slow)])
+def test_two_ranks_write_the_files_of_one_process(photos, reference, tmp_path, launcher):
     ref_out, ref = reference
     out = tmp_path / "out"
-    done = _run([str(photos), "-o", str(out)], nproc=2)
+    done = _run([str(photos), "-o", str(out)], nproc=2, launcher=launcher)
     assert done.returncode == 1, done.stderr
+    assert "worker rank 0/2" in done.stderr and "worker rank 1/2" in done.stderr
     tree, ref_tree = _tree(out), _tree(ref_out)
     assert len([k for k in ref_tree if k.startswith("restored_imgs/")]) == 5  # 4 faces + 1 without a face
     assert tree.keys() == ref_tree.keys()
