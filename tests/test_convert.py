@@ -727,7 +727,15 @@ def test_cli_stage_a_plus_merged_lora(official, tmp_path, capsys):
         assert torch.equal(model.transformer.get_submodule(name).weight, W + 2.0 * B @ A), name
     untouched = "transformer_blocks.0.ff.conv_point.weight"
     assert torch.equal(model.transformer.get_parameter(untouched), official.transformer.get_parameter(untouched))
-    assert json.loads((out / "conversion.json").read_text())["sources"]["lora"].endswith("(merged, scale 2)")
+    report = json.loads((out / "conversion.json").read_text())
+    assert report["sources"]["lora"].endswith("(merged, scale 2)")
+    # the licences of what was converted, in the report and the model card
+    licences = " ".join(f"{k}: {v}" for k, v in report["licenses"].items())
+    for part in ("SANA 1.5", "NVIDIA", "TA-Tok", "BLIP3o", "Apache-2.0", "DiffusionNFT LoRA"):
+        assert part in licences, part
+    assert "prefrestore rl configs/rl/paper.yaml" in report["training_stage"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "commercial" in card and str(official.lora) in card and "only the Stage-A checkpoint is public" in card
 
 
 def test_cli_unmerged_lora_keeps_the_adapter(official, tmp_path):

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from prefrestore.models.integrator import DecodeOptions
-from prefrestore.models.presets import paper
 from prefrestore.models.restorer import PrefRestoreModel
-from prefrestore.models.text_tokenizer import build_char_tokenizer
+from prefrestore.models.runtime import build_random_fast
 
 pytestmark = pytest.mark.slow
 
@@ -29,31 +28,7 @@ def _available_gb() -> float:
 
 
 def build_random_paper(device: str, dtype: torch.dtype) -> PrefRestoreModel:
-    """Build on meta, materialise uninitialised on ``device``, then fill with small random values (fast)."""
-    with torch.device("meta"):
-        model = PrefRestoreModel(paper(), build_char_tokenizer())
-    model = model.to_empty(device=device).to(dtype)
-    model.integrator.lm.tie_weights()
-    g = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("norm.weight", "norm1.weight", "norm2.weight", "layernorm.weight", "norm_q.weight",
-                              "norm_k.weight", "scale_shift_table")) or p.ndim == 1 and "bias" not in name:
-                p.fill_(1.0 if "scale_shift" not in name else 0.0)
-            elif "bias" in name:
-                p.zero_()
-            else:
-                p.normal_(0, 0.02, generator=g)
-        for b in model.buffers():
-            if b.is_floating_point():
-                b.zero_()
-        # SigLIP position_ids buffer must hold 0..N-1
-        emb = model.tokenizer.encoder.embeddings
-        if hasattr(emb, "position_ids"):
-            emb.position_ids.copy_(torch.arange(emb.position_ids.shape[-1], device=device).expand_as(emb.position_ids))
-        # DC-AE RMSNorm/scale buffers and the connector norm keep their official init
-        model.diffusion_connector[3].weight.fill_(5.5**0.5)
-    return model.eval()
+    return build_random_fast("paper", device, dtype)
 
 
 @pytest.mark.skipif(_available_gb() < 14 and not torch.cuda.is_available(), reason="needs ~14 GB free RAM")

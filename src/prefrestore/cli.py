@@ -22,6 +22,7 @@ COMMANDS = {
     "rl": ("prefrestore.commands.rl", "preference RL (DiffusionNFT on LoRA)"),
     "eval": ("prefrestore.commands.eval", "evaluate a restorer on face-restoration benchmarks"),
     "make-testset": ("prefrestore.commands.testset", "build a frozen synthetic LQ/GT test set from HQ faces"),
+    "convert-realesrgan": ("prefrestore.commands.realesrgan", "RealESRGAN_x4plus weights for --bg-upsampler realesrgan"),
 }
 
 

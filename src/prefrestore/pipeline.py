@@ -81,7 +81,7 @@ class PipelineConfig:
     upscale: float = 2.0
     select: SelectConfig = field(default_factory=SelectConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
-    upsampler: Resampler = "lanczos"
+    upsampler: Resampler | Literal["realesrgan"] | BackgroundUpsampler = "lanczos"  # a name or an upsampler
     batch_size: int = 8
     seed: int = 0
     max_group_pixels: int = 64_000_000
@@ -91,6 +91,14 @@ class PipelineConfig:
             raise ValueError(f"upscale={self.upscale} must be in (0, 16]")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+
+
+def _upsampler(kind) -> BackgroundUpsampler:
+    if kind == "realesrgan":
+        from .realesrgan import build  # its converted weights, on the CPU; the restore command picks the device
+
+        return build()
+    return build_upsampler(kind)
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,7 +207,7 @@ def restore_photos(
     items: (key, photo) pairs, consumed lazily (a generator that reads files as it goes keeps memory bounded).
     """
     config = config or PipelineConfig()
-    upsampler = build_upsampler(config.upsampler)
+    upsampler = _upsampler(config.upsampler)
     group: list[tuple[Hashable, Photo]] = []
     pixels = 0
     for key, photo in items:

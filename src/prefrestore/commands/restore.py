@@ -4,11 +4,13 @@
     prefrestore restore INPUT [INPUT ...] -o OUTPUT [-s UPSCALE] [--aligned] [--only-center-face]
         [--min-face-size PX] [--max-faces N] [--det-threshold T] [--ext auto|png|jpg] [--suffix S] [--overwrite]
         [--model default] [--steps K] [--guidance-scale G] [--start-sigma S] [--seed N] [--batch-size B]
-        [--device cpu] [--jpeg-quality Q]
+        [--device cpu] [--jpeg-quality Q] [--bg-upsampler lanczos|realesrgan]
 
 INPUT is a file, a folder or a glob pattern (quoted); several may be given. Outputs, as in GFPGAN/CodeFormer:
 OUTPUT/cropped_faces, restored_faces, cmp (input | restored), restored_imgs, plus OUTPUT/reports/NAME.json
 (boxes, scores, landmarks, per-stage timings, identity similarity when dlib is installed).
+Several processes (``torchrun --nproc_per_node N -m prefrestore restore ...`` or ``accelerate launch``) share the
+inputs out by rank and rank 0 prints the merged summary (``prefrestore.distributed``).
 Exit status: 0 when every input succeeded, 1 when some failed (listed at the end), 2 for a usage error.
 """
 
@@ -23,7 +25,7 @@ from ..errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..faces.paste import UPSAMPLERS
+    from ..faces.paste import BG_UPSAMPLERS
 
     parser.add_argument("input", nargs="+", help="photo file(s), folder(s) or quoted glob pattern(s)")
     parser.add_argument("-o", "--output", default="results", help="output folder (default: results)")
@@ -51,8 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default: 95)")
-    parser.add_argument("--bg-upsampler", choices=sorted(UPSAMPLERS), default="lanczos",
-                        help="background resampler (default: lanczos)")
+    parser.add_argument("--bg-upsampler", choices=BG_UPSAMPLERS, default="lanczos",
+                        help="background upsampler: a resampler, or realesrgan (RealESRGAN_x4plus, converted with "
+                             "`prefrestore convert-realesrgan`; meant for GPUs) (default: lanczos)")
+    parser.add_argument("--bg-tile", type=int, default=400, metavar="PX",
+                        help="realesrgan tile size in input pixels, bounds memory; 0 = untiled (default: 400)")
     parser.add_argument("--color-match", choices=("lowfreq", "meanstd", "none"), default="lowfreq",
                         help="match restored faces' colour and tone to the photo (default: lowfreq)")
     parser.add_argument("--identity", choices=("auto", "off"), default="auto",
@@ -99,6 +104,13 @@ def _configs(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import RankGroup
+
+    with RankGroup() as group:  # one process, or one rank of torchrun / accelerate launch (see distributed.py)
+        return _run(args, group)
+
+
+def _run(args: argparse.Namespace, group) -> int:
     from tqdm import tqdm
 
     from .. import api
@@ -107,23 +119,27 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import plan_files, run_plan
 
     config, layout = _configs(args)
-    plan = plan_files(args.input, layout, aligned=args.aligned)
-    for _, message in plan.failed:
-        print(f"error: {message}", file=sys.stderr)
+    plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
+    if group.is_main:
+        for _, message in plan.failed:
+            print(f"error: {message}", file=sys.stderr)
     if not plan.todo and not plan.skipped and not plan.failed:
         raise UserError(f"{' '.join(args.input)}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif); check the path")
+    mine, device = group.shard(plan), group.ranks.device(args.device)
     summary = None
-    if plan.todo:
+    if mine.todo:
+        if args.bg_upsampler == "realesrgan":
+            config = dataclasses.replace(config, upsampler=_realesrgan(args, device))
         restorer = api.load_restorer(
             args.model,
-            device=args.device,
+            device=device,
             steps=args.steps,
             guidance_scale=args.guidance_scale,
             batch_size=args.batch_size,
             seed=args.seed,
             start_sigma=args.start_sigma,
         )
-        detector = None if args.aligned else build_detector("mtcnn", device=args.device,
+        detector = None if args.aligned else build_detector("mtcnn", device=device,
                                                             min_face_size=max(12.0, args.min_face_size))
         identity = load_identity_scorer() if args.identity == "auto" else None
         run_info = {
@@ -132,9 +148,11 @@ def run(args: argparse.Namespace) -> int:
                       "start_sigma": args.start_sigma, "seed": args.seed, "device": args.device},
             "aligned_input": args.aligned,
         }
-        # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art
-        images = tqdm(total=len(plan.todo), desc="images", unit="img", position=0, dynamic_ncols=True, disable=None)
-        faces = tqdm(total=0, desc="faces ", unit="face", position=1, dynamic_ncols=True, leave=False, disable=None)
+        # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art;
+        # with several ranks only rank 0 draws them (its own share)
+        bars = None if group.is_main else True
+        images = tqdm(total=len(mine.todo), desc="images", unit="img", position=0, dynamic_ncols=True, disable=bars)
+        faces = tqdm(total=0, desc="faces ", unit="face", position=1, dynamic_ncols=True, leave=False, disable=bars)
 
         def progress(event: str, count: int, message: str | None = None) -> None:
             if event == "faces_found":
@@ -148,12 +166,26 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(f"error: {message}", file=sys.stderr)
 
         try:
-            summary = run_plan(plan, restorer, layout, detector=detector, config=config, identity=identity,
+            summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
                                progress=progress, run_info=run_info)
         finally:
             faces.close()
             images.close()
+    summary = group.merge(plan, mine, summary)
+    if not group.is_main:
+        return summary.exit_code if summary else (1 if plan.failed else 0)
     return _print_summary(plan, summary, layout, aligned=args.aligned)
+
+
+def _realesrgan(args: argparse.Namespace, device: str):
+    """The Real-ESRGAN background upsampler on ``device`` (a one-line error when its weights are not converted)."""
+    from .. import realesrgan
+
+    up = realesrgan.build(device=device, tile=args.bg_tile)
+    if up.device.type == "cpu":
+        print("warning: --bg-upsampler realesrgan on the CPU takes minutes per photo (~0.9 ms per input pixel on "
+              "2 cores: a 1920x1280 photo is ~37 min); the estimate for each photo is logged", file=sys.stderr)
+    return up
 
 
 def _print_summary(plan, summary, layout, *, aligned: bool) -> int:

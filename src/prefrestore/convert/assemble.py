@@ -356,8 +356,12 @@ def write_model(conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype 
     _copy_files(conv.tokenizer_files, out / "tokenizer")
     if conv.adapter is not None:
         _copy_files([conv.adapter / ADAPTER_WEIGHTS, conv.adapter / ADAPTER_CONFIG], out / "lora")
+    from ..licenses import RL_NOTE, model_card, statements
+
     report = {**conv.report.to_dict(), "dtype": str(dtype or "as in the sources").replace("torch.", "")}
+    report.update(licenses=statements(conv.report.kind, conv.report.sources), training_stage=RL_NOTE)
     (out / "conversion.json").write_text(json.dumps(report, indent=2))
+    (out / "MODEL_CARD.md").write_text(model_card(conv.report.kind, conv.report.sources))
     return out
 
 

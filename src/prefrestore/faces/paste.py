@@ -158,7 +158,8 @@ def paste_back(
 
 
 class BackgroundUpsampler(Protocol):
-    """Resizes the whole photo (a learned super-resolution model can implement this later)."""
+    """Resizes the whole photo: :class:`ResampleUpsampler`, or a learned super-resolution model
+    (``prefrestore.realesrgan.RealESRGANUpsampler``)."""
 
     def __call__(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """float32 (H, W, C) on [0, 255], C in 1..4 -> float32 (h, w, C) on [0, 255], size = (w, h)."""
@@ -187,10 +188,16 @@ class ResampleUpsampler:
 
 
 UPSAMPLERS = {name: (lambda name=name: ResampleUpsampler(name)) for name in ("lanczos", "bicubic", "bilinear")}
+BG_UPSAMPLERS: tuple[str, ...] = (*sorted(UPSAMPLERS), "realesrgan")
+"""The names ``--bg-upsampler`` takes: the resamplers above and Real-ESRGAN (prefrestore.realesrgan sits above
+faces/; pipeline.py builds it)."""
 
 
-def build_upsampler(kind: Resampler = "lanczos") -> BackgroundUpsampler:
-    """The background upsampler named ``kind`` (the choices of ``--bg-upsampler``)."""
+def build_upsampler(kind: str | BackgroundUpsampler = "lanczos") -> BackgroundUpsampler:
+    """The background upsampler named ``kind`` (the choices of ``--bg-upsampler``); an upsampler object is
+    returned as it is."""
+    if not isinstance(kind, str):
+        return kind
     if kind not in UPSAMPLERS:
         raise ValueError(f"unknown upsampler {kind=}; expected one of {sorted(UPSAMPLERS)}")
     return UPSAMPLERS[kind]()
