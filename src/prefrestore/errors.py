@@ -16,3 +16,7 @@ class ImageError(UserError, ValueError):
 
 class CheckpointError(UserError, ValueError):
     """A model directory or checkpoint is missing, corrupt, or does not match the expected layout."""
+
+
+class RestorationError(RuntimeError):
+    """The restorer produced no valid restoration (e.g. NaN or infinite values); the face counts as failed."""
