@@ -807,13 +807,19 @@ def apply_lora(conv: Conversion, path: str | os.PathLike, *, merge: bool):
 def write_model(conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype | None = None,
                 max_shard_size: str = "5GB") -> Path:
     """Write ``conv`` as a prefrestore model folder (checkpoints.save_pretrained layout) + ``tokenizer/`` (the
-    official files, verbatim) + ``conversion.json`` (+ ``lora/`` for an unmerged adapter). ``out`` must be new/empty."""
+    official files, verbatim) + ``conversion.json`` (+ ``lora/`` for an unmerged adapter). ``out`` must be new/empty;
+    the folder is built under a temporary name and renamed into place, so a killed conversion leaves no half model."""
+    from .io_safety import atomic_write_text, staged_folder
+
+    with staged_folder(out) as tmp:
+        _write_model(conv, tmp, dtype=dtype, max_shard_size=max_shard_size, write_text=atomic_write_text)
+    return Path(out)
+
+
+def _write_model(conv: Conversion, out: Path, *, dtype, max_shard_size: str, write_text) -> None:
     from .checkpoints import save_pretrained, shared_aliases
     from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out}: exists and is not an empty folder; choose a new output folder")
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in conv.state.items()}
     with torch.device("meta"):
         model = PrefRestoreModel(conv.config)
@@ -830,8 +836,7 @@ def write_model(conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype 
     if conv.adapter is not None:
         _copy_files([conv.adapter / ADAPTER_WEIGHTS, conv.adapter / ADAPTER_CONFIG], out / "lora")
     report = {**conv.report.to_dict(), "dtype": str(dtype or "as in the sources").replace("torch.", "")}
-    (out / "conversion.json").write_text(json.dumps(report, indent=2))
-    return out
+    write_text(out / "conversion.json", json.dumps(report, indent=2))
 
 
 def load_official(
@@ -981,6 +986,9 @@ def convert(
 ) -> Report:
     """The ``prefrestore convert`` pipeline: exactly one of stage_a / blip3o / model (an existing prefrestore folder,
     to add ``lora`` to), optional side files and LoRA -> model folder ``out``. Returns the report."""
+    from .io_safety import check_new_folder
+
+    check_new_folder(out)  # before minutes of loading, not after
     chosen = [n for n, v in (("stage_a", stage_a), ("blip3o", blip3o), ("model", model)) if v is not None]
     if len(chosen) != 1:
         raise UserError("give exactly one source: --stage-a DIR, --blip3o DIR or --model DIR (got "

@@ -7,6 +7,8 @@ one input opener, and one way to show a path in a message.
   so symlinks, ``..`` spellings and hard links count) one of the run's inputs (:class:`InputGuard`).
 * :func:`read_input` reads regular files only (a FIFO, ``/dev/zero`` or a socket is refused without blocking),
   with the size checked before reading and a cap while reading.
+* :func:`staged_folder` builds a whole output folder (a test set, a converted model) under a temporary name and
+  renames it into place at the end.
 * :func:`shown` makes any path or message one printable line (a newline or a non-UTF-8 byte in a file name
   becomes an escape), so one bad file is one line.
 
@@ -16,12 +18,15 @@ name too long); :func:`sweep_stale_temps` removes those of processes that are go
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
 import re
+import shutil
 import stat
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import ImageError, UserError
@@ -253,3 +258,34 @@ def check_output_folder(folder: str | os.PathLike, *, flag: str = "-o") -> Path:
         raise UserError(f"{flag} {shown(p)}: cannot write there ({err.strerror or err}); "
                         f"choose a writable {flag}") from None
     return p
+
+
+def check_new_folder(folder: str | os.PathLike, *, flag: str = "-o", hint: str = "choose a new output folder") -> Path:
+    """``folder`` must not exist or be an empty folder (outputs that are never merged into old ones) -> its Path."""
+    raw = os.fspath(folder)
+    if raw.strip() == "":
+        raise UserError(f"{flag} '': empty output folder name; give a new folder")
+    p = Path(raw)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise UserError(f"{flag} {shown(p)}: exists and is not an empty folder; {hint}")
+    return p
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike, *, flag: str = "-o", hint: str = "choose a new output folder") -> Iterator[Path]:
+    """Build a whole output folder all or nothing: yields a temporary sibling folder, renamed to ``folder`` when
+    the block ends normally and removed when it raises (Ctrl-C included). A killed run leaves only a hidden
+    ``.NAME.partial-*`` sibling, never a half-written ``folder``."""
+    out = check_new_folder(folder, flag=flag, hint=hint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:100]}.partial-", dir=out.parent))
+    try:
+        yield tmp
+        check_new_folder(out, flag=flag, hint=hint)  # nobody filled it meanwhile
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -117,9 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import api
     from ..faces.detect import build_detector
     from ..faces.identity import load_identity_scorer
-    from ..pipeline import plan_files, run_plan
-
     from ..io_safety import check_output_folder, shown
+    from ..pipeline import plan_files, run_plan
 
     config, layout = _configs(args)  # every option is checked before any file is read or the model loads
     plan = plan_files(args.input, layout, aligned=args.aligned)
