@@ -115,7 +115,7 @@ def _regular_images(entries: list[Path], on_skip, *, only_images: bool = True) -
         if stat.S_ISREG(mode):
             out.append(q)
         elif on_skip and (only_images or not Path(q).is_dir()):
-            on_skip(q, f"{shown(q)}: is {file_kind(mode)}, not a regular file; skipped")
+            on_skip(q, f"{shown(q)}: is {file_kind(mode)}, not a regular file; only regular files are read")
     return out
 
 
