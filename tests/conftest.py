@@ -48,3 +48,41 @@ def grace():
 
     with Image.open(pytest.importorskip("matplotlib.cbook").get_sample_data("grace_hopper.jpg")) as im:
         return np.asarray(im.convert("RGB"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `prefrestore restore` with a stand-in model (the CLI tests: the model is tested elsewhere, importing it costs seconds)
+
+
+class IdentityRestorer:
+    """Returns each aligned crop unchanged: paste-back must then reproduce the photo."""
+
+    resolution = 128
+
+    def restore(self, faces, *, seed=0):
+        return [f.copy() for f in faces]
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    """Stand in for prefrestore.api with an identity restorer; yields the (model, kwargs) of every load_restorer
+    call. test_pipeline.py's slow test runs the real API through the pipeline."""
+    import sys
+    import types
+
+    import prefrestore
+
+    calls = []
+
+    def load_restorer(model="tiny", **kwargs):
+        calls.append((model, kwargs))
+        return IdentityRestorer()
+
+    fake = types.ModuleType("prefrestore.api")
+    fake.load_restorer = load_restorer
+    monkeypatch.setitem(sys.modules, "prefrestore.api", fake)
+    monkeypatch.setattr(prefrestore, "api", fake, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield calls
+    torch.set_num_threads(before)

@@ -432,7 +432,11 @@ def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
     dpi = info.get("dpi")
     if fmt == "TIFF" and (282 not in tags or tags.get(296, 2) == 1):
         dpi = None  # no XResolution, or ResolutionUnit "none": the numbers are not dots per inch
-    if dpi and not all(np.isfinite(d) and d > 0 for d in dpi[:2]):
+    try:
+        dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        dpi = None
+    if dpi and not all(np.isfinite(v) and v > 0 for v in dpi):
         dpi = None
     return Photo(
         color=np.ascontiguousarray(color),
@@ -440,7 +444,7 @@ def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
         grayscale=bool(grayscale),
         icc_profile=icc,
         exif=exif,
-        dpi=(float(dpi[0]), float(dpi[1])) if dpi else None,
+        dpi=dpi,
         source_format=fmt,
         notes=tuple(notes),
     )

@@ -612,6 +612,15 @@ def output_stem(stem: str, budget: int) -> str:
     return os.fsdecode(cut).encode("utf-8", "surrogateescape").decode("utf-8", "ignore") + tag
 
 
+def _file_key(path: Path) -> tuple | str:
+    """One key per file on disk: (device, inode) (so hard links count too), else the real path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return real_key(path)
+    return (st.st_dev, st.st_ino)
+
+
 def plan_files(inputs: Sequence[str | os.PathLike], layout: OutputLayout, *, aligned: bool = False) -> Plan:
     """Resolve inputs (files, folders, glob patterns) into a plan.
 
@@ -637,7 +646,10 @@ def plan_files(inputs: Sequence[str | os.PathLike], layout: OutputLayout, *, ali
             failed.append((str(raw), str(err)))
         except OSError as err:
             failed.append((str(raw), f"{shown(raw)}: cannot read ({err.strerror or err}); check its permissions"))
-    unique = list({real_key(p): p for p in reversed(paths)}.values())[::-1]  # one per real file, first spelling
+    first: dict[tuple | str, Path] = {}
+    for p in paths:
+        first.setdefault(_file_key(p), p)  # one per file (any spelling, symlink or hard link), the first spelling
+    unique = list(first.values())
     guard = InputGuard(unique)
     stems: dict[str, int] = {}
     for p in unique:
