@@ -86,3 +86,29 @@ def fake_api(monkeypatch):
     torch.set_num_threads(1)
     yield calls
     torch.set_num_threads(before)
+
+
+def run_restore_cli(argv: list[str], cwd=None) -> tuple[int, str]:
+    """``prefrestore.cli.main(argv)`` in-process with the identity stand-in of prefrestore.api (in ``cwd`` if
+    given) -> (exit status, what it wrote to stderr). For tests that cannot use the function-scoped fixture."""
+    import io
+    import sys
+    import types
+
+    import prefrestore
+    from prefrestore import cli
+
+    fake = types.ModuleType("prefrestore.api")
+    fake.load_restorer = lambda model="tiny", **kwargs: IdentityRestorer()
+    mp = pytest.MonkeyPatch()
+    mp.setitem(sys.modules, "prefrestore.api", fake)
+    mp.setattr(prefrestore, "api", fake, raising=False)
+    if cwd is not None:
+        mp.chdir(cwd)
+    capture = io.StringIO()
+    mp.setattr(sys, "stderr", capture)
+    try:
+        code = cli.main(argv)
+    finally:
+        mp.undo()
+    return code, capture.getvalue()

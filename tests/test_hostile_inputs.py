@@ -13,7 +13,6 @@ Nothing of the battery is committed but this generator.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_restore_cli
 from prefrestore import cli
 from prefrestore.image import read_photo
 from prefrestore.io_safety import shown
@@ -341,32 +341,6 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-@contextlib.contextmanager
-def _run_cli(argv: list[str], cwd: Path):
-    """cli.main(argv) in ``cwd`` with the identity stand-in of prefrestore.api; yields [exit status, stderr]."""
-    import sys
-    import types
-
-    import prefrestore
-    from conftest import IdentityRestorer
-
-    fake = types.ModuleType("prefrestore.api")
-    fake.load_restorer = lambda model="tiny", **kw: IdentityRestorer()
-    mp = pytest.MonkeyPatch()
-    mp.setitem(sys.modules, "prefrestore.api", fake)
-    mp.setattr(prefrestore, "api", fake, raising=False)
-    mp.chdir(cwd)
-    capture = io.StringIO()
-    mp.setattr(sys, "stderr", capture)
-    result = []
-    try:
-        result.append(cli.main(argv))
-    finally:
-        mp.undo()
-    result.append(capture.getvalue())
-    yield result
-
-
 @pytest.fixture(scope="module")
 def battery(tmp_path_factory):
     """Generate the battery and run it once: (cases, stderr, exit status, out folder, hashes before, root, argv)."""
@@ -380,8 +354,7 @@ def battery(tmp_path_factory):
         os.chdir(cwd)
     before = _hashes(root / "battery", root / "explicit", out, root / "c_symsrc.png")
     argv = ["restore", *inputs, "-o", str(out), "-s", "1", "--ext", "png", "--identity", "off"]
-    with _run_cli(argv, root) as (code, err):
-        pass
+    code, err = run_restore_cli(argv, root)
     return cases, err, code, out, before, root, argv
 
 
@@ -488,8 +461,7 @@ def test_battery_rerun_redoes_only_the_failures(battery):
     folder = str(out / "cropped_faces")
     argv2 = [a for a in argv if a != folder]
     argv2[1:1] = [f"{folder}/c_col.png", f"{folder}/c_col_00.png"]
-    with _run_cli(argv2, root) as (code2, err2):
-        pass
+    code2, err2 = run_restore_cli(argv2, root)
     assert code2 == 1 and "Traceback" not in err2
     n_failed = sum(1 for ln in err.splitlines() if ln.startswith("  failed: "))
     assert sum(1 for ln in err2.splitlines() if ln.startswith("  failed: ")) == n_failed  # failed stay failed

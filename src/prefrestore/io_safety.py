@@ -166,7 +166,7 @@ def sweep_stale_temps(folder: str | os.PathLike) -> int:
 
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
-        return False  # our own temporaries are removed as they fail; one left is from an earlier run of this pid
+        return True  # ours: another thread of this process (a server's job) may be writing it right now
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
