@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in argv:
         argv = [a for a in argv if a != "--debug"]
         argv.insert(0, "--debug")
+    _terminate_as_interrupt()
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -78,6 +79,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected {type(err).__name__}: {_one_line(err)} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 3
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a service manager, `timeout`, `kill`) ends the run like Ctrl-C: temporary files removed, one line."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        pass
 
 
 def _one_line(err: BaseException) -> str:

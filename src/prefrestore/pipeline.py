@@ -635,7 +635,12 @@ def plan_files(inputs: Sequence[str | os.PathLike], layout: OutputLayout, *, ali
     failed: list[tuple[str, str]] = []
     for raw in inputs:
         folder = Path(raw)
-        if folder.is_dir() and _is_within(root, folder.resolve()):
+        try:
+            is_folder = folder.is_dir()
+        except OSError as err:  # a name too long for the file system, a symlink loop
+            failed.append((str(raw), f"{shown(raw)}: cannot open ({err.strerror or err}); check the path"))
+            continue
+        if is_folder and _is_within(root, folder.resolve()):
             raise UserError(
                 f"{shown(layout.root)}: the output folder is inside the input folder {shown(folder)}; "
                 "choose an -o outside it"
