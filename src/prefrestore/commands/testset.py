@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seed {args.seed}: must be in 0..{2**63 - 1}")
 
     try:
-            cfg = SyntheticSetConfig(
+        cfg = SyntheticSetConfig(
             hq_dir=args.hq_dir,
             out=args.out,
             preset=args.preset,
