@@ -43,3 +43,67 @@ def grace():
 
     with Image.open(pytest.importorskip("matplotlib.cbook").get_sample_data("grace_hopper.jpg")) as im:
         return np.asarray(im.convert("RGB"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `prefrestore restore` with a stand-in model (the CLI tests: the model is tested elsewhere, importing it costs seconds)
+
+
+class IdentityRestorer:
+    """Returns each aligned crop unchanged: paste-back must then reproduce the photo."""
+
+    resolution = 128
+
+    def restore(self, faces, *, seed=0):
+        return [f.copy() for f in faces]
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    """Stand in for prefrestore.api with an identity restorer; yields the (model, kwargs) of every load_restorer
+    call. test_pipeline.py's slow test runs the real API through the pipeline."""
+    import sys
+    import types
+
+    import prefrestore
+
+    calls = []
+
+    def load_restorer(model="tiny", **kwargs):
+        calls.append((model, kwargs))
+        return IdentityRestorer()
+
+    fake = types.ModuleType("prefrestore.api")
+    fake.load_restorer = load_restorer
+    monkeypatch.setitem(sys.modules, "prefrestore.api", fake)
+    monkeypatch.setattr(prefrestore, "api", fake, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield calls
+    torch.set_num_threads(before)
+
+
+def run_restore_cli(argv: list[str], cwd=None) -> tuple[int, str]:
+    """``prefrestore.cli.main(argv)`` in-process with the identity stand-in of prefrestore.api (in ``cwd`` if
+    given) -> (exit status, what it wrote to stderr). For tests that cannot use the function-scoped fixture."""
+    import io
+    import sys
+    import types
+
+    import prefrestore
+    from prefrestore import cli
+
+    fake = types.ModuleType("prefrestore.api")
+    fake.load_restorer = lambda model="tiny", **kwargs: IdentityRestorer()
+    mp = pytest.MonkeyPatch()
+    mp.setitem(sys.modules, "prefrestore.api", fake)
+    mp.setattr(prefrestore, "api", fake, raising=False)
+    if cwd is not None:
+        mp.chdir(cwd)
+    capture = io.StringIO()
+    mp.setattr(sys, "stderr", capture)
+    try:
+        code = cli.main(argv)
+    finally:
+        mp.undo()
+    return code, capture.getvalue()

@@ -5,8 +5,6 @@ import io
 import json
 import os
 import struct
-import sys
-import types
 import zlib
 from pathlib import Path
 
@@ -18,35 +16,10 @@ from prefrestore import cli
 from prefrestore.image import read_photo
 
 
-class IdentityRestorer:
-    resolution = 128
-
-    def restore(self, faces, *, seed=0):
-        return [f.copy() for f in faces]
-
-
 @pytest.fixture(autouse=True)
-def fake_model(monkeypatch):
-    """Stand in for prefrestore.api (the model is tested elsewhere, and importing it costs seconds); record the
-    arguments load_restorer gets. test_pipeline.py's slow test runs the real API through the pipeline."""
-    import torch
-
-    import prefrestore
-
-    calls = []
-
-    def load_restorer(model="tiny", **kwargs):
-        calls.append((model, kwargs))
-        return IdentityRestorer()
-
-    fake = types.ModuleType("prefrestore.api")
-    fake.load_restorer = load_restorer
-    monkeypatch.setitem(sys.modules, "prefrestore.api", fake)
-    monkeypatch.setattr(prefrestore, "api", fake, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield calls
-    torch.set_num_threads(before)
+def fake_model(fake_api):
+    """Every test here runs with the identity stand-in of prefrestore.api (conftest.fake_api)."""
+    return fake_api
 
 
 def _png_claiming(width, height) -> bytes:

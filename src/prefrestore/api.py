@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ImageError
+from .errors import ImageError, RestorationError
 from .image import from_model, to_model
 from .models.presets import PRESETS, get_preset
 from .models.restorer import PrefRestoreModel
@@ -71,9 +71,14 @@ class FaceRestorer:
         for i in range(0, lq.shape[0], self.batch_size):
             chunk = lq[i : i + self.batch_size].to(self.model.device)
             gens = [torch.Generator(device=chunk.device).manual_seed(seed) for _ in range(chunk.shape[0])]
-            outs.append(self.model.restore(chunk, generators=gens, steps=self.steps,
-                                           guidance_scale=self.guidance_scale, solver=self.solver,
-                                           deterministic=self.deterministic, start_sigma=self.start_sigma).cpu())
+            out = self.model.restore(chunk, generators=gens, steps=self.steps, guidance_scale=self.guidance_scale,
+                                     solver=self.solver, deterministic=self.deterministic,
+                                     start_sigma=self.start_sigma).cpu()
+            bad = (~torch.isfinite(out.float()).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+            if bad:  # clamping would turn NaN into black pixels that look like a restoration
+                raise RestorationError(f"faces {[i + b for b in bad]} of this batch came out NaN/infinite; check "
+                                       "--guidance-scale, --steps and --start-sigma, or the model's weights")
+            outs.append(out)
         return torch.cat(outs)
 
     def restore(self, faces: Sequence[np.ndarray], *, seed: int | None = None) -> list[np.ndarray]:

@@ -65,10 +65,64 @@ def read_config(directory: str | os.PathLike) -> PrefRestoreConfig:
         raise CheckpointError(f"{p}: missing; a prefrestore model folder needs config.json + model*.safetensors "
                               "(convert official checkpoints with `prefrestore convert`)")
     try:
+        if p.stat().st_size > 1 << 20:
+            raise ValueError(f"{p.stat().st_size} bytes; a model config is a few KB")
         raw = json.loads(p.read_text())
+        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+            raise ValueError('expected {"format_version": ..., "model": {...}}')
+        if str(raw.get("format_version", FORMAT_VERSION)) != FORMAT_VERSION:
+            raise ValueError(f"format_version {raw.get('format_version')!r}, this version reads {FORMAT_VERSION!r}")
+        missing = [k for k in ("name", "resolution", "tokenizer", "integrator", "transformer", "autoencoder")
+                   if k not in raw["model"]]
+        if missing:  # a config must describe its model; defaults would silently build another (e.g. the paper's)
+            raise ValueError(f"model section lacks {', '.join(missing)}")
         return PrefRestoreConfig.from_dict(raw["model"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{p}: not a valid prefrestore config ({err}); re-save or re-convert the model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, OverflowError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{p}: not a valid prefrestore config ({first}); re-save or re-convert the model") \
+            from None
+
+
+def weight_files(directory: str | os.PathLike) -> list[Path]:
+    """The safetensors files of a model folder (single file, or the shards its index lists), all checked to exist."""
+    d = Path(directory)
+    index = d / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise TypeError("weight_map is not a {tensor: file} object")
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{index}: not a valid safetensors index ({type(err).__name__}: "
+                                  f"{str(err)[:200]}); re-download or re-convert") from None
+        files = sorted(set(weight_map.values()))
+        bad = [f for f in files if Path(f).name != f]
+        if bad:
+            raise CheckpointError(f"{index}: shard names must be plain file names, got {bad[:3]}; re-convert")
+    elif (d / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise CheckpointError(f"{d}: no model.safetensors (or index) found; the folder is incomplete")
+    for f in files:
+        if not (d / f).is_file():
+            raise CheckpointError(f"{d / f}: shard listed in the index is missing; re-download or re-convert")
+    return [d / f for f in files]
+
+
+def weight_shapes(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor's shape from the safetensors headers alone (nothing loaded), as meta tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    shapes: dict[str, torch.Tensor] = {}
+    for f in weight_files(directory):
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                for k in h.keys():
+                    shapes[k] = torch.empty(h.get_slice(k).get_shape(), device="meta")
+        except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{f}: corrupt safetensors file ({str(err)[:200]}); re-download or re-convert") \
+                from None
+    return shapes
 
 
 def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -76,22 +130,12 @@ def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    d = Path(directory)
-    index = d / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (d / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        raise CheckpointError(f"{d}: no model.safetensors (or index) found; the folder is incomplete")
     state: dict[str, torch.Tensor] = {}
-    for f in files:
-        if not (d / f).is_file():
-            raise CheckpointError(f"{d / f}: shard listed in the index is missing; re-download or re-convert")
+    for f in weight_files(directory):
         try:
-            state.update(load_file(d / f))
+            state.update(load_file(f))
         except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{d / f}: corrupt safetensors file ({err}); re-download or re-convert") from None
+            raise CheckpointError(f"{f}: corrupt safetensors file ({err}); re-download or re-convert") from None
     return state
 
 
@@ -142,7 +186,23 @@ def from_pretrained(directory: str | os.PathLike, *, device: str | torch.device 
     tok_dir = d / "tokenizer"
     if not tok_dir.is_dir():
         raise CheckpointError(f"{tok_dir}: missing text tokenizer folder; re-save or re-convert the model")
-    model = PrefRestoreModel(config, load_text_tokenizer(tok_dir))
+    try:
+        tokenizer = load_text_tokenizer(tok_dir)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{tok_dir}: cannot load the text tokenizer ({type(err).__name__}: {first}); "
+                              "re-save or re-convert the model") from None
+    # Build on the meta device first (no memory) and compare with the files' headers, so a config that does not
+    # match its weights (an incomplete config, an absurd vocabulary size) is refused before anything is allocated.
+    try:
+        with torch.device("meta"):
+            skeleton = PrefRestoreModel(config, tokenizer)
+    except (ValueError, TypeError, RuntimeError, OverflowError) as err:
+        raise CheckpointError(f"{d / CONFIG_NAME}: the config does not describe a buildable model "
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); re-convert it") from None
+    check_state_dict(skeleton, weight_shapes(d), where=str(d))
+    del skeleton
+    model = PrefRestoreModel(config, tokenizer)
     load_into(model, load_state_dict(d), where=str(d))
     if dtype is not None:
         model.to(dtype)

@@ -21,6 +21,7 @@ written (the skip-existing rule of one process) and shares out the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .io_safety import InputGuard
 from .pipeline import FileItem, Plan, RunSummary
 
 # How long a rank waits for the others (the final gather waits for the slowest shard): a week by default.
@@ -74,13 +76,13 @@ class Ranks:
 def plan_to_json(plan: Plan) -> dict:
     return {"todo": [[str(i.path), i.name] for i in plan.todo],
             "skipped": [[str(i.path), i.name] for i in plan.skipped],
-            "failed": [list(f) for f in plan.failed]}
+            "failed": [list(f) for f in plan.failed], "guard": plan.guard.paths}
 
 
 def plan_from_json(d: dict) -> Plan:
     return Plan(tuple(FileItem(Path(p), n) for p, n in d["todo"]),
                 tuple(FileItem(Path(p), n) for p, n in d["skipped"]),
-                tuple((p, m) for p, m in d["failed"]))
+                tuple((p, m) for p, m in d["failed"]), InputGuard(d["guard"]))
 
 
 def summary_to_json(s: RunSummary) -> dict:
@@ -98,8 +100,8 @@ def shard(plan: Plan, ranks: Ranks) -> Plan:
     failed entries, so the merged summary counts them once."""
     todo = plan.todo[ranks.rank::ranks.world_size]
     if ranks.is_main:
-        return Plan(todo, plan.skipped, plan.failed)
-    return Plan(todo, (), ())
+        return dataclasses.replace(plan, todo=todo)
+    return dataclasses.replace(plan, todo=todo, skipped=(), failed=())  # the guard stays: every input of the run
 
 
 def merge_summaries(plan: Plan, parts: list[RunSummary]) -> RunSummary:

@@ -25,3 +25,6 @@ class MetricUnavailable(UserError):
         super().__init__(f"{metric} unavailable: {reason}")
         self.metric = metric
         self.reason = reason
+
+class RestorationError(RuntimeError):
+    """The restorer produced no valid restoration (e.g. NaN or infinite values); the face counts as failed."""

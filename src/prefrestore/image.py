@@ -13,10 +13,11 @@ import dataclasses
 import glob
 import io
 import os
+import stat
 import struct
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
+from .io_safety import InputGuard, atomic_write, file_kind, read_input, shown
 
-# Decompression-bomb guard: images above this many pixels are refused before decoding.
-MAX_PIXELS = 16384 * 16384
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# Decompression-bomb guard: images above this many pixels are refused from their header, before decoding. It is
+# below Pillow's own refusal (2 x Image.MAX_IMAGE_PIXELS, about 179 M), so this is the limit that applies.
+MAX_PIXELS = 150_000_000
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -96,18 +99,43 @@ def resize(img: np.ndarray, size: tuple[int, int], *, resample: str = "bicubic")
 # Files
 
 
-def list_images(path: str | os.PathLike) -> list[Path]:
-    """A file -> [file]; a folder -> its image files (sorted, non-recursive); a glob pattern -> matching images."""
+def list_images(path: str | os.PathLike, *, on_skip: Callable[[Path, str], None] | None = None) -> list[Path]:
+    """A file -> [file]; a folder -> its image files (sorted, non-recursive); a glob pattern -> matching images.
+
+    Entries of a folder or pattern with an image extension that are not regular files (a FIFO, a device, a
+    broken symlink, a folder named ``x.jpg``) are left out; ``on_skip(path, message)`` is told about each.
+    A file named explicitly is returned as given (reading it refuses it if it is not a regular file).
+    """
     p = Path(path)
     if p.is_dir():
-        return sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
-    if p.exists():
+        return _regular_images(sorted(p.iterdir()), on_skip)
+    if p.exists() or p.is_symlink():
         return [p]
     # glob.glob, not Path().glob: the latter rejects absolute patterns ("/photos/*.jpg").
     matches = sorted(Path(m) for m in glob.glob(str(path))) if any(c in str(path) for c in "*?[") else []
     if matches:
-        return [q for q in matches if q.is_file()]
-    raise ImageError(f"{path}: no such file or folder; check the path")
+        return _regular_images(matches, on_skip, only_images=False)
+    raise ImageError(f"{shown(path)}: no such file or folder; check the path")
+
+
+def _regular_images(entries: list[Path], on_skip, *, only_images: bool = True) -> list[Path]:
+    out = []
+    for q in entries:
+        if only_images and q.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        try:
+            mode = q.stat().st_mode
+        except OSError:
+            if on_skip and q.is_symlink():
+                on_skip(q, f"{shown(q)}: broken symlink, skipped")
+            continue
+        if stat.S_ISREG(mode):
+            out.append(q)
+        elif on_skip and (only_images or not Path(q).is_dir()):
+            on_skip(q, f"{shown(q)}: is {file_kind(mode)}, not a regular file; only regular files are read")
+    return out
+
+
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -118,12 +146,18 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     return read_photo(path).rgb8()
 
 
-def save_rgb(path: str | os.PathLike, img: np.ndarray, *, quality: int = 95) -> None:
-    """Write uint8 (H, W, 3) RGB to ``path`` (format from the extension; JPEG at ``quality``)."""
+def save_rgb(path: str | os.PathLike, img: np.ndarray, *, quality: int = 95, guard: InputGuard | None = None) -> None:
+    """Write uint8 (H, W, 3) RGB to ``path`` (format from the extension; JPEG at ``quality``), all or nothing
+    (:func:`~prefrestore.io_safety.atomic_write`; never onto one of ``guard``'s inputs)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"quality": quality} if p.suffix.lower() in (".jpg", ".jpeg") else {}
-    Image.fromarray(img).save(p, **kwargs)
+    ext = p.suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise ValueError(f"{p}: unknown image extension {ext!r}; use .png or .jpg")
+    kwargs = {"quality": quality} if ext in (".jpg", ".jpeg") else {}
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=fmt, **kwargs)
+    atomic_write(p, buf.getbuffer(), guard=guard)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -149,6 +183,7 @@ class Photo:
     grayscale: the file had one colour channel; :func:`write_photo` writes one channel (ITU-R 601 luma).
     icc_profile / exif / dpi: carried unchanged to the output (EXIF with Orientation reset to 1); None when absent.
     source_format: PIL's format name of the file read ("PNG", "JPEG", ...), None for photos built in memory.
+    notes: what reading noticed (decoder warnings, frames after the first not read), for the report.
     """
 
     color: np.ndarray
@@ -158,6 +193,7 @@ class Photo:
     exif: bytes | None = None
     dpi: tuple[float, float] | None = None
     source_format: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         c = self.color
@@ -199,14 +235,25 @@ def pixels_to_float(arr: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected uint8 or uint16 pixels, got {arr.dtype}")
 
 
-def float_to_pixels(x: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
-    """float on the 8-bit scale [0, 255] (clipped) -> uint8 or uint16 (x * 257), rounded to nearest."""
+def float_to_pixels(x: np.ndarray, dtype: np.dtype | type, *, inplace: bool = False) -> np.ndarray:
+    """float on the 8-bit scale [0, 255] (clipped) -> uint8 or uint16 (x * 257), rounded to nearest.
+
+    ``inplace``: use ``x`` (a float32 array the caller owns) as scratch space, so a large photo needs no float
+    copies; ``x`` is garbage afterwards.
+    """
     dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected dtype uint8 or uint16, got {dtype}")
+    top = 255 if dtype == np.uint8 else 65535
+    if inplace and x.dtype == np.float32:
+        if dtype == np.uint16:
+            np.multiply(x, np.float32(257.0), out=x)
+        np.rint(x, out=x)
+        np.clip(x, 0, top, out=x)
+        return x.astype(dtype)
     if dtype == np.uint8:
         return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.clip(np.rint(x * np.float32(257.0)), 0, 65535).astype(np.uint16)
-    raise ValueError(f"expected dtype uint8 or uint16, got {dtype}")
+    return np.clip(np.rint(x * np.float32(257.0)), 0, 65535).astype(np.uint16)
 
 
 def luma(color: np.ndarray) -> np.ndarray:
@@ -225,10 +272,27 @@ def _png_header(head: bytes) -> tuple[int, int, int, int] | None:
 
 
 def _check_pixels(p: Path, width: int, height: int, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise ImageError(f"{shown(p)}: the header claims {width}x{height} pixels; the file is corrupt, re-export it")
     if width * height > max_pixels:
         raise ImageError(
-            f"{p}: {width}x{height} pixels is above the {max_pixels} pixel limit; downscale it first"
+            f"{shown(p)}: {width}x{height} pixels is above the {max_pixels} pixel limit; downscale it first"
         )
+
+
+_MAGIC = ((_PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+          (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"))
+# Modes whose pixels PIL converts to RGB/gray without a colour-space change: only their ICC profile describes
+# the pixels we hold (a CMYK or Lab profile does not describe the RGB written).
+_RGB_PROFILE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "I;16", "I;16B", "I;16L",
+                      "I;16N", "I")
+
+
+def _sniff(data: bytes) -> str | None:
+    """The image format the first bytes announce, or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
 
 
 def _exif_reset_orientation(exif: bytes) -> tuple[bytes, int]:
@@ -292,9 +356,13 @@ def _decode_pil(p: Path, im: Image.Image) -> np.ndarray:
     """An opened PIL image -> uint8 (H, W), (H, W, 2) LA, (H, W, 3) RGB, (H, W, 4) RGBA, or uint16 (H, W)."""
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        return np.clip(np.asarray(im.convert("I")), 0, 65535).astype(np.uint16)
+        wide = np.asarray(im.convert("I"))
+        if mode == "I" and wide.size and (int(wide.min()) < 0 or int(wide.max()) > 65535):
+            raise ImageError(f"{shown(p)}: 32-bit integer pixels (range {int(wide.min())}..{int(wide.max())}) do "
+                             "not fit 16 bits; convert it to a 16-bit PNG")
+        return wide.astype(np.uint16)
     if mode == "F":
-        raise ImageError(f"{p}: 32-bit float images are not supported; convert it to a 16-bit PNG")
+        raise ImageError(f"{shown(p)}: 32-bit float images are not supported; convert it to a 16-bit PNG")
     if mode in ("1", "L"):
         return np.asarray(im.convert("L"))
     if mode in ("LA", "La"):
@@ -303,48 +371,61 @@ def _decode_pil(p: Path, im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
 
 
-def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Photo:
+def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
+               accept: Callable[[int, int, int, bool], None] | None = None) -> Photo:
     """Read an image file -> :class:`Photo`, keeping bit depth, alpha, grayscale, ICC, EXIF and DPI.
 
-    The pixel count is checked from the header before anything is decoded (a PNG claiming 50000x50000 is
-    refused without allocating). Every failure is an :class:`ImageError` whose message names the file and the fix.
+    Only regular files are read, with a size cap before reading (:func:`~prefrestore.io_safety.read_input`). The
+    pixel count is checked from the header before anything is decoded (a PNG claiming 50000x50000 is refused
+    without allocating); ``accept(width, height, bytes_per_sample, has_alpha)``, called from the header too, may
+    refuse more (raise ImageError), e.g. a photo whose restoration would not fit the memory budget. Every failure is an :class:`ImageError` whose
+    message names the file and the fix. Decoder warnings and frames not read become ``Photo.notes``.
     """
     p = Path(path)
-    if not p.exists():
-        raise ImageError(f"{p}: file not found; check the path")
-    if p.is_dir():
-        raise ImageError(f"{p}: is a folder, expected an image file")
-    try:
-        data = p.read_bytes()
-    except PermissionError:
-        raise ImageError(f"{p}: permission denied; make the file readable") from None
-    except OSError as err:
-        raise ImageError(f"{p}: cannot read the file ({err.strerror}); check the disk or copy it again") from None
-    if not data:
-        raise ImageError(f"{p}: empty file (0 bytes); re-copy or re-export the image")
+    data = read_input(p)
+    name = shown(p)
+
     png = _png_header(data[:32])
     if png is not None:
         _check_pixels(p, png[0], png[1], max_pixels)
+        if data.rfind(b"\x00\x00\x00\x00IEND") < 0:
+            raise ImageError(f"{name}: truncated PNG (no IEND chunk at the end); re-export or re-copy it")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
             with Image.open(io.BytesIO(data)) as im:
                 _check_pixels(p, im.width, im.height, max_pixels)
                 fmt, mode, info = im.format, im.mode, dict(im.info)
-                bits = im.tag_v2.get(258) if fmt == "TIFF" else None  # BitsPerSample
+                frames = getattr(im, "n_frames", 1)
+                tags = im.tag_v2 if fmt == "TIFF" else {}
+                bits = tags.get(258)  # BitsPerSample
                 sixteen = (png is not None and png[2] == 16) or (
                     fmt == "TIFF" and mode not in _GRAY_MODES and bits is not None and 16 in tuple(bits)
                 )
+                if accept is not None:
+                    wide = sixteen or mode.startswith("I")
+                    accept(im.width, im.height, 2 if wide else 1,
+                           "A" in mode or "transparency" in info or (png is not None and png[3] in (4, 6)))
                 arr = _decode_16bit(p, data) if sixteen else _decode_pil(p, im)
                 exif_raw = info.get("exif") or (im.getexif().tobytes() if im.getexif() else None)
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{p}: image header claims too many pixels; downscale it first") from None
+        raise ImageError(f"{name}: image header claims too many pixels; downscale it first") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{p}: not an image PIL can read; convert it to PNG or JPEG") from None
-    except (OSError, SyntaxError, ValueError, struct.error) as err:
-        raise ImageError(f"{p}: corrupt or truncated image ({err}); re-export it") from None
+        sniffed = _sniff(data)
+        if sniffed:
+            raise ImageError(f"{name}: corrupt or truncated {sniffed} file (its header cannot be read); "
+                             "re-export or re-copy it") from None
+        raise ImageError(f"{name}: not an image PIL can read; convert it to PNG or JPEG") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, KeyError, TypeError,
+            ZeroDivisionError, OverflowError, zlib.error) as err:
+        raise ImageError(f"{name}: corrupt or truncated image ({shown(err)}); re-export it") from None
+    notes = [f"decoder warning: {shown(w.message)}" for w in caught
+             if not issubclass(w.category, Image.DecompressionBombWarning)]
+    if frames > 1:
+        notes.append(f"{fmt} file with {frames} frames/pages: only the first was read")
 
     grayscale = mode in _GRAY_MODES or (png is not None and png[3] in (0, 4))
     exif, orientation = (None, 1)
@@ -362,22 +443,42 @@ def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Phot
     else:
         color, alpha = arr, None
     icc = info.get("icc_profile") or None
-    if mode == "CMYK":
-        icc = None  # a CMYK profile does not describe the RGB pixels we hold
+    if icc and mode not in _RGB_PROFILE_MODES:
+        icc = None  # a CMYK / Lab / YCbCr profile does not describe the RGB pixels we hold
+        notes.append(f"{mode} colour converted to RGB; its ICC profile was not carried")
     dpi = info.get("dpi")
+    if fmt == "TIFF" and (282 not in tags or tags.get(296, 2) == 1):
+        dpi = None  # no XResolution, or ResolutionUnit "none": the numbers are not dots per inch
+    try:
+        dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        dpi = None
+    if dpi and not all(np.isfinite(v) and v > 0 for v in dpi):
+        dpi = None
     return Photo(
         color=np.ascontiguousarray(color),
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
         grayscale=bool(grayscale),
         icc_profile=icc,
         exif=exif,
-        dpi=(float(dpi[0]), float(dpi[1])) if dpi else None,
+        dpi=dpi,
         source_format=fmt,
+        notes=tuple(notes),
     )
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _encode_png_gray_alpha16(arr: np.ndarray) -> bytes:
+    """uint16 (H, W, 2) gray + alpha -> PNG bytes (colour type 4, 16 bits; every row with filter 0)."""
+    h, w = arr.shape[:2]
+    rows = np.ascontiguousarray(arr.astype(">u2")).view(np.uint8).reshape(h, w * 4)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # (H, 1 + 4 W): filter byte + row
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)
+    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+            + _png_chunk(b"IEND", b""))
 
 
 def _encode_png16(arr: np.ndarray, photo: Photo) -> bytes:
@@ -386,11 +487,14 @@ def _encode_png16(arr: np.ndarray, photo: Photo) -> bytes:
     OpenCV writes 16-bit colour PNGs but no metadata; the chunks go right after IHDR, where the PNG
     specification requires iCCP and recommends eXIf.
     """
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
-    ok, buf = cv2.imencode(".png", arr)
-    assert ok, "OpenCV failed to encode a 16-bit PNG"
-    png = buf.tobytes()
+    if arr.ndim == 3 and arr.shape[2] == 2:  # 16-bit gray + alpha: OpenCV has no 2-channel PNG, so by hand
+        png = _encode_png_gray_alpha16(arr)
+    else:
+        if arr.ndim == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+        ok, buf = cv2.imencode(".png", arr)
+        assert ok, "OpenCV failed to encode a 16-bit PNG"
+        png = buf.tobytes()
     extra = b""
     if photo.icc_profile:
         extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(photo.icc_profile))
@@ -404,8 +508,9 @@ def _encode_png16(arr: np.ndarray, photo: Photo) -> bytes:
     return png[:ihdr_end] + extra + png[ihdr_end:]
 
 
-def write_photo(path: str | os.PathLike, photo: Photo, *, quality: int = 95) -> None:
-    """Write a :class:`Photo`; the format comes from the extension. The file appears atomically (temp + rename).
+def write_photo(path: str | os.PathLike, photo: Photo, *, quality: int = 95, guard: InputGuard | None = None) -> None:
+    """Write a :class:`Photo`; the format comes from the extension. The file appears atomically (temp + fsync +
+    rename, :func:`~prefrestore.io_safety.atomic_write`) and never onto one of ``guard``'s inputs.
 
     PNG stores everything (16-bit, alpha, grayscale, ICC, EXIF, DPI). JPEG is 8-bit without alpha: pass a photo
     without alpha and 8-bit (see :func:`photo_for_format`), otherwise ValueError. ``quality`` is JPEG quality 1-95
@@ -426,8 +531,6 @@ def write_photo(path: str | os.PathLike, photo: Photo, *, quality: int = 95) -> 
         arr = arr[..., 0]
     buf = io.BytesIO()
     if photo.bit_depth == 16 and ext == ".png":
-        if arr.ndim == 3 and arr.shape[2] == 2:  # 16-bit gray + alpha: OpenCV has no 2-channel PNG
-            arr = np.concatenate([np.repeat(arr[..., :1], 3, axis=2), arr[..., 1:]], axis=2)
         buf.write(_encode_png16(arr, photo))
     else:
         if photo.bit_depth == 16:
@@ -449,10 +552,7 @@ def write_photo(path: str | os.PathLike, photo: Photo, *, quality: int = 95) -> 
         if fmt is None:
             raise ValueError(f"{p}: unknown image extension {ext!r}; use .png or .jpg")
         im.save(buf, format=fmt, **kwargs)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, p)
+    atomic_write(p, buf.getbuffer(), guard=guard)
 
 
 def photo_for_format(photo: Photo, ext: str) -> tuple[Photo, list[str]]:

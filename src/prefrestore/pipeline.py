@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import ImageError, UserError
 from .faces.align import align_many
-from .faces.detect import FaceDetector, Rejected, SelectConfig, select_faces
+from .faces.detect import MAX_DETECT_PIXELS, FaceDetector, Rejected, SelectConfig, detect_bounded, select_faces
 from .faces.identity import IdentityScore, IdentityScorer
 from .faces.paste import BackgroundUpsampler, BlendConfig, Resampler, build_upsampler, paste_back
 from .faces.types import AlignedFace, RestoredFace
@@ -45,6 +45,7 @@ from .image import (
     save_rgb,
     write_photo,
 )
+from .io_safety import NAME_MAX, InputGuard, atomic_write_text, real_key, shown, sweep_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ class PipelineConfig:
     batch_size: faces per restorer call. Photos are taken ``batch_size`` at a time (fewer when they exceed
         ``max_group_pixels``, which bounds memory); all faces of such a group are restored together.
     seed: the restorer's seed, the same for every face (so results do not depend on batching).
+    max_detect_pixels: detection runs on a copy downscaled to this many pixels (bounds its memory).
+    max_photo_bytes: a photo whose estimated working memory (:func:`photo_memory_bytes`) is above this is refused
+        from its header, before decoding, with a line naming the -s that would fit.
     """
 
     upscale: float = 2.0
@@ -85,6 +89,8 @@ class PipelineConfig:
     batch_size: int = 8
     seed: int = 0
     max_group_pixels: int = 64_000_000
+    max_detect_pixels: int = MAX_DETECT_PIXELS
+    max_photo_bytes: int = 3 * 2**30
 
     def __post_init__(self) -> None:
         if not 0 < self.upscale <= 16:
@@ -180,8 +186,13 @@ def compose(
     size = (max(1, round(w * upscale)), max(1, round(h * upscale)))
     if size[0] * size[1] > MAX_PIXELS:
         raise UserError(f"output {size[0]}x{size[1]} is above the {MAX_PIXELS} pixel limit; use a smaller -s")
-    background = upsampler(pixels_to_float(photo.color), size)  # (h', w', 3) float32 on [0, 255]
-    color = float_to_pixels(paste_back(background, faces, blend, source_size=(w, h), inplace=True), photo.color.dtype)
+    if size == (w, h):
+        background = pixels_to_float(photo.color)  # a fresh float32 array: no resampling, no second copy
+    else:
+        background = upsampler(pixels_to_float(photo.color), size)  # (h', w', 3) float32 on [0, 255]
+    background = paste_back(background, faces, blend, source_size=(w, h), inplace=True)
+    color = float_to_pixels(background, photo.color.dtype, inplace=True)
+    del background
     alpha = None
     if photo.alpha is not None:
         alpha = float_to_pixels(upsampler(pixels_to_float(photo.alpha)[..., None], size)[..., 0], photo.alpha.dtype)
@@ -220,6 +231,50 @@ def restore_photos(
         yield from _run_group(group, restorer, detector, config, upsampler, identity, progress)
 
 
+def failure(stage: str, err: BaseException) -> str:
+    """The one-line message of an unexpected exception in a stage, e.g. "face detection failed (MemoryError: out
+    of memory; ...)". Used by every per-photo error boundary."""
+    if isinstance(err, MemoryError):
+        return f"{stage} failed (out of memory; downscale the photo, use a smaller -s or close other programs)"
+    text = str(err).strip().splitlines()
+    detail = f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
+    return f"{stage} failed ({detail})"
+
+
+def _restore_each(
+    restorer: Restorer, crop_lists: list[list[np.ndarray]], config: PipelineConfig, progress: Progress | None
+) -> list[list[np.ndarray] | str]:
+    """Restore the crops of several photos together -> per photo its restorations, or the failure message.
+
+    When the joint call fails and more than one photo had faces, each photo is retried alone, so one photo that
+    breaks the restorer (e.g. a non-finite result) fails alone and the others go on.
+    """
+    flat = [c for crops in crop_lists for c in crops]
+    try:
+        restored = restore_faces(restorer, flat, batch_size=config.batch_size, seed=config.seed, progress=progress)
+    except Exception as err:  # any restorer failure: nothing is written as if restored
+        logger.debug("restoration failed", exc_info=True)
+        if sum(1 for crops in crop_lists if crops) <= 1:
+            message = failure("restoration", err)
+            return [message if crops else [] for crops in crop_lists]
+        out: list[list[np.ndarray] | str] = []
+        for crops in crop_lists:
+            if not crops:
+                out.append([])
+                continue
+            try:
+                out.append(restore_faces(restorer, crops, batch_size=config.batch_size, seed=config.seed))
+            except Exception as err1:
+                logger.debug("restoration failed", exc_info=True)
+                out.append(failure("restoration", err1))
+        return out
+    out, offset = [], 0
+    for crops in crop_lists:
+        out.append(restored[offset:offset + len(crops)])
+        offset += len(crops)
+    return out
+
+
 def _run_group(
     group: list[tuple[Hashable, Photo]],
     restorer: Restorer,
@@ -228,60 +283,78 @@ def _run_group(
     upsampler: BackgroundUpsampler,
     identity: IdentityScorer | None,
     progress: Progress | None,
-) -> list[PhotoResult]:
-    """Detect, align, restore (all faces of the group together) and compose one group of photos."""
-    images = [photo.rgb8() for _, photo in group]
+) -> Iterator[PhotoResult]:
+    """Detect, align, restore (all faces of the group together) and compose one group of photos; yields each
+    photo's result as soon as it is composed, so only one output photo is held at a time.
+
+    Every stage has a per-photo error boundary: any exception (out of memory included) fails that photo with
+    one line and the other photos go on.
+    """
     timings: list[dict[str, float]] = [{} for _ in group]
+    errors: list[str | None] = [None] * len(group)
+    notes: list[list[str]] = [list(photo.notes) for _, photo in group]
+    aligned: list[list[AlignedFace]] = [[] for _ in group]
+    rejected: list[list[Rejected]] = [[] for _ in group]
 
     # Detection photo by photo: batching R/O-Net across photos changes their floating-point sums, and then
     # which borderline faces are found would depend on the other photos in the group.
-    detections = []
-    for image, t in zip(images, timings, strict=True):
-        t0 = time.perf_counter()
-        detections.append(detector.detect(image))
-        t["detect"] = time.perf_counter() - t0
-
-    # Selection and alignment, per photo.
-    aligned: list[list[AlignedFace]] = []
-    rejected: list[list[Rejected]] = []
-    for image, dets, t in zip(images, detections, timings, strict=True):
-        t0 = time.perf_counter()
-        keep, rej = select_faces(dets, (image.shape[1], image.shape[0]), config.select)
-        aligned.append(align_many(image, keep, restorer.resolution))
-        rejected.append(rej)
-        t["align"] = time.perf_counter() - t0
-    crops = [a.crop for faces in aligned for a in faces]
+    for i, (_, photo) in enumerate(group):
+        t = timings[i]
+        stage = "face detection"
+        try:
+            image = photo.rgb8()
+            t0 = time.perf_counter()
+            dets, scale = detect_bounded(detector, image, max_pixels=config.max_detect_pixels)
+            t["detect"] = time.perf_counter() - t0
+            if scale < 1:
+                smallest = max(config.select.min_face_size, 12.0) / scale
+                notes[i].append(f"detection ran on a copy at {scale:.2f}x (the photo is above "
+                                f"{config.max_detect_pixels} pixels): faces smaller than {smallest:.0f} px were "
+                                "not looked for")
+            stage = "face alignment"
+            t0 = time.perf_counter()
+            keep, rej = select_faces(dets, (image.shape[1], image.shape[0]), config.select)
+            aligned[i] = align_many(image, keep, restorer.resolution)
+            rejected[i] = list(rej)
+            t["align"] = time.perf_counter() - t0
+        except Exception as err:
+            logger.debug("%s failed", stage, exc_info=True)
+            errors[i] = failure(stage, err)
+            aligned[i] = []
+        finally:
+            image = None
     if progress:
-        progress("faces_found", len(crops))
+        progress("faces_found", sum(len(a) for a in aligned))
 
     # Restoration: all faces of the group, batch_size at a time; time shared out by face count.
     t0 = time.perf_counter()
-    try:
-        restored = restore_faces(restorer, crops, batch_size=config.batch_size, seed=config.seed, progress=progress)
-    except Exception as err:  # any restorer failure fails these photos; nothing is written as if restored
-        logger.debug("restoration failed", exc_info=True)
-        message = f"restoration failed ({type(err).__name__}: {err})"
-        return [
-            PhotoResult(key=k, source=p, photo=None, rejected=tuple(r), timings=t, error=message)
-            for (k, p), r, t in zip(group, rejected, timings, strict=True)
-        ]
+    restored = _restore_each(restorer, [[a.crop for a in faces] for faces in aligned], config, progress)
     elapsed = time.perf_counter() - t0
+    n_crops = sum(len(a) for a in aligned)
 
-    results = []
-    offset = 0
-    for (key, photo), faces, rej, t in zip(group, aligned, rejected, timings, strict=True):
-        mine = restored[offset:offset + len(faces)]
-        t["restore"] = elapsed * len(faces) / max(len(crops), 1)
-        notes: list[str] = [] if faces else ["no face found: the photo was upscaled only"]
-        t0 = time.perf_counter()
-        scores = _identity_scores(identity, [a.crop for a in faces], mine, notes)
-        if identity is not None and faces:
-            t["identity"] = time.perf_counter() - t0
-        face_results = tuple(
-            FaceResult(index=i, aligned=a, restored=r, identity=s)
-            for i, (a, r, s) in enumerate(zip(faces, mine, scores, strict=True))
-        )
-        offset += len(faces)
+    for i, ((key, photo), faces, rej, t) in enumerate(zip(group, aligned, rejected, timings, strict=True)):
+        mine = restored[i]
+        if errors[i] is None and isinstance(mine, str):
+            errors[i] = mine
+        if errors[i] is not None:
+            yield PhotoResult(key, photo, None, (), tuple(rej), t, error=errors[i], notes=tuple(notes[i]))
+            continue
+        t["restore"] = elapsed * len(faces) / max(n_crops, 1)
+        if not faces:
+            notes[i].append("no face found: the photo was upscaled only")
+        try:
+            t0 = time.perf_counter()
+            scores = _identity_scores(identity, [a.crop for a in faces], mine, notes[i])
+            if identity is not None and faces:
+                t["identity"] = time.perf_counter() - t0
+            face_results = tuple(
+                FaceResult(index=k, aligned=a, restored=r, identity=sc)
+                for k, (a, r, sc) in enumerate(zip(faces, mine, scores, strict=True))
+            )
+        except Exception as err:
+            logger.debug("identity failed", exc_info=True)
+            yield PhotoResult(key, photo, None, (), tuple(rej), t, error=failure("identity scoring", err))
+            continue
         t0 = time.perf_counter()
         try:
             out = compose(
@@ -292,16 +365,15 @@ def _run_group(
                 upsampler=upsampler,
             )
         except UserError as err:
-            results.append(PhotoResult(key, photo, None, face_results, tuple(rej), t, error=str(err)))
+            yield PhotoResult(key, photo, None, face_results, tuple(rej), t, error=str(err))
             continue
         except Exception as err:  # e.g. out of memory for a huge -s: this photo fails, the others go on
             logger.debug("paste-back failed", exc_info=True)
-            error = f"paste-back failed ({type(err).__name__}: {err})"
-            results.append(PhotoResult(key, photo, None, face_results, tuple(rej), t, error=error))
+            yield PhotoResult(key, photo, None, face_results, tuple(rej), t, error=failure("paste-back", err))
             continue
         t["paste"] = time.perf_counter() - t0
-        results.append(PhotoResult(key, photo, out, face_results, tuple(rej), t, notes=tuple(notes)))
-    return results
+        yield PhotoResult(key, photo, out, face_results, tuple(rej), t, notes=tuple(notes[i]))
+        out = None
 
 
 def _identity_scores(
@@ -313,7 +385,7 @@ def _identity_scores(
         return [None] * len(inputs)
     try:
         return list(identity.compare(inputs, restored))
-    except (RuntimeError, ValueError) as err:  # dlib raises RuntimeError
+    except Exception as err:  # dlib raises RuntimeError
         notes.append(f"identity similarity not computed ({type(err).__name__}: {err})")
         return [None] * len(inputs)
 
@@ -390,32 +462,44 @@ def restore_aligned(
     identity: IdentityScorer | None = None,
     progress: Progress | None = None,
 ) -> Iterator[AlignedResult]:
-    """Restore already-aligned face crops, ``batch_size`` per restorer call; yields results in input order."""
+    """Restore already-aligned face crops, ``batch_size`` per restorer call; yields results in input order.
+
+    A crop that cannot be prepared, or whose restoration fails (alone, after a failed joint batch), fails alone.
+    """
     config = config or PipelineConfig()
-    pending: list[tuple[Hashable, np.ndarray, list[str], tuple[int, int]]] = []  # key, crop, notes, input size
+    # key, crop (None when preparing it failed), notes, input size, error
+    pending: list[tuple[Hashable, np.ndarray | None, list[str], tuple[int, int], str | None]] = []
 
     def flush() -> list[AlignedResult]:
-        crops = [c for _, c, _, _ in pending]
+        good = [c for _, c, _, _, e in pending if e is None]
         if progress:
-            progress("faces_found", len(crops))
+            progress("faces_found", len(good))
         t0 = time.perf_counter()
-        try:
-            restored = restore_faces(restorer, crops, batch_size=config.batch_size, seed=config.seed, progress=progress)
-        except Exception as err:  # report the batch as failed; never write the input as a restoration
-            logger.debug("restoration failed", exc_info=True)
-            message = f"restoration failed ({type(err).__name__}: {err})"
-            return [AlignedResult(k, c, None, error=message, notes=tuple(n), input_size=z) for k, c, n, z in pending]
-        per_face = (time.perf_counter() - t0) / len(crops)
-        extra: list[str] = []
-        scores = _identity_scores(identity, crops, restored, extra)
-        return [
-            AlignedResult(k, c, r, s, {"restore": per_face}, notes=tuple(n + extra), input_size=z)
-            for (k, c, n, z), r, s in zip(pending, restored, scores, strict=True)
-        ]
+        outcome = iter(_restore_each(restorer, [[c] if e is None else [] for _, c, _, _, e in pending], config,
+                                     progress))
+        per_face = (time.perf_counter() - t0) / max(len(good), 1)
+        results = []
+        for k, c, n, z, e in pending:
+            got = next(outcome)
+            if e is None and isinstance(got, str):
+                e = got
+            if e is not None:
+                results.append(AlignedResult(k, c if c is not None else np.zeros((0, 0, 3), np.uint8), None,
+                                             error=e, notes=tuple(n), input_size=z))
+                continue
+            extra: list[str] = []
+            (score,) = _identity_scores(identity, [c], got, extra)
+            results.append(AlignedResult(k, c, got[0], score, {"restore": per_face}, notes=tuple(n + extra),
+                                         input_size=z))
+        return results
 
     for key, photo in items:
-        crop, notes = to_model_crop(photo, restorer.resolution)
-        pending.append((key, crop, notes, photo.size))
+        try:
+            crop, notes = to_model_crop(photo, restorer.resolution)
+            pending.append((key, crop, list(photo.notes) + notes, photo.size, None))
+        except Exception as err:
+            logger.debug("crop preparation failed", exc_info=True)
+            pending.append((key, None, list(photo.notes), photo.size, failure("preparing the crop", err)))
         if len(pending) >= config.batch_size:
             yield from flush()
             pending = []
@@ -464,6 +548,39 @@ class OutputLayout:
     def report_path(self, item: FileItem) -> Path:
         return self.root / "reports" / f"{item.name}.json"
 
+    def folders(self) -> list[Path]:
+        return [self.root / f for f in ("cropped_faces", "restored_faces", "cmp", "restored_imgs", "reports")]
+
+    def stem_budget(self) -> int:
+        """Bytes an output stem may have so that every output name fits NAME_MAX: the longest of
+        ``STEM{suffix}.jpeg``, ``STEM_9999.png`` and ``STEM.json``."""
+        return NAME_MAX - max(len(os.fsencode(self.suffix)) + 5, 9)
+
+    def is_done(self, item: FileItem, *, aligned: bool) -> bool:
+        """True when the input's report says it finished and every output it lists exists and is not empty.
+
+        The report is written last (and atomically), so an interrupted or failed input is never taken as done.
+        """
+        try:
+            report = json.loads(self.report_path(item).read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(report, dict) or report.get("status") not in ("restored", "no_face"):
+            return False
+        expected = [self.photo_path(item, aligned=aligned)]
+        if aligned:
+            expected.append(self.face_path("cmp", item, None))
+        else:
+            for face in report.get("faces", ()):
+                index = face.get("index") if isinstance(face, dict) else None
+                if not isinstance(index, int):
+                    return False
+                expected += [self.face_path(k, item, index) for k in ("cropped_faces", "restored_faces", "cmp")]
+        try:
+            return all(p.stat().st_size > 0 for p in expected)
+        except OSError:
+            return False
+
 
 @dataclass(frozen=True)
 class FileItem:
@@ -475,58 +592,139 @@ class FileItem:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run will do: inputs to process, inputs skipped (outputs exist), inputs already failed (with why)."""
+    """What a run will do: inputs to process, inputs skipped (outputs exist), inputs already failed (with why).
+
+    guard: every input of the run (by real path and inode); no output is ever written onto one of them.
+    """
 
     todo: tuple[FileItem, ...]
     skipped: tuple[FileItem, ...]
     failed: tuple[tuple[str, str], ...]
+    guard: InputGuard = field(default_factory=InputGuard)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def output_stem(stem: str, budget: int) -> str:
+    """``stem`` if its UTF-8 bytes fit ``budget``, else its longest prefix that fits with ``~`` and 8 hex digits
+    of its hash (so two long names that share a prefix stay apart)."""
+    raw = os.fsencode(stem)
+    if len(raw) <= budget:
+        return stem
+    import hashlib
+
+    tag = "~" + hashlib.sha1(raw).hexdigest()[:8]
+    cut = raw[:max(1, budget - len(tag))]
+    return os.fsdecode(cut).encode("utf-8", "surrogateescape").decode("utf-8", "ignore") + tag
+
+
+def _file_key(path: Path) -> tuple | str:
+    """One key per file on disk: (device, inode) (so hard links count too), else the real path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return real_key(path)
+    return (st.st_dev, st.st_ino)
+
+
 def plan_files(inputs: Sequence[str | os.PathLike], layout: OutputLayout, *, aligned: bool = False) -> Plan:
     """Resolve inputs (files, folders, glob patterns) into a plan.
 
     Raises UserError when the output folder is an input folder or inside one (outputs would mix with inputs).
-    An input that cannot be listed (missing, unreadable folder) becomes a failure and the others go on.
+    An input that cannot be listed (missing, unreadable folder), a special file in a folder (FIFO, device, broken
+    symlink) and an input whose restored photo would replace an input become failures; the others go on. The
+    same file given twice (another spelling, ``..``, a symlink) is done once. An input counts as done (skipped)
+    only when :meth:`OutputLayout.is_done` says so.
     """
     root = layout.root.resolve()
     paths: list[Path] = []
     failed: list[tuple[str, str]] = []
     for raw in inputs:
         folder = Path(raw)
-        if folder.is_dir() and _is_within(root, folder.resolve()):
+        try:
+            is_folder = folder.is_dir()
+        except OSError as err:  # a name too long for the file system, a symlink loop
+            failed.append((str(raw), f"{shown(raw)}: cannot open ({err.strerror or err}); check the path"))
+            continue
+        if is_folder and _is_within(root, folder.resolve()):
             raise UserError(
-                f"{layout.root}: the output folder is inside the input folder {folder}; choose an -o outside it"
+                f"{shown(layout.root)}: the output folder is inside the input folder {shown(folder)}; "
+                "choose an -o outside it"
             )
         try:
-            paths += list_images(raw)
+            paths += list_images(raw, on_skip=lambda q, message: failed.append((str(q), message)))
         except ImageError as err:
             failed.append((str(raw), str(err)))
         except OSError as err:
-            failed.append((str(raw), f"{raw}: cannot read ({err.strerror or err}); check its permissions"))
-    unique = list(dict.fromkeys(paths))  # the same file named twice is done once
+            failed.append((str(raw), f"{shown(raw)}: cannot read ({err.strerror or err}); check its permissions"))
+    first: dict[tuple | str, Path] = {}
+    for p in paths:
+        first.setdefault(_file_key(p), p)  # one per file (any spelling, symlink or hard link), the first spelling
+    unique = list(first.values())
+    guard = InputGuard(unique)
     stems: dict[str, int] = {}
     for p in unique:
         stems[p.stem] = stems.get(p.stem, 0) + 1
-    resolved_inputs = {p.resolve() for p in unique}
     todo, skipped, names = [], [], set()
+    budget = layout.stem_budget()
     for p in unique:
         name = p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+        name = output_stem(name, budget - 4)  # room for the "_" of a.jpg / a.JPG below
         while name in names:  # a.jpg and a.JPG in one folder
             name += "_"
         names.add(name)
         item = FileItem(p, name)
         out = layout.photo_path(item, aligned=aligned)
-        if out.resolve() in resolved_inputs:
-            failed.append((str(p), f"{p}: the output {out} would overwrite an input; choose another -o"))
-        elif out.exists() and not layout.overwrite:
+        if guard.is_protected(out):
+            failed.append((str(p), f"{shown(p)}: the output {shown(out)} would overwrite an input; choose another -o"))
+        elif not layout.overwrite and layout.is_done(item, aligned=aligned):
             skipped.append(item)
         else:
             todo.append(item)
-    return Plan(tuple(todo), tuple(skipped), tuple(failed))
+    return Plan(tuple(todo), tuple(skipped), tuple(failed), guard)
+
+
+def photo_memory_bytes(width: int, height: int, upscale: float, *, bytes_per_sample: int = 1, alpha: bool = False,
+                       max_detect_pixels: int = MAX_DETECT_PIXELS) -> int:
+    """Estimated peak working memory (bytes) of restoring one photo: the decoded photo held throughout, plus the
+    largest of decoding, detection, paste-back (float32 background) and encoding the output.
+
+    A model of this module's own buffers (measured by benchmarks/bench_hostile_memory.py), not a guarantee; the
+    model and the faces come on top.
+    """
+    n_in = width * height
+    n_out = max(1, round(width * upscale)) * max(1, round(height * upscale))
+    b = bytes_per_sample
+    held = n_in * 3 * b + (n_in * 3 if b > 1 else 0) + (n_in * b if alpha else 0)
+    decode = n_in * (4 if alpha else 3) * b * 3
+    detect = min(n_in, max_detect_pixels) * 60 + (n_in * 3 if n_in > max_detect_pixels else 0)
+    paste = (n_in * 12 if n_out != n_in else 0) + n_out * (12 + 3 * b)
+    if alpha:
+        paste += (n_in * 4 if n_out != n_in else 0) + n_out * (4 + b)
+    encode = n_out * (4 if alpha else 3) * b * 3
+    return held + max(decode, detect, paste, encode)
+
+
+def memory_check(config: PipelineConfig, *, aligned: bool):
+    """``accept`` for :func:`~prefrestore.image.read_photo`: refuse, from the header, a photo whose estimated
+    working memory is above ``config.max_photo_bytes``, naming the largest -s that fits."""
+
+    def accept(width: int, height: int, bytes_per_sample: int, alpha: bool) -> None:
+        scale = 1.0 if aligned else config.upscale
+        need = photo_memory_bytes(width, height, scale, bytes_per_sample=bytes_per_sample, alpha=alpha,
+                                  max_detect_pixels=config.max_detect_pixels)
+        if need <= config.max_photo_bytes:
+            return
+        fits = [s for s in (8, 4, 3, 2, 1.5, 1, 0.5) if s < scale and photo_memory_bytes(
+            width, height, s, bytes_per_sample=bytes_per_sample, alpha=alpha,
+            max_detect_pixels=config.max_detect_pixels) <= config.max_photo_bytes]
+        hint = f"use -s {fits[0]:g} or smaller" if fits and not aligned else "downscale it first"
+        raise ImageError(f"{width}x{height} at -s {scale:g} needs about {need / 2**30:.1f} GiB of memory, above "
+                         f"the {config.max_photo_bytes / 2**30:.1f} GiB per-photo budget; {hint}")
+
+    return accept
 
 
 @dataclass(frozen=True)
@@ -559,10 +757,15 @@ def run_plan(
 
     Unreadable inputs, failed restorations and failed writes are reported (``progress("failed", 0, message)``
     as they happen, and in the summary) while the other inputs go on. ``run_info`` goes into every report.
+    Every file is written all or nothing and never onto an input (``plan.guard``); temporary files left by a
+    killed earlier run are removed first.
     """
     config = config or PipelineConfig()
     failed: list[tuple[str, str]] = list(plan.failed)
     read_times: dict[FileItem, float] = {}
+    accept = memory_check(config, aligned=detector is None)
+    for folder in layout.folders():
+        sweep_stale_temps(folder)
 
     def fail(item: FileItem | str, message: str) -> None:
         failed.append((str(item.path if isinstance(item, FileItem) else item), message))
@@ -573,10 +776,17 @@ def run_plan(
         for item in plan.todo:
             t0 = time.perf_counter()
             try:
-                photo = read_photo(item.path)
-            except ImageError as err:
-                fail(item, str(err))
-                _write_report(layout, item, {"input": str(item.path), "status": "failed", "error": str(err)})
+                photo = read_photo(item.path, accept=accept)
+            except Exception as err:
+                message = str(err) if isinstance(err, ImageError) else f"{shown(item.path)}: {failure('reading', err)}"
+                if isinstance(err, ImageError) and not message.startswith(shown(item.path)):
+                    message = f"{shown(item.path)}: {message}"
+                fail(item, message)
+                try:
+                    _write_report(layout, item, {"input": str(item.path), "status": "failed", "error": message},
+                                  plan.guard)
+                except (OSError, UserError) as werr:
+                    logger.debug("report not written: %s", werr)
                 if progress:
                     progress("image_done", 1)
                 continue
@@ -592,16 +802,24 @@ def run_plan(
         item = res.key
         res.timings["read"] = read_times.pop(item, 0.0)
         try:
-            report = _write_outputs(res, item, layout, run_info or {}, config)
-        except OSError as err:
-            fail(item, f"{item.path}: cannot write outputs ({err.strerror or err}); check the -o folder")
+            report = _write_outputs(res, item, layout, run_info or {}, config, plan.guard)
+        except UserError as err:
+            fail(item, f"{shown(item.path)}: {err}")
             report = None
+        except OSError as err:
+            fail(item, f"{shown(item.path)}: cannot write outputs ({err.strerror or err}); check the -o folder")
+            report = None
+        except Exception as err:
+            logger.debug("writing failed", exc_info=True)
+            fail(item, f"{shown(item.path)}: {failure('writing outputs', err)}")
+            report = None
+        res = None
         if progress:
             progress("image_done", 1)
         if report is None:
             continue
         if report["status"] == "failed":
-            fail(item, f"{item.path}: {report['error']}")
+            fail(item, f"{shown(item.path)}: {report['error']}")
         elif report["status"] == "no_face":
             no_face.append(str(item.path))
         else:
@@ -621,18 +839,23 @@ def _r(x: float, nd: int = 2) -> float:
 
 
 def _write_outputs(
-    res: PhotoResult | AlignedResult, item: FileItem, layout: OutputLayout, run_info: dict, config: PipelineConfig
+    res: PhotoResult | AlignedResult, item: FileItem, layout: OutputLayout, run_info: dict, config: PipelineConfig,
+    guard: InputGuard,
 ) -> dict:
-    """Write a result's images and its JSON report -> the report."""
+    """Write a result's images, then its JSON report (last: a report saying "restored" means every output listed
+    is complete) -> the report. Every target is checked against ``guard`` before the first byte is written, so an
+    input that would be overwritten fails the photo with no output at all."""
     report: dict = {"input": str(item.path), **run_info}
     timings = res.timings
     if isinstance(res, AlignedResult):
         report["status"] = "restored" if res.ok else "failed"
         if res.ok:
             t0 = time.perf_counter()
-            out = layout.photo_path(item, aligned=True)
-            save_rgb(out, res.output_image())
-            save_rgb(layout.face_path("cmp", item, None), np.concatenate([res.crop, res.restored], axis=1))
+            out, cmp = layout.photo_path(item, aligned=True), layout.face_path("cmp", item, None)
+            for target in (out, cmp, layout.report_path(item)):
+                guard.check(target)
+            save_rgb(out, res.output_image(), guard=guard)
+            save_rgb(cmp, np.concatenate([res.crop, res.restored], axis=1), guard=guard)
             timings["write"] = time.perf_counter() - t0
             report["output"] = str(out)
             if res.identity is not None:
@@ -656,11 +879,15 @@ def _write_outputs(
         if res.ok:
             report["status"] = "restored" if res.faces else "no_face"
             t0 = time.perf_counter()
-            for f in res.faces:
-                paths = {k: layout.face_path(k, item, f.index) for k in ("cropped_faces", "restored_faces", "cmp")}
-                save_rgb(paths["cropped_faces"], f.aligned.crop)
-                save_rgb(paths["restored_faces"], f.restored)
-                save_rgb(paths["cmp"], np.concatenate([f.aligned.crop, f.restored], axis=1))
+            out = layout.photo_path(item, aligned=False)
+            face_paths = [{k: layout.face_path(k, item, f.index) for k in ("cropped_faces", "restored_faces", "cmp")}
+                          for f in res.faces]
+            for target in [out, layout.report_path(item)] + [q for paths in face_paths for q in paths.values()]:
+                guard.check(target)
+            for f, paths in zip(res.faces, face_paths, strict=True):
+                save_rgb(paths["cropped_faces"], f.aligned.crop, guard=guard)
+                save_rgb(paths["restored_faces"], f.restored, guard=guard)
+                save_rgb(paths["cmp"], np.concatenate([f.aligned.crop, f.restored], axis=1), guard=guard)
                 d = f.aligned.detection
                 entry = {
                     "index": f.index,
@@ -675,9 +902,8 @@ def _write_outputs(
                     entry.update(identity_similarity=_r(f.identity.similarity, 4),
                                  identity_distance=_r(f.identity.distance, 4))
                 report["faces"].append(entry)
-            out = layout.photo_path(item, aligned=False)
             photo, notes = photo_for_format(res.photo, out.suffix)
-            write_photo(out, photo, quality=layout.jpeg_quality)
+            write_photo(out, photo, quality=layout.jpeg_quality, guard=guard)
             timings["write"] = time.perf_counter() - t0
             report.update(output=str(out), output_size=list(photo.size), notes=list(res.notes) + notes)
         else:
@@ -686,16 +912,12 @@ def _write_outputs(
         report["error"] = res.error
     report.setdefault("notes", list(res.notes))
     report["timings"] = {k: _r(v, 4) for k, v in timings.items()}
-    _write_report(layout, item, report)
+    _write_report(layout, item, report, guard)
     return report
 
 
-def _write_report(layout: OutputLayout, item: FileItem, report: dict) -> None:
-    path = layout.report_path(item)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+def _write_report(layout: OutputLayout, item: FileItem, report: dict, guard: InputGuard | None = None) -> None:
+    atomic_write_text(layout.report_path(item), json.dumps(report, indent=2) + "\n", guard=guard)
 
 
 def restore_photo_files(

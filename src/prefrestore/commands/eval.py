@@ -87,6 +87,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise UserError("give a run folder with -o RUN")
     from ..eval.runner import EvalConfig, evaluate
+    from ..options import check_device, check_sampling
+
+    check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, samples=args.samples)
+    if args.seed + args.samples - 1 > 2**63 - 1:
+        raise UserError(f"--seed {args.seed} --samples {args.samples}: the last seed is above 2**63 - 1")
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--limit", args.limit, 1),
+                             ("--grid", args.grid, 0), ("--crop-border", args.crop_border, 0)):
+        if value is not None and value < low:
+            raise UserError(f"{flag} {value}: must be >= {low}")
+    args.device = check_device(args.device)
 
     try:
         cfg = EvalConfig(

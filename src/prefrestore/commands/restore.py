@@ -68,8 +68,19 @@ def _configs(args: argparse.Namespace):
     """Validated configs from the arguments; a bad value is a one-line UserError naming the flag."""
     from ..faces.detect import SelectConfig
     from ..faces.paste import BlendConfig
+    from ..io_safety import shown
+    from ..options import check_device, check_finite, check_sampling
     from ..pipeline import OutputLayout, PipelineConfig
 
+    if not args.output.strip():
+        raise UserError("-o '': empty output folder name; give a folder, e.g. -o results")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise UserError(f"-o {shown(args.output)}: exists and is not a folder; choose another -o")
+    check_finite(args.upscale, "-s", low=0, high=16, low_open=True, example="2")
+    check_finite(args.det_threshold, "--det-threshold", low=0, high=1, example="0.95")
+    check_finite(args.min_face_size, "--min-face-size", low=0, example="20")
+    check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, start_sigma=args.start_sigma, seed=args.seed)
+    args.device = check_device(args.device)
     checks = [
         (0 < args.upscale <= 16, f"-s {args.upscale}: the upscale factor must be in (0, 16]"),
         (0 <= args.det_threshold <= 1, f"--det-threshold {args.det_threshold}: must be in [0, 1], e.g. 0.95"),
@@ -79,6 +90,8 @@ def _configs(args: argparse.Namespace):
         (1 <= args.jpeg_quality <= 100, f"--jpeg-quality {args.jpeg_quality}: must be in 1..100"),
         (args.steps is None or args.steps >= 1, f"--steps {args.steps}: must be >= 1"),
         ("/" not in args.suffix and "\\" not in args.suffix, f"--suffix {args.suffix!r}: must not contain a slash"),
+        (len(args.suffix.encode("utf-8", "surrogateescape")) <= 100 and "\0" not in args.suffix,
+         f"--suffix {shown(args.suffix)[:40]}...: at most 100 bytes, no NUL"),
     ]
     for ok, message in checks:
         if not ok:
@@ -116,21 +129,25 @@ def _run(args: argparse.Namespace, group) -> int:
     from .. import api
     from ..faces.detect import build_detector
     from ..faces.identity import load_identity_scorer
+    from ..io_safety import check_output_folder, shown
     from ..pipeline import plan_files, run_plan
 
-    config, layout = _configs(args)
+    config, layout = _configs(args)  # every option is checked before any file is read or the model loads
     plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
     if group.is_main:
         for _, message in plan.failed:
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {shown(message)}", file=sys.stderr)
     if not plan.todo and not plan.skipped and not plan.failed:
-        raise UserError(f"{' '.join(args.input)}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif); check the path")
+        raise UserError(f"{shown(' '.join(args.input))}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif, .gif); "
+                        "check the path")
     mine, device = group.shard(plan), group.ranks.device(args.device)
     summary = None
     if mine.todo:
+        check_output_folder(layout.root)
         if args.bg_upsampler == "realesrgan":
             config = dataclasses.replace(config, upsampler=_realesrgan(args, device))
-        restorer = api.load_restorer(
+        restorer = load_restorer_or_fail(
+            api.load_restorer,
             args.model,
             device=device,
             steps=args.steps,
@@ -163,7 +180,7 @@ def _run(args: argparse.Namespace, group) -> int:
             elif event == "image_done":
                 images.update(count)
             elif event == "failed":
-                tqdm.write(f"error: {message}", file=sys.stderr)
+                tqdm.write(f"error: {shown(message)}", file=sys.stderr)
 
         try:
             summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
@@ -189,6 +206,8 @@ def _realesrgan(args: argparse.Namespace, device: str):
 
 
 def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
+    from ..io_safety import shown
+
     failed = list(summary.failed) if summary else list(plan.failed)
     done = len(summary.restored) if summary else 0
     parts = [f"restored {_count(done, 'crop' if aligned else 'photo')}"]
@@ -200,10 +219,25 @@ def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
         parts.append(f"{len(plan.skipped)} skipped (outputs exist; --overwrite to redo)")
     if failed:
         parts.append(f"{len(failed)} failed")
-    print(", ".join(parts) + f" -> {layout.root}", file=sys.stderr)
+    print(", ".join(parts) + f" -> {shown(layout.root)}", file=sys.stderr)
     for _, message in failed:
-        print(f"  failed: {message}", file=sys.stderr)
+        print(f"  failed: {shown(message)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def load_restorer_or_fail(load, model: str, **kwargs):
+    """``load(model, **kwargs)``, with any failure of a model folder (unreadable JSON, a tokenizer that wants to run
+    code, a config too large to allocate) as one UserError line naming --model."""
+    from ..io_safety import shown
+    from ..pipeline import failure
+
+    try:
+        return load(model, **kwargs)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as err:
+        raise UserError(f"--model {shown(model)}: {failure('loading the model', err)}; check the model folder or "
+                        "pass --model default") from None
 
 
 def _count(n: int, noun: str) -> str:

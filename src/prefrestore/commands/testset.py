@@ -1,8 +1,10 @@
+# ruff: noqa: T201  (a command: it reports to the terminal)
 """`prefrestore make-testset HQ_DIR -o OUT`: a frozen synthetic LQ/GT set with every image's degradation recorded."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..degradations import PRESETS
 
@@ -27,16 +29,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
     from ..eval.testset import SyntheticSetConfig, build_testset
 
-    cfg = SyntheticSetConfig(
-        hq_dir=args.hq_dir,
-        out=args.out,
-        preset=args.preset,
-        seed=args.seed,
-        size=args.size or None,
-        scale_degradation=args.scale_degradation,
-        copies=args.copies,
-    )
-    build_testset(cfg)
-    return 0
+    if args.size < 0 or args.size > 8192:
+        raise UserError(f"--size {args.size}: must be in 0..8192 (0 keeps the source size)")
+    if not 0 <= args.seed <= 2**63 - 1:
+        raise UserError(f"--seed {args.seed}: must be in 0..{2**63 - 1}")
+
+    try:
+        cfg = SyntheticSetConfig(
+            hq_dir=args.hq_dir,
+            out=args.out,
+            preset=args.preset,
+            seed=args.seed,
+            size=args.size or None,
+            scale_degradation=args.scale_degradation,
+            copies=args.copies,
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    import json
+
+    from ..io_safety import shown
+
+    out = build_testset(cfg)
+    skipped = json.loads((out / "meta.json").read_text()).get("skipped", [])
+    for message in skipped:
+        print(f"  skipped: {shown(message)}", file=sys.stderr)
+    return 1 if skipped else 0

@@ -78,6 +78,9 @@ def convert(
 ) -> Report:
     """The ``prefrestore convert`` pipeline: exactly one of stage_a / blip3o / model (an existing prefrestore folder,
     to add ``lora`` to), optional side files and LoRA -> model folder ``out``. Returns the report."""
+    from ..io_safety import check_new_folder
+
+    check_new_folder(out)  # before minutes of loading, not after
     chosen = [n for n, v in (("stage_a", stage_a), ("blip3o", blip3o), ("model", model)) if v is not None]
     if len(chosen) != 1:
         raise UserError("give exactly one source: --stage-a DIR, --blip3o DIR or --model DIR (got "

@@ -334,13 +334,20 @@ def apply_lora(conv: Conversion, path: str | os.PathLike, *, merge: bool):
 def write_model(conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype | None = None,
                 max_shard_size: str = "5GB") -> Path:
     """Write ``conv`` as a prefrestore model folder (checkpoints.save_pretrained layout) + ``tokenizer/`` (the
-    official files, verbatim) + ``conversion.json`` (+ ``lora/`` for an unmerged adapter). ``out`` must be new/empty."""
+    official files, verbatim) + ``conversion.json`` (+ ``lora/`` for an unmerged adapter). ``out`` must be new/empty;
+    the folder is built under a temporary name and renamed into place, so a killed conversion leaves no half model."""
+    from ..io_safety import atomic_write_text, staged_folder
+
+    with staged_folder(out) as tmp:
+        _write_model(conv, tmp, dtype=dtype, max_shard_size=max_shard_size, write_text=atomic_write_text)
+    return Path(out)
+
+
+def _write_model(conv: Conversion, out: Path, *, dtype, max_shard_size: str, write_text) -> None:
     from ..checkpoints import save_pretrained, shared_aliases
+    from ..licenses import RL_NOTE, model_card, statements
     from ..lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out}: exists and is not an empty folder; choose a new output folder")
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in conv.state.items()}
     with torch.device("meta"):
         model = PrefRestoreModel(conv.config)
@@ -356,13 +363,10 @@ def write_model(conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype 
     _copy_files(conv.tokenizer_files, out / "tokenizer")
     if conv.adapter is not None:
         _copy_files([conv.adapter / ADAPTER_WEIGHTS, conv.adapter / ADAPTER_CONFIG], out / "lora")
-    from ..licenses import RL_NOTE, model_card, statements
-
     report = {**conv.report.to_dict(), "dtype": str(dtype or "as in the sources").replace("torch.", "")}
     report.update(licenses=statements(conv.report.kind, conv.report.sources), training_stage=RL_NOTE)
-    (out / "conversion.json").write_text(json.dumps(report, indent=2))
-    (out / "MODEL_CARD.md").write_text(model_card(conv.report.kind, conv.report.sources))
-    return out
+    write_text(out / "conversion.json", json.dumps(report, indent=2))
+    write_text(out / "MODEL_CARD.md", model_card(conv.report.kind, conv.report.sources))
 
 
 def load_official(

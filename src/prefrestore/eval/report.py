@@ -143,8 +143,10 @@ def run_markdown(summary: dict) -> str:
 
 
 def write_run(run: Path, summary: dict, per_image: dict[str, dict[str, float]]) -> None:
-    (run / "results.json").write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
-    (run / "results.md").write_text(run_markdown(summary))
+    from ..io_safety import atomic_write_text
+
+    atomic_write_text(run / "results.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    atomic_write_text(run / "results.md", run_markdown(summary))
     cols = _columns([summary])
     with (run / "results.csv").open("w", newline="") as f:
         w = csv.writer(f)

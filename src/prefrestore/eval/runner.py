@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import UserError
 from ..image import list_images, load_rgb, resize, save_rgb, uint8_to_unit
+from ..io_safety import InputGuard, atomic_write_text
 from ..metrics import fid as fidlib
 from ..metrics.entropy import mean_pairwise_distance, pixel_std
 from ..metrics.fidelity import match_mean_std
@@ -116,8 +118,11 @@ def _read_jsonl(path: Path) -> dict[str, dict]:
     if path.is_file():
         for line in path.read_text().splitlines():
             if line.strip():
-                rec = json.loads(line)
-                out[rec["name"]] = rec
+                try:
+                    rec = json.loads(line)
+                    out[rec["name"]] = rec
+                except (ValueError, KeyError, TypeError):  # a line torn by a kill: that image is redone
+                    logger.warning("%s: ignoring a torn line (an interrupted run)", path)
     return out
 
 
@@ -125,6 +130,8 @@ def _append_jsonl(path: Path, records: list[dict]) -> None:
     with path.open("a") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _square(img: np.ndarray, size: int) -> np.ndarray:
@@ -157,7 +164,7 @@ def _check_settings(run: Path, cfg: EvalConfig, bench: Benchmark) -> None:
             )
     run.mkdir(parents=True, exist_ok=True)
     settings["prefrestore_version"] = __version__
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(settings, indent=2) + "\n", guard=InputGuard(_bench_files(bench)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -170,7 +177,8 @@ def restore_all(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, float
     todo = []
     for k in range(cfg.samples):
         folder = run / "restored" if k == 0 else run / "samples" / str(k)
-        todo += [(k, it, folder / f"{it.name}.png") for it in bench.items if not (folder / f"{it.name}.png").exists()]
+        todo += [(k, it, folder / f"{it.name}.png") for it in bench.items if not _complete(folder / f"{it.name}.png")]
+    guard = InputGuard(_bench_files(bench))
     if todo:
         out_h, out_w = _output_size(bench.items[0])
         spec = RestorerSpec(
@@ -191,7 +199,7 @@ def restore_all(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, float
                 recs = []
                 for (it, path), out in zip(chunk, outs, strict=True):
                     h, w = _output_size(it)
-                    save_rgb(path, resize(out, (w, h), resample="bicubic"))
+                    save_rgb(path, resize(out, (w, h), resample="bicubic"), guard=guard)
                     recs.append({"name": it.name, "sample": k, "seconds": dt, "batch": len(chunk)})
                 _append_jsonl(timings_path, recs)
                 bar.update(len(chunk))
@@ -307,6 +315,35 @@ def entropy_scores(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, di
 # Entry point
 
 
+def _bench_files(bench: Benchmark) -> list[Path]:
+    return [p for it in bench.items for p in (it.lq, it.gt, it.restored) if p is not None]
+
+
+def _complete(path: Path) -> bool:
+    """An output of an earlier run that can be trusted (written atomically, so present means complete)."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def check_inputs(bench: Benchmark) -> None:
+    """Decode every LQ, GT and restored file once before any work. Each unreadable one is logged as one line;
+    then a UserError refuses the run: scores over a silently smaller set would not be the benchmark's."""
+    from ..errors import ImageError
+    from ..io_safety import shown
+
+    bad = 0
+    for p in _bench_files(bench):
+        try:
+            load_rgb(p)
+        except ImageError as err:
+            logger.error("%s", shown(err))
+            bad += 1
+    if bad:
+        raise UserError(f"{bad} benchmark file(s) cannot be read (each listed above); fix or remove them, then rerun")
+
+
 def evaluate(cfg: EvalConfig) -> RunResult:
     """Run the whole evaluation described in the module docstring."""
     from . import report
@@ -314,6 +351,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
     bench = discover(cfg.data, lq=cfg.lq, gt=cfg.gt, restored=cfg.restored, limit=cfg.limit)
     if cfg.restored is None and bench.items[0].lq is None:
         raise UserError("restoring needs LQ images: pass a benchmark with an LQ folder or --lq DIR")
+    check_inputs(bench)
     run = Path(cfg.out)
     _check_settings(run, cfg, bench)
     t0 = time.perf_counter()

@@ -17,8 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -98,27 +96,33 @@ def make_pair(
 
 def build_testset(cfg: SyntheticSetConfig) -> Path:
     """Write the frozen set described in the module docstring; returns the output folder."""
-    out = Path(cfg.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(
-            f"{out}: already exists and is not empty; frozen test sets are never overwritten, pick a new -o"
-        )
-    paths = list_images(cfg.hq_dir)
+    from ..errors import ImageError
+    from ..io_safety import check_new_folder, shown, staged_folder
+
+    hint = "frozen test sets are never overwritten, pick a new -o"
+    out = check_new_folder(cfg.out, hint=hint)
+    skipped: list[str] = []
+    paths = list_images(cfg.hq_dir, on_skip=lambda q, message: skipped.append(message))
     if not paths:
-        raise UserError(f"{cfg.hq_dir}: no images found (expected .png/.jpg/... files)")
+        raise UserError(f"{shown(cfg.hq_dir)}: no images found (expected .png/.jpg/... files)")
     stems = [p.stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
-        raise UserError(f"{cfg.hq_dir}: several files share the names {dup[:5]}; rename them so stems are unique")
+        raise UserError(f"{shown(cfg.hq_dir)}: several files share the names {dup[:5]}; rename them so stems are "
+                        "unique")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    done = False
-    try:
+    count = 0
+    with staged_folder(out, hint=hint) as tmp:
         lines = []
         deg = cfg.degradation()
         for i, p in enumerate(paths):
-            hq = load_rgb(p)
+            try:
+                hq = load_rgb(p)
+            except ImageError as err:  # one line, and the set is built from the other files (recorded in meta)
+                skipped.append(str(err))
+                logger.error("%s", shown(err))
+                continue
+            count += 1
             for k in range(cfg.copies):
                 name = p.stem if cfg.copies == 1 else f"{p.stem}_k{k}"
                 seed = image_seed(cfg.seed, name)
@@ -129,6 +133,8 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
                                         extra={"source": p.name})
                 lines.append(rec.to_json())
                 logger.debug("%d/%d %s scale=%.2f", i + 1, len(paths), name, params.scale)
+        if not count:
+            raise UserError(f"{shown(cfg.hq_dir)}: none of the {len(paths)} images could be read; see the lines above")
         (tmp / "params.jsonl").write_text("\n".join(lines) + "\n")
         meta = {
             "preset": cfg.preset,
@@ -138,19 +144,14 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
             "size": cfg.size,
             "count": len(lines),
             "copies": cfg.copies,
+            "skipped": skipped,
             "source": str(Path(cfg.hq_dir).resolve()),
             "prefrestore_version": __version__,
             "layout": "gt/<stem>.png, lq/<stem>.png, params.jsonl (one DegradationRecord per line)",
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-        done = True
-    finally:
-        if not done:
-            shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("wrote %d GT/LQ pairs (%s preset, seed %d) to %s", len(lines), cfg.preset, cfg.seed, out)
+    logger.info("wrote %d GT/LQ pairs (%s preset, seed %d) to %s%s", len(lines), cfg.preset, cfg.seed, shown(out),
+                f"; {len(skipped)} input(s) skipped (listed in meta.json)" if skipped else "")
     return out
 
 

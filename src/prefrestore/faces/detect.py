@@ -50,6 +50,38 @@ def build_detector(kind: DetectorKind = "mtcnn", *, device: str = "cpu", min_fac
     return DETECTORS[kind](device=device, min_face_size=min_face_size)
 
 
+# Detection on a photo larger than this runs on a copy downscaled to it: MTCNN's first pyramid level and its
+# float copies grow with the photo (a 12000x9000 scan needs several GB), while faces big enough to find at the
+# reduced size are found as well. The restoration still crops from the full-resolution photo.
+MAX_DETECT_PIXELS = 4096 * 3072
+
+
+def detect_bounded(
+    detector: FaceDetector, image: np.ndarray, *, max_pixels: int = MAX_DETECT_PIXELS
+) -> tuple[list[FaceDetection], float]:
+    """uint8 (H, W, 3) RGB -> (detections in ``image``'s coordinates, the scale detection ran at, <= 1).
+
+    Memory is bounded by ``max_pixels``: a larger image is resized (area averaging) so its pixel count fits, and
+    boxes and landmarks are mapped back. A face smaller than ``min_face_size / scale`` pixels is then not found.
+    """
+    h, w = image.shape[:2]
+    if h * w <= max_pixels:
+        return detector.detect(image), 1.0
+    import cv2
+
+    scale = (max_pixels / (h * w)) ** 0.5
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)  # (h', w', 3) uint8, channel order untouched
+    sx, sy = w / size[0], h / size[1]
+    back = []
+    for d in detector.detect(small):
+        # box edges scale as they are; landmarks are pixel centres: x_full + 0.5 = (x_small + 0.5) * sx
+        box = (d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy)
+        marks = tuple(((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5) for x, y in d.landmarks)
+        back.append(FaceDetection(box=box, score=d.score, landmarks=marks))
+    return back, min(size[0] / w, size[1] / h)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Suppression and de-duplication
 

@@ -34,4 +34,5 @@ def encode_text(tokenizer, text: str) -> list[int]:
 
 
 def load_text_tokenizer(folder: str | Path):
-    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    # trust_remote_code=False: a tokenizer folder that asks to run its own Python code is refused
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
