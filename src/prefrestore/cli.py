@@ -22,6 +22,7 @@ COMMANDS = {
     "rl": ("prefrestore.commands.rl", "preference RL (DiffusionNFT on LoRA)"),
     "eval": ("prefrestore.commands.eval", "evaluate a restorer on face-restoration benchmarks"),
     "make-testset": ("prefrestore.commands.testset", "build a frozen synthetic LQ/GT test set from HQ faces"),
+    "serve": ("prefrestore.commands.serve", "web page and HTTP API for restoring photos"),
 }
 
 
