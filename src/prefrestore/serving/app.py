@@ -269,6 +269,7 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
             "urls": {"self": base, "events": f"{base}/events", "result": f"{base}/result"},
         }
         if job.state == "done" and job.result is not None:
+            out["download_name"] = download_name(job)
             out["result"] = {**job.result, "faces": [
                 {**f, "urls": {r: f"{base}/faces/{f['index']}/{r}" for r in ("cropped", "restored")}}
                 for f in job.result["faces"]]}
