@@ -24,6 +24,8 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which(CHRO
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, one_thread, detector):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
     from prefrestore.serving.app import create_app
     from prefrestore.serving.schemas import ServerSettings
 

@@ -47,45 +47,43 @@ _STATUS = {"bad_image": 400, "cancelled": 409, "timeout": 504, "restore_failed":
 # Limits
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """ASGI middleware: 413 for a declared Content-Length above the cap, and for a body that grows past it."""
+    """ASGI middleware: 413 for a declared Content-Length above the cap, and for a body that grows past it.
+
+    The body of a POST/PUT is read here in full (at most ``max_bytes``) before the app sees it, so an oversized
+    chunked upload is refused without the app reading anything.
+    """
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse(send)
-        seen = 0
-        started = False
-
-        async def limited_receive():
-            nonlocal seen
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                return await self._refuse(send)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send) -> None:
         body = json.dumps({"detail": f"request body above the {self.max_bytes} byte limit; send a smaller file "
@@ -226,7 +224,7 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
             try:
                 parts = parse_multipart(body, ctype)
             except ValueError as err:
-                raise HTTPException(400, f"malformed multipart body ({err}); send the photo as a 'file' part")
+                raise HTTPException(400, f"malformed multipart body ({err}); send the photo as a 'file' part") from None
             if "file" not in parts:
                 raise HTTPException(400, "no 'file' part; send the photo as -F file=@photo.jpg")
             filename, data = parts["file"]
