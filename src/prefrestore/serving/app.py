@@ -273,6 +273,23 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
                 for f in job.result["faces"]]}
         return out
 
+    async def next_change(job: Job, version: int, timeout: float) -> None:
+        """Return when the job's version differs from ``version`` or ``timeout`` s passed (no polling: the worker
+        wakes this coroutine through the event loop)."""
+        loop, event = asyncio.get_running_loop(), asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(event.set)
+
+        server.queue.listen(job, wake)
+        try:
+            if job.version == version:
+                await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            server.queue.unlisten(job, wake)
+
     def failure(job: Job) -> HTTPException:
         return HTTPException(_STATUS.get(job.error_code or "", 500), job.error or "restoration failed")
 
@@ -318,7 +335,7 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
         name, ext, data, opts = await read_upload(request)
         job = submit(queue, name, ext, data, opts)
         while not job.terminal:
-            await asyncio.sleep(0.05)
+            await next_change(job, job.version, 5.0)
         if job.state != "done":
             raise failure(job)
         content = job.files["output"].read_bytes()
@@ -377,7 +394,7 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
                 if time.monotonic() - beat > 15:
                     beat = time.monotonic()
                     yield ": keep-alive\n\n"
-                await asyncio.sleep(0.1)
+                await next_change(job, last, 15.0)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -66,7 +66,8 @@ class Job:
     result: dict[str, Any] | None = None
     files: dict[str, Path] = field(default_factory=dict)
     finished: float | None = None
-    version: int = 0  # bumped on every change (the event stream polls it)
+    version: int = 0  # bumped on every change
+    listeners: list[Callable[[], None]] = field(default_factory=list)  # called (worker thread) on every change
 
     @property
     def terminal(self) -> bool:
@@ -194,16 +195,32 @@ class JobQueue:
         with self._cond:
             if not job.terminal:
                 job.progress, job.stage = progress, stage
-                job.version += 1
+                self._changed(job)
+
+    def listen(self, job: Job, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (from whichever thread changes the job; it must be quick) on every change of ``job``."""
+        with self._cond:
+            job.listeners.append(callback)
+
+    def unlisten(self, job: Job, callback: Callable[[], None]) -> None:
+        with self._cond:
+            if callback in job.listeners:
+                job.listeners.remove(callback)
 
     # -- internals ---------------------------------------------------------------------------------------------------
 
     def _set_terminal(self, job: Job, state: str, *, error: str | None = None, code: str | None = None) -> None:
         job.state, job.stage, job.error, job.error_code = state, state, error, code
         job.finished = time.monotonic()
-        job.version += 1
+        self._changed(job)
         self.counters["done" if state == "done" else state] += 1
         self._cond.notify_all()
+
+    def _changed(self, job: Job) -> None:
+        """Bump the job's version and tell its listeners (lock held)."""
+        job.version += 1
+        for callback in list(job.listeners):
+            callback()
 
     def _retry_after(self) -> int:
         per_photo = sum(self._run_seconds) / len(self._run_seconds) if self._run_seconds else 1.0
@@ -217,7 +234,7 @@ class JobQueue:
         for j in batch:
             self._pending.remove(j)
             j.state, j.stage = "running", "starting"
-            j.version += 1
+            self._changed(j)
         self._running = batch
         return batch
 
