@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
+pytest.importorskip("fastapi_offline")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
@@ -82,7 +83,7 @@ def test_health_ready_and_options(server):
     assert "/v1/jobs" in json.dumps(requests.get(url + "/openapi.json").json()["paths"])
     page = requests.get(url + "/")
     assert page.status_code == 200 and "/static/app.js" in page.text
-    for asset in ("/", "/static/app.js", "/static/style.css"):  # works offline: no CDN, no external URL
+    for asset in ("/", "/static/app.js", "/static/style.css", "/docs"):  # works offline: no CDN, no external URL
         text = requests.get(url + asset).text
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
 
@@ -174,6 +175,13 @@ def test_bad_image_and_corrupt_upload(server):
     assert r.headers["content-type"] == "application/json"
     assert r.json()["detail"].startswith("cut.jpg: corrupt or truncated")
     assert "/work/" not in r.json()["detail"] and "jobs" not in r.json()["detail"]
+    # a broken multipart body, and one without a file part
+    r = requests.post(url + "/v1/restore", data=b"--xyz\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 400 and r.json()["detail"].startswith(("malformed multipart", "no 'file' part"))
+    r = requests.post(url + "/v1/restore", data=b"x", headers={"Content-Type": "multipart/form-data"})
+    assert r.status_code == 400 and "boundary" in r.json()["detail"]
+    r = requests.post(url + "/v1/restore", files={"photo": ("a.jpg", GRACE)})
+    assert r.status_code == 400 and r.json()["detail"] == "no 'file' part; send the photo as -F file=@photo.jpg"
 
 
 def test_bad_options_are_422(server):

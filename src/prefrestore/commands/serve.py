@@ -59,13 +59,17 @@ def run(args: argparse.Namespace) -> int:
         job_timeout_s=args.job_timeout, result_ttl_s=args.result_ttl,
         token=args.token or os.environ.get("PREFRESTORE_TOKEN") or None, cors_origins=tuple(args.cors_origin),
     )
+    def remove_temp() -> None:  # from the app's shutdown: uvicorn re-raises SIGTERM after it, skipping `finally`
+        if temp:
+            shutil.rmtree(workdir, ignore_errors=True)
+
     app = create_app(settings, lambda: load_runner(args.model, workdir, device=args.device, steps=args.steps,
-                                                   batch_size=args.batch_size, identity=args.identity == "auto"))
+                                                   batch_size=args.batch_size, identity=args.identity == "auto"),
+                     on_shutdown=remove_temp)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"prefrestore serving on http://{host}:{args.port}/ (API docs: /docs; work folder {workdir})")
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
-        if temp:
-            shutil.rmtree(workdir, ignore_errors=True)
+        remove_temp()
     return 0

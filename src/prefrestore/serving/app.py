@@ -26,9 +26,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from ..errors import ImageError
 from ..image import IMAGE_EXTENSIONS, probe_image
@@ -190,8 +191,10 @@ class Server:
         return self.queue
 
 
-def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner, ModelInfo]]) -> BodyLimit:
-    """The ASGI app. ``load()`` builds the runner and model info (in a thread: /readyz is 503 until it returns)."""
+def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner, ModelInfo]], *,
+               on_shutdown: Callable[[], None] | None = None) -> BodyLimit:
+    """The ASGI app. ``load()`` builds the runner and model info (in a thread: /readyz is 503 until it returns);
+    ``on_shutdown()`` runs when the server stops gracefully (after the worker has stopped)."""
     settings.workdir.mkdir(parents=True, exist_ok=True)
     server = Server(settings, load)
 
@@ -201,9 +204,12 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
         yield
         if server.queue is not None:
             server.queue.stop()
+        if on_shutdown is not None:
+            on_shutdown()
 
-    app = FastAPI(title="prefrestore", version=API_VERSION, lifespan=lifespan,
-                  description="Blind face restoration (Pref-Restore): restore the faces in photos over HTTP.")
+    # FastAPIOffline: /docs and /redoc with Swagger UI / ReDoc shipped in a package, not fetched from a CDN
+    app = FastAPIOffline(title="prefrestore", version=API_VERSION, lifespan=lifespan,
+                         description="Blind face restoration (Pref-Restore): restore the faces in photos over HTTP.")
     app.state.server = server
 
     def authorize(request: Request) -> None:
