@@ -363,3 +363,14 @@ def test_options_schema_is_the_cli_schema():
     with pytest.raises(OptionError, match="options.faces: give at least one face index"):
         RestoreOptions.from_json({"faces": []})
     assert RestoreOptions.from_json({"faces": [3, 1, 3]}).faces == (1, 3)
+
+
+def test_cors_is_off_by_default_and_opt_in(server, tmp_path, fast):
+    url, _, _ = server
+    origin = {"Origin": "http://photos.example"}
+    assert "access-control-allow-origin" not in requests.get(url + "/v1/options", headers=origin).headers
+    with serve(tmp_path, fast, cors_origins=("http://photos.example",)) as (url2, _, _):
+        pre = requests.options(url2 + "/v1/restore", headers={**origin, "Access-Control-Request-Method": "POST"})
+        assert pre.headers["access-control-allow-origin"] == "http://photos.example"
+        other = requests.get(url2 + "/v1/options", headers={"Origin": "http://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
