@@ -10,8 +10,6 @@ import base64
 import io
 import json
 import struct
-import subprocess
-import sys
 import time
 import zipfile
 import zlib
@@ -266,6 +264,23 @@ def test_body_cap_is_413(tmp_path, fast):
         assert post(url, GRACE, options={"upscale": 1}).status_code == 200  # under the cap
 
 
+def test_stalled_uploads_are_bounded(tmp_path, fast):
+    """Uploads being read at once are capped (429), and one that stalls is dropped with 408."""
+    import socket
+
+    with serve(tmp_path, fast, max_uploads=1, read_timeout_s=1.0) as (url, _, _):
+        port = int(url.rsplit(":", 1)[1])
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stalled.sendall(b"POST /v1/restore HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                        b"Content-Length: 1000\r\n\r\n" + b"\0" * 10)
+        time.sleep(0.3)
+        r = post(url, GRACE)
+        assert r.status_code == 429 and r.headers["Retry-After"] == "1" and "uploads are already" in r.json()["detail"]
+        assert stalled.recv(200).startswith(b"HTTP/1.1 408")  # after read_timeout_s of silence
+        stalled.close()
+        assert post(url, GRACE, options={"upscale": 1}).status_code == 200  # the slot is free again
+
+
 def test_batching_across_queued_requests(tmp_path, fast):
     with serve(tmp_path, fast) as (url, restorer, _):
         restorer.gate.clear()
@@ -322,19 +337,20 @@ def test_bearer_token(tmp_path, fast):
         assert ok.status_code == 200
 
 
-def test_non_loopback_bind_needs_a_token(tmp_path):
+def test_non_loopback_bind_needs_a_token(tmp_path, capsys, monkeypatch):
     from prefrestore.errors import UserError
 
     with pytest.raises(UserError, match="needs a bearer token"):
         ServerSettings(workdir=tmp_path, host="0.0.0.0")
     ServerSettings(workdir=tmp_path, host="0.0.0.0", token="t")  # allowed with a token
-    # the command refuses before binding anything, in one line
-    env_cmd = [sys.executable, "-m", "prefrestore", "serve", "--host", "0.0.0.0", "--model", "tiny",
-               "--workdir", str(tmp_path / "w")]
-    proc = subprocess.run(env_cmd, capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "PREFRESTORE_TOKEN": ""})
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: --host 0.0.0.0: a non-loopback bind needs")
+    # the command refuses before loading or binding anything, in one line
+    from prefrestore.cli import main
+
+    monkeypatch.delenv("PREFRESTORE_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--model", "tiny", "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --host 0.0.0.0: a non-loopback bind needs a bearer token; pass --token or set "
+                   "PREFRESTORE_TOKEN (or bind 127.0.0.1)"]
 
 
 def test_options_schema_is_the_cli_schema():

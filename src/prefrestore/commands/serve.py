@@ -3,7 +3,7 @@
 
     prefrestore serve [--host 127.0.0.1] [--port 7860] [--model default] [--token T] [--workdir DIR]
         [--max-body-mb 25] [--max-pixels 40000000] [--max-queued 64] [--max-batch 8] [--job-timeout 300]
-        [--result-ttl 600] [--cors-origin URL ...] [--steps K] [--batch-size B] [--device cpu] [--identity auto|off]
+        [--result-ttl 600] [--max-uploads 16] [--read-timeout 60] [--cors-origin URL ...] [--steps K] [--batch-size B] [--device cpu] [--identity auto|off]
 
 Binds loopback by default; a non-loopback --host needs --token (or $PREFRESTORE_TOKEN). The server writes only
 inside --workdir (default: a new temporary folder, removed at exit).
@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest photo, pixels (default: 40e6)")
     parser.add_argument("--max-queued", type=int, default=64, help="waiting jobs before 429 (default: 64)")
     parser.add_argument("--max-batch", type=int, default=8, help="queued photos restored together (default: 8)")
+    parser.add_argument("--max-uploads", type=int, default=16, help="uploads read at once before 429 (default: 16)")
+    parser.add_argument("--read-timeout", type=float, default=60.0,
+                        help="seconds an upload may stall before 408 (default: 60)")
     parser.add_argument("--job-timeout", type=float, default=300.0, help="seconds a job may take (default: 300)")
     parser.add_argument("--result-ttl", type=float, default=600.0, help="seconds results are kept (default: 600)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="URL",
@@ -53,12 +56,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"`prefrestore serve` needs {err.name}; install it with pip install 'prefrestore[serve]'") from None
     temp = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="prefrestore-serve-") if temp else args.workdir).resolve()
-    settings = ServerSettings(
-        workdir=workdir, host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        max_pixels=args.max_pixels, max_queued=args.max_queued, max_batch=args.max_batch,
-        job_timeout_s=args.job_timeout, result_ttl_s=args.result_ttl,
-        token=args.token or os.environ.get("PREFRESTORE_TOKEN") or None, cors_origins=tuple(args.cors_origin),
-    )
+    try:
+        settings = ServerSettings(
+            workdir=workdir, host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            max_pixels=args.max_pixels, max_queued=args.max_queued, max_batch=args.max_batch,
+            max_uploads=args.max_uploads, read_timeout_s=args.read_timeout, job_timeout_s=args.job_timeout,
+            result_ttl_s=args.result_ttl,
+            token=args.token or os.environ.get("PREFRESTORE_TOKEN") or None, cors_origins=tuple(args.cors_origin),
+        )
+    except UserError:
+        if temp:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
     def remove_temp() -> None:  # from the app's shutdown: uvicorn re-raises SIGTERM after it, skipping `finally`
         if temp:
             shutil.rmtree(workdir, ignore_errors=True)

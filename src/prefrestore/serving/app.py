@@ -49,49 +49,69 @@ _STATUS = {"bad_image": 400, "cancelled": 409, "timeout": 504, "restore_failed":
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a declared Content-Length above the cap, and for a body that grows past it.
+    """ASGI middleware bounding what uploads can cost before the app sees them.
 
-    The body of a POST/PUT is read here in full (at most ``max_bytes``) before the app sees it, so an oversized
-    chunked upload is refused without the app reading anything.
+    The body of a POST/PUT is read here in full before the app is called: 413 for a declared Content-Length above
+    ``max_bytes`` (nothing read) or a body that grows past it (chunked); 429 + Retry-After when ``max_active``
+    bodies are already being read; 408 when the client sends nothing for ``read_timeout_s`` (a stalled upload
+    does not hold its slot forever).
     """
 
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, *, max_active: int = 16, read_timeout_s: float = 60.0) -> None:
+        self.app, self.max_bytes, self.max_active, self.read_timeout_s = app, max_bytes, max_active, read_timeout_s
+        self.active = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
-        chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            seen += len(chunks[-1])
-            if seen > self.max_bytes:
-                return await self._refuse(send)
-            if not message.get("more_body", False):
-                break
+            return await self._refuse(send, 413, f"request body above the {self.max_bytes} byte limit; send a "
+                                                 "smaller file (or start the server with a larger --max-body-mb)")
+        if self.active >= self.max_active:
+            return await self._refuse(send, 429, f"{self.max_active} uploads are already in progress; retry in a "
+                                                 "moment", retry_after=1)
+        self.active += 1
+        try:
+            chunks, seen = [], 0
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), self.read_timeout_s)
+                except asyncio.TimeoutError:
+                    return await self._refuse(send, 408, f"the upload stalled for {self.read_timeout_s:g} s; "
+                                                         "send the whole file again")
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunks.append(message.get("body", b""))
+                seen += len(chunks[-1])
+                if seen > self.max_bytes:
+                    return await self._refuse(send, 413, f"request body above the {self.max_bytes} byte limit; "
+                                                         "send a smaller file (or a larger --max-body-mb)")
+                if not message.get("more_body", False):
+                    break
+        finally:
+            self.active -= 1
         body, replayed = b"".join(chunks), False
+        del chunks
 
         async def replay():
-            nonlocal replayed
+            nonlocal body, replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                message, body = {"type": "http.request", "body": body, "more_body": False}, b""
+                return message
             return await receive()
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send) -> None:
-        body = json.dumps({"detail": f"request body above the {self.max_bytes} byte limit; send a smaller file "
-                                     "(or start the server with a larger --max-body-mb)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+    @staticmethod
+    async def _refuse(send, status: int, detail: str, *, retry_after: int | None = None) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -452,6 +472,7 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
 
         wrapped = CORSMiddleware(wrapped, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                                  allow_headers=["*"], expose_headers=["X-Prefrestore-Result", "X-Prefrestore-Job"])
-    limited = BodyLimit(wrapped, settings.max_body_bytes)
+    limited = BodyLimit(wrapped, settings.max_body_bytes, max_active=settings.max_uploads,
+                        read_timeout_s=settings.read_timeout_s)
     limited.server = server  # for tests and embedding
     return limited

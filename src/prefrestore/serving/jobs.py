@@ -287,7 +287,7 @@ class JobQueue:
                 self._run_seconds = (self._run_seconds + [(time.monotonic() - t0) / len(batch)])[-20:]
 
     def _clean(self) -> None:
-        interval = max(0.05, min(5.0, self.result_ttl_s / 4))
+        interval = max(0.05, min(1.0, self.result_ttl_s / 4))
         while True:
             with self._cond:
                 if self._stop:

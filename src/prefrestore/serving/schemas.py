@@ -200,6 +200,8 @@ class ServerSettings:
     job_timeout_s: a job not finished this long after it was submitted fails with "timed out".
     result_ttl_s: finished jobs and their files are removed this long after they finished.
     workdir: the only folder the server writes to (uploads, results); created, never outside.
+    max_uploads: request bodies read at the same time before new ones get 429 (bounds upload memory).
+    read_timeout_s: an upload that sends nothing for this long gets 408.
     token: bearer token required on /v1 when set; required when binding a non-loopback host.
     cors_origins: origins allowed by CORS; empty = CORS off (same-origin only).
     """
@@ -213,6 +215,8 @@ class ServerSettings:
     max_batch: int = 8
     job_timeout_s: float = 300.0
     result_ttl_s: float = 600.0
+    max_uploads: int = 16
+    read_timeout_s: float = 60.0
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
     batch_wait_s: float = 0.02
@@ -223,9 +227,9 @@ class ServerSettings:
         if not is_loopback(self.host) and not self.token:
             raise UserError(f"--host {self.host}: a non-loopback bind needs a bearer token; pass --token or set "
                             "PREFRESTORE_TOKEN (or bind 127.0.0.1)")
-        for name in ("max_body_bytes", "max_pixels", "max_queued", "max_batch"):
+        for name in ("max_body_bytes", "max_pixels", "max_queued", "max_batch", "max_uploads"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
-        for name in ("job_timeout_s", "result_ttl_s"):
+        for name in ("job_timeout_s", "result_ttl_s", "read_timeout_s"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name[:-2].replace('_', '-')} {getattr(self, name)}: must be > 0 seconds")
