@@ -61,6 +61,8 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--photo", default=str(EXAMPLE))
     ap.add_argument("--upscale", type=float, default=2.0)
+    ap.add_argument("--client-timeout", type=float, default=330.0,
+                    help="seconds a client waits for an answer (above the server's 300 s job timeout)")
     ap.add_argument("--warmup-batch", type=int, default=8, help="the server's --max-batch (warm-up size)")
     ap.add_argument("--server-args", default="", help="extra `prefrestore serve` arguments")
     args = ap.parse_args()
@@ -92,7 +94,7 @@ def main() -> int:
 
         def once(session: requests.Session) -> requests.Response:
             return session.post(url + "/v1/restore", files={"file": (Path(args.photo).name, photo)},
-                                data={"options": options}, timeout=args.duration + 120)
+                                data={"options": options}, timeout=args.client_timeout)
 
         # Warm-up: 2 x max_batch concurrent requests, so the largest batch has run once and the allocators have
         # reached their working size before the "before" RSS is taken (a leak shows as growth after that).

@@ -250,6 +250,21 @@ def test_queue_full_is_429_with_retry_after(tmp_path, fast):
         restorer.gate.set()
 
 
+def test_work_that_would_time_out_is_refused_with_429(tmp_path, fast):
+    """Admission by expected time: once a photo is known to take ~1 s, with a 2.2 s job timeout a second job waiting
+    behind a running one (expected ~2 s > 0.8 x 2.2 s) is refused at once rather than accepted to time out."""
+    with serve(tmp_path, fast, restorer=InvertRestorer(delay=1.0), job_timeout_s=2.2) as (url, restorer, _):
+        assert post(url, GRACE, options={"upscale": 1}).status_code == 200  # measures ~1 s per photo
+        while requests.get(url + "/readyz").json()["queue"]["running"]:  # the batch's time is recorded
+            time.sleep(0.02)
+        restorer.gate.clear()
+        running = post(url, GRACE, path="/v1/jobs").json()  # expected ~1 s: admitted
+        assert running["state"] in ("queued", "running")
+        r = post(url, GRACE, path="/v1/jobs")
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        restorer.gate.set()
+
+
 def test_body_cap_is_413(tmp_path, fast):
     with serve(tmp_path, fast, max_body_bytes=20_000) as (url, _, _):
         r = post(url, GROUP + b"\0" * 20_000, "big.jpg")

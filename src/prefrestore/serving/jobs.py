@@ -1,7 +1,9 @@
 """The job queue: bounded, one worker, batching across queued requests, per-job timeout, cancel, TTL cleanup.
 
 A job is one uploaded photo with its :class:`~prefrestore.serving.schemas.RestoreOptions`. ``submit`` refuses a new
-job with :class:`QueueFull` (the API answers 429 + Retry-After) when ``max_queued`` jobs are already waiting. One
+job with :class:`QueueFull` (the API answers 429 + Retry-After) when ``max_queued`` jobs are already waiting, or when
+the jobs ahead of it would take more than ``ADMIT_FRACTION`` of the job timeout at the recent per-photo speed (so
+an overloaded server says 429 at once instead of accepting work that would time out). One
 worker thread takes the oldest job plus every other queued job with equal options (up to ``max_batch``) and hands
 them to the runner as one batch, so their faces are restored together in the restorer's batches. Jobs are kept
 in memory and in ``workdir/jobs/<id>/`` until ``result_ttl_s`` after they finish; then both are removed.
@@ -28,6 +30,7 @@ from .schemas import RestoreOptions
 logger = logging.getLogger(__name__)
 
 TERMINAL = ("done", "failed", "cancelled")
+ADMIT_FRACTION = 0.8  # admit a job only if its expected wait + run is below this share of the job timeout
 
 
 class QueueFull(Exception):
@@ -121,7 +124,7 @@ class JobQueue:
     def submit(self, name: str, ext: str, data: bytes, options: RestoreOptions) -> Job:
         """Store the upload in the job's own folder and queue it. Raises QueueFull."""
         with self._cond:
-            if len(self._pending) >= self.max_queued:
+            if len(self._pending) >= self.max_queued or self._expected_s() > ADMIT_FRACTION * self.job_timeout_s:
                 self.counters["rejected_full"] += 1
                 raise QueueFull(self._retry_after())
             now = time.monotonic()
@@ -222,9 +225,19 @@ class JobQueue:
         for callback in list(job.listeners):
             callback()
 
+    def _per_photo_s(self) -> float | None:
+        """Mean seconds per photo of the last batches (None before the first one)."""
+        return sum(self._run_seconds) / len(self._run_seconds) if self._run_seconds else None
+
+    def _expected_s(self) -> float:
+        """Seconds until a job submitted now would be done: the queued and running photos, then itself."""
+        per_photo = self._per_photo_s()
+        return 0.0 if per_photo is None else per_photo * (len(self._pending) + len(self._running) + 1)
+
     def _retry_after(self) -> int:
-        per_photo = sum(self._run_seconds) / len(self._run_seconds) if self._run_seconds else 1.0
-        return max(1, min(60, round(per_photo * len(self._pending) / max(self.max_batch, 1))))
+        """About one batch's time: when a place in the queue is likely to be free."""
+        per_photo = self._per_photo_s() or 1.0
+        return max(1, min(60, round(per_photo * min(self.max_batch, len(self._pending) + 1))))
 
     def _take_batch(self) -> list[Job]:
         """The oldest job and the queued jobs with its options, up to max_batch (lock held)."""
