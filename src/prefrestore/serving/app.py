@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 API_VERSION = "v1"
-_STATUS = {"bad_image": 400, "cancelled": 409, "timeout": 504, "restore_failed": 500}
+_STATUS = {"bad_image": 400, "cancelled": 409, "timeout": 504, "restore_failed": 500, "overloaded": 429}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -317,7 +317,9 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
             server.queue.unlisten(job, wake)
 
     def failure(job: Job) -> HTTPException:
-        return HTTPException(_STATUS.get(job.error_code or "", 500), job.error or "restoration failed")
+        status = _STATUS.get(job.error_code or "", 500)
+        headers = {"Retry-After": str(server.queue.retry_after())} if status == 429 else None
+        return HTTPException(status, job.error or "restoration failed", headers=headers)
 
     def download_name(job: Job) -> str:
         return f"{Path(job.name).stem}_restored{job.files['output'].suffix}"

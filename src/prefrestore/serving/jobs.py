@@ -10,7 +10,8 @@ in memory and in ``workdir/jobs/<id>/`` until ``result_ttl_s`` after they finish
 
 States: queued -> running -> done | failed | cancelled. A job that passes its deadline fails with "timed out"
 (while queued at once; while running at the next progress event, and the run is aborted when no job of its batch
-still wants the result). A failed job never has a result image.
+still wants the result); a queued job that the recent speed says cannot finish in time is failed early as
+"overloaded" (load shedding when the server slows down after admitting it). A failed job never has a result image.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Job:
     stage: str = "queued"
     progress: float = 0.0
     error: str | None = None
-    error_code: str | None = None  # "bad_image", "restore_failed", "timeout", "cancelled"
+    error_code: str | None = None  # "bad_image", "restore_failed", "timeout", "overloaded", "cancelled"
     result: dict[str, Any] | None = None
     files: dict[str, Path] = field(default_factory=dict)
     finished: float | None = None
@@ -101,8 +102,8 @@ class JobQueue:
         self._cond = threading.Condition()
         self._stop = False
         self._threads: list[threading.Thread] = []
-        self._run_seconds: list[float] = []  # recent per-photo run times, for Retry-After
-        self.counters = {"submitted": 0, "done": 0, "failed": 0, "cancelled": 0, "rejected_full": 0}
+        self._run_seconds: list[float] = []  # per-photo run times of recent batches: admission, shedding, Retry-After
+        self.counters = {"submitted": 0, "done": 0, "failed": 0, "cancelled": 0, "rejected_full": 0, "shed": 0}
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -174,6 +175,10 @@ class JobQueue:
                 self._cond.wait(left)
             return True
 
+    def retry_after(self) -> int:
+        with self._cond:
+            return self._retry_after()
+
     def stats(self) -> dict[str, Any]:
         with self._cond:
             return {"queued": len(self._pending), "running": len(self._running), "stored": len(self._jobs),
@@ -217,6 +222,8 @@ class JobQueue:
         job.finished = time.monotonic()
         self._changed(job)
         self.counters["done" if state == "done" else state] += 1
+        if code == "overloaded":
+            self.counters["shed"] += 1
         self._cond.notify_all()
 
     def _changed(self, job: Job) -> None:
@@ -226,8 +233,9 @@ class JobQueue:
             callback()
 
     def _per_photo_s(self) -> float | None:
-        """Mean seconds per photo of the last batches (None before the first one)."""
-        return sum(self._run_seconds) / len(self._run_seconds) if self._run_seconds else None
+        """Seconds per photo of the slowest of the last 5 batches (None before the first one): a pessimistic
+        speed, so admission and shedding react at once when the machine slows down."""
+        return max(self._run_seconds[-5:]) if self._run_seconds else None
 
     def _expected_s(self) -> float:
         """Seconds until a job submitted now would be done: the queued and running photos, then itself."""
@@ -252,14 +260,24 @@ class JobQueue:
         return batch
 
     def _expire(self, now: float) -> None:
-        """Fail jobs past their deadline (lock held)."""
+        """Fail jobs past their deadline, and shed queued jobs that the recent speed says cannot finish before it
+        (error_code "overloaded": the API answers 429 + Retry-After, as for a full queue) (lock held)."""
         for job in list(self._pending) + self._running:
             if not job.terminal and now > job.deadline:
                 if job in self._pending:
                     self._pending.remove(job)
                 self._set_terminal(job, "failed", error=f"{job.name}: timed out after {self.job_timeout_s:g} s "
                                                         "(the server is busy; retry later or raise --job-timeout)",
-                                    code="timeout")
+                                   code="timeout")
+        per_photo = self._per_photo_s()
+        if per_photo is None:
+            return
+        for k, job in enumerate(list(self._pending)):
+            if now + per_photo * (len(self._running) + k + 1) > job.deadline:
+                self._pending.remove(job)
+                self._set_terminal(job, "failed", code="overloaded",
+                                   error=f"{job.name}: the server is overloaded and would not finish it within "
+                                         f"{self.job_timeout_s:g} s; retry later")
 
     def _work(self) -> None:
         while True:
