@@ -467,6 +467,33 @@ def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
     )
 
 
+def probe_image(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Encoded image bytes -> (width, height) from the header alone, nothing decoded (uploads, before queueing).
+
+    Raises :class:`ImageError` naming ``name`` when the bytes are empty, not an image, or claim more than
+    ``max_pixels`` pixels. A file whose header is fine but whose pixels are truncated passes; :func:`read_photo`
+    then reports it.
+    """
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes); re-copy or re-export the image")
+    png = _png_header(data[:32])
+    if png is not None:
+        _check_pixels(Path(name), png[0], png[1], max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                size = im.width, im.height
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: image header claims too many pixels; downscale it first") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image PIL can read; convert it to PNG or JPEG") from None
+    except (OSError, SyntaxError, ValueError, struct.error) as err:
+        raise ImageError(f"{name}: corrupt or truncated image ({err}); re-export it") from None
+    _check_pixels(Path(name), size[0], size[1], max_pixels)
+    return size
+
+
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 

@@ -1,0 +1,85 @@
+# ruff: noqa: T201
+"""`prefrestore serve`: the web page and HTTP API (needs ``pip install prefrestore[serve]``).
+
+    prefrestore serve [--host 127.0.0.1] [--port 7860] [--model default] [--token T] [--workdir DIR]
+        [--max-body-mb 25] [--max-pixels 40000000] [--max-queued 64] [--max-batch 8] [--job-timeout 300]
+        [--result-ttl 600] [--max-uploads 16] [--read-timeout 60] [--cors-origin URL ...] [--steps K] [--batch-size B] [--device cpu] [--identity auto|off]
+
+Binds loopback by default; a non-loopback --host needs --token (or $PREFRESTORE_TOKEN). The server writes only
+inside --workdir (default: a new temporary folder, removed at exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--model", default="default", help="model reference, as for `restore` (default: default)")
+    parser.add_argument("--token", default=None,
+                        help="bearer token required on /v1 (default: $PREFRESTORE_TOKEN; needed off loopback)")
+    parser.add_argument("--workdir", default=None, help="the only folder the server writes to (default: a temp folder)")
+    parser.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body, MiB (default: 25)")
+    parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest photo, pixels (default: 40e6)")
+    parser.add_argument("--max-queued", type=int, default=64, help="waiting jobs before 429 (default: 64)")
+    parser.add_argument("--max-batch", type=int, default=8, help="queued photos restored together (default: 8)")
+    parser.add_argument("--max-uploads", type=int, default=16, help="uploads read at once before 429 (default: 16)")
+    parser.add_argument("--read-timeout", type=float, default=60.0,
+                        help="seconds an upload may stall before 408 (default: 60)")
+    parser.add_argument("--job-timeout", type=float, default=300.0, help="seconds a job may take (default: 300)")
+    parser.add_argument("--result-ttl", type=float, default=600.0, help="seconds results are kept (default: 600)")
+    parser.add_argument("--cors-origin", action="append", default=[], metavar="URL",
+                        help="allow this origin by CORS (repeatable; default: CORS off)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--identity", choices=("auto", "off"), default="auto",
+                        help="report identity similarity when dlib is installed (default: auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..serving.app import create_app
+        from ..serving.runner import load_runner
+        from ..serving.schemas import ServerSettings
+    except ModuleNotFoundError as err:
+        raise UserError(f"`prefrestore serve` needs {err.name}; install it with pip install 'prefrestore[serve]'") from None
+    temp = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="prefrestore-serve-") if temp else args.workdir).resolve()
+    try:
+        settings = ServerSettings(
+            workdir=workdir, host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            max_pixels=args.max_pixels, max_queued=args.max_queued, max_batch=args.max_batch,
+            max_uploads=args.max_uploads, read_timeout_s=args.read_timeout, job_timeout_s=args.job_timeout,
+            result_ttl_s=args.result_ttl,
+            token=args.token or os.environ.get("PREFRESTORE_TOKEN") or None, cors_origins=tuple(args.cors_origin),
+        )
+    except UserError:
+        if temp:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+    def remove_temp() -> None:  # from the app's shutdown: uvicorn re-raises SIGTERM after it, skipping `finally`
+        if temp:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    app = create_app(settings, lambda: load_runner(args.model, workdir, device=args.device, steps=args.steps,
+                                                   batch_size=args.batch_size, identity=args.identity == "auto"),
+                     on_shutdown=remove_temp)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"prefrestore serving on http://{host}:{args.port}/ (API docs: /docs; work folder {workdir})")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        remove_temp()
+    return 0

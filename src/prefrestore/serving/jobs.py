@@ -1,0 +1,334 @@
+"""The job queue: bounded, one worker, batching across queued requests, per-job timeout, cancel, TTL cleanup.
+
+A job is one uploaded photo with its :class:`~prefrestore.serving.schemas.RestoreOptions`. ``submit`` refuses a new
+job with :class:`QueueFull` (the API answers 429 + Retry-After) when ``max_queued`` jobs are already waiting, or when
+the jobs ahead of it would take more than ``ADMIT_FRACTION`` of the job timeout at the recent per-photo speed (so
+an overloaded server says 429 at once instead of accepting work that would time out). One
+worker thread takes the oldest job plus every other queued job with equal options (up to ``max_batch``) and hands
+them to the runner as one batch, so their faces are restored together in the restorer's batches. Jobs are kept
+in memory and in ``workdir/jobs/<id>/`` until ``result_ttl_s`` after they finish; then both are removed.
+
+States: queued -> running -> done | failed | cancelled. A job that passes its deadline fails with "timed out"
+(while queued at once; while running at the next progress event, and the run is aborted when no job of its batch
+still wants the result); a queued job that the recent speed says cannot finish in time is failed early as
+"overloaded" (load shedding when the server slows down after admitting it). A failed job never has a result image.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .schemas import RestoreOptions
+
+logger = logging.getLogger(__name__)
+
+TERMINAL = ("done", "failed", "cancelled")
+ADMIT_FRACTION = 0.8  # admit a job only if its expected wait + run is below this share of the job timeout
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queued`` waiting jobs; ``retry_after`` is a suggested wait in whole seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the queue is full; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Aborted(Exception):
+    """Raised inside a run when every job of its batch was cancelled or timed out."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request. ``dir`` is ``workdir/jobs/<id>``; the upload is ``dir/input<ext>``.
+
+    progress: 0..1 within the current run (faces restored / faces found); stage: a word for people.
+    result: the runner's JSON report of the restored photo (faces, timings, model), set when ``state == "done"``;
+    files: role -> path of the result files (``"output"``, ``"cropped_NN"``, ``"restored_NN"``).
+    """
+
+    id: str
+    name: str
+    options: RestoreOptions
+    dir: Path
+    upload: Path
+    created: float
+    deadline: float
+    state: str = "queued"
+    stage: str = "queued"
+    progress: float = 0.0
+    error: str | None = None
+    error_code: str | None = None  # "bad_image", "restore_failed", "timeout", "overloaded", "cancelled"
+    result: dict[str, Any] | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    finished: float | None = None
+    version: int = 0  # bumped on every change
+    listeners: list[Callable[[], None]] = field(default_factory=list)  # called (worker thread) on every change
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+class BatchRunner(Protocol):
+    """Restores a batch of running jobs (equal options): sets each job's result/files or error via the queue's
+    :meth:`JobQueue.finish`, and reports progress through ``progress(fraction, stage)``; raises :class:`Aborted`
+    out of ``progress`` to stop."""
+
+    def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Callable[[float, str], None]) -> None: ...
+
+
+class JobQueue:
+    """Thread-safe job store and worker. ``start()`` launches the worker and cleaner threads, ``stop()`` ends them."""
+
+    def __init__(self, runner: BatchRunner, workdir: Path, *, max_queued: int = 64, max_batch: int = 8,
+                 job_timeout_s: float = 300.0, result_ttl_s: float = 600.0, batch_wait_s: float = 0.02) -> None:
+        self.runner = runner
+        self.root = Path(workdir) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_queued, self.max_batch = max_queued, max_batch
+        self.job_timeout_s, self.result_ttl_s, self.batch_wait_s = job_timeout_s, result_ttl_s, batch_wait_s
+        self._jobs: dict[str, Job] = {}
+        self._pending: list[Job] = []
+        self._running: list[Job] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+        self._run_seconds: list[float] = []  # per-photo run times of recent batches: admission, shedding, Retry-After
+        self.counters = {"submitted": 0, "done": 0, "failed": 0, "cancelled": 0, "rejected_full": 0, "shed": 0}
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for target, name in ((self._work, "prefrestore-worker"), (self._clean, "prefrestore-cleaner")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=30)
+
+    # -- API -------------------------------------------------------------------------------------------------------
+
+    def submit(self, name: str, ext: str, data: bytes, options: RestoreOptions) -> Job:
+        """Store the upload in the job's own folder and queue it. Raises QueueFull."""
+        with self._cond:
+            if len(self._pending) >= self.max_queued or self._expected_s() > ADMIT_FRACTION * self.job_timeout_s:
+                self.counters["rejected_full"] += 1
+                raise QueueFull(self._retry_after())
+            now = time.monotonic()
+            job_id = uuid.uuid4().hex
+            folder = self.root / job_id
+            job = Job(job_id, name, options, folder, folder / f"input{ext}", now, now + self.job_timeout_s)
+            self._jobs[job_id] = job
+            self._pending.append(job)
+            self.counters["submitted"] += 1
+        try:
+            folder.mkdir(parents=True)
+            job.upload.write_bytes(data)
+        except OSError as err:
+            self.finish(job, error=f"{name}: the server cannot store the upload ({err.strerror or err})")
+            return job
+        with self._cond:
+            self._cond.notify_all()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._cond:
+            return self._jobs.get(job_id)
+
+    def position(self, job: Job) -> int:
+        """1 = next to run; 0 = running or finished."""
+        with self._cond:
+            return self._pending.index(job) + 1 if job in self._pending else 0
+
+    def cancel(self, job: Job) -> bool:
+        """Cancel a queued or running job -> False when it had already finished."""
+        with self._cond:
+            if job.terminal:
+                return False
+            if job in self._pending:
+                self._pending.remove(job)
+            self._set_terminal(job, "cancelled", error=f"{job.name}: cancelled", code="cancelled")
+            return True
+
+    def wait(self, job: Job, timeout: float) -> bool:
+        """Block until the job is terminal or ``timeout`` s passed -> whether it is terminal."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while not job.terminal:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def retry_after(self) -> int:
+        with self._cond:
+            return self._retry_after()
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {"queued": len(self._pending), "running": len(self._running), "stored": len(self._jobs),
+                    **self.counters}
+
+    # -- called by the runner ----------------------------------------------------------------------------------------
+
+    def finish(self, job: Job, *, result: dict | None = None, files: dict[str, Path] | None = None,
+               error: str | None = None, code: str = "restore_failed") -> None:
+        """Record a job's outcome (ignored when it was cancelled or timed out meanwhile)."""
+        with self._cond:
+            if job.terminal:
+                return
+            if error is not None:
+                self._set_terminal(job, "failed", error=error, code=code)
+            else:
+                job.result, job.files = result, dict(files or {})
+                job.progress = 1.0
+                self._set_terminal(job, "done")
+
+    def update(self, job: Job, progress: float, stage: str) -> None:
+        with self._cond:
+            if not job.terminal:
+                job.progress, job.stage = progress, stage
+                self._changed(job)
+
+    def listen(self, job: Job, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (from whichever thread changes the job; it must be quick) on every change of ``job``."""
+        with self._cond:
+            job.listeners.append(callback)
+
+    def unlisten(self, job: Job, callback: Callable[[], None]) -> None:
+        with self._cond:
+            if callback in job.listeners:
+                job.listeners.remove(callback)
+
+    # -- internals ---------------------------------------------------------------------------------------------------
+
+    def _set_terminal(self, job: Job, state: str, *, error: str | None = None, code: str | None = None) -> None:
+        job.state, job.stage, job.error, job.error_code = state, state, error, code
+        job.finished = time.monotonic()
+        self._changed(job)
+        self.counters["done" if state == "done" else state] += 1
+        if code == "overloaded":
+            self.counters["shed"] += 1
+        self._cond.notify_all()
+
+    def _changed(self, job: Job) -> None:
+        """Bump the job's version and tell its listeners (lock held)."""
+        job.version += 1
+        for callback in list(job.listeners):
+            callback()
+
+    def _per_photo_s(self) -> float | None:
+        """Seconds per photo of the slowest of the last 5 batches (None before the first one): a pessimistic
+        speed, so admission and shedding react at once when the machine slows down."""
+        return max(self._run_seconds[-5:]) if self._run_seconds else None
+
+    def _expected_s(self) -> float:
+        """Seconds until a job submitted now would be done: the queued and running photos, then itself."""
+        per_photo = self._per_photo_s()
+        return 0.0 if per_photo is None else per_photo * (len(self._pending) + len(self._running) + 1)
+
+    def _retry_after(self) -> int:
+        """About one batch's time: when a place in the queue is likely to be free."""
+        per_photo = self._per_photo_s() or 1.0
+        return max(1, min(60, round(per_photo * min(self.max_batch, len(self._pending) + 1))))
+
+    def _take_batch(self) -> list[Job]:
+        """The oldest job and the queued jobs with its options, up to max_batch (lock held)."""
+        first = self._pending[0]
+        key = first.options.batch_key()
+        batch = [j for j in self._pending if j.options.batch_key() == key][: self.max_batch]
+        for j in batch:
+            self._pending.remove(j)
+            j.state, j.stage = "running", "starting"
+            self._changed(j)
+        self._running = batch
+        return batch
+
+    def _expire(self, now: float) -> None:
+        """Fail jobs past their deadline, and shed queued jobs that the recent speed says cannot finish before it
+        (error_code "overloaded": the API answers 429 + Retry-After, as for a full queue) (lock held)."""
+        for job in list(self._pending) + self._running:
+            if not job.terminal and now > job.deadline:
+                if job in self._pending:
+                    self._pending.remove(job)
+                self._set_terminal(job, "failed", error=f"{job.name}: timed out after {self.job_timeout_s:g} s "
+                                                        "(the server is busy; retry later or raise --job-timeout)",
+                                   code="timeout")
+        per_photo = self._per_photo_s()
+        if per_photo is None:
+            return
+        for k, job in enumerate(list(self._pending)):
+            if now + per_photo * (len(self._running) + k + 1) > job.deadline:
+                self._pending.remove(job)
+                self._set_terminal(job, "failed", code="overloaded",
+                                   error=f"{job.name}: the server is overloaded and would not finish it within "
+                                         f"{self.job_timeout_s:g} s; retry later")
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stop:
+                    self._cond.wait(0.5)
+                if self._stop:
+                    return
+            time.sleep(self.batch_wait_s)  # let requests arriving together join one batch
+            with self._cond:
+                self._expire(time.monotonic())
+                if not self._pending:
+                    continue
+                batch = self._take_batch()
+
+            def progress(fraction: float, stage: str, batch=batch) -> None:
+                with self._cond:
+                    self._expire(time.monotonic())
+                    if all(j.terminal for j in batch):
+                        raise Aborted("every job of this batch was cancelled or timed out")
+                for j in batch:
+                    self.update(j, fraction, stage)
+
+            t0 = time.monotonic()
+            try:
+                self.runner(batch, self, progress)
+            except Aborted:
+                pass
+            except Exception as err:  # a runner bug fails its jobs, never the server
+                logger.exception("batch failed")
+                for j in batch:
+                    self.finish(j, error=f"{j.name}: restoration failed ({type(err).__name__}: {err})")
+            with self._cond:
+                for j in batch:  # a runner that forgot a job must not leave it running forever
+                    if not j.terminal:
+                        self._set_terminal(j, "failed", error=f"{j.name}: restoration failed (no result)")
+                self._running = []
+                self._run_seconds = (self._run_seconds + [(time.monotonic() - t0) / len(batch)])[-20:]
+
+    def _clean(self) -> None:
+        interval = max(0.05, min(1.0, self.result_ttl_s / 4))
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                self._cond.wait(interval)
+                now = time.monotonic()
+                self._expire(now)
+                old = [j for j in self._jobs.values()
+                       if j.terminal and j.finished is not None and now - j.finished > self.result_ttl_s]
+                for j in old:
+                    del self._jobs[j.id]
+            for j in old:
+                shutil.rmtree(j.dir, ignore_errors=True)

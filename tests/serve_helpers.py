@@ -1,0 +1,79 @@
+"""A real `prefrestore serve` app on a free loopback port, in a thread, with a fast restorer (tests only)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from prefrestore.serving.runner import ModelInfo, PipelineRunner
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "prefrestore" / "assets" / "examples"
+
+
+class InvertRestorer:
+    """Restores a face by inverting it (255 - x): fast, and its effect on the output is unmistakable.
+
+    ``delay`` seconds per call, and ``gate`` (a threading.Event) that a call waits for, let tests hold the worker.
+    """
+
+    resolution = 128
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay, self.calls, self.batch_sizes = delay, 0, []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def restore(self, faces, *, seed=0):
+        self.calls += 1
+        self.batch_sizes.append(len(faces))
+        self.gate.wait(30)
+        time.sleep(self.delay)
+        return [255 - f for f in faces]
+
+
+class BrokenRestorer(InvertRestorer):
+    def restore(self, faces, *, seed=0):
+        raise RuntimeError("simulated GPU failure")
+
+
+def fake_loader(restorer, detector, workdir: Path, *, batch_size: int = 8):
+    info = ModelInfo("test-invert", restorer.resolution, "0" * 64)
+    return lambda: (PipelineRunner(restorer, detector, info, workdir, batch_size=batch_size), info)
+
+
+@contextmanager
+def running_server(app, *, timeout: float = 60.0):
+    """Serve an ASGI app with uvicorn on 127.0.0.1, a free port -> its base URL; waits until /readyz is 200."""
+    import requests
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    end = time.monotonic() + timeout
+    while not (server.started and server.servers):
+        assert time.monotonic() < end, "server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    while requests.get(f"{url}/readyz").status_code != 200:
+        assert time.monotonic() < end, "model did not load"
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def decode(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -1,0 +1,436 @@
+"""`prefrestore serve` over real HTTP: a uvicorn server on a free loopback port, driven with requests.
+
+The restorer inverts faces (255 - x), so a restored face region is recognisably different from the background
+upscale; detection is the real MTCNN on the bundled example photos.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import time
+import zipfile
+import zlib
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("fastapi_offline")
+pytest.importorskip("uvicorn")
+requests = pytest.importorskip("requests")
+
+from prefrestore.serving.app import create_app, safe_name  # noqa: E402
+from prefrestore.serving.schemas import OptionError, RestoreOptions, ServerSettings  # noqa: E402
+from serve_helpers import EXAMPLES, BrokenRestorer, InvertRestorer, decode, fake_loader, running_server  # noqa: E402
+
+GRACE = (EXAMPLES / "grace_hopper.jpg").read_bytes()  # 200x234, one face
+GROUP = (EXAMPLES / "group.jpg").read_bytes()  # 640x400, three faces
+
+
+@pytest.fixture(scope="module")
+def fast(one_thread, detector):
+    return detector
+
+
+@contextmanager
+def serve(tmp_path, detector, restorer=None, **settings):
+    restorer = restorer or InvertRestorer()
+    workdir = tmp_path / "work"
+    app = create_app(ServerSettings(workdir=workdir, **settings), fake_loader(restorer, detector, workdir))
+    with running_server(app) as url:
+        yield url, restorer, app.server
+
+
+def post(url, data, name="photo.jpg", options=None, path="/v1/restore", **kw):
+    form = {"options": json.dumps(options)} if options is not None else {}
+    return requests.post(url + path, files={"file": (name, data)}, data=form, timeout=60, **kw)
+
+
+def wait_state(url, job_id, states, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = requests.get(f"{url}/v1/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} never reached {states}: {job}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, fast):
+    with serve(tmp_path_factory.mktemp("serve"), fast) as s:
+        yield s
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_health_ready_and_options(server):
+    url, _, _ = server
+    assert requests.get(url + "/healthz").json() == {"status": "ok"}
+    ready = requests.get(url + "/readyz").json()
+    assert ready["ready"] and ready["model"]["name"] == "test-invert"
+    info = requests.get(url + "/v1/options").json()
+    names = {o["name"]: o for o in info["options"]}
+    assert names["upscale"]["default"] == 2.0 and names["upscale"]["ui"]
+    assert names["output_format"]["choices"] == ["auto", "png", "jpg"]
+    assert "/v1/jobs" in json.dumps(requests.get(url + "/openapi.json").json()["paths"])
+    page = requests.get(url + "/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    for asset in ("/", "/static/app.js", "/static/style.css", "/docs"):  # works offline: no CDN, no external URL
+        text = requests.get(url + asset).text
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_sync_restore_image_and_per_face_json(server):
+    url, _, _ = server
+    r = post(url, GROUP, "group.jpg", {"upscale": 1.5, "color_match": "none"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    assert 'filename="group_restored.jpg"' in r.headers["content-disposition"]
+    out = decode(r.content)
+    assert out.shape == (600, 960, 3)
+    result = json.loads(r.headers["X-Prefrestore-Result"])
+    assert result["status"] == "restored" and result["output_size"] == [960, 600]
+    assert [f["index"] for f in result["faces"]] == [0, 1, 2]
+    for f in result["faces"]:
+        assert len(f["box"]) == 4 and len(f["landmarks"]) == 5 and f["score"] > 0.95
+        assert f["model"] == {"name": "test-invert", "resolution": 128, "weights_sha256": "0" * 64}
+        assert "restore" in f["timings"]
+        assert not any(isinstance(v, str) and "/" in v for v in f.values())  # no server paths leak
+    # the inverted face is where the box says: its centre differs strongly from a plain upscale of the input
+    src = decode(GROUP)
+    x1, y1, x2, y2 = result["faces"][1]["box"]
+    cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
+    assert np.abs(out[int(cy * 1.5), int(cx * 1.5)].astype(int) - src[cy, cx].astype(int)).sum() > 100
+    assert np.abs(out[5, 5].astype(int) - src[3, 3].astype(int)).sum() < 40  # background: upscaled only
+
+    j = post(url + "", GRACE, "g.png", {"upscale": 1, "output_format": "png"}, params={"response": "json"})
+    body = j.json()
+    assert body["state"] == "done" and body["media_type"] == "image/png"
+    assert decode(base64.b64decode(body["image_base64"])).shape == (234, 200, 3)
+
+
+def test_raw_body_upload(server):
+    url, _, _ = server
+    r = requests.post(url + "/v1/restore", data=GRACE, params={"name": "g.jpg", "options": '{"upscale": 1}'},
+                      headers={"Content-Type": "image/jpeg"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert decode(r.content).shape == (234, 200, 3)
+
+
+def test_async_job_sse_progress_and_result(server):
+    url, _, _ = server
+    r = post(url, GROUP, "group.jpg", {"upscale": 1}, path="/v1/jobs")
+    assert r.status_code == 202
+    job = r.json()
+    assert job["state"] in ("queued", "running") and job["queue_position"] >= 0
+    assert r.headers["location"] == f"/v1/jobs/{job['id']}"
+    events = []
+    with requests.get(url + job["urls"]["events"], stream=True, timeout=60) as s:
+        assert s.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in s.iter_lines(decode_unicode=True):
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and set(kinds[:-1]) <= {"progress"} and len(kinds) >= 3
+    progress = [e["progress"] for _, e in events]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert any(e["stage"].startswith("restored 3 of 3") for _, e in events)
+    done = events[-1][1]
+    assert len(done["result"]["faces"]) == 3
+    img = requests.get(url + done["urls"]["result"])
+    assert img.status_code == 200 and decode(img.content).shape == (400, 640, 3)
+    face = requests.get(url + done["result"]["faces"][2]["urls"]["restored"])
+    crop = requests.get(url + done["result"]["faces"][2]["urls"]["cropped"])
+    a, b = decode(face.content), decode(crop.content)
+    assert a.shape == b.shape == (128, 128, 3) and np.array_equal(a, 255 - b)  # the restorer's own output
+    z = requests.get(url + "/v1/results.zip", params={"ids": job["id"]})
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        assert zf.namelist() == ["group_restored.jpg"]
+
+
+def test_bad_image_and_corrupt_upload(server):
+    url, _, _ = server
+    r = post(url, b"this is not an image", "notes.txt")
+    assert r.status_code == 400 and r.json()["detail"] == "notes.txt: not an image PIL can read; convert it to PNG or JPEG"
+    assert post(url, b"", "empty.jpg").status_code == 400
+    # a PNG whose header claims 50000 x 50000 pixels: refused from the header, nothing decoded
+    ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    r = post(url, bomb + b"\0" * 100, "bomb.png")
+    assert r.status_code == 400 and "pixel limit" in r.json()["detail"] and r.json()["detail"].startswith("bomb.png:")
+    # a JPEG cut in half: the header is fine, the pixels are not -> an error, never an image
+    r = post(url, GRACE[: len(GRACE) // 2], "cut.jpg")
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["detail"].startswith("cut.jpg: corrupt or truncated")
+    assert "/work/" not in r.json()["detail"] and "jobs" not in r.json()["detail"]
+    # a broken multipart body, and one without a file part
+    r = requests.post(url + "/v1/restore", data=b"--xyz\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 400 and r.json()["detail"].startswith(("malformed multipart", "no 'file' part"))
+    r = requests.post(url + "/v1/restore", data=b"x", headers={"Content-Type": "multipart/form-data"})
+    assert r.status_code == 400 and "boundary" in r.json()["detail"]
+    r = requests.post(url + "/v1/restore", files={"photo": ("a.jpg", GRACE)})
+    assert r.status_code == 400 and r.json()["detail"] == "no 'file' part; send the photo as -F file=@photo.jpg"
+
+
+def test_bad_options_are_422(server):
+    url, _, _ = server
+    r = post(url, GRACE, options={"upscale": 100})
+    assert r.status_code == 422 and r.json()["detail"].startswith("options.upscale: 100.0 is out of range")
+    r = post(url, GRACE, options={"sharpness": 1})
+    assert r.status_code == 422 and "unknown option 'sharpness'" in r.json()["detail"]
+    r = requests.post(url + "/v1/restore", files={"file": ("a.jpg", GRACE)}, data={"options": "{upscale"})
+    assert r.status_code == 422 and "not valid JSON" in r.json()["detail"]
+
+
+def test_restore_only_selected_faces(server):
+    url, restorer, _ = server
+    before = len(restorer.batch_sizes)
+    r = post(url, GROUP, "group.jpg", {"upscale": 1, "faces": [2, 0]})
+    assert r.status_code == 200, r.text
+    result = json.loads(r.headers["X-Prefrestore-Result"])
+    assert [f["index"] for f in result["faces"]] == [0, 2] and result["faces_found"] == 3
+    assert restorer.batch_sizes[before:] == [2]
+    full = json.loads(post(url, GROUP, "group.jpg", {"upscale": 1}).headers["X-Prefrestore-Result"])
+    assert [f["box"] for f in full["faces"] if f["index"] != 1] == [f["box"] for f in result["faces"]]
+
+
+def test_names_are_sanitised_and_nothing_is_written_outside_the_workdir(server, tmp_path):
+    url, _, app_server = server
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name("..\\..\\a b?.jpg") == "a b_.jpg"
+    assert safe_name("....") == "upload"
+    r = post(url, GRACE, "../../../tmp/evil\r\nX: y.jpg", {"upscale": 1}, path="/v1/jobs")
+    job = wait_state(url, r.json()["id"], ("done",))
+    assert job["name"].startswith("evil") and job["name"].endswith(".jpg")
+    assert not any(c in job["name"] for c in "/\\\r\n:")
+    workdir = app_server.settings.workdir
+    files = {p.relative_to(workdir).parts[:2] for p in workdir.rglob("*") if p.is_file()}
+    assert all(parts[0] == "jobs" for parts in files)  # uploads and results live in jobs/<id>/ only
+    res = requests.get(url + job["urls"]["result"])
+    assert "\n" not in res.headers["content-disposition"]
+
+
+def test_cancel_queued_and_running_jobs(tmp_path, fast):
+    with serve(tmp_path, fast) as (url, restorer, _):
+        restorer.gate.clear()  # the worker blocks inside the restorer
+        a = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
+        wait_state(url, a["id"], ("running",))
+        b = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
+        assert b["state"] == "queued" and b["queue_position"] == 1
+        r = requests.delete(f"{url}/v1/jobs/{b['id']}")
+        assert r.status_code == 200 and r.json()["state"] == "cancelled"
+        assert requests.get(f"{url}/v1/jobs/{b['id']}/result").status_code == 409
+        assert requests.delete(f"{url}/v1/jobs/{b['id']}").status_code == 409  # already finished
+        assert requests.delete(f"{url}/v1/jobs/{a['id']}").json()["state"] == "cancelled"
+        restorer.gate.set()
+        time.sleep(0.5)
+        assert requests.get(f"{url}/v1/jobs/{a['id']}").json()["state"] == "cancelled"  # the late result is dropped
+        assert requests.get(f"{url}/v1/jobs/nope").status_code == 404
+
+
+def test_queue_full_is_429_with_retry_after(tmp_path, fast):
+    with serve(tmp_path, fast, max_queued=1) as (url, restorer, _):
+        restorer.gate.clear()
+        a = post(url, GRACE, path="/v1/jobs").json()
+        wait_state(url, a["id"], ("running",))
+        assert post(url, GRACE, path="/v1/jobs").status_code == 202  # fills the one queue slot
+        r = post(url, GRACE, path="/v1/jobs")
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert post(url, GRACE).status_code == 429  # the synchronous endpoint shares the queue
+        restorer.gate.set()
+
+
+def _measured(url):
+    """Wait until the last batch's time is recorded (it is, in the worker, just after its jobs finish)."""
+    while requests.get(url + "/readyz").json()["queue"]["running"]:
+        time.sleep(0.02)
+
+
+def test_work_that_would_time_out_is_refused_with_429(tmp_path, fast):
+    """Admission by expected time: once a photo is known to take >= 3 s, with a 6.6 s job timeout a job waiting
+    behind a running one (expected >= 6 s > 0.8 x 6.6 s) is refused at once rather than accepted to time out."""
+    restorer = InvertRestorer(delay=3.0)
+    with serve(tmp_path, fast, restorer=restorer, job_timeout_s=6.6) as (url, _, _):
+        assert post(url, GRACE, options={"upscale": 1}).status_code == 200  # measures >= 3 s per photo
+        _measured(url)
+        restorer.gate.clear()
+        running = post(url, GRACE, path="/v1/jobs")  # expected >= 3 s and < 5.28 s: admitted
+        assert running.status_code == 202
+        r = post(url, GRACE, path="/v1/jobs")
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 3
+        assert "queue is full" in r.json()["detail"]
+        restorer.delay = 0.0
+        restorer.gate.set()
+
+
+def test_queued_jobs_are_shed_when_the_server_slows_down(tmp_path, fast):
+    """Admitted at the speed of a fast photo, two queued jobs are failed early as "overloaded" (429 to a
+    synchronous client) once a >= 3 s restoration shows they cannot finish within the 5 s job timeout."""
+    restorer = InvertRestorer(delay=0.0)
+    with serve(tmp_path, fast, restorer=restorer, job_timeout_s=5.0) as (url, _, _):
+        assert post(url, GRACE, options={"upscale": 1}).status_code == 200
+        _measured(url)
+        restorer.delay = 3.0
+        slow = post(url, GRACE, path="/v1/jobs").json()
+        wait_state(url, slow["id"], ("running",))
+        queued = [post(url, GRACE, path="/v1/jobs", options={"upscale": 1}) for _ in range(2)]
+        assert [r.status_code for r in queued] == [202, 202]
+        for r in queued:
+            job = wait_state(url, r.json()["id"], ("failed", "done"))
+            assert job["error_code"] == "overloaded" and "overloaded" in job["error"]
+        assert wait_state(url, slow["id"], ("done", "failed"))["state"] == "done"
+        assert requests.get(url + "/readyz").json()["queue"]["shed"] == 2
+        shed = requests.get(url + f"/v1/jobs/{queued[0].json()['id']}/result")  # what a sync client gets too
+        assert shed.status_code == 429 and int(shed.headers["Retry-After"]) >= 3
+
+
+def test_body_cap_is_413(tmp_path, fast):
+    with serve(tmp_path, fast, max_body_bytes=20_000) as (url, _, _):
+        r = post(url, GROUP + b"\0" * 20_000, "big.jpg")
+        assert r.status_code == 413 and "byte limit" in r.json()["detail"]
+
+        def chunks():  # no Content-Length: the cap is enforced while reading
+            for _ in range(10):
+                yield b"\0" * 4096
+
+        r = requests.post(url + "/v1/restore", data=chunks(), headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 413
+        assert post(url, GRACE, options={"upscale": 1}).status_code == 200  # under the cap
+
+
+def test_stalled_uploads_are_bounded(tmp_path, fast):
+    """Uploads being read at once are capped (429), and one that stalls is dropped with 408."""
+    import socket
+
+    with serve(tmp_path, fast, max_uploads=1, read_timeout_s=1.0) as (url, _, _):
+        port = int(url.rsplit(":", 1)[1])
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stalled.sendall(b"POST /v1/restore HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                        b"Content-Length: 1000\r\n\r\n" + b"\0" * 10)
+        time.sleep(0.3)
+        r = post(url, GRACE)
+        assert r.status_code == 429 and r.headers["Retry-After"] == "1" and "uploads are already" in r.json()["detail"]
+        assert stalled.recv(200).startswith(b"HTTP/1.1 408")  # after read_timeout_s of silence
+        stalled.close()
+        assert post(url, GRACE, options={"upscale": 1}).status_code == 200  # the slot is free again
+
+
+def test_batching_across_queued_requests(tmp_path, fast):
+    with serve(tmp_path, fast) as (url, restorer, _):
+        restorer.gate.clear()
+        first = post(url, GRACE, path="/v1/jobs").json()
+        wait_state(url, first["id"], ("running",))
+        same = [post(url, GRACE, path="/v1/jobs", options={"upscale": 1}).json() for _ in range(3)]
+        other = post(url, GRACE, path="/v1/jobs", options={"upscale": 1, "seed": 7}).json()
+        restorer.gate.set()
+        for j in same + [other]:
+            wait_state(url, j["id"], ("done",))
+        # the first job alone, then the three equal requests' faces in one restorer call, then the other seed
+        assert restorer.batch_sizes == [1, 3, 1]
+
+
+def test_job_timeout(tmp_path, fast):
+    with serve(tmp_path, fast, job_timeout_s=0.5) as (url, restorer, _):
+        restorer.gate.clear()
+        r = post(url, GRACE)
+        restorer.gate.set()
+        assert r.status_code == 504 and "timed out after 0.5 s" in r.json()["detail"]
+
+
+def test_results_removed_after_ttl(tmp_path, fast):
+    with serve(tmp_path, fast, result_ttl_s=0.3) as (url, _, app_server):
+        job = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
+        wait_state(url, job["id"], ("done",))
+        folder = app_server.settings.workdir / "jobs" / job["id"]
+        assert (folder / "output.jpg").is_file()
+        end = time.monotonic() + 10
+        while requests.get(f"{url}/v1/jobs/{job['id']}").status_code != 404:
+            assert time.monotonic() < end, "job was not removed after its TTL"
+            time.sleep(0.05)
+        assert not folder.exists()
+
+
+def test_failed_restoration_is_an_error_not_an_image(tmp_path, fast):
+    with serve(tmp_path, fast, restorer=BrokenRestorer()) as (url, _, _):
+        r = post(url, GRACE)
+        assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+        assert "simulated GPU failure" in r.json()["detail"]
+        job = post(url, GRACE, path="/v1/jobs").json()
+        done = wait_state(url, job["id"], ("failed",))
+        assert done["error_code"] == "restore_failed" and "result" not in done
+        assert requests.get(f"{url}/v1/jobs/{job['id']}/result").status_code == 500
+
+
+def test_bearer_token(tmp_path, fast):
+    with serve(tmp_path, fast, token="s3cret") as (url, _, _):
+        assert requests.get(url + "/healthz").status_code == 200
+        r = post(url, GRACE)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert post(url, GRACE, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = post(url, GRACE, options={"upscale": 1}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_non_loopback_bind_needs_a_token(tmp_path, capsys, monkeypatch):
+    from prefrestore.errors import UserError
+
+    with pytest.raises(UserError, match="needs a bearer token"):
+        ServerSettings(workdir=tmp_path, host="0.0.0.0")
+    ServerSettings(workdir=tmp_path, host="0.0.0.0", token="t")  # allowed with a token
+    # the command refuses before loading or binding anything, in one line
+    from prefrestore.cli import main
+
+    monkeypatch.delenv("PREFRESTORE_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--model", "tiny", "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --host 0.0.0.0: a non-loopback bind needs a bearer token; pass --token or set "
+                   "PREFRESTORE_TOKEN (or bind 127.0.0.1)"]
+
+
+def test_options_schema_is_the_cli_schema():
+    """RestoreOptions maps onto the same PipelineConfig and layout as `prefrestore restore`'s flags."""
+    import argparse
+
+    from prefrestore.commands import restore
+
+    parser = argparse.ArgumentParser()
+    restore.add_arguments(parser)
+    for flags, opts in [
+        ([], {}),
+        (["-s", "3", "--det-threshold", "0.9", "--min-face-size", "30", "--max-faces", "2", "--only-center-face",
+          "--seed", "5", "--color-match", "meanstd", "--ext", "jpg", "--jpeg-quality", "80"],
+         {"upscale": 3, "det_threshold": 0.9, "min_face_size": 30, "max_faces": 2, "only_center_face": True,
+          "seed": 5, "color_match": "meanstd", "output_format": "jpg", "jpeg_quality": 80}),
+    ]:
+        args = parser.parse_args(["x.jpg", *flags])
+        config, layout = restore._configs(args)
+        mine = RestoreOptions.from_json(opts)
+        assert mine.pipeline_config(batch_size=args.batch_size) == config
+        got = mine.output_layout(layout.root)
+        assert (got.ext, got.jpeg_quality) == (layout.ext, layout.jpeg_quality)
+    with pytest.raises(OptionError, match="options.max_faces: expected an integer"):
+        RestoreOptions.from_json({"max_faces": "two"})
+    with pytest.raises(OptionError, match="options.faces: give at least one face index"):
+        RestoreOptions.from_json({"faces": []})
+    assert RestoreOptions.from_json({"faces": [3, 1, 3]}).faces == (1, 3)
+
+
+def test_cors_is_off_by_default_and_opt_in(server, tmp_path, fast):
+    url, _, _ = server
+    origin = {"Origin": "http://photos.example"}
+    assert "access-control-allow-origin" not in requests.get(url + "/v1/options", headers=origin).headers
+    with serve(tmp_path, fast, cors_origins=("http://photos.example",)) as (url2, _, _):
+        pre = requests.options(url2 + "/v1/restore", headers={**origin, "Access-Control-Request-Method": "POST"})
+        assert pre.headers["access-control-allow-origin"] == "http://photos.example"
+        other = requests.get(url2 + "/v1/options", headers={"Origin": "http://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
