@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from . import restore_video
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="match restored faces' colour and tone to the photo (default: lowfreq)")
     parser.add_argument("--identity", choices=("auto", "off"), default="auto",
                         help="report LQ-to-restored identity similarity when dlib is installed (default: auto)")
+    restore_video.add_arguments(parser)
 
 
 def _configs(args: argparse.Namespace):
@@ -108,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
 
     config, layout = _configs(args)
     plan = plan_files(args.input, layout, aligned=args.aligned)
+    videos = None
+    if not args.aligned:  # videos among the inputs, by content (an aligned run treats every input as a crop)
+        from ..video import plan_videos
+
+        plan, videos = plan_videos(args.input, plan, layout)
     for _, message in plan.failed:
         print(f"error: {message}", file=sys.stderr)
-    if not plan.todo and not plan.skipped and not plan.failed:
+    if not plan.todo and not plan.skipped and not plan.failed and not (videos and (videos.todo or videos.skipped)):
         raise UserError(f"{' '.join(args.input)}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif); check the path")
-    summary = None
-    if plan.todo:
+    summary, video_code = None, 0
+    if plan.todo or (videos and videos.todo):
         restorer = api.load_restorer(
             args.model,
             device=args.device,
@@ -148,12 +155,19 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(f"error: {message}", file=sys.stderr)
 
         try:
-            summary = run_plan(plan, restorer, layout, detector=detector, config=config, identity=identity,
-                               progress=progress, run_info=run_info)
+            if plan.todo:
+                summary = run_plan(plan, restorer, layout, detector=detector, config=config, identity=identity,
+                                   progress=progress, run_info=run_info)
         finally:
             faces.close()
             images.close()
-    return _print_summary(plan, summary, layout, aligned=args.aligned)
+        if videos and videos.todo:
+            video_code = restore_video.run(args, videos, restorer, detector, config, layout, run_info)
+    elif videos and videos.skipped:
+        video_code = restore_video.run(args, videos, None, None, config, layout, {})
+    if videos and (videos.todo or videos.skipped) and not (plan.todo or plan.skipped or plan.failed):
+        return video_code
+    return max(_print_summary(plan, summary, layout, aligned=args.aligned), video_code)
 
 
 def _print_summary(plan, summary, layout, *, aligned: bool) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import UserError
@@ -160,6 +161,23 @@ def from_upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, -k)) if k else rgb
 
 
+def frame_to_rgb(frame) -> np.ndarray:
+    """A decoded av.VideoFrame -> uint8 (H, W, 3) RGB as coded.
+
+    4:2:0 frames go through OpenCV's BT.601 conversion: libswscale's default YUV -> RGB path, which PyAV uses,
+    darkens by ~1.2 levels per pass (measured on the astronaut), and a restoration must not shift the tone."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+    return frame.to_ndarray(format="rgb24")
+
+
+def rgb_to_frame(rgb: np.ndarray):
+    """uint8 (H, W, 3) RGB, H and W even -> an av.VideoFrame in yuv420p (BT.601, limited range, as decoded)."""
+    import av
+
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+
+
 @dataclass(frozen=True)
 class Frame:
     """A decoded frame: ``rgb`` uint8 (H, W, 3) RGB upright; pts/duration in the stream's time_base."""
@@ -193,7 +211,7 @@ def read_frames(path: str | os.PathLike, info: VideoInfo, *, start: int = 0) -> 
                 dur = int(f.duration) if getattr(f, "duration", None) else frame_dur
                 last_pts = pts
                 if index >= start - 1:
-                    rgb = to_upright(f.to_ndarray(format="rgb24"), info.rotation)
+                    rgb = to_upright(frame_to_rgb(f), info.rotation)
                     yield Frame(index, rgb, int(pts), dur)
                 index += 1
         except av.error.FFmpegError as err:
@@ -228,9 +246,7 @@ class SegmentWriter:
         self.stream.options = {**CODEC_OPTIONS.get(codec, {}), "crf": str(crf)}
 
     def write(self, rgb: np.ndarray, pts: int, duration: int) -> None:
-        import av
-
-        frame = av.VideoFrame.from_ndarray(from_upright(rgb, self.info.rotation), format="rgb24")
+        frame = rgb_to_frame(from_upright(rgb, self.info.rotation))
         frame.pts = pts
         frame.time_base = self.info.time_base
         if hasattr(frame, "duration"):
