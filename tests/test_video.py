@@ -136,7 +136,7 @@ def test_identity_restorer_gives_back_the_video(tmp_path, clips, det):
     for k, ((a, _), (b, _)) in enumerate(zip(decoded(clips["pzc"]), decoded(out), strict=True)):
         if k % 6 == 0:  # the photo pipeline on the same frame: align + paste-back resampling costs the same
             photo = restore_image(a, IdentityRestorer(), det, PipelineConfig(upscale=1))
-            assert psnr(a, b) > psnr(a, photo) - 1.0
+            assert psnr(a, b) > psnr(a, photo) - 2.0  # + H.264 at CRF 10 (~1 dB) and smoothed landmarks
         assert psnr(a, b) > 30
 
 
@@ -264,27 +264,41 @@ def face_at(lm, score=0.99):
     return FaceDetection.from_arrays(np.concatenate([lo, hi]), score, lm)
 
 
+def textured(shift: float, size=(120, 160)) -> np.ndarray:
+    """A smooth random texture translated right by ``shift`` px (sub-pixel, cubic), uint8 RGB."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (size[0] + 40, size[1] + 40)).astype(np.float32), (0, 0), 2.0)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    m = np.array([[1.0, 0, shift - 20], [0, 1.0, -20]])
+    g = cv2.warpAffine(base, m, size[::-1], flags=cv2.INTER_CUBIC).astype(np.uint8)
+    return np.dstack([g, g, g])
+
+
 def test_smoothing_steadies_a_still_face_and_follows_a_pan_without_lag():
     rng = np.random.default_rng(0)
-    frame = np.zeros((120, 160, 3), np.uint8)
     still, pan = Tracker(), Tracker()
     out_still, out_pan = [], []
     for i in range(60):
-        noise = rng.normal(0, 1.0, FACE.shape)
-        (a,) = still.update(i, frame, [face_at(FACE + noise)])
-        (b,) = pan.update(i, frame, [face_at(FACE + [0.5 * i, 0] + noise)])
+        noise = rng.normal(0, 1.0, FACE.shape)  # detector noise, 1 px per coordinate
+        (a,) = still.update(i, textured(0), [face_at(FACE + noise)])
+        (b,) = pan.update(i, textured(0.7 * i), [face_at(FACE + [0.7 * i, 0] + noise)])
         out_still.append(a.detection.landmarks_array())
-        out_pan.append(b.detection.landmarks_array() - [0.5 * i, 0])
-    jitter = lambda xs: np.std(np.diff(np.array(xs[20:]), axis=0))  # noqa: E731
-    assert jitter(out_still) < 0.5 * np.sqrt(2)  # raw frame-to-frame jitter is sqrt(2) px
-    assert jitter(out_pan) < 0.5 * np.sqrt(2)
+        out_pan.append(b.detection.landmarks_array() - [0.7 * i, 0])
+    jitter = lambda xs: np.std(np.diff(np.array(xs[10:]), axis=0))  # noqa: E731
+    assert jitter(out_still) < 0.15 * np.sqrt(2)  # raw frame-to-frame jitter is sqrt(2) px
+    assert jitter(out_pan) < 0.15 * np.sqrt(2)  # the flow carries the pan, the detections only correct drift
     lag = np.mean((np.array(out_pan[30:]) - FACE)[..., 0])
-    assert abs(lag) < 0.3  # constant velocity is followed without steady-state lag
+    assert abs(lag) < 0.5
     assert len(still.stats) == len(pan.stats) == 1
+    raw = Tracker(TrackConfig(alpha=1.0))  # alpha 1 = the raw detections (what the flicker benchmark's baseline uses)
+    d = face_at(FACE + noise)
+    assert np.allclose(raw.update(0, textured(0), [d])[0].detection.landmarks_array(), d.landmarks_array())
 
 
 def test_tracks_two_faces_and_cut_resets():
-    a_img, b_img = np.zeros((120, 200, 3), np.uint8), np.full((120, 200, 3), 255, np.uint8)
+    a_img, b_img = textured(0, (120, 200)), np.full((120, 200, 3), 255, np.uint8)
     t = Tracker()
     for i in range(5):
         faces = t.update(i, a_img, [face_at(FACE + [100 - 3 * i, 0]), face_at(FACE + [3 * i, 0])])
@@ -316,7 +330,9 @@ def test_temporal_blend_of_outputs_reduces_noise_by_the_ema_factor():
         x = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
         raw.append(x.astype(float))
         out.append(b_out.after(0, x).astype(float))
-        assert np.array_equal(b_out.before(0, x), x) and np.array_equal(b_in.after(0, x), x)
+        restore_in, reference = b_out.before(0, x)
+        assert np.array_equal(restore_in, x) and np.array_equal(b_in.after(0, x), x)
+        assert np.array_equal(b_in.before(0, x)[0], reference)  # inputs blended alike, as the colour reference
     ratio = np.std(np.diff(raw[20:], axis=0)) / np.std(np.diff(out[20:], axis=0))
     # EMA of white noise: y_t - y_{t-1} = w (x_t - y_{t-1}), var = w^2 (1 + w / (2 - w)) s^2 = 2 w^2 s^2 / (2 - w),
     # against 2 s^2 for the raw frames: the std ratio is sqrt(2 - w) / w = 5.29 at w = 0.25

@@ -190,8 +190,12 @@ def restore_video(
             t0 = time.perf_counter()
             tracked = tracker.update(fr.index, fr.rgb, dets)
             blender.keep_only({t.id for t in tracker.tracks})
-            aligned = [(tf.track, align(fr.rgb, tf.detection, restorer.resolution)) for tf in tracked]
-            crops += [blender.before(tid, a.crop) for tid, a in aligned]
+            aligned = []
+            for tf in tracked:
+                face = align(fr.rgb, tf.detection, restorer.resolution)
+                crop, reference = blender.before(tf.track, face.crop)
+                crops.append(crop)
+                aligned.append((tf.track, dataclasses.replace(face, crop=reference)))
             faces_of.append(aligned)
             state.faces_per_frame.append(len(aligned))
             timed("track_align", t0)

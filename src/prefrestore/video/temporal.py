@@ -25,7 +25,13 @@ BLEND_MODES = ("none", "output", "input")
 
 
 class TemporalBlender:
-    """Per-track EMA with weight ``weight`` on the newest frame (1 = no blending)."""
+    """Per-track EMAs with weight ``weight`` on the newest frame (1 = no blending).
+
+    Whenever blending is on, the degraded crops are averaged too and serve as the colour reference of paste-back
+    (``faces/paste.py`` takes the restoration's low frequencies from the crop): a face 3x enlarged into its crop
+    carries the input's noise at exactly those frequencies, and taking them from the raw frame would put the
+    flicker back.
+    """
 
     def __init__(self, mode: BlendMode = "output", weight: float = 0.35):
         if mode not in BLEND_MODES:
@@ -34,30 +40,37 @@ class TemporalBlender:
             raise ValueError(f"weight={weight} must be in (0, 1]")
         self.mode = mode
         self.weight = weight
-        self.buffers: dict[int, np.ndarray] = {}
+        # "in_<track>" / "out_<track>" -> float32 (S, S, 3); "nin_<track>" / "nout_<track>" -> (1,) frames blended
+        self.buffers: dict[str, np.ndarray] = {}
 
-    def _blend(self, track: int, crop: np.ndarray) -> np.ndarray:
+    def _blend(self, key: str, crop: np.ndarray) -> np.ndarray:
+        """EMA with a warm-up: the n-th frame of a track gets weight max(weight, 1/n), i.e. the running mean until
+        the EMA takes over, so a new track is not dominated by its first frame for 1/weight frames."""
         x = crop.astype(np.float32)
-        prev = self.buffers.get(track)
-        y = x if prev is None or prev.shape != x.shape else prev + np.float32(self.weight) * (x - prev)
-        self.buffers[track] = y
+        prev = self.buffers.get(key)
+        n = float(self.buffers[f"n{key}"][0]) + 1 if prev is not None and prev.shape == x.shape else 1.0
+        y = prev + np.float32(max(self.weight, 1 / n)) * (x - prev) if n > 1 else x
+        self.buffers[key], self.buffers[f"n{key}"] = y, np.array([n], np.float32)
         return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
-    def before(self, track: int, crop: np.ndarray) -> np.ndarray:
-        """The crop to restore for ``track`` on this frame."""
-        return self._blend(track, crop) if self.mode == "input" else crop
+    def before(self, track: int, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A track's degraded crop on this frame -> (the crop to restore, the colour reference for paste-back)."""
+        if self.mode == "none":
+            return crop, crop
+        reference = self._blend(f"in_{track}", crop)
+        return (reference if self.mode == "input" else crop), reference
 
     def after(self, track: int, restored: np.ndarray) -> np.ndarray:
         """The restoration to paste for ``track`` on this frame."""
-        return self._blend(track, restored) if self.mode == "output" else restored
+        return self._blend(f"out_{track}", restored) if self.mode == "output" else restored
 
     def keep_only(self, tracks: set[int]) -> None:
         """Forget the buffers of tracks that ended."""
-        self.buffers = {k: v for k, v in self.buffers.items() if k in tracks}
+        self.buffers = {k: v for k, v in self.buffers.items() if int(k.split("_")[1]) in tracks}
 
     def state(self) -> dict[str, np.ndarray]:
-        """Buffers as arrays named ``track_<id>`` (for ``np.savez``; float32 round-trips exactly)."""
-        return {f"track_{k}": v for k, v in self.buffers.items()}
+        """The buffers by name (for ``np.savez``; float32 round-trips exactly)."""
+        return dict(self.buffers)
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.buffers = {int(k.removeprefix("track_")): np.asarray(v, np.float32) for k, v in arrays.items()}
+        self.buffers = {k: np.asarray(v, np.float32) for k, v in arrays.items()}

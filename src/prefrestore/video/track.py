@@ -7,11 +7,16 @@ restoration.
 
 * Association: greedy on a score that is the box IoU with the track's predicted box, or failing that, landmarks
   within ``match_distance`` eye distances of the prediction.
-* Smoothing: an alpha-beta (constant-velocity) filter on the five landmarks: a still face converges to a fixed
-  point, a panning or zooming one is followed without steady-state lag. A measurement farther than
-  ``reset_distance`` eye distances from the prediction resets the filter (a fast turn, not noise).
-* Bridging: a track not matched on a frame is carried by sparse optical flow (Lucas-Kanade on its landmarks) or,
-  when that fails, by its velocity, for at most ``max_missed`` frames, and dropped when it leaves the frame.
+* Motion and smoothing: each track is carried from frame to frame by the similarity transform (shift, zoom,
+  turn) fitted to Lucas-Kanade optical flow of a grid of points on the face, which is precise to a fraction of
+  a pixel because it pools the whole face; the detection then only corrects drift, with gain ``alpha``
+  (``pos += alpha * (detected - pos)``). Detector noise on the landmarks (about a pixel on small, noisy faces) is
+  so reduced about ``sqrt(alpha / (2 - alpha))`` times, and pans and zooms are followed by the flow without
+  lag. An alpha-beta filter on the landmarks alone was measured first: at the alpha that follows a pan, the
+  crop still jittered enough to undo temporal blending (``benchmarks/bench_video_flicker.py``). A detection
+  farther than ``reset_distance`` eye distances from the track resets it (a fast turn the flow missed).
+* Bridging: a track not matched on a frame is carried by the flow alone for at most ``max_missed`` frames, and
+  dropped when it leaves the frame.
 * Scene cuts: a colour-histogram jump between consecutive frames ends every track (new shot, new faces).
 
 Coordinates: float64 (x, y) pixels of the upright frame, as ``faces/types.py``. Landmarks are (5, 2) in its order.
@@ -30,7 +35,7 @@ from ..faces.types import FaceDetection
 
 @dataclass(frozen=True)
 class TrackConfig:
-    """alpha, beta: gains of the alpha-beta filter (position, velocity), in (0, 1]; 1, 0 = no smoothing.
+    """alpha: weight of the detection against the flow-carried landmarks, in (0, 1]; 1 = raw detections.
     match_iou: minimum IoU with the prediction; match_distance: else the mean landmark distance, in eye distances.
     reset_distance: a measurement this far (eye distances) from the prediction resets the smoother.
     max_missed: frames a track is bridged without a detection before it is dropped.
@@ -38,8 +43,7 @@ class TrackConfig:
         two consecutive frames are a scene cut; pans and zooms of one shot stay below ~0.1 in the tests.
     """
 
-    alpha: float = 0.35
-    beta: float = 0.05
+    alpha: float = 0.05
     match_iou: float = 0.3
     match_distance: float = 0.5
     reset_distance: float = 0.6
@@ -47,22 +51,20 @@ class TrackConfig:
     cut_threshold: float = 0.3
 
     def __post_init__(self) -> None:
-        if not (0 < self.alpha <= 1 and 0 <= self.beta <= 1):
-            raise ValueError(f"alpha={self.alpha}, beta={self.beta}: need 0 < alpha <= 1 and 0 <= beta <= 1")
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f"alpha={self.alpha} must be in (0, 1]")
         if self.max_missed < 0:
             raise ValueError(f"max_missed={self.max_missed} must be >= 0")
 
 
 @dataclass
 class Track:
-    """A live track. pos, vel: (5, 2) float64 smoothed landmarks and their velocity per frame; box: last box
-    (x1, y1, x2, y2) moved with the landmarks; raw: the last measured (or flow-carried) landmarks."""
+    """A live track. pos: (5, 2) float64 smoothed landmarks; box: (x1, y1, x2, y2) the last detection's box,
+    carried by the flow since."""
 
     id: int
     pos: np.ndarray
-    vel: np.ndarray
     box: np.ndarray
-    raw: np.ndarray
     score: float
     first: int
     missed: int = 0
@@ -153,9 +155,11 @@ class Tracker:
         if self._prev_hist is not None and histogram_distance(self._prev_hist, hist) > cfg.cut_threshold:
             self.cuts.append(index)
             self.tracks = []
-        flow = self._flow(gray)
-        for t in self.tracks:  # predictions
-            t.pos = t.pos + t.vel
+        for t in self.tracks:  # carry every track by the flow from the previous frame
+            m = self._motion(t.box, gray)
+            if m is not None:
+                t.pos = t.pos @ m[:, :2].T + m[:, 2]
+                t.box = _transform_box(t.box, m)
         matched: dict[int, FaceDetection] = {}
         if detections is not None:
             matched, unmatched = self._associate(detections)
@@ -170,11 +174,6 @@ class Tracker:
             else:
                 # missed counts only frames the detector looked at; between keyframes the flow carries the track
                 t.missed += detections is not None
-                carried = flow.get(t.id)
-                if carried is not None:
-                    self._correct(t, carried)
-                shift = t.pos.mean(0) - (t.box[:2] + t.box[2:]) / 2
-                t.box = t.box + np.tile(shift, 2)
                 t.bridged += 1
                 if t.missed > cfg.max_missed or not _inside(t.box, rgb.shape[1], rgb.shape[0]):
                     continue
@@ -183,8 +182,7 @@ class Tracker:
         if detections is not None:
             for d in unmatched:
                 lm = d.landmarks_array()
-                self.tracks.append(Track(self.next_id, lm.copy(), np.zeros_like(lm), np.asarray(d.box, np.float64),
-                                         lm.copy(), d.score, index))
+                self.tracks.append(Track(self.next_id, lm, np.asarray(d.box, np.float64), d.score, index))
                 self.next_id += 1
         for t in self.tracks:
             s = self.stats.setdefault(t.id, TrackStats(first=index, last=index))
@@ -192,8 +190,7 @@ class Tracker:
             fresh = t.id in matched or t.first == index
             s.detected += fresh
             s.bridged += not fresh
-            box = _box_around(t.box, t.pos)
-            out.append(TrackedFace(t.id, FaceDetection.from_arrays(box, t.score, t.pos), bool(fresh)))
+            out.append(TrackedFace(t.id, FaceDetection.from_arrays(t.box, t.score, t.pos), bool(fresh)))
         self._prev_gray, self._prev_hist = gray, hist
         return out
 
@@ -203,9 +200,8 @@ class Tracker:
         cfg = self.config
         pairs = []
         for t in self.tracks:
-            pred_box = t.box + np.tile(t.pos.mean(0) - (t.box[:2] + t.box[2:]) / 2, 2)
             for j, d in enumerate(detections):
-                iou = box_iou(pred_box, np.asarray(d.box))
+                iou = box_iou(t.box, np.asarray(d.box))
                 dist = float(np.linalg.norm(d.landmarks_array() - t.pos, axis=1).mean()) / eye_distance(t.pos)
                 if iou >= cfg.match_iou or dist <= cfg.match_distance:
                     pairs.append((-(iou + max(0.0, 1 - dist)), t.id, j))
@@ -220,29 +216,34 @@ class Tracker:
         return matched, [d for j, d in enumerate(detections) if j not in used]
 
     def _correct(self, t: Track, z: np.ndarray) -> None:
-        """Alpha-beta filter step on (5, 2) landmarks ``z`` (t.pos holds the prediction)."""
-        cfg = self.config
+        """Pull the flow-carried landmarks t.pos towards the detected ones ``z`` (5, 2) with gain alpha."""
         residual = z - t.pos
-        t.raw = z.copy()
-        if float(np.linalg.norm(residual, axis=1).mean()) > cfg.reset_distance * eye_distance(z):
-            t.pos, t.vel = z.copy(), np.zeros_like(z)
-            return
-        t.pos = t.pos + cfg.alpha * residual
-        t.vel = t.vel + cfg.beta * residual
+        if float(np.linalg.norm(residual, axis=1).mean()) > self.config.reset_distance * eye_distance(z):
+            t.pos = z.copy()
+        else:
+            t.pos = t.pos + self.config.alpha * residual
 
-    def _flow(self, gray: np.ndarray) -> dict[int, np.ndarray]:
-        """Lucas-Kanade flow of each track's last raw landmarks from the previous frame -> (5, 2) where found."""
-        if self._prev_gray is None or not self.tracks or self._prev_gray.shape != gray.shape:
-            return {}
-        pts = np.concatenate([t.raw for t in self.tracks]).astype(np.float32).reshape(-1, 1, 2)
-        win = int(np.clip(min(eye_distance(t.raw) for t in self.tracks) * 0.6, 7, 31)) | 1
+    def _motion(self, box: np.ndarray, gray: np.ndarray) -> np.ndarray | None:
+        """(2, 3) similarity carrying the face in ``box`` from the previous frame to ``gray``, from Lucas-Kanade
+        flow of a 6 x 6 grid over the box's central 80 %, fitted robustly (LMedS; OpenCV seeds it, so it is
+        deterministic); None without a previous frame or with fewer than 6 points tracked."""
+        if self._prev_gray is None or self._prev_gray.shape != gray.shape:
+            return None
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        gx, gy = np.meshgrid(np.linspace(x0 + 0.1 * w, x1 - 0.1 * w, 6), np.linspace(y0 + 0.1 * h, y1 - 0.1 * h, 6))
+        pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+        inside = (pts[:, 0] >= 0) & (pts[:, 1] >= 0) & (pts[:, 0] < gray.shape[1]) & (pts[:, 1] < gray.shape[0])
+        pts = pts[inside].reshape(-1, 1, 2)
+        if len(pts) < 6:
+            return None
+        win = int(np.clip(min(w, h) / 3, 7, 31)) | 1
         nxt, status, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, pts, None, winSize=(win, win), maxLevel=3)
-        out = {}
-        for k, t in enumerate(self.tracks):
-            ok = status[5 * k:5 * k + 5].ravel()
-            if ok.all():
-                out[t.id] = nxt[5 * k:5 * k + 5].reshape(5, 2).astype(np.float64)
-        return out
+        ok = status.ravel() == 1
+        if ok.sum() < 6:
+            return None
+        m, _ = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.LMEDS)
+        return None if m is None else m.astype(np.float64)
 
     # ------------------------------------------------------------------------------------------------------------
 
@@ -254,8 +255,7 @@ class Tracker:
             "cuts": list(self.cuts),
             "stats": {str(k): asdict(v) for k, v in self.stats.items()},
             "tracks": [
-                {"id": t.id, "pos": t.pos.tolist(), "vel": t.vel.tolist(), "box": t.box.tolist(), "raw": t.raw.tolist(),
-                 "score": t.score, "first": t.first, "missed": t.missed, "detected": t.detected, "bridged": t.bridged}
+                {"id": t.id, "pos": t.pos.tolist(), "box": t.box.tolist(), "score": t.score, "first": t.first, "missed": t.missed, "detected": t.detected, "bridged": t.bridged}
                 for t in self.tracks
             ],
         }
@@ -269,8 +269,8 @@ class Tracker:
         tracker.stats = {int(k): TrackStats(**v) for k, v in state["stats"].items()}
         arr = np.asarray
         tracker.tracks = [
-            Track(t["id"], arr(t["pos"], np.float64), arr(t["vel"], np.float64), arr(t["box"], np.float64),
-                  arr(t["raw"], np.float64), t["score"], t["first"], t["missed"], t["detected"], t["bridged"])
+            Track(t["id"], arr(t["pos"], np.float64), arr(t["box"], np.float64), t["score"], t["first"], t["missed"],
+                  t["detected"], t["bridged"])
             for t in state["tracks"]
         ]
         return tracker
@@ -283,8 +283,8 @@ def _inside(box: np.ndarray, width: int, height: int) -> bool:
     return iw * ih >= 0.5 * (box[2] - box[0]) * (box[3] - box[1])
 
 
-def _box_around(box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """The track's box re-centred on the smoothed landmarks (alignment uses only the landmarks; the box is for
-    the report and for association)."""
-    shift = landmarks.mean(0) - (box[:2] + box[2:]) / 2
-    return box + np.tile(shift, 2)
+def _transform_box(box: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The axis-aligned box around ``box``'s corners mapped by the (2, 3) affine ``m``."""
+    corners = np.array([[box[0], box[1]], [box[2], box[1]], [box[0], box[3]], [box[2], box[3]]])
+    pts = corners @ m[:, :2].T + m[:, 2]
+    return np.concatenate([pts.min(0), pts.max(0)])
