@@ -43,7 +43,7 @@ def tone(seconds: float, rate: int = 16000, freq: float = 440.0) -> np.ndarray:
 
 
 def write_clip(path: Path, frames: list[np.ndarray], *, fps: int = 12, audio: bool = True, rotation: int = 0,
-               pts: list[int] | None = None, container: str = "mp4") -> Path:
+               pts: list[int] | None = None, container: str = "mp4", crf: int = 12) -> Path:
     """Encode frames (and a 440 Hz tone as long as the clip) to ``path``; pts in 1/fps units (None: 0, 1, ...)."""
     import av
 
@@ -51,7 +51,7 @@ def write_clip(path: Path, frames: list[np.ndarray], *, fps: int = 12, audio: bo
     with av.open(str(path), "w", format=container) as c:
         vs = c.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.options = {"crf": "12", "preset": "ultrafast"}
+        vs.options = {"crf": str(crf), "preset": "ultrafast"}
         vs.codec_context.time_base = Fraction(1, fps)
         if rotation:
             vs.set_display_rotation(rotation)

@@ -1,7 +1,7 @@
 """The video part of `prefrestore restore`: its options and its progress bar (videos are found by content among
 the inputs; see ``prefrestore.video``).
 
-    --codec libx264 --crf 18 --temporal output|input|none --temporal-weight 0.35 --detect-every 1
+    --codec libx264 --crf 18 --preset medium --temporal output|input|none --temporal-weight 0.35 --detect-every 1
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("videos (found by content among the inputs; needs prefrestore[video])")
     g.add_argument("--codec", default="libx264", help="video encoder, an FFmpeg name (default: libx264, yuv420p)")
     g.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better (default: 18)")
+    g.add_argument("--preset", default="medium",
+                   help="x264/x265 speed preset: ultrafast ... veryslow (default: medium)")
     g.add_argument("--temporal", choices=BLEND_MODES, default="output",
                    help="temporal blending along a face track: of restorations, of inputs, or none (default: output)")
     g.add_argument("--temporal-weight", type=float, default=0.35, metavar="W",
@@ -36,7 +38,8 @@ def video_config(args: argparse.Namespace, pipeline_config):
     if not 0 <= args.crf <= 63:
         raise UserError(f"--crf {args.crf}: must be in 0..63 (18 is visually lossless for H.264)")
     return VideoConfig(pipeline=pipeline_config, temporal=args.temporal, temporal_weight=args.temporal_weight,
-                       detect_every=args.detect_every, codec=args.codec, crf=args.crf)
+                       detect_every=args.detect_every, codec=args.codec, crf=args.crf,
+                       preset=args.preset)
 
 
 def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> int:

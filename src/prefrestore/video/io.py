@@ -41,10 +41,10 @@ _SIGNATURES = (
 )
 # Codecs an MP4 file can carry when copied (FFmpeg's mov muxer in MP4 mode); other streams are left out with a note.
 MP4_COPYABLE = {"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac", "mov_text"}
-# Encoder options per codec: quality from --crf, and no B-frames (see the module docstring).
+# Encoder options per codec: quality from --crf, speed from --preset (x264/x265), no B-frames (module docstring).
 CODEC_OPTIONS = {
-    "libx264": {"preset": "medium", "x264-params": "bframes=0"},
-    "libx265": {"preset": "medium", "x265-params": "bframes=0:log-level=error"},
+    "libx264": {"x264-params": "bframes=0"},
+    "libx265": {"x265-params": "bframes=0:log-level=error"},
     "libaom-av1": {"cpu-used": "6"},
     "libsvtav1": {"preset": "8"},
     "libvpx-vp9": {"deadline": "good", "cpu-used": "4"},
@@ -227,7 +227,8 @@ class SegmentWriter:
     """Encode upright uint8 RGB frames of one segment into ``path`` (NUT), turned back to the input's coded
     orientation, with the input's timestamps. Use as a context manager; the file is complete only after exit."""
 
-    def __init__(self, path: Path, info: VideoInfo, size: tuple[int, int], *, codec: str, crf: int):
+    def __init__(self, path: Path, info: VideoInfo, size: tuple[int, int], *, codec: str, crf: int,
+                 preset: str = "medium"):
         import av
 
         self.info = info
@@ -243,7 +244,8 @@ class SegmentWriter:
         self.stream.time_base = info.time_base
         self.stream.codec_context.time_base = info.time_base
         self.stream.codec_context.max_b_frames = 0
-        self.stream.options = {**CODEC_OPTIONS.get(codec, {}), "crf": str(crf)}
+        presets = {"preset": preset} if codec in ("libx264", "libx265") else {}
+        self.stream.options = {**CODEC_OPTIONS.get(codec, {}), **presets, "crf": str(crf)}
 
     def write(self, rgb: np.ndarray, pts: int, duration: int) -> None:
         frame = rgb_to_frame(from_upright(rgb, self.info.rotation))

@@ -56,7 +56,8 @@ class VideoConfig:
     temporal / temporal_weight: see ``video/temporal.py``; weight is the newest frame's share (1 = no blending).
     detect_every: run the detector on frames whose index is a multiple of this (and on scene cuts); tracks carry
         the faces in between. 1 = every frame.
-    codec / crf: encoder (an FFmpeg encoder name) and its constant-rate-factor quality (lower = better).
+    codec / crf / preset: encoder (an FFmpeg encoder name), its constant-rate-factor quality (lower = better) and,
+        for x264/x265, its speed preset (slower = smaller files at the same quality).
     segment_frames: frames per resumable segment. window: frames restored together (bounds memory).
     """
 
@@ -67,6 +68,7 @@ class VideoConfig:
     detect_every: int = 1
     codec: str = "libx264"
     crf: int = 18
+    preset: str = "medium"
     segment_frames: int = 64
     window: int = 8
 
@@ -236,7 +238,8 @@ def restore_video(
         k = state.segments
         part = segment_path(work, k).with_suffix(".part")
         count = 0
-        with SegmentWriter(part, info, out_size, codec=config.codec, crf=config.crf) as writer:
+        with SegmentWriter(part, info, out_size, codec=config.codec, crf=config.crf,
+                           preset=config.preset) as writer:
             while count < config.segment_frames:
                 window: list[Frame] = []
                 t0 = time.perf_counter()
@@ -288,7 +291,7 @@ def _report(info: VideoInfo, out_path: Path, out_size: tuple[int, int], config: 
         "input_size": list(info.upright_size),
         "output_size": list(out_size),
         "rotation": info.rotation,
-        "codec": {"input": info.codec, "output": config.codec, "crf": config.crf},
+        "codec": {"input": info.codec, "output": config.codec, "crf": config.crf, "preset": config.preset},
         "streams_copied": list(info.copied),
         "streams_dropped": list(info.dropped),
         "detect_every": config.detect_every,

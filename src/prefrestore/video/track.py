@@ -226,7 +226,8 @@ class Tracker:
     def _motion(self, box: np.ndarray, gray: np.ndarray) -> np.ndarray | None:
         """(2, 3) similarity carrying the face in ``box`` from the previous frame to ``gray``, from Lucas-Kanade
         flow of a 6 x 6 grid over the box's central 80 %, fitted robustly (LMedS; OpenCV seeds it, so it is
-        deterministic); None without a previous frame or with fewer than 6 points tracked."""
+        deterministic); None without a previous frame, with fewer than 6 points tracked, or when it moves no
+        corner of the box by 0.01 px."""
         if self._prev_gray is None or self._prev_gray.shape != gray.shape:
             return None
         x0, y0, x1, y1 = box
@@ -243,7 +244,13 @@ class Tracker:
         if ok.sum() < 6:
             return None
         m, _ = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.LMEDS)
-        return None if m is None else m.astype(np.float64)
+        if m is None:
+            return None
+        m = m.astype(np.float64)
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
+        if np.abs(corners @ m[:, :2].T + m[:, 2] - corners).max() < 0.01:
+            return None  # LK's residual on unchanged pixels (1e-5 px): a still face keeps exactly the same crop
+        return m
 
     # ------------------------------------------------------------------------------------------------------------
 
