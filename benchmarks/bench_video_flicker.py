@@ -26,7 +26,6 @@ import json
 import platform
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -37,7 +36,7 @@ from prefrestore.degradations import ops
 from prefrestore.faces.detect import build_detector
 from prefrestore.pipeline import PipelineConfig
 from prefrestore.video import TrackConfig, VideoConfig, restore_video
-from prefrestore.video.io import frame_to_rgb, rgb_to_frame
+from prefrestore.video.io import frame_to_rgb, write_video
 
 
 class IdentityRestorer:
@@ -84,22 +83,6 @@ def degrade(frame: np.ndarray, seed: int) -> np.ndarray:
     x = ops.resize_bilinear(x, (h // 2, w // 2))
     x = ops.add_gaussian_noise(x, 6 / 255, seed)
     return ops.to_uint8_hwc(ops.jpeg(x, 50))
-
-
-def write_lossless(path: Path, frames: list[np.ndarray], fps: int = 24) -> None:
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        s.options = {"crf": "0", "preset": "ultrafast"}
-        for i, f in enumerate(frames):
-            vf = rgb_to_frame(f)
-            vf.pts, vf.time_base = i, Fraction(1, fps)
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
 
 
 def read_all(path: Path) -> list[np.ndarray]:
@@ -164,7 +147,7 @@ def main() -> None:
             box = (max(x0, pad), max(y0, 0), min(x1, args.size - pad - 1), min(y1, args.size))
             lq_path = Path(tmp) / f"{kind}.mp4"
             lq = [degrade(f, seed=t) for t, f in enumerate(clean)]
-            write_lossless(lq_path, lq)
+            write_video(lq_path, lq, 24, crf=0, preset="ultrafast")  # lossless
             bicubic = [cv2.resize(f, (args.size, args.size), interpolation=cv2.INTER_CUBIC) for f in lq]
             row = {"face_box": list(box), "clean": flicker(clean, shifts, box), "lq_bicubic": flicker(bicubic, shifts, box),
                    "methods": {}}

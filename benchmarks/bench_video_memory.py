@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -34,31 +33,23 @@ class IdentityRestorer:
 
 
 def make_clip(path: Path, size: tuple[int, int], seconds: float, fps: int) -> int:
-    import av
     import cv2
     from skimage.data import astronaut
 
-    from prefrestore.video.io import rgb_to_frame
+    from prefrestore.video.io import write_video
 
     w, h = size
     photo = cv2.resize(astronaut(), (int(h * 1.2), int(h * 1.2)), interpolation=cv2.INTER_CUBIC)
     n = int(round(seconds * fps))
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"crf": "23", "preset": "ultrafast"}
+
+    def frames():  # generated as they are encoded: the clip is never in memory
         for i in range(n):
             t = i / max(n - 1, 1)
             z = 1.0 + 0.1 * np.sin(2 * np.pi * t)
             m = np.array([[z, 0, w / 2 - z * (photo.shape[1] * (0.45 + 0.05 * t))], [0, z, h / 2 - z * photo.shape[0] * 0.35]])
-            frame = cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-            vf = rgb_to_frame(frame)
-            vf.pts, vf.time_base = i, Fraction(1, fps)
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return n
+            yield cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+    return write_video(path, frames(), fps, crf=23, preset="ultrafast")
 
 
 def child(args: argparse.Namespace) -> None:

@@ -178,11 +178,16 @@ def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
         parts[0] += f" ({_count(summary.faces, 'face')})"
         if summary.no_face:
             parts.append(f"{len(summary.no_face)} without a face (upscaled only)")
-    if plan.skipped:
-        parts.append(f"{len(plan.skipped)} skipped (outputs exist; --overwrite to redo)")
+    return print_outcome(parts, len(plan.skipped), failed, layout.root)
+
+
+def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:
+    """The summary line (what was done, skipped, failed -> where) and the failures -> the exit status."""
+    if skipped:
+        parts.append(f"{skipped} skipped (outputs exist; --overwrite to redo)")
     if failed:
         parts.append(f"{len(failed)} failed")
-    print(", ".join(parts) + f" -> {layout.root}", file=sys.stderr)
+    print(", ".join(parts) + f" -> {root}", file=sys.stderr)
     for _, message in failed:
         print(f"  failed: {message}", file=sys.stderr)
     return 1 if failed else 0

@@ -67,12 +67,7 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
     finally:
         if bar is not None:
             bar.close()
+    from .restore import print_outcome
+
     parts = [f"restored {len(restored)} video{'s' if len(restored) != 1 else ''}"]
-    if plan.skipped:
-        parts.append(f"{len(plan.skipped)} skipped (outputs exist; --overwrite to redo)")
-    if failed:
-        parts.append(f"{len(failed)} failed")
-    print(", ".join(parts) + f" -> {layout.root / 'restored_videos'}", file=sys.stderr)
-    for _, message in failed:
-        print(f"  failed: {message}", file=sys.stderr)
-    return 1 if failed else 0
+    return print_outcome(parts, len(plan.skipped), failed, layout.root / "restored_videos")

@@ -88,9 +88,9 @@ def run_videos(
         out = video_output(layout, item)
         report: dict = {"input": str(item.path), **(run_info or {})}
 
-        def frame_progress(event: str, count: int) -> None:
+        def frame_progress(event: str, count: int, name: str = item.name) -> None:
             if progress:
-                progress(event, count, item.name)
+                progress(event, count, name)
 
         try:
             report.update(restore_video(item.path, out, restorer, detector, config, restorer_info=run_info,

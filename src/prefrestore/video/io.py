@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -75,7 +75,7 @@ def _open(path: str | os.PathLike):
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot open the video ({_why(err)}); is it complete? re-download or re-export it")
+        raise UserError(f"{path}: cannot open the video ({_why(err)}); is it complete? re-download or re-export it") from None
 
 
 def _why(err: Exception) -> str:
@@ -221,6 +221,30 @@ def read_frames(path: str | os.PathLike, info: VideoInfo, *, start: int = 0) -> 
             logger.warning("%s: decoding stopped at frame %d (%s); the rest of the file is damaged", path, index, _why(err))
     if index == 0:
         raise UserError(f"{path}: no decodable video frame ({info.codec}); the file is corrupt or truncated")
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int, *, crf: int = 18,
+                preset: str = "medium") -> int:
+    """Encode uint8 (H, W, 3) RGB frames (even sizes) as H.264 at ``fps`` into ``path`` (no audio) -> frames written.
+    For building clips (tests, benchmarks); restoring writes through :class:`SegmentWriter`."""
+    import av
+
+    n = 0
+    with av.open(str(path), "w") as c:
+        s = None
+        for rgb in frames:
+            if s is None:
+                s = c.add_stream("libx264", rate=fps)
+                s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+                s.options = {"crf": str(crf), "preset": preset}
+            vf = rgb_to_frame(rgb)
+            vf.pts, vf.time_base = n, Fraction(1, fps)
+            for p in s.encode(vf):
+                c.mux(p)
+            n += 1
+        for p in s.encode(None) if s is not None else ():
+            c.mux(p)
+    return n
 
 
 class SegmentWriter:
