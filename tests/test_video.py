@@ -348,7 +348,8 @@ def test_temporal_blend_of_outputs_reduces_noise_by_the_ema_factor():
     rng = np.random.default_rng(0)
     w = 0.25
     base = np.full((32, 32, 3), 128.0)
-    b_out, b_in = TemporalBlender("output", w), TemporalBlender("input", w)
+    never = (1e9, 2e9)  # no motion adaptation: the plain EMA
+    b_out, b_in = TemporalBlender("output", w, change=never), TemporalBlender("input", w, change=never)
     raw, out = [], []
     for _ in range(200):
         x = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
@@ -361,6 +362,17 @@ def test_temporal_blend_of_outputs_reduces_noise_by_the_ema_factor():
     # EMA of white noise: y_t - y_{t-1} = w (x_t - y_{t-1}), var = w^2 (1 + w / (2 - w)) s^2 = 2 w^2 s^2 / (2 - w),
     # against 2 s^2 for the raw frames: the std ratio is sqrt(2 - w) / w = 5.29 at w = 0.25
     assert ratio == pytest.approx(np.sqrt(2 - w) / w, rel=0.05)
+
+
+def test_temporal_blend_lets_a_real_change_through_at_once():
+    rng = np.random.default_rng(0)
+    blender = TemporalBlender("output", 0.2)
+    frames = [np.full((32, 32, 3), 100, np.uint8)] * 10 + [np.full((32, 32, 3), 200, np.uint8)] * 3
+    out = [blender.after(0, np.clip(f + rng.normal(0, 3, f.shape), 0, 255).astype(np.uint8)) for f in frames]
+    assert abs(out[9].mean() - 100) < 1.5 and out[9].std() < 1.5  # noise of 3 levels averaged away
+    assert out[10].mean() > 195  # a plain EMA at 0.2 would give 120, then 136, ...
+    blender.keep_only(set())
+    assert blender.state() == {}
 
 
 # --------------------------------------------------------------------------------------------------------------------

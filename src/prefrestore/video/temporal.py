@@ -10,6 +10,10 @@ follows the face. Two places to blend, chosen by ``mode`` (measured in ``benchma
   otherwise respond to; the restorer still sees one (cleaner) face per frame.
 * ``"none"``: per-frame restoration (still with smoothed landmarks and the same seed for every face).
 
+The blend is motion-adaptive, as recursive video denoisers are: where a frame differs from the running average by
+more than noise does (the difference low-passed, so noise averages out and a mouth opening does not), the weight
+rises towards 1 and the change comes through at once instead of ghosting in over 1/weight frames.
+
 A track that ends (cut, face left) drops its buffer; a new track starts from its first frame.
 Arrays: crops uint8 (S, S, 3) RGB in and out; buffers float32 (S, S, 3) on [0, 255].
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import cv2
 import numpy as np
 
 BlendMode = Literal["none", "output", "input"]
@@ -25,7 +30,10 @@ BLEND_MODES = ("none", "output", "input")
 
 
 class TemporalBlender:
-    """Per-track EMAs with weight ``weight`` on the newest frame (1 = no blending).
+    """Per-track EMAs with weight ``weight`` on the newest frame where it matches the average (1 = no blending).
+
+    change: (lo, hi) levels of the 0-255 difference between the frame and the average, low-passed over
+        ``change_sigma`` px of crop: below lo the weight is ``weight``, above hi it is 1, linear in between.
 
     Whenever blending is on, the degraded crops are averaged too and serve as the colour reference of paste-back
     (``faces/paste.py`` takes the restoration's low frequencies from the crop): a face 3x enlarged into its crop
@@ -33,13 +41,16 @@ class TemporalBlender:
     flicker back.
     """
 
-    def __init__(self, mode: BlendMode = "output", weight: float = 0.35):
+    def __init__(self, mode: BlendMode = "output", weight: float = 0.2, *, change: tuple[float, float] = (6.0, 18.0),
+                 change_sigma: float = 2.0):
         if mode not in BLEND_MODES:
             raise ValueError(f"unknown temporal blend {mode=}; expected one of {BLEND_MODES}")
         if not 0 < weight <= 1:
             raise ValueError(f"weight={weight} must be in (0, 1]")
         self.mode = mode
         self.weight = weight
+        self.change = change
+        self.change_sigma = change_sigma
         # "in_<track>" / "out_<track>" -> float32 (S, S, 3); "nin_<track>" / "nout_<track>" -> (1,) frames blended
         self.buffers: dict[str, np.ndarray] = {}
 
@@ -49,7 +60,15 @@ class TemporalBlender:
         x = crop.astype(np.float32)
         prev = self.buffers.get(key)
         n = float(self.buffers[f"n{key}"][0]) + 1 if prev is not None and prev.shape == x.shape else 1.0
-        y = prev + np.float32(max(self.weight, 1 / n)) * (x - prev) if n > 1 else x
+        if n > 1:
+            diff = x - prev  # (S, S, 3)
+            change = np.abs(cv2.GaussianBlur(diff, (0, 0), self.change_sigma)).max(axis=2, keepdims=True)
+            lo, hi = self.change
+            w0 = max(self.weight, 1 / n)
+            w = w0 + (1 - w0) * np.clip((change - lo) / (hi - lo), 0.0, 1.0)  # (S, S, 1)
+            y = prev + w.astype(np.float32) * diff
+        else:
+            y = x
         self.buffers[key], self.buffers[f"n{key}"] = y, np.array([n], np.float32)
         return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
