@@ -103,6 +103,7 @@ def main() -> None:
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 runs.append({"seconds": seconds, "input_frames": frames, "detect_every": every,
                              **json.loads(out.strip().splitlines()[-1])})
+                print(json.dumps(runs[-1]), file=sys.stderr, flush=True)  # partial results survive an interruption
     print(json.dumps({"size": args.size, "fps": args.fps, "model": args.model, "upscale": args.upscale,
                       "threads": args.threads, "preset": args.preset,
                       "machine": platform.processor() or platform.machine(), "runs": runs}, indent=2))

@@ -232,7 +232,6 @@ def restore_video(
         prev = next(frames)  # the frame before the first unprocessed one: tracking and cut detection compare with it
         tracker.prime(prev.rgb)
     t_decode = time.perf_counter() - t0
-    pending: Frame | None = None
     done = False
     while not done:
         k = state.segments
@@ -253,7 +252,6 @@ def restore_video(
                     break
                 process(window, writer)
                 count += len(window)
-                pending = window[-1]
         if count == 0:
             part.unlink(missing_ok=True)
             break
@@ -263,7 +261,6 @@ def restore_video(
         timings["decode"] = timings.get("decode", 0.0) + t_decode
         t_decode = 0.0
         _save_state(work, key, state, blender)
-    del pending
     if state.frames == 0:
         raise UserError(f"{path}: no decodable video frame ({info.codec}); the file is corrupt or truncated")
     t0 = time.perf_counter()
