@@ -298,45 +298,42 @@ class SegmentWriter:
 def mux_final(segments: Sequence[Path], source: VideoInfo, out_path: Path) -> None:
     """Concatenate the encoded segments (packets copied, timestamps kept) and copy the input's audio and
     subtitle streams untouched into ``out_path`` (MP4, or Matroska when ``source`` is Matroska). Streams are
-    interleaved by time as they are read, so memory does not grow with the clip."""
+    interleaved by time as they are read, and one segment is open at a time (a long video has thousands), so
+    memory does not grow with the clip."""
     import av
 
     fmt = "matroska" if source.matroska else "mp4"
-    with av.open(str(out_path), "w", format=fmt) as out, _open(source.path) as src:
-        segs = [av.open(str(p)) for p in segments]
-        try:
-            vout = out.add_stream_from_template(segs[0].streams.video[0])
-            if source.rotation and hasattr(vout, "set_display_rotation"):
-                vout.set_display_rotation(source.rotation)
-            copies = {}
-            for s in src.streams:
-                if s.type not in ("audio", "subtitle") or s is src.streams.video[0]:
-                    continue
-                if fmt == "mp4" and (s.codec_context is None or s.codec_context.name not in MP4_COPYABLE):
-                    continue
-                copies[s.index] = out.add_stream_from_template(s)
-                copies[s.index].metadata.update(s.metadata)
+    with av.open(str(out_path), "w", format=fmt) as out, _open(source.path) as src, av.open(str(segments[0])) as first:
+        vout = out.add_stream_from_template(first.streams.video[0])
+        if source.rotation and hasattr(vout, "set_display_rotation"):
+            vout.set_display_rotation(source.rotation)
+        copies = {}
+        for s in src.streams:
+            if s.type not in ("audio", "subtitle") or s is src.streams.video[0]:
+                continue
+            if fmt == "mp4" and (s.codec_context is None or s.codec_context.name not in MP4_COPYABLE):
+                continue
+            copies[s.index] = out.add_stream_from_template(s)
+            copies[s.index].metadata.update(s.metadata)
 
-            def video_packets():
-                for seg in segs:
+        def video_packets():
+            for path in segments:
+                with av.open(str(path)) as seg:
                     for pkt in seg.demux(seg.streams.video[0]):
                         if pkt.size:
                             yield pkt
 
-            def copied_packets():
-                if not copies:
-                    return
-                for pkt in src.demux([src.streams[i] for i in copies]):
-                    if pkt.size and pkt.dts is not None:
-                        yield pkt
+        def copied_packets():
+            if not copies:
+                return
+            for pkt in src.demux([src.streams[i] for i in copies]):
+                if pkt.size and pkt.dts is not None:
+                    yield pkt
 
-            def keyed(packets, order):
-                for n, pkt in enumerate(packets):
-                    yield float(pkt.dts * pkt.time_base), order, n, pkt
+        def keyed(packets, order):
+            for n, pkt in enumerate(packets):
+                yield float(pkt.dts * pkt.time_base), order, n, pkt
 
-            for _, order, _, pkt in heapq.merge(keyed(video_packets(), 0), keyed(copied_packets(), 1)):
-                pkt.stream = vout if order == 0 else copies[pkt.stream.index]
-                out.mux(pkt)
-        finally:
-            for seg in segs:
-                seg.close()
+        for _, order, _, pkt in heapq.merge(keyed(video_packets(), 0), keyed(copied_packets(), 1)):
+            pkt.stream = vout if order == 0 else copies[pkt.stream.index]
+            out.mux(pkt)
