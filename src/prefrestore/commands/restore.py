@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from . import restore_video
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="match restored faces' colour and tone to the photo (default: lowfreq)")
     parser.add_argument("--identity", choices=("auto", "off"), default="auto",
                         help="report LQ-to-restored identity similarity when dlib is installed (default: auto)")
+    restore_video.add_arguments(parser)
 
 
 def _configs(args: argparse.Namespace):
@@ -134,15 +136,22 @@ def _run(args: argparse.Namespace, group) -> int:
 
     config, layout = _configs(args)  # every option is checked before any file is read or the model loads
     plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
+    videos = None
+    if not args.aligned:  # videos among the inputs, by content (an aligned run treats every input as a crop)
+        from ..video import plan_videos
+
+        plan, videos = plan_videos(args.input, plan, layout)
+        if not group.is_main:
+            videos = None  # each video is one resumable stream: rank 0 restores the videos, all ranks the photos
     if group.is_main:
         for _, message in plan.failed:
             print(f"error: {shown(message)}", file=sys.stderr)
-    if not plan.todo and not plan.skipped and not plan.failed:
+    if not plan.todo and not plan.skipped and not plan.failed and not (videos and (videos.todo or videos.skipped)):
         raise UserError(f"{shown(' '.join(args.input))}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif, .gif); "
                         "check the path")
     mine, device = group.shard(plan), group.ranks.device(args.device)
-    summary = None
-    if mine.todo:
+    summary, video_code = None, 0
+    if mine.todo or (videos and videos.todo):
         check_output_folder(layout.root)
         if args.bg_upsampler == "realesrgan":
             config = dataclasses.replace(config, upsampler=_realesrgan(args, device))
@@ -183,15 +192,22 @@ def _run(args: argparse.Namespace, group) -> int:
                 tqdm.write(f"error: {shown(message)}", file=sys.stderr)
 
         try:
-            summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
-                               progress=progress, run_info=run_info)
+            if mine.todo:
+                summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
+                                   progress=progress, run_info=run_info)
         finally:
             faces.close()
             images.close()
+        if videos and videos.todo:
+            video_code = restore_video.run(args, videos, restorer, detector, config, layout, run_info)
+    elif videos and videos.skipped:
+        video_code = restore_video.run(args, videos, None, None, config, layout, {})
     summary = group.merge(plan, mine, summary)
     if not group.is_main:
         return summary.exit_code if summary else (1 if plan.failed else 0)
-    return _print_summary(plan, summary, layout, aligned=args.aligned)
+    if videos and (videos.todo or videos.skipped) and not (plan.todo or plan.skipped or plan.failed):
+        return video_code
+    return max(_print_summary(plan, summary, layout, aligned=args.aligned), video_code)
 
 
 def _realesrgan(args: argparse.Namespace, device: str):
@@ -206,8 +222,6 @@ def _realesrgan(args: argparse.Namespace, device: str):
 
 
 def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
-    from ..io_safety import shown
-
     failed = list(summary.failed) if summary else list(plan.failed)
     done = len(summary.restored) if summary else 0
     parts = [f"restored {_count(done, 'crop' if aligned else 'photo')}"]
@@ -215,11 +229,18 @@ def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
         parts[0] += f" ({_count(summary.faces, 'face')})"
         if summary.no_face:
             parts.append(f"{len(summary.no_face)} without a face (upscaled only)")
-    if plan.skipped:
-        parts.append(f"{len(plan.skipped)} skipped (outputs exist; --overwrite to redo)")
+    return print_outcome(parts, len(plan.skipped), failed, layout.root)
+
+
+def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:
+    """The summary line (what was done, skipped, failed -> where) and the failures -> the exit status."""
+    from ..io_safety import shown
+
+    if skipped:
+        parts.append(f"{skipped} skipped (outputs exist; --overwrite to redo)")
     if failed:
         parts.append(f"{len(failed)} failed")
-    print(", ".join(parts) + f" -> {shown(layout.root)}", file=sys.stderr)
+    print(", ".join(parts) + f" -> {shown(root)}", file=sys.stderr)
     for _, message in failed:
         print(f"  failed: {shown(message)}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,0 +1,73 @@
+"""The video part of `prefrestore restore`: its options and its progress bar (videos are found by content among
+the inputs; see ``prefrestore.video``).
+
+    --codec libx264 --crf 18 --preset medium --temporal output|input|none --temporal-weight 0.35 --detect-every 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..video import BLEND_MODES
+
+    g = parser.add_argument_group("videos (found by content among the inputs; needs prefrestore[video])")
+    g.add_argument("--codec", default="libx264", help="video encoder, an FFmpeg name (default: libx264, yuv420p)")
+    g.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better (default: 18)")
+    g.add_argument("--preset", default="medium",
+                   help="x264/x265 speed preset: ultrafast ... veryslow (default: medium)")
+    g.add_argument("--temporal", choices=BLEND_MODES, default="output",
+                   help="temporal blending along a face track: of restorations, of inputs, or none (default: output)")
+    g.add_argument("--temporal-weight", type=float, default=0.35, metavar="W",
+                   help="the newest frame's share in the blend, (0, 1]; 1 = no blending (default: 0.35)")
+    g.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="detect faces every N frames (and at scene cuts), tracking in between (default: 1)")
+
+
+def video_config(args: argparse.Namespace, pipeline_config):
+    from ..video import VideoConfig
+
+    if not 0 < args.temporal_weight <= 1:
+        raise UserError(f"--temporal-weight {args.temporal_weight}: must be in (0, 1], e.g. 0.35")
+    if args.detect_every < 1:
+        raise UserError(f"--detect-every {args.detect_every}: must be >= 1")
+    if not 0 <= args.crf <= 63:
+        raise UserError(f"--crf {args.crf}: must be in 0..63 (18 is visually lossless for H.264)")
+    return VideoConfig(pipeline=pipeline_config, temporal=args.temporal, temporal_weight=args.temporal_weight,
+                       detect_every=args.detect_every, codec=args.codec, crf=args.crf,
+                       preset=args.preset)
+
+
+def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> int:
+    """Restore the planned videos with a frames bar (frames/s, ETA) per video -> 1 when any failed, else 0."""
+    from tqdm import tqdm
+
+    from ..video import run_videos
+
+    config = video_config(args, pipeline_config)
+    bar = None
+
+    def progress(event: str, count: int, message: str | None = None) -> None:
+        nonlocal bar
+        if event == "frames_total":
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=count or None, desc=message, unit="frame", dynamic_ncols=True, disable=None)
+        elif event == "frame_done" and bar is not None:
+            bar.update(count)
+        elif event == "failed":
+            tqdm.write(f"error: {message}", file=sys.stderr)
+
+    try:
+        restored, failed = run_videos(plan, restorer, detector, layout, config, run_info=run_info, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    from .restore import print_outcome
+
+    parts = [f"restored {len(restored)} video{'s' if len(restored) != 1 else ''}"]
+    return print_outcome(parts, len(plan.skipped), failed, layout.root / "restored_videos")
