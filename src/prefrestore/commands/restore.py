@@ -229,21 +229,7 @@ def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
         parts[0] += f" ({_count(summary.faces, 'face')})"
         if summary.no_face:
             parts.append(f"{len(summary.no_face)} without a face (upscaled only)")
-    return print_outcome(parts, len(plan.skipped), failed, layout.root)
-
-
-def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:
-    """The summary line (what was done, skipped, failed -> where) and the failures -> the exit status."""
-    from ..io_safety import shown
-
-    if skipped:
-        parts.append(f"{skipped} skipped (outputs exist; --overwrite to redo)")
-    if failed:
-        parts.append(f"{len(failed)} failed")
-    print(", ".join(parts) + f" -> {shown(root)}", file=sys.stderr)
-    for _, message in failed:
-        print(f"  failed: {shown(message)}", file=sys.stderr)
-    return 1 if failed else 0
+    return restore_video.print_outcome(parts, len(plan.skipped), failed, layout.root)
 
 
 def load_restorer_or_fail(load, model: str, **kwargs):

@@ -67,7 +67,20 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
     finally:
         if bar is not None:
             bar.close()
-    from .restore import print_outcome
 
     parts = [f"restored {len(restored)} video{'s' if len(restored) != 1 else ''}"]
     return print_outcome(parts, len(plan.skipped), failed, layout.root / "restored_videos")
+
+
+def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:
+    """The summary line (what was done, skipped, failed -> where) and the failures -> the exit status."""
+    from ..io_safety import shown
+
+    if skipped:
+        parts.append(f"{skipped} skipped (outputs exist; --overwrite to redo)")
+    if failed:
+        parts.append(f"{len(failed)} failed")
+    print(", ".join(parts) + f" -> {shown(root)}", file=sys.stderr)
+    for _, message in failed:
+        print(f"  failed: {shown(message)}", file=sys.stderr)
+    return 1 if failed else 0
