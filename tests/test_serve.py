@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import struct
 import time
 import zipfile
 import zlib
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,7 +216,10 @@ def test_names_are_sanitised_and_nothing_is_written_outside_the_workdir(server, 
     assert job["name"].startswith("evil") and job["name"].endswith(".jpg")
     assert not any(c in job["name"] for c in "/\\\r\n:")
     workdir = app_server.settings.workdir
-    files = {p.relative_to(workdir).parts[:2] for p in workdir.rglob("*") if p.is_file()}
+    deadline = time.monotonic() + 10  # the batch's scratch folder is removed just after the job reports done
+    while time.monotonic() < deadline and any((workdir / "batches").glob("*")):
+        time.sleep(0.05)
+    files = {Path(root, f).relative_to(workdir).parts[:2] for root, _, names in os.walk(workdir) for f in names}
     assert all(parts[0] == "jobs" for parts in files)  # uploads and results live in jobs/<id>/ only
     res = requests.get(url + job["urls"]["result"])
     assert "\n" not in res.headers["content-disposition"]
