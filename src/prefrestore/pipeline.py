@@ -27,9 +27,10 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from .control import FaceOutcome, Scorers, restore_controlled
 from .errors import ImageError, UserError
 from .faces.align import align_many
-from .faces.detect import FaceDetector, Rejected, SelectConfig, select_faces
+from .faces.detect import FaceDetector, Rejected, SelectConfig, pick_faces, select_faces
 from .faces.identity import IdentityScore, IdentityScorer
 from .faces.paste import BackgroundUpsampler, BlendConfig, Resampler, build_upsampler, paste_back
 from .faces.types import AlignedFace, RestoredFace
@@ -45,6 +46,7 @@ from .image import (
     save_rgb,
     write_photo,
 )
+from .options import RestoreOptions
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class PipelineConfig:
     batch_size: faces per restorer call. Photos are taken ``batch_size`` at a time (fewer when they exceed
         ``max_group_pixels``, which bounds memory); all faces of such a group are restored together.
     seed: the restorer's seed, the same for every face (so results do not depend on batching).
+    options: fidelity, best-of-N, identity guard, colour and face choice (``prefrestore.options``; build the whole
+        config from them with :meth:`from_options`, which also sets ``select`` and ``blend`` from them).
     """
 
     upscale: float = 2.0
@@ -85,6 +89,17 @@ class PipelineConfig:
     batch_size: int = 8
     seed: int = 0
     max_group_pixels: int = 64_000_000
+    options: RestoreOptions = field(default_factory=RestoreOptions)
+
+    @classmethod
+    def from_options(cls, options: RestoreOptions, *, select: SelectConfig | None = None,
+                     blend: BlendConfig | None = None, **kwargs) -> PipelineConfig:
+        """A config whose face selection (min/max face size) and blend visibility come from ``options``; other
+        selection and blend settings from ``select``/``blend``, the rest from ``kwargs``."""
+        select = dataclasses.replace(select or SelectConfig(), min_face_size=options.min_face_size,
+                                     max_face_size=options.max_face_size)
+        blend = dataclasses.replace(blend or BlendConfig(), visibility=options.blend)
+        return cls(select=select, blend=blend, options=options, **kwargs)
 
     def __post_init__(self) -> None:
         if not 0 < self.upscale <= 16:
@@ -101,6 +116,7 @@ class FaceResult:
     aligned: AlignedFace
     restored: np.ndarray  # uint8 (S, S, 3) RGB
     identity: IdentityScore | None = None
+    control: FaceOutcome | None = None  # candidates, guard, colour (prefrestore.control)
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,12 +209,15 @@ def restore_photos(
     *,
     identity: IdentityScorer | None = None,
     progress: Progress | None = None,
+    scorers: Scorers | None = None,
 ) -> Iterator[PhotoResult]:
     """Restore every face of every photo, batched across photos; yields one result per item, in input order.
 
     items: (key, photo) pairs, consumed lazily (a generator that reads files as it goes keeps memory bounded).
+    scorers: the identity/landmark/rerank models of ``config.options`` (default: built from ``identity``).
     """
     config = config or PipelineConfig()
+    scorers = scorers or Scorers(identity=identity, rerank_weights=dict(config.options.rerank_weights))
     upsampler = build_upsampler(config.upsampler)
     group: list[tuple[Hashable, Photo]] = []
     pixels = 0
@@ -206,10 +225,10 @@ def restore_photos(
         group.append((key, photo))
         pixels += photo.size[0] * photo.size[1]
         if len(group) >= config.batch_size or pixels >= config.max_group_pixels:
-            yield from _run_group(group, restorer, detector, config, upsampler, identity, progress)
+            yield from _run_group(group, restorer, detector, config, upsampler, scorers, progress)
             group, pixels = [], 0
     if group:
-        yield from _run_group(group, restorer, detector, config, upsampler, identity, progress)
+        yield from _run_group(group, restorer, detector, config, upsampler, scorers, progress)
 
 
 def _run_group(
@@ -218,7 +237,7 @@ def _run_group(
     detector: FaceDetector,
     config: PipelineConfig,
     upsampler: BackgroundUpsampler,
-    identity: IdentityScorer | None,
+    scorers: Scorers,
     progress: Progress | None,
 ) -> list[PhotoResult]:
     """Detect, align, restore (all faces of the group together) and compose one group of photos."""
@@ -236,11 +255,14 @@ def _run_group(
     # Selection and alignment, per photo.
     aligned: list[list[AlignedFace]] = []
     rejected: list[list[Rejected]] = []
+    indices: list[list[int]] = []  # each face's index among the selected faces (kept when --faces picks some)
     for image, dets, t in zip(images, detections, timings, strict=True):
         t0 = time.perf_counter()
         keep, rej = select_faces(dets, (image.shape[1], image.shape[0]), config.select)
-        aligned.append(align_many(image, keep, restorer.resolution))
-        rejected.append(rej)
+        picked, not_picked = pick_faces(keep, config.options.faces)
+        aligned.append(align_many(image, [d for _, d in picked], restorer.resolution))
+        indices.append([i for i, _ in picked])
+        rejected.append(rej + not_picked)
         t["align"] = time.perf_counter() - t0
     crops = [a.crop for faces in aligned for a in faces]
     if progress:
@@ -249,7 +271,10 @@ def _run_group(
     # Restoration: all faces of the group, batch_size at a time; time shared out by face count.
     t0 = time.perf_counter()
     try:
-        restored = restore_faces(restorer, crops, batch_size=config.batch_size, seed=config.seed, progress=progress)
+        outcomes = restore_controlled(restorer, crops, config.options, seed=config.seed,
+                                      batch_size=config.batch_size, scorers=scorers, progress=progress)
+    except UserError:
+        raise  # a setup problem (a missing rerank reward, no fidelity dial): the same for every photo
     except Exception as err:  # any restorer failure fails these photos; nothing is written as if restored
         logger.debug("restoration failed", exc_info=True)
         message = f"restoration failed ({type(err).__name__}: {err})"
@@ -258,20 +283,19 @@ def _run_group(
             for (k, p), r, t in zip(group, rejected, timings, strict=True)
         ]
     elapsed = time.perf_counter() - t0
+    restored = [o.restored for o in outcomes]
 
     results = []
     offset = 0
-    for (key, photo), faces, rej, t in zip(group, aligned, rejected, timings, strict=True):
+    for (key, photo), faces, idx, rej, t in zip(group, aligned, indices, rejected, timings, strict=True):
         mine = restored[offset:offset + len(faces)]
-        t["restore"] = elapsed * len(faces) / max(len(crops), 1)
+        controls = outcomes[offset:offset + len(faces)]
+        t["restore"] = elapsed * len(faces) / max(len(crops), 1)  # includes reranking and the identity guard
         notes: list[str] = [] if faces else ["no face found: the photo was upscaled only"]
-        t0 = time.perf_counter()
-        scores = _identity_scores(identity, [a.crop for a in faces], mine, notes)
-        if identity is not None and faces:
-            t["identity"] = time.perf_counter() - t0
+        notes += list(dict.fromkeys(n for o in controls for n in o.notes))
         face_results = tuple(
-            FaceResult(index=i, aligned=a, restored=r, identity=s)
-            for i, (a, r, s) in enumerate(zip(faces, mine, scores, strict=True))
+            FaceResult(index=i, aligned=a, restored=r, identity=o.identity, control=o)
+            for i, a, r, o in zip(idx, faces, mine, controls, strict=True)
         )
         offset += len(faces)
         t0 = time.perf_counter()
@@ -294,20 +318,6 @@ def _run_group(
         t["paste"] = time.perf_counter() - t0
         results.append(PhotoResult(key, photo, out, face_results, tuple(rej), t, notes=tuple(notes)))
     return results
-
-
-def _identity_scores(
-    identity: IdentityScorer | None, inputs: list[np.ndarray], restored: list[np.ndarray], notes: list[str]
-) -> list[IdentityScore | None]:
-    """Identity scores, or Nones (and a note) when there is no scorer or dlib fails: the score is a report,
-    not the output, so its failure does not fail the photo."""
-    if identity is None or not inputs:
-        return [None] * len(inputs)
-    try:
-        return list(identity.compare(inputs, restored))
-    except (RuntimeError, ValueError) as err:  # dlib raises RuntimeError
-        notes.append(f"identity similarity not computed ({type(err).__name__}: {err})")
-        return [None] * len(inputs)
 
 
 def restore_image(
@@ -343,6 +353,7 @@ class AlignedResult:
     error: str | None = None
     notes: tuple[str, ...] = ()
     input_size: tuple[int, int] | None = None
+    control: FaceOutcome | None = None
 
     def output_image(self) -> np.ndarray:
         """The restoration at the size it is written: the input's size if larger than S, else S x S."""
@@ -381,9 +392,14 @@ def restore_aligned(
     *,
     identity: IdentityScorer | None = None,
     progress: Progress | None = None,
+    scorers: Scorers | None = None,
 ) -> Iterator[AlignedResult]:
-    """Restore already-aligned face crops, ``batch_size`` per restorer call; yields results in input order."""
+    """Restore already-aligned face crops, ``batch_size`` per restorer call; yields results in input order.
+
+    ``config.options.blend`` < 1 mixes the input crop back into each restoration (its visibility)."""
     config = config or PipelineConfig()
+    scorers = scorers or Scorers(identity=identity, rerank_weights=dict(config.options.rerank_weights))
+    visibility = config.options.blend
     pending: list[tuple[Hashable, np.ndarray, list[str], tuple[int, int]]] = []  # key, crop, notes, input size
 
     def flush() -> list[AlignedResult]:
@@ -392,17 +408,19 @@ def restore_aligned(
             progress("faces_found", len(crops))
         t0 = time.perf_counter()
         try:
-            restored = restore_faces(restorer, crops, batch_size=config.batch_size, seed=config.seed, progress=progress)
+            outcomes = restore_controlled(restorer, crops, config.options, seed=config.seed,
+                                          batch_size=config.batch_size, scorers=scorers, progress=progress)
+        except UserError:
+            raise
         except Exception as err:  # report the batch as failed; never write the input as a restoration
             logger.debug("restoration failed", exc_info=True)
             message = f"restoration failed ({type(err).__name__}: {err})"
             return [AlignedResult(k, c, None, error=message, notes=tuple(n), input_size=z) for k, c, n, z in pending]
         per_face = (time.perf_counter() - t0) / len(crops)
-        extra: list[str] = []
-        scores = _identity_scores(identity, crops, restored, extra)
         return [
-            AlignedResult(k, c, r, s, {"restore": per_face}, notes=tuple(n + extra), input_size=z)
-            for (k, c, n, z), r, s in zip(pending, restored, scores, strict=True)
+            AlignedResult(k, c, _visible(o.restored, c, visibility), o.identity, {"restore": per_face},
+                          notes=tuple(n + list(o.notes)), input_size=z, control=o)
+            for (k, c, n, z), o in zip(pending, outcomes, strict=True)
         ]
 
     for key, photo in items:
@@ -413,6 +431,14 @@ def restore_aligned(
             pending = []
     if pending:
         yield from flush()
+
+
+def _visible(restored: np.ndarray, crop: np.ndarray, visibility: float) -> np.ndarray:
+    """uint8 restoration mixed with its input crop: visibility 1 = the restoration, 0 = the input."""
+    if visibility >= 1.0:
+        return restored
+    mixed = visibility * pixels_to_float(restored) + (1.0 - visibility) * pixels_to_float(crop)
+    return float_to_pixels(mixed, np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -546,6 +572,7 @@ def run_plan(
     identity: IdentityScorer | None = None,
     progress: Progress | None = None,
     run_info: dict | None = None,
+    scorers: Scorers | None = None,
 ) -> RunSummary:
     """Restore the plan's inputs and write every output. ``detector=None`` means the inputs are aligned crops.
 
@@ -577,9 +604,11 @@ def run_plan(
 
     restored, no_face, faces = [], [], 0
     if detector is None:
-        results: Iterator = restore_aligned(read_all(), restorer, config, identity=identity, progress=progress)
+        results: Iterator = restore_aligned(read_all(), restorer, config, identity=identity, progress=progress,
+                                            scorers=scorers)
     else:
-        results = restore_photos(read_all(), restorer, detector, config, identity=identity, progress=progress)
+        results = restore_photos(read_all(), restorer, detector, config, identity=identity, progress=progress,
+                                 scorers=scorers)
     for res in results:
         item = res.key
         res.timings["read"] = read_times.pop(item, 0.0)
@@ -616,7 +645,7 @@ def _write_outputs(
     res: PhotoResult | AlignedResult, item: FileItem, layout: OutputLayout, run_info: dict, config: PipelineConfig
 ) -> dict:
     """Write a result's images and its JSON report -> the report."""
-    report: dict = {"input": str(item.path), **run_info}
+    report: dict = {"input": str(item.path), **run_info, "options": config.options.to_dict()}
     timings = res.timings
     if isinstance(res, AlignedResult):
         report["status"] = "restored" if res.ok else "failed"
@@ -627,7 +656,9 @@ def _write_outputs(
             save_rgb(layout.face_path("cmp", item, None), np.concatenate([res.crop, res.restored], axis=1))
             timings["write"] = time.perf_counter() - t0
             report["output"] = str(out)
-            if res.identity is not None:
+            if res.control is not None:
+                report.update({k: v for k, v in res.control.report().items() if k != "notes"})
+            elif res.identity is not None:
                 report["identity_similarity"] = _r(res.identity.similarity, 4)
                 report["identity_distance"] = _r(res.identity.distance, 4)
     else:
@@ -640,7 +671,9 @@ def _write_outputs(
             exif=res.source.exif is not None,
             upscale=config.upscale,
             detection={"score_threshold": config.select.score_threshold, "min_face_size": config.select.min_face_size,
-                       "max_faces": config.select.max_faces, "only_center_face": config.select.only_center_face},
+                       "max_face_size": config.select.max_face_size, "max_faces": config.select.max_faces,
+                       "only_center_face": config.select.only_center_face,
+                       "faces": None if config.options.faces is None else list(config.options.faces)},
             faces=[],
             rejected=[{"box": [_r(v) for v in r.detection.box], "score": _r(r.detection.score, 4), "reason": r.reason}
                       for r in res.rejected],
@@ -663,7 +696,9 @@ def _write_outputs(
                     "fit_error": _r(f.aligned.fit_error, 4),
                     **{k: str(v) for k, v in paths.items()},
                 }
-                if f.identity is not None:
+                if f.control is not None:
+                    entry.update({k: v for k, v in f.control.report().items() if k != "notes"})
+                elif f.identity is not None:
                     entry.update(identity_similarity=_r(f.identity.similarity, 4),
                                  identity_distance=_r(f.identity.distance, 4))
                 report["faces"].append(entry)

@@ -4,7 +4,11 @@
     prefrestore restore INPUT [INPUT ...] -o OUTPUT [-s UPSCALE] [--aligned] [--only-center-face]
         [--min-face-size PX] [--max-faces N] [--det-threshold T] [--ext auto|png|jpg] [--suffix S] [--overwrite]
         [--model default] [--steps K] [--guidance-scale G] [--start-sigma S] [--seed N] [--batch-size B]
-        [--device cpu] [--jpeg-quality Q]
+        [--device cpu] [--jpeg-quality Q] [--fidelity F] [--candidates N] [--identity-guard off|flag|fallback]
+        [--faces I,J] [--max-face-size PX] [--blend A] [--color-fix lowfreq|meanstd|none] ...
+
+The restoration-control flags (fidelity, candidates, guard, colour, face choice, blend) are declared once in
+``prefrestore.options.OPTIONS``, shared with the Python API and the web API.
 
 INPUT is a file, a folder or a glob pattern (quoted); several may be given. Outputs, as in GFPGAN/CodeFormer:
 OUTPUT/cropped_faces, restored_faces, cmp (input | restored), restored_imgs, plus OUTPUT/reports/NAME.json
@@ -23,6 +27,7 @@ from ..errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .. import options
     from ..faces.paste import UPSAMPLERS
 
     parser.add_argument("input", nargs="+", help="photo file(s), folder(s) or quoted glob pattern(s)")
@@ -30,9 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--upscale", type=float, default=2.0, help="output size / input size (default: 2)")
     parser.add_argument("--aligned", action="store_true", help="inputs are FFHQ-aligned face crops: no detection")
     parser.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
-    parser.add_argument("--min-face-size", type=float, default=20.0, metavar="PX",
-                        help="ignore faces whose box is smaller than PX pixels; also the smallest size searched, "
-                             "so raising it speeds up detection on large photos (default: 20)")
     parser.add_argument("--max-faces", type=int, default=None, metavar="N", help="restore at most N faces, largest first")
     parser.add_argument("--det-threshold", type=float, default=0.95, metavar="T",
                         help="detection confidence threshold in [0, 1] (default: 0.95)")
@@ -57,18 +59,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="match restored faces' colour and tone to the photo (default: lowfreq)")
     parser.add_argument("--identity", choices=("auto", "off"), default="auto",
                         help="report LQ-to-restored identity similarity when dlib is installed (default: auto)")
+    options.add_arguments(parser)  # --fidelity, --candidates, --identity-guard, --faces, --blend, ... (one schema)
 
 
 def _configs(args: argparse.Namespace):
     """Validated configs from the arguments; a bad value is a one-line UserError naming the flag."""
     from ..faces.detect import SelectConfig
     from ..faces.paste import BlendConfig
+    from ..options import RestoreOptions
     from ..pipeline import OutputLayout, PipelineConfig
 
     checks = [
         (0 < args.upscale <= 16, f"-s {args.upscale}: the upscale factor must be in (0, 16]"),
         (0 <= args.det_threshold <= 1, f"--det-threshold {args.det_threshold}: must be in [0, 1], e.g. 0.95"),
-        (args.min_face_size >= 0, f"--min-face-size {args.min_face_size}: must be >= 0 pixels"),
+        (args.fidelity is None or (args.start_sigma is None and args.guidance_scale is None),
+         "--fidelity sets the start sigma and guidance itself; give --fidelity or --start-sigma/--guidance-scale"),
         (args.max_faces is None or args.max_faces >= 1, f"--max-faces {args.max_faces}: must be >= 1"),
         (args.batch_size >= 1, f"--batch-size {args.batch_size}: must be >= 1"),
         (1 <= args.jpeg_quality <= 100, f"--jpeg-quality {args.jpeg_quality}: must be in 1..100"),
@@ -78,13 +83,17 @@ def _configs(args: argparse.Namespace):
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    try:
+        opts = RestoreOptions.from_namespace(args)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     select = SelectConfig(
         score_threshold=args.det_threshold,
-        min_face_size=args.min_face_size,
         max_faces=args.max_faces,
         only_center_face=args.only_center_face,
     )
-    config = PipelineConfig(
+    config = PipelineConfig.from_options(
+        opts,
         upscale=args.upscale,
         select=select,
         blend=dataclasses.replace(BlendConfig(), color_match=args.color_match),
@@ -102,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import api
+    from ..control import Scorers
     from ..faces.detect import build_detector
     from ..faces.identity import load_identity_scorer
     from ..pipeline import plan_files, run_plan
@@ -126,12 +136,16 @@ def run(args: argparse.Namespace) -> int:
         detector = None if args.aligned else build_detector("mtcnn", device=args.device,
                                                             min_face_size=max(12.0, args.min_face_size))
         identity = load_identity_scorer() if args.identity == "auto" else None
+        scorers = Scorers.for_options(config.options, identity=identity, device=args.device)
         run_info = {
             "model": {"name": args.model, "resolution": restorer.resolution, "steps": args.steps,
                       "guidance_scale": args.guidance_scale,
                       "start_sigma": args.start_sigma, "seed": args.seed, "device": args.device},
             "aligned_input": args.aligned,
         }
+        table = getattr(restorer, "fidelity_table", None)
+        if table is not None and (config.options.fidelity is not None or config.options.identity_guard == "fallback"):
+            run_info["model"]["fidelity_table"] = {"source": table.source, "calibrated": table.calibrated}
         # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art
         images = tqdm(total=len(plan.todo), desc="images", unit="img", position=0, dynamic_ncols=True, disable=None)
         faces = tqdm(total=0, desc="faces ", unit="face", position=1, dynamic_ncols=True, leave=False, disable=None)
@@ -149,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             summary = run_plan(plan, restorer, layout, detector=detector, config=config, identity=identity,
-                               progress=progress, run_info=run_info)
+                               progress=progress, run_info=run_info, scorers=scorers)
         finally:
             faces.close()
             images.close()
