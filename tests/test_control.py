@@ -289,3 +289,47 @@ def test_color_fix_removes_a_dark_red_cast(heldout_crops):
                              scorers=Scorers())[0]
     assert out.color_delta_e["raw"] == pytest.approx(before) and out.color_delta_e["fixed"] == pytest.approx(after)
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Face selection and blend, through the whole-photo pipeline
+
+
+class DarkRestorer:
+    """Returns every face darkened by 60 levels (so where it was pasted, and how strongly, is measurable)."""
+
+    resolution = 128
+
+    def restore(self, faces, *, seed=0):
+        return [np.clip(f.astype(int) - 60, 0, 255).astype(np.uint8) for f in faces]
+
+
+def test_faces_indices_max_size_and_blend_visibility(one_thread, detector, astronaut, grace):
+    from prefrestore.image import Photo, resize
+    from prefrestore.pipeline import PipelineConfig, restore_photos
+
+    photo = np.full((300, 560, 3), 120, np.uint8)
+    photo[:300, :300] = resize(astronaut, (300, 300))
+    photo[60:60 + 183, 340:340 + 150] = resize(grace, (150, 183))  # two faces, the left one larger
+
+    def run(**kw):
+        opts = RestoreOptions(identity_guard="off", color_fix="none", **kw)
+        cfg = PipelineConfig.from_options(opts, upscale=1.0)
+        (res,) = restore_photos([(0, Photo(photo))], DarkRestorer(), detector, cfg)
+        return res
+
+    both = run()
+    assert [f.index for f in both.faces] == [0, 1]
+    sizes = [f.aligned.detection.size for f in both.faces]
+    assert sizes[0] > sizes[1]
+    second = run(faces=(1,))
+    assert [f.index for f in second.faces] == [1]  # the index the full run gave it, not renumbered
+    assert any(r.reason.startswith("not in --faces") for r in second.rejected)
+    small = run(max_face_size=(sizes[0] + sizes[1]) / 2)
+    assert [f.aligned.detection.size for f in small.faces] == [sizes[1]]
+    assert any(r.reason.startswith("too large") for r in small.rejected)
+    assert np.array_equal(run(blend=0.0).photo.color, photo)  # visibility 0: the photo itself
+    full = both.photo.color.astype(int)
+    half = run(blend=0.5).photo.color.astype(int)
+    region = np.abs(full - photo).sum(-1) > 30  # where the darkened faces show
+    np.testing.assert_allclose((photo - half)[region].mean(), (photo - full)[region].mean() / 2, rtol=0.05)
