@@ -333,3 +333,11 @@ def test_faces_indices_max_size_and_blend_visibility(one_thread, detector, astro
     half = run(blend=0.5).photo.color.astype(int)
     region = np.abs(full - photo).sum(-1) > 30  # where the darkened faces show
     np.testing.assert_allclose((photo - half)[region].mean(), (photo - full)[region].mean() / 2, rtol=0.05)
+
+
+def test_large_weights_digest_sees_both_ends(tmp_path, monkeypatch):
+    monkeypatch.setattr(fid, "_WHOLE", 10)
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 100)
+    first = fid.weights_digest(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 99 + b"b")
+    assert fid.weights_digest(tmp_path) != first

@@ -143,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
                       "start_sigma": args.start_sigma, "seed": args.seed, "device": args.device},
             "aligned_input": args.aligned,
         }
-        table = getattr(restorer, "fidelity_table", None)
-        if table is not None and (config.options.fidelity is not None or config.options.identity_guard == "fallback"):
+        if config.options.fidelity is not None and hasattr(restorer, "fidelity_table"):
+            table = restorer.fidelity_table
             run_info["model"]["fidelity_table"] = {"source": table.source, "calibrated": table.calibrated}
         # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art
         images = tqdm(total=len(plan.todo), desc="images", unit="img", position=0, dynamic_ncols=True, disable=None)
