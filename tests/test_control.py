@@ -337,6 +337,7 @@ def test_faces_indices_max_size_and_blend_visibility(one_thread, detector, astro
 
 def test_large_weights_digest_sees_both_ends(tmp_path, monkeypatch):
     monkeypatch.setattr(fid, "_WHOLE", 10)
+    monkeypatch.setattr(fid, "_END", 8)
     (tmp_path / "model.safetensors").write_bytes(b"a" * 100)
     first = fid.weights_digest(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"a" * 99 + b"b")

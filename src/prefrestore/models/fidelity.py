@@ -116,6 +116,7 @@ def generic_table(start_sigma: float, guidance_scale: float) -> FidelityTable:
 
 
 _WHOLE = 64 << 20  # files up to this size are hashed whole; larger ones by their size, first and last 16 MiB
+_END = 16 << 20
 
 
 def weights_digest(model_dir: str | Path) -> str | None:
@@ -132,8 +133,8 @@ def weights_digest(model_dir: str | Path) -> str | None:
                     h.update(f.read())
                 else:
                     h.update(str(size).encode())
-                    h.update(f.read(16 << 20))
-                    f.seek(size - (16 << 20))
+                    h.update(f.read(_END))
+                    f.seek(max(size - _END, 0))
                     h.update(f.read())
             return h.hexdigest()[:16]
     return None
