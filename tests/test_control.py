@@ -342,3 +342,13 @@ def test_large_weights_digest_sees_both_ends(tmp_path, monkeypatch):
     first = fid.weights_digest(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"a" * 99 + b"b")
     assert fid.weights_digest(tmp_path) != first
+
+
+def test_a_setup_problem_stops_the_run_in_one_line():
+    from prefrestore.control import SetupError
+    from prefrestore.image import Photo
+    from prefrestore.pipeline import PipelineConfig, restore_aligned
+
+    cfg = PipelineConfig.from_options(RestoreOptions(fidelity=0.5, identity_guard="off"))
+    with pytest.raises(SetupError, match="no fidelity dial"):  # not one "restoration failed" per photo
+        list(restore_aligned([(0, Photo(_faces(1, 128)[0]))], DarkRestorer(), cfg))

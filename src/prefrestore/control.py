@@ -47,6 +47,11 @@ logger = logging.getLogger(__name__)
 FALLBACK_FIDELITY = 1.0
 
 
+class SetupError(UserError):
+    """The options cannot run with this restorer or install (a rerank reward is missing, the restorer has no
+    fidelity dial): the same for every face, so a run stops with this one line instead of failing each photo."""
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One best-of-N sample: its seed, rerank score and the unweighted reward parts."""
@@ -142,7 +147,7 @@ class Scorers:
             try:
                 self._rerank = CompositeReward.build(weights, device=self.device)
             except UserError as err:
-                raise UserError(f"--candidates: a rerank reward is unavailable ({err}); install it or drop it "
+                raise SetupError(f"--candidates: a rerank reward is unavailable ({err}); install it or drop it "
                                 f"from --rerank-weights") from None
         return self._rerank
 
@@ -169,7 +174,7 @@ def sample_candidates(restorer, crops: Sequence[np.ndarray], *, n: int, seed: in
     per-face ``seeds``; otherwise one call per candidate seed (batched across faces)."""
     kw = {} if fidelity is None else {"fidelity": fidelity}
     if fidelity is not None and not _accepts(restorer.restore, "fidelity"):
-        raise UserError("--fidelity: this restorer has no fidelity dial (use a prefrestore model)")
+        raise SetupError("--fidelity: this restorer has no fidelity dial (use a prefrestore model)")
     out: list[list[np.ndarray]] = [[] for _ in range(n)]
     if n > 1 and _accepts(restorer.restore, "seeds"):
         jobs = [(k, i) for i in range(len(crops)) for k in range(n)]  # a face's candidates side by side
@@ -226,14 +231,14 @@ def restore_controlled(restorer, crops: Sequence[np.ndarray], options: RestoreOp
     n = options.candidates
     cands = sample_candidates(restorer, crops, n=n, seed=seed, batch_size=batch_size, fidelity=options.fidelity,
                               progress=progress)
-    raw = cands[0]
+    raws = cands
     cands = [[fix_color(r, c, options.color_fix) for r, c in zip(row, crops, strict=True)] for row in cands]
     if n > 1:
         ranked = rerank(scorers, crops, cands, seed)
     else:
         ranked = [(0, ()) for _ in crops]
     chosen = [cands[best][i] for i, (best, _) in enumerate(ranked)]
-    raw_chosen = [raw[i] if best == 0 else None for i, (best, _) in enumerate(ranked)]
+    raw_chosen: list[np.ndarray | None] = [raws[best][i] for i, (best, _) in enumerate(ranked)]
 
     notes: list[str] = []
     identity = _identities(scorers.identity, crops, chosen, notes)

@@ -27,7 +27,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .control import FaceOutcome, Scorers, restore_controlled
+from .control import FaceOutcome, Scorers, SetupError, restore_controlled
 from .errors import ImageError, UserError
 from .faces.align import align_many
 from .faces.detect import FaceDetector, Rejected, SelectConfig, pick_faces, select_faces
@@ -273,7 +273,7 @@ def _run_group(
     try:
         outcomes = restore_controlled(restorer, crops, config.options, seed=config.seed,
                                       batch_size=config.batch_size, scorers=scorers, progress=progress)
-    except UserError:
+    except SetupError:
         raise  # a setup problem (a missing rerank reward, no fidelity dial): the same for every photo
     except Exception as err:  # any restorer failure fails these photos; nothing is written as if restored
         logger.debug("restoration failed", exc_info=True)
@@ -410,7 +410,7 @@ def restore_aligned(
         try:
             outcomes = restore_controlled(restorer, crops, config.options, seed=config.seed,
                                           batch_size=config.batch_size, scorers=scorers, progress=progress)
-        except UserError:
+        except SetupError:
             raise
         except Exception as err:  # report the batch as failed; never write the input as a restoration
             logger.debug("restoration failed", exc_info=True)
