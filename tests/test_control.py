@@ -71,6 +71,10 @@ def test_restorer_fidelity_blend_and_conflicts(tiny_model):
     torch.testing.assert_close(per_row[1:], r.restore_tensor(lq[1:], fidelity=0.0, seed=6))
     with pytest.raises(ValueError, match="not both"):
         FaceRestorer(tiny_model, start_sigma=0.5, fidelity=0.5)
+    crop = np.full((128, 128, 3), 100, np.uint8)
+    (o,) = r.restore_faces([crop], RestoreOptions(fidelity=1.0, identity_guard="off", color_fix="none"), seed=6)
+    assert np.array_equal(o.restored, r.restore([crop], seed=6, fidelity=1.0)[0])
+    assert o.report()["fidelity"] == {"fidelity": 1.0, "start_sigma": 0.3, "guidance_scale": 1.0, "input_blend": 0.5}
 
 
 @pytest.fixture(scope="module")
