@@ -1,12 +1,30 @@
-"""Checks of user-given run options, shared by every driver (CLI commands, the server, video).
+"""Run options shared by every driver: the restoration options (one declaration each, in :data:`OPTIONS`) and the
+checks of the other user-given options (:func:`check_finite`, :func:`check_sampling`, :func:`check_device`).
 
-Each check raises a one-line :class:`~prefrestore.errors.UserError` naming the option (``flag``) and the fix, and is
-meant to run before any model is loaded or any photo is read, so a bad value costs nothing.
+    >>> from prefrestore.options import RestoreOptions
+    >>> opts = RestoreOptions.from_mapping({"fidelity": 0.8, "candidates": 4, "faces": [0, 2]})
+
+Every restoration option is declared once as an :class:`OptionSpec` (name, type, default, range, help). From that
+one list: ``add_arguments(parser)`` adds the ``prefrestore restore`` flags, ``RestoreOptions.from_namespace(args)``
+reads them, ``RestoreOptions.from_mapping(d)`` reads a JSON body / keyword dict (unknown keys are an error), and
+:func:`json_schema` is the JSON Schema a web form or API can be generated from. Validation lives in
+``RestoreOptions.__post_init__``, so every entry point rejects the same values with the same one-line message.
+(The server, prefrestore.serving.schemas, still has its own RestoreOptions; unifying them is a later step.)
+
+Direction of the dial (written into its help): ``fidelity`` 1 = closest to the input, 0 = most generative.
+
+Each ``check_*`` raises a one-line :class:`~prefrestore.errors.UserError` naming the option (``flag``) and the fix,
+and is meant to run before any model is loaded or any photo is read, so a bad value costs nothing.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .errors import UserError
 
@@ -65,3 +83,210 @@ def check_device(spec: str, *, flag: str = "--device") -> str:
             raise UserError(f"{flag} {spec}: Apple's MPS is not available here; use --device cpu")
         return "mps"
     raise UserError(f"{flag} {spec}: device type {device.type!r} cannot restore photos; use cpu, cuda or mps")
+
+
+GuardMode = Literal["off", "flag", "fallback"]
+ColorFix = Literal["lowfreq", "meanstd", "none"]
+
+DEFAULT_RERANK_WEIGHTS: dict[str, float] = {"identity_dlib": 1.0, "brisque": 0.5, "lmd_mtcnn": 0.5}
+RERANK_REWARDS = ("identity_dlib", "brisque", "lmd_mtcnn", "ssim", "psnr")  # offline rewards usable without a GT
+# dlib distance input -> restored. dlib's same-person threshold is 0.6, but on 128 px degraded crops two different
+# people can be closer than that (0.66-0.69 measured); ordinary restorations of the 7 training faces reach 0.43
+# (docs/reports/control-heldout128), so 0.5 leaves a margin on both sides.
+DEFAULT_IDENTITY_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option. ``type``: "number", "integer", "string", "indices" (comma list of ints) or "weights"
+    (``name=w,...``); ``choices`` for strings; ``minimum``/``maximum`` inclusive bounds; ``nullable``: None
+    (JSON null, or the flag left out) is allowed and means ``default``'s documented behaviour."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _indices(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"--faces {text!r}: expected comma-separated face indices, e.g. 0,2") from None
+
+
+def _weights(text: str) -> dict[str, float]:
+    out = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--rerank-weights {text!r}: expected name=weight pairs, e.g. identity_dlib=1,brisque=0.5")
+    return out
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("fidelity", "number", None, "fidelity dial in [0, 1]: 1 = closest to the input face, 0 = most "
+               "generative; sets the model's start sigma, guidance and a final blend with the input from its "
+               "calibrated table (default: the model's own sampling settings)", minimum=0.0, maximum=1.0,
+               nullable=True, metavar="F"),
+    OptionSpec("candidates", "integer", 1, "best-of-N: restore each face N times (seeds seed..seed+N-1, batched) "
+               "and keep the best by the rerank score; every candidate's score goes into the report (default: 1, "
+               "no extra cost)", minimum=1, maximum=64, metavar="N"),
+    OptionSpec("rerank_weights", "weights", dict(DEFAULT_RERANK_WEIGHTS), "rerank score = sum of weight * reward: "
+               "identity_dlib (cosine to the input), brisque (-BRISQUE/100, no-reference quality), lmd_mtcnn "
+               "(1/(1+d/20), landmark agreement with the input); also ssim, psnr (to the input) "
+               "(default: identity_dlib=1,brisque=0.5,lmd_mtcnn=0.5)", metavar="NAME=W,..."),
+    OptionSpec("identity_guard", "string", "fallback", "check every restored face against its input (dlib identity "
+               "distance, MTCNN landmarks): off; flag (mark it in the report); fallback (flag it and replace it by "
+               "the fidelity-1 restoration, or by the input crop if that is flagged too) (default: fallback)",
+               choices=("off", "flag", "fallback")),
+    OptionSpec("identity_threshold", "number", DEFAULT_IDENTITY_THRESHOLD, "identity guard: a face whose dlib "
+               "distance to its input exceeds this is flagged (dlib's same-person threshold is 0.6; restorations of ordinary "
+               "faces stay below 0.45 at 128 px; default: 0.5)",
+               minimum=0.0, maximum=2.0, metavar="D"),
+    OptionSpec("color_fix", "string", "lowfreq", "give each restored face its input's colour: lowfreq (replace the "
+               "low frequencies), meanstd (match channel mean and spread), none (default: lowfreq)",
+               choices=("lowfreq", "meanstd", "none")),
+    OptionSpec("faces", "indices", None, "restore only these faces, by index in the report's order (left to right "
+               "among the faces the other options keep), e.g. 0,2 (default: all)", nullable=True, metavar="I,J"),
+    OptionSpec("min_face_size", "number", 20.0, "ignore faces whose box is smaller than PX pixels; also the "
+               "smallest size searched, so raising it speeds up detection on large photos (default: 20)",
+               minimum=0.0, metavar="PX"),
+    OptionSpec("max_face_size", "number", None, "ignore faces whose box is larger than PX pixels (default: no limit)",
+               minimum=0.0, nullable=True, metavar="PX"),
+    OptionSpec("blend", "number", 1.0, "visibility of the restored faces in the output, 0-1 (0 = the input, "
+               "upscaled; default: 1)", minimum=0.0, maximum=1.0, metavar="A"),
+)
+SPECS: dict[str, OptionSpec] = {s.name: s for s in OPTIONS}
+_PARSE: dict[str, Callable[[str], Any]] = {"number": float, "integer": int, "string": str, "indices": _indices,
+                                           "weights": _weights}
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Validated options (see :data:`OPTIONS` for each field's meaning and default)."""
+
+    fidelity: float | None = None
+    candidates: int = 1
+    rerank_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RERANK_WEIGHTS))
+    identity_guard: GuardMode = "fallback"
+    identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD
+    color_fix: ColorFix = "lowfreq"
+    faces: tuple[int, ...] | None = None
+    min_face_size: float = 20.0
+    max_face_size: float | None = None
+    blend: float = 1.0
+
+    def __post_init__(self) -> None:
+        for spec in OPTIONS:
+            _check(spec, getattr(self, spec.name))
+        unknown = sorted(set(self.rerank_weights) - set(RERANK_REWARDS))
+        if unknown:
+            raise ValueError(f"--rerank-weights: unknown reward(s) {unknown}; choose from {list(RERANK_REWARDS)}")
+        if self.candidates > 1 and not any(w != 0 for w in self.rerank_weights.values()):
+            raise ValueError("--rerank-weights: all weights are 0, so --candidates > 1 could not choose")
+        if self.faces is not None and any(i < 0 for i in self.faces):
+            raise ValueError(f"--faces {self.faces}: indices are >= 0")
+        if self.max_face_size is not None and self.max_face_size < self.min_face_size:
+            raise ValueError(f"--max-face-size {self.max_face_size} is below --min-face-size {self.min_face_size}")
+
+    # ---- entry points ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RestoreOptions:
+        """A JSON object / keyword dict -> options; strings are parsed like the CLI's; unknown keys are an error."""
+        unknown = sorted(set(values) - set(SPECS))
+        if unknown:
+            raise ValueError(f"unknown restore option(s) {unknown}; known: {sorted(SPECS)}")
+        kwargs = {}
+        for name, v in values.items():
+            spec = SPECS[name]
+            if isinstance(v, str) and spec.type != "string":
+                v = _PARSE[spec.type](v)
+            elif spec.type == "indices" and v is not None:
+                v = tuple(int(i) for i in v)
+            elif spec.type == "weights":
+                v = {str(k): float(w) for k, w in dict(v).items()}
+            kwargs[name] = v
+        return cls(**kwargs)
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> RestoreOptions:
+        """The flags :func:`add_arguments` declared, from parsed CLI arguments."""
+        return cls(**{s.name: getattr(args, s.name) for s in OPTIONS})
+
+    def to_dict(self) -> dict:
+        """JSON-ready (what reports record as the run's options)."""
+        d = dataclasses.asdict(self)
+        d["rerank_weights"] = dict(self.rerank_weights)
+        d["faces"] = None if self.faces is None else list(self.faces)
+        return d
+
+
+def _check(spec: OptionSpec, v: Any) -> None:
+    bad = None
+    if v is None:
+        if not spec.nullable:
+            bad = "must be given"
+    elif spec.choices is not None and v not in spec.choices:
+        bad = f"expected one of {', '.join(spec.choices)}"
+    elif spec.type in ("number", "integer"):
+        if spec.type == "integer" and (isinstance(v, bool) or not math.isfinite(v) or int(v) != v):
+            bad = "must be an integer"
+        elif not math.isfinite(v):  # NaN passes every comparison below
+            bad = "must be a finite number"
+        elif spec.minimum is not None and v < spec.minimum or spec.maximum is not None and v > spec.maximum:
+            lo = "" if spec.minimum is None else f">= {spec.minimum:g}"
+            hi = "" if spec.maximum is None else f"<= {spec.maximum:g}"
+            bad = "must be " + " and ".join(x for x in (lo, hi) if x)
+    if bad:
+        raise ValueError(f"{spec.flag} {v}: {bad}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every option of :data:`OPTIONS` as a flag (``fidelity`` -> ``--fidelity``) with its default."""
+    group = parser.add_argument_group("restoration control (prefrestore.options)")
+    for spec in OPTIONS:
+        kw: dict[str, Any] = {"default": spec.default, "help": spec.help, "dest": spec.name}
+        if spec.choices:
+            kw["choices"] = spec.choices
+        else:
+            kw["type"] = _PARSE[spec.type]
+            kw["metavar"] = spec.metavar
+        group.add_argument(spec.flag, **kw)
+
+
+def json_schema() -> dict:
+    """JSON Schema (draft 2020-12) of the options object, for web forms and API validation."""
+    types = {"number": "number", "integer": "integer", "string": "string"}
+    props: dict[str, dict] = {}
+    for s in OPTIONS:
+        if s.type == "indices":
+            p: dict[str, Any] = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+        elif s.type == "weights":
+            p = {"type": "object", "additionalProperties": {"type": "number"},
+                 "propertyNames": {"enum": list(RERANK_REWARDS)}}
+        else:
+            p = {"type": types[s.type]}
+        if s.nullable:
+            p = {"anyOf": [p, {"type": "null"}]}
+        p.update(description=s.help, default=s.default)
+        for k, v in (("enum", s.choices), ("minimum", s.minimum), ("maximum", s.maximum)):
+            if v is not None:
+                (p["anyOf"][0] if s.nullable else p)[k] = list(v) if k == "enum" else v
+        props[s.name] = p
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "prefrestore restore options",
+            "type": "object", "properties": props, "additionalProperties": False}

@@ -27,9 +27,18 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from .control import FaceOutcome, Scorers, SetupError, restore_controlled
 from .errors import ImageError, UserError
 from .faces.align import align_many
-from .faces.detect import MAX_DETECT_PIXELS, FaceDetector, Rejected, SelectConfig, detect_bounded, select_faces
+from .faces.detect import (
+    MAX_DETECT_PIXELS,
+    FaceDetector,
+    Rejected,
+    SelectConfig,
+    detect_bounded,
+    pick_faces,
+    select_faces,
+)
 from .faces.identity import IdentityScore, IdentityScorer
 from .faces.paste import BackgroundUpsampler, BlendConfig, Resampler, build_upsampler, paste_back
 from .faces.types import AlignedFace, RestoredFace
@@ -46,6 +55,7 @@ from .image import (
     write_photo,
 )
 from .io_safety import NAME_MAX, InputGuard, atomic_write_text, real_key, shown, sweep_stale_temps
+from .options import RestoreOptions
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +90,8 @@ class PipelineConfig:
     max_detect_pixels: detection runs on a copy downscaled to this many pixels (bounds its memory).
     max_photo_bytes: a photo whose estimated working memory (:func:`photo_memory_bytes`) is above this is refused
         from its header, before decoding, with a line naming the -s that would fit.
+    options: fidelity, best-of-N, identity guard, colour and face choice (``prefrestore.options``; build the whole
+        config from them with :meth:`from_options`, which also sets ``select`` and ``blend`` from them).
     """
 
     upscale: float = 2.0
@@ -91,6 +103,17 @@ class PipelineConfig:
     max_group_pixels: int = 64_000_000
     max_detect_pixels: int = MAX_DETECT_PIXELS
     max_photo_bytes: int = 3 * 2**30
+    options: RestoreOptions = field(default_factory=RestoreOptions)
+
+    @classmethod
+    def from_options(cls, options: RestoreOptions, *, select: SelectConfig | None = None,
+                     blend: BlendConfig | None = None, **kwargs) -> PipelineConfig:
+        """A config whose face selection (min/max face size) and blend visibility come from ``options``; other
+        selection and blend settings from ``select``/``blend``, the rest from ``kwargs``."""
+        select = dataclasses.replace(select or SelectConfig(), min_face_size=options.min_face_size,
+                                     max_face_size=options.max_face_size)
+        blend = dataclasses.replace(blend or BlendConfig(), visibility=options.blend)
+        return cls(select=select, blend=blend, options=options, **kwargs)
 
     def __post_init__(self) -> None:
         if not 0 < self.upscale <= 16:
@@ -115,6 +138,7 @@ class FaceResult:
     aligned: AlignedFace
     restored: np.ndarray  # uint8 (S, S, 3) RGB
     identity: IdentityScore | None = None
+    control: FaceOutcome | None = None  # candidates, guard, colour (prefrestore.control)
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,12 +236,15 @@ def restore_photos(
     *,
     identity: IdentityScorer | None = None,
     progress: Progress | None = None,
+    scorers: Scorers | None = None,
 ) -> Iterator[PhotoResult]:
     """Restore every face of every photo, batched across photos; yields one result per item, in input order.
 
     items: (key, photo) pairs, consumed lazily (a generator that reads files as it goes keeps memory bounded).
+    scorers: the identity/landmark/rerank models of ``config.options`` (default: built from ``identity``).
     """
     config = config or PipelineConfig()
+    scorers = scorers or Scorers(identity=identity, rerank_weights=dict(config.options.rerank_weights))
     upsampler = _upsampler(config.upsampler)
     group: list[tuple[Hashable, Photo]] = []
     pixels = 0
@@ -225,10 +252,10 @@ def restore_photos(
         group.append((key, photo))
         pixels += photo.size[0] * photo.size[1]
         if len(group) >= config.batch_size or pixels >= config.max_group_pixels:
-            yield from _run_group(group, restorer, detector, config, upsampler, identity, progress)
+            yield from _run_group(group, restorer, detector, config, upsampler, scorers, progress)
             group, pixels = [], 0
     if group:
-        yield from _run_group(group, restorer, detector, config, upsampler, identity, progress)
+        yield from _run_group(group, restorer, detector, config, upsampler, scorers, progress)
 
 
 def failure(stage: str, err: BaseException) -> str:
@@ -242,28 +269,40 @@ def failure(stage: str, err: BaseException) -> str:
 
 
 def _restore_each(
-    restorer: Restorer, crop_lists: list[list[np.ndarray]], config: PipelineConfig, progress: Progress | None
-) -> list[list[np.ndarray] | str]:
-    """Restore the crops of several photos together -> per photo its restorations, or the failure message.
+    restorer: Restorer, crop_lists: list[list[np.ndarray]], config: PipelineConfig, scorers: Scorers,
+    progress: Progress | None,
+) -> list[list[FaceOutcome] | str]:
+    """Restore the crops of several photos together (``config.options``: fidelity, best-of-N, identity guard,
+    colour; see control.py) -> per photo its face outcomes, or the failure message.
 
     When the joint call fails and more than one photo had faces, each photo is retried alone, so one photo that
-    breaks the restorer (e.g. a non-finite result) fails alone and the others go on.
+    breaks the restorer (e.g. a non-finite result) fails alone and the others go on. A :class:`SetupError` (a
+    missing rerank reward, no fidelity dial) is the same for every photo and is raised.
     """
+
+    def run(crops: list[np.ndarray], report: Progress | None) -> list[FaceOutcome]:
+        return restore_controlled(restorer, crops, config.options, seed=config.seed, batch_size=config.batch_size,
+                                  scorers=scorers, progress=report)
+
     flat = [c for crops in crop_lists for c in crops]
     try:
-        restored = restore_faces(restorer, flat, batch_size=config.batch_size, seed=config.seed, progress=progress)
+        restored = run(flat, progress)
+    except SetupError:
+        raise
     except Exception as err:  # any restorer failure: nothing is written as if restored
         logger.debug("restoration failed", exc_info=True)
         if sum(1 for crops in crop_lists if crops) <= 1:
             message = failure("restoration", err)
             return [message if crops else [] for crops in crop_lists]
-        out: list[list[np.ndarray] | str] = []
+        out: list[list[FaceOutcome] | str] = []
         for crops in crop_lists:
             if not crops:
                 out.append([])
                 continue
             try:
-                out.append(restore_faces(restorer, crops, batch_size=config.batch_size, seed=config.seed))
+                out.append(run(crops, None))
+            except SetupError:
+                raise
             except Exception as err1:
                 logger.debug("restoration failed", exc_info=True)
                 out.append(failure("restoration", err1))
@@ -281,7 +320,7 @@ def _run_group(
     detector: FaceDetector,
     config: PipelineConfig,
     upsampler: BackgroundUpsampler,
-    identity: IdentityScorer | None,
+    scorers: Scorers,
     progress: Progress | None,
 ) -> Iterator[PhotoResult]:
     """Detect, align, restore (all faces of the group together) and compose one group of photos; yields each
@@ -295,6 +334,7 @@ def _run_group(
     notes: list[list[str]] = [list(photo.notes) for _, photo in group]
     aligned: list[list[AlignedFace]] = [[] for _ in group]
     rejected: list[list[Rejected]] = [[] for _ in group]
+    indices: list[list[int]] = [[] for _ in group]  # each face's index among the selected faces (kept by --faces)
 
     # Detection photo by photo: batching R/O-Net across photos changes their floating-point sums, and then
     # which borderline faces are found would depend on the other photos in the group.
@@ -314,13 +354,15 @@ def _run_group(
             stage = "face alignment"
             t0 = time.perf_counter()
             keep, rej = select_faces(dets, (image.shape[1], image.shape[0]), config.select)
-            aligned[i] = align_many(image, keep, restorer.resolution)
-            rejected[i] = list(rej)
+            picked, not_picked = pick_faces(keep, config.options.faces)
+            aligned[i] = align_many(image, [d for _, d in picked], restorer.resolution)
+            indices[i] = [k for k, _ in picked]
+            rejected[i] = list(rej) + list(not_picked)
             t["align"] = time.perf_counter() - t0
         except Exception as err:
             logger.debug("%s failed", stage, exc_info=True)
             errors[i] = failure(stage, err)
-            aligned[i] = []
+            aligned[i], indices[i] = [], []
         finally:
             image = None
     if progress:
@@ -328,33 +370,29 @@ def _run_group(
 
     # Restoration: all faces of the group, batch_size at a time; time shared out by face count.
     t0 = time.perf_counter()
-    restored = _restore_each(restorer, [[a.crop for a in faces] for faces in aligned], config, progress)
+    restored = _restore_each(restorer, [[a.crop for a in faces] for faces in aligned], config, scorers, progress)
     elapsed = time.perf_counter() - t0
     n_crops = sum(len(a) for a in aligned)
 
-    for i, ((key, photo), faces, rej, t) in enumerate(zip(group, aligned, rejected, timings, strict=True)):
-        mine = restored[i]
-        if errors[i] is None and isinstance(mine, str):
-            errors[i] = mine
+    for i, ((key, photo), faces, idx, rej, t) in enumerate(
+        zip(group, aligned, indices, rejected, timings, strict=True)
+    ):
+        controls = restored[i]
+        if errors[i] is None and isinstance(controls, str):
+            errors[i] = controls
         if errors[i] is not None:
             yield PhotoResult(key, photo, None, (), tuple(rej), t, error=errors[i], notes=tuple(notes[i]))
             continue
-        t["restore"] = elapsed * len(faces) / max(n_crops, 1)
+        assert not isinstance(controls, str)
+        mine = [o.restored for o in controls]
+        t["restore"] = elapsed * len(faces) / max(n_crops, 1)  # includes reranking and the identity guard
         if not faces:
             notes[i].append("no face found: the photo was upscaled only")
-        try:
-            t0 = time.perf_counter()
-            scores = _identity_scores(identity, [a.crop for a in faces], mine, notes[i])
-            if identity is not None and faces:
-                t["identity"] = time.perf_counter() - t0
-            face_results = tuple(
-                FaceResult(index=k, aligned=a, restored=r, identity=sc)
-                for k, (a, r, sc) in enumerate(zip(faces, mine, scores, strict=True))
-            )
-        except Exception as err:
-            logger.debug("identity failed", exc_info=True)
-            yield PhotoResult(key, photo, None, (), tuple(rej), t, error=failure("identity scoring", err))
-            continue
+        notes[i] += [n for n in dict.fromkeys(n for o in controls for n in o.notes) if n not in notes[i]]
+        face_results = tuple(
+            FaceResult(index=k, aligned=a, restored=r, identity=o.identity, control=o)
+            for k, a, r, o in zip(idx, faces, mine, controls, strict=True)
+        )
         t0 = time.perf_counter()
         try:
             out = compose(
@@ -374,20 +412,6 @@ def _run_group(
         t["paste"] = time.perf_counter() - t0
         yield PhotoResult(key, photo, out, face_results, tuple(rej), t, notes=tuple(notes[i]))
         out = None
-
-
-def _identity_scores(
-    identity: IdentityScorer | None, inputs: list[np.ndarray], restored: list[np.ndarray], notes: list[str]
-) -> list[IdentityScore | None]:
-    """Identity scores, or Nones (and a note) when there is no scorer or dlib fails: the score is a report,
-    not the output, so its failure does not fail the photo."""
-    if identity is None or not inputs:
-        return [None] * len(inputs)
-    try:
-        return list(identity.compare(inputs, restored))
-    except Exception as err:  # dlib raises RuntimeError
-        notes.append(f"identity similarity not computed ({type(err).__name__}: {err})")
-        return [None] * len(inputs)
 
 
 def restore_image(
@@ -423,6 +447,7 @@ class AlignedResult:
     error: str | None = None
     notes: tuple[str, ...] = ()
     input_size: tuple[int, int] | None = None
+    control: FaceOutcome | None = None
 
     def output_image(self) -> np.ndarray:
         """The restoration at the size it is written: the input's size if larger than S, else S x S."""
@@ -461,12 +486,16 @@ def restore_aligned(
     *,
     identity: IdentityScorer | None = None,
     progress: Progress | None = None,
+    scorers: Scorers | None = None,
 ) -> Iterator[AlignedResult]:
     """Restore already-aligned face crops, ``batch_size`` per restorer call; yields results in input order.
 
     A crop that cannot be prepared, or whose restoration fails (alone, after a failed joint batch), fails alone.
+    ``config.options.blend`` < 1 mixes the input crop back into each restoration (its visibility).
     """
     config = config or PipelineConfig()
+    scorers = scorers or Scorers(identity=identity, rerank_weights=dict(config.options.rerank_weights))
+    visibility = config.options.blend
     # key, crop (None when preparing it failed), notes, input size, error
     pending: list[tuple[Hashable, np.ndarray | None, list[str], tuple[int, int], str | None]] = []
 
@@ -476,7 +505,7 @@ def restore_aligned(
             progress("faces_found", len(good))
         t0 = time.perf_counter()
         outcome = iter(_restore_each(restorer, [[c] if e is None else [] for _, c, _, _, e in pending], config,
-                                     progress))
+                                     scorers, progress))
         per_face = (time.perf_counter() - t0) / max(len(good), 1)
         results = []
         for k, c, n, z, e in pending:
@@ -487,10 +516,10 @@ def restore_aligned(
                 results.append(AlignedResult(k, c if c is not None else np.zeros((0, 0, 3), np.uint8), None,
                                              error=e, notes=tuple(n), input_size=z))
                 continue
-            extra: list[str] = []
-            (score,) = _identity_scores(identity, [c], got, extra)
-            results.append(AlignedResult(k, c, got[0], score, {"restore": per_face}, notes=tuple(n + extra),
-                                         input_size=z))
+            (o,) = got
+            results.append(AlignedResult(k, c, _visible(o.restored, c, visibility), o.identity,
+                                         {"restore": per_face}, notes=tuple(n + list(o.notes)), input_size=z,
+                                         control=o))
         return results
 
     for key, photo in items:
@@ -505,6 +534,14 @@ def restore_aligned(
             pending = []
     if pending:
         yield from flush()
+
+
+def _visible(restored: np.ndarray, crop: np.ndarray, visibility: float) -> np.ndarray:
+    """uint8 restoration mixed with its input crop: visibility 1 = the restoration, 0 = the input."""
+    if visibility >= 1.0:
+        return restored
+    mixed = visibility * pixels_to_float(restored) + (1.0 - visibility) * pixels_to_float(crop)
+    return float_to_pixels(mixed, np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -752,6 +789,7 @@ def run_plan(
     identity: IdentityScorer | None = None,
     progress: Progress | None = None,
     run_info: dict | None = None,
+    scorers: Scorers | None = None,
 ) -> RunSummary:
     """Restore the plan's inputs and write every output. ``detector=None`` means the inputs are aligned crops.
 
@@ -795,9 +833,11 @@ def run_plan(
 
     restored, no_face, faces = [], [], 0
     if detector is None:
-        results: Iterator = restore_aligned(read_all(), restorer, config, identity=identity, progress=progress)
+        results: Iterator = restore_aligned(read_all(), restorer, config, identity=identity, progress=progress,
+                                            scorers=scorers)
     else:
-        results = restore_photos(read_all(), restorer, detector, config, identity=identity, progress=progress)
+        results = restore_photos(read_all(), restorer, detector, config, identity=identity, progress=progress,
+                                 scorers=scorers)
     for res in results:
         item = res.key
         res.timings["read"] = read_times.pop(item, 0.0)
@@ -845,7 +885,7 @@ def _write_outputs(
     """Write a result's images, then its JSON report (last: a report saying "restored" means every output listed
     is complete) -> the report. Every target is checked against ``guard`` before the first byte is written, so an
     input that would be overwritten fails the photo with no output at all."""
-    report: dict = {"input": str(item.path), **run_info}
+    report: dict = {"input": str(item.path), **run_info, "options": config.options.to_dict()}
     timings = res.timings
     if isinstance(res, AlignedResult):
         report["status"] = "restored" if res.ok else "failed"
@@ -858,7 +898,9 @@ def _write_outputs(
             save_rgb(cmp, np.concatenate([res.crop, res.restored], axis=1), guard=guard)
             timings["write"] = time.perf_counter() - t0
             report["output"] = str(out)
-            if res.identity is not None:
+            if res.control is not None:
+                report.update({k: v for k, v in res.control.report().items() if k != "notes"})
+            elif res.identity is not None:
                 report["identity_similarity"] = _r(res.identity.similarity, 4)
                 report["identity_distance"] = _r(res.identity.distance, 4)
     else:
@@ -871,7 +913,9 @@ def _write_outputs(
             exif=res.source.exif is not None,
             upscale=config.upscale,
             detection={"score_threshold": config.select.score_threshold, "min_face_size": config.select.min_face_size,
-                       "max_faces": config.select.max_faces, "only_center_face": config.select.only_center_face},
+                       "max_face_size": config.select.max_face_size, "max_faces": config.select.max_faces,
+                       "only_center_face": config.select.only_center_face,
+                       "faces": None if config.options.faces is None else list(config.options.faces)},
             faces=[],
             rejected=[{"box": [_r(v) for v in r.detection.box], "score": _r(r.detection.score, 4), "reason": r.reason}
                       for r in res.rejected],
@@ -898,7 +942,9 @@ def _write_outputs(
                     "fit_error": _r(f.aligned.fit_error, 4),
                     **{k: str(v) for k, v in paths.items()},
                 }
-                if f.identity is not None:
+                if f.control is not None:
+                    entry.update({k: v for k, v in f.control.report().items() if k != "notes"})
+                elif f.identity is not None:
                     entry.update(identity_similarity=_r(f.identity.similarity, 4),
                                  identity_distance=_r(f.identity.distance, 4))
                 report["faces"].append(entry)

@@ -4,7 +4,12 @@
     prefrestore restore INPUT [INPUT ...] -o OUTPUT [-s UPSCALE] [--aligned] [--only-center-face]
         [--min-face-size PX] [--max-faces N] [--det-threshold T] [--ext auto|png|jpg] [--suffix S] [--overwrite]
         [--model default] [--steps K] [--guidance-scale G] [--start-sigma S] [--seed N] [--batch-size B]
-        [--device cpu] [--jpeg-quality Q] [--bg-upsampler lanczos|realesrgan]
+        [--device cpu] [--jpeg-quality Q] [--bg-upsampler lanczos|realesrgan] [--fidelity F] [--candidates N]
+        [--identity-guard off|flag|fallback] [--faces I,J] [--max-face-size PX] [--blend A]
+        [--color-fix lowfreq|meanstd|none] ...
+
+The restoration-control flags (fidelity, candidates, guard, colour, face choice and size, blend) are declared once
+in ``prefrestore.options.OPTIONS``, shared with the Python API.
 
 INPUT is a file, a folder or a glob pattern (quoted); several may be given. Outputs, as in GFPGAN/CodeFormer:
 OUTPUT/cropped_faces, restored_faces, cmp (input | restored), restored_imgs, plus OUTPUT/reports/NAME.json
@@ -26,6 +31,7 @@ from . import restore_video
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .. import options
     from ..faces.paste import BG_UPSAMPLERS
 
     parser.add_argument("input", nargs="+", help="photo file(s), folder(s) or quoted glob pattern(s)")
@@ -33,9 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--upscale", type=float, default=2.0, help="output size / input size (default: 2)")
     parser.add_argument("--aligned", action="store_true", help="inputs are FFHQ-aligned face crops: no detection")
     parser.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
-    parser.add_argument("--min-face-size", type=float, default=20.0, metavar="PX",
-                        help="ignore faces whose box is smaller than PX pixels; also the smallest size searched, "
-                             "so raising it speeds up detection on large photos (default: 20)")
     parser.add_argument("--max-faces", type=int, default=None, metavar="N", help="restore at most N faces, largest first")
     parser.add_argument("--det-threshold", type=float, default=0.95, metavar="T",
                         help="detection confidence threshold in [0, 1] (default: 0.95)")
@@ -64,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identity", choices=("auto", "off"), default="auto",
                         help="report LQ-to-restored identity similarity when dlib is installed (default: auto)")
     restore_video.add_arguments(parser)
+    options.add_arguments(parser)  # --fidelity, --candidates, --identity-guard, --faces, --min/max-face-size, ...
 
 
 def _configs(args: argparse.Namespace):
@@ -71,7 +75,7 @@ def _configs(args: argparse.Namespace):
     from ..faces.detect import SelectConfig
     from ..faces.paste import BlendConfig
     from ..io_safety import shown
-    from ..options import check_device, check_finite, check_sampling
+    from ..options import RestoreOptions, check_device, check_finite, check_sampling
     from ..pipeline import OutputLayout, PipelineConfig
 
     if not args.output.strip():
@@ -86,7 +90,8 @@ def _configs(args: argparse.Namespace):
     checks = [
         (0 < args.upscale <= 16, f"-s {args.upscale}: the upscale factor must be in (0, 16]"),
         (0 <= args.det_threshold <= 1, f"--det-threshold {args.det_threshold}: must be in [0, 1], e.g. 0.95"),
-        (args.min_face_size >= 0, f"--min-face-size {args.min_face_size}: must be >= 0 pixels"),
+        (args.fidelity is None or (args.start_sigma is None and args.guidance_scale is None),
+         "--fidelity sets the start sigma and guidance itself; give --fidelity or --start-sigma/--guidance-scale"),
         (args.max_faces is None or args.max_faces >= 1, f"--max-faces {args.max_faces}: must be >= 1"),
         (args.batch_size >= 1, f"--batch-size {args.batch_size}: must be >= 1"),
         (1 <= args.jpeg_quality <= 100, f"--jpeg-quality {args.jpeg_quality}: must be in 1..100"),
@@ -98,13 +103,17 @@ def _configs(args: argparse.Namespace):
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    try:
+        opts = RestoreOptions.from_namespace(args)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     select = SelectConfig(
         score_threshold=args.det_threshold,
-        min_face_size=args.min_face_size,
         max_faces=args.max_faces,
         only_center_face=args.only_center_face,
     )
-    config = PipelineConfig(
+    config = PipelineConfig.from_options(
+        opts,
         upscale=args.upscale,
         select=select,
         blend=dataclasses.replace(BlendConfig(), color_match=args.color_match),
@@ -129,6 +138,7 @@ def _run(args: argparse.Namespace, group) -> int:
     from tqdm import tqdm
 
     from .. import api
+    from ..control import Scorers
     from ..faces.detect import build_detector
     from ..faces.identity import load_identity_scorer
     from ..io_safety import check_output_folder, shown
@@ -168,12 +178,16 @@ def _run(args: argparse.Namespace, group) -> int:
         detector = None if args.aligned else build_detector("mtcnn", device=device,
                                                             min_face_size=max(12.0, args.min_face_size))
         identity = load_identity_scorer() if args.identity == "auto" else None
+        scorers = Scorers.for_options(config.options, identity=identity, device=device)
         run_info = {
             "model": {"name": args.model, "resolution": restorer.resolution, "steps": args.steps,
                       "guidance_scale": args.guidance_scale,
                       "start_sigma": args.start_sigma, "seed": args.seed, "device": args.device},
             "aligned_input": args.aligned,
         }
+        if config.options.fidelity is not None and hasattr(restorer, "fidelity_table"):
+            table = restorer.fidelity_table
+            run_info["model"]["fidelity_table"] = {"source": table.source, "calibrated": table.calibrated}
         # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art;
         # with several ranks only rank 0 draws them (its own share)
         bars = None if group.is_main else True
@@ -194,7 +208,7 @@ def _run(args: argparse.Namespace, group) -> int:
         try:
             if mine.todo:
                 summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
-                                   progress=progress, run_info=run_info)
+                                   progress=progress, run_info=run_info, scorers=scorers)
         finally:
             faces.close()
             images.close()

@@ -49,6 +49,10 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
     from ..video import run_videos
 
     config = video_config(args, pipeline_config)
+    photo_only = _photo_only_options(pipeline_config.options)
+    if photo_only:
+        print(f"warning: {', '.join(photo_only)} apply to photos only; videos are restored without them "
+              "(face size limits and --blend apply to both)", file=sys.stderr)
     bar = None
 
     def progress(event: str, count: int, message: str | None = None) -> None:
@@ -70,6 +74,16 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
 
     parts = [f"restored {len(restored)} video{'s' if len(restored) != 1 else ''}"]
     return print_outcome(parts, len(plan.skipped), failed, layout.root / "restored_videos")
+
+
+def _photo_only_options(options) -> list[str]:
+    """The flags of prefrestore.options set away from their defaults that the video path does not apply yet."""
+    from ..options import SPECS, RestoreOptions
+
+    default = RestoreOptions()
+    return [SPECS[name].flag for name in ("fidelity", "candidates", "rerank_weights", "identity_guard",
+                                          "identity_threshold", "color_fix", "faces")
+            if getattr(options, name) != getattr(default, name)]
 
 
 def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:

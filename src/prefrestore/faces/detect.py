@@ -127,6 +127,7 @@ class SelectConfig:
     score_threshold: minimum detector confidence (--det-threshold). MTCNN gives real faces > 0.97 and most false
         positives (hands, patterns) 0.7-0.9.
     min_face_size: minimum short side of the box, px (--min-face-size).
+    max_face_size: maximum short side of the box, px (--max-face-size); None: no limit.
     max_faces: keep at most this many, the largest boxes first (--max-faces); None keeps all.
     only_center_face: keep only the face whose centre is nearest the image centre (--only-center-face).
     """
@@ -135,12 +136,15 @@ class SelectConfig:
     min_face_size: float = 0.0
     max_faces: int | None = None
     only_center_face: bool = False
+    max_face_size: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"score_threshold={self.score_threshold} must be in [0, 1]")
         if self.min_face_size < 0:
             raise ValueError(f"min_face_size={self.min_face_size} must be >= 0 px")
+        if self.max_face_size is not None and self.max_face_size < self.min_face_size:
+            raise ValueError(f"max_face_size={self.max_face_size} must be >= min_face_size={self.min_face_size}")
         if self.max_faces is not None and self.max_faces < 1:
             raise ValueError(f"max_faces={self.max_faces} must be >= 1 (or None for all faces)")
 
@@ -165,6 +169,8 @@ def select_faces(
             rejected.append(Rejected(d, f"low score {d.score:.3f} < {config.score_threshold}"))
         elif d.size < config.min_face_size:
             rejected.append(Rejected(d, f"too small {d.size:.0f} px < {config.min_face_size:.0f} px"))
+        elif config.max_face_size is not None and d.size > config.max_face_size:
+            rejected.append(Rejected(d, f"too large {d.size:.0f} px > {config.max_face_size:.0f} px"))
         else:
             pool.append(d)
     pool, dups = deduplicate(pool)
@@ -180,3 +186,15 @@ def select_faces(
         pool = by_size[: config.max_faces]
     pool.sort(key=lambda d: (d.center[0], d.center[1]))  # left to right: stable face indices in file names
     return pool, rejected
+
+
+def pick_faces(
+    faces: Sequence[FaceDetection], indices: Sequence[int] | None
+) -> tuple[list[tuple[int, FaceDetection]], list[Rejected]]:
+    """The selected faces (``select_faces`` order) -> (those whose index is in ``indices``, with that index; the others
+    rejected as "not in --faces"). ``indices=None`` keeps all. Indices beyond the faces found are ignored."""
+    if indices is None:
+        return list(enumerate(faces)), []
+    wanted = set(indices)
+    picked = [(i, d) for i, d in enumerate(faces) if i in wanted]
+    return picked, [Rejected(d, f"not in --faces (index {i})") for i, d in enumerate(faces) if i not in wanted]

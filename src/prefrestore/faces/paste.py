@@ -44,18 +44,23 @@ class BlendConfig:
     color_match: see the module docstring.
     color_sigma: Gaussian sigma of the "lowfreq" split, fraction of S (0.03 -> 15 px at 512: skin tone and
         lighting come from the input, pores, lashes and edges from the restorer).
+    visibility: how much of the restored face shows, 0-1 (--blend; the mask is scaled by it: 0 = the photo as
+        upscaled, 1 = the restoration).
     """
 
     inset: float = 0.02
     ramp: float = 0.12
     color_match: ColorMatch = "lowfreq"
     color_sigma: float = 0.03
+    visibility: float = 1.0
 
     def __post_init__(self) -> None:
         if not (0 <= self.inset < 0.25 and 0 < self.ramp <= 0.45 and self.inset + self.ramp < 0.5):
             raise ValueError(f"need 0 <= inset < 0.25, 0 < ramp <= 0.45, inset + ramp < 0.5; got {self}")
         if self.color_match not in ("lowfreq", "meanstd", "none"):
             raise ValueError(f"unknown color_match={self.color_match!r}; expected lowfreq, meanstd or none")
+        if not 0.0 <= self.visibility <= 1.0:
+            raise ValueError(f"visibility={self.visibility} must be in [0, 1]")
         if not 0 < self.color_sigma < 0.5:
             raise ValueError(f"color_sigma={self.color_sigma} must be in (0, 0.5)")
 
@@ -147,7 +152,7 @@ def paste_back(
         colour = match_color(face.restored, face.aligned.crop, blend)  # (S, S, 3)
         warped = warp_affine(colour, m_roi, (x1 - x0, y1 - y0), border="reflect")  # (h, w, 3)
         alpha = warp_affine(masks[size], m_roi, (x1 - x0, y1 - y0), border="constant", cubic=False)  # (h, w)
-        alpha = np.clip(alpha, 0.0, 1.0)[..., None]
+        alpha = np.clip(alpha, 0.0, 1.0)[..., None] * np.float32(blend.visibility)
         roi = out[y0:y1, x0:x1]
         out[y0:y1, x0:x1] = roi + alpha * (warped - roi)
     return np.clip(out, 0.0, 255.0, out=out)

@@ -68,15 +68,20 @@ class RestoreOptions:
 
     def pipeline_config(self, *, batch_size: int = 8):
         """-> :class:`prefrestore.pipeline.PipelineConfig` (what ``prefrestore restore`` builds from its flags)."""
+        from .. import options
         from ..faces.detect import SelectConfig
         from ..faces.paste import BlendConfig
         from ..pipeline import PipelineConfig
 
-        select = SelectConfig(score_threshold=self.det_threshold, min_face_size=self.min_face_size,
-                              max_faces=self.max_faces, only_center_face=self.only_center_face)
-        return PipelineConfig(upscale=self.upscale, select=select,
-                              blend=dataclasses.replace(BlendConfig(), color_match=self.color_match),
-                              batch_size=batch_size, seed=self.seed)
+        # The server does not offer issue 15's control options yet (fidelity, best-of-N, identity guard, colour
+        # fix: prefrestore.options.OPTIONS); it restores as before them, i.e. `prefrestore restore` with
+        # --identity-guard off --color-fix none. Unifying this class with prefrestore.options is a later step.
+        control = options.RestoreOptions(min_face_size=self.min_face_size, identity_guard="off", color_fix="none")
+        select = SelectConfig(score_threshold=self.det_threshold, max_faces=self.max_faces,
+                              only_center_face=self.only_center_face)
+        return PipelineConfig.from_options(control, upscale=self.upscale, select=select,
+                                           blend=dataclasses.replace(BlendConfig(), color_match=self.color_match),
+                                           batch_size=batch_size, seed=self.seed)
 
     def output_layout(self, root: Path):
         """-> :class:`prefrestore.pipeline.OutputLayout` under ``root`` (format and JPEG quality)."""
