@@ -33,7 +33,7 @@ from fastapi_offline import FastAPIOffline
 
 from ..errors import ImageError
 from ..image import IMAGE_EXTENSIONS, probe_image
-from .jobs import Job, JobQueue, QueueFull
+from .jobs import TERMINAL, Job, JobQueue, QueueFull
 from .runner import ModelInfo, PipelineRunner
 from .schemas import OptionError, RestoreOptions, ServerSettings, describe_options
 
@@ -413,9 +413,10 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
             while True:
                 if job.version != last:
                     last = job.version
-                    kind = job.state if job.terminal else "progress"
-                    yield f"event: {kind}\ndata: {json.dumps(job_json(job))}\n\n"
-                    if job.terminal:
+                    state = job.state  # one read: the worker may finish the job between two reads of it
+                    terminal = state in TERMINAL
+                    yield f"event: {state if terminal else 'progress'}\ndata: {json.dumps(job_json(job))}\n\n"
+                    if terminal:
                         return
                 if time.monotonic() > limit:
                     return
