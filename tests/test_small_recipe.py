@@ -247,3 +247,19 @@ def test_lq_skip_saves_loads_and_trains_in_stage3(tmp_path, faces):
     moved = [n for n, p in after.lq_skip.named_parameters() if not torch.equal(p, dict(back.lq_skip.named_parameters())[n])]
     # one step: the zero-initialised output convolutions move (the rest get gradients once those are non-zero)
     assert sorted(moved) == sorted(n for n, _ in back.lq_skip.named_parameters() if n.startswith("out."))
+
+
+def test_face_augmentations_are_seeded_and_bounded():
+    from prefrestore.data.augment import colour_jitter, jitter_detection
+    from prefrestore.faces.types import FaceDetection
+
+    lm = np.array([[40.0, 50.0], [80.0, 50.0], [60.0, 70.0], [45.0, 90.0], [75.0, 90.0]])
+    det = FaceDetection.from_arrays(np.array([20.0, 20.0, 100.0, 110.0]), 0.99, lm)
+    a = jitter_detection(det, np.random.default_rng(3)).landmarks_array()
+    b = jitter_detection(det, np.random.default_rng(3)).landmarks_array()
+    assert np.array_equal(a, b) and not np.allclose(a, lm)
+    eye = np.linalg.norm(a[1] - a[0]) / np.linalg.norm(lm[1] - lm[0])
+    assert 0.92 - 1e-9 <= eye <= 1.08 + 1e-9  # a similarity: the scale is the only change of distances
+    img = np.full((8, 8, 3), 100, np.uint8)
+    out = colour_jitter(img, np.random.default_rng(0))
+    assert out.shape == img.shape and out.dtype == np.uint8 and abs(int(out.mean()) - 100) <= 12

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 log = logging.getLogger("build_corpus")
 
@@ -254,25 +254,6 @@ def _thumb(crop: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(crop).resize((16, 16), Image.BILINEAR), np.float32).ravel() / 255.0
 
 
-def jitter_detection(det, rng: np.random.Generator):
-    from prefrestore.faces.types import FaceDetection
-
-    lm = det.landmarks_array()
-    c = lm.mean(0)
-    size = det.size
-    s, a = rng.uniform(0.92, 1.08), np.deg2rad(rng.uniform(-8, 8))
-    rot = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    lm2 = (lm - c) @ rot.T + c + rng.uniform(-0.04, 0.04, 2) * size
-    return FaceDetection.from_arrays(np.asarray(det.box), det.score, lm2)
-
-
-def colour_jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    im = Image.fromarray(img)
-    for enh in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-        im = enh(im).enhance(rng.uniform(0.9, 1.1))
-    return np.asarray(im)
-
-
 def natural_crops(img: np.ndarray, size: int, side: int, n: int, rng: np.random.Generator) -> list[np.ndarray]:
     """uint8 (H, W, 3) -> up to ``n`` textured (size, size, 3) crops per scale (short side = side, side / 2)."""
     out = []
@@ -332,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    from prefrestore.data.augment import colour_jitter, jitter_detection
     from prefrestore.faces.align import affine_scale, align
     from prefrestore.faces.types import FaceDetection
 

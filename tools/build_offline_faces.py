@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 log = logging.getLogger("build_offline_faces")
 
@@ -128,25 +128,6 @@ def _is_gray(img: np.ndarray) -> bool:
     return float(np.abs(a[..., 0] - a[..., 1]).mean() + np.abs(a[..., 1] - a[..., 2]).mean()) < 4.0
 
 
-def jitter_detection(det, rng: np.random.Generator):
-    from prefrestore.faces.types import FaceDetection
-
-    lm = det.landmarks_array()
-    c = lm.mean(0)
-    size = det.size
-    s, a = rng.uniform(0.92, 1.08), np.deg2rad(rng.uniform(-8, 8))
-    rot = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    lm2 = (lm - c) @ rot.T + c + rng.uniform(-0.04, 0.04, 2) * size
-    return FaceDetection.from_arrays(np.asarray(det.box), det.score, lm2)
-
-
-def colour_jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    im = Image.fromarray(img)
-    for enh in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-        im = enh(im).enhance(rng.uniform(0.9, 1.1))
-    return np.asarray(im)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/offline_faces")
@@ -159,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    from prefrestore.data.augment import colour_jitter, jitter_detection
     from prefrestore.faces.align import align
     from prefrestore.faces.detect import build_detector
     from prefrestore.faces.types import FaceDetection

@@ -19,35 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoints import load_model, random_model  # noqa: F401 - re-exported: part of the public API
 from .errors import ImageError, RestorationError
 from .image import from_model, to_model
 from .models.fidelity import FidelityPoint, FidelityTable, find_table
-from .models.presets import PRESETS, get_preset
+from .models.presets import PRESETS
 from .models.restorer import PrefRestoreModel
 
 log = logging.getLogger(__name__)
-
-
-def random_model(preset: str, *, seed: int = 0) -> PrefRestoreModel:
-    """A model of a named preset with seeded random weights (tests, smoke runs; it restores nothing)."""
-    from .models.text_tokenizer import build_char_tokenizer
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return PrefRestoreModel(get_preset(preset), build_char_tokenizer()).eval()
-
-
-def load_model(ref: str = "default", *, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None) -> PrefRestoreModel:
-    """A preset name (random weights, with a warning), ``default``, a model folder or a HF repo id -> model (eval)."""
-    from .checkpoints import from_pretrained
-    from .hub import resolve
-
-    if ref in PRESETS:
-        log.warning("model %r: RANDOM weights (untrained preset) - output is noise-like, not a restoration", ref)
-        model = random_model(ref)
-        return model.to(device=device, dtype=dtype).eval() if dtype else model.to(device).eval()
-    return from_pretrained(resolve(ref), device=device, dtype=dtype)
 
 
 @dataclass
