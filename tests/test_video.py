@@ -30,9 +30,7 @@ from prefrestore.video import (  # noqa: E402
     restore_video,
 )
 from prefrestore.video.io import frame_to_rgb  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from video_clips import enter_leave, pan_zoom_cut, write_clip  # noqa: E402
+from video_clips import enter_leave, pan_zoom_cut, write_clip  # noqa: E402 - tests/ is on sys.path under pytest
 
 
 class IdentityRestorer:
