@@ -403,8 +403,8 @@ def test_non_loopback_bind_needs_a_token(tmp_path, capsys, monkeypatch):
 
 
 def test_options_schema_is_the_cli_schema():
-    """RestoreOptions maps onto the same PipelineConfig and layout as `prefrestore restore`'s flags (the server has
-    no issue-15 control options yet: it restores like --identity-guard off --color-fix none)."""
+    """RestoreOptions maps onto the same PipelineConfig and layout as `prefrestore restore`'s flags (of issue 15's
+    control options the server has the fidelity dial; it restores like --identity-guard off --color-fix none)."""
     import argparse
 
     from prefrestore.commands import restore
@@ -417,6 +417,7 @@ def test_options_schema_is_the_cli_schema():
           "--seed", "5", "--color-match", "meanstd", "--ext", "jpg", "--jpeg-quality", "80"],
          {"upscale": 3, "det_threshold": 0.9, "min_face_size": 30, "max_faces": 2, "only_center_face": True,
           "seed": 5, "color_match": "meanstd", "output_format": "jpg", "jpeg_quality": 80}),
+        (["--fidelity", "0.75"], {"fidelity": 0.75}),
     ]:
         args = parser.parse_args(["x.jpg", *flags, "--identity-guard", "off", "--color-fix", "none"])
         config, layout = restore._configs(args)
@@ -429,6 +430,8 @@ def test_options_schema_is_the_cli_schema():
     with pytest.raises(OptionError, match="options.faces: give at least one face index"):
         RestoreOptions.from_json({"faces": []})
     assert RestoreOptions.from_json({"faces": [3, 1, 3]}).faces == (1, 3)
+    with pytest.raises(OptionError, match="options.fidelity"):
+        RestoreOptions.from_json({"fidelity": 1.5})
 
 
 def test_cors_is_off_by_default_and_opt_in(server, tmp_path, fast):

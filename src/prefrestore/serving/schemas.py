@@ -59,6 +59,9 @@ class RestoreOptions:
         "choice", "match restored faces' colour and tone to the photo", choices=("lowfreq", "meanstd", "none")))
     seed: int = field(default=0, metadata=_opt("int", "sampling seed, the same for every face", minimum=0,
                                                maximum=2**31 - 1))
+    fidelity: float | None = field(default=None, metadata=_opt(
+        "float", "fidelity dial: 1 = closest to the input, 0 = most generative; empty = the model's own sampling "
+        "(prefrestore restore --fidelity)", minimum=0, maximum=1, step=0.05, ui=True, nullable=True))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -73,10 +76,12 @@ class RestoreOptions:
         from ..faces.paste import BlendConfig
         from ..pipeline import PipelineConfig
 
-        # The server does not offer issue 15's control options yet (fidelity, best-of-N, identity guard, colour
-        # fix: prefrestore.options.OPTIONS); it restores as before them, i.e. `prefrestore restore` with
-        # --identity-guard off --color-fix none. Unifying this class with prefrestore.options is a later step.
-        control = options.RestoreOptions(min_face_size=self.min_face_size, identity_guard="off", color_fix="none")
+        # Of issue 15's control options (prefrestore.options.OPTIONS) the server offers the fidelity dial; best-of-N,
+        # the identity guard and the colour fix are not offered yet, so it restores as `prefrestore restore
+        # [--fidelity F] --identity-guard off --color-fix none`. Unifying this class with prefrestore.options is a
+        # later step.
+        control = options.RestoreOptions(min_face_size=self.min_face_size, identity_guard="off", color_fix="none",
+                                         fidelity=self.fidelity)
         select = SelectConfig(score_threshold=self.det_threshold, max_faces=self.max_faces,
                               only_center_face=self.only_center_face)
         return PipelineConfig.from_options(control, upscale=self.upscale, select=select,

@@ -55,10 +55,12 @@ function buildOptions(list) {
       if (opt.minimum !== null) input.min = opt.minimum;
       if (opt.maximum !== null) input.max = opt.maximum;
       input.step = opt.step || (opt.kind === "int" ? 1 : "any");
-      input.value = opt.default;
+      input.value = opt.default ?? "";
+      if (opt.nullable) input.placeholder = "model default";
     }
     input.name = opt.name;
     input.dataset.kind = opt.kind;
+    input.dataset.nullable = opt.nullable ? "1" : "";
     label.append(input);
     form.append(label);
   }
@@ -69,7 +71,9 @@ function chosenOptions() {
   for (const input of $("#options").elements) {
     const k = input.dataset.kind;
     if (k === "bool") out[input.name] = input.checked;
-    else if (k === "float" || k === "int") out[input.name] = Number(input.value);
+    else if (k === "float" || k === "int") {
+      out[input.name] = input.value === "" && input.dataset.nullable ? null : Number(input.value);
+    }
     else out[input.name] = input.value;
   }
   return out;
