@@ -54,6 +54,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from prefrestore.hub import registry_wheel
+
 log = logging.getLogger("build_corpus")
 
 # Fixed from the detection list and a contact sheet of every detected face (tools/build_corpus.py --list) before
@@ -131,18 +133,6 @@ def _photo(source: str, b: bytes, package: str, aligned: bool = False) -> Photo 
     return None if img is None else Photo(source, img, _sha(b), package, aligned)
 
 
-def _pip_wheel(name: str, version: str, cache: Path) -> Path | None:
-    cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob(f"{name}-{version}-*.whl"))
-    if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{name}=={version}", "-d", str(cache), "-q"]
-        if subprocess.run(cmd, check=False).returncode != 0:
-            log.warning("could not download %s==%s; its photos are skipped", name, version)
-            return None
-        found = sorted(cache.glob(f"{name}-{version}-*.whl"))
-    return found[0] if found else None
-
-
 def _npm_pack(spec: str, cache: Path) -> Path | None:
     cache.mkdir(parents=True, exist_ok=True)
     name = spec.lstrip("@").replace("/", "-").replace("@", "-") + ".tgz"
@@ -163,14 +153,14 @@ def collect_face_photos(cache: Path) -> list[Photo]:
     photos.append(_photo("skimage:astronaut", ast.read_bytes(), "scikit-image"))
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         photos.append(_photo("matplotlib:grace_hopper", f.read(), "matplotlib"))
-    whl = _pip_wheel("insightface", "2.1", cache)
+    whl = registry_wheel("insightface", "2.1", cache)
     if whl:
         with zipfile.ZipFile(whl) as z:
             photos.append(_photo("insightface:t1.jpg", z.read("insightface/data/images/t1.jpg"), "insightface==2.1"))
             photos.append(_photo("insightface:Tom_Hanks_54745.png",
                                  z.read("insightface/data/images/Tom_Hanks_54745.png"), "insightface==2.1",
                                  aligned=True))
-    whl = _pip_wheel("pyiqa", "0.1.16", cache)
+    whl = registry_wheel("pyiqa", "0.1.16", cache)
     if whl:
         with zipfile.ZipFile(whl) as z:
             for n in sorted(z.namelist()):

@@ -40,7 +40,6 @@ import hashlib
 import io
 import json
 import logging
-import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -48,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from prefrestore.hub import registry_wheel
 
 log = logging.getLogger("build_offline_faces")
 
@@ -77,18 +78,6 @@ def _rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def _wheel(name: str, version: str, cache: Path) -> Path | None:
-    cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob(f"{name}-{version}-*.whl"))
-    if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{name}=={version}", "-d", str(cache), "-q"]
-        if subprocess.run(cmd, check=False).returncode != 0:
-            log.warning("could not download %s==%s; its photos are skipped", name, version)
-            return None
-        found = sorted(cache.glob(f"{name}-{version}-*.whl"))
-    return found[0] if found else None
-
-
 def collect_photos(cache: Path) -> list[Photo]:
     import matplotlib.cbook
     import skimage.data
@@ -96,13 +85,13 @@ def collect_photos(cache: Path) -> list[Photo]:
     photos = [Photo("skimage:astronaut", skimage.data.astronaut())]
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         photos.append(Photo("matplotlib:grace_hopper", _rgb(Image.open(f))))
-    whl = _wheel("insightface", "2.1", cache)
+    whl = registry_wheel("insightface", "2.1", cache)
     if whl:
         with zipfile.ZipFile(whl) as z:
             photos.append(Photo("insightface:t1.jpg", _rgb(Image.open(io.BytesIO(z.read("insightface/data/images/t1.jpg"))))))
             tom = _rgb(Image.open(io.BytesIO(z.read("insightface/data/images/Tom_Hanks_54745.png"))))
             photos.append(Photo("insightface:Tom_Hanks_54745.png", tom, aligned=True))
-    whl = _wheel("pyiqa", "0.1.16", cache)
+    whl = registry_wheel("pyiqa", "0.1.16", cache)
     if whl:
         with zipfile.ZipFile(whl) as z:
             for n in sorted(z.namelist()):

