@@ -2,8 +2,11 @@
 
 After each kill no file under its real name is torn (every image decodes, every report parses, none is empty),
 and rerunning the same command gives exactly the outputs of an uninterrupted run: same files, same bytes, same
-reports (timings aside), no temporary files left. The runs are subprocesses with an identity stand-in restorer
-(a few ms per face, so kills land in detection, restoration and writing alike).
+reports (timings aside), no temporary files left. Every run (the uninterrupted reference, the killed one and the
+rerun) is the same subprocess, in the same environment (one thread), with an identity stand-in restorer (a few ms
+per face, so kills land in detection, restoration and writing alike). The same environment matters: detection's
+float results, and so the bytes of a pasted-back photo, may differ in the last bit between thread counts, as any
+torch/OpenCV program's may; a resumed run on the same machine and settings must match exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_restore_cli
 from prefrestore.image import read_photo
 
 RUNNER = """
@@ -65,13 +67,8 @@ def _command(tmp: Path, inputs: Path, out: Path, aligned: bool, marker: Path) ->
     script = tmp / "runner.py"
     script.write_text(RUNNER)
     args = [sys.executable, str(script), str(marker), "restore", str(inputs), "-o", str(out), "--identity", "off",
-            "--batch-size", "1"]  # one photo per group: a rerun regroups photos (see below)
+            "--batch-size", "4"]  # a rerun puts the photos left into other groups than the first run did
     return args + (["--aligned"] if aligned else ["-s", "2"])
-
-
-# Batch 4 flaked once in CI after the issue-15 merge (cmp/photo2_00.png differed after kill + rerun): a rerun puts the
-# remaining photos into other groups, and some output then depends on its group. That is a bug to find (batched must
-# equal one by one); until then the kill test pins one photo per group, which is what it is about.
 
 
 def _env() -> dict:
@@ -106,24 +103,27 @@ def _assert_nothing_torn(out: Path) -> None:
             read_photo(p)
 
 
-# Photo mode fails in fresh-clone CI runs (cmp/photo2_00.png: the rerun's PNG differs in its chunks after IHDR; it
-# passed in the development checkout): a real bug found at the end of the 2026-12-01 session, noted in its closing
-# note, xfail (not strict) until it is fixed.
-_PHOTO = pytest.param(False, id="photo", marks=pytest.mark.xfail(
-    reason="photo-mode rerun after a kill can write a cmp PNG that differs from an uninterrupted run's", strict=False))
+def _run(cmd: list[str]) -> tuple[int, str]:
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr
 
 
-@pytest.fixture(scope="module", params=[_PHOTO, pytest.param(True, id="aligned")])
+@pytest.fixture(scope="module", params=[pytest.param(False, id="photo"), pytest.param(True, id="aligned")])
 def reference(request, tmp_path_factory):
-    """An uninterrupted run, in-process: (mode, tmp, inputs, its snapshot, seconds it worked)."""
+    """An uninterrupted run: (mode, tmp, inputs, its snapshot, seconds it worked after planning)."""
     aligned = request.param
     tmp = tmp_path_factory.mktemp("aligned" if aligned else "photo")
     inputs = tmp / "in"
     _inputs(inputs, aligned)
+    marker = tmp / "ref.started"
+    proc = subprocess.Popen(_command(tmp, inputs, tmp / "ref", aligned, marker), env=_env(), stderr=subprocess.PIPE,
+                            text=True)
+    while proc.poll() is None and not marker.exists():
+        time.sleep(0.01)
     t0 = time.perf_counter()
-    code, err = run_restore_cli(_command(tmp, inputs, tmp / "ref", aligned, tmp / "unused")[3:])
+    _, err = proc.communicate(timeout=300)
     work = time.perf_counter() - t0
-    assert code == 0, err
+    assert proc.returncode == 0, err
     snap = _snapshot(tmp / "ref")
     folder = "restored_faces" if aligned else "restored_imgs"
     assert sum(1 for k in snap if k.startswith(folder)) == (16 if aligned else 6)
@@ -146,7 +146,7 @@ def test_kill_then_rerun_equals_an_uninterrupted_run(reference, kill):
     proc.wait(timeout=60)
     if out.exists():
         _assert_nothing_torn(out)
-    code, err = run_restore_cli(cmd[3:])  # the same command again, to completion
+    code, err = _run(cmd)  # the same command again, to completion
     assert code == 0 and "Traceback" not in err, err
     got = _snapshot(out)
     assert not [k for k in got if Path(k).name.startswith(".prefrestore-")], "temporary files left behind"
