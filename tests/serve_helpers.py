@@ -40,9 +40,20 @@ class BrokenRestorer(InvertRestorer):
         raise RuntimeError("simulated GPU failure")
 
 
-def fake_loader(restorer, detector, workdir: Path, *, batch_size: int = 8):
+class FarIdentity:
+    """A stand-in for the dlib identity scorer: a restoration equal to its input is the same person (distance 0),
+    any other is far (distance 0.9, above the guard's 0.5 threshold)."""
+
+    def compare(self, inputs, restored):
+        from prefrestore.faces.identity import IdentityScore
+
+        return [IdentityScore(1.0, 0.0) if np.array_equal(a, b) else IdentityScore(0.1, 0.9)
+                for a, b in zip(inputs, restored, strict=True)]
+
+
+def fake_loader(restorer, detector, workdir: Path, *, batch_size: int = 8, identity=None):
     info = ModelInfo("test-invert", restorer.resolution, "0" * 64)
-    return lambda: (PipelineRunner(restorer, detector, info, workdir, batch_size=batch_size), info)
+    return lambda: (PipelineRunner(restorer, detector, info, workdir, batch_size=batch_size, identity=identity), info)
 
 
 @contextmanager

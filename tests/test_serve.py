@@ -1,7 +1,8 @@
 """`prefrestore serve` over real HTTP: a uvicorn server on a free loopback port, driven with requests.
 
 The restorer inverts faces (255 - x), so a restored face region is recognisably different from the background
-upscale; detection is the real MTCNN on the bundled example photos.
+upscale; detection is the real MTCNN on the bundled example photos. Requests that look at the restorer's own pixels
+send ``color_fix: none`` (the default, as in the CLI, gives each face its input's colour first).
 """
 
 from __future__ import annotations
@@ -25,9 +26,18 @@ pytest.importorskip("fastapi_offline")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
+from prefrestore.options import OPTIONS  # noqa: E402
 from prefrestore.serving.app import create_app, safe_name  # noqa: E402
 from prefrestore.serving.schemas import OptionError, RestoreOptions, ServerSettings  # noqa: E402
-from serve_helpers import EXAMPLES, BrokenRestorer, InvertRestorer, decode, fake_loader, running_server  # noqa: E402
+from serve_helpers import (  # noqa: E402
+    EXAMPLES,
+    BrokenRestorer,
+    FarIdentity,
+    InvertRestorer,
+    decode,
+    fake_loader,
+    running_server,
+)
 
 GRACE = (EXAMPLES / "grace_hopper.jpg").read_bytes()  # 200x234, one face
 GROUP = (EXAMPLES / "group.jpg").read_bytes()  # 640x400, three faces
@@ -39,10 +49,11 @@ def fast(one_thread, detector):
 
 
 @contextmanager
-def serve(tmp_path, detector, restorer=None, **settings):
+def serve(tmp_path, detector, restorer=None, identity=None, **settings):
     restorer = restorer or InvertRestorer()
     workdir = tmp_path / "work"
-    app = create_app(ServerSettings(workdir=workdir, **settings), fake_loader(restorer, detector, workdir))
+    app = create_app(ServerSettings(workdir=workdir, **settings),
+                     fake_loader(restorer, detector, workdir, identity=identity))
     with running_server(app) as url:
         yield url, restorer, app.server
 
@@ -90,7 +101,7 @@ def test_health_ready_and_options(server):
 
 def test_sync_restore_image_and_per_face_json(server):
     url, _, _ = server
-    r = post(url, GROUP, "group.jpg", {"upscale": 1.5, "color_match": "none"})
+    r = post(url, GROUP, "group.jpg", {"upscale": 1.5, "color_match": "none", "color_fix": "none"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/jpeg"
     assert 'filename="group_restored.jpg"' in r.headers["content-disposition"]
@@ -127,7 +138,7 @@ def test_raw_body_upload(server):
 
 def test_async_job_sse_progress_and_result(server):
     url, _, _ = server
-    r = post(url, GROUP, "group.jpg", {"upscale": 1}, path="/v1/jobs")
+    r = post(url, GROUP, "group.jpg", {"upscale": 1, "color_fix": "none"}, path="/v1/jobs")
     assert r.status_code == 202
     job = r.json()
     assert job["state"] in ("queued", "running") and job["queue_position"] >= 0
@@ -255,6 +266,11 @@ def test_queue_full_is_429_with_retry_after(tmp_path, fast):
         restorer.gate.set()
 
 
+# The timing tests measure the restorer: without the identity guard's landmark model (built on first use) and the
+# colour fix, a photo costs what its restorer call costs.
+PLAIN = {"identity_guard": "off", "color_fix": "none"}
+
+
 def _measured(url):
     """Wait until the last batch's time is recorded (it is, in the worker, just after its jobs finish)."""
     while requests.get(url + "/readyz").json()["queue"]["running"]:
@@ -266,12 +282,12 @@ def test_work_that_would_time_out_is_refused_with_429(tmp_path, fast):
     behind a running one (expected >= 6 s > 0.8 x 6.6 s) is refused at once rather than accepted to time out."""
     restorer = InvertRestorer(delay=3.0)
     with serve(tmp_path, fast, restorer=restorer, job_timeout_s=6.6) as (url, _, _):
-        assert post(url, GRACE, options={"upscale": 1}).status_code == 200  # measures >= 3 s per photo
+        assert post(url, GRACE, options={"upscale": 1, **PLAIN}).status_code == 200  # measures >= 3 s per photo
         _measured(url)
         restorer.gate.clear()
-        running = post(url, GRACE, path="/v1/jobs")  # expected >= 3 s and < 5.28 s: admitted
+        running = post(url, GRACE, path="/v1/jobs", options=PLAIN)  # expected >= 3 s and < 5.28 s: admitted
         assert running.status_code == 202
-        r = post(url, GRACE, path="/v1/jobs")
+        r = post(url, GRACE, path="/v1/jobs", options=PLAIN)
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 3
         assert "queue is full" in r.json()["detail"]
         restorer.delay = 0.0
@@ -283,12 +299,12 @@ def test_queued_jobs_are_shed_when_the_server_slows_down(tmp_path, fast):
     synchronous client) once a >= 3 s restoration shows they cannot finish within the 5 s job timeout."""
     restorer = InvertRestorer(delay=0.0)
     with serve(tmp_path, fast, restorer=restorer, job_timeout_s=5.0) as (url, _, _):
-        assert post(url, GRACE, options={"upscale": 1}).status_code == 200
+        assert post(url, GRACE, options={"upscale": 1, **PLAIN}).status_code == 200
         _measured(url)
         restorer.delay = 3.0
-        slow = post(url, GRACE, path="/v1/jobs").json()
+        slow = post(url, GRACE, path="/v1/jobs", options=PLAIN).json()
         wait_state(url, slow["id"], ("running",))
-        queued = [post(url, GRACE, path="/v1/jobs", options={"upscale": 1}) for _ in range(2)]
+        queued = [post(url, GRACE, path="/v1/jobs", options={"upscale": 1, **PLAIN}) for _ in range(2)]
         assert [r.status_code for r in queued] == [202, 202]
         for r in queued:
             job = wait_state(url, r.json()["id"], ("failed", "done"))
@@ -402,36 +418,138 @@ def test_non_loopback_bind_needs_a_token(tmp_path, capsys, monkeypatch):
                    "PREFRESTORE_TOKEN (or bind 127.0.0.1)"]
 
 
-def test_options_schema_is_the_cli_schema():
-    """RestoreOptions maps onto the same PipelineConfig and layout as `prefrestore restore`'s flags (of issue 15's
-    control options the server has the fidelity dial; it restores like --identity-guard off --color-fix none)."""
+def _cli_config(flags):
+    """The PipelineConfig and layout `prefrestore restore x.jpg FLAGS` builds."""
     import argparse
 
     from prefrestore.commands import restore
 
     parser = argparse.ArgumentParser()
     restore.add_arguments(parser)
+    args = parser.parse_args(["x.jpg", *flags])
+    return restore._configs(args), args.batch_size
+
+
+def test_options_schema_is_the_cli_schema():
+    """RestoreOptions maps onto the same PipelineConfig and layout as `prefrestore restore`'s flags, the control
+    options of prefrestore.options included (same names, same defaults: no flag = no option)."""
     for flags, opts in [
         ([], {}),
         (["-s", "3", "--det-threshold", "0.9", "--min-face-size", "30", "--max-faces", "2", "--only-center-face",
           "--seed", "5", "--color-match", "meanstd", "--ext", "jpg", "--jpeg-quality", "80"],
          {"upscale": 3, "det_threshold": 0.9, "min_face_size": 30, "max_faces": 2, "only_center_face": True,
           "seed": 5, "color_match": "meanstd", "output_format": "jpg", "jpeg_quality": 80}),
-        (["--fidelity", "0.75"], {"fidelity": 0.75}),
+        (["--fidelity", "0.75", "--identity-threshold", "0.4", "--max-face-size", "300", "--faces", "2,0",
+          "--rerank-weights", "psnr=1,ssim=0.5", "--candidates", "3"],
+         {"fidelity": 0.75, "identity_threshold": 0.4, "max_face_size": 300, "faces": [2, 0],
+          "rerank_weights": {"psnr": 1, "ssim": 0.5}, "candidates": 3}),
     ]:
-        args = parser.parse_args(["x.jpg", *flags, "--identity-guard", "off", "--color-fix", "none"])
-        config, layout = restore._configs(args)
+        (config, layout), batch_size = _cli_config(flags)
         mine = RestoreOptions.from_json(opts)
-        assert mine.pipeline_config(batch_size=args.batch_size) == config
+        assert mine.pipeline_config(batch_size=batch_size) == config
         got = mine.output_layout(layout.root)
         assert (got.ext, got.jpeg_quality) == (layout.ext, layout.jpeg_quality)
     with pytest.raises(OptionError, match="options.max_faces: expected an integer"):
         RestoreOptions.from_json({"max_faces": "two"})
     with pytest.raises(OptionError, match="options.faces: give at least one face index"):
         RestoreOptions.from_json({"faces": []})
-    assert RestoreOptions.from_json({"faces": [3, 1, 3]}).faces == (1, 3)
     with pytest.raises(OptionError, match="options.fidelity"):
         RestoreOptions.from_json({"fidelity": 1.5})
+    # batching compares options: equal requests give equal, hashable keys; any option that differs splits them
+    a, b = RestoreOptions.from_json({"candidates": 2}), RestoreOptions.from_json({"candidates": 2, "upscale": 2})
+    assert a.batch_key() == b.batch_key() and hash(a.batch_key()) == hash(b.batch_key())
+    for other in ({"candidates": 3}, {"rerank_weights": {"psnr": 1}}, {"color_fix": "none"}, {"seed": 1}):
+        assert RestoreOptions.from_json(other).batch_key() != RestoreOptions().batch_key()
+
+
+def test_option_listing_is_prefrestore_options(server):
+    """GET /v1/options lists every option of prefrestore.options.OPTIONS as declared there (one owner: no server
+    field shares a name with them), and the page gets controls for the main ones."""
+    url, _, _ = server
+    listing = requests.get(url + "/v1/options").json()["options"]
+    names = [o["name"] for o in listing]
+    assert len(names) == len(set(names))
+    by_name = {o["name"]: o for o in listing}
+    for spec in OPTIONS:
+        o = by_name[spec.name]
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        assert (o["default"], o["help"], o["minimum"], o["maximum"], o["nullable"], o["source"]) == (
+            default, spec.help, spec.minimum, spec.maximum, spec.nullable, "prefrestore.options"), spec.name
+        assert o["choices"] == list(spec.choices or ())
+    assert "1 = closest to the input" in by_name["fidelity"]["help"]
+    assert by_name["identity_guard"]["choices"] == ["off", "flag", "fallback"]
+    assert {"fidelity", "candidates", "identity_guard", "color_fix", "blend"} <= {o["name"] for o in listing if o["ui"]}
+    assert {o["name"] for o in listing if o["source"] == "serve"} == {
+        "upscale", "output_format", "jpeg_quality", "det_threshold", "max_faces", "only_center_face", "color_match",
+        "seed"}
+    assert RestoreOptions().to_json() == {o["name"]: o["default"] for o in listing}  # the defaults a request gets
+
+
+def test_request_reaches_the_pipeline_as_the_cli_flags(server, monkeypatch):
+    """Over HTTP, the config the server hands to run_plan equals the CLI's for the same options."""
+    from prefrestore.serving import runner
+
+    seen = []
+
+    def spy(plan, restorer, layout, *, config, **kw):
+        seen.append(config)
+        raise RuntimeError("stopped by the test")
+
+    monkeypatch.setattr(runner, "run_plan", spy)
+    url, _, _ = server
+    r = post(url, GRACE, options={"candidates": 2, "identity_guard": "flag", "color_fix": "none", "blend": 0.5})
+    assert r.status_code == 500 and "stopped by the test" in r.json()["detail"]
+    (config, _), _ = _cli_config(["--candidates", "2", "--identity-guard", "flag", "--color-fix", "none",
+                                  "--blend", "0.5"])
+    assert seen == [config]
+    assert (config.options.candidates, config.options.identity_guard, config.blend.visibility) == (2, "flag", 0.5)
+
+
+def test_bad_control_options_are_422_naming_the_option(server):
+    url, _, _ = server
+    for options, name in [({"candidates": 0}, "candidates"), ({"identity_guard": "x"}, "identity_guard"),
+                          ({"candidates": "two"}, "candidates"), ({"blend": 2}, "blend"),
+                          ({"rerank_weights": {"sharpness": 1}}, "rerank_weights"), ({"colour_fix": "none"}, "colour_fix")]:
+        r = post(url, GRACE, options=options)
+        detail = r.json()["detail"]
+        assert r.status_code == 422 and "\n" not in detail, (options, r.status_code, detail)
+        assert detail.startswith(f"options.{name}") or f"unknown option {name!r}" in detail, detail
+    # valid, but this restorer cannot do it: the batch stops with one line before any face is restored
+    r = post(url, GRACE, "g.jpg", options={"fidelity": 0.5})
+    assert r.status_code == 500 and r.json()["detail"] == ("g.jpg: options.fidelity: this restorer has no fidelity "
+                                                           "dial (use a prefrestore model)")
+
+
+def test_guard_verdict_and_candidates_are_in_the_result(tmp_path, fast):
+    """Each face of a result carries what the CLI's report carries: the identity guard's verdict (similarity,
+    flagged, the fallback used) and, with candidates > 1, every candidate's score."""
+    with serve(tmp_path, fast, identity=FarIdentity()) as (url, restorer, _):
+        r = post(url, GRACE, options={"upscale": 1, "identity_guard": "flag", "color_fix": "none"})
+        assert r.status_code == 200, r.text
+        (face,) = json.loads(r.headers["X-Prefrestore-Result"])["faces"]
+        assert face["identity_guard"] == {"flagged": True, "action": None}  # flagged, kept
+        assert (face["identity_similarity"], face["identity_distance"]) == (0.1, 0.9)
+
+        r = post(url, GRACE, options={"upscale": 1, "color_fix": "none"}, path="/v1/jobs")  # the default: fallback
+        job = wait_state(url, r.json()["id"], ("done",))
+        assert job["options"]["identity_guard"] == "fallback"
+        (face,) = job["result"]["faces"]
+        # the invert restorer has no fidelity dial, so the flagged face falls back to its input crop
+        assert face["identity_guard"] == {"flagged": True, "action": "fallback: input",
+                                          "rejected_identity_distance": 0.9}
+        assert any("no fidelity dial" in n for n in job["result"]["notes"])
+        crop, restored = (decode(requests.get(url + face["urls"][k]).content) for k in ("cropped", "restored"))
+        assert np.array_equal(crop, restored)
+
+        calls = restorer.calls
+        r = post(url, GRACE, options={"upscale": 1, "candidates": 2, "rerank_weights": {"lmd_mtcnn": 1},
+                                      "identity_guard": "off"})
+        assert r.status_code == 200, r.text
+        (face,) = json.loads(r.headers["X-Prefrestore-Result"])["faces"]
+        assert [c["seed"] for c in face["candidates"]] == [0, 1] and face["chosen_seed"] == 0
+        assert all(set(c["parts"]) == {"lmd_mtcnn"} and isinstance(c["score"], float) for c in face["candidates"])
+        assert face["identity_guard"] == {"flagged": False, "action": None}
+        assert restorer.calls - calls == 2  # one call per candidate seed (this restorer takes no per-face seeds)
 
 
 def test_cors_is_off_by_default_and_opt_in(server, tmp_path, fast):

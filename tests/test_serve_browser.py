@@ -46,7 +46,16 @@ def test_page_upload_progress_slider_download(server, tmp_path):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server + "/")
             page.wait_for_selector("#options input[name=upscale]")
+            # the control options of prefrestore.options have controls too, with the CLI's defaults and help
+            controls = page.evaluate("""() => Object.fromEntries([...document.querySelector('#options').elements]
+                .map(e => [e.name, [e.tagName, e.value, e.parentElement.title]]))""")
+            assert {k: v[:2] for k, v in controls.items() if k in ("candidates", "identity_guard", "color_fix",
+                                                                   "blend", "fidelity")} == {
+                "fidelity": ["INPUT", ""], "candidates": ["INPUT", "1"], "identity_guard": ["SELECT", "fallback"],
+                "color_fix": ["SELECT", "lowfreq"], "blend": ["INPUT", "1"]}
+            assert "1 = closest to the input" in controls["fidelity"][2]
             page.fill("#options input[name=upscale]", "1.5")
+            page.fill("#options input[name=blend]", "0.5")
             page.evaluate("""() => { window.seen = []; new MutationObserver(() => document.querySelectorAll('.status')
                 .forEach(s => window.seen.push(s.textContent))).observe(document.querySelector('#results'),
                 {subtree: true, childList: true, characterData: true}); }""")

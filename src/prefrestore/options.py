@@ -9,7 +9,7 @@ one list: ``add_arguments(parser)`` adds the ``prefrestore restore`` flags, ``Re
 reads them, ``RestoreOptions.from_mapping(d)`` reads a JSON body / keyword dict (unknown keys are an error), and
 :func:`json_schema` is the JSON Schema a web form or API can be generated from. Validation lives in
 ``RestoreOptions.__post_init__``, so every entry point rejects the same values with the same one-line message.
-(The server, prefrestore.serving.schemas, still has its own RestoreOptions; unifying them is a later step.)
+The server (``prefrestore.serving.schemas``) takes these same options in a request's JSON, read by ``from_mapping``.
 
 Direction of the dial (written into its help): ``fidelity`` 1 = closest to the input, 0 = most generative.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -157,8 +158,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "distance to its input exceeds this is flagged (dlib's same-person threshold is 0.6; restorations of ordinary "
                "faces stay below 0.45 at 128 px; default: 0.5)",
                minimum=0.0, maximum=2.0, metavar="D"),
-    OptionSpec("color_fix", "string", "lowfreq", "give each restored face its input's colour: lowfreq (replace the "
-               "low frequencies), meanstd (match channel mean and spread), none (default: lowfreq)",
+    OptionSpec("color_fix", "string", "lowfreq", "give each restored face crop its input's colour before it is "
+               "written or pasted: lowfreq (replace the low frequencies), meanstd (match channel mean and spread), "
+               "none; the paste-back's own tone match to the photo is --color-match (default: lowfreq)",
                choices=("lowfreq", "meanstd", "none")),
     OptionSpec("faces", "indices", None, "restore only these faces, by index in the report's order (left to right "
                "among the faces the other options keep), e.g. 0,2 (default: all)", nullable=True, metavar="I,J"),
@@ -200,6 +202,8 @@ class RestoreOptions:
             raise ValueError("--rerank-weights: all weights are 0, so --candidates > 1 could not choose")
         if self.faces is not None and any(i < 0 for i in self.faces):
             raise ValueError(f"--faces {self.faces}: indices are >= 0")
+        if self.faces is not None and not self.faces:
+            raise ValueError("--faces: give at least one face index (leave it out to restore all faces)")
         if self.max_face_size is not None and self.max_face_size < self.min_face_size:
             raise ValueError(f"--max-face-size {self.max_face_size} is below --min-face-size {self.min_face_size}")
 
@@ -214,13 +218,13 @@ class RestoreOptions:
         kwargs = {}
         for name, v in values.items():
             spec = SPECS[name]
-            if isinstance(v, str) and spec.type != "string":
-                v = _PARSE[spec.type](v)
-            elif spec.type == "indices" and v is not None:
-                v = tuple(int(i) for i in v)
-            elif spec.type == "weights":
-                v = {str(k): float(w) for k, w in dict(v).items()}
-            kwargs[name] = v
+            try:
+                kwargs[name] = _from_value(spec, v)
+            except (TypeError, ValueError) as err:
+                if str(err).startswith(spec.flag):  # the CLI parsers' own message (--faces, --rerank-weights)
+                    raise
+                raise ValueError(f"{spec.flag} {v!r}: expected {_EXPECTED[spec.type]}"
+                                 f"{' or null' if spec.nullable else ''}") from None
         return cls(**kwargs)
 
     @classmethod
@@ -236,6 +240,30 @@ class RestoreOptions:
         return d
 
 
+_EXPECTED = {"number": "a number", "integer": "an integer", "string": "a string",
+             "indices": "a list of face indices, e.g. [0, 2]", "weights": 'reward weights, e.g. {"identity_dlib": 1}'}
+
+
+def _from_value(spec: OptionSpec, v: Any) -> Any:
+    """A JSON / Python value of ``spec`` -> the field's value (strings parsed like the CLI's); TypeError or
+    ValueError when it has the wrong type. Ranges and choices are checked by ``RestoreOptions.__post_init__``."""
+    if v is None:
+        return None
+    if isinstance(v, str) and spec.type != "string":
+        return _PARSE[spec.type](v)
+    if spec.type == "indices":
+        if not isinstance(v, (list, tuple)) or any(isinstance(i, bool) or not isinstance(i, numbers.Integral)
+                                                   for i in v):
+            raise TypeError(spec.name)
+        return tuple(int(i) for i in v)
+    if spec.type == "weights":
+        if not isinstance(v, Mapping) or any(isinstance(w, bool) or not isinstance(w, numbers.Real)
+                                             for w in v.values()):
+            raise TypeError(spec.name)
+        return {str(k): float(w) for k, w in v.items()}
+    return v
+
+
 def _check(spec: OptionSpec, v: Any) -> None:
     bad = None
     if v is None:
@@ -244,7 +272,9 @@ def _check(spec: OptionSpec, v: Any) -> None:
     elif spec.choices is not None and v not in spec.choices:
         bad = f"expected one of {', '.join(spec.choices)}"
     elif spec.type in ("number", "integer"):
-        if spec.type == "integer" and (isinstance(v, bool) or not math.isfinite(v) or int(v) != v):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            bad = f"must be {_EXPECTED[spec.type]}"
+        elif spec.type == "integer" and (not math.isfinite(v) or int(v) != v):
             bad = "must be an integer"
         elif not math.isfinite(v):  # NaN passes every comparison below
             bad = "must be a finite number"

@@ -115,6 +115,19 @@ class PipelineConfig:
         blend = dataclasses.replace(blend or BlendConfig(), visibility=options.blend)
         return cls(select=select, blend=blend, options=options, **kwargs)
 
+    @classmethod
+    def for_photos(cls, options: RestoreOptions, *, upscale: float = 2.0, det_threshold: float = 0.95,
+                   max_faces: int | None = None, only_center_face: bool = False, color_match: str = "lowfreq",
+                   **kwargs) -> PipelineConfig:
+        """The config of ``prefrestore restore``'s flags, and of ``prefrestore serve``'s request options (the same
+        names): the control ``options`` plus the photo-level settings that are not in ``prefrestore.options``
+        (``-s``, ``--det-threshold``, ``--max-faces``, ``--only-center-face``, ``--color-match``). Both entry points
+        call this, so one request and the same flags give equal configs; the rest (``upsampler``, ``batch_size``,
+        ``seed``) from ``kwargs``."""
+        select = SelectConfig(score_threshold=det_threshold, max_faces=max_faces, only_center_face=only_center_face)
+        return cls.from_options(options, upscale=upscale, select=select, blend=BlendConfig(color_match=color_match),
+                                **kwargs)
+
     def __post_init__(self) -> None:
         if not 0 < self.upscale <= 16:
             raise ValueError(f"upscale={self.upscale} must be in (0, 16]")

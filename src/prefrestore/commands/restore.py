@@ -63,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bg-tile", type=int, default=400, metavar="PX",
                         help="realesrgan tile size in input pixels, bounds memory; 0 = untiled (default: 400)")
     parser.add_argument("--color-match", choices=("lowfreq", "meanstd", "none"), default="lowfreq",
-                        help="match restored faces' colour and tone to the photo (default: lowfreq)")
+                        help="paste-back: match each restored face's colour and tone to the photo around it as it is "
+                             "pasted (--color-fix colours the face crop itself, before it is written or pasted) "
+                             "(default: lowfreq)")
     parser.add_argument("--identity", choices=("auto", "off"), default="auto",
                         help="report LQ-to-restored identity similarity when dlib is installed (default: auto)")
     restore_video.add_arguments(parser)
@@ -72,8 +74,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _configs(args: argparse.Namespace):
     """Validated configs from the arguments; a bad value is a one-line UserError naming the flag."""
-    from ..faces.detect import SelectConfig
-    from ..faces.paste import BlendConfig
     from ..io_safety import shown
     from ..options import RestoreOptions, check_device, check_finite, check_sampling
     from ..pipeline import OutputLayout, PipelineConfig
@@ -107,16 +107,13 @@ def _configs(args: argparse.Namespace):
         opts = RestoreOptions.from_namespace(args)
     except ValueError as err:
         raise UserError(str(err)) from None
-    select = SelectConfig(
-        score_threshold=args.det_threshold,
-        max_faces=args.max_faces,
-        only_center_face=args.only_center_face,
-    )
-    config = PipelineConfig.from_options(
+    config = PipelineConfig.for_photos(
         opts,
         upscale=args.upscale,
-        select=select,
-        blend=dataclasses.replace(BlendConfig(), color_match=args.color_match),
+        det_threshold=args.det_threshold,
+        max_faces=args.max_faces,
+        only_center_face=args.only_center_face,
+        color_match=args.color_match,
         upsampler=args.bg_upsampler,
         batch_size=args.batch_size,
         seed=args.seed,

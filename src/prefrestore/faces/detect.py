@@ -188,6 +188,9 @@ def select_faces(
     return pool, rejected
 
 
+NOT_PICKED = "not in --faces"  # the reason of a face left out by a face selection
+
+
 def pick_faces(
     faces: Sequence[FaceDetection], indices: Sequence[int] | None
 ) -> tuple[list[tuple[int, FaceDetection]], list[Rejected]]:
@@ -197,4 +200,4 @@ def pick_faces(
         return list(enumerate(faces)), []
     wanted = set(indices)
     picked = [(i, d) for i, d in enumerate(faces) if i in wanted]
-    return picked, [Rejected(d, f"not in --faces (index {i})") for i, d in enumerate(faces) if i not in wanted]
+    return picked, [Rejected(d, f"{NOT_PICKED} (index {i})") for i, d in enumerate(faces) if i not in wanted]

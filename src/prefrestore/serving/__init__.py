@@ -4,7 +4,8 @@ The server is a thin driver: uploads are written into the server's own work fold
 :func:`prefrestore.pipeline.run_plan` (detection, alignment, batched restoration, paste-back, reports), exactly as
 ``prefrestore restore`` does; nothing here detects or restores faces itself.
 
-Modules: ``schemas`` (the request options, the one place an option is defined, and server settings), ``jobs``
+Modules: ``schemas`` (the request options: the photo settings plus ``prefrestore.options``, and server
+settings), ``jobs``
 (bounded queue, batching across queued requests, per-job timeout, cancel, TTL cleanup), ``runner`` (one batch of jobs
 -> ``run_plan``), ``app`` (the FastAPI application, limits, auth), ``static/`` (the page: plain HTML/JS/CSS).
 FastAPI and uvicorn are the optional extra ``pip install prefrestore[serve]``; ``schemas`` and ``jobs`` need neither.

@@ -2,8 +2,8 @@
 
 The uploads already sit in the jobs' folders; the batch is restored into a scratch layout folder
 (``workdir/batches/<id>/``, the ``prefrestore restore`` layout, one input per job named by the job id), then each
-job's files are moved into its own folder and its JSON report is turned into the API's result (paths removed,
-face indices of a face selection mapped back). Nothing here touches pixels.
+job's files are moved into its own folder and its JSON report (the CLI's: per face its candidates' scores, the
+identity guard's verdict, colour) is turned into the API's result (paths removed). Nothing here touches pixels.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..faces.detect import FaceDetector, SelectConfig, select_faces
+from ..control import Scorers, SetupError
+from ..faces.detect import NOT_PICKED, FaceDetector
 from ..faces.identity import IdentityScorer
-from ..faces.types import FaceDetection
+from ..options import RestoreOptions as ControlOptions
 from ..pipeline import FileItem, Plan, Restorer, run_plan
 from .jobs import Job, JobQueue
+from .schemas import api_message
 
 logger = logging.getLogger(__name__)
 
@@ -60,40 +60,32 @@ def model_info(ref: str, resolution: int) -> ModelInfo:
     return ModelInfo(ref, resolution, h.hexdigest())
 
 
-class SelectedFaces:
-    """A detector that returns only the chosen faces of a photo: ``indices`` into the faces that ``select`` keeps
-    (left to right, the indices of an earlier result with the same options). Records how many faces there were."""
-
-    def __init__(self, detector: FaceDetector, select: SelectConfig, indices: Sequence[int]) -> None:
-        self.detector, self.select, self.indices = detector, select, tuple(indices)
-        self.found: int | None = None
-
-    def detect(self, image: np.ndarray) -> list[FaceDetection]:
-        keep, _ = select_faces(self.detector.detect(image), (image.shape[1], image.shape[0]), self.select)
-        self.found = len(keep)
-        return [keep[i] for i in self.indices if i < len(keep)]
-
-    def detect_many(self, images: Sequence[np.ndarray]) -> list[list[FaceDetection]]:
-        return [self.detect(im) for im in images]
-
-
 class PipelineRunner:
     """The :class:`~prefrestore.serving.jobs.BatchRunner` of the server: restores a batch with ``run_plan``."""
 
     def __init__(self, restorer: Restorer, detector: FaceDetector, model: ModelInfo, workdir: Path, *,
-                 identity: IdentityScorer | None = None, batch_size: int = 8) -> None:
+                 identity: IdentityScorer | None = None, batch_size: int = 8, device: str = "cpu") -> None:
         self.restorer, self.detector, self.model, self.identity = restorer, detector, model, identity
         self.scratch = Path(workdir) / "batches"
-        self.batch_size = batch_size
+        self.batch_size, self.device = batch_size, device
+        self._scorers: dict[tuple, Scorers] = {}
+
+    def scorers(self, options: ControlOptions) -> Scorers:
+        """The identity/landmark/rerank models of ``options`` (as ``prefrestore restore`` builds them once per run),
+        kept across batches per rerank weights; the rerank reward and landmarks are built on first use."""
+        key = tuple(sorted(options.rerank_weights.items()))
+        if key not in self._scorers:
+            if len(self._scorers) >= 8:
+                self._scorers.clear()
+            self._scorers[key] = Scorers(identity=self.identity, rerank_weights=dict(options.rerank_weights),
+                                         device=self.device)
+        return self._scorers[key]
 
     def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Callable[[float, str], None]) -> None:
         options = jobs[0].options
         root = self.scratch / uuid.uuid4().hex
         layout = options.output_layout(root)
         config = options.pipeline_config(batch_size=self.batch_size)
-        detector: FaceDetector = self.detector
-        if options.faces is not None:
-            detector = SelectedFaces(self.detector, config.select, options.faces)
         items = {job.id: job for job in jobs}
         plan = Plan(todo=tuple(FileItem(job.upload, job.id) for job in jobs), skipped=(), failed=())
         count = {"found": 0, "restored": 0}
@@ -111,14 +103,20 @@ class PipelineRunner:
 
         progress(0.02, "finding faces")
         try:
-            run_plan(plan, self.restorer, layout, detector=detector, config=config, identity=self.identity,
-                     progress=on_event, run_info={"model": self.model.to_json()})
+            try:
+                run_plan(plan, self.restorer, layout, detector=self.detector, config=config, identity=self.identity,
+                         progress=on_event, run_info={"model": self.model.to_json()},
+                         scorers=self.scorers(config.options))
+            except SetupError as err:  # e.g. a rerank reward not installed: the same for every job of the batch
+                for job in jobs:
+                    queue.finish(job, error=f"{job.name}: {api_message(str(err))}", code="restore_failed")
+                return
             for job_id, job in items.items():
-                self._collect(job, queue, layout, FileItem(job.upload, job_id), detector)
+                self._collect(job, queue, layout, FileItem(job.upload, job_id))
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
-    def _collect(self, job: Job, queue: JobQueue, layout, item: FileItem, detector) -> None:
+    def _collect(self, job: Job, queue: JobQueue, layout, item: FileItem) -> None:
         """Move one job's outputs into its folder and record its result (or its error)."""
         try:
             report = json.loads(layout.report_path(item).read_text())
@@ -133,28 +131,25 @@ class PipelineRunner:
         out = Path(report["output"])
         files["output"] = job.dir / f"output{out.suffix}"
         out.replace(files["output"])
-        selected = list(job.options.faces) if job.options.faces is not None else None
         faces = []
         per_face = report.get("timings", {}).get("restore", 0.0) / max(len(report["faces"]), 1)
-        for entry in report["faces"]:
-            k = entry["index"]
-            index = selected[k] if selected is not None else k
+        for entry in report["faces"]:  # the CLI's per-face report; "index" as --faces numbers the faces
+            index = entry["index"]
             for role, key in (("cropped", "cropped_faces"), ("restored", "restored_faces")):
                 dest = job.dir / f"{role}_{index:02d}.png"
                 Path(entry[key]).replace(dest)
                 files[f"{role}_{index:02d}"] = dest
-            faces.append({**{k2: v for k2, v in entry.items() if k2 not in _PATH_KEYS}, "index": index,
+            faces.append({**{k: v for k, v in entry.items() if k not in _PATH_KEYS},
                           "timings": {"restore": round(per_face, 4)}, "model": self.model.to_json()})
         result = {k: v for k, v in report.items() if k not in _PATH_KEYS and k != "faces"}
         result["faces"] = faces
         result["notes"] = [_public(n, job) for n in result.get("notes", [])]
-        if selected is not None and isinstance(detector, SelectedFaces) and detector.found is not None:
-            missing = [i for i in selected if i >= detector.found]
-            result["faces_found"] = detector.found
-            if missing:
-                result["notes"].append(f"faces {missing} not found: the photo has {detector.found} faces")
-        else:
-            result["faces_found"] = len(faces)
+        not_picked = sum(1 for r in report.get("rejected", ()) if r["reason"].startswith(NOT_PICKED))
+        result["faces_found"] = len(faces) + not_picked
+        selected = job.options.control.faces
+        missing = sorted(set(selected) - {f["index"] for f in faces}) if selected is not None else []
+        if missing:
+            result["notes"].append(f"faces {missing} not found: the photo has {result['faces_found']} faces")
         result["name"] = job.name
         queue.finish(job, result=result, files=files)
 
@@ -176,4 +171,5 @@ def load_runner(model: str, workdir: Path, *, device: str = "cpu", steps: int | 
     info = model_info(model, restorer.resolution)
     detector = build_detector("mtcnn", device=device, min_face_size=12.0)  # any request's --min-face-size >= 12
     scorer = load_identity_scorer() if identity else None
-    return PipelineRunner(restorer, detector, info, workdir, identity=scorer, batch_size=batch_size), info
+    return PipelineRunner(restorer, detector, info, workdir, identity=scorer, batch_size=batch_size,
+                          device=device), info

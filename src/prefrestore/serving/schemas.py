@@ -1,26 +1,42 @@
 """Request options and server settings: plain dataclasses, no web framework needed to import them.
 
-:class:`RestoreOptions` is the one schema of a restoration request, shared by the HTTP API (JSON ``options``), the
-page (which builds its controls from ``GET /v1/options``, i.e. from :func:`describe_options`) and Python
-(``RestoreOptions(...).pipeline_config()`` / ``.output_layout(root)`` feed ``prefrestore.pipeline``). Its field
-names and defaults are those of ``prefrestore restore``'s flags (``--upscale``, ``--det-threshold`` ...).
+:class:`RestoreOptions` is the schema of a restoration request, shared by the HTTP API (JSON ``options``), the page
+(which builds its controls from ``GET /v1/options``, i.e. from :func:`describe_options`) and Python
+(``RestoreOptions(...).pipeline_config()`` / ``.output_layout(root)`` feed ``prefrestore.pipeline``). A request is
+one flat JSON object with two kinds of names:
 
-Adding an option (e.g. ``fidelity`` or ``candidates``) is one change here: a field with ``metadata=_opt(...)``
-(kind, help, bounds, ``ui=True`` to show it on the page) and, if the pipeline needs it, one line in
-:meth:`RestoreOptions.pipeline_config` (or :meth:`output_layout`). Parsing, validation messages, the page's
-control, batching (jobs are batched only with jobs of equal options) and the API's option listing follow from it.
+* the restoration-control options of ``prefrestore.options.OPTIONS`` (fidelity, candidates, rerank_weights,
+  identity_guard, identity_threshold, color_fix, faces, min_face_size, max_face_size, blend): declared there only,
+  read and validated by ``prefrestore.options.RestoreOptions.from_mapping`` (the CLI's names, defaults, bounds,
+  help and messages) and held in :attr:`RestoreOptions.control`;
+* the photo and output settings that are not in ``OPTIONS``, the fields below (each a flag of ``prefrestore
+  restore``: ``-s``, ``--ext``, ``--jpeg-quality``, ``--det-threshold``, ``--max-faces``, ``--only-center-face``,
+  ``--color-match``, ``--seed``).
+
+Both map onto the pipeline through ``PipelineConfig.for_photos``, the function ``prefrestore restore`` builds its
+config with. A new control option is added to ``prefrestore.options.OPTIONS`` and appears here (API, listing,
+batching); to show it on the page, add its name to :data:`PAGE_CONTROLS`. A new photo-level setting is a field
+here with ``metadata=_opt(...)`` (kind, help, bounds, ``ui=True`` to show it on the page).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OPTION_KINDS = ("float", "int", "bool", "choice", "int_list")
+from .. import options
+from ..options import OPTIONS, SPECS
+
+OPTION_KINDS = ("float", "int", "bool", "choice", "int_list", "weights")
+
+# The control options the page shows, with their step (None: not a number); the others are API-only.
+PAGE_CONTROLS: dict[str, float | None] = {"fidelity": 0.05, "candidates": 1, "identity_guard": None,
+                                          "color_fix": None, "blend": 0.05}
 
 
 def _opt(kind: str, help: str, *, minimum: float | None = None, maximum: float | None = None,
@@ -47,46 +63,33 @@ class RestoreOptions:
     det_threshold: float = field(default=0.95, metadata=_opt(
         "float", "detection confidence threshold (real faces score > 0.97)", minimum=0, maximum=1, step=0.01,
         ui=True))
-    min_face_size: float = field(default=20.0, metadata=_opt(
-        "float", "ignore faces smaller than this many pixels", minimum=0, maximum=4096))
     max_faces: int | None = field(default=None, metadata=_opt(
         "int", "restore at most N faces, largest first", minimum=1, maximum=1000, nullable=True))
     only_center_face: bool = field(default=False, metadata=_opt("bool", "restore only the face nearest the centre"))
-    faces: tuple[int, ...] | None = field(default=None, metadata=_opt(
-        "int_list", "restore only these faces (indices from an earlier result of the same photo and options)",
-        minimum=0, maximum=1000, nullable=True))
     color_match: str = field(default="lowfreq", metadata=_opt(
-        "choice", "match restored faces' colour and tone to the photo", choices=("lowfreq", "meanstd", "none")))
+        "choice", "paste-back: match each restored face's colour and tone to the photo around it as it is pasted "
+        "(prefrestore restore --color-match); color_fix colours the face crop itself, before it is written or pasted",
+        choices=("lowfreq", "meanstd", "none")))
     seed: int = field(default=0, metadata=_opt("int", "sampling seed, the same for every face", minimum=0,
                                                maximum=2**31 - 1))
-    fidelity: float | None = field(default=None, metadata=_opt(
-        "float", "fidelity dial: 1 = closest to the input, 0 = most generative; empty = the model's own sampling "
-        "(prefrestore restore --fidelity)", minimum=0, maximum=1, step=0.05, ui=True, nullable=True))
+    # the options of prefrestore.options.OPTIONS (flat in the JSON, e.g. {"candidates": 4}), validated there
+    control: options.RestoreOptions = field(default_factory=options.RestoreOptions)
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in _own_fields():
             _check(f.name, getattr(self, f.name), f.metadata)
+        if not isinstance(self.control, options.RestoreOptions):
+            raise OptionError("control: expected a prefrestore.options.RestoreOptions")
 
-    # -- mapping onto the pipeline (the only place that knows which option goes where) --------------------------
+    # -- mapping onto the pipeline (the same function as prefrestore restore's) ---------------------------------
 
     def pipeline_config(self, *, batch_size: int = 8):
-        """-> :class:`prefrestore.pipeline.PipelineConfig` (what ``prefrestore restore`` builds from its flags)."""
-        from .. import options
-        from ..faces.detect import SelectConfig
-        from ..faces.paste import BlendConfig
+        """-> :class:`prefrestore.pipeline.PipelineConfig`, what ``prefrestore restore`` builds from the same flags."""
         from ..pipeline import PipelineConfig
 
-        # Of issue 15's control options (prefrestore.options.OPTIONS) the server offers the fidelity dial; best-of-N,
-        # the identity guard and the colour fix are not offered yet, so it restores as `prefrestore restore
-        # [--fidelity F] --identity-guard off --color-fix none`. Unifying this class with prefrestore.options is a
-        # later step.
-        control = options.RestoreOptions(min_face_size=self.min_face_size, identity_guard="off", color_fix="none",
-                                         fidelity=self.fidelity)
-        select = SelectConfig(score_threshold=self.det_threshold, max_faces=self.max_faces,
-                              only_center_face=self.only_center_face)
-        return PipelineConfig.from_options(control, upscale=self.upscale, select=select,
-                                           blend=dataclasses.replace(BlendConfig(), color_match=self.color_match),
-                                           batch_size=batch_size, seed=self.seed)
+        return PipelineConfig.for_photos(self.control, upscale=self.upscale, det_threshold=self.det_threshold,
+                                         max_faces=self.max_faces, only_center_face=self.only_center_face,
+                                         color_match=self.color_match, batch_size=batch_size, seed=self.seed)
 
     def output_layout(self, root: Path):
         """-> :class:`prefrestore.pipeline.OutputLayout` under ``root`` (format and JPEG quality)."""
@@ -95,29 +98,57 @@ class RestoreOptions:
         return OutputLayout(Path(root), ext=self.output_format, jpeg_quality=self.jpeg_quality, overwrite=True)
 
     def batch_key(self) -> tuple:
-        """Jobs with equal keys can share one pipeline run (one config, one detector, one layout). A face selection
-        refers to one photo's faces, so such a job runs alone."""
-        return ("alone", id(self)) if self.faces is not None else dataclasses.astuple(self)
+        """Jobs with equal keys can share one pipeline run (one config, one detector, one layout); hashable. A face
+        selection refers to one photo's faces, so such a job runs alone."""
+        if self.control.faces is not None:
+            return ("alone", id(self))
+        return tuple(getattr(self, f.name) for f in _own_fields()) + (_frozen(self.control.to_dict()),)
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["faces"] is not None:
-            d["faces"] = list(d["faces"])
-        return d
+        """The flat JSON object (what a request sends; every option, defaults included)."""
+        return {**{f.name: getattr(self, f.name) for f in _own_fields()}, **self.control.to_dict()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> RestoreOptions:
-        """A JSON object -> options. Unknown names and wrong types or ranges raise :class:`OptionError`."""
+        """A flat JSON object -> options. Unknown names and wrong types or ranges raise :class:`OptionError`."""
         if data is None:
             return cls()
         if not isinstance(data, Mapping):
             raise OptionError("options: expected a JSON object such as {\"upscale\": 2}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        own = {f.name: f for f in _own_fields()}
+        unknown = sorted(set(data) - set(own) - set(SPECS))
         if unknown:
-            raise OptionError(f"options: unknown option {unknown[0]!r}; known options: {', '.join(known)}")
-        values = {name: _coerce(name, value, known[name].metadata) for name, value in data.items()}
-        return cls(**values)
+            raise OptionError(f"options: unknown option {unknown[0]!r}; known options: {', '.join([*own, *SPECS])}")
+        values = {name: _coerce(name, value, own[name].metadata) for name, value in data.items() if name in own}
+        try:
+            control = options.RestoreOptions.from_mapping({k: v for k, v in data.items() if k in SPECS})
+        except ValueError as err:
+            raise OptionError(api_message(str(err))) from None
+        return cls(**values, control=control)
+
+
+def _own_fields() -> tuple[dataclasses.Field, ...]:
+    """The photo and output settings (every field but ``control``)."""
+    return tuple(f for f in dataclasses.fields(RestoreOptions) if f.name != "control")
+
+
+def _frozen(value: Any) -> Any:
+    """JSON-like value -> an equal-comparing hashable one (dicts as sorted item tuples, lists as tuples)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+_FLAG_NAMES = {spec.flag: spec.name for spec in OPTIONS}
+
+
+def api_message(message: str) -> str:
+    """A ``prefrestore.options`` message, which names the CLI's flags (``--candidates 0: must be >= 1``) -> the
+    same message naming the request's JSON options (``options.candidates 0: must be >= 1``)."""
+    return re.sub(r"--[a-z][a-z-]*", lambda m: f"options.{_FLAG_NAMES[m[0]]}" if m[0] in _FLAG_NAMES else m[0],
+                  message)
 
 
 def _coerce(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
@@ -141,10 +172,6 @@ def _coerce(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
         if value not in meta["choices"]:
             raise bad
         return value
-    if kind == "int_list":
-        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise bad
-        return tuple(sorted(set(value)))
     raise AssertionError(kind)
 
 
@@ -153,19 +180,15 @@ def _check(name: str, value: Any, meta: Mapping[str, Any]) -> None:
         if not meta["nullable"]:
             raise OptionError(f"options.{name}: must not be null")
         return
-    values = value if meta["kind"] == "int_list" else [value]
-    if meta["kind"] == "int_list" and not values:
-        raise OptionError(f"options.{name}: give at least one face index, or null for all faces")
-    for v in values:
-        if meta["kind"] == "choice":
-            if v not in meta["choices"]:
-                raise OptionError(f"options.{name}: {v!r} is not one of {', '.join(meta['choices'])}")
-            continue
-        if isinstance(v, float) and not math.isfinite(v):
-            raise OptionError(f"options.{name}: {v} is not a finite number")
-        lo, hi = meta["minimum"], meta["maximum"]
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise OptionError(f"options.{name}: {v} is out of range; expected {_kind_text(meta)}")
+    if meta["kind"] == "choice":
+        if value not in meta["choices"]:
+            raise OptionError(f"options.{name}: {value!r} is not one of {', '.join(meta['choices'])}")
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise OptionError(f"options.{name}: {value} is not a finite number")
+    lo, hi = meta["minimum"], meta["maximum"]
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise OptionError(f"options.{name}: {value} is out of range; expected {_kind_text(meta)}")
 
 
 def _kind_text(meta: Mapping[str, Any]) -> str:
@@ -173,18 +196,27 @@ def _kind_text(meta: Mapping[str, Any]) -> str:
     if kind == "choice":
         return "one of " + ", ".join(meta["choices"])
     rng = f" in [{meta['minimum']}, {meta['maximum']}]" if meta["minimum"] is not None else ""
-    text = {"float": "a number", "int": "an integer", "bool": "true or false",
-            "int_list": "a list of integers"}[kind] + rng
+    text = {"float": "a number", "int": "an integer", "bool": "true or false"}[kind] + rng
     return text + (" or null" if meta["nullable"] else "")
 
 
+_KINDS = {"number": "float", "integer": "int", "string": "choice", "indices": "int_list", "weights": "weights"}
+
+
 def describe_options() -> list[dict[str, Any]]:
-    """Each option's name, default and metadata (``GET /v1/options``; the page builds its controls from it)."""
+    """Each option's name, default, kind, bounds, choices and help (``GET /v1/options``; the page builds its
+    controls from the entries with ``ui``): the photo settings, then every option of ``prefrestore.options.OPTIONS``
+    as declared there (``source`` says which)."""
     out = []
-    for f in dataclasses.fields(RestoreOptions):
-        default = f.default
-        out.append({"name": f.name, "default": list(default) if isinstance(default, tuple) else default,
-                    **f.metadata})
+    for f in _own_fields():
+        out.append({"name": f.name, "default": f.default, **f.metadata, "source": "serve"})
+    for spec in OPTIONS:
+        assert spec.type != "string" or spec.choices, spec.name  # every string option is a choice
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        out.append({"name": spec.name, "default": dict(default) if isinstance(default, dict) else default,
+                    "kind": _KINDS[spec.type], "help": spec.help, "minimum": spec.minimum, "maximum": spec.maximum,
+                    "choices": list(spec.choices or ()), "ui": spec.name in PAGE_CONTROLS,
+                    "step": PAGE_CONTROLS.get(spec.name), "nullable": spec.nullable, "source": "prefrestore.options"})
     return out
 
 

@@ -1,6 +1,7 @@
 // prefrestore page: plain JS, no build step, no third-party code. Talks only to this server's /v1 API.
-// The option controls are built from GET /v1/options (options with ui: true), so a new server option appears here
-// without touching this file.
+// The option controls are built from GET /v1/options (options with ui: true: the server's photo settings and the
+// control options of prefrestore.options the server lists for the page), so a new option appears here without
+// touching this file; each control's tooltip is the option's help.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -221,7 +222,11 @@ async function show(job, card, file) {
     check.checked = true;
     check.dataset.index = face.index;
     const id = face.identity_similarity === undefined ? "identity: n/a" : `identity ${face.identity_similarity.toFixed(3)}`;
-    label.append(check, `face ${face.index} · ${id}`);
+    // the identity guard's verdict and best-of-N, as in the CLI's report (prefrestore.control.FaceOutcome.report)
+    const guard = face.identity_guard || {};
+    const verdict = guard.flagged ? " · flagged by the identity guard" + (guard.action ? ` (${guard.action})` : "") : "";
+    const best = face.candidates ? ` · best of ${face.candidates.length} (seed ${face.chosen_seed})` : "";
+    label.append(check, `face ${face.index} · ${id}${verdict}${best}`);
     box.append(label);
     faces.append(box);
   }
