@@ -166,7 +166,7 @@ class NoisyRestorer:
 class FakeRerank:
     """score = -mean |candidate - input| (closer is better), so the winner can be computed independently."""
 
-    def __call__(self, restored, lq):
+    def __call__(self, restored, lq, hq=None):
         d = -(restored - lq).abs().mean((1, 2, 3))
         return d, {"closeness": d}
 
@@ -202,7 +202,7 @@ def test_best_of_n_batches_candidates_and_picks_the_best_deterministically():
 
 def test_rerank_ties_go_to_the_lowest_seed():
     class Flat:
-        def __call__(self, restored, lq):
+        def __call__(self, restored, lq, hq=None):
             z = torch.zeros(len(restored))
             return z, {"flat": z}
 
@@ -211,6 +211,22 @@ def test_rerank_ties_go_to_the_lowest_seed():
     out = restore_controlled(NoisyRestorer(), _faces(1), RestoreOptions(candidates=3, identity_guard="off"),
                              seed=4, batch_size=2, scorers=scorers)
     assert out[0].chosen == 0 and out[0].candidates[0].seed == 4
+
+
+def test_rerank_by_psnr_to_the_input_picks_the_candidate_closest_to_it():
+    """psnr / ssim are offered "to the input": the reward gets the input crop as its reference (there is no GT)."""
+    crops = _faces(2)
+    scorers = Scorers.for_options(RestoreOptions(candidates=4, rerank_weights={"psnr": 1.0}), identity=None)
+    out = restore_controlled(NoisyRestorer(), crops, RestoreOptions(candidates=4, rerank_weights={"psnr": 1.0},
+                             color_fix="none", identity_guard="off"), seed=0, batch_size=8, scorers=scorers)
+    from prefrestore.image import to_model, to_unit
+    from prefrestore.metrics.fidelity import psnr
+
+    for crop, o in zip(crops, out, strict=True):
+        cands = to_model([NoisyRestorer().restore([crop], seed=c.seed)[0] for c in o.candidates])
+        p = psnr(to_unit(cands), to_unit(to_model([crop] * len(cands))))  # Y, as the reward
+        assert o.chosen == int(p.argmax()) and len(set(p.tolist())) > 1
+        assert [c.parts["psnr"] for c in o.candidates] == pytest.approx(p.tolist(), abs=1e-4)
 
 
 def test_default_rerank_weights_build_the_offline_rewards():

@@ -211,7 +211,7 @@ def rerank(scorers: Scorers, crops: Sequence[np.ndarray], cands: list[list[np.nd
     n, b = len(cands), len(crops)
     restored = to_model([cands[k][i] for i in range(b) for k in range(n)])
     lq = to_model([crops[i] for i in range(b) for _ in range(n)])
-    total, parts = scorers.rerank(restored, lq)
+    total, parts = scorers.rerank(restored, lq, lq)  # the input is the reference of psnr / ssim (no GT here)
     out = []
     for i in range(b):
         rows = range(i * n, (i + 1) * n)
