@@ -50,11 +50,16 @@ def grace():
 
 
 class IdentityRestorer:
-    """Returns each aligned crop unchanged: paste-back must then reproduce the photo."""
+    """Returns each aligned crop unchanged: paste-back must then reproduce the photo. ``calls``: (faces, seed) of
+    every call."""
 
     resolution = 128
 
+    def __init__(self):
+        self.calls: list[tuple[int, int]] = []
+
     def restore(self, faces, *, seed=0):
+        self.calls.append((len(faces), seed))
         return [f.copy() for f in faces]
 
 

@@ -365,9 +365,10 @@ def test_large_weights_digest_sees_both_ends(tmp_path, monkeypatch):
 
 
 def test_a_setup_problem_stops_the_run_in_one_line():
+    from prefrestore.aligned_crops import restore_aligned
     from prefrestore.control import SetupError
     from prefrestore.image import Photo
-    from prefrestore.pipeline import PipelineConfig, restore_aligned
+    from prefrestore.pipeline import PipelineConfig
 
     cfg = PipelineConfig.from_options(RestoreOptions(fidelity=0.5, identity_guard="off"))
     with pytest.raises(SetupError, match="no fidelity dial"):  # not one "restoration failed" per photo

@@ -1,4 +1,5 @@
-"""The bundled `make demo` photos: present, readable as uint8 RGB, licensed, and with faces MTCNN finds."""
+"""The bundled `make demo` photos: present, readable as uint8 RGB, licensed, and with faces MTCNN finds; the demo
+builds its page from the run's results."""
 
 import numpy as np
 import pytest
@@ -27,3 +28,20 @@ def test_examples_load_and_have_faces(name, faces, one_thread, detector):
     # the examples are built so the pipeline (min face size 20 px) restores every face in them
     assert len(found) == faces
     assert all(d.size >= 20 for d in found)
+
+
+def test_demo_page_is_built_from_the_run_not_from_the_report_files(tmp_path, monkeypatch, fake_api):
+    """The run's reports are kept in memory but not written: the page must still show every photo and face."""
+    import prefrestore.file_run
+    from prefrestore import demo
+
+    kept = []
+    monkeypatch.setattr(prefrestore.file_run, "write_report", lambda layout, item, report, guard=None: kept.append(report))
+    monkeypatch.chdir(tmp_path)
+    assert demo.main() == 0
+    assert [r["status"] for r in kept] == ["restored"] * 3
+    assert not list((tmp_path / "demo_output" / "reports").glob("*"))  # nothing to read back
+    page = (tmp_path / "demo_output" / "index.html").read_text()
+    assert "3 photos restored" in page
+    assert page.count("<h2>") == 3 and page.count('alt="face ') == sum(len(r["faces"]) for r in kept) == 5
+    assert (tmp_path / "demo_output" / "side_by_side.png").stat().st_size > 0

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from prefrestore.distributed import Ranks, merge_summaries, plan_from_json, plan_to_json, shard
+from prefrestore.file_run import FileItem, Plan, RunSummary
 from prefrestore.image import resize, save_rgb
-from prefrestore.pipeline import FileItem, Plan, RunSummary
 
 WORKER = Path(__file__).with_name("dist_restore_worker.py")
 

@@ -237,8 +237,9 @@ def test_nan_restoration_is_an_error_not_a_black_face():
 def test_memory_budget_refuses_from_the_header_with_the_s_that_fits(tmp_path):
     from PIL import Image
 
+    from prefrestore.file_run import memory_check
     from prefrestore.image import read_photo
-    from prefrestore.pipeline import PipelineConfig, memory_check, photo_memory_bytes
+    from prefrestore.pipeline import PipelineConfig, photo_memory_bytes
 
     path = tmp_path / "p.png"
     Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)

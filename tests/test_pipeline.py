@@ -6,8 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from prefrestore.aligned_crops import restore_aligned
 from prefrestore.image import Photo, resize
-from prefrestore.pipeline import PipelineConfig, restore_aligned, restore_faces, restore_photos
+from prefrestore.pipeline import PipelineConfig, restore_faces, restore_image, restore_photos
 
 
 class IdentityRestorer:
@@ -170,3 +171,45 @@ def test_identity_scorer_failure_is_a_note_not_a_failure(detector, astronaut):
 
     (res,) = restore_photos(photos(astronaut), IdentityRestorer(), detector, identity=FailingScorer())
     assert res.ok and res.faces[0].identity is None and "identity similarity not computed" in res.notes[0]
+
+
+class FlippingRestorer(IdentityRestorer):
+    """Turns every crop upside down: a restorer whose faces must show in the output (the negative control below;
+    a colour change would not do, colour matching undoes it)."""
+
+    def restore(self, faces, *, seed=0):
+        self.calls.append((len(faces), seed))
+        return [np.ascontiguousarray(f[::-1]) for f in faces]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_restore_image_is_the_upscaled_photo_with_the_restored_face_pasted(detector, astronaut, grace):
+    """The README's Python API: identity restorer -> the lanczos-upscaled input, in the face too; a darkening
+    restorer's upside-down face shows (so the face check can fail); one image equals that image in a batch of photos."""
+    from prefrestore.faces.paste import build_upsampler
+    from prefrestore.image import float_to_pixels, pixels_to_float
+
+    restorer = IdentityRestorer(512)  # crops finer than the ~200 px face at 2x: paste-back resampling stays small
+    out = restore_image(astronaut, restorer, detector, PipelineConfig(upscale=2, seed=7))
+    assert out.dtype == np.uint8 and out.shape == (1024, 1024, 3)
+    assert restorer.calls == [(1, 7)]  # the one face, with the config's seed
+    upscaled = float_to_pixels(build_upsampler("lanczos")(pixels_to_float(astronaut), (1024, 1024)), np.uint8)
+    (res,) = restore_photos(photos(astronaut), IdentityRestorer(512), detector, PipelineConfig(upscale=2))
+    x0, y0, x1, y1 = (round(2 * v) for v in res.faces[0].aligned.detection.box)
+    face = (slice(y0, y1), slice(x0, x1))
+    assert _psnr(out[face], upscaled[face]) > 40  # align -> identity -> paste back: resampling only (~48 dB)
+    assert np.array_equal(out[700:, 700:], upscaled[700:, 700:])  # far from the face: the background, bit-exact
+
+    flipped = restore_image(astronaut, FlippingRestorer(512), detector, PipelineConfig(upscale=2))
+    assert _psnr(flipped[face], upscaled[face]) < 25 and np.array_equal(flipped[700:, 700:], upscaled[700:, 700:])
+
+    batch = [r.photo.color for r in restore_photos(photos(astronaut, grace), IdentityRestorer(), detector,
+                                                   PipelineConfig(upscale=2, batch_size=2))]
+    assert np.array_equal(batch[0], restore_image(astronaut, IdentityRestorer(), detector, PipelineConfig(upscale=2)))
+    assert np.array_equal(batch[1], restore_image(grace, IdentityRestorer(), detector, PipelineConfig(upscale=2)))
+    with pytest.raises(RuntimeError, match="restoration failed"):
+        restore_image(astronaut, BrokenRestorer(), detector)

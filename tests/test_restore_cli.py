@@ -94,13 +94,20 @@ def test_folder_with_bad_files_goes_on_and_fails_in_one_line_each(inputs, tmp_pa
     assert not (out / "restored_imgs" / "bomb.png").exists()
 
 
-def test_all_good_exits_zero_and_passes_model_options(good_inputs, tmp_path, fake_model, capsys):
-    assert run(good_inputs / "grace.jpg", "-o", tmp_path / "o", "--model", "tiny", "--steps", "3", "--seed", "5",
-               "--batch-size", "2", "--guidance-scale", "1.5") == 0
+def test_all_good_exits_zero_and_passes_model_options(good_inputs, tmp_path, fake_model, capsys, monkeypatch):
+    import sys
+
+    api, restorers = sys.modules["prefrestore.api"], []
+    load = api.load_restorer
+    monkeypatch.setattr(api, "load_restorer", lambda *a, **k: restorers.append(load(*a, **k)) or restorers[-1])
+    assert run(good_inputs / "grace.jpg", good_inputs / "astronaut.png", "-o", tmp_path / "o", "--model", "tiny",
+               "--steps", "3", "--seed", "5", "--batch-size", "1", "--guidance-scale", "1.5") == 0
     model, kwargs = fake_model[0]
-    assert model == "tiny" and kwargs["steps"] == 3 and kwargs["seed"] == 5 and kwargs["batch_size"] == 2
-    assert kwargs["guidance_scale"] == 1.5 and kwargs["device"] == "cpu"
-    assert "restored 1 photo (1 face)" in capsys.readouterr().err
+    assert model == "tiny" and kwargs["steps"] == 3 and kwargs["guidance_scale"] == 1.5 and kwargs["device"] == "cpu"
+    # seed and batch size have one owner, the pipeline config: every restorer call gets them, the restorer neither
+    assert "seed" not in kwargs and "batch_size" not in kwargs
+    assert restorers[0].calls == [(1, 5), (1, 5)]
+    assert "restored 2 photos (2 faces)" in capsys.readouterr().err
 
 
 def test_unreadable_folder_is_reported_and_the_rest_goes_on(good_inputs, tmp_path, monkeypatch, capsys):

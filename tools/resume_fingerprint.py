@@ -169,7 +169,7 @@ def restore() -> dict:
 def demo(tmp: Path) -> dict:
     from prefrestore.api import load_restorer
     from prefrestore.demo import example_photos
-    from prefrestore.pipeline import restore_photo_files
+    from prefrestore.file_run import restore_photo_files
 
     out = tmp / "demo"
     restore_photo_files(example_photos(), out, load_restorer("default"))

@@ -5,8 +5,10 @@
     >>> restored = r.restore([crop])                # uint8 (S, S, 3) RGB, S = r.resolution
 
 Contract: faces in and out are uint8 (S, S, 3) RGB numpy arrays at the model resolution (128 tiny, 512 paper).
-Every face gets its own torch.Generator seeded with ``seed``, so a face restores the same whether it is alone or in
-a batch, and repeated calls with the same seed are bit-identical on the same machine.
+Every face gets its own torch.Generator seeded with the call's ``seed`` (default 0), so a face restores the same
+whether it is alone or in a batch, and repeated calls with the same seed are bit-identical on the same machine.
+The restorer stores no seed and batches nothing by default: the caller owns both (the photo pipeline passes
+``PipelineConfig.seed`` on every call and sends ``PipelineConfig.batch_size`` faces per call).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class FaceRestorer:
     fidelity: the default of the fidelity dial (``models/fidelity.py``; 1 = closest to the input, 0 = most
         generative); None samples with the model's own settings (or ``steps``/``guidance_scale``/``start_sigma``).
     model_dir: the folder the weights came from; where the calibrated fidelity table is looked up.
+    batch_size: at most this many faces per model forward (bounds memory when one call gets many faces); None: a
+        call is one forward. The seed is an argument of every call, not a setting.
     """
 
     model: PrefRestoreModel
@@ -43,14 +47,15 @@ class FaceRestorer:
     guidance_scale: float | None = None
     solver: str | None = None
     deterministic: bool = True
-    batch_size: int = 8
-    seed: int = 0
+    batch_size: int | None = None
     start_sigma: float | None = None  # None: the model's (SamplingDefaults.start_sigma)
     fidelity: float | None = None
     model_dir: Path | None = None
     _table: FidelityTable | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1, or None for one forward per call")
         if self.fidelity is not None:
             self.check_fidelity(self.fidelity)
 
@@ -81,24 +86,23 @@ class FaceRestorer:
         return self.fidelity_table.at(f)
 
     @torch.no_grad()
-    def restore_tensor(self, lq: torch.Tensor, *, seed: int | None = None, fidelity: float | None = None,
+    def restore_tensor(self, lq: torch.Tensor, *, seed: int = 0, fidelity: float | None = None,
                        seeds: Sequence[int] | None = None) -> torch.Tensor:
-        """(B, 3, S, S) float RGB in [-1, 1] -> (B, 3, S, S) in [-1, 1], in batches of ``batch_size``.
+        """(B, 3, S, S) float RGB in [-1, 1] -> (B, 3, S, S) in [-1, 1]; ``batch_size`` rows per forward (None: B).
 
         seeds: one seed per row (best-of-N batches candidates of one face with different seeds); default: ``seed``
         for every row. fidelity: see the class docstring; its input blend mixes ``lq`` itself back in.
         """
-        seed = self.seed if seed is None else seed
         seeds = [seed] * lq.shape[0] if seeds is None else list(seeds)
         if len(seeds) != lq.shape[0]:
             raise ValueError(f"{len(seeds)} seeds for {lq.shape[0]} faces")
         point = self.setting(fidelity)
         start_sigma = self.start_sigma if point is None else point.start_sigma
         guidance = self.guidance_scale if point is None else point.guidance_scale
-        outs = []
-        for i in range(0, lq.shape[0], self.batch_size):
-            chunk = lq[i : i + self.batch_size].to(self.model.device)
-            gens = [torch.Generator(device=chunk.device).manual_seed(s) for s in seeds[i : i + self.batch_size]]
+        outs, step = [], self.batch_size or max(1, lq.shape[0])
+        for i in range(0, lq.shape[0], step):
+            chunk = lq[i : i + step].to(self.model.device)
+            gens = [torch.Generator(device=chunk.device).manual_seed(s) for s in seeds[i : i + step]]
             out = self.model.restore(chunk, generators=gens, steps=self.steps, guidance_scale=guidance,
                                      solver=self.solver, deterministic=self.deterministic, start_sigma=start_sigma)
             bad = (~torch.isfinite(out.float()).flatten(1).all(dim=1)).nonzero().flatten().tolist()
@@ -110,7 +114,7 @@ class FaceRestorer:
             outs.append(out.cpu())
         return torch.cat(outs)
 
-    def restore(self, faces: Sequence[np.ndarray], *, seed: int | None = None, fidelity: float | None = None,
+    def restore(self, faces: Sequence[np.ndarray], *, seed: int = 0, fidelity: float | None = None,
                 seeds: Sequence[int] | None = None) -> list[np.ndarray]:
         """uint8 (S, S, 3) RGB aligned crops -> uint8 (S, S, 3) RGB restorations (same order)."""
         S = self.resolution
@@ -122,7 +126,7 @@ class FaceRestorer:
             return []
         return from_model(self.restore_tensor(to_model(list(faces)), seed=seed, fidelity=fidelity, seeds=seeds))
 
-    def restore_faces(self, faces: Sequence[np.ndarray], options=None, *, seed: int | None = None, scorers=None):
+    def restore_faces(self, faces: Sequence[np.ndarray], options=None, *, seed: int = 0, scorers=None):
         """Aligned crops -> :class:`prefrestore.control.FaceOutcome` per face: the restoration under ``options``
         (a :class:`prefrestore.options.RestoreOptions`: fidelity, best-of-N, identity guard, colour), its scores
         and every candidate's. ``scorers``: a :class:`prefrestore.control.Scorers` to reuse across calls."""
@@ -131,13 +135,13 @@ class FaceRestorer:
 
         options = options or RestoreOptions()
         scorers = scorers or Scorers.for_options(options)
-        return restore_controlled(self, faces, options, seed=self.seed if seed is None else seed,
-                                  batch_size=self.batch_size, scorers=scorers)
+        return restore_controlled(self, faces, options, seed=seed, batch_size=self.batch_size or max(1, len(faces)),
+                                  scorers=scorers)
 
 
 def load_restorer(model: str = "default", *, device: str = "cpu", steps: int | None = None,
                   guidance_scale: float | None = None, solver: str | None = None, deterministic: bool = True,
-                  batch_size: int = 8, seed: int = 0, dtype: torch.dtype | None = None,
+                  batch_size: int | None = None, dtype: torch.dtype | None = None,
                   start_sigma: float | None = None, fidelity: float | None = None) -> FaceRestorer:
     """A :class:`FaceRestorer` for a model reference (see :func:`load_model`); ``fidelity`` sets the dial's default."""
     model_dir = None
@@ -147,5 +151,5 @@ def load_restorer(model: str = "default", *, device: str = "cpu", steps: int | N
         model_dir = resolve(model)
     return FaceRestorer(load_model(str(model_dir) if model_dir else model, device=device, dtype=dtype), steps=steps,
                         guidance_scale=guidance_scale, solver=solver, deterministic=deterministic,
-                        batch_size=batch_size, seed=seed, start_sigma=start_sigma, fidelity=fidelity,
+                        batch_size=batch_size, start_sigma=start_sigma, fidelity=fidelity,
                         model_dir=model_dir)

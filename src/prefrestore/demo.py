@@ -13,7 +13,6 @@ Writes into ``demo_output/``: what the pipeline writes (``restored_imgs/``, ``cr
 from __future__ import annotations
 
 import html
-import json
 import logging
 import os
 import shutil
@@ -104,17 +103,16 @@ def main() -> int:
         shutil.rmtree(OUT / sub, ignore_errors=True)
     t0 = time.perf_counter()
     restorer = load_restorer(model)  # the model's own sampling defaults (steps, guidance, solver)
-    from .pipeline import restore_photo_files  # detect -> align -> restore (batched) -> paste back
+    from .file_run import restore_photo_files  # detect -> align -> restore (batched) -> paste back -> files
 
-    code = restore_photo_files(photos, OUT, restorer)
+    summary = restore_photo_files(photos, OUT, restorer)
     seconds = time.perf_counter() - t0
     right = "restored" + (" (tiny, RANDOM weights)" if model == "tiny" else f" ({model} model)")
     rows, entries = [], []
-    for p in photos:
-        report_path = OUT / "reports" / f"{p.stem}.json"
-        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-        if report.get("status") not in ("restored", "no_face") or "output" not in report:
+    for report in summary.reports:  # the run's own results, in input order (what it wrote to reports/)
+        if report["status"] not in ("restored", "no_face"):
             continue
+        p = Path(report["input"])
         after = load_rgb(report["output"])
         before_small = load_rgb(p)
         before = resize(before_small, (after.shape[1], after.shape[0]), resample=INPUT_RESAMPLE)
@@ -142,7 +140,7 @@ def main() -> int:
           "(restored_imgs/, restored_faces/, cmp/, reports/)")
     print(f"overview: {overview} (left: input, right: restored)")
     print(f"page:     {page}")
-    return code
+    return summary.exit_code
 
 
 if __name__ == "__main__":

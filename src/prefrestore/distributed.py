@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .file_run import FileItem, Plan, RunSummary
 from .io_safety import InputGuard
-from .pipeline import FileItem, Plan, RunSummary
 
 # How long a rank waits for the others (the final gather waits for the slowest shard): a week by default.
 TIMEOUT_ENV = "PREFRESTORE_DIST_TIMEOUT_S"

@@ -74,9 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _configs(args: argparse.Namespace):
     """Validated configs from the arguments; a bad value is a one-line UserError naming the flag."""
+    from ..file_run import OutputLayout
     from ..io_safety import shown
     from ..options import RestoreOptions, check_device, check_finite, check_sampling
-    from ..pipeline import OutputLayout, PipelineConfig
+    from ..pipeline import PipelineConfig
 
     if not args.output.strip():
         raise UserError("-o '': empty output folder name; give a folder, e.g. -o results")
@@ -138,8 +139,8 @@ def _run(args: argparse.Namespace, group) -> int:
     from ..control import Scorers
     from ..faces.detect import build_detector
     from ..faces.identity import load_identity_scorer
+    from ..file_run import plan_files, run_plan
     from ..io_safety import check_output_folder, shown
-    from ..pipeline import plan_files, run_plan
 
     config, layout = _configs(args)  # every option is checked before any file is read or the model loads
     plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
@@ -168,10 +169,8 @@ def _run(args: argparse.Namespace, group) -> int:
             device=device,
             steps=args.steps,
             guidance_scale=args.guidance_scale,
-            batch_size=args.batch_size,
-            seed=args.seed,
             start_sigma=args.start_sigma,
-        )
+        )  # seed and batch size: PipelineConfig's (from _configs), passed on every restorer call
         detector = None if args.aligned else build_detector("mtcnn", device=device,
                                                             min_face_size=max(12.0, args.min_face_size))
         identity = load_identity_scorer() if args.identity == "auto" else None

@@ -1,23 +1,19 @@
 """What ``prefrestore eval`` can restore with: the bicubic and classical baselines or a prefrestore model.
 
 A restorer has ``resolution`` (S) and ``restore(faces: list of uint8 (S, S, 3) RGB, *, seed) -> list of uint8
-(S, S, 3) RGB``, the contract of :func:`prefrestore.api.load_restorer`. The harness resizes each LQ to S (bicubic)
-before and each output to the reference size (bicubic) after, so a restorer never sees other sizes.
+(S, S, 3) RGB``: :class:`prefrestore.pipeline.Restorer`, the contract of :func:`prefrestore.api.load_restorer`. The
+harness passes the seed on every call, resizes each LQ to S (bicubic) before and each output to the reference size
+(bicubic) after, so a restorer never sees other sizes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-
-class Restorer(Protocol):
-    resolution: int
-
-    def restore(self, faces: Sequence[np.ndarray], *, seed: int = 0) -> list[np.ndarray]: ...
+from ..pipeline import Restorer
 
 
 @dataclass
@@ -79,7 +75,7 @@ class RestorerSpec:
     batch_size: int = 8
 
 
-def build_restorer(spec: RestorerSpec, *, output_size: int, seed: int = 0) -> Restorer:
+def build_restorer(spec: RestorerSpec, *, output_size: int) -> Restorer:
     """``bicubic`` / ``classical`` -> the baselines at ``output_size``; anything else -> api.load_restorer."""
     if spec.model == "bicubic":
         return BicubicRestorer(resolution=output_size)
@@ -94,5 +90,4 @@ def build_restorer(spec: RestorerSpec, *, output_size: int, seed: int = 0) -> Re
         guidance_scale=spec.guidance_scale,
         deterministic=spec.deterministic,
         batch_size=spec.batch_size,
-        seed=seed,
     )

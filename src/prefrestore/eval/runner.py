@@ -184,7 +184,7 @@ def restore_all(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, float
         spec = RestorerSpec(
             cfg.model or "bicubic", cfg.device, cfg.steps, cfg.guidance_scale, cfg.deterministic, cfg.batch_size
         )
-        restorer = build_restorer(spec, output_size=max(out_h, out_w), seed=cfg.seed)
+        restorer = build_restorer(spec, output_size=max(out_h, out_w))
         s = int(restorer.resolution)
         logger.info("restoring %d images with %s at %d px on %s", len(todo), cfg.method, s, cfg.device)
         bar = tqdm(total=len(todo), desc=f"restore {cfg.method}", unit="img")

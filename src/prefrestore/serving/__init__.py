@@ -1,7 +1,7 @@
 """`prefrestore serve`: a web page and a versioned HTTP API over the whole-photo restore path.
 
 The server is a thin driver: uploads are written into the server's own work folder and restored by
-:func:`prefrestore.pipeline.run_plan` (detection, alignment, batched restoration, paste-back, reports), exactly as
+:func:`prefrestore.file_run.run_plan` (detection, alignment, batched restoration, paste-back, reports), exactly as
 ``prefrestore restore`` does; nothing here detects or restores faces itself.
 
 Modules: ``schemas`` (the request options: the photo settings plus ``prefrestore.options``, and server

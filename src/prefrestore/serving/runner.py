@@ -1,4 +1,4 @@
-"""One batch of jobs -> :func:`prefrestore.pipeline.run_plan` -> each job's result files and JSON.
+"""One batch of jobs -> :func:`prefrestore.file_run.run_plan` -> each job's result files and JSON.
 
 The uploads already sit in the jobs' folders; the batch is restored into a scratch layout folder
 (``workdir/batches/<id>/``, the ``prefrestore restore`` layout, one input per job named by the job id), then each
@@ -21,8 +21,9 @@ from typing import Any
 from ..control import Scorers, SetupError
 from ..faces.detect import NOT_PICKED, FaceDetector
 from ..faces.identity import IdentityScorer
+from ..file_run import FileItem, Plan, run_plan
 from ..options import RestoreOptions as ControlOptions
-from ..pipeline import FileItem, Plan, Restorer, run_plan
+from ..pipeline import Restorer
 from .jobs import Job, JobQueue
 from .schemas import api_message
 

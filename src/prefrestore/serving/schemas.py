@@ -92,8 +92,8 @@ class RestoreOptions:
                                          color_match=self.color_match, batch_size=batch_size, seed=self.seed)
 
     def output_layout(self, root: Path):
-        """-> :class:`prefrestore.pipeline.OutputLayout` under ``root`` (format and JPEG quality)."""
-        from ..pipeline import OutputLayout
+        """-> :class:`prefrestore.file_run.OutputLayout` under ``root`` (format and JPEG quality)."""
+        from ..file_run import OutputLayout
 
         return OutputLayout(Path(root), ext=self.output_format, jpeg_quality=self.jpeg_quality, overwrite=True)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..faces.detect import FaceDetector
-from ..pipeline import FileItem, OutputLayout, Plan, Progress, Restorer, _write_report
+from ..file_run import FileItem, OutputLayout, Plan, write_report
+from ..pipeline import Progress, Restorer
 from .io import is_video
 from .run import VideoConfig, restore_video
 
@@ -54,7 +55,7 @@ def video_output(layout: OutputLayout, item: FileItem) -> Path:
 
 
 def plan_videos(inputs: Sequence[str | os.PathLike], photos: Plan, layout: OutputLayout) -> tuple[Plan, VideoPlan]:
-    """Split the videos out of a photo plan (``pipeline.plan_files``) -> (photo plan without them, video plan)."""
+    """Split the videos out of a photo plan (``file_run.plan_files``) -> (photo plan without them, video plan)."""
     videos = find_videos(inputs)
     vset = {v.resolve() for v in videos}
     keep = lambda items: tuple(i for i in items if i.path.resolve() not in vset)  # noqa: E731
@@ -103,7 +104,7 @@ def run_videos(
         else:
             restored.append(str(item.path))
         try:
-            _write_report(layout, item, report)
+            write_report(layout, item, report)
         except OSError as err:
             failed.append((str(item.path), f"{item.path}: cannot write the report ({err.strerror or err})"))
     return restored, failed

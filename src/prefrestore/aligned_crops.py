@@ -1,0 +1,138 @@
+"""Already-aligned face crops in memory (``prefrestore restore --aligned``): prepare -> restore (batched) -> mix.
+
+No detection and no paste-back: each input is taken as an FFHQ-aligned crop, resized to the restorer's resolution
+S, restored ``batch_size`` crops per call under the run's options (``control.py``, through
+:func:`prefrestore.pipeline.restore_groups`, which owns the per-crop error boundary) and mixed back with its input
+when ``options.blend`` < 1. ``file_run.py`` writes the results; this module reads and writes no files.
+
+Pixels: uint8 (S, S, 3) RGB crops in and out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .control import FaceOutcome, Scorers
+from .faces.identity import IdentityScore, IdentityScorer
+from .image import Photo, float_to_pixels, pixels_to_float, resize
+from .pipeline import PipelineConfig, Progress, Restorer, failure, restore_groups
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class AlignedResult:
+    """An already-aligned input crop and its restoration (uint8 (S, S, 3) RGB, S = the restorer's resolution).
+
+    input_size: the input's (width, height); the written output is the restoration resized to it when the input is
+    larger than S (a 512 px crop restored by a 128 px model comes back at 512 px, not shrunk), else S x S.
+    """
+
+    key: Hashable
+    crop: np.ndarray
+    restored: np.ndarray | None
+    identity: IdentityScore | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    input_size: tuple[int, int] | None = None
+    control: FaceOutcome | None = None
+
+    def output_image(self) -> np.ndarray:
+        """The restoration at the size it is written: the input's size if larger than S, else S x S."""
+        assert self.restored is not None
+        S = self.restored.shape[0]
+        if self.input_size is None or max(self.input_size) <= S:
+            return self.restored
+        return resize(self.restored, self.input_size, resample="bicubic")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def to_model_crop(photo: Photo, resolution: int) -> tuple[np.ndarray, list[str]]:
+    """An aligned input -> uint8 (S, S, 3) RGB at the restorer's resolution, and notes on what was changed."""
+    crop, notes = photo.rgb8(), []
+    h, w = crop.shape[:2]
+    if photo.bit_depth == 16:
+        notes.append("16-bit input reduced to 8-bit for the restorer")
+    if photo.alpha is not None:
+        notes.append("alpha channel ignored for an aligned crop")
+    if (w, h) != (resolution, resolution):
+        if w != h:
+            notes.append(f"input {w}x{h} is not square: stretched to {resolution}x{resolution}; is it really aligned?")
+        else:
+            notes.append(f"input {w}x{h} resized to the model resolution {resolution}x{resolution}")
+        crop = resize(crop, (resolution, resolution), resample="lanczos" if w > resolution else "bicubic")
+    return crop, notes
+
+
+def restore_aligned(
+    items: Iterable[tuple[Hashable, Photo]],
+    restorer: Restorer,
+    config: PipelineConfig | None = None,
+    *,
+    identity: IdentityScorer | None = None,
+    progress: Progress | None = None,
+    scorers: Scorers | None = None,
+) -> Iterator[AlignedResult]:
+    """Restore already-aligned face crops, ``batch_size`` per restorer call; yields results in input order.
+
+    A crop that cannot be prepared, or whose restoration fails (alone, after a failed joint batch), fails alone.
+    ``config.options.blend`` < 1 mixes the input crop back into each restoration (its visibility).
+    """
+    config = config or PipelineConfig()
+    scorers = scorers or Scorers(identity=identity, rerank_weights=dict(config.options.rerank_weights))
+    visibility = config.options.blend
+    # key, crop (None when preparing it failed), notes, input size, error
+    pending: list[tuple[Hashable, np.ndarray | None, list[str], tuple[int, int], str | None]] = []
+
+    def flush() -> list[AlignedResult]:
+        good = [c for _, c, _, _, e in pending if e is None]
+        if progress:
+            progress("faces_found", len(good))
+        t0 = time.perf_counter()
+        outcome = iter(restore_groups(restorer, [[c] if e is None else [] for _, c, _, _, e in pending], config,
+                                     scorers, progress))
+        per_face = (time.perf_counter() - t0) / max(len(good), 1)
+        results = []
+        for k, c, n, z, e in pending:
+            got = next(outcome)
+            if e is None and isinstance(got, str):
+                e = got
+            if e is not None:
+                results.append(AlignedResult(k, c if c is not None else np.zeros((0, 0, 3), np.uint8), None,
+                                             error=e, notes=tuple(n), input_size=z))
+                continue
+            (o,) = got
+            results.append(AlignedResult(k, c, _visible(o.restored, c, visibility), o.identity,
+                                         {"restore": per_face}, notes=tuple(n + list(o.notes)), input_size=z,
+                                         control=o))
+        return results
+
+    for key, photo in items:
+        try:
+            crop, notes = to_model_crop(photo, restorer.resolution)
+            pending.append((key, crop, list(photo.notes) + notes, photo.size, None))
+        except Exception as err:
+            logger.debug("crop preparation failed", exc_info=True)
+            pending.append((key, None, list(photo.notes), photo.size, failure("preparing the crop", err)))
+        if len(pending) >= config.batch_size:
+            yield from flush()
+            pending = []
+    if pending:
+        yield from flush()
+
+
+def _visible(restored: np.ndarray, crop: np.ndarray, visibility: float) -> np.ndarray:
+    """uint8 restoration mixed with its input crop: visibility 1 = the restoration, 0 = the input."""
+    if visibility >= 1.0:
+        return restored
+    mixed = visibility * pixels_to_float(restored) + (1.0 - visibility) * pixels_to_float(crop)
+    return float_to_pixels(mixed, np.uint8)
