@@ -192,9 +192,9 @@ def readme(res: dict, args) -> str:
     cal = res["fidelity_table"]
     return f"""# Restoration controls on held-out faces ({res['model']} model, {res['resolution']} px)
 
-Made by `tools/control_report.py --faces FACES --model {args.model} -o {args.out}` (FACES from
-`tools/build_offline_faces.py --out FACES --size 128 --copies 2`). Held-out: {len(res['heldout'])} LQs = the
-`test/` faces (astronaut, Kodak kodim04; never trained or calibrated on) x seeds {args.seeds} of the paper
+Made by `tools/control_report.py --faces {args.faces} --model {args.model} -o {args.out}` (a face set with `train/`
+and `test/`: `tools/build_corpus.py` or `tools/build_offline_faces.py`). Held-out: {len(res['heldout'])} LQs = the
+`test/` faces (split off by photo; never trained or calibrated on) x seeds {args.seeds} of the paper
 degradation. Fidelity table: `{cal['source']}` (calibrated: {cal['calibrated']}, by `tools/calibrate_fidelity.py` on
 training faces); the model's own setting is F = {cal['default_fidelity']}.
 

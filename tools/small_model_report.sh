@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Evaluate the bundled default model on the two frozen held-out test sets, against bicubic, the classical filter
-# and the SFT-only model:      bash tools/small_model_report.sh       # after tools/train_small_model.sh
+# and (when the shipped model is the RL one) the SFT-only model:
+#   bash tools/small_model_report.sh       # after tools/train_small_model.sh
 # Test sets (built from runs/corpus/test: 11 face crops of 9 people, split off by photo before any training, never
 # trained or tuned on), 4 seeded degradations per face at 128 px = 44 pairs each:
 #   photo-128: the mild "photo" recipe (blur sigma 0.2-1, x2-x4, noise <= 8/255, JPEG 50-90)
@@ -20,12 +21,15 @@ for t in photo paper; do
   for m in bicubic classical; do
     [ -f $E/$t-$m/results.json ] || "$PY" -m prefrestore eval --data runs/testsets/$t-128 --model $m $M -o $E/$t-$m
   done
-  [ -f $E/$t-sft/results.json ] || "$PY" -m prefrestore eval --data runs/testsets/$t-128 --model runs/small/sft-only \
-    --name sft-only --samples 4 $M -o $E/$t-sft
+  runs="$E/$t-bicubic $E/$t-classical"
+  if [ -d runs/small/rl-merged ]; then
+    [ -f $E/$t-sft/results.json ] || "$PY" -m prefrestore eval --data runs/testsets/$t-128 --model runs/small/sft-only \
+      --name sft-only --samples 4 $M -o $E/$t-sft
+    runs="$runs $E/$t-sft"
+  fi
   [ -f $E/$t-default/results.json ] || "$PY" -m prefrestore eval --data runs/testsets/$t-128 --model default \
     --name shipped --samples 4 $M -o $E/$t-default
-  "$PY" -m prefrestore eval --compare $E/$t-bicubic $E/$t-classical $E/$t-sft $E/$t-default --grid-rows 16 \
-    -o $E/$t-compare > /dev/null
+  "$PY" -m prefrestore eval --compare $runs $E/$t-default --grid-rows 16 -o $E/$t-compare > /dev/null
   cp $E/$t-compare/compare.md "$D/compare-$t.md"
   "$PY" -c "from PIL import Image; Image.open('$E/$t-compare/grid.png').convert('RGB').save('$D/grid-$t.jpg', quality=88)"
 done

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Reproduce the bundled default model ("small" preset) from scratch on a CPU:
 #   bash tools/train_small_model.sh            # then: git diff --stat src/prefrestore/assets/models/default
+#   RL=1 bash tools/train_small_model.sh       # the same, plus DiffusionNFT on the SFT model, which is then shipped
 # Data: tools/build_corpus.py (real faces from every offline source, test faces split off by photo before any
-# training, plus natural-photo crops). Steps: stage 0 (autoencoder), then in parallel stage 3a (the autoencoder, given
-# an LQ skip into its decoder, learns to restore: encoder to HQ latents + pixel loss, decoder and skip too) and
-# stages 1 -> 2 (integrator, then SANA on the stage-0 latents); graft 3a's autoencoder into the stage-2 model; pick the sampling start on training faces;
-# DiffusionNFT with offline rewards; merge; export. Every step resumes if re-run (the trainers' exact resume); wall
-# times go to runs/small/times.txt. Threads: one per process (two trainers run at once on 2 cores).
+# training, plus natural-photo crops). Steps: stage 0 (autoencoder), then in parallel stage 3a -> 3b (the autoencoder,
+# given an LQ skip into its decoder, learns to restore: encoder to HQ latents + pixel loss, decoder and skip too; 3a
+# on 64 px windows, 3b on whole faces) and stages 1 -> 2 (integrator, then SANA on the stage-0 latents); graft 3b's
+# autoencoder into the stage-2 model; pick the sampling start on training faces; export (the SFT model, or with RL=1:
+# DiffusionNFT with offline rewards, merged); calibrate the fidelity dial on training faces. Every step resumes if
+# re-run (the trainers' exact resume); wall times go to runs/small/times.txt. Threads: one per process while two
+# trainers run at once on 2 cores; stage 3b (alone by then) takes both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -25,17 +28,19 @@ train() { [ -d "$R/${2:-small-$1}/final" ] || timed "$1" "$PY" -m prefrestore tr
 [ -f runs/corpus/manifest.json ] || timed corpus "$PY" tools/build_corpus.py --out runs/corpus
 train stage0
 [ -d $R/stage0-skip ] || "$PY" tools/graft_autoencoder.py --model $R/small-stage0/final --lq-skip-levels 2 -o $R/stage0-skip
-train stage3a small-stage3a-skip > $R/stage3a.log 2>&1 &
+{ train stage3a small-stage3a-skip > $R/stage3a.log 2>&1 && train stage3b > $R/stage3b.log 2>&1; } &
 A=$!
 train stage1
 train stage2
 wait $A
 [ -d $R/grafted ] || timed graft "$PY" tools/graft_autoencoder.py --model $R/small-stage2/final_ema \
-  --autoencoder $R/small-stage3a-skip/final -o $R/grafted
+  --autoencoder $R/small-stage3b/final -o $R/grafted
 [ -f $R/start_sigma.json ] ||
   timed pick "$PY" tools/pick_start_sigma.py $R/grafted --faces runs/corpus/train --presets paper photo \
     --candidates 0.02 0.05 0.1 0.2 --steps 4 --threads 1 --out $R/start_sigma.json
 S=$("$PY" -c "import json; print(json.load(open('$R/start_sigma.json'))['start_sigma'])")
+# the 118 un-augmented training faces, and fixed degradations of them: RL prompts, stage-3 checks
+# (tools/ae_ceiling.py --pairs) and the fidelity calibration
 if [ ! -d $R/rl_pairs_photo ]; then
   rm -rf $R/rl_hq && mkdir -p $R/rl_hq
   for f in runs/corpus/train/*.png; do [[ $f =~ _a[0-9]+\.png$ ]] || cp "$f" $R/rl_hq/; done
@@ -43,8 +48,15 @@ if [ ! -d $R/rl_pairs_photo ]; then
     "$PY" -m prefrestore make-testset $R/rl_hq -o $R/rl_pairs_$p --preset $p --size 128 --scale-degradation --seed 1
   done
 fi
+if [ "${RL:-0}" != 1 ]; then  # the bundled model of 2026-12-01: SFT only (no RL run fitted the session)
+  timed export "$PY" tools/export_default_model.py --rl $R/grafted --sft $R/grafted \
+    --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps 4
+  timed calibrate "$PY" tools/calibrate_fidelity.py --model default --faces $R/rl_hq
+  exit 0
+fi
 [ -d $R/rl/checkpoints/epoch-000020 ] || timed rl "$PY" -m prefrestore rl configs/small/rl.yaml "rollout.start_sigma=$S"
 [ -d $R/rl-merged ] || timed merge "$PY" -m prefrestore rl --merge $R/rl/checkpoints/epoch-000020/lora \
   --model $R/grafted -o $R/rl-merged
 timed export "$PY" tools/export_default_model.py --rl $R/rl-merged --sft $R/grafted \
   --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps 4
+timed calibrate "$PY" tools/calibrate_fidelity.py --model default --faces $R/rl_hq
