@@ -40,6 +40,14 @@ DIAL = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SECTIONS = ("dial", "best_of", "guard", "color")
 
 
+def _shown(source: str) -> str:
+    """A table's path relative to the working directory when it is under it (reports are committed)."""
+    try:
+        return str(Path(source).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(source)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faces", type=Path, required=True, help="build_offline_faces.py output (train/ and test/)")
@@ -64,7 +72,7 @@ def main() -> None:
         res = json.loads((args.out / "results.json").read_text())
         res["best_of"] = {int(k): v for k, v in res["best_of"].items()}
     res.update({"model": args.model, "resolution": S, "heldout": names,
-                "fidelity_table": table.to_dict() | {"source": table.source}})
+                "fidelity_table": table.to_dict() | {"source": _shown(table.source)}})
 
     args.out.mkdir(parents=True, exist_ok=True)
 
