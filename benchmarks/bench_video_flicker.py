@@ -37,6 +37,7 @@ import torch
 
 from prefrestore.degradations import ops
 from prefrestore.faces.detect import build_detector
+from prefrestore.image import uint8_to_unit, unit_to_uint8
 from prefrestore.pipeline import PipelineConfig
 from prefrestore.video import TrackConfig, VideoConfig, restore_video
 from prefrestore.video.io import frame_to_rgb, write_video
@@ -80,12 +81,12 @@ def hq_clip(kind: str, n: int, size: int) -> tuple[list[np.ndarray], list[float]
 
 
 def degrade(frame: np.ndarray, seed: int) -> np.ndarray:
-    x = ops.from_uint8_hwc(frame)
+    x = uint8_to_unit(frame)
     x = ops.blur(x, ops.gaussian_kernel(9, 1.5, 1.5, 0.0))
     h, w = frame.shape[:2]
     x = ops.resize_bilinear(x, (h // 2, w // 2))
     x = ops.add_gaussian_noise(x, 6 / 255, seed)
-    return ops.to_uint8_hwc(ops.jpeg(x, 50))
+    return unit_to_uint8(ops.jpeg(x, 50))
 
 
 def read_all(path: Path) -> list[np.ndarray]:
