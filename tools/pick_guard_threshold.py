@@ -1,0 +1,64 @@
+"""Pick the identity guard's default threshold on *training* faces (never the test faces); prints JSON.
+
+    .venv/bin/python tools/pick_guard_threshold.py --faces runs/corpus/train --model default
+
+Every un-augmented training face is degraded once (the paper recipe at the model's resolution, as
+tools/calibrate_fidelity.py) and restored (seed 0). Measured: the dlib distance from each LQ input to its own
+restoration ("ordinary") and to the restoration of a face from another source photo ("swapped", a stand-in for a
+restorer that drew another person). The pick is the midpoint between the largest ordinary and the smallest swapped
+distance (when they separate), rounded to 0.01; the flag rates of a few thresholds are printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prefrestore.api import load_restorer
+from prefrestore.eval.control import degraded_pairs, face_files
+from prefrestore.faces.identity import load_identity_scorer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--faces", type=Path, required=True, help="training-face folder (augmented copies are skipped)")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if "test" in args.faces.parts:
+        raise SystemExit(f"{args.faces}: pick on the train/ split, never on test faces")
+    torch.set_num_threads(args.threads)
+    restorer = load_restorer(args.model)
+    _, lqs, names = degraded_pairs(face_files(args.faces, augmented=False), restorer.resolution)
+    out = restorer.restore(lqs, seed=0)
+    source = [n.rsplit("_f", 1)[0] for n in names]  # build_corpus names faces SOURCE_fK
+    rng = np.random.default_rng(0)
+    other = []
+    for i in range(len(lqs)):
+        j = int(rng.integers(len(lqs)))
+        while source[j] == source[i]:
+            j = int(rng.integers(len(lqs)))
+        other.append(j)
+    ident = load_identity_scorer()
+    if ident is None:
+        raise SystemExit("dlib is not installed: pip install -e '.[identity]'")
+    o = np.array([s.distance for s in ident.compare(lqs, out)])
+    s = np.array([d.distance for d in ident.compare(lqs, [out[j] for j in other])])
+    pick = round(float(o.max() + s.min()) / 2, 2) if o.max() < s.min() else None
+    print(json.dumps({
+        "faces": len(o), "model": args.model,
+        "ordinary": {"max": round(float(o.max()), 3), "p99": round(float(np.quantile(o, 0.99)), 3),
+                     "mean": round(float(o.mean()), 3)},
+        "swapped": {"min": round(float(s.min()), 3), "p05": round(float(np.quantile(s, 0.05)), 3),
+                    "mean": round(float(s.mean()), 3)},
+        "flag_rates": {f"{t:g}": {"ordinary": round(float((o > t).mean()), 3), "swapped": round(float((s > t).mean()), 3)}
+                       for t in (0.4, 0.42, 0.45, 0.5, 0.6)},
+        "threshold": pick}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
