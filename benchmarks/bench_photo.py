@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from prefrestore.faces.detect import build_detector
-from prefrestore.image import Photo, load_rgb, resize
+from prefrestore.image import load_rgb, resize
+from prefrestore.photo_io import Photo
 from prefrestore.pipeline import PipelineConfig, restore_photos
 
 T1_CACHE = Path(".pytest_cache/d/insightface-2.1/t1.jpg")

@@ -325,7 +325,8 @@ class DarkRestorer:
 
 
 def test_faces_indices_max_size_and_blend_visibility(one_thread, detector, astronaut, grace):
-    from prefrestore.image import Photo, resize
+    from prefrestore.image import resize
+    from prefrestore.photo_io import Photo
     from prefrestore.pipeline import PipelineConfig, restore_photos
 
     photo = np.full((300, 560, 3), 120, np.uint8)
@@ -367,7 +368,7 @@ def test_large_weights_digest_sees_both_ends(tmp_path, monkeypatch):
 def test_a_setup_problem_stops_the_run_in_one_line():
     from prefrestore.aligned_crops import restore_aligned
     from prefrestore.control import SetupError
-    from prefrestore.image import Photo
+    from prefrestore.photo_io import Photo
     from prefrestore.pipeline import PipelineConfig
 
     cfg = PipelineConfig.from_options(RestoreOptions(fidelity=0.5, identity_guard="off"))

@@ -31,8 +31,8 @@ from PIL import Image
 
 from conftest import run_restore_cli
 from prefrestore import cli
-from prefrestore.image import read_photo
 from prefrestore.io_safety import shown
+from prefrestore.photo_io import read_photo
 
 
 @dataclass
@@ -494,9 +494,9 @@ def test_bad_option_is_one_line_before_any_work(option, tmp_path, fake_api, caps
     photo = tmp_path / "p.png"
     photo.write_bytes(_encode(Image.fromarray(_gradient()), "PNG"))
     opened = []
-    import prefrestore.image as image_mod
+    import prefrestore.photo_io as photo_io_mod
 
-    monkeypatch.setattr(image_mod, "read_input", lambda *a, **k: opened.append(a) or b"")
+    monkeypatch.setattr(photo_io_mod, "read_input", lambda *a, **k: opened.append(a) or b"")
     option = [str(photo) if v == "__FILE__" else v for v in option]
     args = ["restore", str(photo), *([] if option[0] == "-o" else ["-o", str(tmp_path / "out")]), *option,
             "--identity", "off"]

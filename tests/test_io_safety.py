@@ -187,7 +187,7 @@ class _Restorer:
 
 
 def _photos():
-    from prefrestore.image import Photo
+    from prefrestore.photo_io import Photo
 
     rng = np.random.default_rng(0)
     base = [rng.integers(0, 180, (96, 128, 3), dtype=np.uint8) for _ in range(4)]
@@ -238,7 +238,7 @@ def test_memory_budget_refuses_from_the_header_with_the_s_that_fits(tmp_path):
     from PIL import Image
 
     from prefrestore.file_run import memory_check
-    from prefrestore.image import read_photo
+    from prefrestore.photo_io import read_photo
     from prefrestore.pipeline import PipelineConfig, photo_memory_bytes
 
     path = tmp_path / "p.png"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from prefrestore.aligned_crops import restore_aligned
-from prefrestore.image import Photo, resize
+from prefrestore.image import resize
+from prefrestore.photo_io import Photo
 from prefrestore.pipeline import PipelineConfig, restore_faces, restore_image, restore_photos
 
 
@@ -191,7 +192,7 @@ def test_restore_image_is_the_upscaled_photo_with_the_restored_face_pasted(detec
     """The README's Python API: identity restorer -> the lanczos-upscaled input, in the face too; a darkening
     restorer's upside-down face shows (so the face check can fail); one image equals that image in a batch of photos."""
     from prefrestore.faces.paste import build_upsampler
-    from prefrestore.image import float_to_pixels, pixels_to_float
+    from prefrestore.photo_io import float_to_pixels, pixels_to_float
 
     restorer = IdentityRestorer(512)  # crops finer than the ~200 px face at 2x: paste-back resampling stays small
     out = restore_image(astronaut, restorer, detector, PipelineConfig(upscale=2, seed=7))

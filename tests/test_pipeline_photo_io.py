@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from prefrestore import image
+from prefrestore import image, photo_io
 from prefrestore.errors import ImageError
-from prefrestore.image import Photo, photo_for_format, read_photo, write_photo
+from prefrestore.photo_io import Photo, photo_for_format, read_photo, write_photo
 
 ICC = b"\x00\x00\x02\x0cfake-but-opaque ICC profile bytes" * 8  # carried as opaque bytes
 
@@ -125,8 +125,8 @@ def test_jpeg_output_needs_explicit_format_conversion(tmp_path):
 
 def test_pixel_float_conversion_round_trips_16bit():
     arr = np.arange(0, 65536, dtype=np.uint16)
-    assert np.array_equal(image.float_to_pixels(image.pixels_to_float(arr), np.uint16), arr)
-    assert image.pixels_to_float(np.array([65535], np.uint16))[0] == pytest.approx(255.0)
+    assert np.array_equal(photo_io.float_to_pixels(photo_io.pixels_to_float(arr), np.uint16), arr)
+    assert photo_io.pixels_to_float(np.array([65535], np.uint16))[0] == pytest.approx(255.0)
 
 
 def test_load_rgb_reads_16bit_gray_without_clipping(tmp_path):
@@ -175,7 +175,7 @@ def test_huge_png_is_refused_before_decoding(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("the image was opened for decoding")
 
-    monkeypatch.setattr(image.Image, "open", no_decoding)
-    monkeypatch.setattr(image.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(photo_io.Image, "open", no_decoding)
+    monkeypatch.setattr(photo_io.cv2, "imdecode", no_decoding)
     with pytest.raises(ImageError, match="pixel limit"):
         read_photo(path)

@@ -220,7 +220,7 @@ def test_upsampler_protocol_sizes_alpha_and_plugging_in():
 
 
 def test_pipeline_uses_a_learned_upsampler():
-    from prefrestore.image import Photo
+    from prefrestore.photo_io import Photo
     from prefrestore.pipeline import PipelineConfig, restore_photos
 
     class NoFaces:

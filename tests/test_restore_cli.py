@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from prefrestore import cli
-from prefrestore.image import read_photo
+from prefrestore.photo_io import read_photo
 
 
 @pytest.fixture(autouse=True)

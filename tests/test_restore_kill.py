@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prefrestore.image import read_photo
+from prefrestore.photo_io import read_photo
 
 RUNNER = """
 import sys, time, types

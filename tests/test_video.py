@@ -88,7 +88,7 @@ def audio_packets(path):
 
 def psnr(a, b):
     """PSNR of the luma (yuv420p halves the chroma resolution, so RGB PSNR measures the codec, not us)."""
-    from prefrestore.image import luma
+    from prefrestore.photo_io import luma
 
     mse = np.mean((luma(a).astype(np.float64) - luma(b).astype(np.float64)) ** 2)
     return 10 * np.log10(255**2 / max(mse, 1e-10))

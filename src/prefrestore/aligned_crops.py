@@ -19,7 +19,8 @@ import numpy as np
 
 from .control import FaceOutcome, Scorers
 from .faces.identity import IdentityScore, IdentityScorer
-from .image import Photo, float_to_pixels, pixels_to_float, resize
+from .image import resize
+from .photo_io import Photo, float_to_pixels, pixels_to_float
 from .pipeline import PipelineConfig, Progress, Restorer, failure, restore_groups
 
 logger = logging.getLogger(__name__)

@@ -38,9 +38,9 @@ import numpy as np
 from .errors import UserError
 from .faces.identity import IdentityScore, IdentityScorer, identity_available, load_identity_scorer
 from .faces.paste import BlendConfig, match_color
-from .image import float_to_pixels
 from .metrics.color import face_delta_e
 from .options import RestoreOptions
+from .photo_io import float_to_pixels
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,9 @@ from .control import Scorers
 from .errors import ImageError, UserError
 from .faces.detect import FaceDetector
 from .faces.identity import IdentityScorer
-from .image import Photo, list_images, photo_for_format, read_photo, save_rgb, write_photo
+from .image import list_images, save_rgb
 from .io_safety import NAME_MAX, InputGuard, atomic_write_text, real_key, shown, sweep_stale_temps
+from .photo_io import Photo, photo_for_format, read_photo, write_photo
 from .pipeline import PhotoResult, PipelineConfig, Progress, Restorer, failure, photo_memory_bytes, restore_photos
 
 logger = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ def plan_files(inputs: Sequence[str | os.PathLike], layout: OutputLayout, *, ali
 
 
 def memory_check(config: PipelineConfig, *, aligned: bool):
-    """``accept`` for :func:`~prefrestore.image.read_photo`: refuse, from the header, a photo whose estimated
+    """``accept`` for :func:`~prefrestore.photo_io.read_photo`: refuse, from the header, a photo whose estimated
     working memory is above ``config.max_photo_bytes``, naming the largest -s that fits."""
 
     def accept(width: int, height: int, bytes_per_sample: int, alpha: bool) -> None:

@@ -13,7 +13,7 @@ reports: ``prefrestore restore``) import from here; this module reads and writes
 A failed restoration never becomes output: the photos of a failed batch come back with ``error`` set and no
 ``photo`` (STYLE.md P15; contrast CodeFormer, which writes the degraded input as the "restoration").
 
-Pixels: :class:`~prefrestore.image.Photo` in and out (uint8 or uint16 RGB + alpha + metadata); the detector and
+Pixels: :class:`~prefrestore.photo_io.Photo` in and out (uint8 or uint16 RGB + alpha + metadata); the detector and
 restorer see uint8 (H, W, 3) / (S, S, 3) RGB; paste-back works in float32 on [0, 255].
 """
 
@@ -43,8 +43,8 @@ from .faces.detect import (
 from .faces.identity import IdentityScore, IdentityScorer
 from .faces.paste import BackgroundUpsampler, BlendConfig, Resampler, build_upsampler, paste_back
 from .faces.types import AlignedFace, RestoredFace
-from .image import MAX_PIXELS, Photo, float_to_pixels, pixels_to_float
 from .options import RestoreOptions
+from .photo_io import MAX_PIXELS, Photo, float_to_pixels, pixels_to_float
 
 logger = logging.getLogger(__name__)
 

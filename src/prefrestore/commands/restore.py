@@ -133,8 +133,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, group) -> int:
-    from tqdm import tqdm
-
     from .. import api
     from ..control import Scorers
     from ..faces.detect import build_detector
@@ -175,32 +173,8 @@ def _run(args: argparse.Namespace, group) -> int:
                                                             min_face_size=max(12.0, args.min_face_size))
         identity = load_identity_scorer() if args.identity == "auto" else None
         scorers = Scorers.for_options(config.options, identity=identity, device=device)
-        run_info = {
-            "model": {"name": args.model, "resolution": restorer.resolution, "steps": args.steps,
-                      "guidance_scale": args.guidance_scale,
-                      "start_sigma": args.start_sigma, "seed": args.seed, "device": args.device},
-            "aligned_input": args.aligned,
-        }
-        if config.options.fidelity is not None and hasattr(restorer, "fidelity_table"):
-            table = restorer.fidelity_table
-            run_info["model"]["fidelity_table"] = {"source": table.source, "calibrated": table.calibrated}
-        # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art;
-        # with several ranks only rank 0 draws them (its own share)
-        bars = None if group.is_main else True
-        images = tqdm(total=len(mine.todo), desc="images", unit="img", position=0, dynamic_ncols=True, disable=bars)
-        faces = tqdm(total=0, desc="faces ", unit="face", position=1, dynamic_ncols=True, leave=False, disable=bars)
-
-        def progress(event: str, count: int, message: str | None = None) -> None:
-            if event == "faces_found":
-                faces.total += count
-                faces.refresh()
-            elif event == "faces_restored":
-                faces.update(count)
-            elif event == "image_done":
-                images.update(count)
-            elif event == "failed":
-                tqdm.write(f"error: {shown(message)}", file=sys.stderr)
-
+        run_info = _run_info(args, config, restorer)
+        images, faces, progress = _progress_bars(len(mine.todo), draw=group.is_main)
         try:
             if mine.todo:
                 summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
@@ -218,6 +192,47 @@ def _run(args: argparse.Namespace, group) -> int:
     if videos and (videos.todo or videos.skipped) and not (plan.todo or plan.skipped or plan.failed):
         return video_code
     return max(_print_summary(plan, summary, layout, aligned=args.aligned), video_code)
+
+
+def _run_info(args: argparse.Namespace, config, restorer) -> dict:
+    """What the run report says about the model and the input kind."""
+    run_info = {
+        "model": {"name": args.model, "resolution": restorer.resolution, "steps": args.steps,
+                  "guidance_scale": args.guidance_scale,
+                  "start_sigma": args.start_sigma, "seed": args.seed, "device": args.device},
+        "aligned_input": args.aligned,
+    }
+    if config.options.fidelity is not None and hasattr(restorer, "fidelity_table"):
+        table = restorer.fidelity_table
+        run_info["model"]["fidelity_table"] = {"source": table.source, "calibrated": table.calibrated}
+    return run_info
+
+
+def _progress_bars(total: int, *, draw: bool):
+    """The images and faces progress bars and the ``progress`` callback of :func:`~prefrestore.file_run.run_plan`
+    that drives them -> (images, faces, progress); the caller closes both bars."""
+    from tqdm import tqdm
+
+    from ..io_safety import shown
+
+    # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art;
+    # with several ranks only rank 0 draws them (its own share)
+    bars = None if draw else True
+    images = tqdm(total=total, desc="images", unit="img", position=0, dynamic_ncols=True, disable=bars)
+    faces = tqdm(total=0, desc="faces ", unit="face", position=1, dynamic_ncols=True, leave=False, disable=bars)
+
+    def progress(event: str, count: int, message: str | None = None) -> None:
+        if event == "faces_found":
+            faces.total += count
+            faces.refresh()
+        elif event == "faces_restored":
+            faces.update(count)
+        elif event == "image_done":
+            images.update(count)
+        elif event == "failed":
+            tqdm.write(f"error: {shown(message)}", file=sys.stderr)
+
+    return images, faces, progress
 
 
 def _realesrgan(args: argparse.Namespace, device: str):

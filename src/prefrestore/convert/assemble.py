@@ -40,7 +40,6 @@ def convert_official(
     official files do not record: SigLIP heads/eps, face resolution, sampling defaults, and the SANA/DC-AE configs
     when no SANA folder is given (the checkpoint's tensor shapes are then checked against them)."""
     from ..models.presets import paper
-    from ..models.text_tokenizer import load_text_tokenizer
 
     if kind not in KINDS:
         raise ValueError(f"unknown kind={kind!r}; expected one of {KINDS}")
@@ -54,13 +53,7 @@ def convert_official(
     # -- checkpoint: config, tokenizer, weights
     hf_cfg = read_json(ckpt / "config.json")
     tok_files = tokenizer_files(ckpt)
-    with tempfile.TemporaryDirectory() as tmp:
-        _copy_files(tok_files, Path(tmp))
-        try:
-            text_tok = load_text_tokenizer(tmp)
-        except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"{ckpt}: the tokenizer files do not load ({err})") from None
-    integrator = integrator_config(hf_cfg, text_tok, where=str(ckpt / "config.json"))
+    integrator = integrator_config(hf_cfg, _load_tokenizer(ckpt, tok_files), where=str(ckpt / "config.json"))
     raw, files = read_weights(ckpt, "model")
     where_ckpt = str(ckpt) if len(files) > 1 else str(files[0])
     m = map_keys(raw, BLIP3O_RULES, report)
@@ -106,6 +99,18 @@ def convert_official(
                            where_ckpt=where_ckpt)
     report.mapped = len(state)
     return Conversion(config, state, tok_files, report)
+
+
+def _load_tokenizer(ckpt: Path, tok_files: list[Path]):
+    """The checkpoint's text tokenizer, loaded from a copy of its files (``tok_files``) in a temporary folder."""
+    from ..models.text_tokenizer import load_text_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _copy_files(tok_files, Path(tmp))
+        try:
+            return load_text_tokenizer(tmp)
+        except (OSError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{ckpt}: the tokenizer files do not load ({err})") from None
 
 
 def _has(state: dict[str, torch.Tensor], comp: str) -> bool:

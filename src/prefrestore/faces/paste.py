@@ -10,7 +10,7 @@ Seams in other tools (GFPGAN#259, #255; facexlib PR #32) come from three things,
 * aliasing and half-pixel offsets: the inverse warp area-reduces first when shrinking, and the upscale is
   composed into the affine with the same pixel-centre convention the background resampler uses.
 
-Images here are float32 on the 8-bit scale [0, 255] (``image.pixels_to_float``), so 16-bit photos keep their
+Images here are float32 on the 8-bit scale [0, 255] (``photo_io.pixels_to_float``), so 16-bit photos keep their
 precision outside the faces. Restored and aligned crops are uint8 (S, S, 3) RGB.
 """
 
@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
-from ..image import pixels_to_float
+from ..photo_io import pixels_to_float
 from .align import compose_affine, warp_affine
 from .types import RestoredFace
 

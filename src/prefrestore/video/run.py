@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +36,9 @@ import numpy as np
 from ..errors import UserError
 from ..faces.align import align
 from ..faces.detect import FaceDetector, select_faces
-from ..faces.paste import build_upsampler
+from ..faces.paste import BackgroundUpsampler, build_upsampler
 from ..faces.types import RestoredFace
-from ..image import Photo
+from ..photo_io import Photo
 from ..pipeline import PipelineConfig, Restorer, compose, restore_faces
 from .io import Frame, SegmentWriter, VideoInfo, mux_final, probe, read_frames
 from .temporal import BlendMode, TemporalBlender
@@ -168,61 +168,12 @@ def restore_video(
         state.resumed_at.append(state.frames)
         logger.info("%s: resuming at frame %d (%d segments done)", path, state.frames, state.segments)
     tracker = Tracker.from_state(state.tracker) if state.tracker else Tracker(config.track)
-    upsampler = build_upsampler(config.pipeline.upsampler)
+    run = _VideoRun(path, config, restorer, detector, tracker, blender, build_upsampler(config.pipeline.upsampler),
+                    state, progress)
     if progress:
         progress("frames_total", info.frames)
         if state.frames:
             progress("frame_done", state.frames)
-    timings = state.timings
-
-    def timed(stage: str, t0: float) -> None:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
-
-    def process(window: list[Frame], writer: SegmentWriter) -> None:
-        """Detect, track, align, restore and paste one window of frames, then encode them in order."""
-        faces_of: list[list] = []
-        crops: list[np.ndarray] = []
-        for fr in window:
-            t0 = time.perf_counter()
-            dets = None
-            if fr.index % config.detect_every == 0 or tracker.is_cut(fr.rgb):
-                dets, _ = select_faces(detector.detect(fr.rgb), (fr.rgb.shape[1], fr.rgb.shape[0]),
-                                       config.pipeline.select)
-            timed("detect", t0)
-            t0 = time.perf_counter()
-            tracked = tracker.update(fr.index, fr.rgb, dets)
-            blender.keep_only({t.id for t in tracker.tracks})
-            aligned = []
-            for tf in tracked:
-                face = align(fr.rgb, tf.detection, restorer.resolution)
-                crop, reference = blender.before(tf.track, face.crop)
-                crops.append(crop)
-                aligned.append((tf.track, dataclasses.replace(face, crop=reference)))
-            faces_of.append(aligned)
-            state.faces_per_frame.append(len(aligned))
-            timed("track_align", t0)
-        t0 = time.perf_counter()
-        try:
-            restored = restore_faces(restorer, crops, batch_size=config.pipeline.batch_size, seed=config.pipeline.seed)
-        except Exception as err:  # the video fails; never encode unrestored faces as restored
-            logger.debug("restoration failed", exc_info=True)
-            raise RestorationFailed(f"{path}: restoration failed at frame {window[0].index} "
-                                    f"({type(err).__name__}: {err}); rerun the command to resume") from err
-        timed("restore", t0)
-        offset = 0
-        for fr, aligned in zip(window, faces_of, strict=True):
-            t0 = time.perf_counter()
-            faces = [RestoredFace(a, blender.after(tid, restored[offset + i])) for i, (tid, a) in enumerate(aligned)]
-            offset += len(aligned)
-            out = compose(Photo(color=fr.rgb), faces, upscale=config.pipeline.upscale, blend=config.pipeline.blend,
-                          upsampler=upsampler).color
-            out = out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]  # yuv420p needs even sizes
-            timed("paste", t0)
-            t0 = time.perf_counter()
-            writer.write(out, fr.pts, fr.duration)
-            timed("encode", t0)
-            if progress:
-                progress("frame_done", 1)
 
     w, h = info.upright_size
     out_size = (max(2, round(w * config.pipeline.upscale)) // 2 * 2, max(2, round(h * config.pipeline.upscale)) // 2 * 2)
@@ -231,36 +182,7 @@ def restore_video(
     if state.frames:
         prev = next(frames)  # the frame before the first unprocessed one: tracking and cut detection compare with it
         tracker.prime(prev.rgb)
-    t_decode = time.perf_counter() - t0
-    done = False
-    while not done:
-        k = state.segments
-        part = segment_path(work, k).with_suffix(".part")
-        count = 0
-        with SegmentWriter(part, info, out_size, codec=config.codec, crf=config.crf,
-                           preset=config.preset) as writer:
-            while count < config.segment_frames:
-                window: list[Frame] = []
-                t0 = time.perf_counter()
-                for fr in frames:
-                    window.append(fr)
-                    if len(window) >= min(config.window, config.segment_frames - count):
-                        break
-                t_decode += time.perf_counter() - t0
-                if not window:
-                    done = True
-                    break
-                process(window, writer)
-                count += len(window)
-        if count == 0:
-            part.unlink(missing_ok=True)
-            break
-        os.replace(part, segment_path(work, k))
-        state.segments, state.frames = k + 1, state.frames + count
-        state.tracker = tracker.state()
-        timings["decode"] = timings.get("decode", 0.0) + t_decode
-        t_decode = 0.0
-        _save_state(work, key, state, blender)
+    run.encode_segments(frames, work, key, info, out_size, t_decode=time.perf_counter() - t0)
     if state.frames == 0:
         raise UserError(f"{path}: no decodable video frame ({info.codec}); the file is corrupt or truncated")
     t0 = time.perf_counter()
@@ -268,10 +190,121 @@ def restore_video(
     tmp = out_path.with_name(f".{out_path.name}.tmp{out_path.suffix}")
     mux_final([segment_path(work, k) for k in range(state.segments)], info, tmp)
     os.replace(tmp, out_path)
-    timed("mux", t0)
+    run.timed("mux", t0)
     report = _report(info, out_path, out_size, config, state, tracker)
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+@dataclass
+class _VideoRun:
+    """One run of :func:`restore_video`: windows of frames restored into resumable segments, each stage timed
+    into ``state.timings``."""
+
+    path: Path
+    config: VideoConfig
+    restorer: Restorer
+    detector: FaceDetector
+    tracker: Tracker
+    blender: TemporalBlender
+    upsampler: BackgroundUpsampler
+    state: _State
+    progress: Progress | None
+
+    def timed(self, stage: str, t0: float) -> None:
+        timings = self.state.timings
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
+
+    def encode_segments(self, frames: Iterator[Frame], work: Path, key: str, info: VideoInfo,
+                        out_size: tuple[int, int], *, t_decode: float) -> None:
+        """Encode the remaining frames into segments of ``config.segment_frames``, saving the resume state after
+        each; ``t_decode``: decoding time spent so far, added to the timings with the first segment."""
+        config, state = self.config, self.state
+        done = False
+        while not done:
+            k = state.segments
+            part = segment_path(work, k).with_suffix(".part")
+            count = 0
+            with SegmentWriter(part, info, out_size, codec=config.codec, crf=config.crf,
+                               preset=config.preset) as writer:
+                while count < config.segment_frames:
+                    window: list[Frame] = []
+                    t0 = time.perf_counter()
+                    for fr in frames:
+                        window.append(fr)
+                        if len(window) >= min(config.window, config.segment_frames - count):
+                            break
+                    t_decode += time.perf_counter() - t0
+                    if not window:
+                        done = True
+                        break
+                    self.process(window, writer)
+                    count += len(window)
+            if count == 0:
+                part.unlink(missing_ok=True)
+                break
+            os.replace(part, segment_path(work, k))
+            state.segments, state.frames = k + 1, state.frames + count
+            state.tracker = self.tracker.state()
+            state.timings["decode"] = state.timings.get("decode", 0.0) + t_decode
+            t_decode = 0.0
+            _save_state(work, key, state, self.blender)
+
+    def process(self, window: list[Frame], writer: SegmentWriter) -> None:
+        """Detect, track, align, restore and paste one window of frames, then encode them in order."""
+        faces_of, crops = self._align(window)
+        t0 = time.perf_counter()
+        try:
+            restored = restore_faces(self.restorer, crops, batch_size=self.config.pipeline.batch_size,
+                                     seed=self.config.pipeline.seed)
+        except Exception as err:  # the video fails; never encode unrestored faces as restored
+            logger.debug("restoration failed", exc_info=True)
+            raise RestorationFailed(f"{self.path}: restoration failed at frame {window[0].index} "
+                                    f"({type(err).__name__}: {err}); rerun the command to resume") from err
+        self.timed("restore", t0)
+        pipeline = self.config.pipeline
+        offset = 0
+        for fr, aligned in zip(window, faces_of, strict=True):
+            t0 = time.perf_counter()
+            faces = [RestoredFace(a, self.blender.after(tid, restored[offset + i]))
+                     for i, (tid, a) in enumerate(aligned)]
+            offset += len(aligned)
+            out = compose(Photo(color=fr.rgb), faces, upscale=pipeline.upscale, blend=pipeline.blend,
+                          upsampler=self.upsampler).color
+            out = out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]  # yuv420p needs even sizes
+            self.timed("paste", t0)
+            t0 = time.perf_counter()
+            writer.write(out, fr.pts, fr.duration)
+            self.timed("encode", t0)
+            if self.progress:
+                self.progress("frame_done", 1)
+
+    def _align(self, window: list[Frame]) -> tuple[list[list], list[np.ndarray]]:
+        """Detect (every ``detect_every`` frames and at cuts), track and align the faces of a window -> (per frame
+        its (track id, aligned face) pairs, every face's crop to restore, in order)."""
+        config, tracker, blender = self.config, self.tracker, self.blender
+        faces_of: list[list] = []
+        crops: list[np.ndarray] = []
+        for fr in window:
+            t0 = time.perf_counter()
+            dets = None
+            if fr.index % config.detect_every == 0 or tracker.is_cut(fr.rgb):
+                dets, _ = select_faces(self.detector.detect(fr.rgb), (fr.rgb.shape[1], fr.rgb.shape[0]),
+                                       config.pipeline.select)
+            self.timed("detect", t0)
+            t0 = time.perf_counter()
+            tracked = tracker.update(fr.index, fr.rgb, dets)
+            blender.keep_only({t.id for t in tracker.tracks})
+            aligned = []
+            for tf in tracked:
+                face = align(fr.rgb, tf.detection, self.restorer.resolution)
+                crop, reference = blender.before(tf.track, face.crop)
+                crops.append(crop)
+                aligned.append((tf.track, dataclasses.replace(face, crop=reference)))
+            faces_of.append(aligned)
+            self.state.faces_per_frame.append(len(aligned))
+            self.timed("track_align", t0)
+        return faces_of, crops
 
 
 def _report(info: VideoInfo, out_path: Path, out_size: tuple[int, int], config: VideoConfig, state: _State,
