@@ -1,7 +1,7 @@
 """config.py: YAML deltas + dotted overrides -> dataclass tree, strict keys, Literal checks, resolved dump."""
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -57,3 +57,37 @@ def test_defaults_yaml_overrides_and_dump_round_trip(tmp_path):
 def test_bad_keys_and_values_are_rejected(override, match):
     with pytest.raises(ValueError, match=match):
         load_config(Outer, None, [override])
+
+
+@dataclass
+class Renamed:
+    """A section whose ``old`` key was renamed to ``new``."""
+
+    new: int = 1
+    renamed_keys: ClassVar[dict[str, str]] = {"old": "new"}
+
+
+@dataclass
+class WithRenamed:
+    out_dir: str = "runs"
+    sub: Renamed = field(default_factory=Renamed)
+    renamed_keys: ClassVar[dict[str, str]] = {"out": "out_dir"}
+
+
+def test_renamed_keys_load_under_the_new_name_with_a_warning(tmp_path, caplog):
+    y = tmp_path / "old.yaml"
+    y.write_text("out: a\nsub:\n  old: 2\n")
+    with caplog.at_level("WARNING", logger="prefrestore.config"):
+        assert load_config(WithRenamed, y) == WithRenamed(out_dir="a", sub=Renamed(new=2))
+    assert [r.getMessage() for r in caplog.records] == [
+        "config key out is deprecated; use out_dir (the old name goes in the next release)",
+        "config key sub.old is deprecated; use sub.new (the old name goes in the next release)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="prefrestore.config"):  # an override under the old name beats the YAML
+        assert load_config(WithRenamed, y, ["out=b", "sub.old=3"]) == WithRenamed(out_dir="b", sub=Renamed(new=3))
+    assert len(caplog.records) == 4
+    (tmp_path / "new.yaml").write_text("out_dir: c\n")
+    assert load_config(WithRenamed, tmp_path / "new.yaml", ["out=d"]).out_dir == "d"
+    (tmp_path / "both.yaml").write_text("out: a\nout_dir: c\n")
+    with pytest.raises(ValueError, match="out and out_dir both set"):
+        load_config(WithRenamed, tmp_path / "both.yaml")

@@ -75,7 +75,7 @@ def _reward():
 
 def _cfg(out: Path, pairs: Path, epochs: int) -> NFTConfig:
     return NFTConfig(
-        model="tiny", out=str(out), epochs=epochs, save_every=1,
+        model="tiny", out_dir=str(out), epochs=epochs, checkpoint_every=1,
         data=RLDataSettings(pairs=(str(pairs),), groups_per_epoch=2),
         rollout=RolloutConfig(group_size=2, steps=3, batch_size=4),
         optim=OptimSettings(train_batch_size=2, steps_per_epoch=1),
@@ -264,7 +264,7 @@ def test_paper_and_tiny_configs_load_with_the_paper_values(capsys):
     root = Path(__file__).resolve().parents[1] / "configs" / "rl"
     paper = load_config(NFTConfig, root / "paper.yaml")
     assert paper.rollout == RolloutConfig(group_size=24, steps=30, solver="dpm++2m", guidance_scale=1.0, batch_size=9)
-    assert paper.data.groups_per_epoch == 48 and paper.save_every == 30
+    assert paper.data.groups_per_epoch == 48 and paper.checkpoint_every == 30
     n = paper.nft
     assert (n.beta, n.kl_coef, n.adv_clip, n.std, n.timestep_fraction, n.ema_decay) == (0.1, 1e-4, 5.0, "global", 0.99, 0.9)
     assert (n.old_decay_rate, n.old_decay_cap) == (0.001, 0.5)
@@ -282,3 +282,20 @@ def test_paper_and_tiny_configs_load_with_the_paper_values(capsys):
 
     assert main(["rl", str(root / "tiny.yaml"), "seed=7", "--print-config"]) == 0
     assert "seed: 7" in capsys.readouterr().out
+
+
+def test_old_knob_names_out_and_save_every_still_load_with_a_warning(tmp_path, caplog):
+    """NFT's ``out``/``save_every`` were renamed ``out_dir``/``checkpoint_every`` (alike SFT's); kept one release."""
+    from prefrestore.config import load_config
+
+    (tmp_path / "old.yaml").write_text("model: tiny\nout: runs/x\nsave_every: 3\n")
+    (tmp_path / "new.yaml").write_text("model: tiny\nout_dir: runs/x\ncheckpoint_every: 3\n")
+    new = load_config(NFTConfig, tmp_path / "new.yaml")
+    assert (new.out_dir, new.checkpoint_every) == ("runs/x", 3)
+    with caplog.at_level("WARNING", logger="prefrestore.config"):
+        assert load_config(NFTConfig, tmp_path / "old.yaml") == new
+        assert load_config(NFTConfig, tmp_path / "new.yaml", ["out=runs/y", "save_every=4"]) == NFTConfig(
+            model="tiny", out_dir="runs/y", checkpoint_every=4)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 4 and all(len(m.splitlines()) == 1 and "deprecated" in m for m in warned)
+    assert "config key save_every is deprecated; use checkpoint_every" in warned[1]

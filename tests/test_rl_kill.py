@@ -31,7 +31,7 @@ def _pairs(root: Path) -> Path:
 
 def _config(path: Path, pairs: Path) -> Path:
     path.write_text(
-        f"model: tiny\nepochs: 3\nsave_every: 1\nthreads: 1\n"
+        f"model: tiny\nepochs: 3\ncheckpoint_every: 1\nthreads: 1\n"
         f"data: {{pairs: [{pairs}], groups_per_epoch: 2}}\n"
         "rollout: {group_size: 2, steps: 3, batch_size: 4}\n"
         "optim: {train_batch_size: 2}\n"
@@ -41,7 +41,7 @@ def _config(path: Path, pairs: Path) -> Path:
 
 
 def _cmd(cfg: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "prefrestore", "rl", str(cfg), f"out={out}"]
+    return [sys.executable, "-m", "prefrestore", "rl", str(cfg), f"out_dir={out}"]
 
 
 def _log(out: Path) -> list[dict]:

@@ -128,7 +128,7 @@ def nft(tmp: Path) -> dict:
             return -(batch.unit("restored") - batch.unit("hq")).abs().mean(dim=(1, 2, 3))
 
     def cfg(out: Path, epochs: int) -> NFTConfig:
-        return NFTConfig(model="tiny", out=str(out), epochs=epochs, save_every=1,
+        return NFTConfig(model="tiny", out_dir=str(out), epochs=epochs, checkpoint_every=1,
                          data=RLDataSettings(pairs=(str(root),), groups_per_epoch=2),
                          rollout=RolloutConfig(group_size=2, steps=3, batch_size=4),
                          optim=OptimSettings(train_batch_size=2, steps_per_epoch=1))

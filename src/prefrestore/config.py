@@ -6,11 +6,15 @@
 Unknown keys, wrong types and values outside a ``Literal[...]`` raise ``ValueError`` naming the key and the fix.
 Override values are parsed as YAML scalars/lists (``x=1e-4`` is a float, ``x=[1, 2]`` a list, ``x=null`` None,
 ``x=no`` the string "no": only true/false are booleans).
+
+A renamed key keeps working for one release: a dataclass lists ``renamed_keys = {"old": "new"}`` (a ``ClassVar``),
+and a YAML or override using the old name is read as the new one, with a one-line deprecation warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import types
@@ -21,6 +25,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class _Loader(yaml.SafeLoader):
@@ -106,6 +111,53 @@ def _build(cls: type[T], data: dict, prefix: str = "") -> T:
     return cls(**kwargs)
 
 
+def _renamed_keys(cls: Any) -> dict[str, str]:
+    """Old name -> new name of the keys the dataclass ``cls`` renamed (its ``renamed_keys`` ClassVar)."""
+    return (getattr(cls, "renamed_keys", None) or {}) if dataclasses.is_dataclass(cls) else {}
+
+
+def _renamed(cls: Any, key: str, prefix: str) -> str:
+    """``key`` of the dataclass ``cls``, or its new name when ``cls.renamed_keys`` lists it (with a warning)."""
+    new = _renamed_keys(cls).get(key)
+    if new is None:
+        return key
+    logger.warning("config key %s%s is deprecated; use %s%s (the old name goes in the next release)",
+                   prefix, key, prefix, new)
+    return new
+
+
+def _section(cls: Any, key: str) -> Any:
+    """The dataclass type of section ``key`` of ``cls``, or None when it is not a section."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    hint = typing.get_type_hints(cls).get(key)
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
+def _rename_tree(cls: Any, tree: dict, prefix: str = "") -> dict:
+    """A YAML tree with the old names of renamed keys replaced by the new ones, at every level."""
+    out: dict = {}
+    renamed = _renamed_keys(cls)
+    for key, value in tree.items():
+        new = _renamed(cls, key, prefix) if isinstance(key, str) else key
+        if new in out:
+            old = next(k for k, v in renamed.items() if v == new and k in tree)
+            raise ValueError(f"{prefix}{old} and {prefix}{new} both set; {old} is the old name of {new}, keep {new}")
+        section = _section(cls, new)
+        out[new] = _rename_tree(section, value, f"{prefix}{new}.") if section and isinstance(value, dict) else value
+    return out
+
+
+def _rename_dotted(cls: Any, dotted: str) -> str:
+    """A dotted override key with the old names of renamed keys replaced by the new ones."""
+    parts = []
+    for part in dotted.split("."):
+        prefix = "".join(p + "." for p in parts)
+        parts.append(_renamed(cls, part, prefix))
+        cls = _section(cls, parts[-1])
+    return ".".join(parts)
+
+
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = tree
@@ -124,11 +176,12 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         tree = _yaml(text) or {}
         if not isinstance(tree, dict):
             raise ValueError(f"{path}: expected a YAML mapping at the top level")
+        tree = _rename_tree(cls, tree)
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected key.sub=value")
         key, raw = item.split("=", 1)
-        set_dotted(tree, key.strip(), _yaml(raw) if raw.strip() else "")
+        set_dotted(tree, _rename_dotted(cls, key.strip()), _yaml(raw) if raw.strip() else "")
     return _build(cls, tree)
 
 

@@ -7,6 +7,7 @@ The server is a thin driver: uploads are written into the server's own work fold
 Modules: ``schemas`` (the request options: the photo settings plus ``prefrestore.options``, and server
 settings), ``jobs``
 (bounded queue, batching across queued requests, per-job timeout, cancel, TTL cleanup), ``runner`` (one batch of jobs
--> ``run_plan``), ``app`` (the FastAPI application, limits, auth), ``static/`` (the page: plain HTML/JS/CSS).
+-> ``run_plan``), ``app`` (the FastAPI application and its upload limits), ``routes`` (the routes in groups, auth,
+shared state), ``uploads`` (reading one upload and its options), ``static/`` (the page: plain HTML/JS/CSS).
 FastAPI and uvicorn are the optional extra ``pip install prefrestore[serve]``; ``schemas`` and ``jobs`` need neither.
 """

@@ -249,7 +249,7 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     if cfg.data.groups_per_epoch % world:
         raise ValueError(f"data.groups_per_epoch={cfg.data.groups_per_epoch} must be a multiple of the "
                          f"{world} processes, so every rank rolls out whole groups")
-    out = Path(cfg.out)
+    out = Path(cfg.out_dir)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / "config.yaml")
@@ -393,7 +393,7 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
                         record["kl"], record["zero_std_groups"], t3 - t0)
 
         # ---- checkpoint ---------------------------------------------------------------------------------------
-        if state.epoch % cfg.save_every == 0 or state.epoch == cfg.epochs:
+        if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 state.optimizer = optimizer.state_dict()

@@ -4,7 +4,7 @@ training/nft.py runs it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..lora import LORA_TARGETS
 from .rollout import RolloutConfig
@@ -89,14 +89,15 @@ class RewardSettings:
 class NFTConfig:
     model: str = "default"
     """The SFT model to fine-tune: a model folder, a HF repo id in the local cache, or a preset (random)."""
-    out: str = "runs/rl"
-    """Run folder: config.yaml, log.jsonl, checkpoints/."""
+    out_dir: str = "runs/rl"
+    """Run folder: config.yaml, log.jsonl, checkpoints/ (the old name ``out`` still loads, with a warning)."""
     seed: int = 42
     epochs: int = 100
-    save_every: int = 30
-    """Checkpoint every N epochs (``save_freq`` 30), and always after the last epoch."""
+    checkpoint_every: int = 30
+    """Checkpoint every N epochs (not steps, unlike SFT's ``checkpoint_every``; ``save_freq`` 30), and always after
+    the last epoch (the old name ``save_every`` still loads, with a warning)."""
     resume: Literal["auto", "never"] = "auto"
-    """``auto``: continue from the newest complete checkpoint in ``out`` when there is one."""
+    """``auto``: continue from the newest complete checkpoint in ``out_dir`` when there is one."""
     mixed_precision: Literal["no", "bf16"] = "no"
     cpu: bool = False
     """Force the CPU even when a GPU is present."""
@@ -109,9 +110,12 @@ class NFTConfig:
     optim: OptimSettings = field(default_factory=OptimSettings)
     rewards: RewardSettings = field(default_factory=RewardSettings)
 
+    renamed_keys: ClassVar[dict[str, str]] = {"out": "out_dir", "save_every": "checkpoint_every"}
+    """Old name -> new name, read with a deprecation warning by ``config.load_config`` (for one release)."""
+
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.save_every < 1:
-            raise ValueError(f"epochs={self.epochs} and save_every={self.save_every} must be >= 1")
+        if self.epochs < 1 or self.checkpoint_every < 1:
+            raise ValueError(f"epochs={self.epochs} and checkpoint_every={self.checkpoint_every} must be >= 1")
         if self.optim.steps_per_epoch < 1 or self.optim.train_batch_size < 1:
             raise ValueError("optim.steps_per_epoch and optim.train_batch_size must be >= 1")
         if self.data.groups_per_epoch < 1:

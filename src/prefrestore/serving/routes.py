@@ -1,0 +1,326 @@
+"""The routes of ``prefrestore serve``, registered in groups on the FastAPI app by ``add_routes``: the page and
+static files, health and readiness, options and synchronous restore, asynchronous jobs (with SSE), job results.
+
+``Server`` holds the state the routes share (settings, the loaded runner's queue, readiness); ``Api`` the helpers
+every ``/v1`` route uses (auth, job lookup, submission, job JSON, waiting for a change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import json
+import logging
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from .jobs import TERMINAL, Job, JobQueue, QueueFull
+from .runner import ModelInfo, PipelineRunner
+from .schemas import RestoreOptions, ServerSettings, describe_options
+from .uploads import read_upload, safe_name
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+API_VERSION = "v1"
+_STATUS = {"bad_image": 400, "cancelled": 409, "timeout": 504, "restore_failed": 500, "overloaded": 429}
+
+
+class Server:
+    """State shared by the routes: settings, the loaded runner's queue, readiness."""
+
+    def __init__(self, settings: ServerSettings, load: Callable[[], tuple[PipelineRunner, ModelInfo]]) -> None:
+        self.settings, self.load = settings, load
+        self.queue: JobQueue | None = None
+        self.model: ModelInfo | None = None
+        self.load_error: str | None = None
+
+    def start_loading(self) -> None:
+        import threading
+
+        def target():
+            try:
+                runner, model = self.load()
+                s = self.settings
+                queue = JobQueue(runner, s.workdir, max_queued=s.max_queued, max_batch=s.max_batch,
+                                 job_timeout_s=s.job_timeout_s, result_ttl_s=s.result_ttl_s,
+                                 batch_wait_s=s.batch_wait_s)
+                queue.start()
+                self.model, self.queue = model, queue
+                logger.info("model %s loaded; serving", model.name)
+            except Exception as err:  # the server stays up and says why in /readyz
+                logger.exception("model failed to load")
+                self.load_error = f"{type(err).__name__}: {err}"
+
+        threading.Thread(target=target, name="prefrestore-load", daemon=True).start()
+
+    def ready_queue(self) -> JobQueue:
+        if self.queue is None:
+            detail = f"model failed to load ({self.load_error})" if self.load_error else "model is loading; retry soon"
+            raise HTTPException(503, detail, headers={"Retry-After": "5"})
+        return self.queue
+
+
+class Api:
+    """What every ``/v1`` route uses: auth, reading an upload, submitting, finding and describing jobs."""
+
+    def __init__(self, server: Server) -> None:
+        self.server, self.settings = server, server.settings
+
+    def authorize(self, request: Request) -> None:
+        if not self.settings.token:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(given.encode(), self.settings.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_upload(self, request: Request) -> tuple[str, str, bytes, RestoreOptions]:
+        return await read_upload(request, self.settings.max_pixels)
+
+    @staticmethod
+    def submit(queue: JobQueue, name: str, ext: str, data: bytes, options: RestoreOptions) -> Job:
+        try:
+            return queue.submit(name, ext, data, options)
+        except QueueFull as err:
+            raise HTTPException(429, f"{err}; the server restores one batch at a time",
+                                headers={"Retry-After": str(err.retry_after)}) from None
+
+    def find(self, job_id: str) -> Job:
+        job = self.server.ready_queue().get(job_id)
+        if job is None:
+            raise HTTPException(404, f"job {safe_name(job_id)}: not found (unknown, or removed after its TTL)")
+        return job
+
+    def job_json(self, job: Job) -> dict[str, Any]:
+        base = f"/{API_VERSION}/jobs/{job.id}"
+        out: dict[str, Any] = {
+            "id": job.id, "name": job.name, "state": job.state, "stage": job.stage,
+            "progress": round(job.progress, 3), "queue_position": self.server.queue.position(job),
+            "options": job.options.to_json(), "error": job.error, "error_code": job.error_code,
+            "urls": {"self": base, "events": f"{base}/events", "result": f"{base}/result"},
+        }
+        if job.state == "done" and job.result is not None:
+            out["download_name"] = download_name(job)
+            out["result"] = {**job.result, "faces": [
+                {**f, "urls": {r: f"{base}/faces/{f['index']}/{r}" for r in ("cropped", "restored")}}
+                for f in job.result["faces"]]}
+        return out
+
+    async def next_change(self, job: Job, version: int, timeout: float) -> None:
+        """Return when the job's version differs from ``version`` or ``timeout`` s passed (no polling: the worker
+        wakes this coroutine through the event loop)."""
+        loop, event = asyncio.get_running_loop(), asyncio.Event()
+        queue = self.server.queue
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(event.set)
+
+        queue.listen(job, wake)
+        try:
+            if job.version == version:
+                await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            queue.unlisten(job, wake)
+
+    def failure(self, job: Job) -> HTTPException:
+        status = _STATUS.get(job.error_code or "", 500)
+        headers = {"Retry-After": str(self.server.queue.retry_after())} if status == 429 else None
+        return HTTPException(status, job.error or "restoration failed", headers=headers)
+
+
+def download_name(job: Job) -> str:
+    return f"{Path(job.name).stem}_restored{job.files['output'].suffix}"
+
+
+def add_routes(app: FastAPI, server: Server) -> None:
+    """Every route, in the order the OpenAPI document lists them."""
+    api = Api(server)
+    add_page_routes(app)
+    add_health_routes(app, server)
+    add_restore_routes(app, api)
+    add_job_routes(app, api)
+    add_job_file_routes(app, api)
+
+
+def add_page_routes(app: FastAPI) -> None:
+    """``GET /`` (the page) and ``/static``."""
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def add_health_routes(app: FastAPI, server: Server) -> None:
+    """``GET /healthz`` (the process is up) and ``GET /readyz`` (the model is loaded)."""
+
+    @app.get("/healthz", tags=["health"])
+    def healthz():
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz():
+        """200 once the model is loaded, else 503."""
+        if server.queue is None:
+            return JSONResponse({"ready": False, "error": server.load_error}, status_code=503)
+        return {"ready": True, "model": server.model.to_json(), "queue": server.queue.stats()}
+
+
+def add_restore_routes(app: FastAPI, api: Api) -> None:
+    """``GET /v1/options`` and ``POST /v1/restore`` (synchronous)."""
+    server, settings = api.server, api.settings
+
+    @app.get(f"/{API_VERSION}/options", tags=["restore"])
+    def options(request: Request):
+        """The request options (name, default, kind, bounds, help), limits and the model."""
+        api.authorize(request)
+        return {"options": describe_options(), "model": server.model.to_json() if server.model else None,
+                "limits": {"max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
+                           "max_queued": settings.max_queued, "job_timeout_s": settings.job_timeout_s,
+                           "result_ttl_s": settings.result_ttl_s}}
+
+    @app.post(f"/{API_VERSION}/restore", tags=["restore"],
+              responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "application/json": {}}}})
+    async def restore(request: Request, response: str = "image"):
+        """Restore one photo and wait. ``response=image`` (default): the restored photo, its result JSON in the
+        ``X-Prefrestore-Result`` header; ``response=json``: the job JSON with ``image_base64``."""
+        api.authorize(request)
+        queue = server.ready_queue()
+        name, ext, data, opts = await api.read_upload(request)
+        job = api.submit(queue, name, ext, data, opts)
+        while not job.terminal:
+            await api.next_change(job, job.version, 5.0)
+        if job.state != "done":
+            raise api.failure(job)
+        content = job.files["output"].read_bytes()
+        media = "image/jpeg" if job.files["output"].suffix == ".jpg" else "image/png"
+        if response == "json":
+            import base64
+
+            return {**api.job_json(job), "image_base64": base64.b64encode(content).decode(), "media_type": media}
+        header = json.dumps(job.result, separators=(",", ":"), ensure_ascii=True)
+        return Response(content, media_type=media, headers={
+            "X-Prefrestore-Result": header, "X-Prefrestore-Job": job.id,
+            "Content-Disposition": f'attachment; filename="{download_name(job)}"'})
+
+
+def add_job_routes(app: FastAPI, api: Api) -> None:
+    """``POST /v1/jobs``, ``GET`` and ``DELETE /v1/jobs/{id}``, ``GET /v1/jobs/{id}/events`` (SSE)."""
+    server, settings = api.server, api.settings
+
+    @app.post(f"/{API_VERSION}/jobs", tags=["jobs"], status_code=202)
+    async def create_job(request: Request):
+        """Queue one photo -> 202 with the job id, state and queue position (429 + Retry-After when full)."""
+        api.authorize(request)
+        queue = server.ready_queue()
+        job = api.submit(queue, *(await api.read_upload(request)))
+        return JSONResponse(api.job_json(job), status_code=202,
+                            headers={"Location": f"/{API_VERSION}/jobs/{job.id}"})
+
+    @app.get(f"/{API_VERSION}/jobs/{{job_id}}", tags=["jobs"])
+    def get_job(job_id: str, request: Request):
+        """A job's state, progress, queue position, error, and when done its result (faces, timings, model)."""
+        api.authorize(request)
+        return api.job_json(api.find(job_id))
+
+    @app.delete(f"/{API_VERSION}/jobs/{{job_id}}", tags=["jobs"])
+    def cancel_job(job_id: str, request: Request):
+        """Cancel a queued or running job (409 when it had already finished)."""
+        api.authorize(request)
+        job = api.find(job_id)
+        if not server.queue.cancel(job):
+            raise HTTPException(409, f"job {job.id} already {job.state}")
+        return api.job_json(job)
+
+    @app.get(f"/{API_VERSION}/jobs/{{job_id}}/events", tags=["jobs"])
+    async def job_events(job_id: str, request: Request):
+        """Server-sent events: one ``progress`` event per change (the job JSON), then ``done``, ``failed`` or
+        ``cancelled``, then the stream ends."""
+        api.authorize(request)
+        job = api.find(job_id)
+        limit = time.monotonic() + settings.job_timeout_s + 30
+        return StreamingResponse(_event_stream(api, job, limit), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _event_stream(api: Api, job: Job, limit: float):
+    """The SSE lines of one job until it is terminal or ``limit`` (monotonic time) passed; keep-alive every 15 s."""
+    last, beat = -1, time.monotonic()
+    while True:
+        if job.version != last:
+            last = job.version
+            state = job.state  # one read: the worker may finish the job between two reads of it
+            terminal = state in TERMINAL
+            yield f"event: {state if terminal else 'progress'}\ndata: {json.dumps(api.job_json(job))}\n\n"
+            if terminal:
+                return
+        if time.monotonic() > limit:
+            return
+        if time.monotonic() - beat > 15:
+            beat = time.monotonic()
+            yield ": keep-alive\n\n"
+        await api.next_change(job, last, 15.0)
+
+
+def add_job_file_routes(app: FastAPI, api: Api) -> None:
+    """``GET /v1/jobs/{id}/result``, ``GET /v1/jobs/{id}/faces/{index}/{role}``, ``GET /v1/results.zip``."""
+
+    @app.get(f"/{API_VERSION}/jobs/{{job_id}}/result", tags=["jobs"])
+    def job_result(job_id: str, request: Request):
+        """The restored photo (409 while queued or running; the job's error when it failed)."""
+        api.authorize(request)
+        job = api.find(job_id)
+        if not job.terminal:
+            raise HTTPException(409, f"job {job.id} is {job.state}; wait for it (GET {job_id}/events)")
+        if job.state != "done":
+            raise api.failure(job)
+        return FileResponse(job.files["output"], filename=download_name(job))
+
+    @app.get(f"/{API_VERSION}/jobs/{{job_id}}/faces/{{index}}/{{role}}", tags=["jobs"])
+    def job_face(job_id: str, index: int, role: str, request: Request):
+        """One face's aligned input crop (``cropped``) or restoration (``restored``), PNG at the model size."""
+        api.authorize(request)
+        job = api.find(job_id)
+        path = job.files.get(f"{role}_{index:02d}") if role in ("cropped", "restored") and index >= 0 else None
+        if job.state != "done" or path is None:
+            raise HTTPException(404, f"job {job.id}: no face {index} {role}")
+        return FileResponse(path, media_type="image/png")
+
+    @app.get(f"/{API_VERSION}/results.zip", tags=["jobs"])
+    def results_zip(ids: str, request: Request):
+        """A ZIP of the restored photos of finished jobs (``ids`` comma-separated, at most 200)."""
+        api.authorize(request)
+        jobs = [api.find(i) for i in ids.split(",")[:200] if i]
+        return _zip_results(jobs)
+
+
+def _zip_results(jobs: list[Job]) -> Response:
+    """The restored photos of the finished ``jobs`` as one ZIP (names made unique); 409 when none has finished."""
+    buf, names = io.BytesIO(), set()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for job in jobs:
+            if job.state != "done":
+                continue
+            name = download_name(job)
+            while name in names:
+                name = f"{Path(name).stem}_{Path(name).suffix}"
+            names.add(name)
+            zf.write(job.files["output"], name)
+    if not names:
+        raise HTTPException(409, "none of these jobs has a result yet")
+    return Response(buf.getvalue(), media_type="application/zip",
+                    headers={"Content-Disposition": 'attachment; filename="restored.zip"'})
