@@ -25,12 +25,11 @@ from PIL import Image
 
 from .errors import ImageError
 from .io_safety import InputGuard, atomic_write, file_kind, shown
-from .photo_io import probe_image, read_photo
+from .photo_io import read_photo
 
-# probe_image is re-exported for serving/app.py (not yet switched to prefrestore.photo_io); new code imports it
-# from photo_io. photo_io never imports this module, so there is no cycle.
+# photo_io (photo files) never imports this module, so there is no cycle.
 __all__ = [
-    "IMAGE_EXTENSIONS", "from_model", "from_unit", "list_images", "load_rgb", "probe_image", "resize", "save_rgb",
+    "IMAGE_EXTENSIONS", "from_model", "from_unit", "list_images", "load_rgb", "resize", "save_rgb",
     "to_model", "to_unit", "uint8_to_unit", "unit_to_uint8",
 ]
 

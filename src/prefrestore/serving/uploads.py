@@ -15,7 +15,8 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from ..errors import ImageError
-from ..image import IMAGE_EXTENSIONS, probe_image
+from ..image import IMAGE_EXTENSIONS
+from ..photo_io import probe_image
 from .schemas import OptionError, RestoreOptions
 
 
