@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import get_args
 
-from ..metrics.suite import DEFAULT_METRICS, METRICS
+from ..metrics.suite import DEFAULT_METRICS, METRICS, LandmarkChoice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     met.add_argument(
         "--landmarks",
-        choices=["auto", "fan", "mtcnn", "dlib"],
+        choices=get_args(LandmarkChoice),
         default="auto",
         help="LMD landmarks: auto = FAN 98 points if alignment_WFLW_4HG.pth is present, else MTCNN 5 points",
     )

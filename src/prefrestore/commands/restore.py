@@ -25,8 +25,10 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import get_args
 
 from ..errors import UserError
+from ..faces.paste import ColorMatch
 from . import restore_video
 
 
@@ -62,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "`prefrestore convert-realesrgan`; meant for GPUs) (default: lanczos)")
     parser.add_argument("--bg-tile", type=int, default=400, metavar="PX",
                         help="realesrgan tile size in input pixels, bounds memory; 0 = untiled (default: 400)")
-    parser.add_argument("--color-match", choices=("lowfreq", "meanstd", "none"), default="lowfreq",
+    parser.add_argument("--color-match", choices=get_args(ColorMatch), default="lowfreq",
                         help="paste-back: match each restored face's colour and tone to the photo around it as it is "
                              "pasted (--color-fix colours the face crop itself, before it is written or pasted) "
                              "(default: lowfreq)")

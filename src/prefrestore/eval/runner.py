@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ from ..io_safety import InputGuard, atomic_write_text
 from ..metrics import fid as fidlib
 from ..metrics.entropy import mean_pairwise_distance, pixel_std
 from ..metrics.fidelity import match_mean_std
-from ..metrics.suite import DEFAULT_METRICS, ImageScorer
+from ..metrics.suite import DEFAULT_METRICS, ImageScorer, LandmarkChoice
 from ..metrics.weights import MetricUnavailable
 from .layouts import Benchmark, Item, discover
 from .restorers import RestorerSpec, build_restorer
@@ -70,7 +69,7 @@ class EvalConfig:
     fid_ref: str | None = None
     fid_stats: str | None = None
     weights_dir: str | None = None
-    landmarks: Literal["auto", "fan", "mtcnn", "dlib"] = "auto"
+    landmarks: LandmarkChoice = "auto"
     crop_border: int = 0
     correct_mean_var: bool = False
     """VQFR's colour correction before PSNR/SSIM (see metrics.fidelity.match_mean_std)."""

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 Needs = Literal["gt", "ref", "none"]
 
 
+LandmarkChoice = Literal["auto", "fan", "mtcnn", "dlib"]
+"""LMD landmarks: auto = FAN 98 points when its weights are present, else MTCNN 5 points."""
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     name: str
@@ -96,7 +100,7 @@ class ImageScorer:
         *,
         device: str | torch.device = "cpu",
         weights_dir: str | os.PathLike | None = None,
-        landmarks: Literal["auto", "fan", "mtcnn", "dlib"] = "auto",
+        landmarks: LandmarkChoice = "auto",
         crop_border: int = 0,
     ) -> None:
         for m in metrics:
