@@ -4,6 +4,7 @@ stage 1, the mild "photo" recipe, make-testset copies and the classical baseline
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,9 +200,12 @@ def test_classical_baseline_denoises_and_sharpens():
 
 
 def test_small_stage_configs_load():
-    for s in ("stage0", "stage1", "stage2", "stage3a"):
-        cfg = load_config(SFTConfig, f"configs/small/{s}.yaml", [])
-        assert cfg.max_steps > 0
+    root = Path(__file__).resolve().parents[1] / "configs" / "small"
+    stages = sorted(p for p in root.glob("*.yaml") if p.stem != "rl")
+    assert {"stage0", "stage1", "stage2", "stage3a", "stage3b", "stage3c"} <= {p.stem for p in stages}
+    for p in stages:
+        cfg = load_config(SFTConfig, str(p), [])
+        assert cfg.max_steps > 0, p
 
 
 # ---------------------------------------------------------------------------------------------------------------
