@@ -52,7 +52,7 @@ def main() -> None:
 @torch.no_grad()
 def _restore(model, x: torch.Tensor, skip: bool) -> torch.Tensor:
     """x: (B, 3, S, S) in [-1, 1] -> decode(encode(x)) (with the LQ skip fed x when ``skip``), same shape and range."""
-    lq = x if skip and getattr(model, "lq_skip", None) is not None else None
+    lq = x if skip and model.lq_skip is not None else None
     return model.decode_latent(model.encode_latent(x), lq=lq).float().clamp(-1, 1)
 
 

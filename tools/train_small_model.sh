@@ -48,15 +48,13 @@ if [ ! -d $R/rl_pairs_photo ]; then
     "$PY" -m prefrestore make-testset $R/rl_hq -o $R/rl_pairs_$p --preset $p --size 128 --scale-degradation --seed 1
   done
 fi
-if [ "${RL:-0}" != 1 ]; then  # the bundled model of 2026-12-01: SFT only (no RL run fitted the session)
-  timed export "$PY" tools/export_default_model.py --rl $R/grafted --sft $R/grafted \
-    --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps 4
-  timed calibrate "$PY" tools/calibrate_fidelity.py --model default --faces $R/rl_hq
-  exit 0
+SHIP=$R/grafted  # RL=0: the SFT model; the bundled model of 2026-12-01 is the RL=1 one (RL changed nothing measurable)
+if [ "${RL:-0}" = 1 ]; then
+  [ -d $R/rl/checkpoints/epoch-000020 ] || timed rl "$PY" -m prefrestore rl configs/small/rl.yaml "rollout.start_sigma=$S"
+  [ -d $R/rl-merged ] || timed merge "$PY" -m prefrestore rl --merge $R/rl/checkpoints/epoch-000020/lora \
+    --model $R/grafted -o $R/rl-merged
+  SHIP=$R/rl-merged
 fi
-[ -d $R/rl/checkpoints/epoch-000020 ] || timed rl "$PY" -m prefrestore rl configs/small/rl.yaml "rollout.start_sigma=$S"
-[ -d $R/rl-merged ] || timed merge "$PY" -m prefrestore rl --merge $R/rl/checkpoints/epoch-000020/lora \
-  --model $R/grafted -o $R/rl-merged
-timed export "$PY" tools/export_default_model.py --rl $R/rl-merged --sft $R/grafted \
+timed export "$PY" tools/export_default_model.py --rl $SHIP --sft $R/grafted \
   --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps 4
 timed calibrate "$PY" tools/calibrate_fidelity.py --model default --faces $R/rl_hq
