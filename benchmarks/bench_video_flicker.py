@@ -17,7 +17,8 @@ changes from frame to frame). Fidelity = PSNR of the face box against the clean 
 
 Methods: "independent" = raw per-frame landmarks, no blending (CodeFormer's way), with the run's seed or a new
 seed per frame ("independent_new_seed", what a diffusion restorer with fresh noise does); "smoothed" = tracked,
-smoothed landmarks; "ours_output" / "ours_input" = smoothed + blending of outputs / inputs (``--weight``).
+smoothed landmarks; "ours_both" (the default) / "ours_output" / "ours_input" = smoothed + blending of inputs and
+outputs / outputs / inputs (``--weight``, default the library's).
 ``--skip`` leaves methods out (the new-seed baseline restores one face per call and is the slowest).
 Prints one JSON object.
 """
@@ -121,7 +122,7 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--size", type=int, default=192)
-    ap.add_argument("--weight", type=float, default=0.2)
+    ap.add_argument("--weight", type=float, default=VideoConfig().temporal_weight)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], help="methods to leave out")
     args = ap.parse_args()
@@ -138,6 +139,7 @@ def main() -> None:
         "independent": (restorer, VideoConfig(track=raw_landmarks, temporal="none")),
         "independent_new_seed": (NewSeedEachFace(restorer), VideoConfig(track=raw_landmarks, temporal="none")),
         "smoothed": (restorer, VideoConfig(temporal="none")),
+        "ours_both": (restorer, VideoConfig(temporal="both", temporal_weight=args.weight)),
         "ours_output": (restorer, VideoConfig(temporal="output", temporal_weight=args.weight)),
         "ours_input": (restorer, VideoConfig(temporal="input", temporal_weight=args.weight)),
     }
@@ -173,7 +175,7 @@ def main() -> None:
                     "seconds": round(time.perf_counter() - t0, 1),
                 }
             m = row["methods"]
-            for name in ("ours_output", "ours_input", "smoothed"):
+            for name in ("ours_both", "ours_output", "ours_input", "smoothed"):
                 for base in ("independent", "independent_new_seed"):
                     if name in m and base in m:
                         m[name][f"{base}_over_this"] = round(m[base]["flicker"] / max(m[name]["flicker"], 1e-9), 2)

@@ -348,6 +348,7 @@ def test_temporal_blend_of_outputs_reduces_noise_by_the_ema_factor():
     base = np.full((32, 32, 3), 128.0)
     never = (1e9, 2e9)  # no motion adaptation: the plain EMA
     b_out, b_in = TemporalBlender("output", w, change=never), TemporalBlender("input", w, change=never)
+    b_both = TemporalBlender("both", w, change=never)
     raw, out = [], []
     for _ in range(200):
         x = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
@@ -356,6 +357,9 @@ def test_temporal_blend_of_outputs_reduces_noise_by_the_ema_factor():
         restore_in, reference = b_out.before(0, x)
         assert np.array_equal(restore_in, x) and np.array_equal(b_in.after(0, x), x)
         assert np.array_equal(b_in.before(0, x)[0], reference)  # inputs blended alike, as the colour reference
+        both_in, both_ref = b_both.before(0, x)  # "both": the blended input is restored, then the output blended
+        assert np.array_equal(both_in, reference) and np.array_equal(both_ref, reference)
+        assert np.array_equal(b_both.after(0, x), out[-1])
     ratio = np.std(np.diff(raw[20:], axis=0)) / np.std(np.diff(out[20:], axis=0))
     # EMA of white noise: y_t - y_{t-1} = w (x_t - y_{t-1}), var = w^2 (1 + w / (2 - w)) s^2 = 2 w^2 s^2 / (2 - w),
     # against 2 s^2 for the raw frames: the std ratio is sqrt(2 - w) / w = 5.29 at w = 0.25

@@ -1,7 +1,7 @@
 """The video part of `prefrestore restore`: its options and its progress bar (videos are found by content among
 the inputs; see ``prefrestore.video``).
 
-    --codec libx264 --crf 18 --preset medium --temporal output|input|none --temporal-weight 0.35 --detect-every 1
+    --codec libx264 --crf 18 --preset medium --temporal both|output|input|none --temporal-weight 0.1 --detect-every 1
 """
 
 from __future__ import annotations
@@ -13,26 +13,32 @@ from ..errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..video import BLEND_MODES
+    from ..video import BLEND_MODES, VideoConfig
 
+    default = VideoConfig()
     g = parser.add_argument_group("videos (found by content among the inputs; needs prefrestore[video])")
-    g.add_argument("--codec", default="libx264", help="video encoder, an FFmpeg name (default: libx264, yuv420p)")
-    g.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better (default: 18)")
-    g.add_argument("--preset", default="medium",
-                   help="x264/x265 speed preset: ultrafast ... veryslow (default: medium)")
-    g.add_argument("--temporal", choices=BLEND_MODES, default="output",
-                   help="temporal blending along a face track: of restorations, of inputs, or none (default: output)")
-    g.add_argument("--temporal-weight", type=float, default=0.35, metavar="W",
-                   help="the newest frame's share in the blend, (0, 1]; 1 = no blending (default: 0.35)")
-    g.add_argument("--detect-every", type=int, default=1, metavar="N",
-                   help="detect faces every N frames (and at scene cuts), tracking in between (default: 1)")
+    g.add_argument("--codec", default=default.codec,
+                   help=f"video encoder, an FFmpeg name (default: {default.codec}, yuv420p)")
+    g.add_argument("--crf", type=int, default=default.crf,
+                   help=f"encoder quality, lower is better (default: {default.crf})")
+    g.add_argument("--preset", default=default.preset,
+                   help=f"x264/x265 speed preset: ultrafast ... veryslow (default: {default.preset})")
+    g.add_argument("--temporal", choices=BLEND_MODES, default=default.temporal,
+                   help="temporal blending along a face track: of inputs and restorations, of restorations only, of "
+                        f"inputs only, or none (default: {default.temporal})")
+    g.add_argument("--temporal-weight", type=float, default=default.temporal_weight, metavar="W",
+                   help="the newest frame's share in the blend, (0, 1]; 1 = no blending (default: "
+                        f"{default.temporal_weight})")
+    g.add_argument("--detect-every", type=int, default=default.detect_every, metavar="N",
+                   help=f"detect faces every N frames (and at scene cuts), tracking in between (default: "
+                        f"{default.detect_every})")
 
 
 def video_config(args: argparse.Namespace, pipeline_config):
     from ..video import VideoConfig
 
     if not 0 < args.temporal_weight <= 1:
-        raise UserError(f"--temporal-weight {args.temporal_weight}: must be in (0, 1], e.g. 0.35")
+        raise UserError(f"--temporal-weight {args.temporal_weight}: must be in (0, 1], e.g. 0.1")
     if args.detect_every < 1:
         raise UserError(f"--detect-every {args.detect_every}: must be >= 1")
     if not 0 <= args.crf <= 63:

@@ -63,8 +63,8 @@ class VideoConfig:
 
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
-    temporal: BlendMode = "output"
-    temporal_weight: float = 0.2
+    temporal: BlendMode = "both"
+    temporal_weight: float = 0.1
     detect_every: int = 1
     codec: str = "libx264"
     crf: int = 18
