@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from prefrestore.aligned_crops import restore_aligned
+from prefrestore.control import sample_candidates
 from prefrestore.image import resize
 from prefrestore.photo_io import Photo
-from prefrestore.pipeline import PipelineConfig, restore_faces, restore_image, restore_photos
+from prefrestore.pipeline import PipelineConfig, restore_image, restore_photos
 
 
 class IdentityRestorer:
@@ -85,10 +86,10 @@ def test_faces_of_several_photos_share_restorer_batches(detector, astronaut, gra
     assert restorer.calls == [(3, 7), (3, 7)]  # 6 faces of 3 photos in full batches, every call with the seed
 
 
-def test_restore_faces_splits_into_batches():
+def test_one_candidate_splits_into_batches():
     restorer = IdentityRestorer(8)
     crops = [np.full((8, 8, 3), i, np.uint8) for i in range(5)]
-    out = restore_faces(restorer, crops, batch_size=2, seed=3)
+    (out,) = sample_candidates(restorer, crops, n=1, batch_size=2, seed=3)
     assert [int(o[0, 0, 0]) for o in out] == [0, 1, 2, 3, 4] and restorer.calls == [(2, 3), (2, 3), (1, 3)]
 
 

@@ -377,6 +377,34 @@ def test_temporal_blend_lets_a_real_change_through_at_once():
     assert blender.state() == {}
 
 
+def test_fidelity_and_colour_fix_apply_to_videos_and_best_of_n_does_not(tmp_path, clips, det):
+    """--fidelity reaches the restorer on every face of every frame; a video restores one candidate per face and
+    never falls back per frame (the face would switch between restorations)."""
+    from prefrestore.options import RestoreOptions
+
+    class DialRestorer(IdentityRestorer):
+        def restore(self, faces, *, seed=0, fidelity=None):
+            self.seen.append((len(faces), seed, fidelity))
+            return [np.clip(f.astype(int) + 40, 0, 255).astype(np.uint8) for f in faces]  # a tone shift
+
+    def run(name, **opts):
+        r = DialRestorer()
+        r.seen = []
+        pipeline = PipelineConfig.for_photos(RestoreOptions(**opts), upscale=1, seed=3, color_match="none")
+        cfg = VideoConfig(pipeline=pipeline, temporal="none", crf=0)
+        rep = restore_video(clips["enter"], tmp_path / f"{name}.mp4", r, det, cfg)
+        return r.seen, rep, np.mean([f.astype(float).mean() for f, _ in decoded(tmp_path / f"{name}.mp4")])
+
+    seen, rep, _ = run("dial", fidelity=0.7, candidates=3, identity_guard="fallback")
+    assert sum(n for n, _, _ in seen) == sum(rep["faces_per_frame"]) > 0  # one restoration per face, no extra
+    assert {(seed, f) for _, seed, f in seen} == {(3, 0.7)}
+    _, _, fixed = run("fixed", color_fix="lowfreq")
+    _, _, raw = run("raw", color_fix="none", blend=1.0)
+    _, _, source = run("source", blend=0.0)  # the face invisible: the video as it was
+    # paste-back matches no colour here (--color-match none), so the tone shift shows unless --color-fix removed it
+    assert raw > fixed + 0.5 and abs(fixed - source) < 0.5
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Command line
 
@@ -413,3 +441,11 @@ def test_cli_restores_a_folder_mixing_photos_and_videos(tmp_path, clips, astrona
     assert not list((out / "restored_videos").glob(".*"))  # no temporary or partial files left
     code = cli.main(["restore", str(folder / "clip.dat"), "-o", str(out)])
     assert code == 0 and "1 skipped" in capsys.readouterr().err
+
+
+def test_cli_names_the_options_videos_do_not_apply():
+    from prefrestore.commands.restore_video import _photo_only_options
+    from prefrestore.options import RestoreOptions
+
+    assert _photo_only_options(RestoreOptions(fidelity=0.5, color_fix="none", blend=0.5)) == []
+    assert _photo_only_options(RestoreOptions(faces=(0,), identity_guard="flag")) == ["--identity-guard", "--faces"]

@@ -2,7 +2,7 @@
 
 This is the only module that knows the stage order (STYLE.md P7, P14). Each stage is a function of its inputs:
 :func:`find_faces` (detection and selection, ``faces/detect.py``; alignment, ``faces/align.py``),
-:func:`restore_groups` / :func:`restore_faces` (the restorer: anything with ``resolution`` and ``restore``, under
+:func:`restore_groups` (the restorer: anything with ``resolution`` and ``restore``, under
 the options of ``control.py``) and :func:`compose` (paste-back and background upsampling, ``faces/paste.py``).
 Photos stream through in groups: the faces of several photos fill one restorer batch, so a folder of portraits is
 restored ``batch_size`` faces at a time instead of one face at a time (GFPGAN#407, CodeFormer#157).
@@ -217,33 +217,6 @@ def find_faces(photo: Photo, detector: FaceDetector, resolution: int, config: Pi
     finally:
         image = None
     return found
-
-
-def restore_faces(
-    restorer: Restorer,
-    crops: Sequence[np.ndarray],
-    *,
-    batch_size: int,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> list[np.ndarray]:
-    """uint8 (S, S, 3) RGB crops -> restorations, ``batch_size`` per restorer call, every call with ``seed``.
-
-    Raises ValueError when the restorer returns the wrong number, shape or dtype of images.
-    """
-    out: list[np.ndarray] = []
-    for start in range(0, len(crops), batch_size):
-        batch = list(crops[start:start + batch_size])
-        restored = restorer.restore(batch, seed=seed)
-        if len(restored) != len(batch):
-            raise ValueError(f"restorer returned {len(restored)} images for {len(batch)} faces")
-        for r, c in zip(restored, batch, strict=True):
-            if r.shape != c.shape or r.dtype != np.uint8:
-                raise ValueError(f"restorer returned {r.dtype} {r.shape}, expected uint8 {c.shape}")
-        out.extend(restored)
-        if progress:
-            progress("faces_restored", len(batch))
-    return out
 
 
 def restore_groups(

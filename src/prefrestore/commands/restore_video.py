@@ -58,7 +58,7 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
     photo_only = _photo_only_options(pipeline_config.options)
     if photo_only:
         print(f"warning: {', '.join(photo_only)} apply to photos only; videos are restored without them "
-              "(face size limits and --blend apply to both)", file=sys.stderr)
+              "(one seed per track, no identity fallback, every face)", file=sys.stderr)
     bar = None
 
     def progress(event: str, count: int, message: str | None = None) -> None:
@@ -83,13 +83,13 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
 
 
 def _photo_only_options(options) -> list[str]:
-    """The flags of prefrestore.options set away from their defaults that the video path does not apply yet."""
-    from ..options import SPECS, RestoreOptions
+    """The flags of prefrestore.options set away from their defaults that the video path does not apply."""
+    from ..options import OPTIONS, RestoreOptions
+    from ..video.run import VIDEO_OPTIONS
 
     default = RestoreOptions()
-    return [SPECS[name].flag for name in ("fidelity", "candidates", "rerank_weights", "identity_guard",
-                                          "identity_threshold", "color_fix", "faces")
-            if getattr(options, name) != getattr(default, name)]
+    return [spec.flag for spec in OPTIONS
+            if spec.name not in VIDEO_OPTIONS and getattr(options, spec.name) != getattr(default, spec.name)]
 
 
 def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:

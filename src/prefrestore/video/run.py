@@ -1,7 +1,8 @@
 """Restore a video: a thin streaming driver over the photo pipeline's stages.
 
     decode (io.py) -> scene cut / detect (every frame or every ``detect_every``) -> track and smooth (track.py)
-    -> align (faces/align.py) -> [blend inputs] -> restore_faces (pipeline.py, batched over a window of frames)
+    -> align (faces/align.py) -> [blend inputs] -> restore_controlled (control.py: --fidelity and --color-fix;
+    batched over a window of frames)
     -> [blend outputs] (temporal.py) -> compose = upscale + paste back (pipeline.py) -> encode a segment (io.py)
 
 Memory: at most ``window`` decoded frames and their faces are alive at once, whatever the clip's length.
@@ -33,13 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..control import Scorers, restore_controlled
 from ..errors import UserError
 from ..faces.align import align
 from ..faces.detect import FaceDetector, select_faces
 from ..faces.paste import BackgroundUpsampler, build_upsampler
 from ..faces.types import RestoredFace
+from ..options import RestoreOptions
 from ..photo_io import Photo
-from ..pipeline import PipelineConfig, Restorer, compose, restore_faces
+from ..pipeline import PipelineConfig, Restorer, compose
 from .io import Frame, SegmentWriter, VideoInfo, mux_final, probe, read_frames
 from .temporal import BlendMode, TemporalBlender
 from .track import TrackConfig, Tracker
@@ -79,6 +82,16 @@ class VideoConfig:
             raise ValueError(f"crf={self.crf} must be in 0..63")
         if self.segment_frames < 1 or self.window < 1:
             raise ValueError("segment_frames and window must be >= 1")
+
+
+VIDEO_OPTIONS = ("fidelity", "color_fix", "min_face_size", "max_face_size", "blend")
+"""The restore options a video applies; the others (best-of-N, the identity guard's fallback, --faces) choose per
+frame and would make a face switch between restorations from frame to frame."""
+
+
+def video_options(options: RestoreOptions) -> RestoreOptions:
+    """The photo options as a video applies them: one candidate (the track's seed), no identity fallback."""
+    return dataclasses.replace(options, candidates=1, identity_guard="off")
 
 
 class RestorationFailed(UserError):
@@ -254,15 +267,16 @@ class _VideoRun:
         """Detect, track, align, restore and paste one window of frames, then encode them in order."""
         faces_of, crops = self._align(window)
         t0 = time.perf_counter()
+        pipeline = self.config.pipeline
         try:
-            restored = restore_faces(self.restorer, crops, batch_size=self.config.pipeline.batch_size,
-                                     seed=self.config.pipeline.seed)
+            outcomes = restore_controlled(self.restorer, crops, video_options(pipeline.options), seed=pipeline.seed,
+                                          batch_size=pipeline.batch_size, scorers=Scorers(identity=None))
+            restored = [o.restored for o in outcomes]
         except Exception as err:  # the video fails; never encode unrestored faces as restored
             logger.debug("restoration failed", exc_info=True)
             raise RestorationFailed(f"{self.path}: restoration failed at frame {window[0].index} "
                                     f"({type(err).__name__}: {err}); rerun the command to resume") from err
         self.timed("restore", t0)
-        pipeline = self.config.pipeline
         offset = 0
         for fr, aligned in zip(window, faces_of, strict=True):
             t0 = time.perf_counter()
