@@ -198,13 +198,16 @@ def readme(res: dict, args) -> str:
     b1, b4 = res["best_of"][1], res["best_of"][4]
     g, go, c = res["guard_constructed"], res["guard_ordinary"], res["color"]
     cal = res["fidelity_table"]
+    own = (f"F = {cal['default_fidelity']}" if cal["default_fidelity"] is not None else
+           "not on the dial (a neighbouring setting came out closer to the input on the training faces, so the "
+           "calibration left it out; no --fidelity keeps it)")
     return f"""# Restoration controls on held-out faces ({res['model']} model, {res['resolution']} px)
 
 Made by `tools/control_report.py --faces {args.faces} --model {args.model} -o {args.out}` (a face set with `train/`
 and `test/`: `tools/build_corpus.py` or `tools/build_offline_faces.py`). Held-out: {len(res['heldout'])} LQs = the
 `test/` faces (split off by photo; never trained or calibrated on) x seeds {args.seeds} of the paper
 degradation. Fidelity table: `{cal['source']}` (calibrated: {cal['calibrated']}, by `tools/calibrate_fidelity.py` on
-training faces); the model's own setting is F = {cal['default_fidelity']}.
+training faces); the model's own setting is {own}.
 
 ## Fidelity dial (identity guard off; colour fix on)
 

@@ -56,7 +56,7 @@ def main() -> None:
         "swapped": {"min": round(float(s.min()), 3), "p05": round(float(np.quantile(s, 0.05)), 3),
                     "mean": round(float(s.mean()), 3)},
         "flag_rates": {f"{t:g}": {"ordinary": round(float((o > t).mean()), 3), "swapped": round(float((s > t).mean()), 3)}
-                       for t in (0.4, 0.42, 0.45, 0.5, 0.6)},
+                       for t in (0.4, 0.42, 0.43, 0.45, 0.5, 0.6)},
         "threshold": pick}, indent=1))
 
 
