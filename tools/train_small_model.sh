@@ -6,10 +6,11 @@
 # training, plus natural-photo crops). Steps: stage 0 (autoencoder), then in parallel stage 3a -> 3b -> 3c (the
 # autoencoder, given an LQ skip into its decoder, learns to restore: encoder to HQ latents + pixel loss, decoder and
 # skip too; 3a on 64 px windows, 3b and 3c on whole faces, 3c a second cosine) and stages 1 -> 2 (integrator, then
-# SANA on the stage-0 latents); graft 3c's autoencoder into the stage-2 model; pick the sampling start on training faces; export (the SFT model, or with RL=1:
-# DiffusionNFT with offline rewards, merged); calibrate the fidelity dial on training faces. Every step resumes if
-# re-run (the trainers' exact resume); wall times go to runs/small/times.txt. Threads: one per process while two
-# trainers run at once on 2 cores; stages 3b and 3c (alone by then) take both.
+# SANA on the stage-0 latents); graft 3c's autoencoder into the stage-2 model; pick the sampling start on training
+# faces; export (the SFT model, or with RL=1: DiffusionNFT with offline rewards, merged); calibrate the fidelity dial
+# on training faces. Every step resumes if re-run (the trainers' exact resume); wall times go to
+# runs/small/times.txt. Threads: one per process while two trainers run at once on 2 cores; stages 3b and 3c (alone
+# by then) take both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

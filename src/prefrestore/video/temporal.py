@@ -2,7 +2,7 @@
 
 Aligned crops of one track are already motion-compensated (the smoothed landmarks map the face onto the same
 template every frame), so a per-pixel exponential moving average over a track's crops is a temporal filter that
-follows the face. Two places to blend, chosen by ``mode`` (measured in ``benchmarks/bench_video_flicker.py``):
+follows the face. What is blended is chosen by ``mode`` (measured in ``benchmarks/bench_video_flicker.py``):
 
 * ``"output"``: average the restorations, ``y_t = w x_t + (1 - w) y_{t-1}``: removes what the restorer does
   differently from frame to frame, whatever its cause.

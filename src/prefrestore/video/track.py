@@ -13,8 +13,9 @@ restoration.
   (``pos += alpha * (detected - pos)``). Detector noise on the landmarks (about a pixel on small, noisy faces) is
   so reduced about ``sqrt(alpha / (2 - alpha))`` times, and pans and zooms are followed by the flow without
   lag. The correction moves the crop on every frame the detector runs, and a still face's crop moved by even
-  0.01 px moves its pasted restoration visibly (0.25 of the flicker benchmark's 0-255 scale on a still clip at
-  alpha 0.05): alpha 0.02 halves that and still pulls flow drift back within ~50 frames. An alpha-beta filter on the landmarks alone was measured first: at the alpha that follows a pan, the
+  0.01 px moves its pasted restoration visibly (0.43 of the flicker benchmark's 0-255 scale on a static clip at
+  alpha 0.05, 0.007 without the correction): alpha 0.02 halves that and still pulls flow drift back within ~50
+  frames. An alpha-beta filter on the landmarks alone was measured first: at the alpha that follows a pan, the
   crop still jittered enough to undo temporal blending (``benchmarks/bench_video_flicker.py``). A detection
   farther than ``reset_distance`` eye distances from the track resets it (a fast turn the flow missed).
 * Bridging: a track not matched on a frame is carried by the flow alone for at most ``max_missed`` frames, and
