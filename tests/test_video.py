@@ -373,6 +373,9 @@ def test_temporal_blend_lets_a_real_change_through_at_once():
     out = [blender.after(0, np.clip(f + rng.normal(0, 3, f.shape), 0, 255).astype(np.uint8)) for f in frames]
     assert abs(out[9].mean() - 100) < 1.5 and out[9].std() < 1.5  # noise of 3 levels averaged away
     assert out[10].mean() > 195  # a plain EMA at 0.2 would give 120, then 136, ...
+    both = TemporalBlender("both", 0.1)  # the default: blended twice, and still no ghost of the old frame
+    shown = [both.after(0, both.before(0, f)[0]) for f in frames]
+    assert shown[10].mean() > 195
     blender.keep_only(set())
     assert blender.state() == {}
 
