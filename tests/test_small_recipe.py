@@ -202,7 +202,7 @@ def test_classical_baseline_denoises_and_sharpens():
 def test_small_stage_configs_load():
     root = Path(__file__).resolve().parents[1] / "configs" / "small"
     stages = sorted(p for p in root.glob("*.yaml") if p.stem != "rl")
-    assert {"stage0", "stage1", "stage2", "stage3a", "stage3b", "stage3c"} <= {p.stem for p in stages}
+    assert {"stage0", "stage1", "stage2", "stage3a", "stage3b", "stage3c", "stage3d"} <= {p.stem for p in stages}
     for p in stages:
         cfg = load_config(SFTConfig, str(p), [])
         assert cfg.max_steps > 0, p

@@ -3,13 +3,13 @@
 #   bash tools/train_small_model.sh            # then: git diff --stat src/prefrestore/assets/models/default
 #   RL=1 bash tools/train_small_model.sh       # the same, plus DiffusionNFT on the SFT model, which is then shipped
 # Data: tools/build_corpus.py (real faces from every offline source, test faces split off by photo before any
-# training, plus natural-photo crops). Steps: stage 0 (autoencoder), then in parallel stage 3a -> 3b -> 3c (the
+# training, plus natural-photo crops). Steps: stage 0 (autoencoder), then in parallel stage 3a -> 3b -> 3c -> 3d (the
 # autoencoder, given an LQ skip into its decoder, learns to restore: encoder to HQ latents + pixel loss, decoder and
-# skip too; 3a on 64 px windows, 3b and 3c on whole faces, 3c a second cosine) and stages 1 -> 2 (integrator, then
-# SANA on the stage-0 latents); graft 3c's autoencoder into the stage-2 model; pick the sampling start on training
+# skip too; 3a on 64 px windows, 3b-3d on whole faces, 3c and 3d each a new cosine) and stages 1 -> 2 (integrator,
+# then SANA on the stage-0 latents); graft 3d's autoencoder into the stage-2 model; pick the sampling start on training
 # faces; export (the SFT model, or with RL=1: DiffusionNFT with offline rewards, merged); calibrate the fidelity dial
 # on training faces. Every step resumes if re-run (the trainers' exact resume); wall times go to
-# runs/small/times.txt. Threads: one per process while two trainers run at once on 2 cores; stages 3b and 3c (alone
+# runs/small/times.txt. Threads: one per process while two trainers run at once on 2 cores; stages 3b-3d (alone
 # by then) take both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +30,14 @@ train() { [ -d "$R/${2:-small-$1}/final" ] || timed "$1" "$PY" -m prefrestore tr
 train stage0
 [ -d $R/stage0-skip ] || "$PY" tools/graft_autoencoder.py --model $R/small-stage0/final --lq-skip-levels 2 -o $R/stage0-skip
 { train stage3a small-stage3a-skip > $R/stage3a.log 2>&1 && train stage3b > $R/stage3b.log 2>&1 &&
-  train stage3c > $R/stage3c.log 2>&1; } &
+  train stage3c > $R/stage3c.log 2>&1 &&
+  train stage3d > $R/stage3d.log 2>&1; } &
 A=$!
 train stage1
 train stage2
 wait $A
 [ -d $R/grafted ] || timed graft "$PY" tools/graft_autoencoder.py --model $R/small-stage2/final_ema \
-  --autoencoder $R/small-stage3c/final -o $R/grafted
+  --autoencoder $R/small-stage3d/final -o $R/grafted
 [ -f $R/start_sigma.json ] ||
   timed pick "$PY" tools/pick_start_sigma.py $R/grafted --faces runs/corpus/train --presets paper photo \
     --candidates 0.02 0.05 0.1 0.2 --steps 4 --threads 1 --out $R/start_sigma.json
