@@ -157,8 +157,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "the fidelity-1 restoration, or by the input crop if that is flagged too) (default: fallback)",
                choices=("off", "flag", "fallback")),
     OptionSpec("identity_threshold", "number", DEFAULT_IDENTITY_THRESHOLD, "identity guard: a face whose dlib "
-               "distance to its input exceeds this is flagged (dlib's same-person threshold is 0.6; restorations of ordinary "
-               f"faces stay below 0.42 at 128 px; default: {DEFAULT_IDENTITY_THRESHOLD})",
+               "distance to its input exceeds this is flagged (dlib's same-person threshold is 0.6; the default, "
+               f"{DEFAULT_IDENTITY_THRESHOLD}, lies between ordinary 128 px restorations and another person's, "
+               "picked on training faces by tools/pick_guard_threshold.py)",
                minimum=0.0, maximum=2.0, metavar="D"),
     OptionSpec("color_fix", "string", "lowfreq", "give each restored face crop its input's colour before it is "
                "written or pasted: lowfreq (replace the low frequencies), meanstd (match channel mean and spread), "
