@@ -202,7 +202,8 @@ def test_classical_baseline_denoises_and_sharpens():
 def test_small_stage_configs_load():
     root = Path(__file__).resolve().parents[1] / "configs" / "small"
     stages = sorted(p for p in root.glob("*.yaml") if p.stem != "rl")
-    assert {"stage0", "stage1", "stage2", "stage3a", "stage3b", "stage3c", "stage3d"} <= {p.stem for p in stages}
+    expected = {"stage0", "stage1", "stage2", "stage3a", "stage3b", "stage3c", "stage3d", "stage3e"}
+    assert expected <= {p.stem for p in stages}
     for p in stages:
         cfg = load_config(SFTConfig, str(p), [])
         assert cfg.max_steps > 0, p
@@ -267,3 +268,66 @@ def test_face_augmentations_are_seeded_and_bounded():
     img = np.full((8, 8, 3), 100, np.uint8)
     out = colour_jitter(img, np.random.default_rng(0))
     assert out.shape == img.shape and out.dtype == np.uint8 and abs(int(out.mean()) - 100) <= 12
+
+
+def _randomise(module, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def test_fusion_blocks_grow_a_trained_skip_without_changing_its_output(tmp_path, one_thread):
+    import subprocess
+    import sys
+
+    from prefrestore.checkpoints import save_pretrained
+
+    m = _with_skip()
+    _randomise(m.lq_skip)  # a "trained" skip: non-zero outputs
+    save_pretrained(m, tmp_path / "trained")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "graft_autoencoder.py"
+    subprocess.run([sys.executable, str(tool), "--model", str(tmp_path / "trained"), "--lq-skip-blocks", "3",
+                    "-o", str(tmp_path / "grown")], check=True, capture_output=True)
+    grown = from_pretrained(tmp_path / "grown").eval()
+    assert grown.config.autoencoder.lq_skip_blocks == 3
+    assert [len(b) for b in grown.lq_skip.blocks] == [3, 3]
+    z, lq = torch.randn(2, 16, 16, 16), torch.rand(2, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(m.decode_latent(z, lq), grown.decode_latent(z, lq))  # zero second convs: exactly 3's
+        for blocks in grown.lq_skip.blocks:
+            _randomise(blocks, seed=2)
+        assert not torch.allclose(m.decode_latent(z, lq), grown.decode_latent(z, lq), atol=1e-3)
+        assert torch.equal(m.decode_latent(z), grown.decode_latent(z))  # no LQ: the plain decoder, blocks unused
+    # a donor with blocks grafted into a model without them: the model grows to the donor's skip
+    save_pretrained(_with_skip(seed=5), tmp_path / "other")
+    subprocess.run([sys.executable, str(tool), "--model", str(tmp_path / "other"), "--autoencoder",
+                    str(tmp_path / "grown"), "-o", str(tmp_path / "grafted")], check=True, capture_output=True)
+    grafted = from_pretrained(tmp_path / "grafted")
+    assert all(torch.equal(a, b) for a, b in zip(grafted.lq_skip.state_dict().values(),
+                                                 from_pretrained(tmp_path / "grown").lq_skip.state_dict().values(),
+                                                 strict=True))
+    again = subprocess.run([sys.executable, str(tool), "--model", str(tmp_path / "grown"), "--lq-skip-blocks", "1",
+                            "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert again.returncode != 0 and "already has fusion blocks" in again.stderr
+
+
+def test_fusion_blocks_need_a_skip_and_train_in_stage3(tmp_path, faces):
+    from prefrestore.checkpoints import save_pretrained
+
+    with pytest.raises(ValueError, match="needs an LQ skip"):
+        dataclasses.replace(get_preset("tiny").autoencoder, lq_skip_blocks=2)
+    cfg = get_preset("tiny")
+    cfg = dataclasses.replace(cfg, autoencoder=dataclasses.replace(cfg.autoencoder, lq_skip_levels=2,
+                                                                   lq_skip_blocks=1))
+    torch.manual_seed(0)
+    m = sftmod.PrefRestoreModel(cfg, random_model("tiny").integrator.text_tokenizer)
+    _randomise(m.lq_skip.out)  # skip outputs live, so the blocks' inputs carry the LQ
+    save_pretrained(m, tmp_path / "fuse")
+    run = train_sft(tiny_config(tmp_path, faces, "stage=3", "name=fuse3", f"init={tmp_path / 'fuse'}",
+                                "diff_weight=0", "pix_weight=1", "train_decoder=true", "data.crop=64",
+                                "max_steps=2"))
+    before = dict(from_pretrained(tmp_path / "fuse").lq_skip.blocks.named_parameters())
+    after = dict(from_pretrained(run / "final").lq_skip.blocks.named_parameters())
+    # step 1 moves the zero second convolutions, step 2 the first ones: every block parameter trains
+    assert [n for n in before if torch.equal(before[n], after[n])] == []

@@ -73,6 +73,12 @@ class AutoencoderConfig:
     lq_skip_levels: int = 0
     """> 0: the decoder's finest ``lq_skip_levels`` levels also get features of the LQ face (models/lq_skip.py,
     ours: for small autoencoders whose latents lose detail); 0 = the plain DC-AE (the paper)."""
+    lq_skip_blocks: int = 0
+    """Residual fusion blocks per skip level, after the LQ features are added (models/lq_skip.py); needs a skip."""
+
+    def __post_init__(self):
+        if self.lq_skip_blocks and not self.lq_skip_levels:
+            raise ValueError(f"lq_skip_blocks={self.lq_skip_blocks} needs an LQ skip (lq_skip_levels > 0)")
 
     @property
     def downsample(self) -> int:
@@ -192,7 +198,7 @@ class PrefRestoreModel(nn.Module):
         self.transformer = SanaTransformer2DModel(**config.transformer.kwargs())
         self.vae = AutoencoderDC(**config.autoencoder.kwargs())
         a = config.autoencoder
-        self.lq_skip = LQSkip(a.block_out_channels, a.lq_skip_levels) if a.lq_skip_levels else None
+        self.lq_skip = LQSkip(a.block_out_channels, a.lq_skip_levels, a.lq_skip_blocks) if a.lq_skip_levels else None
 
     @property
     def device(self) -> torch.device:
@@ -228,7 +234,7 @@ class PrefRestoreModel(nn.Module):
         for i in reversed(range(len(dec.up_blocks))):
             h = dec.up_blocks[i](h)  # (B, c_i, S / 2^i, S / 2^i)
             if i < len(feats):
-                h = h + skip_scale * feats[i]
+                h = self.lq_skip.fuse(i, h + skip_scale * feats[i])
         h = dec.norm_out(h.movedim(1, -1)).movedim(-1, 1)
         return dec.conv_out(dec.conv_act(h))
 
