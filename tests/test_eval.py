@@ -267,3 +267,31 @@ def test_fid_plumbing_with_a_stand_in_extractor(
         )
     ).summary["set_metrics"]["fid"]
     assert again == pytest.approx(fid)
+
+
+def test_compare_by_degradation_groups_per_image_metrics(testset: Path, tmp_path: Path) -> None:
+    import csv
+    import json
+
+    from prefrestore.errors import UserError
+
+    evaluate(EvalConfig(out=str(tmp_path / "bic"), data=str(testset), model="bicubic", metrics=FAST, grid=0))
+    records = [json.loads(line) for line in (testset / "params.jsonl").read_text().splitlines()]
+    with (tmp_path / "bic" / "per_image.csv").open() as f:
+        psnr = {r["name"]: float(r["psnr_y"]) for r in csv.DictReader(f)}
+    text = compare([str(tmp_path / "bic")], None, by="scale", bins=1)
+    assert "## By scale" in text and "PSNR-Y" in text
+    row = next(line for line in text.splitlines() if line.startswith("| ") and "| 3 |" in line)
+    assert row.split("|")[-2].strip() == f"{np.mean(list(psnr.values())):.2f}"  # one bin: the whole-set mean
+    # groups by value for a non-numeric parameter; every image lands in exactly one group
+    text = compare([str(tmp_path / "bic")], None, by="kernel")
+    kernels = sorted({r["params"]["kernel"] for r in records})
+    section = text.split("## By kernel")[1].split("\n\n")[2]  # the first metric's table
+    counts = {line.split("|")[1].strip(): int(line.split("|")[2]) for line in section.splitlines()[2:]}
+    assert sorted(counts) == kernels and sum(counts.values()) == len(records)
+    with pytest.raises(UserError, match="choose from"):
+        compare([str(tmp_path / "bic")], None, by="no_such_param")
+    evaluate(EvalConfig(out=str(tmp_path / "gt_only"), restored=str(testset / "gt"), gt=str(testset / "gt"),
+                        metrics=FAST, grid=0))
+    with pytest.raises(UserError, match="params.jsonl"):
+        compare([str(tmp_path / "gt_only")], None, by="scale")

@@ -29,7 +29,7 @@ for t in photo paper; do
   fi
   [ -f $E/$t-default/results.json ] || "$PY" -m prefrestore eval --data runs/testsets/$t-128 --model default \
     --name shipped --samples 4 $M -o $E/$t-default
-  "$PY" -m prefrestore eval --compare $runs $E/$t-default --grid-rows 16 -o $E/$t-compare > /dev/null
+  "$PY" -m prefrestore eval --compare $runs $E/$t-default --grid-rows 16 --by scale -o $E/$t-compare > /dev/null
   cp $E/$t-compare/compare.md "$D/compare-$t.md"
   "$PY" -c "from PIL import Image; Image.open('$E/$t-compare/grid.png').convert('RGB').save('$D/grid-$t.jpg', quality=88)"
 done

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--compare", nargs="+", metavar="RUN", help="compare finished run folders; no evaluation")
     src.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     src.add_argument("--grid-rows", type=int, default=8, help="with --compare: images in grid.png (default 8)")
+    src.add_argument("--by", metavar="PARAM", help="with --compare on a make-testset benchmark: also every metric "
+                     "per degradation group, e.g. --by scale, --by jpeg_quality, --by noise_sigma, --by kernel")
+    src.add_argument("--bins", type=int, default=3, help="with --by and a numeric parameter: equal-width bins (default 3)")
 
     model = parser.add_argument_group("restoring")
     model.add_argument("--model", help="'bicubic' or 'classical' (baselines) or a prefrestore model: preset, folder or HF repo id")
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         from ..eval.report import compare
 
-        sys.stdout.write(compare(args.compare, args.out, grid_rows=args.grid_rows))
+        sys.stdout.write(compare(args.compare, args.out, grid_rows=args.grid_rows, by=args.by, bins=args.bins))
         return 0
     if not args.out:
         raise UserError("give a run folder with -o RUN")

@@ -239,13 +239,16 @@ def load_summary(run: str | Path) -> dict:
     return json.loads(p.read_text())
 
 
-def compare(runs: list[str], out: str | None, *, grid_rows: int = 8) -> str:
+def compare(runs: list[str], out: str | None, *, grid_rows: int = 8, by: str | None = None, bins: int = 3) -> str:
     """Method-comparison table across run folders; writes compare.{md,csv,json} (+ plot, a grid of ``grid_rows``
-    images spread evenly over the benchmark) when ``out``."""
+    images spread evenly over the benchmark) when ``out``. ``by``: also the per-image means grouped by one
+    degradation parameter of a ``make-testset`` benchmark (:func:`by_degradation`)."""
     summaries = [load_summary(r) for r in runs]
     benches = {s["benchmark"]["name"] for s in summaries}
     table = markdown_table(summaries, bold_best=True)
     text = f"# Comparison on {', '.join(sorted(benches))}\n\n{table}\n"
+    if by:
+        text += "\n" + by_degradation(runs, summaries, by, bins=bins)
     for s in summaries:
         if s["unavailable"]:
             text += f"\n{s['method']}: unavailable: " + "; ".join(f"{m}" for m in sorted(s["unavailable"])) + "\n"
@@ -266,6 +269,73 @@ def compare(runs: list[str], out: str | None, *, grid_rows: int = 8) -> str:
         _plot_compare(o / "compare.png", summaries)
         _compare_grid(o / "grid.png", runs, summaries, grid_rows)
     return text
+
+
+def _per_image(run: str | Path) -> dict[str, dict[str, float]]:
+    p = Path(run) / "per_image.csv"
+    if not p.is_file():
+        return {}
+    with p.open(newline="") as f:
+        return {r["name"]: {k: float(v) for k, v in r.items() if k != "name" and v != ""} for r in csv.DictReader(f)}
+
+
+def by_degradation(runs: list[str], summaries: list[dict], param: str, *, bins: int = 3) -> str:
+    """Markdown: for each per-image metric, its mean per method over the images grouped by ``param`` of their
+    degradation record (``params.jsonl`` beside the benchmark's lq/, written by ``make-testset``). A numeric
+    parameter (``scale``, ``noise_sigma``, ``jpeg_quality``, ``sigma_x``, ...) is cut into ``bins`` equal-width
+    bins between its smallest and largest value; any other (``kernel``, ``gray``) groups by value. Images without a
+    record, and records without the parameter, are left out. Raises UserError when the benchmark has no records or
+    no image has ``param``."""
+    from ..errors import UserError
+
+    if bins < 1:
+        raise UserError(f"--bins {bins}: must be >= 1")
+    lq = summaries[0]["benchmark"].get("lq_dir")
+    records = Path(lq).parent / "params.jsonl" if lq else None
+    if records is None or not records.is_file():
+        raise UserError(f"--by {param}: {summaries[0]['benchmark']['name']} has no params.jsonl beside its lq/ "
+                        "(only benchmarks made by `prefrestore make-testset` record their degradations)")
+    values: dict[str, object] = {}
+    known: set[str] = set()
+    for line in records.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            known.update(rec.get("params", {}))
+            if rec.get("params", {}).get(param) is not None:
+                values[rec["name"]] = rec["params"][param]
+    if not values:
+        raise UserError(f"--by {param}: no degradation record has it; choose from {', '.join(sorted(known))}")
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values())
+    if numeric:
+        lo, hi = min(values.values()), max(values.values())
+        edges = np.linspace(lo, hi, bins + 1)
+
+        def group(v):  # equal-width bin index; the top edge belongs to the last bin
+            return min(int(np.searchsorted(edges, v, side="right")) - 1, bins - 1)
+
+        labels = [f"{edges[i]:.3g}-{edges[i + 1]:.3g}" for i in range(bins)]
+    else:
+        labels = sorted({str(v) for v in values.values()})
+
+        def group(v):
+            return labels.index(str(v))
+
+    per = [_per_image(r) for r in runs]
+    cols = [c for c in _columns(summaries) if c in METRICS and any(c in row for p in per for row in p.values())]
+    out = [f"## By {param}", ""]
+    for c in cols:
+        out += [f"{info(c).label} {ARROW[info(c).higher_is_better]}", "",
+                f"| {param} | images | " + " | ".join(s["method"] for s in summaries) + " |",
+                "|---|---|" + "---|" * len(summaries)]
+        for g, label in enumerate(labels):
+            names = [n for n, v in values.items() if group(v) == g]
+            cells = []
+            for p in per:
+                vals = [p[n][c] for n in names if n in p and c in p[n] and np.isfinite(p[n][c])]
+                cells.append(_fmt(float(np.mean(vals))) if vals else "n/a")
+            out.append(f"| {label} | {len(names)} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def _plot_compare(path: Path, summaries: list[dict]) -> None:
