@@ -289,6 +289,8 @@ def test_compare_by_degradation_groups_per_image_metrics(testset: Path, tmp_path
     section = text.split("## By kernel")[1].split("\n\n")[2]  # the first metric's table
     counts = {line.split("|")[1].strip(): int(line.split("|")[2]) for line in section.splitlines()[2:]}
     assert sorted(counts) == kernels and sum(counts.values()) == len(records)
+    constant = compare([str(tmp_path / "bic")], None, by="version").split("## By version")[1].split("\n\n")[2]
+    assert constant.splitlines()[2:] == [f"| 1-1 | {len(records)} | {np.mean(list(psnr.values())):.2f} |"]
     with pytest.raises(UserError, match="choose from"):
         compare([str(tmp_path / "bic")], None, by="no_such_param")
     evaluate(EvalConfig(out=str(tmp_path / "gt_only"), restored=str(testset / "gt"), gt=str(testset / "gt"),

@@ -308,6 +308,8 @@ def by_degradation(runs: list[str], summaries: list[dict], param: str, *, bins: 
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values())
     if numeric:
         lo, hi = min(values.values()), max(values.values())
+        if lo == hi:  # one value: one group, not bins - 1 empty ones
+            bins = 1
         edges = np.linspace(lo, hi, bins + 1)
 
         def group(v):  # equal-width bin index; the top edge belongs to the last bin
