@@ -287,40 +287,33 @@ def by_degradation(runs: list[str], summaries: list[dict], param: str, *, bins: 
     record, and records without the parameter, are left out. Raises UserError when the benchmark has no records or
     no image has ``param``."""
     from ..errors import UserError
+    from .testset import read_records
 
     if bins < 1:
         raise UserError(f"--bins {bins}: must be >= 1")
     lq = summaries[0]["benchmark"].get("lq_dir")
-    records = Path(lq).parent / "params.jsonl" if lq else None
-    if records is None or not records.is_file():
+    root = Path(lq).parent if lq else None
+    if root is None or not (root / "params.jsonl").is_file():
         raise UserError(f"--by {param}: {summaries[0]['benchmark']['name']} has no params.jsonl beside its lq/ "
                         "(only benchmarks made by `prefrestore make-testset` record their degradations)")
-    values: dict[str, object] = {}
-    known: set[str] = set()
-    for line in records.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            known.update(rec.get("params", {}))
-            if rec.get("params", {}).get(param) is not None:
-                values[rec["name"]] = rec["params"][param]
+    drawn = {rec.name: rec.params.to_dict() for rec in read_records(root)}
+    known = sorted({k for p in drawn.values() for k in p})
+    values = {n: p[param] for n, p in drawn.items() if p.get(param) is not None}
     if not values:
-        raise UserError(f"--by {param}: no degradation record has it; choose from {', '.join(sorted(known))}")
+        raise UserError(f"--by {param}: no degradation record has it; choose from {', '.join(known)}")
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values())
     if numeric:
         lo, hi = min(values.values()), max(values.values())
         if lo == hi:  # one value: one group, not bins - 1 empty ones
             bins = 1
         edges = np.linspace(lo, hi, bins + 1)
-
-        def group(v):  # equal-width bin index; the top edge belongs to the last bin
-            return min(int(np.searchsorted(edges, v, side="right")) - 1, bins - 1)
-
         labels = [f"{edges[i]:.3g}-{edges[i + 1]:.3g}" for i in range(bins)]
+        # equal-width bin index; the top edge belongs to the last bin
+        index = {n: min(int(np.searchsorted(edges, v, side="right")) - 1, bins - 1) for n, v in values.items()}
     else:
         labels = sorted({str(v) for v in values.values()})
-
-        def group(v):
-            return labels.index(str(v))
+        index = {n: labels.index(str(v)) for n, v in values.items()}
+    groups = [[n for n, g in index.items() if g == i] for i in range(len(labels))]
 
     per = [_per_image(r) for r in runs]
     cols = [c for c in _columns(summaries) if c in METRICS and any(c in row for p in per for row in p.values())]
@@ -329,8 +322,7 @@ def by_degradation(runs: list[str], summaries: list[dict], param: str, *, bins: 
         out += [f"{info(c).label} {ARROW[info(c).higher_is_better]}", "",
                 f"| {param} | images | " + " | ".join(s["method"] for s in summaries) + " |",
                 "|---|---|" + "---|" * len(summaries)]
-        for g, label in enumerate(labels):
-            names = [n for n, v in values.items() if group(v) == g]
+        for label, names in zip(labels, groups, strict=True):
             cells = []
             for p in per:
                 vals = [p[n][c] for n in names if n in p and c in p[n] and np.isfinite(p[n][c])]

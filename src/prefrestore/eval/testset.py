@@ -155,11 +155,16 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
     return out
 
 
+def read_records(testset_dir: str | os.PathLike) -> list[DegradationRecord]:
+    """The degradation records of a ``make-testset`` folder (its ``params.jsonl``), in file order."""
+    lines = (Path(testset_dir) / "params.jsonl").read_text().splitlines()
+    return [DegradationRecord.from_json(line) for line in lines if line.strip()]
+
+
 def replay(testset_dir: str | os.PathLike, name: str) -> np.ndarray:
     """Re-make the LQ of ``name`` from ``gt/`` and ``params.jsonl`` -> uint8 (S, S, 3)."""
     root = Path(testset_dir)
-    for line in (root / "params.jsonl").read_text().splitlines():
-        rec = DegradationRecord.from_json(line)
+    for rec in read_records(root):
         if rec.name == name:
             gt = load_rgb(root / "gt" / f"{name}.png")
             return unit_to_uint8(apply(uint8_to_unit(gt), rec.params))
