@@ -297,3 +297,24 @@ def test_compare_by_degradation_groups_per_image_metrics(testset: Path, tmp_path
                         metrics=FAST, grid=0))
     with pytest.raises(UserError, match="params.jsonl"):
         compare([str(tmp_path / "gt_only")], None, by="scale")
+
+
+def test_realesrgan_baseline_is_x4_then_area_back():
+    """An x4 network that repeats each pixel 4x4 (nearest) makes the baseline the identity: the area reduction
+    averages exactly the 16 copies; a real network's output is reduced the same way."""
+    import torch
+
+    from prefrestore.eval.restorers import RealESRGANRestorer
+    from prefrestore.realesrgan import RealESRGANUpsampler
+
+    class Nearest4(torch.nn.Module):
+        config = type("C", (), {"scale": 4})()
+
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+
+    faces = [np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8) for i in range(2)]
+    r = RealESRGANRestorer(resolution=24, upsampler=RealESRGANUpsampler(Nearest4(), tile=0, progress=False))
+    out = r.restore(faces)
+    assert all(o.shape == (24, 24, 3) and o.dtype == np.uint8 for o in out)
+    assert all(np.array_equal(o, f) for o, f in zip(out, faces, strict=True))

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--bins", type=int, default=3, help="with --by and a numeric parameter: equal-width bins (default 3)")
 
     model = parser.add_argument_group("restoring")
-    model.add_argument("--model", help="'bicubic' or 'classical' (baselines) or a prefrestore model: preset, folder or HF repo id")
+    model.add_argument("--model", help="'bicubic', 'classical' or 'realesrgan' (baselines) or a prefrestore model: preset, folder or HF repo id")
     model.add_argument("--name", help="method name in tables (default: model or folder name)")
     model.add_argument("--steps", type=int, help="sampling steps (model default if omitted)")
     model.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
