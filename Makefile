@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.prefrestore-installed
 
-.PHONY: install test test-slow demo bench lint clean
+.PHONY: install test test-slow demo bench lint docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks tools
 	$(VENV)/bin/lint-imports
+
+# The documentation site (mkdocs.yml; docs/): --strict fails on any warning, e.g. a broken link or heading anchor.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict -d build/site
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo_output
