@@ -266,3 +266,26 @@ def load_identity_net(
 def cosine_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B, D), (B, D) -> (B,) cosine similarity, differentiable."""
     return F.cosine_similarity(a, b, dim=-1, eps=1e-8)
+
+
+class NetIdentityScorer:
+    """The identity guard's scorer with a torch network: the interface of
+    :class:`prefrestore.faces.identity.IdentityScorer` (``compare(inputs, restored)``), batched, no face detection.
+    ``distance`` is ``1 - cosine`` (the guard compares it with the network's own threshold)."""
+
+    def __init__(self, net: str, *, device: str | torch.device = "cpu",
+                 override: str | os.PathLike | None = None) -> None:
+        self.net = net
+        self.embedder = load_identity_net(net, device=device, override=override)
+
+    def compare(self, inputs, restored) -> list:
+        from ..faces.identity import IdentityScore
+
+        for crop in (*inputs, *restored):
+            if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+                raise ValueError(f"expected an aligned uint8 (S, S, 3) RGB crop, got {crop.dtype} {crop.shape}")
+        if not len(inputs):
+            return []
+        a, b = self.embedder.embed_pairs(list(restored), list(inputs))
+        cos = cosine_similarity(a, b)
+        return [IdentityScore(similarity=float(c), distance=float(1.0 - c)) for c in cos]
