@@ -340,3 +340,93 @@ def test_converted_files_equal_fresh_conversions():
     cached = load_file(str(path))
     assert set(fresh) == set(cached) and all(torch.equal(fresh[k], cached[k]) for k in fresh)
     assert struct.calcsize("<f") == 4
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# wiring: eval metrics, rewards, the identity guard (random-weight networks)
+
+
+@pytest.fixture
+def random_nets(monkeypatch):
+    def fake(name, **kw):
+        if name == "dlib":
+            return AlignedEmbedder("dlib", _random_dlib(), dr.CHIP, dr.ffhq_to_chip_affine)
+        return AlignedEmbedder("mobileface", _random_mobileface(), mf.SIZE, mf.ffhq_to_arcface_affine)
+
+    monkeypatch.setattr("prefrestore.metrics.identity.load_identity_net", fake)
+
+
+def _faces(n=2, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(n)]
+
+
+def test_eval_metrics_identity_columns(random_nets):
+    from prefrestore.metrics.suite import ImageScorer
+
+    gt = _faces(2)
+    other = _faces(2, seed=1)
+    scorer = ImageScorer(("id_dlib", "id_mobileface", "deg_mobileface"))
+    same = scorer.score(gt, gt=gt)
+    diff = scorer.score(other, gt=gt)
+    for r in same:
+        assert r["id_dlib"] == pytest.approx(1.0, abs=1e-6) and r["id_mobileface"] == pytest.approx(1.0, abs=1e-6)
+        assert r["deg_mobileface"] < 0.2
+    for r, s in zip(diff, same, strict=True):
+        assert r["id_mobileface"] < s["id_mobileface"]
+        assert r["deg_mobileface"] == pytest.approx(np.degrees(np.arccos(np.clip(r["id_mobileface"], -1, 1))),
+                                                    abs=1e-6)
+    assert not scorer.unavailable
+
+
+def test_eval_metrics_unavailable_without_weights(tmp_path, monkeypatch):
+    from prefrestore.metrics.suite import ImageScorer
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    scorer = ImageScorer(("psnr_y", "id_dlib", "id_mobileface", "deg_mobileface"), weights_dir=tmp_path)
+    rows = scorer.score(_faces(1), gt=_faces(1))
+    assert "dlib_resnet.safetensors" in scorer.unavailable["id_dlib"]
+    assert "mobileface.safetensors" in scorer.unavailable["deg_mobileface"]
+    assert "id_dlib" not in rows[0] and "psnr_y" in rows[0]
+
+
+@pytest.mark.parametrize("name", ["id_dlib", "id_mobileface"])
+def test_identity_rewards(random_nets, name):
+    from prefrestore.rewards import RewardInputs, build_reward
+
+    reward = build_reward(name)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    y = torch.rand(3, 3, 64, 64) * 2 - 1
+    same = reward(RewardInputs(restored=x, lq=y, hq=x))
+    diff = reward(RewardInputs(restored=y, lq=y, hq=x))
+    lq_ref = reward(RewardInputs(restored=y, lq=y))  # no GT: the LQ is the reference
+    assert same.shape == (3,) and torch.allclose(same, torch.ones(3), atol=1e-5)
+    assert (diff < same).all() and torch.allclose(lq_ref, torch.ones(3), atol=1e-5)
+
+
+def test_identity_guard_picks_its_network(random_nets, monkeypatch):
+    from prefrestore.control import Scorers, SetupError
+    from prefrestore.metrics.identity import NetIdentityScorer
+    from prefrestore.options import DEFAULT_IDENTITY_THRESHOLDS, RestoreOptions
+
+    assert RestoreOptions().guard_threshold == DEFAULT_IDENTITY_THRESHOLDS["dlib"]
+    opts = RestoreOptions(identity_net="mobileface")
+    assert opts.guard_threshold == DEFAULT_IDENTITY_THRESHOLDS["mobileface"]
+    assert RestoreOptions(identity_net="mobileface", identity_threshold=0.2).guard_threshold == 0.2
+    with pytest.raises(ValueError):
+        RestoreOptions(identity_net="facenet")
+    s = Scorers.for_options(opts, identity="auto")
+    assert isinstance(s.identity, NetIdentityScorer) and s.identity.net == "mobileface"
+    assert Scorers.for_options(opts, identity=None).identity is None  # "no identity" stays no identity
+    crops = _faces(2)
+    same, other = s.identity.compare(crops, [crops[0], crops[0]])
+    assert same.distance == pytest.approx(0.0, abs=1e-6) and same.similarity == pytest.approx(1.0, abs=1e-6)
+    assert other.distance == pytest.approx(1 - other.similarity) and other.distance > same.distance
+
+    def missing(name, **kw):
+        raise MetricUnavailable("MobileFace identity", "provide mobileface.safetensors at /x")
+
+    monkeypatch.setattr("prefrestore.metrics.identity.load_identity_net", missing)
+    with pytest.raises(SetupError, match="identity-net mobileface.*mobileface.safetensors"):
+        Scorers.for_options(opts, identity="auto")

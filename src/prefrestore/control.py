@@ -112,7 +112,9 @@ class FaceOutcome:
 
 @dataclass
 class Scorers:
-    """The models the options need, built once per run. identity: dlib (None: not installed, or not wanted);
+    """The models the options need, built once per run. identity: dlib, or the torch network that
+    ``options.identity_net`` names (:class:`prefrestore.metrics.identity.NetIdentityScorer`; None: not installed,
+    or not wanted);
     landmarks: MTCNN 5 points (built on first use); rerank: the composite reward (built on first use, N > 1)."""
 
     identity: IdentityScorer | None = None
@@ -128,7 +130,6 @@ class Scorers:
         ``options.identity_net`` other than dlib, any scorer but None is replaced by that network's (its missing
         weights are a one-line :class:`SetupError`). Building the rerank reward here (N > 1) makes a missing reward
         a one-line error before any face is restored."""
-        scorer = load_identity_scorer() if identity == "auto" else identity
         if options.identity_net != "dlib" and identity is not None and options.identity_guard != "off":
             from .errors import MetricUnavailable
             from .metrics.identity import NetIdentityScorer
@@ -137,6 +138,8 @@ class Scorers:
                 scorer = NetIdentityScorer(options.identity_net, device=device)
             except MetricUnavailable as err:
                 raise SetupError(f"--identity-net {options.identity_net}: {err}") from err
+        else:
+            scorer = load_identity_scorer() if identity == "auto" else identity
         s = cls(identity=scorer, rerank_weights=dict(options.rerank_weights), device=device)
         if options.candidates > 1:
             _ = s.rerank
