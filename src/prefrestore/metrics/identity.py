@@ -10,6 +10,12 @@ Two embedders behind one interface (:class:`IdentityEmbedder`: uint8 (H, W, 3) R
   (``resnet18_110.pth`` from VQFR's metric weights, ``module.``-prefixed keys accepted). Input: the whole aligned
   crop as 8-bit gray, bilinearly resized to 128x128, scaled to [-1, 1]; 512-d output. The score is the angle
   between embeddings in degrees (``arccos(cos) * 180 / pi``), as VQFR's ``calculate_cos_dist.py``.
+
+And the torch identity networks (:func:`load_identity_net`: dlib's ResNet, ``dlib_resnet.py``; MobileFace,
+``mobileface.py``) as :class:`AlignedEmbedder`: FFHQ-aligned crops in, embeddings out, each crop warped onto the
+network's chip by one fixed similarity (differentiable), so one module serves the eval metrics (``id_dlib``,
+``id_mobileface``, ``deg_mobileface``), the rewards, the SFT identity loss and the identity guard
+(:class:`NetIdentityScorer`).
 """
 
 from __future__ import annotations
