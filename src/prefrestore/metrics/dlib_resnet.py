@@ -156,11 +156,10 @@ class DlibResNet(nn.Module):
 
 
 def layer_names() -> list[str]:
-    """State-dict keys of the conv and affine layers in dlib's file order (input first), then ``fc.weight``."""
+    """Our names of the conv and affine layers in dlib's file order (input first); ``fc`` comes last."""
     names = ["conv0", "aff0"]
-    for i, b in enumerate(DlibResNet().blocks):
+    for i in range(sum(n for _, n, _ in STAGES)):
         names += [f"blocks.{i}.conv1", f"blocks.{i}.aff1", f"blocks.{i}.conv2", f"blocks.{i}.aff2"]
-        del b
     return names
 
 

