@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_metrics.py [--size 512] [--batch 8] [--repeats 3] [--weights-dir DIR]
 
 Prints one JSON object: for each metric group, the median seconds per image over --repeats runs after one warm-up
-(batch time / batch), or the one-line reason it is unavailable here. Inputs: the offline real faces (skimage
+(batch time / batch), or the one-line reason it is unavailable here; and ``identity_nets``: per face, the torch
+identity networks' forward (warp included) and forward + backward to the input (their cost as a loss or reward). Inputs: the offline real faces (skimage
 astronaut, matplotlib grace_hopper) resized to --size, against a mildly degraded copy.
 """
 
@@ -69,8 +70,47 @@ def main() -> int:
             scorer.score(lqs, gt=gts)
             times.append((time.perf_counter() - t0) / args.batch)
         out["seconds_per_image"][group] = round(statistics.median(times), 4)  # type: ignore[index]
+    out["identity_nets"] = identity_net_costs(gts, args)
     print(json.dumps(out, indent=2))
     return 0
+
+
+def identity_net_costs(gts: list[np.ndarray], args: argparse.Namespace) -> dict[str, object]:
+    """Seconds per face of dlib-ResNet and MobileFace on FFHQ-aligned crops (median of --repeats after a warm-up):
+    ``forward`` (no grad) and ``forward_backward`` (gradient of the embedding sum to the input), or why not."""
+    from prefrestore.metrics.identity import IDENTITY_NETS, load_identity_net
+    from prefrestore.metrics.weights import MetricUnavailable
+
+    x = uint8_to_unit(np.stack(gts)).to(args.device)  # (B, 3, S, S)
+    res: dict[str, object] = {}
+    for name in IDENTITY_NETS:
+        try:
+            net = load_identity_net(name, device=args.device, override=args.weights_dir)
+        except MetricUnavailable as err:
+            res[name] = str(err)
+            continue
+
+        def fwd(net: torch.nn.Module = net) -> None:
+            with torch.no_grad():
+                net(x)
+
+        def fwd_bwd(net: torch.nn.Module = net) -> None:
+            xi = x.clone().requires_grad_()
+            net(xi).sum().backward()
+
+        entry = {}
+        for key, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
+            fn()
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                fn()
+                if args.device != "cpu":
+                    torch.cuda.synchronize()
+                times.append((time.perf_counter() - t0) / len(gts))
+            entry[key] = round(statistics.median(times), 4)
+        res[name] = entry
+    return res
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Pick the identity guard's default threshold on *training* faces (never the test faces); prints JSON.
 
-    .venv/bin/python tools/pick_guard_threshold.py --faces runs/corpus/train --model default
+    .venv/bin/python tools/pick_guard_threshold.py --faces runs/corpus/train --model default [--net mobileface]
 
 Every un-augmented training face is degraded once (the paper recipe at the model's resolution, as
 tools/calibrate_fidelity.py) and restored (seed 0). Measured: the dlib distance from each LQ input to its own
 restoration ("ordinary") and to the restoration of a face from another source photo ("swapped", a stand-in for a
-restorer that drew another person). The pick is the midpoint between the largest ordinary and the smallest swapped
+restorer that drew another person), by the guard's network (``--net``: dlib, the dlib package's Euclidean
+distance; mobileface, 1 - cosine of the torch MobileFace). The pick is the midpoint between the largest ordinary and the smallest swapped
 distance (when they separate), rounded to 0.01; the flag rates of a few thresholds are printed too.
 """
 
@@ -21,6 +22,7 @@ import torch
 from prefrestore.api import load_restorer
 from prefrestore.eval.control import degraded_pairs, face_files
 from prefrestore.faces.identity import load_identity_scorer
+from prefrestore.metrics.identity import NetIdentityScorer
 
 
 def main() -> None:
@@ -28,6 +30,7 @@ def main() -> None:
     ap.add_argument("--faces", type=Path, required=True, help="training-face folder (augmented copies are skipped)")
     ap.add_argument("--model", default="default")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--net", choices=("dlib", "mobileface"), default="dlib", help="the guard's network")
     args = ap.parse_args()
     if "test" in args.faces.parts:
         raise SystemExit(f"{args.faces}: pick on the train/ split, never on test faces")
@@ -43,20 +46,24 @@ def main() -> None:
         while source[j] == source[i]:
             j = int(rng.integers(len(lqs)))
         other.append(j)
-    ident = load_identity_scorer()
-    if ident is None:
-        raise SystemExit("dlib is not installed: pip install -e '.[identity]'")
+    if args.net == "dlib":
+        ident = load_identity_scorer()
+        if ident is None:
+            raise SystemExit("dlib is not installed: pip install -e '.[identity]'")
+    else:
+        ident = NetIdentityScorer(args.net)
     o = np.array([s.distance for s in ident.compare(lqs, out)])
     s = np.array([d.distance for d in ident.compare(lqs, [out[j] for j in other])])
     pick = round(float(o.max() + s.min()) / 2, 2) if o.max() < s.min() else None
     print(json.dumps({
-        "faces": len(o), "model": args.model,
+        "faces": len(o), "model": args.model, "net": args.net,
         "ordinary": {"max": round(float(o.max()), 3), "p99": round(float(np.quantile(o, 0.99)), 3),
                      "mean": round(float(o.mean()), 3)},
         "swapped": {"min": round(float(s.min()), 3), "p05": round(float(np.quantile(s, 0.05)), 3),
                     "mean": round(float(s.mean()), 3)},
         "flag_rates": {f"{t:g}": {"ordinary": round(float((o > t).mean()), 3), "swapped": round(float((s > t).mean()), 3)}
-                       for t in (0.4, 0.42, 0.43, 0.45, 0.5, 0.6)},
+                       for t in ((0.4, 0.42, 0.43, 0.45, 0.5, 0.6) if args.net == "dlib" else
+                                 (0.3, 0.4, 0.5, 0.6, 0.7, 0.8))},
         "threshold": pick}, indent=1))
 
 

@@ -89,7 +89,7 @@ def restore_aligned(
     ``config.options.blend`` < 1 mixes the input crop back into each restoration (its visibility).
     """
     config = config or PipelineConfig()
-    scorers = scorers or Scorers(identity=identity, rerank_weights=dict(config.options.rerank_weights))
+    scorers = scorers or Scorers.for_options(config.options, identity=identity)
     visibility = config.options.blend
     # key, crop (None when preparing it failed), notes, input size, error
     pending: list[tuple[Hashable, np.ndarray | None, list[str], tuple[int, int], str | None]] = []

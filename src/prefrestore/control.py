@@ -18,9 +18,11 @@ For each uint8 (S, S, 3) RGB aligned crop, in this order:
    d the mean MTCNN 5-point distance in px at 512 px, 0.01 when a face is not found). Default weights 1, 0.5, 0.5
    (``options.rerank_weights``). The highest score wins; a tie goes to the lowest seed, so the choice is a
    function of the seed.
-4. **Identity guard** (``options.identity_guard``). Every face gets its dlib identity distance and similarity to
-   the input and its MTCNN landmark distance (px at the crop's size). With "flag" or "fallback", a face whose
-   distance exceeds ``options.identity_threshold`` is flagged; "fallback" then restores it again at fidelity 1
+4. **Identity guard** (``options.identity_guard``). Every face gets its identity distance and similarity to
+   the input and its MTCNN landmark distance (px at the crop's size). ``options.identity_net`` picks the network:
+   ``dlib`` (the dlib package; Euclidean distance) or ``mobileface`` (torch; distance = 1 - cosine). With "flag"
+   or "fallback", a face whose distance exceeds ``options.guard_threshold`` (``identity_threshold``, else the
+   network's default) is flagged; "fallback" then restores it again at fidelity 1
    (the setting closest to the input) and uses that if it passes, else keeps the input crop itself (the report
    says which: ``action``). The guard needs dlib (``[identity]``); without it, faces are not checked and the
    outcome says so in ``notes``.
@@ -110,7 +112,9 @@ class FaceOutcome:
 
 @dataclass
 class Scorers:
-    """The models the options need, built once per run. identity: dlib (None: not installed, or not wanted);
+    """The models the options need, built once per run. identity: dlib, or the torch network that
+    ``options.identity_net`` names (:class:`prefrestore.metrics.identity.NetIdentityScorer`; None: not installed,
+    or not wanted);
     landmarks: MTCNN 5 points (built on first use); rerank: the composite reward (built on first use, N > 1)."""
 
     identity: IdentityScorer | None = None
@@ -122,9 +126,20 @@ class Scorers:
     @classmethod
     def for_options(cls, options: RestoreOptions, *, identity: IdentityScorer | None | str = "auto",
                     device: str = "cpu") -> Scorers:
-        """``identity="auto"`` loads dlib when installed; pass a scorer or None to choose. Building the rerank
-        reward here (N > 1) makes a missing reward a one-line error before any face is restored."""
-        scorer = load_identity_scorer() if identity == "auto" else identity
+        """``identity="auto"`` loads dlib when installed; pass a scorer or None to choose. With
+        ``options.identity_net`` other than dlib, any scorer but None is replaced by that network's (its missing
+        weights are a one-line :class:`SetupError`). Building the rerank reward here (N > 1) makes a missing reward
+        a one-line error before any face is restored."""
+        if options.identity_net != "dlib" and identity is not None and options.identity_guard != "off":
+            from .errors import MetricUnavailable
+            from .metrics.identity import NetIdentityScorer
+
+            try:
+                scorer = NetIdentityScorer(options.identity_net, device=device)
+            except MetricUnavailable as err:
+                raise SetupError(f"--identity-net {options.identity_net}: {err}") from err
+        else:
+            scorer = load_identity_scorer() if identity == "auto" else identity
         s = cls(identity=scorer, rerank_weights=dict(options.rerank_weights), device=device)
         if options.candidates > 1:
             _ = s.rerank
@@ -245,7 +260,8 @@ def restore_controlled(restorer, crops: Sequence[np.ndarray], options: RestoreOp
     guard = options.identity_guard
     if guard != "off" and scorers.identity is None and not identity_available():
         notes.append("identity guard inactive: dlib is not installed (pip install prefrestore[identity])")
-    flagged = [guard != "off" and s is not None and s.distance > options.identity_threshold for s in identity]
+    threshold = options.guard_threshold
+    flagged = [guard != "off" and s is not None and s.distance > threshold for s in identity]
     actions: list[str | None] = [None] * len(crops)
     rejected: list[IdentityScore | None] = [None] * len(crops)
     if guard == "fallback" and any(flagged):
@@ -256,7 +272,7 @@ def restore_controlled(restorer, crops: Sequence[np.ndarray], options: RestoreOp
         for j, i in enumerate(idx):
             rejected[i] = identity[i]
             s = safer_ids[j]
-            if safer is not None and s is not None and s.distance <= options.identity_threshold:
+            if safer is not None and s is not None and s.distance <= threshold:
                 chosen[i], identity[i], actions[i] = safer[j], s, f"fallback: fidelity {FALLBACK_FIDELITY:g}"
             else:
                 chosen[i], actions[i] = crops[i], "fallback: input"

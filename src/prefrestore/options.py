@@ -90,13 +90,18 @@ GuardMode = Literal["off", "flag", "fallback"]
 ColorFix = Literal["lowfreq", "meanstd", "none"]
 
 DEFAULT_RERANK_WEIGHTS: dict[str, float] = {"identity_dlib": 1.0, "brisque": 0.5, "lmd_mtcnn": 0.5}
-RERANK_REWARDS = ("identity_dlib", "brisque", "lmd_mtcnn", "ssim", "psnr")  # offline rewards usable without a GT
+# rewards usable without a GT (id_dlib / id_mobileface need their converted weights: prefrestore weights)
+RERANK_REWARDS = ("identity_dlib", "id_dlib", "id_mobileface", "brisque", "lmd_mtcnn", "ssim", "psnr")
 # dlib distance input -> restored. dlib's same-person threshold is 0.6, but on 128 px degraded crops a restoration
 # of another person can be much closer than that. Picked on the 118 training faces (tools/pick_guard_threshold.py,
 # bundled small model, stage 3d): ordinary restorations reach 0.439, another source photo's restoration is >= 0.442
 # (5 % below 0.53); 0.44 is the midpoint (0.5 misses 2.5 % of those swaps, 0.6 26 %). The stage-3c model: 0.41 /
 # 0.45 -> 0.43; stage 3b: 0.39 / 0.45 -> 0.42.
 DEFAULT_IDENTITY_THRESHOLD = 0.44
+IDENTITY_NETS = ("dlib", "mobileface")
+# MobileFace (1 - cosine), same tool and faces, bundled model: ordinary <= 0.168, another photo's restoration >= 0.486
+# (5 % below 0.567): a far wider gap than dlib's; 0.33 is the midpoint.
+DEFAULT_IDENTITY_THRESHOLDS: dict[str, float] = {"dlib": DEFAULT_IDENTITY_THRESHOLD, "mobileface": 0.33}
 
 
 @dataclass(frozen=True)
@@ -156,11 +161,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "distance, MTCNN landmarks): off; flag (mark it in the report); fallback (flag it and replace it by "
                "the fidelity-1 restoration, or by the input crop if that is flagged too) (default: fallback)",
                choices=("off", "flag", "fallback")),
-    OptionSpec("identity_threshold", "number", DEFAULT_IDENTITY_THRESHOLD, "identity guard: a face whose dlib "
-               "distance to its input exceeds this is flagged (dlib's same-person threshold is 0.6; the default, "
-               f"{DEFAULT_IDENTITY_THRESHOLD}, lies between ordinary 128 px restorations and another person's, "
-               "picked on training faces by tools/pick_guard_threshold.py)",
-               minimum=0.0, maximum=2.0, metavar="D"),
+    OptionSpec("identity_net", "string", "dlib", "identity guard: the network that decides: dlib (the dlib "
+               "package's ResNet, Euclidean distance of its descriptors) or mobileface (MobileFace in torch, "
+               "distance = 1 - cosine; needs its converted weights: prefrestore weights mobileface) "
+               "(default: dlib)", choices=IDENTITY_NETS),
+    OptionSpec("identity_threshold", "number", None, "identity guard: a face whose distance to its input exceeds "
+               "this is flagged (default: the network's own, picked on training faces by "
+               f"tools/pick_guard_threshold.py between ordinary 128 px restorations and another person's: dlib "
+               f"{DEFAULT_IDENTITY_THRESHOLDS['dlib']} (dlib's same-person threshold is 0.6), mobileface "
+               f"{DEFAULT_IDENTITY_THRESHOLDS['mobileface']})",
+               minimum=0.0, maximum=2.0, nullable=True, metavar="D"),
     OptionSpec("color_fix", "string", "lowfreq", "give each restored face crop its input's colour before it is "
                "written or pasted: lowfreq (replace the low frequencies), meanstd (match channel mean and spread), "
                "none; the paste-back's own tone match to the photo is --color-match (default: lowfreq)",
@@ -188,7 +198,8 @@ class RestoreOptions:
     candidates: int = 1
     rerank_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RERANK_WEIGHTS))
     identity_guard: GuardMode = "fallback"
-    identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD
+    identity_net: str = "dlib"
+    identity_threshold: float | None = None
     color_fix: ColorFix = "lowfreq"
     faces: tuple[int, ...] | None = None
     min_face_size: float = 20.0
@@ -209,6 +220,13 @@ class RestoreOptions:
             raise ValueError("--faces: give at least one face index (leave it out to restore all faces)")
         if self.max_face_size is not None and self.max_face_size < self.min_face_size:
             raise ValueError(f"--max-face-size {self.max_face_size} is below --min-face-size {self.min_face_size}")
+
+    @property
+    def guard_threshold(self) -> float:
+        """The identity guard's threshold: ``identity_threshold``, or the default of ``identity_net``."""
+        if self.identity_threshold is not None:
+            return float(self.identity_threshold)
+        return DEFAULT_IDENTITY_THRESHOLDS[self.identity_net]
 
     # ---- entry points ------------------------------------------------------------------------------------------
 

@@ -325,7 +325,7 @@ def restore_photos(
     scorers: the identity/landmark/rerank models of ``config.options`` (default: built from ``identity``).
     """
     config = config or PipelineConfig()
-    scorers = scorers or Scorers(identity=identity, rerank_weights=dict(config.options.rerank_weights))
+    scorers = scorers or Scorers.for_options(config.options, identity=identity)
     upsampler = _upsampler(config.upsampler)
     group: list[tuple[Hashable, Photo]] = []
     pixels = 0

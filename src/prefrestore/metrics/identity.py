@@ -10,19 +10,28 @@ Two embedders behind one interface (:class:`IdentityEmbedder`: uint8 (H, W, 3) R
   (``resnet18_110.pth`` from VQFR's metric weights, ``module.``-prefixed keys accepted). Input: the whole aligned
   crop as 8-bit gray, bilinearly resized to 128x128, scaled to [-1, 1]; 512-d output. The score is the angle
   between embeddings in degrees (``arccos(cos) * 180 / pi``), as VQFR's ``calculate_cos_dist.py``.
+
+And the torch identity networks (:func:`load_identity_net`: dlib's ResNet, ``dlib_resnet.py``; MobileFace,
+``mobileface.py``) as :class:`AlignedEmbedder`: FFHQ-aligned crops in, embeddings out, each crop warped onto the
+network's chip by one fixed similarity (differentiable), so one module serves the eval metrics (``id_dlib``,
+``id_mobileface``, ``deg_mobileface``), the rewards, the SFT identity loss and the identity guard
+(:class:`NetIdentityScorer`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from collections.abc import Callable
+from typing import Literal, Protocol
 
 import cv2
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..faces.dlib import DlibFaces
+from ..image import uint8_to_unit
 from .weights import MetricUnavailable, find_file
 
 ARCFACE_FILES = ("resnet18_110.pth", "arcface_resnet18.pth")
@@ -175,3 +184,114 @@ class ArcFaceIdentity:
 
     def embed_pairs(self, images: list[np.ndarray], references: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return self.embed(images), self.embed(references)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# identity networks in torch (differentiable): dlib's ResNet and MobileFace on FFHQ-aligned crops
+
+IdentityNet = Literal["dlib", "mobileface"]
+IDENTITY_NETS: tuple[str, ...] = ("dlib", "mobileface")
+
+
+class AlignedEmbedder(nn.Module):
+    """FFHQ-aligned (B, 3, S, S) RGB in [0, 1], any S -> (B, D) embeddings of a torch identity network.
+
+    The crop is warped onto the network's own chip by one fixed similarity (``chip_affine(S)``; ``affine_grid`` /
+    ``grid_sample``, differentiable), scaled to 0..255 and embedded. The network is frozen (no parameter needs a
+    gradient) but gradients flow to the input, so it serves as a loss and a reward as well as a metric.
+    """
+
+    def __init__(self, name: str, net: nn.Module, chip: int, chip_affine: Callable[[int], np.ndarray]) -> None:
+        super().__init__()
+        self.name = name
+        self.net = net.requires_grad_(False).eval()
+        self.chip = chip
+        self.chip_affine = chip_affine
+        self._affines: dict[int, np.ndarray] = {}
+
+    def train(self, mode: bool = True) -> AlignedEmbedder:
+        super().train(mode)
+        self.net.eval()  # frozen statistics either way
+        return self
+
+    def chips(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [0, 1] -> (B, 3, chip, chip) in 0..255."""
+        from ..faces.align import warp_affine_torch
+
+        s = x.shape[-1]
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2] != s:
+            raise ValueError(f"expected square FFHQ-aligned crops (B, 3, S, S), got {tuple(x.shape)}")
+        if s not in self._affines:
+            self._affines[s] = self.chip_affine(s)
+        return warp_affine_torch(x, self._affines[s], self.chip) * 255.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.chips(x))
+
+    @torch.no_grad()
+    def embed_pairs(self, images: list[np.ndarray], references: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The :class:`IdentityEmbedder` interface: uint8 aligned crops (resized to the reference's size)."""
+        dev = next(self.net.parameters()).device
+        a, b = [], []
+        for img, ref in zip(images, references, strict=True):
+            if img.shape[:2] != ref.shape[:2]:
+                img = cv2.resize(img, (ref.shape[1], ref.shape[0]), interpolation=cv2.INTER_CUBIC)
+            a.append(img)
+            b.append(ref)
+        if not a:
+            return np.zeros((0, 0)), np.zeros((0, 0))
+        ea: list[np.ndarray] = [np.empty(0)] * len(a)
+        eb: list[np.ndarray] = [np.empty(0)] * len(a)
+        for s in sorted({r.shape[0] for r in b}):  # one batch per crop size (a set may mix sizes)
+            idx = [i for i, r in enumerate(b) if r.shape[0] == s]
+            xa = uint8_to_unit(np.stack([a[i] for i in idx])).to(dev)
+            xb = uint8_to_unit(np.stack([b[i] for i in idx])).to(dev)
+            fa, fb = self(xa).double().cpu().numpy(), self(xb).double().cpu().numpy()
+            for j, i in enumerate(idx):
+                ea[i], eb[i] = fa[j], fb[j]
+        return np.stack(ea), np.stack(eb)
+
+
+def load_identity_net(
+    name: str, *, device: str | torch.device = "cpu", override: str | os.PathLike | None = None
+) -> AlignedEmbedder:
+    """``dlib`` (dlib's 128-d ResNet, 150 px chip) or ``mobileface`` (256-d, ArcFace 112 px), weights from disk."""
+    if name == "dlib":
+        from . import dlib_resnet
+
+        net = dlib_resnet.load_dlib_resnet(device=device, override=override)
+        return AlignedEmbedder("dlib", net, dlib_resnet.CHIP, dlib_resnet.ffhq_to_chip_affine).to(device)
+    if name == "mobileface":
+        from . import mobileface
+
+        net = mobileface.load_mobileface(device=device, override=override)
+        return AlignedEmbedder("mobileface", net, mobileface.SIZE, mobileface.ffhq_to_arcface_affine).to(device)
+    raise ValueError(f"unknown identity network {name!r}; expected one of {IDENTITY_NETS}")
+
+
+def cosine_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, D), (B, D) -> (B,) cosine similarity, differentiable."""
+    return F.cosine_similarity(a, b, dim=-1, eps=1e-8)
+
+
+class NetIdentityScorer:
+    """The identity guard's scorer with a torch network: the interface of
+    :class:`prefrestore.faces.identity.IdentityScorer` (``compare(inputs, restored)``), batched, no face detection.
+    ``distance`` is ``1 - cosine`` (the guard compares it with the network's own threshold)."""
+
+    def __init__(self, net: str, *, device: str | torch.device = "cpu",
+                 override: str | os.PathLike | None = None) -> None:
+        self.net = net
+        self.embedder = load_identity_net(net, device=device, override=override)
+
+    def compare(self, inputs, restored) -> list:
+        from ..faces.identity import IdentityScore
+
+        for crop in (*inputs, *restored):
+            if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+                raise ValueError(f"expected an aligned uint8 (S, S, 3) RGB crop, got {crop.dtype} {crop.shape}")
+        if not len(inputs):
+            return []
+        a, b = self.embedder.embed_pairs(list(restored), list(inputs))
+        cos = cosine_similarity(a, b)
+        return [IdentityScore(similarity=float(c), distance=float(1.0 - c)) for c in cos]

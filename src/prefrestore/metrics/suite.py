@@ -53,6 +53,9 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("id_dist_dlib", "IDD-dlib", "ref", False, "dlib 128-d L2 identity distance (same person < 0.6)"),
         MetricInfo("id_cos_dlib", "IDS-dlib", "ref", True, "dlib 128-d cosine identity similarity"),
         MetricInfo("deg_arcface", "Deg", "ref", False, "ArcFace ResNet-18 embedding angle in degrees (VQFR)"),
+        MetricInfo("id_dlib", "ID-dlib", "ref", True, "cosine of dlib ResNet 128-d embeddings (torch port, FFHQ warp)"),
+        MetricInfo("id_mobileface", "ID-MF", "ref", True, "cosine of MobileFace 256-d embeddings (ArcFace 112 warp)"),
+        MetricInfo("deg_mobileface", "Deg-MF", "ref", False, "MobileFace embedding angle in degrees (papers' Deg.)"),
         MetricInfo("lmd", "LMD", "ref", False, "mean landmark distance in pixels (FAN 98 / MTCNN 5 / dlib 5 points)"),
         MetricInfo("niqe", "NIQE", "none", False, "NIQE (BasicSR), pristine model from file"),
         MetricInfo("musiq", "MUSIQ", "none", True, "MUSIQ-KonIQ through pyiqa"),
@@ -75,6 +78,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "lpips_alex": ("lpips_alex",),
     "dlib": ("id_dist_dlib", "id_cos_dlib"),
     "arcface": ("deg_arcface",),
+    "id_dlib": ("id_dlib",),
+    "id_mobileface": ("id_mobileface", "deg_mobileface"),
     "lmd": ("lmd",),
     "niqe": ("niqe",),
     "musiq": ("musiq",),
@@ -126,6 +131,10 @@ class ImageScorer:
             "lpips_alex": lambda: lpips.load_lpips("alex", device=self.device, override=self.weights_dir),
             "dlib": identity.DlibIdentity,
             "arcface": lambda: identity.ArcFaceIdentity(device=self.device, override=self.weights_dir),
+            "id_dlib": lambda: identity.load_identity_net("dlib", device=self.device, override=self.weights_dir),
+            "id_mobileface": lambda: identity.load_identity_net(
+                "mobileface", device=self.device, override=self.weights_dir
+            ),
             "lmd": lambda: landmarks.build_landmark_backend(
                 self.landmarks, device=str(self.device), override=self.weights_dir
             ),
@@ -201,6 +210,13 @@ class ImageScorer:
             if "deg_arcface" in want:
                 a, b = self.backend("arcface").embed_pairs(restored, ref)
                 put("deg_arcface", identity.angle_degrees(a, b))
+            if "id_dlib" in want:
+                a, b = self.backend("id_dlib").embed_pairs(restored, ref)
+                put("id_dlib", identity.cosine_similarity(a, b))
+            if want & {"id_mobileface", "deg_mobileface"}:
+                a, b = self.backend("id_mobileface").embed_pairs(restored, ref)
+                put("id_mobileface", identity.cosine_similarity(a, b))
+                put("deg_mobileface", identity.angle_degrees(a, b))
             if "lmd" in want:
                 put("lmd", landmarks.lmd(self.backend("lmd"), restored, ref))
         for name in ("niqe", "musiq", "clipiqa", "maniqa"):

@@ -15,6 +15,8 @@ name               what                                                         
 ``arcface``        ArcFace ResNet-18 cosine to the GT                              0.5       files
 ``lpips``          -LPIPS(VGG) to the GT                                           0.5       files
 ``identity_dlib``  dlib descriptor cosine to the GT (or LQ)                        -         offline
+``id_dlib``        dlib ResNet (torch port) cosine to the GT (or LQ), batched      -         registry
+``id_mobileface``  MobileFace cosine to the GT (or LQ): the arcface slot here      (0.5)     registry
 ``lmd_mtcnn``      MTCNN 5-point landmarks, 1 / (1 + d / 20), 0.01 on failure      -         offline
 ``psnr``           PSNR (dB, Y) to the GT                                          -         offline
 ``ssim``           SSIM (Y) to the GT                                              -         offline
@@ -80,6 +82,18 @@ def _identity_dlib(device: str, weights_dir: str | None, **kw: Any) -> Reward:
     return DlibIdentityReward(**kw)
 
 
+def _id_dlib(device: str, weights_dir: str | None, **kw: Any) -> Reward:
+    from .identity_net import IdentityNetReward
+
+    return IdentityNetReward("dlib", device=device, weights_dir=weights_dir, **kw)
+
+
+def _id_mobileface(device: str, weights_dir: str | None, **kw: Any) -> Reward:
+    from .identity_net import IdentityNetReward
+
+    return IdentityNetReward("mobileface", device=device, weights_dir=weights_dir, **kw)
+
+
 def _lmd_mtcnn(device: str, weights_dir: str | None, **kw: Any) -> Reward:
     from .landmarks import MTCNNLandmarkReward
 
@@ -112,6 +126,8 @@ BUILDERS: dict[str, Callable[..., Reward]] = {
     "arcface": _arcface,
     "lpips": _lpips,
     "identity_dlib": _identity_dlib,
+    "id_dlib": _id_dlib,
+    "id_mobileface": _id_mobileface,
     "lmd_mtcnn": _lmd_mtcnn,
     "psnr": _psnr,
     "ssim": _ssim,

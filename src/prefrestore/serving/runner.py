@@ -74,12 +74,11 @@ class PipelineRunner:
     def scorers(self, options: ControlOptions) -> Scorers:
         """The identity/landmark/rerank models of ``options`` (as ``prefrestore restore`` builds them once per run),
         kept across batches per rerank weights; the rerank reward and landmarks are built on first use."""
-        key = tuple(sorted(options.rerank_weights.items()))
+        key = (*sorted(options.rerank_weights.items()), options.identity_net, options.identity_guard)
         if key not in self._scorers:
             if len(self._scorers) >= 8:
                 self._scorers.clear()
-            self._scorers[key] = Scorers(identity=self.identity, rerank_weights=dict(options.rerank_weights),
-                                         device=self.device)
+            self._scorers[key] = Scorers.for_options(options, identity=self.identity, device=self.device)
         return self._scorers[key]
 
     def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Callable[[float, str], None]) -> None:

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..config import dump_config
 from ..data import BatchStream, FaceDataset, gather_records
-from ..flow.paths import flow_matching_loss
+from ..flow.paths import flow_matching_loss, interpolate, velocity_target, x0_from_velocity
 from ..flow.schedules import train_sigmas
 from ..models.restorer import PrefRestoreModel
 from ..seeding import seed_everything
@@ -100,9 +100,19 @@ def sample_noise(seeds: list[int], shape: tuple[int, ...], device) -> tuple[torc
 class SFTObjective(nn.Module):
     """forward(batch) -> dict of scalar losses ("loss" is what is optimised) for one stage."""
 
-    def __init__(self, model: PrefRestoreModel, stage: Stage, cfg: SFTConfig, *, reference_vae: nn.Module | None = None):
+    def __init__(self, model: PrefRestoreModel, stage: Stage, cfg: SFTConfig, *, reference_vae: nn.Module | None = None,
+                 identity: nn.Module | None = None):
         super().__init__()
         self.model, self.stage, self.cfg = model, stage, cfg
+        # id_weight > 0: a frozen identity network, FFHQ-aligned (B, 3, S, S) in [0, 1] -> (B, D) (default: dlib's
+        # ResNet in torch from its converted weights; tests pass one with random weights)
+        self.identity = None
+        if cfg.id_weight > 0:
+            if identity is None:
+                from ..metrics.identity import load_identity_net
+
+                identity = load_identity_net("dlib")
+            self.identity = identity.requires_grad_(False).eval()
         # Frozen reference autoencoder for stage 3 / joint (official ``fixed_vae``): targets for the latent MSE and
         # the diffusion x0. It is the *initial* autoencoder: pass ``reference_vae`` (from the init weights) when
         # ``model`` is a resumed, already partly trained one. Held here, not in the model, so exported model
@@ -117,7 +127,8 @@ class SFTObjective(nn.Module):
         if stage == 0:
             rec = m.decode_latent(m.encode_latent(hq)).float()  # (B, 3, S, S)
             l1, l2 = F.l1_loss(rec, hq), F.mse_loss(rec, hq)
-            return {"loss": l1 + l2, "l1": l1.detach(), "mse": l2.detach()}
+            out = {"l1": l1.detach(), "mse": l2.detach()}
+            return {"loss": l1 + l2 + self._identity_loss(rec, hq, out, "id"), **out}
 
         if cfg.autoencoder_only:
             with torch.no_grad():
@@ -161,10 +172,29 @@ class SFTObjective(nn.Module):
                 if cfg.pix_weight > 0:
                     loss = self._pixel_losses(lq_lat, x0, hq, lq, out, loss)["loss"]
             cond = m.condition(queries, lq_lat) * keep[:, None, None]  # (B, Q + N, C), whole condition dropped
-        diff = flow_matching_loss(lambda x, s: m.velocity(x, s, cond), x0, noise, sigma)
+        if self.identity is None:
+            diff = flow_matching_loss(lambda x, s: m.velocity(x, s, cond), x0, noise, sigma)
+        else:  # the same loss, keeping v for the identity of the one-step x0 prediction
+            x_t = interpolate(x0, noise, sigma)
+            v = m.velocity(x_t, sigma, cond)
+            diff = F.mse_loss(v.float(), velocity_target(x0, noise).float())
+            x0_hat = x0_from_velocity(x_t, v.float(), sigma)
+            restored = m.decode_latent(x0_hat, lq).float()  # as inference decodes
+            loss = loss + self._identity_loss(restored, hq, out, "id")
         out["diff"] = diff.detach()
         out["loss"] = loss + cfg.diff_weight * diff
         return out
+
+    def _identity_loss(self, restored: torch.Tensor, hq: torch.Tensor, out: dict, key: str):
+        """id_weight * mean(1 - cos(identity(restored), identity(hq))) (images in [-1, 1]); logs ``key``."""
+        if self.identity is None:
+            return 0.0
+        with torch.no_grad():
+            ref = self.identity((hq.float() + 1) / 2)
+        cos = F.cosine_similarity(self.identity((restored.float() + 1) / 2), ref, dim=-1)
+        term = (1 - cos).mean()
+        out[key] = term.detach()
+        return self.cfg.id_weight * term
 
     def _pixel_losses(self, lq_lat: torch.Tensor, x0: torch.Tensor, hq: torch.Tensor, lq: torch.Tensor, out: dict,
                       loss) -> dict:
@@ -176,7 +206,7 @@ class SFTObjective(nn.Module):
         restored = m.decode_latent(lq_lat, lq).float()  # (B, 3, S, S)
         pix = F.l1_loss(restored, hq) + F.mse_loss(restored, hq)
         out["pix"] = pix.detach()
-        loss = loss + w * pix
+        loss = loss + w * pix + self._identity_loss(restored, hq, out, "id_pix")
         if self.cfg.train_decoder:
             rec = m.decode_latent(x0, lq).float()
             rec_loss = F.l1_loss(rec, hq) + F.mse_loss(rec, hq)

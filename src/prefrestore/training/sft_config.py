@@ -68,6 +68,11 @@ class SFTConfig:
     pix_weight: float = 0.0
     """Stage 3 / joint (ours, not the paper's): + pix_weight * (L1 + MSE)(decode(enc(LQ)), HQ), the restoration the
     sampler starts from at a low start_sigma, back-propagated through the decoder into the encoder."""
+    id_weight: float = 0.0
+    """Ours (0 = off): + id_weight * mean(1 - cosine) of dlib-ResNet embeddings (the torch port,
+    ``metrics.dlib_resnet``; weights from ``prefrestore weights dlib_resnet``) of each pixel restoration and its
+    HQ face: stage 0's reconstruction; stage 3 / joint's decode(enc(LQ)) when pix_weight > 0; and in every stage
+    with a diffusion loss, the decoded one-step x0 prediction ``x_t - sigma * v`` (a decode per step)."""
     extra_trainable: tuple[str, ...] = ()
     """Parameter-name prefixes trained on top of the stage's own set (e.g. ``transformer.caption_projection`` in
     stage 2 when stage 1 ran without its diffusion loss)."""
@@ -96,6 +101,8 @@ class SFTConfig:
             raise ValueError(f"max_steps={self.max_steps} and grad_accum={self.grad_accum} must be >= 1")
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ValueError(f"cond_dropout={self.cond_dropout} must be in [0, 1)")
+        if self.id_weight < 0:
+            raise ValueError(f"id_weight={self.id_weight} must be >= 0")
         if not 0.0 < self.sigma_max <= 1.0:
             raise ValueError(f"sigma_max={self.sigma_max} must be in (0, 1]")
         if (self.pix_weight > 0 or self.train_decoder) and self.stage not in (3, "joint"):
