@@ -253,7 +253,7 @@ class InceptionV3FID(nn.Module):
 
     BatchNorm has no learned scale in this graph (gamma = 1, eps 1e-3); the converter writes ones."""
 
-    name = "inception-v3-fid"
+    name = "inception-v3-fid-tf"
     dim = 2048
 
     def __init__(self) -> None:
