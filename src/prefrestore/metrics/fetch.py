@@ -194,7 +194,8 @@ def convert_and_install(src: WeightSource, files: dict[str, Path], out: str | os
     fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".safetensors", dir=d)
     os.close(fd)
     try:
-        save_file(state, tmp, metadata={"network": src.name, "source": f"{src.package}=={src.version}"})
+        # one metadata key: safetensors writes a metadata map in arbitrary order, and the output hash must be stable
+        save_file(state, tmp, metadata={"source": f"{src.name} from {src.package}=={src.version}"})
         digest = sha256_file(tmp)
         os.replace(tmp, d / src.output)
     finally:
