@@ -138,7 +138,10 @@ def fetched_path(name: str, metric: str, *, override: str | os.PathLike | None =
     Looked up in :func:`weights_dir` (``override`` / ``$PREFRESTORE_METRIC_WEIGHTS``), then the default cache. A
     file whose SHA-256 differs from its manifest entry is refused (fetch it again)."""
     for d in search_dirs(override)[:2]:
-        entry = read_manifest(d).get(name)
+        try:
+            entry = read_manifest(d).get(name)
+        except ValueError as err:
+            raise MetricUnavailable(metric, str(err)) from None
         if entry is None:
             continue
         path = d / entry["output"]

@@ -18,6 +18,9 @@ joint    stage 1 + stage 3 sets                                  CE + flow match
                                                                  staged-training ablation, METHOD.md §2)
 =======  ======================================================  ===============================================
 
+Optional losses (ours, not the paper's): ``pix_weight`` (L1 + MSE) and ``lpips_weight`` (LPIPS-AlexNet by default,
+``metrics.lpips``) of the decoded restoration to the HQ face; stage 0 may use ``lpips_weight`` on its reconstruction.
+
 Condition dropout (p = ``cond_dropout``, 0.1, enables CFG): stage 1 zeroes a sample's *queries before* the
 diffusion connector (the official step 1, so its null condition is connector(0)); stages 2, 3 and joint zero
 the whole concatenated condition after the connectors (the official ``mask_drop``; inference's null is zeros).
