@@ -49,7 +49,9 @@ def _lines(p: Path) -> int:
     return len(p.read_text().splitlines())
 
 
-def test_bicubic_run_outputs_and_resume(testset: Path, tmp_path: Path) -> None:
+def test_bicubic_run_outputs_and_resume(testset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no fetched metric weights
+    monkeypatch.delenv("PREFRESTORE_METRIC_WEIGHTS", raising=False)
     cfg = EvalConfig(out=str(tmp_path / "run"), data=str(testset), model="bicubic", metrics=FAST, grid=2)
     res = evaluate(cfg)
     run = res.folder
@@ -72,7 +74,8 @@ def test_bicubic_run_outputs_and_resume(testset: Path, tmp_path: Path) -> None:
     assert summary["metrics"]["psnr_y"]["n"] == 3 and 5 < summary["metrics"]["psnr_y"]["mean"] < 60
     assert summary["settings"]["seed"] == 0 and summary["settings"]["model"] == "bicubic"
     assert "restore_seconds_per_image" in summary["timing"]
-    assert "fid" in summary["unavailable"]  # no Inception weights here, and said so
+    assert "weights fetch fid_inception" in summary["unavailable"]["fid"]  # no Inception weights here, and said so
+    assert "kid" in summary["unavailable"]
     t, s = _lines(run / "timings.jsonl"), _lines(run / "scores.jsonl")
     evaluate(cfg)  # resume: nothing restored or scored again
     assert _lines(run / "timings.jsonl") == t and _lines(run / "scores.jsonl") == s
@@ -237,7 +240,7 @@ def test_fid_plumbing_with_a_stand_in_extractor(
     """FID through the harness (features cached, reference stats saved) with a tiny stand-in for InceptionV3."""
     import torch
 
-    from prefrestore.metrics import GaussianStats, frechet_distance
+    from prefrestore.metrics import GaussianStats, frechet_distance, kid_from_features
 
     calls = []
 
@@ -252,6 +255,8 @@ def test_fid_plumbing_with_a_stand_in_extractor(
     ref = GaussianStats.load(feats / "reference_stats.npz")
     with np.load(feats / "restored.npz") as d:
         own = d["features"]
+    with np.load(feats / "reference.npz") as d:
+        ref_feats = d["features"]
     assert fid == pytest.approx(frechet_distance(own.mean(0), np.cov(own, rowvar=False), ref.mu, ref.sigma))
     n = len(calls)
     evaluate(cfg)  # cached features: the extractor is not called again
@@ -267,6 +272,7 @@ def test_fid_plumbing_with_a_stand_in_extractor(
         )
     ).summary["set_metrics"]["fid"]
     assert again == pytest.approx(fid)
+    assert evaluate(cfg).summary["set_metrics"]["kid"] == pytest.approx(kid_from_features(own, ref_feats)[0])
 
 
 def test_compare_by_degradation_groups_per_image_metrics(testset: Path, tmp_path: Path) -> None:

@@ -81,45 +81,36 @@ def test_lmd_with_project_detector_if_present(faces: dict[str, np.ndarray]) -> N
     assert lmd(backend, [faces["grace"]], [faces["grace"]])[0] == 0.0
 
 
-def test_lpips_architecture_and_weight_layout(tmp_path: Path, no_weights: Path) -> None:
-    for net, first, n_lin in (("vgg", "features.0.weight", 5), ("alex", "features.0.weight", 5)):
+def test_lpips_architecture_and_fetched_layout(no_weights: Path) -> None:
+    """load_lpips reads NAME.safetensors through the manifest (here a random network installed the same way)."""
+    from safetensors.torch import save_file
+
+    from prefrestore.metrics.weights import sha256_file, write_manifest_entry
+
+    for net in ("vgg", "alex"):
         torch.manual_seed(0)
         ref = LPIPS(net)
-        # A torchvision-layout backbone file (with classifier keys, as torchvision saves it) and lpips-layout heads.
-        backbone = {f"features.{k}": v for k, v in ref.features.state_dict().items()}
-        backbone["classifier.0.weight"] = torch.zeros(2, 2)
-        heads = {f"lin{k}.model.1.weight": lin.weight.detach().abs() for k, lin in enumerate(ref.lins)}
-        assert first in backbone and len(heads) == n_lin
+        assert len(ref.lins) == 5 and "features.0.weight" in ref.state_dict()
         no_weights.mkdir(exist_ok=True)
-        from prefrestore.metrics.lpips import BACKBONE_FILES, LIN_FILES
-
-        torch.save(backbone, no_weights / BACKBONE_FILES[net][0])
-        torch.save(heads, no_weights / LIN_FILES[net][0])
+        out = no_weights / f"lpips_{net}.safetensors"
+        save_file({k: v.abs() if k.startswith("lins.") else v for k, v in ref.state_dict().items()}, out)
+        write_manifest_entry(no_weights, f"lpips_{net}", {"output": out.name, "output_sha256": sha256_file(out)})
         model = load_lpips(net)
         x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-        y = x.flip(0)
-        d = model(x, y)
+        d = model(x, x.flip(0))
         assert d.shape == (2,) and bool((d > 0).all())
         assert model(x, x).abs().max() < 1e-6
 
 
-def test_lpips_unavailable_names_files(no_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "lpips" else real(n, *a))
-    with pytest.raises(MetricUnavailable, match="vgg16-397923af.pth"):
+def test_lpips_unavailable_names_the_fetch_command(no_weights: Path) -> None:
+    with pytest.raises(MetricUnavailable, match="prefrestore weights fetch lpips_vgg"):
         load_lpips("vgg")
-    with pytest.raises(MetricUnavailable, match="alexnet-owt-7be5be79.pth"):
+    with pytest.raises(MetricUnavailable, match="prefrestore weights fetch lpips_alex"):
         load_lpips("alex")
-    (no_weights).mkdir(exist_ok=True)
-    torch.save({"features.0.weight": torch.zeros(1)}, no_weights / "vgg16-397923af.pth")
-    with pytest.raises(MetricUnavailable, match="lpips_v0.1_vgg.pth"):
-        load_lpips("vgg")
 
 
 def test_fid_inception_layout(no_weights: Path) -> None:
-    from prefrestore.metrics.fid import INCEPTION_FILE, InceptionV3FID, load_inception
+    from prefrestore.metrics.fid import InceptionV3FID, load_inception
 
     m = InceptionV3FID()
     sd = m.state_dict()
@@ -129,9 +120,9 @@ def test_fid_inception_layout(no_weights: Path) -> None:
         "Mixed_7c.branch3x3dbl_3b.conv.weight",
     ):
         assert key in sd
-    assert tuple(sd["fc.weight"].shape) == (1008, 2048)
+    assert sum(v.numel() for k, v in sd.items() if not k.endswith(("bn.weight", "num_batches_tracked"))) == 21_802_784
     assert m(torch.rand(1, 3, 75, 75)).shape == (1, 2048)
-    with pytest.raises(MetricUnavailable, match=INCEPTION_FILE):
+    with pytest.raises(MetricUnavailable, match="prefrestore weights fetch fid_inception"):
         load_inception()
 
 
@@ -174,7 +165,7 @@ def test_scorer_reports_unavailable_and_scores_the_rest(no_weights: Path, faces:
     scorer = ImageScorer(landmarks="dlib")
     rows = scorer.score([faces["grace_blur"], faces["grace"]], gt=[faces["grace"], faces["grace"]])
     assert set(scorer.unavailable) >= {"lpips_vgg", "lpips_alex", "deg_arcface", "niqe", "musiq", "clipiqa", "maniqa"}
-    assert "vgg16-397923af.pth" in scorer.unavailable["lpips_vgg"]
+    assert "prefrestore weights fetch lpips_vgg" in scorer.unavailable["lpips_vgg"]
     assert "niqe_pris_params.npz" in scorer.unavailable["niqe"]
     assert np.isinf(rows[1]["psnr_y"]) and rows[1]["lmd"] == 0.0 and rows[1]["id_dist_dlib"] == 0.0
     assert 20 < rows[0]["psnr_y"] < 60 and "lpips_vgg" not in rows[0]

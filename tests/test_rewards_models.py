@@ -259,3 +259,19 @@ def test_lpips_reward_is_minus_the_distance():
     assert torch.equal(reward(RewardInputs(restored=x, lq=x, hq=x)), torch.zeros(2))
     d = model((y + 1) / 2, (x + 1) / 2)
     torch.testing.assert_close(reward(RewardInputs(restored=y, lq=x, hq=x)), -d)  # random heads: any sign
+
+
+def test_lpips_reward_with_the_fetched_network():
+    """With `prefrestore weights fetch lpips_vgg` done, the paper's reward runs on the real VGG LPIPS: a blurred
+    restoration scores below an exact one."""
+    from prefrestore.metrics.weights import MetricUnavailable
+
+    try:
+        reward = build_reward("lpips")
+    except MetricUnavailable as err:
+        assert "prefrestore weights fetch lpips_vgg" in str(err)
+        pytest.skip(str(err))
+    x = _images(2, seed=3)
+    blurred = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+    r = reward(RewardInputs(restored=torch.cat([x, blurred]), lq=torch.cat([x, x]), hq=torch.cat([x, x])))
+    assert torch.equal(r[:2], torch.zeros(2)) and bool((r[2:] < -1e-3).all())

@@ -65,3 +65,42 @@ def test_grad_accumulation_1x8_equals_8x1(tmp_path, faces):
     # rounding only where |g| ~ eps, so weights agree to a small fraction of one step.
     worst = max((pa[n] - pb[n]).abs().max().item() for n in pa)
     assert worst < 1e-2 * 1e-3, worst
+
+
+def _install_random_lpips(folder, monkeypatch) -> None:
+    """A random (seeded) LPIPS-AlexNet installed as `prefrestore weights fetch lpips_alex` would install it, so
+    training loads it through the real path (load_lpips, manifest, SHA-256)."""
+    from safetensors.torch import save_file
+
+    from prefrestore.metrics.lpips import LPIPS
+    from prefrestore.metrics.weights import sha256_file, write_manifest_entry
+
+    torch.manual_seed(0)
+    net = LPIPS("alex")
+    state = {k: (v.abs() if k.startswith("lins.") else v).contiguous() for k, v in net.state_dict().items()}
+    folder.mkdir(parents=True)
+    save_file(state, folder / "lpips_alex.safetensors")
+    write_manifest_entry(folder, "lpips_alex", {"output": "lpips_alex.safetensors",
+                                                "output_sha256": sha256_file(folder / "lpips_alex.safetensors")})
+    monkeypatch.setenv("PREFRESTORE_METRIC_WEIGHTS", str(folder))
+
+
+@pytest.mark.parametrize("stage", [0, 3])
+def test_lpips_loss_adds_to_the_loss_and_every_parameter_still_moves(stage, tmp_path, faces, monkeypatch):
+    _install_random_lpips(tmp_path / "metric_weights", monkeypatch)
+    common = [f"stage={stage}", "cond_dropout=0.0"]
+    plain = read_log(train_sft(tiny_config(tmp_path, faces, "name=plain", *common)))[-1]
+    cfg = tiny_config(tmp_path, faces, "name=lp", "lpips_weight=2.0", *common)
+    run = train_sft(cfg)
+    rec = read_log(run)[-1]
+    assert rec["lpips"] > 0 and rec["loss"] == pytest.approx(plain["loss"] + 2.0 * rec["lpips"], rel=1e-4)
+    before = dict(random_model("tiny", seed=cfg.seed).named_parameters())
+    after = dict(from_pretrained(run / "final").named_parameters())
+    trainable = _expected_names(stage)
+    assert not [n for n in trainable if torch.equal(before[n], after[n])]
+    assert not [n for n in before if n not in trainable and not torch.equal(before[n], after[n])]
+
+
+def test_lpips_weight_needs_a_decoded_image(tmp_path, faces):
+    with pytest.raises(ValueError, match="lpips_weight needs a decoded image"):
+        tiny_config(tmp_path, faces, "stage=2", "lpips_weight=1")

@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": ("prefrestore.commands.eval", "evaluate a restorer on face-restoration benchmarks"),
     "make-testset": ("prefrestore.commands.testset", "build a frozen synthetic LQ/GT test set from HQ faces"),
     "convert-realesrgan": ("prefrestore.commands.realesrgan", "RealESRGAN_x4plus weights for --bg-upsampler realesrgan"),
+    "weights": ("prefrestore.commands.weights", "fetch and convert the metric / loss networks (LPIPS, FID, ...)"),
     "serve": ("prefrestore.commands.serve", "web page and HTTP API for restoring photos"),
 }
 

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="all",
         help=f"comma-separated subset of {','.join(METRICS)} (default all; unavailable ones are reported)",
     )
-    met.add_argument("--no-fid", action="store_true", help="skip FID")
+    met.add_argument("--no-fid", action="store_true", help="skip FID and KID")
     met.add_argument("--fid-ref", help="reference image folder for FID (default: the GT folder)")
     met.add_argument("--fid-stats", help="precomputed FID statistics .npz (mu, sigma) instead of --fid-ref")
     met.add_argument(

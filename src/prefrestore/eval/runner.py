@@ -248,11 +248,14 @@ def _restored_path(run: Path, bench: Benchmark, it: Item) -> Path:
 def _features(
     extractor: Callable[[torch.Tensor], torch.Tensor], paths: list[Path], cache: Path, batch: int
 ) -> np.ndarray:
-    """(N, D) features of ``paths`` (RGB in [0, 1] batches), cached in ``cache`` keyed by the file list."""
+    """(N, D) features of ``paths`` (RGB in [0, 1] batches), cached in ``cache`` keyed by the file list and the
+    extractor's ``name``."""
     names = [str(p.resolve()) for p in paths]
+    tag = str(getattr(extractor, "name", ""))
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as d:
-            if list(d["names"]) == names:
+            cached_tag = str(d["extractor"]) if "extractor" in d else ""
+            if list(d["names"]) == names and cached_tag == tag:
                 return d["features"]
     feats = []
     for i in tqdm(range(0, len(paths), batch), desc=f"features {cache.stem}", unit="batch"):
@@ -261,25 +264,29 @@ def _features(
         feats.append(extractor(x).double().cpu().numpy())
     f = np.concatenate(feats)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, features=f, names=np.asarray(names))
+    np.savez(cache, features=f, names=np.asarray(names), extractor=np.asarray(tag))
     return f
 
 
-def fid_score(cfg: EvalConfig, bench: Benchmark, run: Path) -> tuple[float | None, str | None]:
-    """(FID, None) or (None, reason it is unavailable)."""
+def fid_score(cfg: EvalConfig, bench: Benchmark, run: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """({"fid": ..., "kid": ...}, {}) or, for what cannot be computed, ({...}, {metric: reason}). KID needs the
+    reference's features, so it is unavailable with precomputed ``--fid-stats``."""
+    reasons = {}
     if len(bench.items) < 2:
-        return None, "FID needs at least 2 images"
+        return {}, {"fid": "FID needs at least 2 images", "kid": "KID needs at least 2 images"}
     ref_dir = cfg.fid_ref or bench.gt_dir
     if cfg.fid_stats is None and ref_dir is None:
-        return None, "FID needs a reference: --fid-ref DIR, --fid-stats FILE.npz, or a benchmark with GT"
+        why = "needs a reference: --fid-ref DIR, --fid-stats FILE.npz, or a benchmark with GT"
+        return {}, {"fid": f"FID {why}", "kid": f"KID {why}"}
     try:
         net = fidlib.load_inception(device=cfg.device, override=cfg.weights_dir)
     except MetricUnavailable as err:
-        return None, str(err)
+        return {}, {"fid": str(err), "kid": str(err)}
 
     def extractor(x: torch.Tensor) -> torch.Tensor:
         return net(x.to(cfg.device))
 
+    extractor.name = getattr(net, "name", "")  # type: ignore[attr-defined]
     f = _features(
         extractor,
         [_restored_path(run, bench, it) for it in bench.items],
@@ -287,15 +294,18 @@ def fid_score(cfg: EvalConfig, bench: Benchmark, run: Path) -> tuple[float | Non
         cfg.batch_size,
     )
     st = fidlib.gaussian_stats(f)
+    out: dict[str, float] = {}
     if cfg.fid_stats:
         ref = fidlib.GaussianStats.load(cfg.fid_stats)
+        reasons["kid"] = "KID needs the reference images' features, not --fid-stats; use --fid-ref DIR"
     else:
         ref_paths = list_images(ref_dir)  # type: ignore[arg-type]
-        ref = fidlib.gaussian_stats(
-            _features(extractor, ref_paths, run / "features" / "reference.npz", cfg.batch_size)
-        )
+        ref_f = _features(extractor, ref_paths, run / "features" / "reference.npz", cfg.batch_size)
+        ref = fidlib.gaussian_stats(ref_f)
         ref.save(run / "features" / "reference_stats.npz")  # reusable as --fid-stats for later runs
-    return fidlib.frechet_distance(st.mu, st.sigma, ref.mu, ref.sigma), None
+        out["kid"] = fidlib.kid_from_features(f, ref_f)[0]
+    out["fid"] = fidlib.frechet_distance(st.mu, st.sigma, ref.mu, ref.sigma)
+    return out, reasons
 
 
 def entropy_scores(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, dict[str, float]]:
@@ -366,11 +376,9 @@ def evaluate(cfg: EvalConfig) -> RunResult:
     set_metrics: dict[str, float] = {}
     unavailable = dict(scorer.unavailable)
     if cfg.fid:
-        value, reason = fid_score(cfg, bench, run)
-        if value is not None:
-            set_metrics["fid"] = value
-        else:
-            unavailable["fid"] = reason or "unavailable"
+        values, reasons = fid_score(cfg, bench, run)
+        set_metrics.update(values)
+        unavailable.update(reasons)
     if cfg.samples > 1:
         ent = entropy_scores(cfg, bench, run)
         for name, row in ent.items():

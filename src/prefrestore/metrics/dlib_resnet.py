@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..faces.align import ffhq_template, similarity_transform
-from .weights import WeightSource, find_file
+from .weights import WeightSource, load_fetched
 
 CHIP = 150
 PADDING = 0.25
@@ -275,10 +275,8 @@ WEIGHT_SOURCES = (
 def load_dlib_resnet(
     *, device: str | torch.device = "cpu", override: str | os.PathLike | None = None
 ) -> DlibResNet:
-    """The network with weights from ``dlib_resnet.safetensors`` (raises MetricUnavailable naming the file)."""
-    from safetensors.torch import load_file
-
-    path = find_file("dlib identity (torch)", OUTPUT, "run: prefrestore weights dlib_resnet", override=override)
+    """The network with the weights ``prefrestore weights fetch dlib_resnet`` wrote (checked against its manifest; raises
+    MetricUnavailable with the command when they are missing or altered)."""
     model = DlibResNet()
-    model.load_state_dict(load_file(str(path)), strict=True)
+    model.load_state_dict(load_fetched("dlib_resnet", "dlib identity (torch)", override=override), strict=True)
     return model.requires_grad_(False).eval().to(device)

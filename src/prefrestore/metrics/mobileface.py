@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .weights import WeightSource, find_file
+from .weights import WeightSource, load_fetched
 
 SIZE = 112
 OUTPUT = "mobileface.safetensors"
@@ -198,11 +198,9 @@ WEIGHT_SOURCES = (
 
 
 def load_mobileface(*, device: str | torch.device = "cpu", override: str | os.PathLike | None = None) -> MobileFace:
-    """The network with weights from ``mobileface.safetensors`` (raises MetricUnavailable naming the file)."""
-    from safetensors.torch import load_file
-
-    path = find_file("MobileFace identity", OUTPUT, "run: prefrestore weights mobileface", override=override)
+    """The network with the weights ``prefrestore weights fetch mobileface`` wrote (checked against its manifest; raises
+    MetricUnavailable with the command when they are missing or altered)."""
     model = MobileFace()
-    model.load_state_dict(load_file(str(path)), strict=True)
+    model.load_state_dict(load_fetched("mobileface", "MobileFace identity", override=override), strict=True)
     return model.requires_grad_(False).eval().to(device)
 

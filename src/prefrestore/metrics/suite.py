@@ -65,7 +65,8 @@ METRICS: dict[str, MetricInfo] = {
 }
 # Set-level metrics computed by the harness, listed here so tables know their direction.
 SET_METRICS: dict[str, MetricInfo] = {
-    "fid": MetricInfo("fid", "FID", "none", False, "FID (InceptionV3, pytorch-fid weights) vs a reference set"),
+    "fid": MetricInfo("fid", "FID", "none", False, "FID (TF FID InceptionV3, pool features) vs a reference set"),
+    "kid": MetricInfo("kid", "KID", "none", False, "KID (same features, cubic-kernel MMD^2) vs a reference set"),
     "entropy_std": MetricInfo("entropy_std", "Ent-std", "none", False, "mean per-pixel std over K seeds"),
     "entropy_pair": MetricInfo("entropy_pair", "Ent-pair", "none", False, "mean pairwise RMSE over K seeds"),
 }

@@ -1,16 +1,24 @@
-"""Where metric weights live, and the one error a metric raises when they are missing.
+"""Where metric weights live, their manifest, and the one error a metric raises when they are missing.
 
-Nothing here downloads. A metric whose backbone is not on disk raises :class:`MetricUnavailable` naming the exact
+Nothing here downloads (``prefrestore weights fetch``, in ``fetch.py``, does, when asked). A metric whose backbone is not on disk raises :class:`MetricUnavailable` naming the exact
 file and where to put it; the evaluation harness reports it as unavailable (never skipped silently, never faked).
 
 Search order for a file: ``$PREFRESTORE_METRIC_WEIGHTS`` (or the ``weights_dir`` argument), then
 ``~/.cache/prefrestore/metrics``, then torch hub's checkpoint folder (``~/.cache/torch/hub/checkpoints``), where
 torchvision and pytorch-fid put the same files when they download them.
+
+Fetched networks (:class:`WeightSource`) are ``NAME.safetensors`` files in :func:`weights_dir` listed in its
+``manifest.json``: ``{"networks": {NAME: {"package", "version", "registry", "members": {path: sha256}, "output",
+"output_sha256", "licence", "parameters"}}}``. :func:`load_fetched` refuses a file whose SHA-256 is not the
+manifest's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +89,74 @@ class WeightSource:
     sha256: dict[str, str]  # member -> SHA-256 of its bytes
     licence: str  # one line: what the weights are and under which terms
     convert: Callable[[dict[str, Path]], dict[str, torch.Tensor]]  # member -> extracted file; returns a state dict
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The manifest of fetched networks
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, dict]:
+    """NAME -> manifest entry of every fetched network in ``folder`` (default :func:`weights_dir`); {} if none."""
+    path = weights_dir(folder) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable manifest ({err}); delete it and run `prefrestore weights fetch all`") \
+            from None
+    return dict(data.get("networks", {}))
+
+
+def write_manifest_entry(folder: str | os.PathLike | None, name: str, entry: dict) -> Path:
+    """Add or replace one network's entry in ``folder``'s manifest (written atomically) -> the manifest path."""
+    d = weights_dir(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    networks = read_manifest(d)
+    networks[name] = entry
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=d)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"networks": dict(sorted(networks.items()))}, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, d / MANIFEST)
+    return d / MANIFEST
+
+
+def fetched_path(name: str, metric: str, *, override: str | os.PathLike | None = None) -> Path:
+    """The verified safetensors file of fetched network ``name``, else raise MetricUnavailable with the command.
+
+    Looked up in :func:`weights_dir` (``override`` / ``$PREFRESTORE_METRIC_WEIGHTS``), then the default cache. A
+    file whose SHA-256 differs from its manifest entry is refused (fetch it again)."""
+    for d in search_dirs(override)[:2]:
+        try:
+            entry = read_manifest(d).get(name)
+        except ValueError as err:
+            raise MetricUnavailable(metric, str(err)) from None
+        if entry is None:
+            continue
+        path = d / entry["output"]
+        if not path.is_file():
+            continue
+        if sha256_file(path) != entry["output_sha256"]:
+            raise MetricUnavailable(metric, f"{path}: SHA-256 differs from {d / MANIFEST}; run `prefrestore weights "
+                                            f"fetch {name}` again")
+        return path
+    raise MetricUnavailable(metric, f"weights not fetched; run `prefrestore weights fetch {name}` (writes "
+                                    f"{weights_dir(override) / (name + '.safetensors')})")
+
+
+def load_fetched(name: str, metric: str, *, override: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of fetched network ``name`` (see :func:`fetched_path`)."""
+    from safetensors.torch import load_file
+
+    return load_file(fetched_path(name, metric, override=override))

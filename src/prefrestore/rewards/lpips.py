@@ -1,8 +1,8 @@
 """LPIPS reward (the paper's, weight 0.5): -LPIPS-VGG(restored, GT), higher is better.
 
-The network is :class:`prefrestore.metrics.lpips.LPIPS` with real weights from disk (torchvision's ImageNet VGG16
-and the ``lpips`` v0.1 linear heads, METHOD.md §3.4); without them, building this reward raises
-``MetricUnavailable`` naming the files. ``model`` may be passed directly (tests use a randomly initialised one).
+The network is :class:`prefrestore.metrics.lpips.LPIPS` with the real weights (torchvision's ImageNet VGG16 and
+the LPIPS v0.1 linear heads, METHOD.md §3.4) installed by ``prefrestore weights fetch lpips_vgg`` (``net="alex"``:
+``lpips_alex``); without them, building this reward raises ``MetricUnavailable`` naming that command. ``model`` may be passed directly (tests use a randomly initialised one).
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ joint    stage 1 + stage 3 sets                                  CE + flow match
                                                                  staged-training ablation, METHOD.md §2)
 =======  ======================================================  ===============================================
 
+Optional losses (ours, not the paper's): ``pix_weight`` (L1 + MSE) and ``lpips_weight`` (LPIPS-AlexNet by default,
+``metrics.lpips``) of the decoded restoration to the HQ face; stage 0 may use ``lpips_weight`` on its reconstruction.
+
 Condition dropout (p = ``cond_dropout``, 0.1, enables CFG): stage 1 zeroes a sample's *queries before* the
 diffusion connector (the official step 1, so its null condition is connector(0)); stages 2, 3 and joint zero
 the whole concatenated condition after the connectors (the official ``mask_drop``; inference's null is zeros).
@@ -98,14 +101,23 @@ def sample_noise(seeds: list[int], shape: tuple[int, ...], device) -> tuple[torc
 
 
 class SFTObjective(nn.Module):
-    """forward(batch) -> dict of scalar losses ("loss" is what is optimised) for one stage."""
+    """forward(batch) -> dict of scalar losses ("loss" is what is optimised) for one stage.
+
+    ``lpips``: the frozen LPIPS network of ``cfg.lpips_weight`` (None: ``load_lpips(cfg.lpips_net)`` when the
+    weight is > 0); (B, 3, H, W) pairs in [0, 1] -> (B,) distances. ``identity``: the frozen identity network of
+    ``cfg.id_weight`` (None: dlib's ResNet in torch), FFHQ-aligned (B, 3, S, S) in [0, 1] -> (B, D)."""
 
     def __init__(self, model: PrefRestoreModel, stage: Stage, cfg: SFTConfig, *, reference_vae: nn.Module | None = None,
-                 identity: nn.Module | None = None):
+                 lpips: nn.Module | None = None, identity: nn.Module | None = None):
         super().__init__()
         self.model, self.stage, self.cfg = model, stage, cfg
-        # id_weight > 0: a frozen identity network, FFHQ-aligned (B, 3, S, S) in [0, 1] -> (B, D) (default: dlib's
-        # ResNet in torch from its converted weights; tests pass one with random weights)
+        self.lpips = None
+        if cfg.lpips_weight > 0:
+            if lpips is None:
+                from ..metrics.lpips import load_lpips
+
+                lpips = load_lpips(cfg.lpips_net)
+            self.lpips = lpips.eval().requires_grad_(False)
         self.identity = None
         if cfg.id_weight > 0:
             if identity is None:
@@ -128,7 +140,10 @@ class SFTObjective(nn.Module):
             rec = m.decode_latent(m.encode_latent(hq)).float()  # (B, 3, S, S)
             l1, l2 = F.l1_loss(rec, hq), F.mse_loss(rec, hq)
             out = {"l1": l1.detach(), "mse": l2.detach()}
-            return {"loss": l1 + l2 + self._identity_loss(rec, hq, out, "id"), **out}
+            loss = l1 + l2 + self._identity_loss(rec, hq, out, "id")
+            if self.lpips is not None:
+                loss = loss + cfg.lpips_weight * self._lpips(rec, hq, out)
+            return {"loss": loss, **out}
 
         if cfg.autoencoder_only:
             with torch.no_grad():
@@ -169,7 +184,7 @@ class SFTObjective(nn.Module):
                 mse = F.mse_loss(lq_lat.float(), x0)  # LQ latent -> frozen HQ latent (official stage 3)
                 loss = loss + cfg.mse_weight * mse
                 out["mse"] = mse.detach()
-                if cfg.pix_weight > 0:
+                if cfg.pix_weight > 0 or cfg.lpips_weight > 0:
                     loss = self._pixel_losses(lq_lat, x0, hq, lq, out, loss)["loss"]
             cond = m.condition(queries, lq_lat) * keep[:, None, None]  # (B, Q + N, C), whole condition dropped
         if self.identity is None:
@@ -196,14 +211,26 @@ class SFTObjective(nn.Module):
         out[key] = term.detach()
         return self.cfg.id_weight * term
 
+    def _lpips(self, restored: torch.Tensor, hq: torch.Tensor, out: dict) -> torch.Tensor:
+        """Mean LPIPS of (B, 3, S, S) [-1, 1] images to the HQ, on [0, 1] RGB (no clamp: the gradient stays);
+        adds "lpips" to ``out``."""
+        d = self.lpips((restored + 1) / 2, (hq.float() + 1) / 2).mean()
+        out["lpips"] = d.detach()
+        return d
+
     def _pixel_losses(self, lq_lat: torch.Tensor, x0: torch.Tensor, hq: torch.Tensor, lq: torch.Tensor, out: dict,
                       loss) -> dict:
-        """+ pix_weight * (L1 + MSE)(decode(lq_lat, lq), hq) and, with train_decoder, of decode(x0, lq) (a sampled
-        latent is decoded with its LQ too): adds "pix" (and "rec") to ``out``; returns {"loss": the new total}."""
+        """+ pix_weight * (L1 + MSE)(decode(lq_lat, lq), hq) + lpips_weight * LPIPS(same) and, with train_decoder,
+        pix_weight * (L1 + MSE) of decode(x0, lq) (a sampled latent is decoded with its LQ too): adds "pix",
+        "lpips" (and "rec") to ``out``; returns {"loss": the new total}."""
         m, w = self.model, self.cfg.pix_weight
-        if w <= 0:
+        if w <= 0 and self.lpips is None:
             return {"loss": loss}
         restored = m.decode_latent(lq_lat, lq).float()  # (B, 3, S, S)
+        if self.lpips is not None:
+            loss = loss + self.cfg.lpips_weight * self._lpips(restored, hq, out)
+        if w <= 0:
+            return {"loss": loss}
         pix = F.l1_loss(restored, hq) + F.mse_loss(restored, hq)
         out["pix"] = pix.detach()
         loss = loss + w * pix + self._identity_loss(restored, hq, out, "id_pix")

@@ -68,6 +68,12 @@ class SFTConfig:
     pix_weight: float = 0.0
     """Stage 3 / joint (ours, not the paper's): + pix_weight * (L1 + MSE)(decode(enc(LQ)), HQ), the restoration the
     sampler starts from at a low start_sigma, back-propagated through the decoder into the encoder."""
+    lpips_weight: float = 0.0
+    """Stages 0, 3 and joint (ours, not the paper's): + lpips_weight * LPIPS(decoded restoration, HQ) on [0, 1] RGB,
+    the decoded image being stage 0's reconstruction of the HQ face, or stage 3 / joint's decode(enc(LQ)) (as
+    pix_weight's). Frozen network, loaded by ``metrics.lpips.load_lpips`` (``prefrestore weights fetch lpips_alex``)."""
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    """LPIPS backbone of that loss: AlexNet (~0.1 s forward+backward per 128 px face on a CPU core) or VGG16 (~10x)."""
     id_weight: float = 0.0
     """Ours (0 = off): + id_weight * mean(1 - cosine) of dlib-ResNet embeddings (the torch port,
     ``metrics.dlib_resnet``; weights from ``prefrestore weights dlib_resnet``) of each pixel restoration and its
@@ -107,8 +113,12 @@ class SFTConfig:
             raise ValueError(f"sigma_max={self.sigma_max} must be in (0, 1]")
         if (self.pix_weight > 0 or self.train_decoder) and self.stage not in (3, "joint"):
             raise ValueError(f"pix_weight / train_decoder are stage 3 / joint options, not stage {self.stage}")
-        if self.train_decoder and self.pix_weight <= 0:
-            raise ValueError("train_decoder=true needs pix_weight > 0 (the decoder's only loss)")
+        if self.lpips_weight < 0 or self.pix_weight < 0:
+            raise ValueError(f"pix_weight={self.pix_weight} and lpips_weight={self.lpips_weight} must be >= 0")
+        if self.lpips_weight > 0 and self.stage not in (0, 3, "joint"):
+            raise ValueError(f"lpips_weight needs a decoded image: stages 0, 3 and joint, not stage {self.stage}")
+        if self.train_decoder and self.pix_weight <= 0 and self.lpips_weight <= 0:
+            raise ValueError("train_decoder=true needs pix_weight > 0 or lpips_weight > 0 (the decoder's only losses)")
         if self.data.crop and not (self.stage == 0 or self.autoencoder_only):
             raise ValueError(f"data.crop={self.data.crop} works only where nothing but the autoencoder runs: stage 0, "
                              "or stage 3 with diff_weight=0 (the tokenizer and the transformer need whole faces)")
