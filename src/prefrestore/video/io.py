@@ -66,6 +66,16 @@ def is_video(path: str | os.PathLike) -> bool:
     return len(head) >= 377 and head[0] == head[188] == 0x47  # MPEG transport stream: a sync byte every 188 bytes
 
 
+def output_format(path: str | os.PathLike) -> str:
+    """The container a restoration of this video is written in: ``"matroska"`` for Matroska/WebM inputs (which
+    may carry streams MP4 cannot), ``"mp4"`` for every other one (decided from the first bytes, as by content)."""
+    try:
+        with open(path, "rb") as f:
+            return "matroska" if f.read(4) == b"\x1a\x45\xdf\xa3" else "mp4"
+    except OSError:
+        return "mp4"  # unreadable: probe() says why
+
+
 def _open(path: str | os.PathLike):
     try:
         import av
