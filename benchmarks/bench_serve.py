@@ -5,7 +5,8 @@ real server on loopback.
 
 Starts `python -m prefrestore serve` on 127.0.0.1 and a free port (its own temporary work folder), warms it up with
 one request, then every client thread POSTs the photo to /v1/restore (synchronous) in a loop until the time is up
-(a 429 is counted and honoured with its Retry-After). Then the queue drains, the server idles ``--idle`` seconds,
+(a 429 is counted and honoured with its Retry-After); client k connects from 127.0.0.(k + 2), so the server
+sees as many client addresses as clients. Then the queue drains, the server idles ``--idle`` seconds,
 and one more request is sent: it must be served (an idle server admits; the old admission answered 429 for
 minutes after a burst). Traffic goes to loopback only, and every phase is bounded (``--duration``,
 ``--max-requests``, the drain by the job timeout). Prints one JSON object: requests/s, p50/p95 latency of
@@ -48,6 +49,26 @@ def rss_tree(proc: psutil.Process) -> int:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+class SourceAddress(requests.adapters.HTTPAdapter):
+    """Connect from a given local address: each client thread gets its own loopback address (127.0.0.k), so the
+    server sees N clients as it would N users (its per-client upload limit counts addresses)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        return super().init_poolmanager(*args, **kwargs)
+
+
+def client_session(k: int) -> requests.Session:
+    """A session whose connections come from 127.0.0.(k + 2) (k < 250)."""
+    session = requests.Session()
+    session.mount("http://", SourceAddress(f"127.0.0.{k % 250 + 2}"))
+    return session
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -106,11 +127,11 @@ def main() -> int:
         # reached their working size before the "before" RSS is taken (a leak shows as growth after that).
         warm: list[requests.Response] = []
 
-        def warm_one() -> None:
-            with requests.Session() as s:
+        def warm_one(k: int) -> None:
+            with client_session(k) as s:
                 warm.append(once(s))
 
-        pool = [threading.Thread(target=warm_one) for _ in range(2 * args.warmup_batch)]
+        pool = [threading.Thread(target=warm_one, args=(k,)) for k in range(2 * args.warmup_batch)]
         for t in pool:
             t.start()
         for t in pool:
@@ -130,8 +151,8 @@ def main() -> int:
         peak = [rss_before]
         done = threading.Event()
 
-        def client() -> None:
-            with requests.Session() as session:
+        def client(k: int) -> None:
+            with client_session(k) as session:
                 while time.monotonic() < stop_at:
                     with lock:
                         if sent[0] >= args.max_requests:
@@ -165,7 +186,7 @@ def main() -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         t_load = time.monotonic()
-        threads = [threading.Thread(target=client, daemon=True) for _ in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
@@ -182,7 +203,7 @@ def main() -> int:
         drained_s = time.monotonic() - t_drain
         time.sleep(args.idle)
         t_first = time.monotonic()
-        with requests.Session() as s:
+        with client_session(0) as s:
             first = once(s)
         first_after = {"status": first.status_code, "latency_s": round(time.monotonic() - t_first, 2),
                        "retry_after": first.headers.get("Retry-After"),

@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     bound = "" if settings.bind == args.host else f" (address {settings.bind})"
     print(f"prefrestore serving on http://{host}:{args.port}/{bound} (API docs: /docs; work folder {workdir})")
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        # proxy_headers off: a client's X-Forwarded-For must not choose the address its upload slots count under
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", proxy_headers=False)).run(sockets=[sock])
     finally:
         sock.close()
         remove_temp()
