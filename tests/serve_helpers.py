@@ -88,3 +88,38 @@ def decode(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@contextmanager
+def serve(tmp_path, detector, restorer=None, identity=None, **settings):
+    """A server over ``restorer`` (default: an InvertRestorer) with these ServerSettings -> (url, restorer, state)."""
+    from prefrestore.serving.app import create_app
+    from prefrestore.serving.schemas import ServerSettings
+
+    restorer = restorer or InvertRestorer()
+    workdir = tmp_path / "work"
+    app = create_app(ServerSettings(workdir=workdir, **settings),
+                     fake_loader(restorer, detector, workdir, identity=identity))
+    with running_server(app) as url:
+        yield url, restorer, app.server
+
+
+def post(url, data, name="photo.jpg", options=None, path="/v1/restore", **kw):
+    import json
+
+    import requests
+
+    form = {"options": json.dumps(options)} if options is not None else {}
+    return requests.post(url + path, files={"file": (name, data)}, data=form, timeout=60, **kw)
+
+
+def wait_state(url, job_id, states, timeout=30):
+    import requests
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = requests.get(f"{url}/v1/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} never reached {states}: {job}")

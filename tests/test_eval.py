@@ -324,3 +324,104 @@ def test_realesrgan_baseline_is_x4_then_area_back():
     out = r.restore(faces)
     assert all(o.shape == (24, 24, 3) and o.dtype == np.uint8 for o in out)
     assert all(np.array_equal(o, f) for o, f in zip(out, faces, strict=True))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# eval under careless use: a folder of its own, nothing it did not write replaced, mixed sizes scored
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_eval_leaves_every_pre_existing_file_byte_identical(testset: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's cases: --compare -o into a user's folder holding compare.md/grid.png, -o equal to (or inside)
+    the --restored/--gt folder holding a user's restoration named grid.png, a non-empty foreign folder, and a
+    comparison into one of its own run folders: each refused with one line (exit 2); every file that existed
+    before (the benchmark, the user's files, the runs) is byte-identical afterwards."""
+    common = ["--metrics", "psnr_y", "--no-fid", "--grid", "2"]
+    restored = tmp_path / "mine"
+    for i in range(3):
+        save_rgb(restored / f"im{i}.png", load_rgb(testset / "gt" / f"im{i}.png"))
+    save_rgb(restored / "grid.png", np.full((8, 8, 3), 7, np.uint8))  # a user's restoration that is named grid.png
+    assert main(["eval", "--data", str(testset), "--model", "bicubic", "-o", str(tmp_path / "bic"), *common]) == 0
+    assert main(["eval", "--restored", str(restored), "--gt", str(testset / "gt"), "-o", str(tmp_path / "own"),
+                 "--name", "mine", *common]) == 0
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "compare.md").write_text("my notes\n")
+    (user / "grid.png").write_bytes(b"my picture")
+    (user / "sub").mkdir()
+    (user / "sub" / "x.txt").write_text("x")
+    (tmp_path / "bic" / "notes.txt").write_text("mine, inside a run folder")
+    capsys.readouterr()
+    before = _snapshot(tmp_path) | {f"set/{k}": v for k, v in _snapshot(testset).items()}
+
+    runs = [str(tmp_path / "bic"), str(tmp_path / "own")]
+    attempts = [
+        ["--compare", *runs, "-o", str(user)],  # a user's folder with compare.md and grid.png
+        ["--compare", *runs, "-o", str(tmp_path / "bic")],  # one of the runs it reads
+        ["--compare", *runs, "-o", str(restored)],  # the restored folder of one of the runs
+        ["--restored", str(restored), "--gt", str(testset / "gt"), "-o", str(restored), *common],  # -o = --restored
+        ["--restored", str(restored), "--gt", str(testset / "gt"), "-o", str(restored / "run"), *common],
+        ["--data", str(testset), "--model", "bicubic", "-o", str(testset / "gt" / "run"), *common],  # inside --data
+        ["--data", str(testset), "--model", "bicubic", "-o", str(user), *common],  # a foreign non-empty folder
+        ["--data", str(testset), "--model", "bicubic", "-o", str(tmp_path / "own"), *common],  # other settings
+    ]
+    for args in attempts:
+        assert main(["eval", *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), (args, err)
+    # and what works: a comparison into a new folder, then again into it (its own files, replaced)
+    assert main(["eval", "--compare", *runs, "-o", str(tmp_path / "cmp")]) == 0
+    assert main(["eval", "--compare", *runs, "-o", str(tmp_path / "cmp")]) == 0
+    after = _snapshot(tmp_path) | {f"set/{k}": v for k, v in _snapshot(testset).items()}
+    changed = [k for k, v in before.items() if after.get(k) != v]
+    assert changed == []
+    assert not [k for k in after if k not in before and not k.startswith("cmp/")]  # wrote only its new folder
+
+
+def test_restorations_of_other_sizes_are_resized_and_said(testset: Path, tmp_path: Path) -> None:
+    """GTs of two sizes and restorations of a third in one batch (the old ValueError): scored after a bicubic
+    resize to the GT's size, recorded per image and stated in the report. A restoration equal to its GT scores
+    infinite PSNR; a resized copy of the GT scores high but finite."""
+    gt, rest = tmp_path / "gt", tmp_path / "rest"
+    from prefrestore.image import resize
+
+    for i in range(3):
+        img = load_rgb(testset / "gt" / f"im{i}.png")  # 64 x 64
+        if i == 2:
+            img = resize(img, (48, 40), resample="bicubic")  # a GT of another size: (h, w) = (40, 48)
+        save_rgb(gt / f"im{i}.png", img)
+        if i == 0:
+            save_rgb(rest / f"im{i}.png", img)  # exact
+        else:
+            save_rgb(rest / f"im{i}.png", resize(img, (img.shape[1] * 2, img.shape[0] * 2), resample="bicubic"))
+    s = evaluate(EvalConfig(out=str(tmp_path / "run"), restored=str(rest), gt=str(gt), metrics=("psnr_y",),
+                            fid=False, grid=0, batch_size=8)).summary
+    per = {r["name"]: r for r in map(json.loads, (tmp_path / "run" / "scores.jsonl").read_text().splitlines())}
+    assert "resized_from" not in per["im0"] and per["im1"]["resized_from"] == [128, 128]
+    assert per["im2"]["resized_from"] == [96, 80]
+    assert per["im0"]["metrics"]["psnr_y"] == float("inf")
+    assert all(25 < per[n]["metrics"]["psnr_y"] < float("inf") for n in ("im1", "im2"))
+    note = s["notes"]["resized"]
+    assert note.startswith("2 of 3 restorations differ in size") and "bicubic" in note and "im2 (96x80)" in note
+    assert "bicubic" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_fid_features_of_mixed_sizes(tmp_path: Path) -> None:
+    """Feature batches of mixed image sizes (a --fid-ref folder, or restorations) are fed one size at a time."""
+    seen = []
+
+    def extractor(x):
+        seen.append(tuple(x.shape))
+        return x.mean(dim=(2, 3))
+
+    paths = []
+    for k, (h, w) in enumerate([(16, 16), (20, 24), (16, 16)]):
+        paths.append(tmp_path / f"{k}.png")
+        save_rgb(paths[-1], np.full((h, w, 3), 40 * k, np.uint8))
+    f = runner._features(extractor, paths, tmp_path / "cache.npz", batch=8)
+    assert f.shape == (3, 3) and sorted(seen) == [(1, 3, 20, 24), (2, 3, 16, 16)]
+    assert np.allclose(f[:, 0] * 255, [0, 40, 80], atol=0.5)  # in input order

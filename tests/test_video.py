@@ -452,3 +452,82 @@ def test_cli_names_the_options_videos_do_not_apply():
 
     assert _photo_only_options(RestoreOptions(fidelity=0.5, color_fix="none", blend=0.5)) == []
     assert _photo_only_options(RestoreOptions(faces=(0,), identity_guard="flag")) == ["--identity-guard", "--faces"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bad encoder settings and output paths: refused up front, nothing left behind
+
+_PROBE = """
+import sys, time
+t0 = time.monotonic()
+from prefrestore.cli import main
+rc = main(sys.argv[1:])
+print(rc, "torch" in sys.modules, round(time.monotonic() - t0, 2))
+"""
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--codec", "nonexistent"], "--codec nonexistent: no such encoder"),
+    (["--codec", "png"], "--codec png: cannot encode yuv420p"),
+    (["--codec", "libx264rgb"], "--codec libx264rgb: cannot encode yuv420p"),
+    (["--codec", "aac"], "--codec aac: is audio encoder"),
+    (["--preset", "bogus"], "--preset bogus: not a libx264 preset"),
+    (["--codec", "libx265", "--preset", "bogus"], "--preset bogus: not a libx265 preset"),
+    (["--crf", "99"], "--crf 99: must be a whole number in 0..63"),
+])
+def test_bad_encoder_options_exit_2_before_anything_is_read(tmp_path, clips, flags, says):
+    """Checked while the flags are parsed (a tiny in-memory encode): exit 2, one line, torch never imported (the
+    old run decoded and restored for a minute first), and no output folder, .partial folder or temporary file."""
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", _PROBE, "restore", str(clips["pzc"]), "-o", str(out), *flags],
+                         capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - t0
+    rc, torch_loaded, _ = run.stdout.split()
+    assert (rc, torch_loaded) == ("2", "False"), run
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith(f"error: {says}"), line
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in clips["pzc"].parent.iterdir()) == ["enter.mp4", "pzc.mp4"]
+    print(f"{' '.join(flags)}: exit 2 after {elapsed:.2f} s")
+    assert elapsed < 30  # a loose bound for a loaded machine; the check itself takes milliseconds
+
+
+def test_library_checks_encoding_before_decoding(tmp_path, clips, det, monkeypatch):
+    from prefrestore.video import run as video_run
+
+    def no_decoding(path):
+        raise AssertionError("decoded before the encoder settings were checked")
+
+    monkeypatch.setattr(video_run, "probe", no_decoding)
+    out = tmp_path / "v" / "x.mp4"
+    for config in (VideoConfig(codec="png"), VideoConfig(preset="bogus"), VideoConfig(codec="nonexistent")):
+        with pytest.raises(UserError) as err:
+            restore_video(clips["pzc"], out, IdentityRestorer(), det, config)
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "v").exists()
+
+
+def test_failed_run_without_finished_segments_leaves_nothing(tmp_path, clips, det):
+    """A restorer failing in the first segment: nothing to resume, so no .partial folder and no temporary file."""
+    out = tmp_path / "v" / "x.mp4"
+    with pytest.raises(RestorationFailed):
+        restore_video(clips["pzc"], out, IdentityRestorer(fail_at=0), det, VideoConfig(segment_frames=50))
+    left = sorted(p.name for p in (tmp_path / "v").iterdir()) if (tmp_path / "v").exists() else []
+    assert left == []
+
+
+def test_output_path_that_is_a_folder_is_one_line(tmp_path, clips, fake_api, one_thread, capsys):
+    from prefrestore import cli
+
+    out = tmp_path / "out"
+    folder = out / "restored_videos" / "pzc.mp4"
+    folder.mkdir(parents=True)
+    (folder / "keep.txt").write_text("mine")
+    code = cli.main(["restore", str(clips["pzc"]), "-o", str(out), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "unexpected" not in err
+    lines = [line for line in err.splitlines() if "is a folder" in line]
+    assert len(lines) >= 1 and all(str(folder) in line for line in lines), err
+    assert (folder / "keep.txt").read_text() == "mine"  # the folder is left as it was
+    assert sorted(p.name for p in (out / "restored_videos").iterdir()) == ["pzc.mp4"]  # no temporary, no .partial

@@ -11,6 +11,9 @@ one input opener, and one way to show a path in a message.
   renames it into place at the end.
 * :func:`shown` makes any path or message one printable line (a newline or a non-UTF-8 byte in a file name
   becomes an escape), so one bad file is one line.
+* :class:`OwnedFolder` is an output folder a command owns (``eval``'s run and comparison folders): made by it
+  (or empty when it started), marked with a manifest of what it wrote, never an input folder or inside one; a
+  file it did not write is never replaced.
 
 Temporary files are named ``.prefrestore-PID-N.tmp`` (short, so a long target name cannot make the temporary
 name too long); :func:`sweep_stale_temps` removes those of processes that are gone (a SIGKILLed run).
@@ -21,12 +24,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import json
 import os
 import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import ImageError, UserError
@@ -299,3 +303,78 @@ def staged_folder(folder: str | os.PathLike, *, flag: str = "-o", hint: str = "c
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+OWNER_MARK = ".prefrestore-owner.json"
+
+
+class OwnedFolder:
+    """An output folder that one kind of run owns, so it never replaces a file it did not write.
+
+    Taken when it does not exist or is empty (then ``OWNER_MARK`` is written in it: the kind and every name the
+    run claimed), or when it holds the mark of the same kind, or when ``legacy(folder)`` says an older version of
+    the run made it (its files are then the run's). Anything else, an input folder or a folder inside one, is
+    refused with one line. :meth:`claim` names the files and sub-folders the run
+    is about to write: a name already there that the manifest does not list is refused before any work, so a
+    user's ``grid.png`` beside a comparison is never replaced. Files inside a claimed sub-folder are the run's.
+    """
+
+    def __init__(self, folder: str | os.PathLike, *, kind: str, inputs: Iterable[str | os.PathLike] = (),
+                 flag: str = "-o", legacy: Callable[[Path], bool] | None = None) -> None:
+        raw = os.fspath(folder)
+        if raw.strip() == "":
+            raise UserError(f"{flag} '': empty output folder name; give a new folder, e.g. {flag} runs/mine")
+        self.root, self.kind, self.flag = Path(raw), kind, flag
+        self.inputs = [Path(real_key(i)) for i in inputs]
+        me = Path(real_key(self.root))
+        for inp in self.inputs:
+            if me == inp or inp in me.parents:
+                where = "an input folder" if me == inp else f"inside the input folder {shown(inp)}"
+                raise UserError(f"{flag} {shown(self.root)}: is {where}; {kind} writes only into a folder of its own, "
+                                f"choose another {flag}")
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"{flag} {shown(self.root)}: exists and is not a folder; choose another {flag}")
+        mark = self.root / OWNER_MARK
+        if mark.is_file():
+            try:
+                data = json.loads(mark.read_text())
+                owner, files = data["kind"], data["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise UserError(f"{shown(mark)}: unreadable ownership record; choose a new {flag}") from None
+            if owner != kind:
+                raise UserError(f"{flag} {shown(self.root)}: holds a prefrestore {owner} folder, not {kind}; choose "
+                                f"another {flag}")
+            self.files = set(files)
+        elif not self.root.exists() or not any(self.root.iterdir()):
+            self.files = set()
+        elif legacy is not None and legacy(self.root):
+            self.files = {p.relative_to(self.root).parts[0] for p in self.root.iterdir()}
+        else:
+            raise UserError(f"{flag} {shown(self.root)}: exists and was not made by prefrestore {kind} (no "
+                            f"{OWNER_MARK}); its files are not replaced, choose a new or empty {flag}")
+
+    def claim(self, *names: str) -> None:
+        """Declare the files (``"grid.png"``) and sub-folders (``"restored/"``) about to be written; refused with
+        one line when one exists and is not the run's, or would be inside an input folder. Records them."""
+        new = [n for n in names if n.rstrip("/") not in self.files]
+        for name in new:
+            target = self.root / name.rstrip("/")
+            if target.exists() or target.is_symlink():
+                raise UserError(f"{shown(target)}: exists and was not written by prefrestore {self.kind}; move it "
+                                f"away or choose another {self.flag}")
+            real = Path(real_key(target))
+            if any(inp == real or inp in real.parents for inp in self.inputs):
+                raise UserError(f"{shown(target)}: would be written into an input folder; choose another {self.flag}")
+        if new or not (self.root / OWNER_MARK).is_file():
+            self.files |= {n.rstrip("/") for n in new}
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.root / OWNER_MARK,
+                              json.dumps({"kind": self.kind, "files": sorted(self.files)}, indent=1) + "\n")
+        for name in new:
+            if name.endswith("/"):
+                (self.root / name).mkdir(exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        """The path of a claimed name (``claim`` it first)."""
+        assert name.split("/")[0] in self.files, f"{name} was not claimed"
+        return self.root / name

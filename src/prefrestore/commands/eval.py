@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import get_args
 
-from ..metrics.suite import DEFAULT_METRICS, METRICS, LandmarkChoice
+# Nothing heavy at import: the CLI builds every command's flags at start-up, and prefrestore.metrics loads torch.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     met.add_argument(
         "--metrics",
         default="all",
-        help=f"comma-separated subset of {','.join(METRICS)} (default all; unavailable ones are reported)",
+        help="comma-separated metric names, e.g. psnr_rgb,lpips_vgg,lmd (default all; an unknown name lists them; "
+        "unavailable ones are reported)",
     )
     met.add_argument("--no-fid", action="store_true", help="skip FID and KID")
     met.add_argument("--fid-ref", help="reference image folder for FID (default: the GT folder)")
@@ -54,7 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     met.add_argument(
         "--landmarks",
-        choices=get_args(LandmarkChoice),
         default="auto",
         help="LMD landmarks: auto = FAN 98 points if alignment_WFLW_4HG.pth is present, else MTCNN 5 points",
     )
@@ -69,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _metrics(arg: str) -> tuple[str, ...]:
+    from ..metrics.suite import DEFAULT_METRICS, METRICS
+
     if arg == "all":
         return DEFAULT_METRICS
     names = tuple(m.strip() for m in arg.split(",") if m.strip())
@@ -101,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < low:
             raise UserError(f"{flag} {value}: must be >= {low}")
     args.device = check_device(args.device)
+    from typing import get_args
+
+    from ..metrics.suite import LandmarkChoice
+
+    if args.landmarks not in get_args(LandmarkChoice):
+        raise UserError(f"--landmarks {args.landmarks}: choose one of {', '.join(get_args(LandmarkChoice))}")
 
     try:
         cfg = EvalConfig(

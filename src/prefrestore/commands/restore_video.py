@@ -12,16 +12,44 @@ import sys
 from ..errors import UserError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..video import BLEND_MODES, VideoConfig
+class _Encoding(argparse.Action):
+    """``--codec``, ``--preset``, ``--crf``: stored, then the encoder settings parsed so far (the others at their
+    defaults) are checked at once by a tiny in-memory encode (``video.io.check_encoding``), so a bad encoder,
+    preset or codec/container combination is a one-line error (exit 2) before any input is read or the model
+    loads, and leaves nothing behind."""
 
-    default = VideoConfig()
+    def __call__(self, parser, namespace, value, option_string=None):
+        import importlib.util
+
+        setattr(namespace, self.dest, value)
+        if importlib.util.find_spec("av") is None:
+            return  # a photo-only run needs no PyAV; a video run says it is missing
+        from ..video.io import check_encoding
+
+        check_encoding(namespace.codec, namespace.crf, namespace.preset)
+
+
+def _crf(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 63:
+        raise UserError(f"--crf {text[:20]}: must be a whole number in 0..63 (18 is visually lossless for H.264)")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..video.config import VideoConfig
+    from ..video.temporal import BLEND_MODES
+
+    default = VideoConfig  # the class: its field defaults, without building a PipelineConfig (torch)
     g = parser.add_argument_group("videos (found by content among the inputs; needs prefrestore[video])")
-    g.add_argument("--codec", default=default.codec,
-                   help=f"video encoder, an FFmpeg name (default: {default.codec}, yuv420p)")
-    g.add_argument("--crf", type=int, default=default.crf,
+    g.add_argument("--codec", default=default.codec, action=_Encoding,
+                   help=f"video encoder, an FFmpeg name that takes yuv420p (default: {default.codec})")
+    g.add_argument("--crf", type=_crf, default=default.crf, action=_Encoding,
                    help=f"encoder quality, lower is better (default: {default.crf})")
-    g.add_argument("--preset", default=default.preset,
+    g.add_argument("--preset", default=default.preset, action=_Encoding,
                    help=f"x264/x265 speed preset: ultrafast ... veryslow (default: {default.preset})")
     g.add_argument("--temporal", choices=BLEND_MODES, default=default.temporal,
                    help="temporal blending along a face track: of inputs and restorations, of restorations only, of "
@@ -46,6 +74,8 @@ def video_config(args: argparse.Namespace, pipeline_config):
     return VideoConfig(pipeline=pipeline_config, temporal=args.temporal, temporal_weight=args.temporal_weight,
                        detect_every=args.detect_every, codec=args.codec, crf=args.crf,
                        preset=args.preset)
+
+
 
 
 def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> int:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..degradations import PRESETS
+# prefrestore.degradations loads torch: imported in run(), not when the CLI builds every command's flags.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("hq_dir", metavar="HQ_DIR", help="folder of high-quality (aligned) face images")
     parser.add_argument("-o", "--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), default="paper", help="degradation recipe (default paper)"
+        "--preset", default="paper", help="degradation recipe: a preset of prefrestore.degradations (default paper)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="base seed; each image's seed derives from it and its name"
@@ -29,8 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..degradations import PRESETS
     from ..errors import UserError
     from ..eval.testset import SyntheticSetConfig, build_testset
+
+    if args.preset not in PRESETS:
+        raise UserError(f"--preset {args.preset}: unknown; choose one of {', '.join(sorted(PRESETS))}")
 
     if args.size < 0 or args.size > 8192:
         raise UserError(f"--size {args.size}: must be in 0..8192 (0 keeps the source size)")

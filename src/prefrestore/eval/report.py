@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import logging
 import math
@@ -253,22 +254,39 @@ def compare(runs: list[str], out: str | None, *, grid_rows: int = 8, by: str | N
         if s["unavailable"]:
             text += f"\n{s['method']}: unavailable: " + "; ".join(f"{m}" for m in sorted(s["unavailable"])) + "\n"
     if out:
-        o = Path(out)
-        o.mkdir(parents=True, exist_ok=True)
-        (o / "compare.md").write_text(text)
+        from ..io_safety import OwnedFolder, atomic_write_text
+
+        # a folder of its own: never a run folder it reads, never a file it did not write replaced
+        inputs = [*runs, *(s["benchmark"].get(k) for s in summaries for k in ("restored_dir", "lq_dir", "gt_dir"))]
+        owned = OwnedFolder(out, kind="compare", inputs=[i for i in inputs if i], legacy=_legacy_compare)
+        owned.claim(*COMPARE_FILES)
+        atomic_write_text(owned.path("compare.md"), text)
         cols = _columns(summaries)
-        with (o / "compare.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["method", *cols])
-            for s in summaries:
-                v = _row_values(s)
-                w.writerow([s["method"], *[v.get(c, "") for c in cols]])
-        (o / "compare.json").write_text(
-            json.dumps({"runs": [str(r) for r in runs], "summaries": summaries}, indent=2) + "\n"
-        )
-        _plot_compare(o / "compare.png", summaries)
-        _compare_grid(o / "grid.png", runs, summaries, grid_rows)
+        table = io.StringIO()
+        w = csv.writer(table)
+        w.writerow(["method", *cols])
+        for s in summaries:
+            v = _row_values(s)
+            w.writerow([s["method"], *[v.get(c, "") for c in cols]])
+        atomic_write_text(owned.path("compare.csv"), table.getvalue())
+        atomic_write_text(owned.path("compare.json"),
+                          json.dumps({"runs": [str(r) for r in runs], "summaries": summaries}, indent=2) + "\n")
+        _plot_compare(owned.path("compare.png"), summaries)
+        _compare_grid(owned.path("grid.png"), runs, summaries, grid_rows)
     return text
+
+
+COMPARE_FILES = ("compare.md", "compare.csv", "compare.json", "compare.png", "grid.png")
+"""What ``compare`` writes in its folder, claimed before anything is written."""
+
+
+def _legacy_compare(folder: Path) -> bool:
+    """A comparison folder written before ownership records: its compare.json is ours."""
+    try:
+        data = json.loads((folder / "compare.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "runs" in data and "summaries" in data
 
 
 def _per_image(run: str | Path) -> dict[str, dict[str, float]]:

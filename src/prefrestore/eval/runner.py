@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import UserError
 from ..image import list_images, load_rgb, resize, save_rgb, uint8_to_unit
-from ..io_safety import InputGuard, atomic_write_text
+from ..io_safety import InputGuard, OwnedFolder, atomic_write_text
 from ..metrics import fid as fidlib
 from ..metrics.entropy import mean_pairwise_distance, pixel_std
 from ..metrics.fidelity import match_mean_std
@@ -145,6 +145,26 @@ def _output_size(item: Item) -> tuple[int, int]:
         return im.size[1], im.size[0]
 
 
+RUN_FILES = ("run.json", "timings.jsonl", "scores.jsonl", "results.json", "results.md", "results.csv",
+             "per_image.csv", "grid.png", "restored/", "features/", "plots/")
+"""What a run writes in its folder (and ``samples/`` with --samples > 1): claimed before any work, so a file of
+the same name that the run did not write stops it at once instead of being replaced."""
+
+
+def _input_folders(cfg: EvalConfig) -> list[str]:
+    """The folders a run reads: it never writes into them."""
+    return [f for f in (cfg.data, cfg.lq, cfg.gt, cfg.restored, cfg.fid_ref) if f]
+
+
+def _legacy_run(folder: Path) -> bool:
+    """A run folder written before ownership records: its run.json is eval's."""
+    try:
+        data = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "prefrestore_version" in data and "settings" in data
+
+
 def _check_settings(run: Path, cfg: EvalConfig, bench: Benchmark) -> None:
     settings = {"settings": cfg.settings(), "benchmark": bench.describe(), "method": cfg.method}
     path = run / "run.json"
@@ -161,7 +181,6 @@ def _check_settings(run: Path, cfg: EvalConfig, bench: Benchmark) -> None:
                 f"{run}: holds a run with other settings ({', '.join(diff)}); resume with the same "
                 "arguments or pick a new -o"
             )
-    run.mkdir(parents=True, exist_ok=True)
     settings["prefrestore_version"] = __version__
     atomic_write_text(path, json.dumps(settings, indent=2) + "\n", guard=InputGuard(_bench_files(bench)))
 
@@ -216,29 +235,64 @@ def score_all(cfg: EvalConfig, bench: Benchmark, run: Path, scorer: ImageScorer)
         bar = tqdm(total=len(todo), desc="score", unit="img")
         for i in range(0, len(todo), cfg.batch_size):
             chunk = todo[i : i + cfg.batch_size]
-            restored, gts, lqs = [], [], []
-            for it in chunk:
-                r = load_rgb(_restored_path(run, bench, it))
-                ref = load_rgb(it.gt) if it.gt is not None else load_rgb(it.lq)  # type: ignore[arg-type]
-                if r.shape != ref.shape:
-                    r = resize(r, (ref.shape[1], ref.shape[0]), resample="bicubic")
-                if cfg.correct_mean_var and it.gt is not None:
-                    x, y = uint8_to_unit(r)[None], uint8_to_unit(ref)[None]
-                    fixed = match_mean_std(x, y).clamp(0, 1)[0].permute(1, 2, 0).numpy()
-                    r = (fixed * 255).round().astype(np.uint8)
-                restored.append(r)
-                gts.append(ref if it.gt is not None else None)
-                lqs.append(load_rgb(it.lq) if it.lq is not None else None)
-            gt_arg = gts if all(g is not None for g in gts) else None
-            lq_arg = lqs if all(q is not None for q in lqs) else None
-            rows = scorer.score(restored, gt=gt_arg, lq=lq_arg)  # type: ignore[arg-type]
-            recs = [{"name": it.name, "metrics": row} for it, row in zip(chunk, rows, strict=True)]
+            loaded = [_scoring_inputs(cfg, run, bench, it) for it in chunk]
+            rows: list[dict[str, float]] = [{} for _ in chunk]
+            # images of one size are scored together (metrics stack a batch); a benchmark may mix sizes
+            by_size: dict[tuple[int, ...], list[int]] = {}
+            for k, (restored, _, _, _) in enumerate(loaded):
+                by_size.setdefault(restored.shape, []).append(k)
+            for ks in by_size.values():
+                gts = [loaded[k][1] for k in ks]
+                lqs = [loaded[k][2] for k in ks]
+                gt_arg = gts if all(g is not None for g in gts) else None
+                lq_arg = lqs if all(q is not None for q in lqs) else None
+                for k, row in zip(ks, scorer.score([loaded[k][0] for k in ks], gt=gt_arg, lq=lq_arg), strict=True):
+                    rows[k] = row  # type: ignore[arg-type]
+            recs = []
+            for it, row, (_, _, _, resized_from) in zip(chunk, rows, loaded, strict=True):
+                rec: dict = {"name": it.name, "metrics": row}
+                if resized_from is not None:
+                    rec["resized_from"] = resized_from
+                recs.append(rec)
             _append_jsonl(path, recs)
             for rec in recs:
                 cached[rec["name"]] = rec["metrics"]
             bar.update(len(chunk))
         bar.close()
     return {it.name: cached[it.name] for it in bench.items}
+
+
+RESIZE_METHOD = "bicubic"
+"""How a restoration whose size differs from its reference (the GT, else the LQ) is brought to that size before
+scoring (PIL's bicubic filter, ``image.resize``); each such image is recorded and the report says so."""
+
+
+def _scoring_inputs(cfg: EvalConfig, run: Path, bench: Benchmark, it: Item):
+    """(restored at the reference's size, GT or None, LQ or None, the restoration's own [w, h] when it was
+    resized, else None) of one image."""
+    r = load_rgb(_restored_path(run, bench, it))
+    ref = load_rgb(it.gt) if it.gt is not None else load_rgb(it.lq)  # type: ignore[arg-type]
+    resized_from = None
+    if r.shape != ref.shape:
+        resized_from = [int(r.shape[1]), int(r.shape[0])]
+        r = resize(r, (ref.shape[1], ref.shape[0]), resample=RESIZE_METHOD)
+    if cfg.correct_mean_var and it.gt is not None:
+        x, y = uint8_to_unit(r)[None], uint8_to_unit(ref)[None]
+        fixed = match_mean_std(x, y).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+        r = (fixed * 255).round().astype(np.uint8)
+    return r, ref if it.gt is not None else None, load_rgb(it.lq) if it.lq is not None else None, resized_from
+
+
+def resize_note(run: Path, bench: Benchmark) -> str | None:
+    """The report's line about restorations scored after resizing (None when every size matched)."""
+    records = _read_jsonl(run / "scores.jsonl")
+    resized = [(it.name, records[it.name]["resized_from"]) for it in bench.items
+               if "resized_from" in records.get(it.name, {})]
+    if not resized:
+        return None
+    shown = ", ".join(f"{n} ({w}x{h})" for n, (w, h) in resized[:5]) + (", ..." if len(resized) > 5 else "")
+    return (f"{len(resized)} of {len(bench.items)} restorations differ in size from their reference; each was "
+            f"resized to the reference's size ({RESIZE_METHOD}, PIL) before scoring: {shown}")
 
 
 def _restored_path(run: Path, bench: Benchmark, it: Item) -> Path:
@@ -260,8 +314,15 @@ def _features(
     feats = []
     for i in tqdm(range(0, len(paths), batch), desc=f"features {cache.stem}", unit="batch"):
         imgs = [load_rgb(p) for p in paths[i : i + batch]]
-        x = torch.stack([uint8_to_unit(a) for a in imgs])
-        feats.append(extractor(x).double().cpu().numpy())
+        out: list[np.ndarray | None] = [None] * len(imgs)
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for k, a in enumerate(imgs):
+            by_size.setdefault(a.shape, []).append(k)
+        for ks in by_size.values():  # one size per extractor call (the extractor resizes to its own input size)
+            x = torch.stack([uint8_to_unit(imgs[k]) for k in ks])
+            for k, row in zip(ks, extractor(x).double().cpu().numpy(), strict=True):
+                out[k] = row
+        feats.append(np.stack(out))  # type: ignore[arg-type]
     f = np.concatenate(feats)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, features=f, names=np.asarray(names), extractor=np.asarray(tag))
@@ -362,6 +423,9 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         raise UserError("restoring needs LQ images: pass a benchmark with an LQ folder or --lq DIR")
     check_inputs(bench)
     run = Path(cfg.out)
+    # a folder of its own: never an input folder, never a file it did not write replaced (io_safety.OwnedFolder)
+    owned = OwnedFolder(run, kind="eval", inputs=_input_folders(cfg), legacy=_legacy_run)
+    owned.claim(*RUN_FILES, *(["samples/"] if cfg.samples > 1 else []))
     _check_settings(run, cfg, bench)
     t0 = time.perf_counter()
     timings = restore_all(cfg, bench, run) if cfg.restored is None else {}
@@ -390,12 +454,12 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         per_image=per_image,
         set_metrics=set_metrics,
         unavailable=unavailable,
-        notes=dict(scorer.notes),
+        notes={**scorer.notes, **({"resized": note} if (note := resize_note(run, bench)) else {})},
         timings=timings,
         device=cfg.device,
         wall_seconds=time.perf_counter() - t0,
     )
-    report.write_run(run, summary, per_image)
-    report.plot_run(run, per_image, summary)
-    report.grid(run / "grid.png", bench, [(cfg.method, lambda it: _restored_path(run, bench, it))], cfg.grid)
+    report.write_run(owned.root, summary, per_image)
+    report.plot_run(owned.root, per_image, summary)
+    report.grid(owned.path("grid.png"), bench, [(cfg.method, lambda it: _restored_path(run, bench, it))], cfg.grid)
     return RunResult(folder=run, summary=summary)

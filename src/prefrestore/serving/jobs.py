@@ -3,7 +3,11 @@
 A job is one uploaded photo with its :class:`~prefrestore.serving.schemas.RestoreOptions`. ``submit`` refuses a new
 job with :class:`QueueFull` (the API answers 429 + Retry-After) when ``max_queued`` jobs are already waiting, or when
 the jobs ahead of it would take more than ``ADMIT_FRACTION`` of the job timeout at the recent per-photo speed (so
-an overloaded server says 429 at once instead of accepting work that would time out). One
+an overloaded server says 429 at once instead of accepting work that would time out). Admission always recovers:
+an idle server (nothing queued, nothing running) admits a job whatever it measured before, and the per-photo
+estimate halves every ``IDLE_HALF_LIFE_S`` seconds of idleness (a slow photo measured long ago does not refuse work
+forever: nothing would run to measure a faster one). ``Retry-After`` is the estimated time until a job would be
+admitted: the rest of the running batch for a full queue, the excess over the admission bound otherwise. One
 worker thread takes the oldest job plus every other queued job with equal options (up to ``max_batch``) and hands
 them to the runner as one batch, so their faces are restored together in the restorer's batches. Jobs are kept
 in memory and in ``workdir/jobs/<id>/`` until ``result_ttl_s`` after they finish; then both are removed.
@@ -11,12 +15,14 @@ in memory and in ``workdir/jobs/<id>/`` until ``result_ttl_s`` after they finish
 States: queued -> running -> done | failed | cancelled. A job that passes its deadline fails with "timed out"
 (while queued at once; while running at the next progress event, and the run is aborted when no job of its batch
 still wants the result); a queued job that the recent speed says cannot finish in time is failed early as
-"overloaded" (load shedding when the server slows down after admitting it). A failed job never has a result image.
+"overloaded" (load shedding when the server slows down after admitting it; never a job an idle server admitted,
+which runs and measures the speed anew). A failed job never has a result image.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
 import time
@@ -32,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 TERMINAL = ("done", "failed", "cancelled")
 ADMIT_FRACTION = 0.8  # admit a job only if its expected wait + run is below this share of the job timeout
+IDLE_HALF_LIFE_S = 10.0  # the per-photo estimate halves with every 10 s the server spends idle
 
 
 class QueueFull(Exception):
@@ -70,6 +77,7 @@ class Job:
     result: dict[str, Any] | None = None
     files: dict[str, Path] = field(default_factory=dict)
     finished: float | None = None
+    probe: bool = False  # admitted by an idle server whatever the estimate said: never shed
     version: int = 0  # bumped on every change
     listeners: list[Callable[[], None]] = field(default_factory=list)  # called (worker thread) on every change
 
@@ -103,6 +111,8 @@ class JobQueue:
         self._stop = False
         self._threads: list[threading.Thread] = []
         self._run_seconds: list[float] = []  # per-photo run times of recent batches: admission, shedding, Retry-After
+        self._batch_started: float | None = None  # monotonic start of the running batch
+        self._idle_since: float | None = None  # monotonic time the worker last became idle (None: busy or never ran)
         self.counters = {"submitted": 0, "done": 0, "failed": 0, "cancelled": 0, "rejected_full": 0, "shed": 0}
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -125,13 +135,19 @@ class JobQueue:
     def submit(self, name: str, ext: str, data: bytes, options: RestoreOptions) -> Job:
         """Store the upload in the job's own folder and queue it. Raises QueueFull."""
         with self._cond:
-            if len(self._pending) >= self.max_queued or self._expected_s() > ADMIT_FRACTION * self.job_timeout_s:
-                self.counters["rejected_full"] += 1
-                raise QueueFull(self._retry_after())
             now = time.monotonic()
+            wait = self._admission_wait(now)
+            if wait is not None:
+                self.counters["rejected_full"] += 1
+                raise QueueFull(wait)
             job_id = uuid.uuid4().hex
             folder = self.root / job_id
             job = Job(job_id, name, options, folder, folder / f"input{ext}", now, now + self.job_timeout_s)
+            job.probe = not self._pending and not self._running
+            if self._idle_since is not None:  # the idle decay becomes the estimate the new work starts from
+                factor = self._idle_decay(now)
+                self._run_seconds = [t * factor for t in self._run_seconds]
+                self._idle_since = None
             self._jobs[job_id] = job
             self._pending.append(job)
             self.counters["submitted"] += 1
@@ -176,8 +192,9 @@ class JobQueue:
             return True
 
     def retry_after(self) -> int:
+        """Seconds until a new job would likely be admitted (>= 1): what a 429 says in Retry-After."""
         with self._cond:
-            return self._retry_after()
+            return self._admission_wait(time.monotonic()) or 1
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
@@ -232,20 +249,50 @@ class JobQueue:
         for callback in list(job.listeners):
             callback()
 
-    def _per_photo_s(self) -> float | None:
+    def _per_photo_s(self, now: float | None = None) -> float | None:
         """Seconds per photo of the slowest of the last 5 batches (None before the first one): a pessimistic
-        speed, so admission and shedding react at once when the machine slows down."""
-        return max(self._run_seconds[-5:]) if self._run_seconds else None
+        speed, so admission and shedding react at once when the machine slows down. While the server is idle the
+        estimate halves every ``IDLE_HALF_LIFE_S`` seconds (lock held)."""
+        if not self._run_seconds:
+            return None
+        return max(self._run_seconds[-5:]) * self._idle_decay(time.monotonic() if now is None else now)
 
-    def _expected_s(self) -> float:
-        """Seconds until a job submitted now would be done: the queued and running photos, then itself."""
-        per_photo = self._per_photo_s()
-        return 0.0 if per_photo is None else per_photo * (len(self._pending) + len(self._running) + 1)
+    def _idle_decay(self, now: float) -> float:
+        """The factor the estimate has decayed by since the worker became idle (1 while busy) (lock held)."""
+        if self._idle_since is None:
+            return 1.0
+        return 0.5 ** (max(0.0, now - self._idle_since) / IDLE_HALF_LIFE_S)
 
-    def _retry_after(self) -> int:
-        """About one batch's time: when a place in the queue is likely to be free."""
-        per_photo = self._per_photo_s() or 1.0
-        return max(1, min(60, round(per_photo * min(self.max_batch, len(self._pending) + 1))))
+    def _running_left(self, now: float, per_photo: float) -> float:
+        """Estimated seconds until the running batch ends (0 when none runs) (lock held)."""
+        if not self._running or self._batch_started is None:
+            return 0.0
+        return max(0.0, per_photo * len(self._running) - (now - self._batch_started))
+
+    def _expected_s(self, now: float) -> float:
+        """Seconds until a job submitted now would be done: the rest of the running batch, the queued photos,
+        then itself."""
+        per_photo = self._per_photo_s(now)
+        if per_photo is None:
+            return 0.0
+        return self._running_left(now, per_photo) + per_photo * (len(self._pending) + 1)
+
+    def _admission_wait(self, now: float) -> int | None:
+        """None when a job submitted now is admitted, else the whole seconds (>= 1) until one likely would be
+        (lock held). An idle server admits always. A full queue frees places when the running batch ends (or, with
+        the worker between batches, when the next one does); otherwise a job is admitted once its expected time
+        has dropped under the bound, which it does second for second as the running batch proceeds."""
+        if not self._pending and not self._running:
+            return None
+        per_photo = self._per_photo_s(now) or 0.0
+        if len(self._pending) >= self.max_queued:
+            running_left = self._running_left(now, per_photo)
+            wait = running_left if self._running else per_photo * min(self.max_batch, len(self._pending))
+        else:
+            wait = self._expected_s(now) - ADMIT_FRACTION * self.job_timeout_s
+            if wait <= 0:
+                return None
+        return max(1, min(math.ceil(self.job_timeout_s), math.ceil(wait)))
 
     def _take_batch(self) -> list[Job]:
         """The oldest job and the queued jobs with its options, up to max_batch (lock held)."""
@@ -257,6 +304,7 @@ class JobQueue:
             j.state, j.stage = "running", "starting"
             self._changed(j)
         self._running = batch
+        self._batch_started, self._idle_since = time.monotonic(), None
         return batch
 
     def _expire(self, now: float) -> None:
@@ -269,11 +317,12 @@ class JobQueue:
                 self._set_terminal(job, "failed", error=f"{job.name}: timed out after {self.job_timeout_s:g} s "
                                                         "(the server is busy; retry later or raise --job-timeout)",
                                    code="timeout")
-        per_photo = self._per_photo_s()
+        per_photo = self._per_photo_s(now)
         if per_photo is None:
             return
         for k, job in enumerate(list(self._pending)):
-            if now + per_photo * (len(self._running) + k + 1) > job.deadline:
+            # a job an idle server admitted always runs: it is what measures the speed anew
+            if not job.probe and now + per_photo * (len(self._running) + k + 1) > job.deadline:
                 self._pending.remove(job)
                 self._set_terminal(job, "failed", code="overloaded",
                                    error=f"{job.name}: the server is overloaded and would not finish it within "
@@ -316,6 +365,9 @@ class JobQueue:
                         self._set_terminal(j, "failed", error=f"{j.name}: restoration failed (no result)")
                 self._running = []
                 self._run_seconds = (self._run_seconds + [(time.monotonic() - t0) / len(batch)])[-20:]
+                self._batch_started = None
+                if not self._pending:
+                    self._idle_since = time.monotonic()
 
     def _clean(self) -> None:
         interval = max(0.05, min(1.0, self.result_ttl_s / 4))

@@ -12,6 +12,7 @@ import hmac
 import io
 import json
 import logging
+import re
 import time
 import zipfile
 from collections.abc import Callable
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 API_VERSION = "v1"
+JOB_ID = re.compile(r"[0-9a-f]{32}")  # what JobQueue.submit names jobs (uuid4 hex)
 _STATUS = {"bad_image": 400, "cancelled": 409, "timeout": 504, "restore_failed": 500, "overloaded": 429}
 
 
@@ -76,11 +78,8 @@ class Api:
         self.server, self.settings = server, server.settings
 
     def authorize(self, request: Request) -> None:
-        if not self.settings.token:
-            return
-        header = request.headers.get("authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(given.encode(), self.settings.token.encode()):
+        """The token check of every /v1 route (``app.Guard`` makes the same check before a body is read)."""
+        if self.settings.token and not token_matches(request.headers.get("authorization", ""), self.settings.token):
             raise HTTPException(401, "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -96,9 +95,11 @@ class Api:
                                 headers={"Retry-After": str(err.retry_after)}) from None
 
     def find(self, job_id: str) -> Job:
-        job = self.server.ready_queue().get(job_id)
+        """The job with this id; 404 for an unknown id, and for anything not shaped like one (never looked up)."""
+        job = self.server.ready_queue().get(job_id) if JOB_ID.fullmatch(job_id) else None
         if job is None:
-            raise HTTPException(404, f"job {safe_name(job_id)}: not found (unknown, or removed after its TTL)")
+            shown = job_id if JOB_ID.fullmatch(job_id) else f"{safe_name(job_id)[:40]} (not a job id: 32 hex digits)"
+            raise HTTPException(404, f"job {shown}: not found (unknown, or removed after its TTL)")
         return job
 
     def job_json(self, job: Job) -> dict[str, Any]:
@@ -138,6 +139,12 @@ class Api:
         status = _STATUS.get(job.error_code or "", 500)
         headers = {"Retry-After": str(self.server.queue.retry_after())} if status == 429 else None
         return HTTPException(status, job.error or "restoration failed", headers=headers)
+
+
+def token_matches(authorization: str, token: str) -> bool:
+    """Whether an ``Authorization`` header value carries ``token`` as a bearer token (constant-time compare)."""
+    given = authorization[7:] if authorization.lower().startswith("bearer ") else ""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
 
 
 def download_name(job: Job) -> str:
@@ -304,6 +311,8 @@ def add_job_file_routes(app: FastAPI, api: Api) -> None:
     def results_zip(ids: str, request: Request):
         """A ZIP of the restored photos of finished jobs (``ids`` comma-separated, at most 200)."""
         api.authorize(request)
+        if len(ids) > 200 * 33:
+            raise HTTPException(422, "ids: at most 200 job ids, comma-separated")
         jobs = [api.find(i) for i in ids.split(",")[:200] if i]
         return _zip_results(jobs)
 

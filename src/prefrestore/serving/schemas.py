@@ -126,6 +126,60 @@ class RestoreOptions:
             raise OptionError(api_message(str(err))) from None
         return cls(**values, control=control)
 
+    @classmethod
+    def from_text(cls, raw: str | bytes | None) -> RestoreOptions:
+        """The ``options`` text of a request -> options. Bounded before parsing: at most ``MAX_OPTIONS_BYTES`` and
+        ``MAX_OPTIONS_DEPTH`` levels of nesting (a request is one flat object; a few option values are lists or
+        objects), so no request can make the parser recurse or allocate without bound. Every refusal is an
+        :class:`OptionError` of one line."""
+        import json
+
+        if raw is None or raw == "" or raw == b"":
+            return cls()
+        if len(raw) > MAX_OPTIONS_BYTES:
+            raise OptionError(f"options: {len(raw)} bytes, above the {MAX_OPTIONS_BYTES} byte limit; send only the "
+                              "options you change, e.g. {\"upscale\": 2}")
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        depth = _json_depth(text)
+        if depth > MAX_OPTIONS_DEPTH:
+            raise OptionError(f"options: JSON nested {depth} levels deep (at most {MAX_OPTIONS_DEPTH}); send one flat "
+                              "object such as {\"upscale\": 2}")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise OptionError(f"options: not valid JSON ({err.msg}); e.g. {{\"upscale\": 2}}") from None
+        except (ValueError, RecursionError) as err:  # e.g. an integer of more digits than Python converts
+            raise OptionError(f"options: unusable JSON ({str(err).splitlines()[0][:80]}); e.g. {{\"upscale\": 2}}") \
+                from None
+        return cls.from_json(data)
+
+
+MAX_OPTIONS_BYTES = 16 * 1024
+MAX_OPTIONS_DEPTH = 4
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON text, brackets inside strings not counted (no parsing: a text of
+    any depth costs one pass)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
 
 def _own_fields() -> tuple[dataclasses.Field, ...]:
     """The photo and output settings (every field but ``control``)."""
@@ -224,11 +278,42 @@ def describe_options() -> list[dict[str, Any]]:
 # Server settings
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")  # the Host names a loopback server answers by default
 
 
-def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+def resolve_bind(host: str) -> str:
+    """The address ``host`` binds: an IP literal as is, a name resolved once (its first address). The server binds
+    this address, so what was checked is what is bound (a name cannot resolve differently later). Raises
+    UserError naming the host when it does not resolve."""
+    import ipaddress
+    import socket
+
+    from ..errors import UserError
+
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as err:
+        raise UserError(f"--host {host}: does not resolve ({err}); give an address such as 127.0.0.1") from None
+    if not infos:
+        raise UserError(f"--host {host}: does not resolve; give an address such as 127.0.0.1")
+    return str(infos[0][4][0])
+
+
+def is_loopback(address: str) -> bool:
+    """Whether an IP address (what :func:`resolve_bind` returns) is loopback: 127.0.0.0/8, ::1 or ::ffff:127.x.
+    Names are never judged by their spelling (``127.evil.example`` is a name like any other)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 @dataclass(frozen=True)
@@ -244,8 +329,15 @@ class ServerSettings:
     workdir: the only folder the server writes to (uploads, results); created, never outside.
     max_uploads: request bodies read at the same time before new ones get 429 (bounds upload memory).
     read_timeout_s: an upload that sends nothing for this long gets 408.
-    token: bearer token required on /v1 when set; required when binding a non-loopback host.
+    token: bearer token required on /v1 when set (checked before a body is read); required when the bind address
+        is not loopback.
     cors_origins: origins allowed by CORS; empty = CORS off (same-origin only).
+    allowed_hosts: Host header names (or ``*``) answered besides the defaults: loopback names on a loopback bind;
+        on any other bind also IP literals and this machine's names. Anything else gets 400 (DNS rebinding).
+    max_uploads_per_client: request bodies one client address may have in flight at once (429 beyond).
+    min_upload_bytes_per_s / upload_grace_s: after ``upload_grace_s`` an upload must keep up this average rate
+        (``n`` bytes arrived by ``upload_grace_s + n / rate`` s), else 408: a trickling client is cut off.
+    bind: the address actually bound (``host`` resolved once; set by the constructor).
     """
 
     workdir: Path
@@ -261,17 +353,38 @@ class ServerSettings:
     read_timeout_s: float = 60.0
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    max_uploads_per_client: int = 4
+    min_upload_bytes_per_s: float = 16 * 1024
+    upload_grace_s: float = 5.0
     batch_wait_s: float = 0.02
+    bind: str = ""
 
     def __post_init__(self) -> None:
         from ..errors import UserError
 
-        if not is_loopback(self.host) and not self.token:
-            raise UserError(f"--host {self.host}: a non-loopback bind needs a bearer token; pass --token or set "
+        object.__setattr__(self, "bind", self.bind or resolve_bind(self.host))
+        if not is_loopback(self.bind) and not self.token:
+            shown = self.host if self.host == self.bind else f"{self.host} ({self.bind})"
+            raise UserError(f"--host {shown}: a non-loopback bind needs a bearer token; pass --token or set "
                             "PREFRESTORE_TOKEN (or bind 127.0.0.1)")
-        for name in ("max_body_bytes", "max_pixels", "max_queued", "max_batch", "max_uploads"):
+        for name in ("max_body_bytes", "max_pixels", "max_queued", "max_batch", "max_uploads",
+                     "max_uploads_per_client"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
-        for name in ("job_timeout_s", "result_ttl_s", "read_timeout_s"):
+        for name in ("job_timeout_s", "result_ttl_s", "read_timeout_s", "upload_grace_s"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name[:-2].replace('_', '-')} {getattr(self, name)}: must be > 0 seconds")
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"--port {self.port}: must be in 1..65535, e.g. 7860")
+        if not self.min_upload_bytes_per_s > 0:
+            raise UserError(f"--min-upload-rate {self.min_upload_bytes_per_s / 1024:g}: must be > 0 KiB/s")
+        for name in self.allowed_hosts:
+            if not name or any(c in name for c in "/ @"):
+                raise UserError(f"--allowed-host {name!r}: give a host name or address (no scheme, path or port), "
+                                "or * for any")
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the bound address is loopback (decided on the resolved address, never on the name)."""
+        return is_loopback(self.bind)

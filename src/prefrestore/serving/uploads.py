@@ -7,7 +7,6 @@ raw image bytes as the body (``Content-Type: image/*``), with ``?name=`` and ``?
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -91,14 +90,12 @@ async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, byte
             raise HTTPException(400, "no 'file' part; send the photo as -F file=@photo.jpg")
         filename, data = parts["file"]
         if "options" in parts:
-            raw_options = parts["options"][1].decode("utf-8", "replace")
+            raw_options = parts["options"][1]
     else:
         filename, data = request.query_params.get("name"), body
     name = safe_name(filename)
     try:
-        options = RestoreOptions.from_json(json.loads(raw_options) if raw_options else None)
-    except json.JSONDecodeError as err:
-        raise HTTPException(422, f"options: not valid JSON ({err.msg}); e.g. {{\"upscale\": 2}}") from None
+        options = RestoreOptions.from_text(raw_options)
     except OptionError as err:
         raise HTTPException(422, str(err)) from None
     try:

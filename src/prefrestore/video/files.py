@@ -19,8 +19,9 @@ from ..errors import UserError
 from ..faces.detect import FaceDetector
 from ..file_run import FileItem, OutputLayout, Plan, write_report
 from ..pipeline import Progress, Restorer
-from .io import is_video
-from .run import VideoConfig, restore_video
+from .config import VideoConfig
+from .io import is_video, output_format
+from .run import restore_video
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,8 @@ class VideoPlan:
 
 
 def video_output(layout: OutputLayout, item: FileItem) -> Path:
-    with open(item.path, "rb") as f:
-        matroska = f.read(4) == b"\x1a\x45\xdf\xa3"
-    return layout.root / "restored_videos" / f"{item.name}{layout.suffix}{'.mkv' if matroska else '.mp4'}"
+    ext = ".mkv" if output_format(item.path) == "matroska" else ".mp4"
+    return layout.root / "restored_videos" / f"{item.name}{layout.suffix}{ext}"
 
 
 def plan_videos(inputs: Sequence[str | os.PathLike], photos: Plan, layout: OutputLayout) -> tuple[Plan, VideoPlan]:

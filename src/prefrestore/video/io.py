@@ -66,6 +66,16 @@ def is_video(path: str | os.PathLike) -> bool:
     return len(head) >= 377 and head[0] == head[188] == 0x47  # MPEG transport stream: a sync byte every 188 bytes
 
 
+def output_format(path: str | os.PathLike) -> str:
+    """The container a restoration of this video is written in: ``"matroska"`` for Matroska/WebM inputs (which
+    may carry streams MP4 cannot), ``"mp4"`` for every other one (decided from the first bytes, as by content)."""
+    try:
+        with open(path, "rb") as f:
+            return "matroska" if f.read(4) == b"\x1a\x45\xdf\xa3" else "mp4"
+    except OSError:
+        return "mp4"  # unreadable: probe() says why
+
+
 def _open(path: str | os.PathLike):
     try:
         import av
@@ -247,6 +257,82 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int,
     return n
 
 
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+"""The speed presets of x264 and x265 (the encoders ``--preset`` applies to)."""
+_PRESET_CODECS = ("libx264", "libx265")
+
+
+def _video_stream(container, codec: str, rate, time_base, size: tuple[int, int], crf: int, preset: str):
+    """Add the restored video's stream to ``container``: ``codec`` in yuv420p at ``size`` (W, H), no B-frames,
+    ``crf`` quality and (x264/x265) ``preset`` speed: the one encoder set-up of segments and of the up-front check."""
+    stream = container.add_stream(codec, rate=rate)
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.time_base = time_base
+    stream.codec_context.time_base = time_base
+    stream.codec_context.max_b_frames = 0
+    presets = {"preset": preset} if codec in _PRESET_CODECS else {}
+    stream.options = {**CODEC_OPTIONS.get(codec, {}), **presets, "crf": str(crf)}
+    return stream
+
+
+def check_encoding(codec: str, crf: int, preset: str, *, containers: Sequence[str] = ("mp4", "matroska")) -> None:
+    """Check encoder settings before anything is decoded: encode two small frames with them into an in-memory
+    segment and mux that into each output container, exactly as a run does (nothing is written to disk; a few
+    milliseconds). Raises a one-line UserError naming the flag: an encoder this FFmpeg lacks, one that is not a
+    video encoder or cannot take yuv420p frames, a preset x264/x265 do not have, a CRF out of range, or a codec an
+    output container (MP4 for most inputs, Matroska for MKV/WebM ones) cannot hold."""
+    import io
+
+    try:
+        import av
+    except ImportError:
+        raise UserError("restoring videos needs PyAV; pip install 'prefrestore[video]'") from None
+
+    if not 0 <= crf <= 63:
+        raise UserError(f"--crf {crf}: must be in 0..63 (18 is visually lossless for H.264)")
+    try:
+        found = av.Codec(codec, "w")
+    except ValueError:
+        raise UserError(f"--codec {codec}: no such encoder in this FFmpeg build; try libx264 (or libx265, "
+                        "libvpx-vp9, libaom-av1)") from None
+    if found.type != "video":
+        raise UserError(f"--codec {codec}: is {found.type or 'not a video'} encoder, not a video one; try libx264")
+    if "yuv420p" not in {f.name for f in found.video_formats or ()}:
+        raise UserError(f"--codec {codec}: cannot encode yuv420p frames (what players expect and restored videos "
+                        "are written in); try libx264")
+    if codec in _PRESET_CODECS and preset not in PRESETS:
+        raise UserError(f"--preset {preset}: not a {codec} preset; choose one of {', '.join(PRESETS)}")
+    rate, time_base = Fraction(25), Fraction(1, 25)
+    segment = io.BytesIO()
+    try:
+        with av.open(segment, "w", format="nut") as c:
+            stream = _video_stream(c, codec, rate, time_base, (64, 64), crf, preset)
+            for k in range(2):
+                frame = rgb_to_frame(np.full((64, 64, 3), 60 * k, np.uint8))
+                frame.pts, frame.time_base = k, time_base
+                for packet in stream.encode(frame):
+                    c.mux(packet)
+            for packet in stream.encode(None):
+                c.mux(packet)
+    except (av.error.FFmpegError, ValueError) as err:
+        raise UserError(f"--codec {codec} --preset {preset} --crf {crf}: the encoder refuses these settings "
+                        f"({_why(err)}); try --codec libx264 --preset medium") from None
+    for fmt in containers:
+        segment.seek(0)
+        try:
+            with av.open(segment, "r", format="nut") as src, av.open(io.BytesIO(), "w", format=fmt) as out:
+                vout = out.add_stream_from_template(src.streams.video[0])
+                for packet in src.demux(src.streams.video[0]):
+                    if packet.size:
+                        packet.stream = vout
+                        out.mux(packet)
+        except (av.error.FFmpegError, ValueError) as err:
+            name = {"mp4": "MP4 (the output of most inputs)", "matroska": "Matroska (the output of MKV/WebM inputs)"}
+            raise UserError(f"--codec {codec}: {name.get(fmt, fmt)} cannot hold this codec ({_why(err)}); "
+                            "try libx264") from None
+
+
 class SegmentWriter:
     """Encode upright uint8 RGB frames of one segment into ``path`` (NUT), turned back to the input's coded
     orientation, with the input's timestamps. Use as a context manager; the file is complete only after exit."""
@@ -257,19 +343,12 @@ class SegmentWriter:
 
         self.info = info
         self.container = av.open(str(path), "w", format="nut")  # NUT keeps any time base exactly
+        w, h = size if info.rotation % 180 == 0 else (size[1], size[0])
         try:
-            self.stream = self.container.add_stream(codec, rate=info.rate)
+            self.stream = _video_stream(self.container, codec, info.rate, info.time_base, (w, h), crf, preset)
         except (av.error.FFmpegError, ValueError) as err:
             self.container.close()
             raise UserError(f"--codec {codec}: not available in this FFmpeg build ({err}); try libx264") from None
-        w, h = size if info.rotation % 180 == 0 else (size[1], size[0])
-        self.stream.width, self.stream.height = w, h
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.time_base = info.time_base
-        self.stream.codec_context.time_base = info.time_base
-        self.stream.codec_context.max_b_frames = 0
-        presets = {"preset": preset} if codec in ("libx264", "libx265") else {}
-        self.stream.options = {**CODEC_OPTIONS.get(codec, {}), **presets, "crf": str(crf)}
 
     def write(self, rgb: np.ndarray, pts: int, duration: int) -> None:
         frame = rgb_to_frame(from_upright(rgb, self.info.rotation))

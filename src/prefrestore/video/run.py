@@ -40,48 +40,17 @@ from ..faces.align import align
 from ..faces.detect import FaceDetector, select_faces
 from ..faces.paste import BackgroundUpsampler, build_upsampler
 from ..faces.types import RestoredFace
+from ..io_safety import shown
 from ..options import RestoreOptions
 from ..photo_io import Photo
-from ..pipeline import PipelineConfig, Restorer, compose
-from .io import Frame, SegmentWriter, VideoInfo, mux_final, probe, read_frames
-from .temporal import BlendMode, TemporalBlender
-from .track import TrackConfig, Tracker
+from ..pipeline import Restorer, compose
+from .config import VideoConfig
+from .io import Frame, SegmentWriter, VideoInfo, check_encoding, mux_final, output_format, probe, read_frames
+from .temporal import TemporalBlender
+from .track import Tracker
 
 logger = logging.getLogger(__name__)
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """Settings of one video run.
-
-    pipeline: upscale, face selection, blending, background resampler, batch size and seed (as for photos).
-    temporal / temporal_weight: see ``video/temporal.py``; weight is the newest frame's share (1 = no blending).
-    detect_every: run the detector on frames whose index is a multiple of this (and on scene cuts); tracks carry
-        the faces in between. 1 = every frame.
-    codec / crf / preset: encoder (an FFmpeg encoder name), its constant-rate-factor quality (lower = better) and,
-        for x264/x265, its speed preset (slower = smaller files at the same quality).
-    segment_frames: frames per resumable segment. window: frames restored together (bounds memory).
-    """
-
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    track: TrackConfig = field(default_factory=TrackConfig)
-    temporal: BlendMode = "both"
-    temporal_weight: float = 0.1
-    detect_every: int = 1
-    codec: str = "libx264"
-    crf: int = 18
-    preset: str = "medium"
-    segment_frames: int = 64
-    window: int = 8
-
-    def __post_init__(self) -> None:
-        if self.detect_every < 1:
-            raise ValueError(f"detect_every={self.detect_every} must be >= 1")
-        if not 0 <= self.crf <= 63:
-            raise ValueError(f"crf={self.crf} must be in 0..63")
-        if self.segment_frames < 1 or self.window < 1:
-            raise ValueError("segment_frames and window must be >= 1")
 
 
 VIDEO_OPTIONS = ("fidelity", "color_fix", "min_face_size", "max_face_size", "blend")
@@ -172,7 +141,24 @@ def restore_video(
     path, out_path = Path(path), Path(out_path)
     if out_path.exists() and out_path.resolve() == path.resolve():
         raise UserError(f"{path}: the output would overwrite the input; choose another -o")
+    if out_path.is_dir():
+        raise UserError(f"{shown(out_path)}: the output is a folder, not a file; remove or rename that folder, or "
+                        "choose another -o")
+    # the encoder, preset and output container are checked by a tiny in-memory encode before anything is decoded
+    check_encoding(config.codec, config.crf, config.preset, containers=(output_format(path),))
     work = Path(work_dir) if work_dir else out_path.with_name(f".{out_path.name}.partial")
+    fresh = not work.exists()
+    try:
+        return _restore(path, out_path, work, restorer, detector, config, restorer_info, progress)
+    except BaseException:
+        if fresh and not any(work.glob("segment_*.nut")):  # nothing to resume: leave nothing behind
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _restore(path: Path, out_path: Path, work: Path, restorer: Restorer, detector: FaceDetector,
+             config: VideoConfig, restorer_info: dict | None, progress: Progress | None) -> dict:
+    """:func:`restore_video` once its arguments are checked: decode, restore and encode into ``work``, mux."""
     info = probe(path)
     key = fingerprint(path, config, restorer_info or {})
     blender = TemporalBlender(config.temporal, config.temporal_weight)
@@ -201,8 +187,12 @@ def restore_video(
     t0 = time.perf_counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp{out_path.suffix}")
-    mux_final([segment_path(work, k) for k in range(state.segments)], info, tmp)
-    os.replace(tmp, out_path)
+    try:
+        mux_final([segment_path(work, k) for k in range(state.segments)], info, tmp)
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     run.timed("mux", t0)
     report = _report(info, out_path, out_size, config, state, tracker)
     shutil.rmtree(work, ignore_errors=True)
