@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from .types import AlignedFace, FaceDetection
+
+if TYPE_CHECKING:  # torch is imported inside warp_affine_torch only: the CLI starts without it
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,9 @@ def warp_affine_torch(x: torch.Tensor, affine: np.ndarray, out: int) -> torch.Te
     A shrinking transform is preceded by an anti-aliased bilinear resize to the chip's scale (grid sampling alone
     would read one pixel in four at FFHQ 512 -> dlib's 150 px chip). Pixel centres at integer coordinates.
     """
+    import torch
+    import torch.nn.functional as F
+
     a = np.asarray(affine, np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
     s = x.shape[-1]
