@@ -74,11 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser)  # --fidelity, --candidates, --identity-guard, --faces, --min/max-face-size, ...
 
 
-def _configs(args: argparse.Namespace):
-    """Validated configs from the arguments; a bad value is a one-line UserError naming the flag."""
+def _configs(args: argparse.Namespace, ranks=None):
+    """Validated configs from the arguments; a bad value is a one-line UserError naming the flag. ``args.device``
+    becomes this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher, ``distributed.py``)."""
+    from ..distributed import rank_device
     from ..file_run import OutputLayout
     from ..io_safety import shown
-    from ..options import RestoreOptions, check_device, check_finite, check_sampling
+    from ..options import RestoreOptions, check_finite, check_sampling
     from ..pipeline import PipelineConfig
 
     if not args.output.strip():
@@ -89,7 +91,7 @@ def _configs(args: argparse.Namespace):
     check_finite(args.det_threshold, "--det-threshold", low=0, high=1, example="0.95")
     check_finite(args.min_face_size, "--min-face-size", low=0, example="20")
     check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, start_sigma=args.start_sigma, seed=args.seed)
-    args.device = check_device(args.device)
+    args.device = rank_device(args.device, ranks)
     checks = [
         (0 < args.upscale <= 16, f"-s {args.upscale}: the upscale factor must be in (0, 16]"),
         (0 <= args.det_threshold <= 1, f"--det-threshold {args.det_threshold}: must be in [0, 1], e.g. 0.95"),
@@ -142,7 +144,7 @@ def _run(args: argparse.Namespace, group) -> int:
     from ..file_run import plan_files, run_plan
     from ..io_safety import check_output_folder, shown
 
-    config, layout = _configs(args)  # every option is checked before any file is read or the model loads
+    config, layout = _configs(args, group.ranks)  # every option is checked before any file is read or the model loads
     plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
     videos = None
     if not args.aligned:  # videos among the inputs, by content (an aligned run treats every input as a crop)
@@ -157,7 +159,7 @@ def _run(args: argparse.Namespace, group) -> int:
     if not plan.todo and not plan.skipped and not plan.failed and not (videos and (videos.todo or videos.skipped)):
         raise UserError(f"{shown(' '.join(args.input))}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif, .gif); "
                         "check the path")
-    mine, device = group.shard(plan), group.ranks.device(args.device)
+    mine, device = group.shard(plan), args.device
     summary, video_code = None, 0
     if mine.todo or (videos and videos.todo):
         check_output_folder(layout.root)
