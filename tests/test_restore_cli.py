@@ -214,3 +214,104 @@ def test_identity_similarity_in_report(good_inputs, tmp_path):
     assert cli.main(["restore", str(good_inputs / "grace.jpg"), "-o", str(out)]) == 0
     (face,) = json.loads((out / "reports" / "grace.json").read_text())["faces"]
     assert face["identity_similarity"] > 0.999 and face["identity_distance"] < 1e-3
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Habits from GFPGAN / CodeFormer: each spelling works, or the restore parser answers it in one line
+
+
+@pytest.fixture
+def parsed(monkeypatch):
+    """``cli.main(["restore", ...])`` up to the point the command would run -> the parsed arguments."""
+    from prefrestore.commands import restore
+
+    seen = []
+    monkeypatch.setattr(restore, "run", lambda args: seen.append(args) or 0)
+
+    def parse(*argv):
+        assert cli.main(["restore", *argv]) == 0
+        return seen[-1]
+
+    return parse
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["-i", "p.jpg", "-o", "out"], {"input": ["p.jpg"], "output": "out"}),                 # GFPGAN
+    (["--input", "p.jpg", "--input", "q.jpg"], {"input": ["p.jpg", "q.jpg"]}),
+    (["--input_path", "p.jpg", "--output_path", "out"], {"input": ["p.jpg"], "output": "out"}),  # CodeFormer
+    (["p.jpg", "--bg_upsampler", "realesrgan", "--bg_tile", "200"], {"bg_upsampler": "realesrgan", "bg_tile": 200}),
+    (["p.jpg", "--bg_upsampler", "None"], {"bg_upsampler": "lanczos"}),  # GFPGAN's "no upsampler" is a Lanczos resize
+    (["p.jpg", "--only_center_face", "--has_aligned"], {"only_center_face": True, "aligned": True}),
+    (["p.jpg", "--aligned"], {"aligned": True}),
+    (["p.jpg", "-w", "0.7"], {"fidelity": 0.7}),                       # CodeFormer's w: same direction as --fidelity
+    (["p.jpg", "--fidelity_weight", "0.3"], {"fidelity": 0.3}),
+    (["p.jpg", "--weight=0.5"], {"fidelity": 0.5}),                      # GFPGAN's -w/--weight
+    (["p.jpg"], {"fidelity": None, "verbose": False}),
+    (["p.jpg", "-s", "4", "--ext", "png", "--suffix", "_x"], {"upscale": 4.0, "ext": "png", "suffix": "_x"}),
+    (["p.jpg", "--det_threshold", "0.9", "--max_faces", "2", "--jpeg_quality=90", "--identity_guard", "flag"],
+     {"det_threshold": 0.9, "max_faces": 2, "jpeg_quality": 90, "identity_guard": "flag"}),  # our flags, underscored
+    (["p.jpg", "-v"], {"verbose": True}),                                # -v anywhere, not only before the command
+    (["p.jpg", "--debug", "-o", "o"], {"verbose": True, "output": "o"}),
+])
+def test_gfpgan_and_codeformer_spellings_are_accepted(parsed, argv, expected):
+    args = parsed(*argv)
+    assert {k: getattr(args, k) for k in expected} == expected
+    if "fidelity" in expected:
+        from prefrestore.options import RestoreOptions
+
+        assert RestoreOptions.from_namespace(args).fidelity == expected["fidelity"]
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["p.jpg", "--face_upsample"], "--face_upsample: CodeFormer's Real-ESRGAN pass over the restored faces"),
+    (["p.jpg", "-v", "1.3"], "-v 1.3: GFPGAN's model version; prefrestore picks its model with --model"),
+    (["p.jpg", "--version", "1.4"], "--version 1.4: GFPGAN's model version"),
+    (["p.jpg", "--detection_model", "retinaface_resnet50"], "--detection_model: prefrestore detects faces with MTCNN"),
+    (["p.jpg", "--draw_box"], "--draw_box: the face boxes, landmarks and scores are written to OUTPUT/reports"),
+    (["p.jpg", "--save_video_fps", "25"], "--save_video_fps: a restored video keeps its input's frame rate"),
+    (["p.jpg", "--only_centre_face"], "unrecognized arguments: --only_centre_face (did you mean --only-center-face?)"),
+    (["p.jpg", "--upsampler", "realesrgan"], "(did you mean --bg-upsampler?)"),
+    (["p.jpg", "--bg_upsampler", "esrgan"], "argument --bg-upsampler: invalid choice: 'esrgan'"),
+    ([], "give at least one input: prefrestore restore PHOTO"),
+])
+def test_foreign_flags_get_one_line_from_the_restore_parser(argv, hint, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["restore", *argv])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # one line, not the usage block
+    assert line.startswith("prefrestore restore: error: ") and hint in line, line
+
+
+def test_options_before_the_command_are_answered_at_the_top(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["-i", "photo.jpg"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "to restore photos: prefrestore restore PHOTO -o OUTPUT" in line
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["restore", "--help"], ["restore", "p.jpg", "--nope"],
+                                  ["--nope"]])
+def test_help_version_and_usage_errors_import_no_torch(argv):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom prefrestore import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip().splitlines()[-1] == "NO-TORCH", done.stderr
+    if argv == ["--version"]:
+        assert done.stdout.startswith("prefrestore ")
+
+
+def test_the_parser_shows_the_library_choices():
+    """`restore --help` writes out choices and defaults so as to import no torch; they must be the library's."""
+    from typing import get_args
+
+    from prefrestore.commands import restore, restore_video
+    from prefrestore.faces.paste import BG_UPSAMPLERS, ColorMatch
+
+    assert restore.BG_UPSAMPLERS == BG_UPSAMPLERS and restore.COLOR_MATCHES == get_args(ColorMatch)
+    video = pytest.importorskip("prefrestore.video")
+    default = video.VideoConfig()
+    assert restore_video.BLEND_MODES == video.BLEND_MODES
+    assert restore_video.DEFAULTS == {k: getattr(default, k) for k in restore_video.DEFAULTS}

@@ -22,24 +22,53 @@ Exit status: 0 when every input succeeded, 1 when some failed (listed at the end
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from pathlib import Path
-from typing import get_args
 
 from ..errors import UserError
-from ..faces.paste import ColorMatch
 from . import restore_video
+
+# The choices the parser shows, written out here so that `restore --help` and a usage error import no torch: each is
+# the library's own value (faces.paste.BG_UPSAMPLERS, faces.paste.ColorMatch; tests/test_restore_cli.py checks that
+# they agree).
+BG_UPSAMPLERS = ("bicubic", "bilinear", "lanczos", "realesrgan")
+COLOR_MATCHES = ("lowfreq", "meanstd", "none")
+
+# GFPGAN / CodeFormer flags with no prefrestore counterpart -> the one line that says what to do instead (their
+# flags that do have one are accepted as spellings of ours, see add_arguments and docs/coming-from-gfpgan.md).
+FOREIGN_FLAGS = {
+    "--version": "GFPGAN's model version; prefrestore picks its model with --model (default: the bundled model, "
+                 "or a model folder); -v alone means verbose",
+    "--face-upsample": "CodeFormer's Real-ESRGAN pass over the restored faces has no counterpart: faces are "
+                       "restored at the model's size and pasted back at the output scale (-s); --bg-upsampler "
+                       "realesrgan upsamples the rest of the photo",
+    "--detection-model": "prefrestore detects faces with MTCNN only; tune it with --det-threshold and --min-face-size",
+    "--draw-box": "the face boxes, landmarks and scores are written to OUTPUT/reports/NAME.json",
+    "--save-video-fps": "a restored video keeps its input's frame rate",
+}
+
+
+def _bg_upsampler(value: str) -> str:
+    """GFPGAN's ``--bg_upsampler none`` (no upsampler: facexlib resizes with Lanczos) is our lanczos."""
+    return "lanczos" if value.lower() == "none" else value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .. import options
-    from ..faces.paste import BG_UPSAMPLERS
 
-    parser.add_argument("input", nargs="+", help="photo file(s), folder(s) or quoted glob pattern(s)")
-    parser.add_argument("-o", "--output", default="results", help="output folder (default: results)")
+    parser.add_argument("input", nargs="*", help="photo file(s), folder(s) or quoted glob pattern(s)")
+    parser.add_argument("-i", "--input", "--input-path", dest="input_flag", action="append", default=[],
+                        metavar="INPUT", help="an input given as a flag (GFPGAN's -i/--input, CodeFormer's "
+                                              "--input_path); may be repeated")
+    parser.add_argument("-o", "--output", "--output-path", default="results",
+                        help="output folder (default: results)")
     parser.add_argument("-s", "--upscale", type=float, default=2.0, help="output size / input size (default: 2)")
-    parser.add_argument("--aligned", action="store_true", help="inputs are FFHQ-aligned face crops: no detection")
+    parser.add_argument("--aligned", "--has-aligned", action="store_true",
+                        help="inputs are FFHQ-aligned face crops: no detection (CodeFormer: --has_aligned)")
+    parser.add_argument("-w", "--fidelity-weight", "--weight", dest="fidelity", type=float,
+                        default=argparse.SUPPRESS, metavar="W",
+                        help="CodeFormer's w / GFPGAN's --weight, taken as --fidelity W: same direction, 0 = most "
+                             "generative, 1 = closest to the input (our dial is calibrated on measured closeness, "
+                             "so the same number is not the same look)")
     parser.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
     parser.add_argument("--max-faces", type=int, default=None, metavar="N", help="restore at most N faces, largest first")
     parser.add_argument("--det-threshold", type=float, default=0.95, metavar="T",
@@ -59,12 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default: 95)")
-    parser.add_argument("--bg-upsampler", choices=BG_UPSAMPLERS, default="lanczos",
+    parser.add_argument("--bg-upsampler", type=_bg_upsampler, choices=BG_UPSAMPLERS, default="lanczos",
                         help="background upsampler: a resampler, or realesrgan (RealESRGAN_x4plus, converted with "
-                             "`prefrestore convert-realesrgan`; meant for GPUs) (default: lanczos)")
+                             "`prefrestore convert-realesrgan`; meant for GPUs); none = lanczos (default: lanczos)")
     parser.add_argument("--bg-tile", type=int, default=400, metavar="PX",
                         help="realesrgan tile size in input pixels, bounds memory; 0 = untiled (default: 400)")
-    parser.add_argument("--color-match", choices=get_args(ColorMatch), default="lowfreq",
+    parser.add_argument("--color-match", choices=COLOR_MATCHES, default="lowfreq",
                         help="paste-back: match each restored face's colour and tone to the photo around it as it is "
                              "pasted (--color-fix colours the face crop itself, before it is written or pasted) "
                              "(default: lowfreq)")
@@ -74,9 +103,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser)  # --fidelity, --candidates, --identity-guard, --faces, --min/max-face-size, ...
 
 
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """After parsing, before anything runs: the inputs given as flags join the positional ones -> a usage message
+    for the restore parser, or None."""
+    args.input = list(args.input) + list(args.input_flag)
+    if not args.input:
+        return "give at least one input: prefrestore restore PHOTO [PHOTO ...] -o OUTPUT (or -i PHOTO)"
+    return None
+
+
+def unknown_argument_hint(extras: list[str], parser: argparse.ArgumentParser) -> str | None:
+    """The one line for arguments the restore parser does not know: a GFPGAN/CodeFormer flag we answer in
+    :data:`FOREIGN_FLAGS`, else None (the command line then says "did you mean")."""
+    for k, extra in enumerate(extras):
+        name = extra.partition("=")[0].replace("_", "-")
+        if extra == "-v" or name == "--version":
+            value = extra.partition("=")[2] or (extras[k + 1] if k + 1 < len(extras) else "")
+            return f"{extra.partition('=')[0]} {value}: {FOREIGN_FLAGS['--version']}".replace("  ", " ")
+        if name in FOREIGN_FLAGS:
+            return f"{extra.partition('=')[0]}: {FOREIGN_FLAGS[name]}"
+    return None
+
+
 def _configs(args: argparse.Namespace, ranks=None):
     """Validated configs from the arguments; a bad value is a one-line UserError naming the flag. ``args.device``
     becomes this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher, ``distributed.py``)."""
+    from pathlib import Path
+
     from ..distributed import rank_device
     from ..file_run import OutputLayout
     from ..io_safety import shown
@@ -137,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, group) -> int:
+    from dataclasses import replace
+
     from .. import api
     from ..control import Scorers
     from ..faces.detect import build_detector
@@ -164,7 +219,7 @@ def _run(args: argparse.Namespace, group) -> int:
     if mine.todo or (videos and videos.todo):
         check_output_folder(layout.root)
         if args.bg_upsampler == "realesrgan":
-            config = dataclasses.replace(config, upsampler=_realesrgan(args, device))
+            config = replace(config, upsampler=_realesrgan(args, device))
         restorer = load_restorer_or_fail(
             api.load_restorer,
             args.model,

@@ -11,27 +11,31 @@ import sys
 
 from ..errors import UserError
 
+# What the parser shows: prefrestore.video's BLEND_MODES and VideoConfig's defaults, written out here so that
+# `restore --help` imports no torch or PyAV (tests/test_restore_cli.py checks that they agree).
+BLEND_MODES = ("both", "output", "input", "none")
+DEFAULTS = {"codec": "libx264", "crf": 18, "preset": "medium", "temporal": "both", "temporal_weight": 0.1,
+            "detect_every": 1}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..video import BLEND_MODES, VideoConfig
-
-    default = VideoConfig()
+    d = DEFAULTS
     g = parser.add_argument_group("videos (found by content among the inputs; needs prefrestore[video])")
-    g.add_argument("--codec", default=default.codec,
-                   help=f"video encoder, an FFmpeg name (default: {default.codec}, yuv420p)")
-    g.add_argument("--crf", type=int, default=default.crf,
-                   help=f"encoder quality, lower is better (default: {default.crf})")
-    g.add_argument("--preset", default=default.preset,
-                   help=f"x264/x265 speed preset: ultrafast ... veryslow (default: {default.preset})")
-    g.add_argument("--temporal", choices=BLEND_MODES, default=default.temporal,
+    g.add_argument("--codec", default=d["codec"],
+                   help=f"video encoder, an FFmpeg name (default: {d['codec']}, yuv420p)")
+    g.add_argument("--crf", type=int, default=d["crf"],
+                   help=f"encoder quality, lower is better (default: {d['crf']})")
+    g.add_argument("--preset", default=d["preset"],
+                   help=f"x264/x265 speed preset: ultrafast ... veryslow (default: {d['preset']})")
+    g.add_argument("--temporal", choices=BLEND_MODES, default=d["temporal"],
                    help="temporal blending along a face track: of inputs and restorations, of restorations only, of "
-                        f"inputs only, or none (default: {default.temporal})")
-    g.add_argument("--temporal-weight", type=float, default=default.temporal_weight, metavar="W",
+                        f"inputs only, or none (default: {d['temporal']})")
+    g.add_argument("--temporal-weight", type=float, default=d["temporal_weight"], metavar="W",
                    help="the newest frame's share in the blend, (0, 1]; 1 = no blending (default: "
-                        f"{default.temporal_weight})")
-    g.add_argument("--detect-every", type=int, default=default.detect_every, metavar="N",
+                        f"{d['temporal_weight']})")
+    g.add_argument("--detect-every", type=int, default=d["detect_every"], metavar="N",
                    help=f"detect faces every N frames (and at scene cuts), tracking in between (default: "
-                        f"{default.detect_every})")
+                        f"{d['detect_every']})")
 
 
 def video_config(args: argparse.Namespace, pipeline_config):
