@@ -76,8 +76,8 @@ def test_folder_with_bad_files_goes_on_and_fails_in_one_line_each(inputs, tmp_pa
                           ("cmp", ["astronaut_00.png", "grace_00.png"]),
                           ("restored_imgs", ["astronaut.png", "grace.jpg", "landscape.png"])):
         assert sorted(p.name for p in (out / folder).iterdir()) == names
-    with Image.open(out / "cmp" / "astronaut_00.png") as im:
-        assert im.size == (256, 128)  # input crop | restored crop
+    with Image.open(out / "cmp" / "astronaut_00.png") as im:  # input crop | restored crop, at a judgeable size
+        assert im.size[0] == 2 * im.size[1] and im.size[1] >= 256
     # What the file carried survives: alpha, ICC, EXIF; size doubled.
     restored = read_photo(out / "restored_imgs" / "astronaut.png")
     assert restored.size == (1024, 1024) and restored.alpha is not None
@@ -180,16 +180,20 @@ def test_glob_suffix_ext_and_jpeg_quality(good_inputs, tmp_path, capsys):
 
 
 def test_aligned_crops(tmp_path, capsys):
+    from prefrestore.faces.align import align
+    from prefrestore.faces.detect import build_detector
+
     astronaut = pytest.importorskip("skimage.data").astronaut()
     folder = tmp_path / "crops"
     folder.mkdir()
-    Image.fromarray(astronaut[:256, 128:384]).save(folder / "a.png")
-    Image.fromarray(astronaut[:128, :128]).save(folder / "b.png")
+    (face,) = build_detector("mtcnn").detect(astronaut)
+    Image.fromarray(align(astronaut, face, 256).crop).save(folder / "a.png")  # an FFHQ-aligned crop, 256 px
+    Image.fromarray(astronaut[:128, :128]).save(folder / "b.png")  # no face found: given the benefit of the doubt
     out = tmp_path / "out"
     assert run(folder, "-o", out, "--aligned") == 0
     assert sorted(p.name for p in (out / "restored_faces").iterdir()) == ["a.png", "b.png"]
     with Image.open(out / "cmp" / "a.png") as im:
-        assert im.size == (256, 128)  # crop | restoration, at the model's 128 px
+        assert im.size == (512, 256)  # crop | restoration, each at least 256 px a side
     with Image.open(out / "restored_faces" / "a.png") as im:
         assert im.size == (256, 256)  # a crop larger than the model comes back at its own size, not shrunk
     with Image.open(out / "restored_faces" / "b.png") as im:
@@ -197,6 +201,26 @@ def test_aligned_crops(tmp_path, capsys):
     report = json.loads((out / "reports" / "a.json").read_text())
     assert report["status"] == "restored" and "resized to the model resolution 128x128" in report["notes"][0]
     assert "restored 2 crops" in capsys.readouterr().err
+
+
+def test_aligned_given_whole_photos_fails_each_in_one_line(good_inputs, tmp_path, capsys):
+    """A whole photo under --aligned is never squashed into a "restored" face: not square, or square with its face
+    away from the alignment template, it fails with one line naming the file and the fix; the others go on."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("astronaut.png", "grace.jpg"):  # 512x512 (face far from the template), 512x600 (not square)
+        (folder / name).write_bytes((good_inputs / name).read_bytes())
+    out = tmp_path / "out"
+    assert run(folder, "-o", out, "--aligned") == 1
+    err = capsys.readouterr().err
+    failed = [ln for ln in err.splitlines() if ln.startswith("  failed:")]
+    assert len(failed) == 2, err
+    (astro,) = [ln for ln in failed if "astronaut.png" in ln]
+    (grace,) = [ln for ln in failed if "grace.jpg" in ln]
+    assert "not an aligned face crop" in astro and "drop --aligned" in astro
+    assert "is not square, so not an aligned face crop" in grace and "drop --aligned" in grace
+    assert "restored 0 crops, 2 failed" in err
+    assert not (out / "restored_faces").exists() or not list((out / "restored_faces").iterdir())
 
 
 def test_bad_option_is_one_line(good_inputs, tmp_path, capsys):
@@ -315,3 +339,80 @@ def test_the_parser_shows_the_library_choices():
     default = video.VideoConfig()
     assert restore_video.BLEND_MODES == video.BLEND_MODES
     assert restore_video.DEFAULTS == {k: getattr(default, k) for k in restore_video.DEFAULTS}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What the console and the files tell a person
+
+
+GROUP = Path(cli.__file__).parent / "assets" / "examples" / "group.jpg"
+
+
+def test_face_files_keep_their_index_whichever_faces_a_run_picks(tmp_path, capsys):
+    full, one = tmp_path / "full", tmp_path / "one"
+    assert run(GROUP, "-o", full, "-s", "1") == 0
+    report = json.loads((full / "reports" / "group.json").read_text())
+    n = len(report["faces"])
+    assert n >= 3 and [f["index"] for f in report["faces"]] == list(range(n))
+    largest = max(report["faces"], key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+    assert run(GROUP, "-o", one, "-s", "1", "--max-faces", "1") == 0
+    (face,) = json.loads((one / "reports" / "group.json").read_text())["faces"]
+    assert face["index"] == 0 and face["file_index"] == largest["index"]
+    name = f"group_{largest['index']:02d}.png"
+    assert [p.name for p in (one / "cropped_faces").iterdir()] == [name]
+    assert (one / "cropped_faces" / name).read_bytes() == (full / "cropped_faces" / name).read_bytes()
+    capsys.readouterr()
+    assert run(GROUP, "-o", one, "-s", "1", "--max-faces", "1") == 0  # its outputs are found: skipped
+    assert "1 skipped" in capsys.readouterr().err
+    with Image.open(full / "cmp" / name) as im:
+        assert im.size[1] >= 256 and im.size[0] == 2 * im.size[1]
+
+
+def test_faces_beyond_the_photo_say_so(tmp_path, caplog):
+    out = tmp_path / "out"
+    assert run(GROUP, "-o", out, "-s", "1", "--faces", "0,40") == 0
+    report = json.loads((out / "reports" / "group.json").read_text())
+    n = len(report["faces"]) + sum(r["reason"].startswith("not in --faces") for r in report["rejected"])
+    assert len(report["faces"]) == 1
+    (note,) = [x for x in report["notes"] if x.startswith("--faces")]
+    assert note == f"--faces 0,40: this photo has {n} faces (indices 0-{n - 1}), there is no face 40"
+    assert run(GROUP, "-o", out, "-s", "1", "--faces", "40", "--overwrite") == 0
+    report = json.loads((out / "reports" / "group.json").read_text())
+    assert not any(x.startswith("no face found") for x in report["notes"]), report["notes"]
+    assert any(f"has {n} faces" in x and "none was restored" in x for x in report["notes"])
+    assert "group.jpg: --faces 40: this photo has 3 faces" in caplog.text  # on the console too (a warning line)
+
+
+class OtherPersonRestorer:
+    """Returns another person's face for every face: what the identity guard is for."""
+
+    resolution = 128
+
+    def __init__(self, face):
+        self.face = face
+
+    def restore(self, faces, *, seed=0):
+        return [self.face.copy() for _ in faces]
+
+
+def test_summary_counts_the_identity_guards_verdicts(good_inputs, tmp_path, capsys, monkeypatch, grace):
+    import sys
+
+    from prefrestore.faces.align import align
+    from prefrestore.faces.detect import build_detector
+    from prefrestore.faces.identity import identity_available
+
+    if not identity_available():
+        pytest.skip("dlib not installed")
+    (face,) = build_detector("mtcnn").detect(grace)
+    other = align(grace, face, 128).crop
+    monkeypatch.setattr(sys.modules["prefrestore.api"], "load_restorer", lambda *a, **k: OtherPersonRestorer(other))
+    out = tmp_path / "out"
+    assert cli.main(["restore", str(good_inputs / "astronaut.png"), "-o", str(out)]) == 0
+    (entry,) = json.loads((out / "reports" / "astronaut.json").read_text())["faces"]
+    assert entry["identity_guard"]["flagged"] and entry["identity_guard"]["action"]
+    assert "restored 1 photo (1 face; identity guard: 1 flagged, 1 replaced by a safer restoration)" in \
+        capsys.readouterr().err
+    assert cli.main(["restore", str(good_inputs / "astronaut.png"), "-o", str(tmp_path / "o2"),
+                     "--identity-guard", "flag"]) == 0
+    assert "(1 face; identity guard: 1 flagged) ->" in capsys.readouterr().err

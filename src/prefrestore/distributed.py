@@ -115,12 +115,13 @@ def plan_from_json(d: dict) -> Plan:
 
 def summary_to_json(s: RunSummary) -> dict:
     return {"restored": list(s.restored), "no_face": list(s.no_face), "skipped": list(s.skipped),
-            "failed": [list(f) for f in s.failed], "faces": s.faces}
+            "failed": [list(f) for f in s.failed], "faces": s.faces, "flagged": s.flagged, "fallback": s.fallback}
 
 
 def summary_from_json(d: dict) -> RunSummary:
     return RunSummary(tuple(d["restored"]), tuple(d["no_face"]), tuple(d["skipped"]),
-                      tuple((p, m) for p, m in d["failed"]), int(d["faces"]))
+                      tuple((p, m) for p, m in d["failed"]), int(d["faces"]), flagged=int(d.get("flagged", 0)),
+                      fallback=int(d.get("fallback", 0)))
 
 
 def shard(plan: Plan, ranks: Ranks) -> Plan:
@@ -148,6 +149,8 @@ def merge_summaries(plan: Plan, parts: list[RunSummary]) -> RunSummary:
         skipped=tuple(str(i.path) for i in plan.skipped),
         failed=tuple(plan.failed) + tuple(sorted(failed, key=lambda f: order.get(f[0], -1))),
         faces=sum(p.faces for p in parts),
+        flagged=sum(p.flagged for p in parts),
+        fallback=sum(p.fallback for p in parts),
     )
 
 

@@ -228,8 +228,9 @@ def _run(args: argparse.Namespace, group) -> int:
             guidance_scale=args.guidance_scale,
             start_sigma=args.start_sigma,
         )  # seed and batch size: PipelineConfig's (from _configs), passed on every restorer call
-        detector = None if args.aligned else build_detector("mtcnn", device=device,
-                                                            min_face_size=max(12.0, args.min_face_size))
+        # with --aligned the detector only checks that each crop is one (a whole photo fails, one line, not squashed)
+        detector = build_detector("mtcnn", device=device, min_face_size=max(12.0, args.min_face_size))
+        aligned_check, detector = (detector, None) if args.aligned else (None, detector)
         identity = load_identity_scorer() if args.identity == "auto" else None
         scorers = Scorers.for_options(config.options, identity=identity, device=device)
         run_info = _run_info(args, config, restorer)
@@ -237,7 +238,7 @@ def _run(args: argparse.Namespace, group) -> int:
         try:
             if mine.todo:
                 summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
-                                   progress=progress, run_info=run_info, scorers=scorers)
+                                   progress=progress, run_info=run_info, scorers=scorers, aligned_check=aligned_check)
         finally:
             faces.close()
             images.close()
@@ -310,10 +311,20 @@ def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
     done = len(summary.restored) if summary else 0
     parts = [f"restored {_count(done, 'crop' if aligned else 'photo')}"]
     if summary and not aligned:
-        parts[0] += f" ({_count(summary.faces, 'face')})"
+        parts[0] += f" ({_count(summary.faces, 'face')}{_guard_counts(summary)})"
         if summary.no_face:
             parts.append(f"{len(summary.no_face)} without a face (upscaled only)")
+    elif summary and summary.flagged:
+        parts[0] += f" ({_guard_counts(summary).removeprefix('; ')})"
     return restore_video.print_outcome(parts, len(plan.skipped), failed, layout.root)
+
+
+def _guard_counts(summary) -> str:
+    """``; identity guard: 2 flagged, 1 replaced by a safer restoration`` (nothing when it flagged no face)."""
+    if not summary.flagged:
+        return ""
+    replaced = f", {summary.fallback} replaced by a safer restoration" if summary.fallback else ""
+    return f"; identity guard: {summary.flagged} flagged{replaced}"
 
 
 def load_restorer_or_fail(load, model: str, **kwargs):
