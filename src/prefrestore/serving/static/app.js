@@ -321,7 +321,8 @@ function render(card, file, view) {
   const n = result.faces.length;
   const flagged = result.faces.filter((f) => (f.identity_guard || {}).flagged);
   const replaced = flagged.filter((f) => f.identity_guard.action).length;
-  const verdict = flagged.length === 0 ? (result.faces.some((f) => f.identity_guard) ? " · identity guard: every face stayed the same person" : "")
+  const checked = result.faces.some((f) => f.identity_guard && f.identity_similarity !== undefined);
+  const verdict = flagged.length === 0 ? (checked ? " · identity guard: every face stayed the same person" : "")
     : ` · identity guard: ${flagged.length} face${flagged.length === 1 ? "" : "s"} looked like someone else` +
       (replaced ? `, ${replaced} replaced` : ", marked only");
   const summary = $(".summary", card);
