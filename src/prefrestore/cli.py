@@ -41,7 +41,10 @@ def build_parser(command: str | None = None, *, every: bool = False):
     def formatter(prog: str) -> argparse.HelpFormatter:
         return argparse.HelpFormatter(prog, width=width)
 
-    parser = Parser(prog="prefrestore", description=__doc__.splitlines()[0], formatter_class=formatter)
+    parser = Parser(prog="prefrestore", formatter_class=formatter,
+                    description="Restore the faces in photos, face crops and videos (Pref-Restore).",
+                    epilog="Start with: prefrestore restore PHOTO_OR_FOLDER -o OUTPUT   (prefrestore COMMAND --help "
+                           "lists a command's options)")
     parser.add_argument("--version", action="version", version=f"prefrestore {__version__}")
     parser.add_argument(*VERBOSE, dest="verbose", action="store_true",
                         help="debug logging and full tracebacks (anywhere on the line)")
