@@ -29,7 +29,8 @@ VERBOSE = ("-v", "--verbose", "--debug")  # the global flags, accepted anywhere 
 
 def build_parser(command: str | None = None, *, every: bool = False):
     """The parser with ``command``'s arguments (every command's with ``every``) -> (parser, {name: subparser}).
-    The other commands are listed by name and help only, so building the parser imports one command module."""
+    Without a command every command is listed by name and help only; so building the parser imports at most one
+    command module."""
     import argparse
 
     class Parser(argparse.ArgumentParser):
@@ -51,9 +52,10 @@ def build_parser(command: str | None = None, *, every: bool = False):
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers = {}
     for name, (_, help_) in COMMANDS.items():
-        p = subparsers[name] = sub.add_parser(name, help=help_, description=help_, formatter_class=formatter)
-        if every or name == command:
-            _module(name).add_arguments(p)
+        if every or command is None or name == command:  # a known command: only its parser is built
+            p = subparsers[name] = sub.add_parser(name, help=help_, description=help_, formatter_class=formatter)
+            if every or name == command:
+                _module(name).add_arguments(p)
     return parser, subparsers
 
 
