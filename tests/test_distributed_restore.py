@@ -107,7 +107,7 @@ def test_a_killed_rank_resumes_by_rerunning(photos, reference, tmp_path):
     assert all(tree[k] == ref_tree[k] for k in tree), [k for k in tree if tree[k] != ref_tree[k]]
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "accelerate-mpi"])
+@pytest.mark.parametrize("launcher", ["torchrun", pytest.param("accelerate-mpi", marks=pytest.mark.slow)])
 def test_device_cuda_puts_each_rank_on_its_own_gpu(photos, tmp_path, launcher):
     """``--device cuda`` through the real command under a launch of 2 ranks (torch told there are 2 GPUs): the
     restorer and the detector of rank r get ``cuda:r``. torchrun's variables, and the MPI names accelerate launch
