@@ -14,12 +14,13 @@ Each row is the wall time of a fresh process (median of the repeats), started th
 * ``restore_one_photo``: ``prefrestore restore PHOTO -o TMP --overwrite`` with the bundled model (default photo:
   the bundled example ``grace_hopper.jpg``, 200x234, one face): the time to a restored photo on disk.
 
-Every row runs once untimed first (a warm file cache, and the ``.pyc`` files written as any installed package has
-them: ``PYTHONDONTWRITEBYTECODE`` is dropped for the runs). ``--variant NAME=SRC`` runs every row with ``PYTHONPATH=SRC`` (repeatable; e.g. ``before=/checkout/of/main/src``
-and ``after=src``); the variants' runs are interleaved so a busy machine slows them alike. Prints one JSON object:
-seconds per row per variant, and the ratios the start-up targets are stated in (``version``/``help``/``bad_flag``
-over ``python_bare``; ``restore_one_photo`` over ``load_model``, a process that imports torch and loads the model).
-Compare rows of one run, not machines.
+``--variant NAME=SRC`` runs every row with ``PYTHONPATH=SRC`` (repeatable; e.g. ``before=/checkout/of/main/src``
+and ``after=src``). Rows and variants are interleaved (one run of each in turn, repeated), so a machine whose load
+changes slows them alike. Every row runs once untimed first (a warm file cache, and the ``.pyc`` files written, as
+an installed package has them: ``PYTHONDONTWRITEBYTECODE`` is dropped for the runs). Prints one JSON object:
+seconds per row per variant (medians), and the ratios the start-up targets are stated in (``version``, ``help``,
+``bad_flag`` over ``python_bare``; ``restore_one_photo`` over ``load_model``, a process that imports torch and loads
+the model). Compare rows of one run, not machines.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ def main() -> None:
     times: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
     try:
         table = rows(args.photo.resolve(), work / "out", restore=not args.skip_restore)
-        for name, (cmd, code) in table.items():
-            repeats = args.restore_repeats if name in ("load_model", "restore_one_photo") else args.repeats
-            for k in range(repeats + 1):
+        for k in range(max(args.repeats, args.restore_repeats) + 1):  # rows and variants interleaved
+            for name, (cmd, code) in table.items():
+                repeats = args.restore_repeats if name in ("load_model", "restore_one_photo") else args.repeats
+                if k > repeats:
+                    continue
                 for variant, src in variants.items():
                     env = {**os.environ, "PYTHONPATH": str(Path(src).resolve()), "OMP_NUM_THREADS": "1"}
                     env.pop("PYTHONDONTWRITEBYTECODE", None)
