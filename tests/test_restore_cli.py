@@ -311,6 +311,13 @@ def test_options_before_the_command_are_answered_at_the_top(capsys):
         cli.main(["-i", "photo.jpg"])
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "to restore photos: prefrestore restore PHOTO -o OUTPUT" in line
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--only_center_face"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and line.startswith("prefrestore: error: unrecognized arguments: --only_center_face")
+    assert cli.main(["--help"]) == 0 and cli.main(["-v", "--version"]) == 0
+    out = capsys.readouterr().out
+    assert "  restore " in out and "Start with: prefrestore restore" in out and "prefrestore 0.1" in out
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["restore", "--help"], ["restore", "p.jpg", "--nope"],
