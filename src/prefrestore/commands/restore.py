@@ -9,7 +9,9 @@
         [--color-fix lowfreq|meanstd|none] ...
 
 The restoration-control flags (fidelity, candidates, guard, colour, face choice and size, blend) are declared once
-in ``prefrestore.options.OPTIONS``, shared with the Python API.
+in ``prefrestore.options.OPTIONS``, shared with the Python API. GFPGAN's and CodeFormer's spellings (``-i``,
+``--input_path``, ``--output_path``, ``--has_aligned``, ``-w``, any flag with underscores) are accepted, and their
+flags with no counterpart answered in one line (:data:`FOREIGN_FLAGS`; docs/coming-from-gfpgan.md).
 
 INPUT is a file, a folder or a glob pattern (quoted); several may be given. Outputs, as in GFPGAN/CodeFormer:
 OUTPUT/cropped_faces, restored_faces, cmp (input | restored), restored_imgs, plus OUTPUT/reports/NAME.json
