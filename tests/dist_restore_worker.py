@@ -4,6 +4,8 @@
 
 The restorer returns its input (so the outputs test the sharding, not a model). With
 ``PREFRESTORE_TEST_KILL_RANK=R`` the rank R SIGKILLs itself at its second restorer call: a rank dying mid-run.
+With ``PREFRESTORE_TEST_FAKE_CUDA=N`` torch reports N CUDA GPUs (none is used: the restorer is the identity and the
+detector is built on the CPU) and each rank prints the devices the command gave the restorer and the detector.
 """
 
 import os
@@ -29,7 +31,30 @@ class IdentityRestorer:
 def main() -> int:
     print(f"worker rank {os.environ.get('RANK', 0)}/{os.environ.get('WORLD_SIZE', 1)}", file=sys.stderr)
     api.load_restorer = lambda *args, **kwargs: IdentityRestorer()
+    if os.environ.get("PREFRESTORE_TEST_FAKE_CUDA"):
+        _fake_cuda(int(os.environ["PREFRESTORE_TEST_FAKE_CUDA"]))
     return cli.main(sys.argv[1:])
+
+
+def _fake_cuda(count: int) -> None:
+    import torch
+
+    from prefrestore.distributed import Ranks
+    from prefrestore.faces import detect
+
+    torch.cuda.is_available = lambda: True
+    torch.cuda.device_count = lambda: count
+    rank, build = Ranks.from_env().rank, detect.build_detector
+
+    def load_restorer(*args, device="cpu", **kwargs):
+        print(f"rank {rank} restorer device {device}", file=sys.stderr)
+        return IdentityRestorer()
+
+    def build_detector(*args, device="cpu", **kwargs):
+        print(f"rank {rank} detector device {device}", file=sys.stderr)
+        return build(*args, **kwargs)
+
+    api.load_restorer, detect.build_detector = load_restorer, build_detector
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ CASES = {
                             "--threads", "1", "--preset", "ultrafast"], {"runs"}),
     "bench_metrics": (["--size", "64", "--batch", "1", "--repeats", "1"], {"seconds_per_image"}),
     "bench_restore": (["--model", "default", "--batch-sizes", "1", "--steps", "1", "--repeats", "1"], {"results"}),
+    "bench_startup": (["--skip-restore", "--repeats", "1"], {"variants"}),
 }
 SLOW = {
     "bench_train": (["--stages", "0", "--steps", "1", "--batch-size", "1"], {"stages"}),

@@ -107,6 +107,40 @@ def test_a_killed_rank_resumes_by_rerunning(photos, reference, tmp_path):
     assert all(tree[k] == ref_tree[k] for k in tree), [k for k in tree if tree[k] != ref_tree[k]]
 
 
+@pytest.mark.parametrize("launcher", ["torchrun", pytest.param("accelerate-mpi", marks=pytest.mark.slow)])
+def test_device_cuda_puts_each_rank_on_its_own_gpu(photos, tmp_path, launcher):
+    """``--device cuda`` through the real command under a launch of 2 ranks (torch told there are 2 GPUs): the
+    restorer and the detector of rank r get ``cuda:r``. torchrun's variables, and the MPI names accelerate launch
+    reads for its multi-CPU launches (no RANK/WORLD_SIZE/LOCAL_RANK at all)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "c.png"):
+        (inputs / name).write_bytes((photos / name).read_bytes())
+    args = [str(inputs), "-o", str(tmp_path / "out"), "--device", "cuda", "--identity", "off",
+            "--identity-guard", "off"]
+    if launcher == "torchrun":
+        done = _run(args, nproc=2, PREFRESTORE_TEST_FAKE_CUDA="2")
+        codes, stderr = [done.returncode], done.stderr
+    else:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {k: v for k, v in _env(PREFRESTORE_TEST_FAKE_CUDA="2", MASTER_ADDR="127.0.0.1",
+                                      MASTER_PORT=str(port)).items()
+               if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        procs = [subprocess.Popen([sys.executable, str(WORKER), "restore", *args], stderr=subprocess.PIPE, text=True,
+                                  env=dict(env, OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_RANK=str(r),
+                                           OMPI_COMM_WORLD_LOCAL_RANK=str(r))) for r in range(2)]
+        outs = [p.communicate(timeout=300)[1] for p in procs]
+        codes, stderr = [p.returncode for p in procs], "".join(outs)
+    assert codes == [0] * len(codes), stderr
+    for r in range(2):
+        assert f"rank {r} restorer device cuda:{r}" in stderr and f"rank {r} detector device cuda:{r}" in stderr, stderr
+    assert "restorer device cuda:0" in stderr and stderr.count("restorer device") == 2
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The pieces, in one process
 
@@ -117,6 +151,26 @@ def test_ranks_from_the_launcher_environment():
     assert (r.rank, r.world_size, r.local_rank, r.is_main) == (3, 4, 1, False)
     assert r.device("cuda") == "cuda:1" and r.device("cuda:0") == "cuda:0" and r.device("cpu") == "cpu"
     assert Ranks(0, 1, 0).device("cuda") == "cuda"
+    # accelerate launch's multi-CPU (MPI) launches: its names, its order
+    assert Ranks.from_env({"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1",
+                           "OMPI_COMM_WORLD_LOCAL_RANK": "1"}) == Ranks(1, 2, 1)
+    assert Ranks.from_env({"PMI_SIZE": "4", "PMI_RANK": "3", "MPI_LOCALRANKID": "0"}) == Ranks(3, 4, 0)
+    assert Ranks.from_env({"WORLD_SIZE": "2", "RANK": "1", "PMI_SIZE": "8", "PMI_RANK": "5"}) == Ranks(1, 2, 1)
+
+
+def test_device_check_runs_after_the_launch_mapping(monkeypatch):
+    """``cuda`` under a 2-rank launch is checked as ``cuda:1`` (which must exist), not as ``cuda:0``."""
+    import torch
+
+    from prefrestore.distributed import rank_device
+    from prefrestore.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert rank_device("cuda", Ranks(1, 2, 1)) == "cuda:1" and rank_device("cuda", Ranks(0, 1, 0)) == "cuda:0"
+    assert rank_device("cuda:0", Ranks(1, 2, 1)) == "cuda:0" and rank_device("cpu", Ranks(1, 2, 1)) == "cpu"
+    with pytest.raises(UserError, match="cuda:2"):
+        rank_device("cuda", Ranks(2, 4, 2))
 
 
 def test_shards_cover_the_plan_once_and_merge_in_input_order():

@@ -441,6 +441,9 @@ def test_cli_restores_a_folder_mixing_photos_and_videos(tmp_path, clips, astrona
     assert report["frames"] == 24 and report["codec"]["crf"] == 20 and report["temporal"]["mode"] == "input"
     assert json.loads((out / "reports" / "broken.json").read_text())["status"] == "failed"
     assert "broken.mov" in err and "Traceback" not in err
+    # stderr is not a terminal here: the estimate comes as a line once the first frames are timed
+    (estimate,) = [ln for ln in err.splitlines() if ln.startswith("clip: 24 frames, ")]
+    assert "s/frame measured on the first 8: about " in estimate and " left" in estimate
     assert not list((out / "restored_videos").glob(".*"))  # no temporary or partial files left
     code = cli.main(["restore", str(folder / "clip.dat"), "-o", str(out)])
     assert code == 0 and "1 skipped" in capsys.readouterr().err
@@ -531,3 +534,35 @@ def test_output_path_that_is_a_folder_is_one_line(tmp_path, clips, fake_api, one
     assert len(lines) >= 1 and all(str(folder) in line for line in lines), err
     assert (folder / "keep.txt").read_text() == "mine"  # the folder is left as it was
     assert sorted(p.name for p in (out / "restored_videos").iterdir()) == ["pzc.mp4"]  # no temporary, no .partial
+
+
+def test_frame_log_estimates_up_front_and_reports_at_intervals():
+    """The words a log file gets for a video (no bar): the estimate after the first timed frames, then a line per
+    interval; a resume's frames are counted as done, not timed."""
+    from prefrestore.commands.restore_video import FrameLog, duration
+
+    now, lines = [100.0], []
+    log = FrameLog("clip", 120, write=lines.append, periodic=True, interval=30, warmup=8, clock=lambda: now[0])
+    for _ in range(8):  # 2 s per frame
+        now[0] += 2
+        log.update(1)
+    assert lines == ["clip: 120 frames, 2.00 s/frame measured on the first 8: about 4 min 0 s in all, 3 min 44 s left"]
+    for _ in range(14):  # 28 s since the estimate: nothing yet
+        now[0] += 2
+        log.update(1)
+    assert len(lines) == 1
+    for _ in range(16):  # at 30 s one line, the next one 30 s later
+        now[0] += 2
+        log.update(1)
+    assert lines[1:] == ["clip: 23/120 frames (19%), 2.00 s/frame, about 3 min 14 s left",
+                         "clip: 38/120 frames (32%), 2.00 s/frame, about 2 min 44 s left"]
+
+    now[0], lines[:] = 0.0, []
+    resumed = FrameLog("clip", 100, write=lines.append, periodic=False, warmup=4, clock=lambda: now[0])
+    resumed.update(60)  # at once: the frames an earlier run finished
+    for _ in range(4):
+        now[0] += 0.5
+        resumed.update(1)
+    assert lines == ["clip: 100 frames, 60 done before, 0.50 s/frame measured on the first 4: about 20 s in all, "
+                     "18 s left"]
+    assert duration(59.6) == "1 min 0 s" and duration(7300) == "2 h 1 min"

@@ -1,7 +1,8 @@
 """Already-aligned face crops in memory (``prefrestore restore --aligned``): prepare -> restore (batched) -> mix.
 
-No detection and no paste-back: each input is taken as an FFHQ-aligned crop, resized to the restorer's resolution
-S, restored ``batch_size`` crops per call under the run's options (``control.py``, through
+No paste-back: each input is taken as an FFHQ-aligned crop, resized to the restorer's resolution S (given a
+detector, a crop whose face is far from the alignment template fails instead: a whole photo is never squashed into
+a "face"; a crop that is not square always fails), restored ``batch_size`` crops per call under the run's options (``control.py``, through
 :func:`prefrestore.pipeline.restore_groups`, which owns the per-crop error boundary) and mixed back with its input
 when ``options.blend`` < 1. ``file_run.py`` writes the results; this module reads and writes no files.
 
@@ -18,6 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .control import FaceOutcome, Scorers
+from .errors import ImageError
+from .faces.align import ffhq_template
+from .faces.detect import FaceDetector
 from .faces.identity import IdentityScore, IdentityScorer
 from .image import resize
 from .photo_io import Photo, float_to_pixels, pixels_to_float
@@ -57,21 +61,49 @@ class AlignedResult:
         return self.error is None
 
 
+# An aligned crop's detected landmarks lie within ~1 % of its side from the FFHQ template (2.5 % for a 24 px face
+# upscaled to 128); a square whole photo or a loose face crop is off by 11-40 % (the bundled example photos).
+ALIGNMENT_TOLERANCE = 0.08
+NOT_ALIGNED_FIX = "drop --aligned to find and align the faces in a whole photo"
+
+
 def to_model_crop(photo: Photo, resolution: int) -> tuple[np.ndarray, list[str]]:
-    """An aligned input -> uint8 (S, S, 3) RGB at the restorer's resolution, and notes on what was changed."""
+    """An aligned input -> uint8 (S, S, 3) RGB at the restorer's resolution, and notes on what was changed.
+    Raises ImageError for an input that is not square (an aligned crop is; stretching a photo makes no face)."""
     crop, notes = photo.rgb8(), []
     h, w = crop.shape[:2]
+    if w != h:
+        raise ImageError(f"{w}x{h} is not square, so not an aligned face crop; {NOT_ALIGNED_FIX}")
     if photo.bit_depth == 16:
         notes.append("16-bit input reduced to 8-bit for the restorer")
     if photo.alpha is not None:
         notes.append("alpha channel ignored for an aligned crop")
     if (w, h) != (resolution, resolution):
-        if w != h:
-            notes.append(f"input {w}x{h} is not square: stretched to {resolution}x{resolution}; is it really aligned?")
-        else:
-            notes.append(f"input {w}x{h} resized to the model resolution {resolution}x{resolution}")
+        notes.append(f"input {w}x{h} resized to the model resolution {resolution}x{resolution}")
         crop = resize(crop, (resolution, resolution), resample="lanczos" if w > resolution else "bicubic")
     return crop, notes
+
+
+def alignment_error(crop: np.ndarray, detector: FaceDetector) -> float | None:
+    """RMS distance of the most confident detected face's five landmarks from the FFHQ template, as a fraction of
+    the crop's side; None when no face is found (a heavily degraded aligned face may not be: it is given the benefit
+    of the doubt)."""
+    found = detector.detect(crop)
+    if not found:
+        return None
+    best = max(found, key=lambda d: d.score)
+    size = crop.shape[0]
+    offset = best.landmarks_array() - ffhq_template(size)
+    return float(np.sqrt((offset**2).sum(1).mean()) / size)
+
+
+def check_aligned(crop: np.ndarray, detector: FaceDetector) -> None:
+    """ImageError when ``crop`` (square) holds a face far from where an aligned crop has it."""
+    error = alignment_error(crop, detector)
+    if error is not None and error > ALIGNMENT_TOLERANCE:
+        raise ImageError(f"not an aligned face crop: its face's landmarks are {error:.0%} of the crop side from "
+                         f"the FFHQ alignment template (aligned crops: within {ALIGNMENT_TOLERANCE:.0%}); "
+                         f"{NOT_ALIGNED_FIX}")
 
 
 def restore_aligned(
@@ -82,10 +114,12 @@ def restore_aligned(
     identity: IdentityScorer | None = None,
     progress: Progress | None = None,
     scorers: Scorers | None = None,
+    detector: FaceDetector | None = None,
 ) -> Iterator[AlignedResult]:
     """Restore already-aligned face crops, ``batch_size`` per restorer call; yields results in input order.
 
-    A crop that cannot be prepared, or whose restoration fails (alone, after a failed joint batch), fails alone.
+    A crop that cannot be prepared (not square; with ``detector``, a face far from the alignment template: see
+    :func:`check_aligned`), or whose restoration fails (alone, after a failed joint batch), fails alone.
     ``config.options.blend`` < 1 mixes the input crop back into each restoration (its visibility).
     """
     config = config or PipelineConfig()
@@ -120,7 +154,11 @@ def restore_aligned(
     for key, photo in items:
         try:
             crop, notes = to_model_crop(photo, restorer.resolution)
+            if detector is not None:
+                check_aligned(crop, detector)
             pending.append((key, crop, list(photo.notes) + notes, photo.size, None))
+        except ImageError as err:
+            pending.append((key, None, list(photo.notes), photo.size, str(err)))
         except Exception as err:
             logger.debug("crop preparation failed", exc_info=True)
             pending.append((key, None, list(photo.notes), photo.size, failure("preparing the crop", err)))

@@ -49,11 +49,15 @@ class Ranks:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Ranks:
+        """The launcher's variables: torchrun's (and ``accelerate launch --multi_gpu``'s) ``RANK``/``WORLD_SIZE``/
+        ``LOCAL_RANK``, else the MPI names ``accelerate launch`` reads for its multi-CPU launches (Intel MPI / MPICH
+        ``PMI_*`` and ``MPI_LOCALRANKID``, Open MPI ``OMPI_COMM_WORLD_*``, MVAPICH ``MV2_COMM_WORLD_*``), in
+        accelerate's order."""
         env = os.environ if env is None else env
         try:
-            world = int(env.get("WORLD_SIZE", "1"))
-            rank = int(env.get("RANK", "0"))
-            local = int(env.get("LOCAL_RANK", str(rank)))
+            world = _first_int(env, WORLD_SIZE_VARS, 1)
+            rank = _first_int(env, RANK_VARS, 0)
+            local = _first_int(env, LOCAL_RANK_VARS, rank)
         except ValueError as err:
             raise UserError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({err}); start with torchrun") from None
         if world < 1 or not 0 <= rank < world:
@@ -65,8 +69,32 @@ class Ranks:
         return self.rank == 0
 
     def device(self, device: str) -> str:
-        """``cuda`` -> ``cuda:LOCAL_RANK`` when several processes share a machine; anything else unchanged."""
-        return f"cuda:{self.local_rank}" if device == "cuda" and self.world_size > 1 else device
+        """The device this rank uses for ``--device device`` (the one place a launch picks the GPU; validate the
+        result with :func:`prefrestore.options.check_device`): ``cuda`` -> ``cuda:LOCAL_RANK`` when several
+        processes were launched; an explicit ``cuda:N``, ``cpu`` or ``mps`` unchanged."""
+        return f"cuda:{self.local_rank}" if device.strip() == "cuda" and self.world_size > 1 else device
+
+
+# The variable names of each value, first found wins (accelerate.utils.environment's order).
+RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+LOCAL_RANK_VARS = ("LOCAL_RANK", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK")
+
+
+def _first_int(env: Mapping[str, str], names: tuple[str, ...], default: int) -> int:
+    for name in names:
+        if env.get(name, "").strip():
+            return int(env[name])
+    return default
+
+
+def rank_device(spec: str, ranks: Ranks | None = None) -> str:
+    """``--device spec`` for this process -> a checked canonical device name: the launch's mapping
+    (:meth:`Ranks.device`), then :func:`~prefrestore.options.check_device` (a one-line error when the machine lacks
+    it). Every command that takes ``--device`` under a launcher goes through here."""
+    from .options import check_device
+
+    return check_device((ranks or Ranks.from_env()).device(spec))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -87,12 +115,13 @@ def plan_from_json(d: dict) -> Plan:
 
 def summary_to_json(s: RunSummary) -> dict:
     return {"restored": list(s.restored), "no_face": list(s.no_face), "skipped": list(s.skipped),
-            "failed": [list(f) for f in s.failed], "faces": s.faces}
+            "failed": [list(f) for f in s.failed], "faces": s.faces, "flagged": s.flagged, "fallback": s.fallback}
 
 
 def summary_from_json(d: dict) -> RunSummary:
     return RunSummary(tuple(d["restored"]), tuple(d["no_face"]), tuple(d["skipped"]),
-                      tuple((p, m) for p, m in d["failed"]), int(d["faces"]))
+                      tuple((p, m) for p, m in d["failed"]), int(d["faces"]), flagged=int(d.get("flagged", 0)),
+                      fallback=int(d.get("fallback", 0)))
 
 
 def shard(plan: Plan, ranks: Ranks) -> Plan:
@@ -120,6 +149,8 @@ def merge_summaries(plan: Plan, parts: list[RunSummary]) -> RunSummary:
         skipped=tuple(str(i.path) for i in plan.skipped),
         failed=tuple(plan.failed) + tuple(sorted(failed, key=lambda f: order.get(f[0], -1))),
         faces=sum(p.faces for p in parts),
+        flagged=sum(p.flagged for p in parts),
+        fallback=sum(p.fallback for p in parts),
     )
 
 
@@ -140,6 +171,9 @@ class RankGroup:
             import torch.distributed as dist
 
             if not dist.is_initialized():
+                if not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
+                    raise UserError(f"WORLD_SIZE={self.ranks.world_size} but MASTER_ADDR/MASTER_PORT are not set; "
+                                    "start with torchrun or accelerate launch")
                 timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 7 * 24 * 3600)))
                 dist.init_process_group("gloo", rank=self.ranks.rank, world_size=self.ranks.world_size,
                                         timeout=timeout)

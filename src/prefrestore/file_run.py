@@ -27,9 +27,10 @@ import numpy as np
 from .aligned_crops import AlignedResult, restore_aligned
 from .control import Scorers
 from .errors import ImageError, UserError
-from .faces.detect import FaceDetector
+from .faces.align import affine_scale
+from .faces.detect import NOT_PICKED, FaceDetector
 from .faces.identity import IdentityScorer
-from .image import list_images, save_rgb
+from .image import list_images, resize, save_rgb
 from .io_safety import NAME_MAX, InputGuard, atomic_write_text, real_key, shown, sweep_stale_temps
 from .photo_io import Photo, photo_for_format, read_photo, write_photo
 from .pipeline import PhotoResult, PipelineConfig, Progress, Restorer, failure, photo_memory_bytes, restore_photos
@@ -101,7 +102,7 @@ class OutputLayout:
             expected.append(self.face_path("cmp", item, None))
         else:
             for face in report.get("faces", ()):
-                index = face.get("index") if isinstance(face, dict) else None
+                index = face.get("file_index", face.get("index")) if isinstance(face, dict) else None
                 if not isinstance(index, int):
                     return False
                 expected += [self.face_path(k, item, index) for k in ("cropped_faces", "restored_faces", "cmp")]
@@ -241,7 +242,8 @@ def memory_check(config: PipelineConfig, *, aligned: bool):
 
 @dataclass(frozen=True)
 class RunSummary:
-    """Outcome of a file run; ``exit_code`` is 0 when nothing failed.
+    """Outcome of a file run; ``exit_code`` is 0 when nothing failed. ``flagged``/``fallback``: the identity
+    guard's verdicts over the restored faces (see ``control.FaceOutcome``).
 
     reports: the report of every input this process read, in input order, exactly as written to
     ``reports/NAME.json`` (``status`` "restored", "no_face" or "failed"; outputs, faces, timings): the run's
@@ -255,6 +257,8 @@ class RunSummary:
     failed: tuple[tuple[str, str], ...] = ()
     faces: int = 0
     reports: tuple[dict, ...] = ()
+    flagged: int = 0  # faces the identity guard flagged (too far from their input) ...
+    fallback: int = 0  # ... and of those, the ones replaced by a safer restoration (fidelity 1, or the input)
 
     @property
     def exit_code(self) -> int:
@@ -272,8 +276,11 @@ def run_plan(
     progress: Progress | None = None,
     run_info: dict | None = None,
     scorers: Scorers | None = None,
+    aligned_check: FaceDetector | None = None,
 ) -> RunSummary:
-    """Restore the plan's inputs and write every output. ``detector=None`` means the inputs are aligned crops.
+    """Restore the plan's inputs and write every output. ``detector=None`` means the inputs are aligned crops;
+    ``aligned_check`` then fails each one whose face is far from the alignment template (a whole photo given as a
+    crop) instead of squashing it (:func:`~prefrestore.aligned_crops.check_aligned`).
 
     Unreadable inputs, failed restorations and failed writes are reported (``progress("failed", 0, message)``
     as they happen, and in the summary) while the other inputs go on. ``run_info`` goes into every report.
@@ -296,11 +303,11 @@ def run_plan(
                           reports)
     if detector is None:
         results: Iterator = restore_aligned(inputs, restorer, config, identity=identity, progress=progress,
-                                            scorers=scorers)
+                                            scorers=scorers, detector=aligned_check)
     else:
         results = restore_photos(inputs, restorer, detector, config, identity=identity, progress=progress,
                                  scorers=scorers)
-    restored, no_face, faces = [], [], 0
+    restored, no_face, faces, flagged, fallback = [], [], 0, 0, 0
     for res in results:
         item = res.key
         res.timings["read"] = read_times.pop(item, 0.0)
@@ -318,6 +325,9 @@ def run_plan(
         else:
             restored.append(str(item.path))
             faces += len(report.get("faces", ()))
+        for guard in _guard_verdicts(report):
+            flagged += bool(guard.get("flagged"))
+            fallback += bool(guard.get("action"))
     return RunSummary(
         restored=tuple(restored),
         no_face=tuple(no_face),
@@ -325,7 +335,15 @@ def run_plan(
         failed=tuple(failed),
         faces=faces,
         reports=tuple(reports),
+        flagged=flagged,
+        fallback=fallback,
     )
+
+
+def _guard_verdicts(report: dict) -> list[dict]:
+    """The identity guard's entry of every restored face of a report (a photo's faces, or an aligned crop)."""
+    entries = [f for f in report.get("faces", ()) if isinstance(f, dict)] + [report]
+    return [e["identity_guard"] for e in entries if isinstance(e.get("identity_guard"), dict)]
 
 
 def _read_inputs(plan: Plan, layout: OutputLayout, accept, fail: Callable[[FileItem, str], None],
@@ -408,7 +426,7 @@ def _write_aligned(res: AlignedResult, item: FileItem, layout: OutputLayout, gua
     for target in (out, cmp, layout.report_path(item)):
         guard.check(target)
     save_rgb(out, res.output_image(), guard=guard)
-    save_rgb(cmp, np.concatenate([res.crop, res.restored], axis=1), guard=guard)
+    save_rgb(cmp, comparison(res.crop, res.restored, res.output_image().shape[0]), guard=guard)
     res.timings["write"] = time.perf_counter() - t0
     report["output"] = str(out)
     if res.control is not None:
@@ -443,17 +461,20 @@ def _write_photo(res: PhotoResult, item: FileItem, layout: OutputLayout, guard: 
     report["status"] = "restored" if res.faces else "no_face"
     t0 = time.perf_counter()
     out = layout.photo_path(item, aligned=False)
-    face_paths = [{k: layout.face_path(k, item, f.index) for k in ("cropped_faces", "restored_faces", "cmp")}
-                  for f in res.faces]
+    file_indices = full_run_indices(res)
+    face_paths = [{k: layout.face_path(k, item, n) for k in ("cropped_faces", "restored_faces", "cmp")}
+                  for n in file_indices]
     for target in [out, layout.report_path(item)] + [q for paths in face_paths for q in paths.values()]:
         guard.check(target)
-    for f, paths in zip(res.faces, face_paths, strict=True):
+    for f, paths, n in zip(res.faces, face_paths, file_indices, strict=True):
         save_rgb(paths["cropped_faces"], f.aligned.crop, guard=guard)
         save_rgb(paths["restored_faces"], f.restored, guard=guard)
-        save_rgb(paths["cmp"], np.concatenate([f.aligned.crop, f.restored], axis=1), guard=guard)
+        side = f.aligned.size / affine_scale(f.aligned.affine) * config.upscale  # the face's size in the output
+        save_rgb(paths["cmp"], comparison(f.aligned.crop, f.restored, side), guard=guard)
         d = f.aligned.detection
         entry = {
             "index": f.index,
+            "file_index": n,
             "box": [_r(v) for v in d.box],
             "score": _r(d.score, 4),
             "landmarks": [[_r(x), _r(y)] for x, y in d.landmarks],
@@ -469,7 +490,51 @@ def _write_photo(res: PhotoResult, item: FileItem, layout: OutputLayout, guard: 
     photo, notes = photo_for_format(res.photo, out.suffix)
     write_photo(out, photo, quality=layout.jpeg_quality, guard=guard)
     res.timings["write"] = time.perf_counter() - t0
-    report.update(output=str(out), output_size=list(photo.size), notes=list(res.notes) + notes)
+    report.update(output=str(out), output_size=list(photo.size), notes=_faces_asked(res, config, item) + notes)
+
+
+# The reasons (faces.detect.select_faces / pick_faces) of detections a full run would also restore.
+_CUT_BY_CHOICE = ("over max faces", "not centre", NOT_PICKED)
+
+
+def full_run_indices(res: PhotoResult) -> list[int]:
+    """Each restored face's index in a run without ``--max-faces``, ``--only-center-face`` and ``--faces`` (left to
+    right among the faces the detection thresholds keep): the number in its file names, so a face's files have the
+    same name whichever faces a run picks."""
+    cut = [r.detection for r in res.rejected if r.reason.startswith(_CUT_BY_CHOICE)]
+    everyone = sorted([f.aligned.detection for f in res.faces] + cut, key=lambda d: (d.center[0], d.center[1]))
+    position = {id(d): k for k, d in enumerate(everyone)}
+    return [position[id(f.aligned.detection)] for f in res.faces]
+
+
+def _faces_asked(res: PhotoResult, config: PipelineConfig, item: FileItem) -> list[str]:
+    """The photo's notes, with ``--faces`` indices beyond its faces said as such (also logged as a warning), not as
+    "no face found"."""
+    asked, notes = config.options.faces, list(res.notes)
+    if asked is None:
+        return notes
+    n = len(res.faces) + sum(r.reason.startswith(NOT_PICKED) for r in res.rejected)
+    missing = sorted(i for i in set(asked) if i >= n)
+    if not missing:
+        return notes
+    have = f"{n} face{'' if n == 1 else 's'}" + (f" (indices 0-{n - 1})" if n > 1 else " (index 0)" if n else "")
+    line = (f"--faces {','.join(map(str, asked))}: this photo has {have}, there is no face "
+            f"{', '.join(map(str, missing))}" + ("; none was restored, the photo was upscaled only"
+                                                 if not res.faces else ""))
+    if n:
+        notes = [x for x in notes if not x.startswith("no face found")]
+    logger.warning("%s: %s", shown(item.path), line)
+    return notes + [line]
+
+
+def comparison(crop: np.ndarray, restored: np.ndarray, side: float) -> np.ndarray:
+    """The ``cmp/`` image: input crop | restoration, each at the face's size in the output (``side`` px) but at
+    least :data:`CMP_MIN` and at most :data:`CMP_MAX` px a side, so a person can judge it."""
+    n = int(round(min(max(side, CMP_MIN), CMP_MAX)))
+    return np.concatenate([resize(crop, (n, n)), resize(restored, (n, n))], axis=1)
+
+
+CMP_MIN, CMP_MAX = 256, 1024
 
 
 def write_report(layout: OutputLayout, item: FileItem, report: dict, guard: InputGuard | None = None) -> None:

@@ -9,7 +9,9 @@
         [--color-fix lowfreq|meanstd|none] ...
 
 The restoration-control flags (fidelity, candidates, guard, colour, face choice and size, blend) are declared once
-in ``prefrestore.options.OPTIONS``, shared with the Python API.
+in ``prefrestore.options.OPTIONS``, shared with the Python API. GFPGAN's and CodeFormer's spellings (``-i``,
+``--input_path``, ``--output_path``, ``--has_aligned``, ``-w``, any flag with underscores) are accepted, and their
+flags with no counterpart answered in one line (:data:`FOREIGN_FLAGS`; docs/coming-from-gfpgan.md).
 
 INPUT is a file, a folder or a glob pattern (quoted); several may be given. Outputs, as in GFPGAN/CodeFormer:
 OUTPUT/cropped_faces, restored_faces, cmp (input | restored), restored_imgs, plus OUTPUT/reports/NAME.json
@@ -22,24 +24,53 @@ Exit status: 0 when every input succeeded, 1 when some failed (listed at the end
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from pathlib import Path
-from typing import get_args
 
 from ..errors import UserError
-from ..faces.paste import ColorMatch
 from . import restore_video
+
+# The choices the parser shows, written out here so that `restore --help` and a usage error import no torch: each is
+# the library's own value (faces.paste.BG_UPSAMPLERS, faces.paste.ColorMatch; tests/test_restore_cli.py checks that
+# they agree).
+BG_UPSAMPLERS = ("bicubic", "bilinear", "lanczos", "realesrgan")
+COLOR_MATCHES = ("lowfreq", "meanstd", "none")
+
+# GFPGAN / CodeFormer flags with no prefrestore counterpart -> the one line that says what to do instead (their
+# flags that do have one are accepted as spellings of ours, see add_arguments and docs/coming-from-gfpgan.md).
+FOREIGN_FLAGS = {
+    "--version": "GFPGAN's model version; prefrestore picks its model with --model (default: the bundled model, "
+                 "or a model folder); -v alone means verbose",
+    "--face-upsample": "CodeFormer's Real-ESRGAN pass over the restored faces has no counterpart: faces are "
+                       "restored at the model's size and pasted back at the output scale (-s); --bg-upsampler "
+                       "realesrgan upsamples the rest of the photo",
+    "--detection-model": "prefrestore detects faces with MTCNN only; tune it with --det-threshold and --min-face-size",
+    "--draw-box": "the face boxes, landmarks and scores are written to OUTPUT/reports/NAME.json",
+    "--save-video-fps": "a restored video keeps its input's frame rate",
+}
+
+
+def _bg_upsampler(value: str) -> str:
+    """GFPGAN's ``--bg_upsampler none`` (no upsampler: facexlib resizes with Lanczos) is our lanczos."""
+    return "lanczos" if value.lower() == "none" else value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .. import options
-    from ..faces.paste import BG_UPSAMPLERS
 
-    parser.add_argument("input", nargs="+", help="photo file(s), folder(s) or quoted glob pattern(s)")
-    parser.add_argument("-o", "--output", default="results", help="output folder (default: results)")
+    parser.add_argument("input", nargs="*", help="photo file(s), folder(s) or quoted glob pattern(s)")
+    parser.add_argument("-i", "--input", "--input-path", dest="input_flag", action="append", default=[],
+                        metavar="INPUT", help="an input given as a flag (GFPGAN's -i/--input, CodeFormer's "
+                                              "--input_path); may be repeated")
+    parser.add_argument("-o", "--output", "--output-path", default="results",
+                        help="output folder (default: results)")
     parser.add_argument("-s", "--upscale", type=float, default=2.0, help="output size / input size (default: 2)")
-    parser.add_argument("--aligned", action="store_true", help="inputs are FFHQ-aligned face crops: no detection")
+    parser.add_argument("--aligned", "--has-aligned", action="store_true",
+                        help="inputs are FFHQ-aligned face crops: no detection (CodeFormer: --has_aligned)")
+    parser.add_argument("-w", "--fidelity-weight", "--weight", dest="fidelity", type=float,
+                        default=argparse.SUPPRESS, metavar="W",
+                        help="CodeFormer's w / GFPGAN's --weight, taken as --fidelity W: same direction, 0 = most "
+                             "generative, 1 = closest to the input (our dial is calibrated on measured closeness, "
+                             "so the same number is not the same look)")
     parser.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
     parser.add_argument("--max-faces", type=int, default=None, metavar="N", help="restore at most N faces, largest first")
     parser.add_argument("--det-threshold", type=float, default=0.95, metavar="T",
@@ -59,12 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default: 95)")
-    parser.add_argument("--bg-upsampler", choices=BG_UPSAMPLERS, default="lanczos",
+    parser.add_argument("--bg-upsampler", type=_bg_upsampler, choices=BG_UPSAMPLERS, default="lanczos",
                         help="background upsampler: a resampler, or realesrgan (RealESRGAN_x4plus, converted with "
-                             "`prefrestore convert-realesrgan`; meant for GPUs) (default: lanczos)")
+                             "`prefrestore convert-realesrgan`; meant for GPUs); none = lanczos (default: lanczos)")
     parser.add_argument("--bg-tile", type=int, default=400, metavar="PX",
                         help="realesrgan tile size in input pixels, bounds memory; 0 = untiled (default: 400)")
-    parser.add_argument("--color-match", choices=get_args(ColorMatch), default="lowfreq",
+    parser.add_argument("--color-match", choices=COLOR_MATCHES, default="lowfreq",
                         help="paste-back: match each restored face's colour and tone to the photo around it as it is "
                              "pasted (--color-fix colours the face crop itself, before it is written or pasted) "
                              "(default: lowfreq)")
@@ -74,11 +105,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser)  # --fidelity, --candidates, --identity-guard, --faces, --min/max-face-size, ...
 
 
-def _configs(args: argparse.Namespace):
-    """Validated configs from the arguments; a bad value is a one-line UserError naming the flag."""
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """After parsing, before anything runs: the inputs given as flags join the positional ones -> a usage message
+    for the restore parser, or None."""
+    args.input = list(args.input) + list(args.input_flag)
+    if not args.input:
+        return "give at least one input: prefrestore restore PHOTO [PHOTO ...] -o OUTPUT (or -i PHOTO)"
+    return None
+
+
+def unknown_argument_hint(extras: list[str], parser: argparse.ArgumentParser) -> str | None:
+    """The one line for arguments the restore parser does not know: a GFPGAN/CodeFormer flag we answer in
+    :data:`FOREIGN_FLAGS`, else None (the command line then says "did you mean")."""
+    for k, extra in enumerate(extras):
+        name = extra.partition("=")[0].replace("_", "-")
+        if extra == "-v" or name == "--version":
+            value = extra.partition("=")[2] or (extras[k + 1] if k + 1 < len(extras) else "")
+            return f"{extra.partition('=')[0]} {value}: {FOREIGN_FLAGS['--version']}".replace("  ", " ")
+        if name in FOREIGN_FLAGS:
+            return f"{extra.partition('=')[0]}: {FOREIGN_FLAGS[name]}"
+    return None
+
+
+def _configs(args: argparse.Namespace, ranks=None):
+    """Validated configs from the arguments; a bad value is a one-line UserError naming the flag. ``args.device``
+    becomes this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher, ``distributed.py``)."""
+    from pathlib import Path
+
+    from ..distributed import rank_device
     from ..file_run import OutputLayout
     from ..io_safety import shown
-    from ..options import RestoreOptions, check_device, check_finite, check_sampling
+    from ..options import RestoreOptions, check_finite, check_sampling
     from ..pipeline import PipelineConfig
 
     if not args.output.strip():
@@ -89,7 +146,7 @@ def _configs(args: argparse.Namespace):
     check_finite(args.det_threshold, "--det-threshold", low=0, high=1, example="0.95")
     check_finite(args.min_face_size, "--min-face-size", low=0, example="20")
     check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, start_sigma=args.start_sigma, seed=args.seed)
-    args.device = check_device(args.device)
+    args.device = rank_device(args.device, ranks)
     checks = [
         (0 < args.upscale <= 16, f"-s {args.upscale}: the upscale factor must be in (0, 16]"),
         (0 <= args.det_threshold <= 1, f"--det-threshold {args.det_threshold}: must be in [0, 1], e.g. 0.95"),
@@ -135,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, group) -> int:
+    from dataclasses import replace
+
     from .. import api
     from ..control import Scorers
     from ..faces.detect import build_detector
@@ -142,7 +201,7 @@ def _run(args: argparse.Namespace, group) -> int:
     from ..file_run import plan_files, run_plan
     from ..io_safety import check_output_folder, shown
 
-    config, layout = _configs(args)  # every option is checked before any file is read or the model loads
+    config, layout = _configs(args, group.ranks)  # every option is checked before any file is read or the model loads
     plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
     videos = None
     if not args.aligned:  # videos among the inputs, by content (an aligned run treats every input as a crop)
@@ -157,12 +216,12 @@ def _run(args: argparse.Namespace, group) -> int:
     if not plan.todo and not plan.skipped and not plan.failed and not (videos and (videos.todo or videos.skipped)):
         raise UserError(f"{shown(' '.join(args.input))}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif, .gif); "
                         "check the path")
-    mine, device = group.shard(plan), group.ranks.device(args.device)
+    mine, device = group.shard(plan), args.device
     summary, video_code = None, 0
     if mine.todo or (videos and videos.todo):
         check_output_folder(layout.root)
         if args.bg_upsampler == "realesrgan":
-            config = dataclasses.replace(config, upsampler=_realesrgan(args, device))
+            config = replace(config, upsampler=_realesrgan(args, device))
         restorer = load_restorer_or_fail(
             api.load_restorer,
             args.model,
@@ -171,8 +230,9 @@ def _run(args: argparse.Namespace, group) -> int:
             guidance_scale=args.guidance_scale,
             start_sigma=args.start_sigma,
         )  # seed and batch size: PipelineConfig's (from _configs), passed on every restorer call
-        detector = None if args.aligned else build_detector("mtcnn", device=device,
-                                                            min_face_size=max(12.0, args.min_face_size))
+        # with --aligned the detector only checks that each crop is one (a whole photo fails, one line, not squashed)
+        detector = build_detector("mtcnn", device=device, min_face_size=max(12.0, args.min_face_size))
+        aligned_check, detector = (detector, None) if args.aligned else (None, detector)
         identity = load_identity_scorer() if args.identity == "auto" else None
         scorers = Scorers.for_options(config.options, identity=identity, device=device)
         run_info = _run_info(args, config, restorer)
@@ -180,7 +240,7 @@ def _run(args: argparse.Namespace, group) -> int:
         try:
             if mine.todo:
                 summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
-                                   progress=progress, run_info=run_info, scorers=scorers)
+                                   progress=progress, run_info=run_info, scorers=scorers, aligned_check=aligned_check)
         finally:
             faces.close()
             images.close()
@@ -253,10 +313,20 @@ def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
     done = len(summary.restored) if summary else 0
     parts = [f"restored {_count(done, 'crop' if aligned else 'photo')}"]
     if summary and not aligned:
-        parts[0] += f" ({_count(summary.faces, 'face')})"
+        parts[0] += f" ({_count(summary.faces, 'face')}{_guard_counts(summary)})"
         if summary.no_face:
             parts.append(f"{len(summary.no_face)} without a face (upscaled only)")
+    elif summary and summary.flagged:
+        parts[0] += f" ({_guard_counts(summary).removeprefix('; ')})"
     return restore_video.print_outcome(parts, len(plan.skipped), failed, layout.root)
+
+
+def _guard_counts(summary) -> str:
+    """``; identity guard: 2 flagged, 1 replaced by a safer restoration`` (nothing when it flagged no face)."""
+    if not summary.flagged:
+        return ""
+    replaced = f", {summary.fallback} replaced by a safer restoration" if summary.fallback else ""
+    return f"; identity guard: {summary.flagged} flagged{replaced}"
 
 
 def load_restorer_or_fail(load, model: str, **kwargs):

@@ -11,6 +11,12 @@ import sys
 
 from ..errors import UserError
 
+# What the parser shows: prefrestore.video's BLEND_MODES and VideoConfig's defaults, written out here so that
+# `restore --help` imports no torch or PyAV (tests/test_restore_cli.py checks that they agree).
+BLEND_MODES = ("both", "output", "input", "none")
+DEFAULTS = {"codec": "libx264", "crf": 18, "preset": "medium", "temporal": "both", "temporal_weight": 0.1,
+            "detect_every": 1}
+
 
 class _Encoding(argparse.Action):
     """``--codec``, ``--preset``, ``--crf``: stored, then the encoder settings parsed so far (the others at their
@@ -40,26 +46,23 @@ def _crf(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..video.config import VideoConfig
-    from ..video.temporal import BLEND_MODES
-
-    default = VideoConfig  # the class: its field defaults, without building a PipelineConfig (torch)
+    d = DEFAULTS
     g = parser.add_argument_group("videos (found by content among the inputs; needs prefrestore[video])")
-    g.add_argument("--codec", default=default.codec, action=_Encoding,
-                   help=f"video encoder, an FFmpeg name that takes yuv420p (default: {default.codec})")
-    g.add_argument("--crf", type=_crf, default=default.crf, action=_Encoding,
-                   help=f"encoder quality, lower is better (default: {default.crf})")
-    g.add_argument("--preset", default=default.preset, action=_Encoding,
-                   help=f"x264/x265 speed preset: ultrafast ... veryslow (default: {default.preset})")
-    g.add_argument("--temporal", choices=BLEND_MODES, default=default.temporal,
+    g.add_argument("--codec", default=d["codec"], action=_Encoding,
+                   help=f"video encoder, an FFmpeg name that takes yuv420p (default: {d['codec']})")
+    g.add_argument("--crf", type=_crf, default=d["crf"], action=_Encoding,
+                   help=f"encoder quality, lower is better (default: {d['crf']})")
+    g.add_argument("--preset", default=d["preset"], action=_Encoding,
+                   help=f"x264/x265 speed preset: ultrafast ... veryslow (default: {d['preset']})")
+    g.add_argument("--temporal", choices=BLEND_MODES, default=d["temporal"],
                    help="temporal blending along a face track: of inputs and restorations, of restorations only, of "
-                        f"inputs only, or none (default: {default.temporal})")
-    g.add_argument("--temporal-weight", type=float, default=default.temporal_weight, metavar="W",
+                        f"inputs only, or none (default: {d['temporal']})")
+    g.add_argument("--temporal-weight", type=float, default=d["temporal_weight"], metavar="W",
                    help="the newest frame's share in the blend, (0, 1]; 1 = no blending (default: "
-                        f"{default.temporal_weight})")
-    g.add_argument("--detect-every", type=int, default=default.detect_every, metavar="N",
+                        f"{d['temporal_weight']})")
+    g.add_argument("--detect-every", type=int, default=d["detect_every"], metavar="N",
                    help=f"detect faces every N frames (and at scene cuts), tracking in between (default: "
-                        f"{default.detect_every})")
+                        f"{d['detect_every']})")
 
 
 def video_config(args: argparse.Namespace, pipeline_config):
@@ -76,10 +79,9 @@ def video_config(args: argparse.Namespace, pipeline_config):
                        preset=args.preset)
 
 
-
-
 def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> int:
-    """Restore the planned videos with a frames bar (frames/s, ETA) per video -> 1 when any failed, else 0."""
+    """Restore the planned videos with a frames bar (frames/s, ETA) per video on a terminal, and the estimate and
+    progress as log lines (:class:`FrameLog`) -> 1 when any failed, else 0."""
     from tqdm import tqdm
 
     from ..video import run_videos
@@ -89,16 +91,24 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
     if photo_only:
         print(f"warning: {', '.join(photo_only)} apply to photos only; videos are restored without them "
               "(one seed per track, no identity fallback, every face)", file=sys.stderr)
-    bar = None
+    bar = log = None
+    terminal = sys.stderr.isatty()
+
+    def write(line: str) -> None:
+        tqdm.write(line, file=sys.stderr)
 
     def progress(event: str, count: int, message: str | None = None) -> None:
-        nonlocal bar
+        nonlocal bar, log
         if event == "frames_total":
             if bar is not None:
                 bar.close()
             bar = tqdm(total=count or None, desc=message, unit="frame", dynamic_ncols=True, disable=None)
-        elif event == "frame_done" and bar is not None:
-            bar.update(count)
+            log = FrameLog(message or "video", count, write=write, periodic=not terminal)
+        elif event == "frame_done":
+            if bar is not None:
+                bar.update(count)
+            if log is not None:
+                log.update(count)
         elif event == "failed":
             tqdm.write(f"error: {message}", file=sys.stderr)
 
@@ -110,6 +120,56 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
 
     parts = [f"restored {len(restored)} video{'s' if len(restored) != 1 else ''}"]
     return print_outcome(parts, len(plan.skipped), failed, layout.root / "restored_videos")
+
+
+class FrameLog:
+    """One video's progress in words: once ``warmup`` frames are restored, the estimate (frames x the measured
+    seconds per frame); then, with ``periodic`` (stderr is a log or a pipe, where no bar is drawn), a line every
+    ``interval`` seconds with the frames done and the time left. Frames a resumed run had already done (reported
+    at once, before any work) are not timed."""
+
+    def __init__(self, name: str, total: int, *, write, periodic: bool, interval: float = 30.0, warmup: int = 8,
+                 clock=None):
+        import time
+
+        self.name, self.total, self.write, self.periodic = name, total, write, periodic
+        self.interval, self.warmup, self.clock = interval, warmup, clock or time.monotonic
+        self.start = self.last = self.clock()
+        self.done = self.resumed = self.timed = 0
+        self.estimated = False
+
+    def update(self, count: int) -> None:
+        now = self.clock()
+        if self.done == 0 and self.timed == 0 and count > 1 and now - self.start < 1.0:
+            self.done = self.resumed = count  # a resume's finished frames, reported at once
+            self.start = self.last = now
+            return
+        self.done += count
+        self.timed += count
+        left = max(self.total - self.done, 0)
+        rate = (now - self.start) / self.timed
+        if not self.estimated and (self.timed >= self.warmup or left == 0):
+            self.estimated, self.last = True, now
+            resumed = f", {self.resumed} done before" if self.resumed else ""
+            if left:
+                self.write(f"{self.name}: {self.total or '?'} frames{resumed}, {rate:.2f} s/frame measured on the "
+                           f"first {self.timed}: about {duration(rate * (self.total - self.resumed))} in all, "
+                           f"{duration(rate * left)} left")
+        elif self.periodic and self.estimated and left and now - self.last >= self.interval:
+            self.last = now
+            share = f" ({self.done / self.total:.0%})" if self.total else ""
+            self.write(f"{self.name}: {self.done}/{self.total or '?'} frames{share}, {rate:.2f} s/frame, about "
+                       f"{duration(rate * left)} left")
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``4 min 10 s``, ``2 h 5 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def _photo_only_options(options) -> list[str]:

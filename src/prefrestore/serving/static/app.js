@@ -20,6 +20,46 @@ async function api(path, init = {}) {
   return res;
 }
 
+// The server's one-line errors name the file and the fix in an engineer's words; these say it for a person
+// (the server's own line stays in the error's tooltip).
+const PLAIN_ERRORS = [
+  [/not an image PIL can read/i, "is not a photo this page can open (a JPEG, PNG, WebP, BMP, TIFF or GIF is)"],
+  [/empty file/i, "is empty (0 bytes); choose the photo again"],
+  [/truncated|cut short/i, "is incomplete (cut short, perhaps by an interrupted download); get the file again"],
+  [/pixel limit|megapixels|too many pixels/i, "is too large for this server; make it smaller and try again"],
+  [/(GiB|MiB) of memory/i, "needs more memory than this server allows; choose a smaller enlargement"],
+];
+
+function plainError(message) {
+  for (const [pattern, words] of PLAIN_ERRORS) {
+    if (pattern.test(message)) {
+      const name = /^([^:]+):/.exec(message);
+      return (name ? name[1] + " " : "This file ") + words + ".";
+    }
+  }
+  return message;
+}
+
+// The server reports the stage of the run a photo belongs to; several photos can be restored in one run, so its
+// face counts are the run's, not this photo's. The card says what this photo is waiting for.
+function plainStage(info) {
+  if (info.state === "queued") {
+    return info.queue_position ? `waiting (${info.queue_position - 1} ahead)` : "waiting";
+  }
+  const stage = info.stage || "";
+  if (/^restor(ing|ed)\b.*faces?$/.test(stage)) {
+    const mine = info.faces_found;  // per-photo counts, when the server gives them
+    if (mine !== undefined) {
+      return `restoring ${mine} face${mine === 1 ? "" : "s"}`;
+    }
+    const others = [...document.querySelectorAll(".card.running")].length - 1;
+    return others > 0 ? `restoring its faces (with ${others} other photo${others === 1 ? "" : "s"})`
+      : "restoring its faces";
+  }
+  return { starting: "starting", "finding faces": "finding faces", "writing results": "saving the result" }[stage]
+    || stage;
+}
+
 async function errorText(res) {
   try { const body = await res.json(); return body.detail || JSON.stringify(body); }
   catch (e) { return res.status + " " + res.statusText; }
@@ -35,17 +75,51 @@ async function blobURL(path) {
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
+// Plain words for the options and their choices; the technical name and the server's help are the tooltip.
+// An option missing here shows its technical name, so a new one still appears.
+const LABELS = {
+  upscale: "Enlarge the photo by",
+  output_format: "Save as",
+  det_threshold: "How sure a face must be (0-1)",
+  fidelity: "Stay close to the original (0-1, empty: the model's choice)",
+  candidates: "Tries per face (the best is kept)",
+  identity_guard: "Check the person stays the same",
+  color_fix: "Keep the original colours",
+  blend: "Strength of the restoration (0-1)",
+  max_faces: "At most this many faces",
+  only_center_face: "Only the face nearest the centre",
+  color_match: "Match the face's tone to the photo",
+  jpeg_quality: "JPEG quality (1-100)",
+  seed: "Variation number",
+};
+const CHOICES = {
+  output_format: { auto: "same kind as the upload", png: "PNG", jpg: "JPEG" },
+  identity_guard: { off: "no", flag: "check and mark changed faces", fallback: "check and undo changed faces" },
+  color_fix: { lowfreq: "yes (overall colour)", meanstd: "yes (average colour only)", none: "no" },
+  color_match: { lowfreq: "yes (overall colour)", meanstd: "yes (average colour only)", none: "no" },
+};
+// What "identity" means, wherever a number or a verdict of the identity guard is shown.
+const IDENTITY_HELP = "Identity: how alike the restored face and the uploaded face look to a face-recognition " +
+  "model (dlib), 1 = the same face. The identity guard compares every restored face with its original; a face " +
+  "that seems to have become someone else is flagged and, unless the guard is set to only mark it, replaced by a " +
+  "closer restoration or by the original.";
+
 function buildOptions(list) {
   const form = $("#options");
   form.textContent = "";
   for (const opt of list.filter((o) => o.ui)) {
     const label = document.createElement("label");
-    label.title = opt.help;
-    label.append(opt.name.replace(/_/g, " ") + " ");
+    label.title = `${opt.name}: ${opt.help}`;
+    label.append((LABELS[opt.name] || opt.name.replace(/_/g, " ")) + " ");
     let input;
     if (opt.kind === "choice") {
       input = document.createElement("select");
-      for (const c of opt.choices) input.append(new Option(c, c, c === opt.default, c === opt.default));
+      for (const c of opt.choices) {
+        const words = (CHOICES[opt.name] || {})[c];
+        const o = new Option(words || c, c, c === opt.default, c === opt.default);
+        if (words) o.title = c;
+        input.append(o);
+      }
     } else if (opt.kind === "bool") {
       input = document.createElement("input");
       input.type = "checkbox";
@@ -139,7 +213,7 @@ async function submit(file, options, card) {
   const job = await res.json();
   card.dataset.job = job.id;
   state.jobs.set(job.id, { file, card, options });
-  setStatus(card, job.queue_position ? `queued (position ${job.queue_position})` : job.stage, job.progress);
+  setStatus(card, plainStage(job), job.progress);
   follow(job, card, file);
 }
 
@@ -164,8 +238,8 @@ async function follow(job, card, file) {
       if (!event || !data) continue;
       const info = JSON.parse(data[1]);
       if (event[1] === "progress") {
-        const where = info.state === "queued" ? `queued (position ${info.queue_position})` : info.stage;
-        setStatus(card, where, info.progress);
+        card.classList.toggle("running", info.state === "running");
+        setStatus(card, plainStage(info), info.progress);
       } else if (event[1] === "done") {
         return show(info, card, file);
       } else {
@@ -182,69 +256,146 @@ function setStatus(card, text, progress) {
 }
 
 function fail(card, message) {
-  $("progress", card).hidden = true;
-  $(".status", card).textContent = "failed";
+  if (card.pending) {  // a reselection failed: the card goes back to what it showed, with the error below it
+    const back = card.pending;
+    card.pending = null;
+    render(card, card.file, back);
+  } else {
+    $("progress", card).hidden = true;
+    $(".status", card).textContent = "failed";
+    card.classList.add("failed");
+  }
+  card.classList.remove("running");
   const p = $(".error", card);
-  p.textContent = message;
+  p.textContent = plainError(message);
+  p.title = message;
   p.hidden = false;
-  card.classList.add("failed");
 }
 
+// A card's result is a "view": the job, its output image and each face's crop and restoration (blob URLs, kept in
+// memory so that a reselection can be undone without asking the server again).
 async function show(job, card, file) {
+  card.classList.remove("running");
+  let view;
+  try {
+    const faces = await Promise.all(job.result.faces.map(async (face) => {
+      const [crop, restored] = await Promise.all([blobURL(face.urls.cropped), blobURL(face.urls.restored)]);
+      return { face, crop, restored };
+    }));
+    view = { job, output: await blobURL(job.urls.result), faces, previous: card.pending || null };
+  } catch (err) { return fail(card, err.message); }
+  card.pending = null;
+  if (view.previous) {  // the faces left out this time: shown as they were, unticked, so they can be picked again
+    const here = new Set(view.faces.map((f) => f.face.index));
+    for (const f of view.previous.faces) {
+      if (!here.has(f.face.index)) view.faces.push({ ...f, left: true });
+    }
+    view.faces.sort((x, y) => x.face.index - y.face.index);
+  }
+  render(card, file, view);
+}
+
+function guardWords(face) {
+  const guard = face.identity_guard || {};
+  if (!guard.flagged) return face.identity_similarity === undefined ? "" : "same person";
+  if (!guard.action) return "may look like someone else (flagged by the identity guard)";
+  return guard.action.endsWith("input") ? "looked like someone else: the original face was kept"
+    : "looked like someone else: replaced by a closer restoration";
+}
+
+function render(card, file, view) {
+  const { job, faces } = view;
   const result = job.result;
+  card.view = view;
+  $("progress", card).hidden = false;
   $("progress", card).value = 1;
-  $(".status", card).textContent = "restored";
+  $(".status", card).textContent = view.previous ? "restored (selected faces)" : "restored";
+  $(".error", card).hidden = true;
+  card.classList.remove("failed");
   card.classList.add("restored");
-  const original = URL.createObjectURL(file);
-  let output;
-  try { output = await blobURL(job.urls.result); } catch (err) { return fail(card, err.message); }
-  compare($(".compare.whole", card), original, output);
+  card.dataset.job = job.id;
+  compare($(".compare.whole", card), URL.createObjectURL(file), view.output);
   const link = $("a.download", card);
-  link.href = output;
+  link.href = view.output;
   link.download = job.download_name;
   const n = result.faces.length;
-  $(".summary", card).textContent =
-    `${result.output_size[0]}×${result.output_size[1]} px · ${n} face${n === 1 ? "" : "s"} restored` +
+  const flagged = result.faces.filter((f) => (f.identity_guard || {}).flagged);
+  const replaced = flagged.filter((f) => f.identity_guard.action).length;
+  const checked = result.faces.some((f) => f.identity_guard && f.identity_similarity !== undefined);
+  const verdict = flagged.length === 0 ? (checked ? " · identity guard: every face stayed the same person" : "")
+    : ` · identity guard: ${flagged.length} face${flagged.length === 1 ? "" : "s"} looked like someone else` +
+      (replaced ? `, ${replaced} replaced` : ", marked only");
+  const summary = $(".summary", card);
+  summary.textContent =
+    `${result.output_size[0]}×${result.output_size[1]} px · ${n} face${n === 1 ? "" : "s"} restored${verdict}` +
     (result.notes.length ? " · " + result.notes.join("; ") : "");
-  const faces = $(".faces", card);
-  faces.textContent = "";
-  for (const face of result.faces) {
-    const box = document.createElement("div");
-    box.className = "face";
+  summary.title = verdict ? IDENTITY_HELP : "";
+  const box = $(".faces", card);
+  box.textContent = "";
+  for (const f of faces) {
+    const { face } = f;
+    const div = document.createElement("div");
+    div.className = "face" + (f.left ? " left-out" : "");
     const cmp = document.createElement("div");
     cmp.className = "compare";
-    box.append(cmp);
-    const [crop, restored] = await Promise.all([blobURL(face.urls.cropped), blobURL(face.urls.restored)]);
-    compare(cmp, crop, restored);
+    div.append(cmp);
+    if (f.left) {  // not restored this time: the photo keeps its original face
+      const img = new Image();
+      img.src = f.crop;
+      img.alt = "original";
+      cmp.append(img);
+    } else {
+      compare(cmp, f.crop, f.restored);
+    }
     const label = document.createElement("label");
     const check = document.createElement("input");
     check.type = "checkbox";
-    check.checked = true;
+    check.checked = !f.left;
     check.dataset.index = face.index;
-    const id = face.identity_similarity === undefined ? "identity: n/a" : `identity ${face.identity_similarity.toFixed(3)}`;
-    // the identity guard's verdict and best-of-N, as in the CLI's report (prefrestore.control.FaceOutcome.report)
-    const guard = face.identity_guard || {};
-    const verdict = guard.flagged ? " · flagged by the identity guard" + (guard.action ? ` (${guard.action})` : "") : "";
-    const best = face.candidates ? ` · best of ${face.candidates.length} (seed ${face.chosen_seed})` : "";
-    label.append(check, `face ${face.index} · ${id}${verdict}${best}`);
-    box.append(label);
-    faces.append(box);
+    label.append(check, `face ${face.index}`);
+    if (f.left) {
+      label.append(" · left as it was");
+    } else {
+      if (face.identity_similarity !== undefined) {
+        const id = document.createElement("span");
+        id.className = "identity";
+        id.title = IDENTITY_HELP + ` (identity similarity ${face.identity_similarity.toFixed(3)})`;
+        id.textContent = ` · likeness ${Math.round(face.identity_similarity * 100)}%`;
+        label.append(id);
+      }
+      const words = guardWords(face);
+      if (words) {
+        const g = document.createElement("span");
+        g.className = "guard" + ((face.identity_guard || {}).flagged ? " flagged" : "");
+        g.title = IDENTITY_HELP;
+        g.textContent = " · " + words;
+        label.append(g);
+      }
+      if (face.candidates) label.append(` · best of ${face.candidates.length} tries`);
+    }
+    div.append(label);
+    box.append(div);
   }
   const again = $(".reselect", card);
+  const picked = () => [...box.querySelectorAll("input:checked")].map((c) => Number(c.dataset.index));
+  const restoredNow = faces.filter((f) => !f.left).map((f) => f.face.index);
   const sync = () => {
-    const picked = [...faces.querySelectorAll("input:checked")].map((c) => Number(c.dataset.index));
-    again.disabled = picked.length === 0 || picked.length === result.faces.length;
+    const p = picked();
+    again.disabled = p.length === 0 || (p.length === restoredNow.length && p.every((i) => restoredNow.includes(i)));
   };
-  faces.addEventListener("change", sync);
+  box.onchange = sync;
   sync();
   again.onclick = () => {
-    const picked = [...faces.querySelectorAll("input:checked")].map((c) => Number(c.dataset.index));
-    const opts = { ...state.jobs.get(job.id).options, faces: picked };
+    const opts = { ...state.jobs.get(job.id).options, faces: picked() };
+    card.pending = view;
     $(".done", card).hidden = true;
     $("progress", card).hidden = false;
     card.classList.remove("restored");
     submit(file, opts, card);
   };
+  const undo = $(".undo", card);
+  undo.hidden = !view.previous;
+  undo.onclick = () => render(card, file, view.previous);
   $(".done", card).hidden = false;
   $("#zip").disabled = false;
 }
@@ -255,6 +406,7 @@ function addFiles(files) {
   for (const file of files) {
     const card = $("#card-template").content.firstElementChild.cloneNode(true);
     $(".name", card).textContent = file.name;
+    card.file = file;
     $("#results").prepend(card);
     submit(file, options, card);
   }
