@@ -461,6 +461,8 @@ def _write_photo(res: PhotoResult, item: FileItem, layout: OutputLayout, guard: 
             "fit_error": _r(f.aligned.fit_error, 4),
             **{k: str(v) for k, v in paths.items()},
         }
+        if f.detail is not None:
+            entry["detail"] = f.detail.report()
         if f.control is not None:
             entry.update({k: v for k, v in f.control.report().items() if k != "notes"})
         elif f.identity is not None:

@@ -10,12 +10,20 @@ Seams in other tools (GFPGAN#259, #255; facexlib PR #32) come from three things,
 * aliasing and half-pixel offsets: the inverse warp area-reduces first when shrinking, and the upscale is
   composed into the affine with the same pixel-centre convention the background resampler uses.
 
+The no-loss rule (``keep_detail``, docs/no-loss.md): a restorer works at its resolution S, so a face whose crop
+covers more than S input pixels has detail the restoration cannot hold. Such a face is merged by frequency band
+(:func:`merge_detail`): the restoration's band up to S (the crossover at the crop's Nyquist frequency, a Gaussian
+split, so the transition is smooth) and the upscaled input's band above it. Where the restoration only removes
+what the input has in its own band (:func:`plan_detail`), the face is left as the input. Faces no larger than S
+are pasted as before. Each face's :class:`DetailPlan` says what was done.
+
 Images here are float32 on the 8-bit scale [0, 255] (``photo_io.pixels_to_float``), so 16-bit photos keep their
 precision outside the faces. Restored and aligned crops are uint8 (S, S, 3) RGB.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,12 +33,17 @@ import cv2
 import numpy as np
 
 from ..photo_io import pixels_to_float
-from .align import compose_affine, warp_affine
+from .align import affine_scale, compose_affine, warp_affine
 from .types import RestoredFace
 
 logger = logging.getLogger(__name__)
 
 ColorMatch = Literal["lowfreq", "meanstd", "none"]
+DetailAction = Literal["restored", "merged", "kept_input"]
+
+# Gaussian sigma, in crop pixels, of the band split of the no-loss rule: its response is 1/2 at the crop's Nyquist
+# frequency (0.5 cycles per crop pixel): exp(-2 pi^2 sigma^2 f^2) = 1/2 -> sigma = sqrt(ln 2 / 2) / (pi f).
+DETAIL_SIGMA = float(np.sqrt(np.log(2) / 2) / (np.pi * 0.5))
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,10 @@ class BlendConfig:
         lighting come from the input, pores, lashes and edges from the restorer).
     visibility: how much of the restored face shows, 0-1 (--blend; the mask is scaled by it: 0 = the photo as
         upscaled, 1 = the restoration).
+    keep_detail: the no-loss rule (module docstring; --keep-detail): faces larger than the restorer's resolution
+        keep the input's detail above it.
+    detail_loss: a face larger than the restorer's resolution is left as the input when its restoration keeps
+        less than this fraction of the input crop's detail energy (:func:`plan_detail`).
     """
 
     inset: float = 0.02
@@ -53,6 +70,8 @@ class BlendConfig:
     color_match: ColorMatch = "lowfreq"
     color_sigma: float = 0.03
     visibility: float = 1.0
+    keep_detail: bool = True
+    detail_loss: float = 0.5
 
     def __post_init__(self) -> None:
         if not (0 <= self.inset < 0.25 and 0 < self.ramp <= 0.45 and self.inset + self.ramp < 0.5):
@@ -63,6 +82,8 @@ class BlendConfig:
             raise ValueError(f"visibility={self.visibility} must be in [0, 1]")
         if not 0 < self.color_sigma < 0.5:
             raise ValueError(f"color_sigma={self.color_sigma} must be in (0, 0.5)")
+        if not 0.0 <= self.detail_loss <= 1.0:
+            raise ValueError(f"detail_loss={self.detail_loss} must be in [0, 1]")
 
 
 def face_mask(size: int, blend: BlendConfig) -> np.ndarray:
@@ -109,6 +130,91 @@ def _lowpass(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).reshape(x.shape)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The no-loss rule
+
+
+@dataclass(frozen=True)
+class DetailPlan:
+    """What the no-loss rule does with one face.
+
+    model_resolution: S, the restorer's crop side. face_input_px / face_output_px: the crop's side in input and
+    output pixels (the face box is about half of it). action: "restored" (the restoration is pasted: the face is
+    no larger than S in the input, or the rule is off), "merged" (restoration up to S, the input's detail above)
+    or "kept_input" (the restoration would only lose detail: the face is left as the upscaled input).
+    detail_kept: the restoration's detail energy in its own band over the input crop's (None when not measured).
+    """
+
+    model_resolution: int
+    face_input_px: float
+    face_output_px: float
+    action: DetailAction
+    detail_kept: float | None = None
+
+    def report(self) -> dict:
+        r = {"model_resolution": self.model_resolution, "face_input_px": round(self.face_input_px, 1),
+             "face_output_px": round(self.face_output_px, 1), "action": self.action}
+        if self.detail_kept is not None:
+            r["detail_kept"] = round(self.detail_kept, 3)
+        return r
+
+    def note(self, index: int) -> str | None:
+        """A line for the photo's notes when the face was not simply restored."""
+        if self.action == "merged":
+            return (f"face {index}: {self.face_input_px:.0f} px crop in the input > the model's {self.model_resolution}"
+                    f" px: restored up to the model's resolution, the input's detail kept above it")
+        if self.action == "kept_input":
+            return (f"face {index}: {self.face_input_px:.0f} px crop in the input > the model's {self.model_resolution}"
+                    f" px and the restoration kept only {self.detail_kept:.0%} of its detail: left as the input")
+        return None
+
+
+def detail_energy(crop: np.ndarray, blend: BlendConfig) -> float:
+    """Mean squared luma detail of a uint8 or float32 (S, S, 3) crop above the colour split (``color_sigma``),
+    weighted by the paste mask: the band a restoration replaces."""
+    x = np.ascontiguousarray(crop.mean(axis=2, dtype=np.float32))  # (S, S) on [0, 255]: the channels' mean
+    detail = x - _lowpass(x, blend.color_sigma * crop.shape[0])
+    w = face_mask(crop.shape[0], blend)
+    return float((detail**2 * w).sum() / w.sum())
+
+
+def plan_detail(face: RestoredFace, output_scale: float, blend: BlendConfig) -> DetailPlan:
+    """The no-loss decision for one face. output_scale: output pixels per input pixel (``-s``).
+
+    A face whose crop spans at most S input pixels has nothing above the restorer's resolution: "restored". A
+    larger one is "merged", unless its restoration (colour-matched) keeps less than ``blend.detail_loss`` of the
+    input crop's detail energy in the restorer's own band (a sharp face the model can only blur): "kept_input".
+    """
+    size = face.aligned.size
+    input_px = size * affine_scale(face.aligned.inverse_affine)
+    plan = DetailPlan(size, input_px, input_px * output_scale, "restored")
+    if not blend.keep_detail or input_px <= size:
+        return plan
+    restored = match_color(face.restored, face.aligned.crop, blend)
+    kept = detail_energy(restored, blend) / max(detail_energy(face.aligned.crop, blend), 1e-6)
+    action: DetailAction = "kept_input" if kept < blend.detail_loss else "merged"
+    return dataclasses.replace(plan, action=action, detail_kept=kept)
+
+
+def merge_detail(restored: np.ndarray, upscaled: np.ndarray, crop_scale: float) -> np.ndarray:
+    """The no-loss band merge of one face region. restored, upscaled: float32 (h, w, 3) on [0, 255], the
+    restoration warped into the output and the upscaled input there; crop_scale: output pixels per crop pixel.
+
+    -> low(restored) + upscaled - low(upscaled) = upscaled + low(restored - upscaled), low a Gaussian whose
+    response is 1/2 at the crop's Nyquist frequency (:data:`DETAIL_SIGMA` crop pixels): the restoration up to its
+    resolution, the input above.
+    """
+    sigma = DETAIL_SIGMA * crop_scale
+    return upscaled + cv2.GaussianBlur(restored - upscaled, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+
+
+def plan_faces(faces: Sequence[RestoredFace], blend: BlendConfig, *, source_size: tuple[int, int],
+               output_size: tuple[int, int]) -> list[DetailPlan]:
+    """:func:`plan_detail` for every face of a photo resized from ``source_size`` to ``output_size`` (W, H)."""
+    scale = float(np.sqrt(output_size[0] / source_size[0] * output_size[1] / source_size[1]))
+    return [plan_detail(f, scale, blend) for f in faces]
+
+
 def upscale_affine(source_size: tuple[int, int], target_size: tuple[int, int]) -> np.ndarray:
     """(2, 3) map from pixel centres of a (W, H) image to those of its resize to (W', H'), as cv2.resize maps them."""
     sx, sy = target_size[0] / source_size[0], target_size[1] / source_size[1]
@@ -122,6 +228,7 @@ def paste_back(
     *,
     source_size: tuple[int, int],
     inplace: bool = False,
+    plans: Sequence[DetailPlan] | None = None,
 ) -> np.ndarray:
     """Blend restored faces into an upscaled photo.
 
@@ -129,6 +236,7 @@ def paste_back(
     faces: restorations of faces aligned on the (W, H) photo.
     Returns a float32 (H', W', 3) array on [0, 255] (clipped): ``background`` itself when ``inplace`` (saves a
     copy of a large photo), else a new array. Faces are blended in order, later on top.
+    plans: each face's no-loss decision (:func:`plan_faces`, computed here when not given).
     """
     blend = blend or BlendConfig()
     if background.ndim != 3 or background.shape[2] != 3 or background.dtype != np.float32:
@@ -136,8 +244,12 @@ def paste_back(
     out = background if inplace else background.copy()
     height, width = out.shape[:2]
     up = upscale_affine(source_size, (width, height))
+    if plans is None:
+        plans = plan_faces(faces, blend, source_size=source_size, output_size=(width, height))
     masks: dict[int, np.ndarray] = {}
-    for face in faces:
+    for face, plan in zip(faces, plans, strict=True):
+        if plan.action == "kept_input":
+            continue
         size = face.aligned.size
         if size not in masks:
             masks[size] = face_mask(size, blend)
@@ -154,6 +266,8 @@ def paste_back(
         alpha = warp_affine(masks[size], m_roi, (x1 - x0, y1 - y0), border="constant", cubic=False)  # (h, w)
         alpha = np.clip(alpha, 0.0, 1.0)[..., None] * np.float32(blend.visibility)
         roi = out[y0:y1, x0:x1]
+        if plan.action == "merged":
+            warped = merge_detail(warped, roi, affine_scale(m))
         out[y0:y1, x0:x1] = roi + alpha * (warped - roi)
     return np.clip(out, 0.0, 255.0, out=out)
 

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 API_VERSION = "v1"
-_STATUS = {"bad_image": 400, "cancelled": 409, "timeout": 504, "restore_failed": 500, "overloaded": 429}
+_STATUS = {"bad_image": 400, "bad_option": 422, "cancelled": 409, "timeout": 504, "restore_failed": 500,
+           "overloaded": 429}
 
 
 class Server:
