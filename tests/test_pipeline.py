@@ -215,3 +215,73 @@ def test_restore_image_is_the_upscaled_photo_with_the_restored_face_pasted(detec
     assert np.array_equal(batch[1], restore_image(grace, IdentityRestorer(), detector, PipelineConfig(upscale=2)))
     with pytest.raises(RuntimeError, match="restoration failed"):
         restore_image(astronaut, BrokenRestorer(), detector)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The no-loss rule (faces/paste.py plan_detail, merge_detail): a face larger than the restorer's resolution keeps
+# the input's detail above it.
+
+
+class BlurRestorer(IdentityRestorer):
+    """A restorer that can only lose: a Gaussian blur of the aligned crop at its (small) resolution."""
+
+    def restore(self, faces, *, seed=0):
+        import cv2
+
+        return [cv2.GaussianBlur(f, (0, 0), 1.5) for f in faces]
+
+
+def _high_freq(image: np.ndarray, box) -> float:
+    """Mean squared luma detail above a 1 px Gaussian inside ``box`` (x0, y0, x1, y1): the band a 64 px model
+    cannot produce for a face spanning hundreds of pixels."""
+    import cv2
+
+    x0, y0, x1, y1 = (int(v) for v in box)
+    y = image[y0:y1, x0:x1].astype(np.float32).mean(2)
+    return float(((y - cv2.GaussianBlur(y, (0, 0), 1.0)) ** 2).mean())
+
+
+def _run_rule(detector, image, *, keep_detail="on", detail_loss=0.5, blend=1.0, upscale=2.0, resolution=64):
+    from prefrestore.faces.paste import BlendConfig
+    from prefrestore.options import RestoreOptions
+
+    opts = RestoreOptions(keep_detail=keep_detail, identity_guard="off", blend=blend)
+    cfg = PipelineConfig.from_options(opts, upscale=upscale, blend=BlendConfig(detail_loss=detail_loss))
+    (res,) = restore_photos(photos(image), BlurRestorer(resolution), detector, cfg)
+    assert res.ok and len(res.faces) == 1
+    return res
+
+
+def test_no_loss_rule_keeps_the_detail_above_the_model_resolution(detector, grace):
+    # grace_hopper's face crop spans ~350 input px, the stand-in model 64: merged, the output's detail above the
+    # model's band is the upscaled input's (the blend-0 path) within 15 %; with the rule off it is nearly gone.
+    lanczos = _run_rule(detector, grace, blend=0.0).photo.color
+    merged = _run_rule(detector, grace, detail_loss=0.0)
+    face = merged.faces[0]
+    box = [2 * v for v in face.aligned.detection.box]  # -s 2
+    assert face.detail.action == "merged" and face.detail.model_resolution == 64
+    assert face.detail.face_output_px == pytest.approx(2 * face.detail.face_input_px) and face.detail.face_input_px > 300
+    ratio = _high_freq(merged.photo.color, box) / _high_freq(lanczos, box)
+    assert 0.85 < ratio < 1.1, ratio
+    assert not np.array_equal(merged.photo.color, lanczos)  # the restoration's band is pasted
+    off = _run_rule(detector, grace, keep_detail="off")
+    assert off.faces[0].detail.action == "restored"
+    assert _high_freq(off.photo.color, box) / _high_freq(lanczos, box) < 0.2  # what the rule prevents
+
+
+def test_no_loss_rule_leaves_the_input_where_the_restoration_only_blurs(detector, grace):
+    lanczos = _run_rule(detector, grace, blend=0.0).photo.color
+    kept = _run_rule(detector, grace)  # default detail_loss: the blur keeps ~25 % of the crop's detail energy
+    plan = kept.faces[0].detail
+    assert plan.action == "kept_input" and plan.detail_kept < 0.5
+    assert np.array_equal(kept.photo.color, lanczos)
+    assert any("left as the input" in n for n in kept.notes)
+    assert plan.report()["action"] == "kept_input" and plan.report()["model_resolution"] == 64
+
+
+def test_no_loss_rule_does_not_touch_faces_within_the_model_resolution(detector, grace):
+    # A 512 px model sees the whole face crop (~350 px in the input): nothing above its resolution to keep.
+    on = _run_rule(detector, grace, resolution=512)
+    off = _run_rule(detector, grace, resolution=512, keep_detail="off")
+    assert on.faces[0].detail.action == "restored"
+    assert np.array_equal(on.photo.color, off.photo.color)
