@@ -126,7 +126,7 @@ def lap_var(img: np.ndarray) -> float:
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(img).permute(2, 0, 1)[None].double() / 255
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].double() / 255
 
 
 def score(out: np.ndarray, hq: np.ndarray, box, lpips_model) -> dict[str, float]:

@@ -84,7 +84,7 @@ class VideoConfig:
             raise ValueError("segment_frames and window must be >= 1")
 
 
-VIDEO_OPTIONS = ("fidelity", "color_fix", "min_face_size", "max_face_size", "blend")
+VIDEO_OPTIONS = ("fidelity", "color_fix", "min_face_size", "max_face_size", "keep_detail", "blend")
 """The restore options a video applies; the others (best-of-N, the identity guard's fallback, --faces) choose per
 frame and would make a face switch between restorations from frame to frame."""
 
