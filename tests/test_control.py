@@ -416,10 +416,9 @@ def test_the_api_answers_422_for_a_reward_it_cannot_load(no_brisque, tmp_path, o
     pytest.importorskip("fastapi_offline")
     pytest.importorskip("uvicorn")
     requests = pytest.importorskip("requests")
-    from serve_helpers import EXAMPLES, InvertRestorer, fake_loader, running_server
-
     from prefrestore.serving.app import create_app
     from prefrestore.serving.schemas import ServerSettings
+    from serve_helpers import EXAMPLES, InvertRestorer, fake_loader, running_server
 
     workdir = tmp_path / "work"
     app = create_app(ServerSettings(workdir=workdir), fake_loader(InvertRestorer(), detector, workdir))
