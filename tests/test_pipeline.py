@@ -285,3 +285,25 @@ def test_no_loss_rule_does_not_touch_faces_within_the_model_resolution(detector,
     off = _run_rule(detector, grace, resolution=512, keep_detail="off")
     assert on.faces[0].detail.action == "restored"
     assert np.array_equal(on.photo.color, off.photo.color)
+
+
+def test_no_loss_rule_on_an_aligned_crop_larger_than_the_model(grace, detector):
+    # --aligned: a 512 px aligned crop restored by a blurring 64 px stand-in comes back at 512 px with the input's
+    # detail above 64 px (merged) instead of a bicubic enlargement of the blur.
+    from prefrestore.faces.align import align
+    from prefrestore.faces.paste import BlendConfig
+    from prefrestore.options import RestoreOptions
+
+    crop = align(grace, detector.detect(grace)[0], 512).crop
+    box = (128, 128, 384, 384)
+    hf = {}
+    for keep, loss in (("on", 0.0), ("off", 0.5), ("on", 0.5)):
+        cfg = PipelineConfig.from_options(RestoreOptions(keep_detail=keep, identity_guard="off"),
+                                          blend=BlendConfig(detail_loss=loss))
+        (res,) = restore_aligned([(0, Photo(crop))], BlurRestorer(64), cfg)
+        out = res.output_image()
+        assert out.shape == crop.shape
+        hf[keep, loss] = (_high_freq(out, box) / _high_freq(crop, box), res.detail.action, out)
+    assert hf["on", 0.0][1] == "merged" and 0.85 < hf["on", 0.0][0] < 1.1
+    assert hf["off", 0.5][1] == "restored" and hf["off", 0.5][0] < 0.2
+    assert hf["on", 0.5][1] == "kept_input" and np.array_equal(hf["on", 0.5][2], crop)

@@ -19,6 +19,7 @@ import numpy as np
 
 from .control import FaceOutcome, Scorers
 from .faces.identity import IdentityScore, IdentityScorer
+from .faces.paste import DetailPlan, decide_detail, merge_detail
 from .image import resize
 from .photo_io import Photo, float_to_pixels, pixels_to_float
 from .pipeline import PipelineConfig, Progress, Restorer, failure, restore_groups
@@ -32,6 +33,9 @@ class AlignedResult:
 
     input_size: the input's (width, height); the written output is the restoration resized to it when the input is
     larger than S (a 512 px crop restored by a 128 px model comes back at 512 px, not shrunk), else S x S.
+    source: the input at its own size when it is larger than S (uint8 RGB), for the no-loss rule; detail: the
+    rule's decision (faces/paste.py ``decide_detail``): "merged" keeps the input's detail above S in the output,
+    "kept_input" writes the input itself.
     """
 
     key: Hashable
@@ -43,6 +47,8 @@ class AlignedResult:
     notes: tuple[str, ...] = ()
     input_size: tuple[int, int] | None = None
     control: FaceOutcome | None = None
+    source: np.ndarray | None = None
+    detail: DetailPlan | None = None
 
     def output_image(self) -> np.ndarray:
         """The restoration at the size it is written: the input's size if larger than S, else S x S."""
@@ -50,7 +56,14 @@ class AlignedResult:
         S = self.restored.shape[0]
         if self.input_size is None or max(self.input_size) <= S:
             return self.restored
-        return resize(self.restored, self.input_size, resample="bicubic")
+        if self.detail is not None and self.source is not None and self.detail.action == "kept_input":
+            return self.source
+        out = resize(self.restored, self.input_size, resample="bicubic")
+        if self.detail is not None and self.source is not None and self.detail.action == "merged":
+            scale = float(np.sqrt(self.input_size[0] * self.input_size[1])) / S  # input pixels per crop pixel
+            merged = merge_detail(pixels_to_float(out), pixels_to_float(self.source), scale)
+            out = float_to_pixels(merged, np.uint8)
+        return out
 
     @property
     def ok(self) -> bool:
@@ -93,6 +106,7 @@ def restore_aligned(
     visibility = config.options.blend
     # key, crop (None when preparing it failed), notes, input size, error
     pending: list[tuple[Hashable, np.ndarray | None, list[str], tuple[int, int], str | None]] = []
+    sources: dict[int, np.ndarray] = {}  # position in pending -> the input at its own size, when larger than S
 
     def flush() -> list[AlignedResult]:
         good = [c for _, c, _, _, e in pending if e is None]
@@ -103,7 +117,7 @@ def restore_aligned(
                                      scorers, progress))
         per_face = (time.perf_counter() - t0) / max(len(good), 1)
         results = []
-        for k, c, n, z, e in pending:
+        for i, (k, c, n, z, e) in enumerate(pending):
             got = next(outcome)
             if e is None and isinstance(got, str):
                 e = got
@@ -112,14 +126,20 @@ def restore_aligned(
                                              error=e, notes=tuple(n), input_size=z))
                 continue
             (o,) = got
-            results.append(AlignedResult(k, c, _visible(o.restored, c, visibility), o.identity,
-                                         {"restore": per_face}, notes=tuple(n + list(o.notes)), input_size=z,
-                                         control=o))
+            restored = _visible(o.restored, c, visibility)
+            source = sources.get(i)
+            plan = decide_detail(c, restored, float(np.sqrt(z[0] * z[1])), config.blend)
+            results.append(AlignedResult(k, c, restored, o.identity, {"restore": per_face},
+                                         notes=tuple(n + list(o.notes)), input_size=z, control=o,
+                                         source=source, detail=plan))
+        sources.clear()
         return results
 
     for key, photo in items:
         try:
             crop, notes = to_model_crop(photo, restorer.resolution)
+            if max(photo.size) > restorer.resolution and config.blend.keep_detail:
+                sources[len(pending)] = photo.rgb8()
             pending.append((key, crop, list(photo.notes) + notes, photo.size, None))
         except Exception as err:
             logger.debug("crop preparation failed", exc_info=True)

@@ -411,6 +411,8 @@ def _write_aligned(res: AlignedResult, item: FileItem, layout: OutputLayout, gua
     save_rgb(cmp, np.concatenate([res.crop, res.restored], axis=1), guard=guard)
     res.timings["write"] = time.perf_counter() - t0
     report["output"] = str(out)
+    if res.detail is not None:
+        report["detail"] = res.detail.report()
     if res.control is not None:
         report.update({k: v for k, v in res.control.report().items() if k != "notes"})
     elif res.identity is not None:

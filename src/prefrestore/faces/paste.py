@@ -183,19 +183,26 @@ def detail_energy(crop: np.ndarray, blend: BlendConfig) -> float:
 
 
 def plan_detail(face: RestoredFace, output_scale: float, blend: BlendConfig) -> DetailPlan:
-    """The no-loss decision for one face. output_scale: output pixels per input pixel (``-s``).
+    """The no-loss decision for one face of a photo (:func:`decide_detail`). output_scale: output pixels per input
+    pixel (``-s``)."""
+    input_px = face.aligned.size * affine_scale(face.aligned.inverse_affine)
+    return decide_detail(face.aligned.crop, face.restored, input_px, blend, output_scale=output_scale)
+
+
+def decide_detail(crop: np.ndarray, restored: np.ndarray, input_px: float, blend: BlendConfig, *,
+                  output_scale: float = 1.0) -> DetailPlan:
+    """The no-loss decision. crop, restored: uint8 (S, S, 3) RGB, the input crop at the restorer's resolution and
+    its restoration; input_px: the crop's side in input pixels.
 
     A face whose crop spans at most S input pixels has nothing above the restorer's resolution: "restored". A
     larger one is "merged", unless its restoration (colour-matched) keeps less than ``blend.detail_loss`` of the
     input crop's detail energy in the restorer's own band (a sharp face the model can only blur): "kept_input".
     """
-    size = face.aligned.size
-    input_px = size * affine_scale(face.aligned.inverse_affine)
+    size = crop.shape[0]
     plan = DetailPlan(size, input_px, input_px * output_scale, "restored")
     if not blend.keep_detail or input_px <= size:
         return plan
-    restored = match_color(face.restored, face.aligned.crop, blend)
-    kept = detail_energy(restored, blend) / max(detail_energy(face.aligned.crop, blend), 1e-6)
+    kept = detail_energy(match_color(restored, crop, blend), blend) / max(detail_energy(crop, blend), 1e-6)
     action: DetailAction = "kept_input" if kept < blend.detail_loss else "merged"
     return dataclasses.replace(plan, action=action, detail_kept=kept)
 
