@@ -213,7 +213,7 @@ def main() -> None:
             photos.append((src, hq, boxes))
 
     rows: list[dict] = []  # one per (photo, face, S, method)
-    grids: dict[int, list[tuple[int, list[np.ndarray]]]] = {}  # per S: (face size, tiles) per face
+    grids: dict[int, list[tuple[int, str, list[np.ndarray]]]] = {}  # per S: (face size, photo, tiles) per face
     esrgan_skipped: dict[int, list[str]] = {}
     seconds: dict[str, float] = {}
     for s in args.scales:
@@ -247,7 +247,7 @@ def main() -> None:
                 grid_row = [tile(lq_up, box), tile(outs["lanczos"], box),
                             tile(outs.get("realesrgan", np.zeros_like(hq)), box), tile(outs["ours"], box),
                             tile(hq, box)]
-                grids.setdefault(s, []).append((min(box[2] - box[0], box[3] - box[1]), grid_row))
+                grids.setdefault(s, []).append((min(box[2] - box[0], box[3] - box[1]), src, grid_row))
             rows.append({"photo": src, "scale": s, "detail_plans": reports["ours"]})
 
     summary = summarize(rows, args.scales)
@@ -284,7 +284,7 @@ def summarize(rows: list[dict], scales) -> dict:
     return out
 
 
-def write_docs(folder: Path, result: dict, grids: dict[int, list[tuple[int, list[np.ndarray]]]]) -> None:
+def write_docs(folder: Path, result: dict, grids: dict[int, list[tuple[int, str, list[np.ndarray]]]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"Model `{result['model']}` ({result['resolution']} px); {len(result['photos'])} held-out photos; "
              f"LPIPS: {result['lpips']}; Real-ESRGAN: {result['realesrgan']}.", "",
@@ -297,9 +297,18 @@ def write_docs(folder: Path, result: dict, grids: dict[int, list[tuple[int, list
                          f"{v['sharpness']:.3f} |")
     (folder / "whole_photo.md").write_text("\n".join(lines) + "\n")
     for s, rows in grids.items():
-        rows = sorted(rows, key=lambda r: r[0])  # six faces spread over the sizes, smallest first
+        largest = {}  # one face per photo (its largest), then six spread over the sizes, smallest first
+        for size, src, tiles in rows:
+            if src not in largest or size > largest[src][0]:
+                largest[src] = (size, tiles)
+        rows = sorted(largest.values(), key=lambda r: r[0])
         pick = sorted({round(i * (len(rows) - 1) / 5) for i in range(6)}) if len(rows) > 6 else range(len(rows))
         grid = np.concatenate([np.concatenate(rows[i][1], axis=1) for i in pick], axis=0)
+        label = np.full((24, grid.shape[1], 3), 255, np.uint8)
+        width = grid.shape[1] // 5
+        for k, text in enumerate(("LQ (nearest)", "Lanczos", "Real-ESRGAN", "ours", "HQ")):
+            cv2.putText(label, text, (k * width + 6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        grid = np.concatenate([label, grid], axis=0)
         Image.fromarray(grid).save(folder / f"grid_s{s}.png", optimize=True)
 
 

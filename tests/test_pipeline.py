@@ -241,13 +241,15 @@ def _high_freq(image: np.ndarray, box) -> float:
     return float(((y - cv2.GaussianBlur(y, (0, 0), 1.0)) ** 2).mean())
 
 
-def _run_rule(detector, image, *, keep_detail="on", detail_loss=0.5, blend=1.0, upscale=2.0, resolution=64):
+def _run_rule(detector, image, *, keep_detail="on", detail_loss=0.5, detail_change=1.5, blend=1.0, upscale=2.0,
+              resolution=64, restorer=None):
     from prefrestore.faces.paste import BlendConfig
     from prefrestore.options import RestoreOptions
 
     opts = RestoreOptions(keep_detail=keep_detail, identity_guard="off", blend=blend)
-    cfg = PipelineConfig.from_options(opts, upscale=upscale, blend=BlendConfig(detail_loss=detail_loss))
-    (res,) = restore_photos(photos(image), BlurRestorer(resolution), detector, cfg)
+    cfg = PipelineConfig.from_options(opts, upscale=upscale,
+                                      blend=BlendConfig(detail_loss=detail_loss, detail_change=detail_change))
+    (res,) = restore_photos(photos(image), restorer or BlurRestorer(resolution), detector, cfg)
     assert res.ok and len(res.faces) == 1
     return res
 
@@ -256,7 +258,7 @@ def test_no_loss_rule_keeps_the_detail_above_the_model_resolution(detector, grac
     # grace_hopper's face crop spans ~350 input px, the stand-in model 64: merged, the output's detail above the
     # model's band is the upscaled input's (the blend-0 path) within 15 %; with the rule off it is nearly gone.
     lanczos = _run_rule(detector, grace, blend=0.0).photo.color
-    merged = _run_rule(detector, grace, detail_loss=0.0)
+    merged = _run_rule(detector, grace, detail_loss=0.0, detail_change=1e9)  # both "can only lose" gates open
     face = merged.faces[0]
     box = [2 * v for v in face.aligned.detection.box]  # -s 2
     assert face.detail.action == "merged" and face.detail.model_resolution == 64
@@ -299,7 +301,7 @@ def test_no_loss_rule_on_an_aligned_crop_larger_than_the_model(grace, detector):
     hf = {}
     for keep, loss in (("on", 0.0), ("off", 0.5), ("on", 0.5)):
         cfg = PipelineConfig.from_options(RestoreOptions(keep_detail=keep, identity_guard="off"),
-                                          blend=BlendConfig(detail_loss=loss))
+                                          blend=BlendConfig(detail_loss=loss, detail_change=1e9 if loss == 0 else 1.5))
         (res,) = restore_aligned([(0, Photo(crop))], BlurRestorer(64), cfg)
         out = res.output_image()
         assert out.shape == crop.shape
@@ -307,3 +309,33 @@ def test_no_loss_rule_on_an_aligned_crop_larger_than_the_model(grace, detector):
     assert hf["on", 0.0][1] == "merged" and 0.85 < hf["on", 0.0][0] < 1.1
     assert hf["off", 0.5][1] == "restored" and hf["off", 0.5][0] < 0.2
     assert hf["on", 0.5][1] == "kept_input" and np.array_equal(hf["on", 0.5][2], crop)
+
+
+class RedrawRestorer(IdentityRestorer):
+    """Redraws the face: the crop moved by (1.5, 0.5) px, as a model that reshapes features would."""
+
+    def restore(self, faces, *, seed=0):
+        import cv2
+
+        m = np.float32([[1, 0, 1.5], [0, 1, 0.5]])
+        return [cv2.warpAffine(f, m, f.shape[1::-1], borderMode=cv2.BORDER_REFLECT) for f in faces]
+
+
+class DenoiseRestorer(IdentityRestorer):
+    def restore(self, faces, *, seed=0):
+        import cv2
+
+        return [cv2.fastNlMeansDenoisingColored(f, None, 12, 12, 5, 15) for f in faces]
+
+
+def test_no_loss_rule_merges_cleaning_and_keeps_the_input_from_a_redrawing(detector, grace):
+    # A face larger than the model: a restoration that only removes noise changes its band by about the noise
+    # level (merged); one that moves the features changes it far beyond (left as the input, and said so).
+    noisy = np.clip(grace + np.random.default_rng(0).normal(0, 16, grace.shape), 0, 255).astype(np.uint8)
+    cleaned = _run_rule(detector, noisy, upscale=1.0, restorer=DenoiseRestorer(64)).faces[0].detail
+    assert cleaned.action == "merged" and cleaned.change_vs_noise < 1.5, cleaned
+    res = _run_rule(detector, noisy, upscale=1.0, restorer=RedrawRestorer(64))
+    redrawn = res.faces[0].detail
+    assert redrawn.action == "kept_input" and redrawn.change_vs_noise > 3, redrawn
+    assert np.array_equal(res.photo.color, noisy)
+    assert any("noise level without adding any: left as the input" in n for n in res.notes)
