@@ -4,10 +4,10 @@
 
 Inputs: matplotlib's ``grace_hopper.jpg`` (512x600, face box ~180 px) and a 512 px face crop of it (the face
 aligned to the FFHQ template at 512 px, as a photo: detected again). Each goes through
-``prefrestore.pipeline.restore_photos`` with the default options, with ``keep_detail="off"`` and with
-``blend=0`` (the Lanczos upscale). Sharpness: the Laplacian variance of the luma inside the face box of the output.
+``prefrestore.pipeline.restore_photos`` with ``blend=0`` (the Lanczos upscale), ``keep_detail="off"`` (the
+restoration pasted as it is), the band merge forced (the rule's "can only lose" gates open) and the defaults. Sharpness: the Laplacian variance of the luma inside the face box of the output.
 Prints one JSON object (per input and method: sharpness, its ratio to Lanczos', and each face's no-loss plan);
-``--png`` writes the face regions side by side (Lanczos | rule off | ours), one row per input.
+``--png`` writes the face regions side by side (Lanczos | rule off | band merge | ours), one row per input.
 """
 
 from __future__ import annotations
@@ -23,11 +23,15 @@ from PIL import Image
 
 from prefrestore.faces.align import align
 from prefrestore.faces.detect import build_detector
+from prefrestore.faces.paste import BlendConfig
 from prefrestore.options import RestoreOptions
 from prefrestore.photo_io import Photo
 from prefrestore.pipeline import PipelineConfig, restore_photos
 
-METHODS = {"lanczos": {"blend": 0.0}, "rule_off": {"keep_detail": "off"}, "ours": {}}
+# method -> (restore options, paste-back settings); "band_merge" forces the band merge (its "can only lose" gates
+# open) to show what the merge alone keeps
+METHODS = {"lanczos": ({"blend": 0.0}, {}), "rule_off": ({"keep_detail": "off"}, {}),
+           "band_merge": ({}, {"detail_loss": 0.0, "detail_change": 1e9}), "ours": ({}, {})}
 
 
 def lap_var(img: np.ndarray) -> float:
@@ -56,8 +60,8 @@ def main() -> None:
     result, rows = {"model": args.model, "resolution": restorer.resolution, "scale": args.scale}, []
     for name, image in (("grace_hopper.jpg", grace), ("grace_hopper 512 px face crop", crop)):
         entry, tiles, box = {}, [], None
-        for method, kw in METHODS.items():
-            cfg = PipelineConfig.from_options(RestoreOptions(**kw), upscale=args.scale)
+        for method, (kw, paste) in METHODS.items():
+            cfg = PipelineConfig.from_options(RestoreOptions(**kw), upscale=args.scale, blend=BlendConfig(**paste))
             (res,) = restore_photos([(0, Photo(image))], restorer, detector, cfg)
             if not res.ok or not res.faces:
                 raise SystemExit(f"{name}: {res.error or 'no face found'}")
@@ -70,7 +74,7 @@ def main() -> None:
                              "detail": [f.detail.report() for f in res.faces if f.detail is not None]}
             tiles.append(cv2.resize(region, (384, round(384 * region.shape[0] / region.shape[1])),
                                     interpolation=cv2.INTER_AREA))
-        for method in ("rule_off", "ours"):
+        for method in ("rule_off", "band_merge", "ours"):
             entry[method]["vs_lanczos"] = round(entry[method]["sharpness"] / entry["lanczos"]["sharpness"], 3)
         result[name] = entry
         rows.append(np.concatenate(tiles, axis=1))
