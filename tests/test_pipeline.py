@@ -206,8 +206,14 @@ def test_restore_image_is_the_upscaled_photo_with_the_restored_face_pasted(detec
     assert _psnr(out[face], upscaled[face]) > 40  # align -> identity -> paste back: resampling only (~48 dB)
     assert np.array_equal(out[700:, 700:], upscaled[700:, 700:])  # far from the face: the background, bit-exact
 
-    flipped = restore_image(astronaut, FlippingRestorer(512), detector, PipelineConfig(upscale=2))
+    from prefrestore.faces.paste import BlendConfig
+
+    raw = PipelineConfig(upscale=2, blend=BlendConfig(keep_detail=False))  # the paste itself, no no-loss rule
+    flipped = restore_image(astronaut, FlippingRestorer(512), detector, raw)
     assert _psnr(flipped[face], upscaled[face]) < 25 and np.array_equal(flipped[700:, 700:], upscaled[700:, 700:])
+    # with the rule, a restoration that redraws the face keeps the input up to its resolution ("added_detail")
+    ruled = restore_image(astronaut, FlippingRestorer(512), detector, PipelineConfig(upscale=2))
+    assert _psnr(ruled[face], upscaled[face]) > 33
 
     batch = [r.photo.color for r in restore_photos(photos(astronaut, grace), IdentityRestorer(), detector,
                                                    PipelineConfig(upscale=2, batch_size=2))]
@@ -229,6 +235,29 @@ class BlurRestorer(IdentityRestorer):
         import cv2
 
         return [cv2.GaussianBlur(f, (0, 0), 1.5) for f in faces]
+
+
+class RedrawRestorer(IdentityRestorer):
+    """Redraws the face: the crop moved by (1.5, 0.5) px, as a model that reshapes features would."""
+
+    def restore(self, faces, *, seed=0):
+        import cv2
+
+        m = np.float32([[1, 0, 1.5], [0, 1, 0.5]])
+        return [cv2.warpAffine(f, m, f.shape[1::-1], borderMode=cv2.BORDER_REFLECT) for f in faces]
+
+
+class DenoiseRestorer(IdentityRestorer):
+    """Non-local means of ``strength`` (OpenCV's h): removes noise, and texture too when much stronger than it."""
+
+    def __init__(self, resolution: int = 128, strength: float = 12):
+        super().__init__(resolution)
+        self.strength = strength
+
+    def restore(self, faces, *, seed=0):
+        import cv2
+
+        return [cv2.fastNlMeansDenoisingColored(f, None, self.strength, self.strength, 5, 15) for f in faces]
 
 
 def _high_freq(image: np.ndarray, box) -> float:
@@ -281,12 +310,37 @@ def test_no_loss_rule_leaves_the_input_where_the_restoration_only_blurs(detector
     assert plan.report()["action"] == "kept_input" and plan.report()["model_resolution"] == 64
 
 
-def test_no_loss_rule_does_not_touch_faces_within_the_model_resolution(detector, grace):
-    # A 512 px model sees the whole face crop (~350 px in the input): nothing above its resolution to keep.
-    on = _run_rule(detector, grace, resolution=512)
-    off = _run_rule(detector, grace, resolution=512, keep_detail="off")
-    assert on.faces[0].detail.action == "restored"
+def test_no_loss_rule_leaves_a_cleaning_restoration_of_a_face_within_the_model_resolution(detector, grace):
+    # A 512 px model sees the whole face crop (~350 px in the input) and only removes noise: pasted as restored.
+    noisy = np.clip(grace + np.random.default_rng(0).normal(0, 16, grace.shape), 0, 255).astype(np.uint8)
+    on = _run_rule(detector, noisy, restorer=DenoiseRestorer(512, strength=6))
+    off = _run_rule(detector, noisy, restorer=DenoiseRestorer(512, strength=6), keep_detail="off")
+    assert on.faces[0].detail.action == "restored" and on.faces[0].detail.change_vs_noise < 1.5
     assert np.array_equal(on.photo.color, off.photo.color)
+
+
+def test_no_loss_rule_keeps_what_a_small_face_has_when_the_restoration_redraws_it(detector, grace):
+    # A 512 px model redraws a face that is clean at its own ~350 px: at -s 2 the output keeps the input below
+    # the input's resolution (its low band matches the Lanczos upscale's) and takes the restoration's detail
+    # above; at -s 1 there is nothing above, so the face stays the input.
+    import cv2
+
+    def low(img, box):  # the band well below the input's resolution (-s 2: 2 output px per input px)
+        x0, y0, x1, y1 = (int(v) for v in box)
+        return cv2.GaussianBlur(img[y0:y1, x0:x1].astype(np.float32), (0, 0), 3.0)
+
+    lanczos = _run_rule(detector, grace, blend=0.0).photo.color
+    added = _run_rule(detector, grace, restorer=RedrawRestorer(512))
+    off = _run_rule(detector, grace, restorer=RedrawRestorer(512), keep_detail="off")
+    plan = added.faces[0].detail
+    assert plan.action == "added_detail" and plan.change_vs_noise > 1.5, plan
+    box = [2 * v for v in added.faces[0].aligned.detection.box]
+    err_added = np.abs(low(added.photo.color, box) - low(lanczos, box)).mean()
+    err_off = np.abs(low(off.photo.color, box) - low(lanczos, box)).mean()
+    assert err_added < 0.25 * err_off, (err_added, err_off)
+    assert not np.array_equal(added.photo.color, lanczos)
+    same = _run_rule(detector, grace, restorer=RedrawRestorer(512), upscale=1.0)
+    assert same.faces[0].detail.action == "kept_input" and np.array_equal(same.photo.color, grace)
 
 
 def test_no_loss_rule_on_an_aligned_crop_larger_than_the_model(grace, detector):
@@ -309,23 +363,6 @@ def test_no_loss_rule_on_an_aligned_crop_larger_than_the_model(grace, detector):
     assert hf["on", 0.0][1] == "merged" and 0.85 < hf["on", 0.0][0] < 1.1
     assert hf["off", 0.5][1] == "restored" and hf["off", 0.5][0] < 0.2
     assert hf["on", 0.5][1] == "kept_input" and np.array_equal(hf["on", 0.5][2], crop)
-
-
-class RedrawRestorer(IdentityRestorer):
-    """Redraws the face: the crop moved by (1.5, 0.5) px, as a model that reshapes features would."""
-
-    def restore(self, faces, *, seed=0):
-        import cv2
-
-        m = np.float32([[1, 0, 1.5], [0, 1, 0.5]])
-        return [cv2.warpAffine(f, m, f.shape[1::-1], borderMode=cv2.BORDER_REFLECT) for f in faces]
-
-
-class DenoiseRestorer(IdentityRestorer):
-    def restore(self, faces, *, seed=0):
-        import cv2
-
-        return [cv2.fastNlMeansDenoisingColored(f, None, 12, 12, 5, 15) for f in faces]
 
 
 def test_no_loss_rule_merges_cleaning_and_keeps_the_input_from_a_redrawing(detector, grace):

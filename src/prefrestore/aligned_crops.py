@@ -19,7 +19,7 @@ import numpy as np
 
 from .control import FaceOutcome, Scorers
 from .faces.identity import IdentityScore, IdentityScorer
-from .faces.paste import DetailPlan, decide_detail, merge_detail
+from .faces.paste import DetailPlan, add_detail, decide_detail, merge_detail
 from .image import resize
 from .photo_io import Photo, float_to_pixels, pixels_to_float
 from .pipeline import PipelineConfig, Progress, Restorer, failure, restore_groups
@@ -35,7 +35,7 @@ class AlignedResult:
     larger than S (a 512 px crop restored by a 128 px model comes back at 512 px, not shrunk), else S x S.
     source: the input at its own size when it is larger than S (uint8 RGB), for the no-loss rule; detail: the
     rule's decision (faces/paste.py ``decide_detail``): "merged" keeps the input's detail above S in the output,
-    "kept_input" writes the input itself.
+    "added_detail" (an input smaller than S) keeps the input up to its resolution, "kept_input" writes the input.
     """
 
     key: Hashable
@@ -54,12 +54,16 @@ class AlignedResult:
         """The restoration at the size it is written: the input's size if larger than S, else S x S."""
         assert self.restored is not None
         S = self.restored.shape[0]
+        action = None if self.detail is None else self.detail.action
+        if action == "kept_input":
+            return self.source if self.source is not None else self.crop
+        if action == "added_detail":  # an input smaller than S: itself up to its resolution, detail above
+            out = add_detail(pixels_to_float(self.restored), pixels_to_float(self.crop), S / self.detail.face_input_px)
+            return float_to_pixels(out, np.uint8)
         if self.input_size is None or max(self.input_size) <= S:
             return self.restored
-        if self.detail is not None and self.source is not None and self.detail.action == "kept_input":
-            return self.source
         out = resize(self.restored, self.input_size, resample="bicubic")
-        if self.detail is not None and self.source is not None and self.detail.action == "merged":
+        if action == "merged" and self.source is not None:
             scale = float(np.sqrt(self.input_size[0] * self.input_size[1])) / S  # input pixels per crop pixel
             merged = merge_detail(pixels_to_float(out), pixels_to_float(self.source), scale)
             out = float_to_pixels(merged, np.uint8)
@@ -128,7 +132,8 @@ def restore_aligned(
             (o,) = got
             restored = _visible(o.restored, c, visibility)
             source = sources.get(i)
-            plan = decide_detail(c, restored, float(np.sqrt(z[0] * z[1])), config.blend)
+            input_px = float(np.sqrt(z[0] * z[1]))
+            plan = decide_detail(c, restored, input_px, config.blend, output_scale=max(1.0, c.shape[0] / input_px))
             results.append(AlignedResult(k, c, restored, o.identity, {"restore": per_face},
                                          notes=tuple(n + list(o.notes)), input_size=z, control=o,
                                          source=source, detail=plan))

@@ -95,7 +95,8 @@ def _detail_caption(detail: dict | None) -> str:
     res = detail["model_resolution"]
     return {"restored": f"restored (its crop is within the model's {res} px)",
             "merged": f"restored up to the model's {res} px, the photo's own finer detail kept (no-loss rule)",
-            "kept_input": f"left as the photo: the {res} px model would only blur it (no-loss rule)",
+            "added_detail": "the photo kept up to its own resolution, the model's detail added above it (no-loss rule)",
+            "kept_input": f"left as the photo: the {res} px model could only make it worse (no-loss rule)",
             }.get(detail["action"], detail["action"])
 
 

@@ -39,7 +39,7 @@ from .types import RestoredFace
 logger = logging.getLogger(__name__)
 
 ColorMatch = Literal["lowfreq", "meanstd", "none"]
-DetailAction = Literal["restored", "merged", "kept_input"]
+DetailAction = Literal["restored", "merged", "kept_input", "added_detail"]
 
 # The band split of the no-loss rule: a Gaussian low-pass whose response is 1/2 at DETAIL_CROSSOVER times the crop's
 # Nyquist frequency (0.5 cycles per crop pixel). A restorer's output carries little detail near its own Nyquist
@@ -151,8 +151,10 @@ class DetailPlan:
 
     model_resolution: S, the restorer's crop side. face_input_px / face_output_px: the crop's side in input and
     output pixels (the face box is about half of it). action: "restored" (the restoration is pasted: the face is
-    no larger than S in the input, or the rule is off), "merged" (restoration up to S, the input's detail above)
-    or "kept_input" (the restoration would only lose detail: the face is left as the upscaled input).
+    smaller than S in the input and the restoration cleans it, or the rule is off), "merged" (a face larger than
+    S: the restoration up to S, the input's detail above), "added_detail" (a face smaller than S whose
+    restoration redraws what the input has: the input up to its own resolution, the restoration's detail above)
+    or "kept_input" (the restoration could only lose: the face is left as the upscaled input).
     detail_kept: the restoration's detail energy in its own band over the input crop's; change_vs_noise: the RMS
     of what the restoration changed in that band over the input crop's noise level (both None when not measured).
     """
@@ -178,11 +180,15 @@ class DetailPlan:
         if self.action == "merged":
             return (f"face {index}: {self.face_input_px:.0f} px crop in the input > the model's {self.model_resolution}"
                     f" px: restored up to the model's resolution, the input's detail kept above it")
+        if self.action == "added_detail":
+            return (f"face {index}: the restoration changed the input's detail {self.change_vs_noise:.1f}x its noise "
+                    "level: the input kept up to its own resolution, the restoration's detail added above it")
         if self.action == "kept_input":
             why = (f"the restoration kept only {self.detail_kept:.0%} of its detail" if self.change_vs_noise is None else
                    f"the restoration changed its detail {self.change_vs_noise:.1f}x its noise level without adding "
                    "any")
-            return (f"face {index}: {self.face_input_px:.0f} px crop in the input > the model's {self.model_resolution}"
+            size = "> the model's" if self.face_input_px > self.model_resolution else "at -s 1, within the model's"
+            return (f"face {index}: {self.face_input_px:.0f} px crop in the input {size} {self.model_resolution}"
                     f" px and {why}: left as the input")
         return None
 
@@ -208,27 +214,43 @@ def decide_detail(crop: np.ndarray, restored: np.ndarray, input_px: float, blend
     """The no-loss decision. crop, restored: uint8 (S, S, 3) RGB, the input crop at the restorer's resolution and
     its restoration; input_px: the crop's side in input pixels.
 
-    A face whose crop spans at most S input pixels has nothing above the restorer's resolution: "restored"; the
-    model adds what the input lacks. A larger one is "merged", except where the restoration can only lose
-    ("kept_input"): it keeps less than ``blend.detail_loss`` of the input crop's detail energy in its own band (less
-    the input's noise energy: a sharp face the model blurs), or it changes that band by more than ``blend.detail_change`` times the input
-    crop's noise level while adding no detail (energy below ``blend.detail_gain`` times the input's): then it
-    redraws a face that was already clean at the model's scale instead of removing noise from it. On the
-    held-out whole photos every face larger than the 128 px model lost 0.2-4.8 dB PSNR-Y when merged; each
-    changed its band 2.1-4.5x the noise level and kept 0.96-1.15 of its energy (docs/no-loss.md).
+    Both tests below compare the restoration with the input in the band the input has (its crop up to S, or its
+    own resolution for a smaller face) and the input crop's noise level (:func:`noise_level`). The restoration
+    *cleans* when it changes that band by at most ``blend.detail_change`` times the noise (RMS) or adds detail
+    (energy above ``blend.detail_gain`` times the input's, less its noise); otherwise it *redraws* a face that
+    was already clean at that scale.
+
+    * A face larger than S (the input has detail above the model's resolution): "merged" when it cleans, else
+      "kept_input"; also "kept_input" when it keeps less than ``blend.detail_loss`` of the detail energy (a sharp
+      face the model blurs).
+    * A smaller face: "restored" when it cleans; else "added_detail" (the input below its own resolution, the
+      restoration above it), or "kept_input" at ``output_scale`` <= 1 (nothing to add above it).
+
+    On the held-out whole photos every face larger than the 128 px model lost 0.2-4.8 dB PSNR-Y when merged;
+    each changed its band 2.1-4.8x the noise level and kept 0.97-1.16 of its energy (docs/no-loss.md).
     """
     size = crop.shape[0]
     plan = DetailPlan(size, input_px, input_px * output_scale, "restored")
-    if not blend.keep_detail or input_px <= size:
+    if not blend.keep_detail:
         return plan
     fixed = match_color(restored, crop, blend)
+    if input_px < size:  # the input's own band: measured at its resolution (the crop is an upsampling of it)
+        n = max(16, round(input_px))
+        crop = cv2.resize(crop, (n, n), interpolation=cv2.INTER_AREA)
+        fixed = cv2.resize(fixed, (n, n), interpolation=cv2.INTER_AREA)
     noise = max(noise_level(crop), 0.5)
     clean = max(detail_energy(crop, blend) - noise**2, 1e-6)  # the input's detail energy less its noise's
     kept = detail_energy(fixed, blend) / clean
-    if kept < blend.detail_loss:
+    if kept < blend.detail_loss and input_px > size:
         return dataclasses.replace(plan, action="kept_input", detail_kept=kept)
     change = float(np.sqrt(detail_energy(fixed - pixels_to_float(crop), blend))) / noise
-    action: DetailAction = "kept_input" if change > blend.detail_change and kept < blend.detail_gain else "merged"
+    reshapes = change > blend.detail_change and kept < blend.detail_gain
+    if input_px > size:
+        action: DetailAction = "kept_input" if reshapes else "merged"
+    elif reshapes:  # redraws what the input has: the input below its resolution, the model's detail above it
+        action = "added_detail" if output_scale > 1 else "kept_input"  # at -s 1 there is nothing above it
+    else:
+        action = "restored"
     return dataclasses.replace(plan, action=action, detail_kept=kept, change_vs_noise=change)
 
 
@@ -252,6 +274,19 @@ def merge_detail(restored: np.ndarray, upscaled: np.ndarray, crop_scale: float) 
     """
     sigma = DETAIL_SIGMA * crop_scale
     return upscaled + cv2.GaussianBlur(restored - upscaled, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+
+
+def add_detail(restored: np.ndarray, upscaled: np.ndarray, input_scale: float) -> np.ndarray:
+    """The no-loss merge of a face smaller than the restorer's resolution whose restoration redraws what the input
+    has: the input up to its own resolution, the restoration's detail above it. restored, upscaled: float32
+    (h, w, 3) on [0, 255] in the output; input_scale: output pixels per input pixel.
+
+    -> upscaled + high(restored - upscaled), high = 1 - a Gaussian whose response is 1/2 at the input's Nyquist
+    frequency (the input is trusted up to its own resolution).
+    """
+    diff = restored - upscaled
+    sigma = DETAIL_SIGMA * DETAIL_CROSSOVER * input_scale
+    return upscaled + diff - cv2.GaussianBlur(diff, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
 
 
 def plan_faces(faces: Sequence[RestoredFace], blend: BlendConfig, *, source_size: tuple[int, int],
@@ -314,6 +349,8 @@ def paste_back(
         roi = out[y0:y1, x0:x1]
         if plan.action == "merged":
             warped = merge_detail(warped, roi, affine_scale(m))
+        elif plan.action == "added_detail":
+            warped = add_detail(warped, roi, plan.face_output_px / plan.face_input_px)
         out[y0:y1, x0:x1] = roi + alpha * (warped - roi)
     return np.clip(out, 0.0, 255.0, out=out)
 
