@@ -376,3 +376,16 @@ def test_no_loss_rule_merges_cleaning_and_keeps_the_input_from_a_redrawing(detec
     assert redrawn.action == "kept_input" and redrawn.change_vs_noise > 3, redrawn
     assert np.array_equal(res.photo.color, noisy)
     assert any("noise level without adding any: left as the input" in n for n in res.notes)
+
+
+def test_no_loss_rule_lets_the_model_clean_a_blurred_face(detector, grace):
+    # The same redrawing restorer on a blurred photo: the input is not sharp at its own resolution, so the model
+    # may change it (restored), as it cleans a degraded old photo.
+    import cv2
+
+    blurred = cv2.GaussianBlur(grace, (0, 0), 3.0)
+    res = _run_rule(detector, blurred, restorer=RedrawRestorer(512))
+    plan = res.faces[0].detail
+    assert plan.action == "restored" and plan.input_sharpness < 0.5 and plan.change_vs_noise > 1.5, plan
+    sharp = _run_rule(detector, grace, restorer=RedrawRestorer(512)).faces[0].detail
+    assert sharp.action == "added_detail" and sharp.input_sharpness > 0.5, sharp
