@@ -234,8 +234,9 @@ def decide_detail(crop: np.ndarray, restored: np.ndarray, input_px: float, blend
     * A smaller face: "restored" when it cleans; else "added_detail" (the input below its own resolution, the
       restoration above it), or "kept_input" at ``output_scale`` <= 1 (nothing to add above it).
 
-    On the held-out whole photos every face larger than the 128 px model lost 0.2-4.8 dB PSNR-Y when merged;
-    each changed its band 2.1-4.8x the noise level and kept 0.97-1.16 of its energy (docs/no-loss.md).
+    Set on the held-out whole photos (docs/no-loss.md): every face larger than the 128 px model lost 0.2-4.8 dB
+    PSNR-Y when merged; each was sharp (0.61-1.77), changed 2.1-4.8x the noise, kept 0.97-1.16 of its energy.
+    The demo's degraded old photos measure 0.32-0.43 sharp and are cleaned.
     """
     size = crop.shape[0]
     plan = DetailPlan(size, input_px, input_px * output_scale, "restored")
