@@ -286,8 +286,11 @@ def summarize(rows: list[dict], scales) -> dict:
 
 def write_docs(folder: Path, result: dict, grids: dict[int, list[tuple[int, str, list[np.ndarray]]]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"Model `{result['model']}` ({result['resolution']} px); {len(result['photos'])} held-out photos; "
-             f"LPIPS: {result['lpips']}; Real-ESRGAN: {result['realesrgan']}.", "",
+    short = {k: result[k].split(" (")[0] for k in ("lpips", "realesrgan")}  # the reasons are in the JSON
+    lines = [f"Model `{result['model']}` ({result['resolution']} px); {len(result['photos'])} held-out photos, "
+             f"{sum(result['faces_per_photo'].values())} faces; LPIPS: {short['lpips']}; Real-ESRGAN: "
+             f"{short['realesrgan']} (S > 1, LQ photos up to the pixel cap: "
+             f"{sum(len(v) for v in result['realesrgan_skipped'].values())} photo runs skipped).", "",
              "| S | face bin | method | faces | PSNR-Y | SSIM | LPIPS | sharpness |", "|---|---|---|---|---|---|---|---|"]
     for key, entry in result["summary"].items():
         s, b = key.split(" ", 1)
