@@ -1,6 +1,6 @@
 """The no-loss rule on sharp sample photos: face sharpness of ``-s 2`` restorations against the Lanczos upscale.
 
-    .venv/bin/python benchmarks/no_loss_sample.py [--model default] [--scale 2] [--png docs/no-loss/grace_hopper_s2.png]
+    .venv/bin/python benchmarks/no_loss_sample.py [--model default] [--scale 2] [--png docs/no-loss/grace_hopper_s2.jpg]
 
 Inputs: matplotlib's ``grace_hopper.jpg`` (512x600, face box ~180 px) and a 512 px face crop of it (the face
 aligned to the FFHQ template at 512 px, as a photo: detected again). Each goes through
@@ -83,7 +83,7 @@ def main() -> None:
         width = max(r.shape[1] for r in rows)
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
-                        ).save(args.png, optimize=True)
+                        ).save(args.png, optimize=True, quality=92)  # quality: for a .jpg
 
 
 if __name__ == "__main__":
