@@ -442,6 +442,10 @@ def test_a_video_given_candidates_runs_with_the_documented_warning(no_brisque, t
     assert code == 0, err
     assert "--candidates" in err and "apply to photos only" in err
     assert (tmp_path / "out" / "restored_videos" / "clip.mp4").exists()
+    # the no-loss rule's action, one per face track (kept for the whole track, so a face cannot flicker)
+    report = json.loads((tmp_path / "out" / "reports" / "clip.json").read_text())
+    assert report["detail"] and set(report["detail"].values()) <= {"restored", "merged", "added_detail",
+                                                                   "kept_input"}
 
 
 def test_the_cli_runs_candidates_with_the_default_rerank_on_a_fresh_install(no_brisque, tmp_path, grace, one_thread):
