@@ -29,6 +29,9 @@ CASES = {
     "bench_startup": (["--skip-restore", "--repeats", "1"], {"variants"}),
 }
 SLOW = {
+    "bench_whole_photo": (["--photos", "1", "--scales", "2", "--realesrgan-max-pixels", "0", "--out", os.devnull],
+                          {"summary", "photos", "lpips", "realesrgan"}),
+    "no_loss_sample": ([], {"resolution", "grace_hopper.jpg"}),
     "bench_train": (["--stages", "0", "--steps", "1", "--batch-size", "1"], {"stages"}),
     "bench_serve": (["--clients", "2", "--duration", "2", "--max-requests", "4", "--model", "default",
                      "--warmup-batch", "1"], {"clients", "server_ready_s"}),

@@ -374,3 +374,91 @@ def test_a_setup_problem_stops_the_run_in_one_line():
     cfg = PipelineConfig.from_options(RestoreOptions(fidelity=0.5, identity_guard="off"))
     with pytest.raises(SetupError, match="no fidelity dial"):  # not one "restoration failed" per photo
         list(restore_aligned([(0, Photo(_faces(1, 128)[0]))], DarkRestorer(), cfg))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Defaults that run on a fresh install: an unavailable reward leaves the *default* rerank with a note
+
+
+@pytest.fixture
+def no_brisque(monkeypatch):
+    """BRISQUE as on a fresh install without Debian's opencv-data; the other default rewards as cheap stand-ins."""
+    from prefrestore.errors import UserError
+    from prefrestore.rewards import composite
+
+    def missing(device, weights_dir, **kw):
+        raise UserError("BRISQUE unavailable: apt-get install opencv-data")
+
+    monkeypatch.setitem(composite.BUILDERS, "brisque", missing)
+    for name in ("identity_dlib", "lmd_mtcnn"):
+        monkeypatch.setitem(composite.BUILDERS, name, composite.BUILDERS["psnr"])
+
+
+def test_default_rerank_drops_an_unavailable_reward_with_a_note(no_brisque):
+    scorers = Scorers.for_options(RestoreOptions(candidates=4), identity=None)  # builds the rerank: no error
+    assert set(scorers.rerank.weights) == {"identity_dlib", "lmd_mtcnn"}
+    assert len(scorers.notes) == 1 and "brisque" in scorers.notes[0] and "opencv-data" in scorers.notes[0]
+    crops = _faces(2, 64)
+    out = restore_controlled(NoisyRestorer(), crops, RestoreOptions(candidates=3, identity_guard="off"), seed=0,
+                             batch_size=8, scorers=scorers)
+    assert all(len(o.candidates) == 3 and set(o.candidates[0].parts) == {"identity_dlib", "lmd_mtcnn"} for o in out)
+    assert any("brisque" in n for n in out[0].notes)
+
+
+def test_a_named_unavailable_reward_is_an_error(no_brisque):
+    from prefrestore.control import SetupError
+
+    with pytest.raises(SetupError, match="rerank reward brisque is unavailable.*--rerank-weights"):
+        Scorers.for_options(RestoreOptions(candidates=2, rerank_weights={"brisque": 1, "psnr": 1}), identity=None)
+
+
+def test_the_api_answers_422_for_a_reward_it_cannot_load(no_brisque, tmp_path, one_thread, detector):
+    pytest.importorskip("fastapi_offline")
+    pytest.importorskip("uvicorn")
+    requests = pytest.importorskip("requests")
+    from prefrestore.serving.app import create_app
+    from prefrestore.serving.schemas import ServerSettings
+    from serve_helpers import EXAMPLES, InvertRestorer, fake_loader, running_server
+
+    workdir = tmp_path / "work"
+    app = create_app(ServerSettings(workdir=workdir), fake_loader(InvertRestorer(), detector, workdir))
+    photo = (EXAMPLES / "grace_hopper.jpg").read_bytes()
+    with running_server(app) as url:
+        for options, status in (({"candidates": 2, "rerank_weights": {"brisque": 1}}, 422),
+                                ({"candidates": 2, "identity_guard": "off"}, 200)):  # the default weights
+            r = requests.post(url + "/v1/restore", files={"file": ("p.jpg", photo)},
+                              data={"options": json.dumps({"upscale": 1, **options})}, timeout=60)
+            assert r.status_code == status, r.text
+    assert "brisque" in r.headers["X-Prefrestore-Result"]  # the note that it was left out
+
+
+def test_a_video_given_candidates_runs_with_the_documented_warning(no_brisque, tmp_path, astronaut, grace, one_thread):
+    pytest.importorskip("av")
+    from conftest import run_restore_cli
+    from video_clips import pan_zoom_cut, write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", pan_zoom_cut(astronaut, grace, n=6), audio=False)
+    code, err = run_restore_cli(["restore", str(clip), "-o", str(tmp_path / "out"), "--candidates", "4"])
+    assert code == 0, err
+    assert "--candidates" in err and "apply to photos only" in err
+    assert (tmp_path / "out" / "restored_videos" / "clip.mp4").exists()
+    # the no-loss rule's action, one per face track (kept for the whole track, so a face cannot flicker)
+    report = json.loads((tmp_path / "out" / "reports" / "clip.json").read_text())
+    assert report["detail"] and set(report["detail"].values()) <= {"restored", "merged", "added_detail",
+                                                                   "kept_input"}
+
+
+def test_the_cli_runs_candidates_with_the_default_rerank_on_a_fresh_install(no_brisque, tmp_path, grace, one_thread):
+    from PIL import Image
+
+    from conftest import run_restore_cli
+
+    Image.fromarray(grace).save(tmp_path / "grace.png")
+    code, err = run_restore_cli(["restore", str(tmp_path / "grace.png"), "-o", str(tmp_path / "out"), "-s", "1",
+                                 "--candidates", "4", "--identity-guard", "off", "--keep-detail", "off"])
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "reports" / "grace.json").read_text())
+    (face,) = report["faces"]
+    assert len(face["candidates"]) == 4 and "brisque" not in face["candidates"][0]["parts"]
+    assert any("brisque" in n for n in report["notes"])
+    assert face["detail"]["action"] == "restored" and face["detail"]["model_resolution"] == 128

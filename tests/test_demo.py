@@ -7,7 +7,7 @@ import pytest
 from prefrestore.demo import EXAMPLES, example_photos
 from prefrestore.image import load_rgb
 
-NAMES = ["astronaut.jpg", "grace_hopper.jpg", "group.jpg"]
+NAMES = ["astronaut.jpg", "grace_hopper.jpg", "group.jpg", "portrait_sharp.jpg"]
 
 
 def test_examples_are_bundled_with_licences():
@@ -19,7 +19,8 @@ def test_examples_are_bundled_with_licences():
         assert p.stat().st_size < 120_000, f"{p.name} is too big to bundle"
 
 
-@pytest.mark.parametrize("name, faces", [("astronaut.jpg", 1), ("grace_hopper.jpg", 1), ("group.jpg", 3)])
+@pytest.mark.parametrize("name, faces", [("astronaut.jpg", 1), ("grace_hopper.jpg", 1), ("group.jpg", 3),
+                                         ("portrait_sharp.jpg", 1)])
 def test_examples_load_and_have_faces(name, faces, one_thread, detector):
     img = load_rgb(EXAMPLES / name)
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
@@ -39,9 +40,11 @@ def test_demo_page_is_built_from_the_run_not_from_the_report_files(tmp_path, mon
     monkeypatch.setattr(prefrestore.file_run, "write_report", lambda layout, item, report, guard=None: kept.append(report))
     monkeypatch.chdir(tmp_path)
     assert demo.main() == 0
-    assert [r["status"] for r in kept] == ["restored"] * 3
+    assert [r["status"] for r in kept] == ["restored"] * 4
     assert not list((tmp_path / "demo_output" / "reports").glob("*"))  # nothing to read back
     page = (tmp_path / "demo_output" / "index.html").read_text()
-    assert "3 photos restored" in page
-    assert page.count("<h2>") == 3 and page.count('alt="face ') == sum(len(r["faces"]) for r in kept) == 5
+    assert "4 photos restored" in page
+    assert page.count("<h2>") == 4 and page.count('alt="face ') == sum(len(r["faces"]) for r in kept) == 6
+    # the sharp portrait's face is larger than the stand-in's 128 px crop: the no-loss rule's caption says so
+    assert "finer detail kept (no-loss rule)" in page
     assert (tmp_path / "demo_output" / "side_by_side.png").stat().st_size > 0

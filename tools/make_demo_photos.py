@@ -6,6 +6,8 @@ Writes into src/prefrestore/assets/examples/ (or --out):
 * ``grace_hopper.jpg`` - matplotlib's grace_hopper.jpg (US Navy, public domain), face ~70 px;
 * ``group.jpg``      - the three portraits (the third is Kodak kodim04, released for unrestricted use) as prints on
   a warm grey paper background, faces ~30, ~50 and ~80 px;
+* ``portrait_sharp.jpg`` - Kodak kodim04 scaled so the face is ~150 px, not degraded (JPEG quality 92): a face
+  larger than the bundled model's 128 px crop, which the no-loss rule keeps sharp (docs/no-loss.md);
 * ``LICENSES.md``    - each source, its licence and the SHA-256 of the file used.
 
 Every step is deterministic (fixed seeds; PIL resampling; prefrestore.degradations with fixed parameters), so
@@ -41,6 +43,7 @@ PYIQA_WHEEL = "pyiqa-0.1.16-py3-none-any.whl"
 KODAK_MEMBER = "ResultsCalibra/ref_dir/I04.bmp"
 OFFLINE_WHEEL = Path.home() / ".cache" / "prefrestore-offline" / PYIQA_WHEEL
 JPEG_QUALITY = 50
+SHARP_QUALITY = 92  # portrait_sharp.jpg: a sharp photo, not an old one
 MAX_BYTES = 120_000
 
 # Face size (MTCNN's box size, px) in each clean source, measured once with prefrestore's MTCNN; the scale factors
@@ -161,6 +164,7 @@ def write_licences(out: Path, sources: list[Source]) -> None:
         "| astronaut.jpg | astronaut |",
         "| grace_hopper.jpg | grace_hopper |",
         "| group.jpg | astronaut, grace_hopper, kodim04 |",
+        f"| portrait_sharp.jpg | kodim04 (scaled only, JPEG quality {SHARP_QUALITY}) |",
         "",
     ]
     for s in sources:
@@ -198,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, img in photos.items():
             save_rgb(args.out / name, img, quality=JPEG_QUALITY)
+        photos["portrait_sharp.jpg"] = scaled(images["kodim04"], "kodim04", 150)
+        save_rgb(args.out / "portrait_sharp.jpg", photos["portrait_sharp.jpg"], quality=SHARP_QUALITY)
         write_licences(args.out, sources)
     paths = [args.out / name for name in photos]
     for p in paths:

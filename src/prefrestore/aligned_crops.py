@@ -23,6 +23,7 @@ from .errors import ImageError
 from .faces.align import ffhq_template
 from .faces.detect import FaceDetector
 from .faces.identity import IdentityScore, IdentityScorer
+from .faces.paste import DetailPlan, add_detail, decide_detail, merge_detail
 from .image import resize
 from .photo_io import Photo, float_to_pixels, pixels_to_float
 from .pipeline import PipelineConfig, Progress, Restorer, failure, restore_groups
@@ -36,6 +37,9 @@ class AlignedResult:
 
     input_size: the input's (width, height); the written output is the restoration resized to it when the input is
     larger than S (a 512 px crop restored by a 128 px model comes back at 512 px, not shrunk), else S x S.
+    source: the input at its own size when it is larger than S (uint8 RGB), for the no-loss rule; detail: the
+    rule's decision (faces/paste.py ``decide_detail``): "merged" keeps the input's detail above S in the output,
+    "added_detail" (an input smaller than S) keeps the input up to its resolution, "kept_input" writes the input.
     """
 
     key: Hashable
@@ -47,14 +51,27 @@ class AlignedResult:
     notes: tuple[str, ...] = ()
     input_size: tuple[int, int] | None = None
     control: FaceOutcome | None = None
+    source: np.ndarray | None = None
+    detail: DetailPlan | None = None
 
     def output_image(self) -> np.ndarray:
         """The restoration at the size it is written: the input's size if larger than S, else S x S."""
         assert self.restored is not None
         S = self.restored.shape[0]
+        action = None if self.detail is None else self.detail.action
+        if action == "kept_input":
+            return self.source if self.source is not None else self.crop
+        if action == "added_detail":  # an input smaller than S: itself up to its resolution, detail above
+            out = add_detail(pixels_to_float(self.restored), pixels_to_float(self.crop), S / self.detail.face_input_px)
+            return float_to_pixels(out, np.uint8)
         if self.input_size is None or max(self.input_size) <= S:
             return self.restored
-        return resize(self.restored, self.input_size, resample="bicubic")
+        out = resize(self.restored, self.input_size, resample="bicubic")
+        if action == "merged" and self.source is not None:
+            scale = float(np.sqrt(self.input_size[0] * self.input_size[1])) / S  # input pixels per crop pixel
+            merged = merge_detail(pixels_to_float(out), pixels_to_float(self.source), scale)
+            out = float_to_pixels(merged, np.uint8)
+        return out
 
     @property
     def ok(self) -> bool:
@@ -127,6 +144,7 @@ def restore_aligned(
     visibility = config.options.blend
     # key, crop (None when preparing it failed), notes, input size, error
     pending: list[tuple[Hashable, np.ndarray | None, list[str], tuple[int, int], str | None]] = []
+    sources: dict[int, np.ndarray] = {}  # position in pending -> the input at its own size, when larger than S
 
     def flush() -> list[AlignedResult]:
         good = [c for _, c, _, _, e in pending if e is None]
@@ -137,7 +155,7 @@ def restore_aligned(
                                      scorers, progress))
         per_face = (time.perf_counter() - t0) / max(len(good), 1)
         results = []
-        for k, c, n, z, e in pending:
+        for i, (k, c, n, z, e) in enumerate(pending):
             got = next(outcome)
             if e is None and isinstance(got, str):
                 e = got
@@ -146,9 +164,14 @@ def restore_aligned(
                                              error=e, notes=tuple(n), input_size=z))
                 continue
             (o,) = got
-            results.append(AlignedResult(k, c, _visible(o.restored, c, visibility), o.identity,
-                                         {"restore": per_face}, notes=tuple(n + list(o.notes)), input_size=z,
-                                         control=o))
+            restored = _visible(o.restored, c, visibility)
+            source = sources.get(i)
+            input_px = float(np.sqrt(z[0] * z[1]))
+            plan = decide_detail(c, restored, input_px, config.blend, output_scale=max(1.0, c.shape[0] / input_px))
+            results.append(AlignedResult(k, c, restored, o.identity, {"restore": per_face},
+                                         notes=tuple(n + list(o.notes)), input_size=z, control=o,
+                                         source=source, detail=plan))
+        sources.clear()
         return results
 
     for key, photo in items:
@@ -156,6 +179,8 @@ def restore_aligned(
             crop, notes = to_model_crop(photo, restorer.resolution)
             if detector is not None:
                 check_aligned(crop, detector)
+            if max(photo.size) > restorer.resolution and config.blend.keep_detail:
+                sources[len(pending)] = photo.rgb8()
             pending.append((key, crop, list(photo.notes) + notes, photo.size, None))
         except ImageError as err:
             pending.append((key, None, list(photo.notes), photo.size, str(err)))

@@ -41,7 +41,7 @@ from .errors import UserError
 from .faces.identity import IdentityScore, IdentityScorer, identity_available, load_identity_scorer
 from .faces.paste import BlendConfig, match_color
 from .metrics.color import face_delta_e
-from .options import RestoreOptions
+from .options import DEFAULT_RERANK_WEIGHTS, RestoreOptions
 from .photo_io import float_to_pixels
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ class Scorers:
     device: str = "cpu"
     _landmarks: object | None = None
     _rerank: object | None = None
+    notes: list[str] = field(default_factory=list)  # rewards left out of the default rerank
 
     @classmethod
     def for_options(cls, options: RestoreOptions, *, identity: IdentityScorer | None | str = "auto",
@@ -155,15 +156,30 @@ class Scorers:
 
     @property
     def rerank(self):
+        """The composite rerank reward. A reward of the *default* weights that cannot load here (BRISQUE without
+        its model file, dlib not installed) is left out with a logged note (in ``notes``); one the user named is a
+        :class:`SetupError`, as is a default with no reward left."""
         if self._rerank is None:
-            from .rewards.composite import CompositeReward
+            from .rewards.composite import CompositeReward, build_reward
 
             weights = {k: v for k, v in self.rerank_weights.items() if v != 0}
-            try:
-                self._rerank = CompositeReward.build(weights, device=self.device)
-            except UserError as err:
-                raise SetupError(f"--candidates: a rerank reward is unavailable ({err}); install it or drop it "
-                                f"from --rerank-weights") from None
+            default = dict(self.rerank_weights) == DEFAULT_RERANK_WEIGHTS
+            rewards = {}
+            for name in weights:
+                try:
+                    rewards[name] = build_reward(name, device=self.device)
+                except (UserError, ImportError) as err:
+                    if not default:
+                        raise SetupError(f"--candidates: the rerank reward {name} is unavailable ({err}); install "
+                                         f"it or drop it from --rerank-weights") from None
+                    note = f"--candidates: the default rerank reward {name} is unavailable here ({err}); reranking " \
+                           "without it"
+                    logger.warning("%s", note)
+                    self.notes.append(note)
+            if not rewards:
+                raise SetupError("--candidates: none of the default rerank rewards is available here; name one "
+                                 "that is, e.g. --rerank-weights ssim=1")
+            self._rerank = CompositeReward(rewards, {k: weights[k] for k in rewards})
         return self._rerank
 
 
@@ -248,14 +264,15 @@ def restore_controlled(restorer, crops: Sequence[np.ndarray], options: RestoreOp
                               progress=progress)
     raws = cands
     cands = [[fix_color(r, c, options.color_fix) for r, c in zip(row, crops, strict=True)] for row in cands]
+    notes: list[str] = []
     if n > 1:
         ranked = rerank(scorers, crops, cands, seed)
+        notes += scorers.notes
     else:
         ranked = [(0, ()) for _ in crops]
     chosen = [cands[best][i] for i, (best, _) in enumerate(ranked)]
     raw_chosen: list[np.ndarray | None] = [raws[best][i] for i, (best, _) in enumerate(ranked)]
 
-    notes: list[str] = []
     identity = _identities(scorers.identity, crops, chosen, notes)
     guard = options.identity_guard
     if guard != "off" and scorers.identity is None and not identity_available():

@@ -1,7 +1,9 @@
 """`make demo`: restore the bundled example photos with the best model available; write an overview and a page.
 
 The examples (``assets/examples/``, built by ``tools/make_demo_photos.py``; sources and licences in its
-LICENSES.md) are small degraded "old photos" with faces of about 30-80 px. Uses the bundled default model when this
+LICENSES.md) are small degraded "old photos" with faces of about 30-80 px, which the model cleans, and one sharp
+portrait whose ~150 px face is larger than the model's crop, which the no-loss rule keeps sharp (each face's
+caption on the page says what the rule did: docs/no-loss.md). Uses the bundled default model when this
 install has one; otherwise the tiny preset with RANDOM weights, which proves the whole path runs but does not
 restore anything (said plainly in the output).
 
@@ -80,9 +82,22 @@ def _page(entries: list[dict], note: str, model: str, seconds: float) -> str:
         ]
         for f in d["faces"]:
             parts.append(f'<figure><img src="{e(f["cmp"])}" alt="face {f["index"]}"><figcaption>face {f["index"]}: '
-                         f"{f['size_px']:.0f} px in the input, detector score {f['score']:.3f}</figcaption></figure>")
+                         f"{f['size_px']:.0f} px in the input, detector score {f['score']:.3f}; "
+                         f"{e(_detail_caption(f.get('detail')))}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _detail_caption(detail: dict | None) -> str:
+    """What the no-loss rule did with a face (its report's "detail"), in words."""
+    if not detail:
+        return "restored"
+    res = detail["model_resolution"]
+    return {"restored": f"restored (its crop is within the model's {res} px)",
+            "merged": f"restored up to the model's {res} px, the photo's own finer detail kept (no-loss rule)",
+            "added_detail": "the photo kept up to its own resolution, the model's detail added above it (no-loss rule)",
+            "kept_input": f"left as the photo: the {res} px model could only make it worse (no-loss rule)",
+            }.get(detail["action"], detail["action"])
 
 
 def main() -> int:
@@ -128,8 +143,8 @@ def main() -> int:
             "input_size": f"{before_small.shape[1]}x{before_small.shape[0]}",
             "restored": _rel(report["output"], OUT),
             "output_size": f"{after.shape[1]}x{after.shape[0]}",
-            "faces": [{"index": f["index"], "size_px": f["size_px"], "score": f["score"], "cmp": _rel(f["cmp"], OUT)}
-                      for f in report.get("faces", [])],
+            "faces": [{"index": f["index"], "size_px": f["size_px"], "score": f["score"], "cmp": _rel(f["cmp"], OUT),
+                       "detail": f.get("detail")} for f in report.get("faces", [])],
         })
     overview, page = OUT / "side_by_side.png", OUT / "index.html"
     if rows:

@@ -429,6 +429,8 @@ def _write_aligned(res: AlignedResult, item: FileItem, layout: OutputLayout, gua
     save_rgb(cmp, comparison(res.crop, res.restored, res.output_image().shape[0]), guard=guard)
     res.timings["write"] = time.perf_counter() - t0
     report["output"] = str(out)
+    if res.detail is not None:
+        report["detail"] = res.detail.report()
     if res.control is not None:
         report.update({k: v for k, v in res.control.report().items() if k != "notes"})
     elif res.identity is not None:
@@ -482,6 +484,8 @@ def _write_photo(res: PhotoResult, item: FileItem, layout: OutputLayout, guard: 
             "fit_error": _r(f.aligned.fit_error, 4),
             **{k: str(v) for k, v in paths.items()},
         }
+        if f.detail is not None:
+            entry["detail"] = f.detail.report()
         if f.control is not None:
             entry.update({k: v for k, v in f.control.report().items() if k != "notes"})
         elif f.identity is not None:

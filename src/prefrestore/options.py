@@ -182,6 +182,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                minimum=0.0, metavar="PX"),
     OptionSpec("max_face_size", "number", None, "ignore faces whose box is larger than PX pixels (default: no limit)",
                minimum=0.0, nullable=True, metavar="PX"),
+    OptionSpec("keep_detail", "string", "on", "the no-loss rule: a face larger than the model's resolution in the "
+               "input keeps the input's detail above that resolution (restoration below it), or is left as the input "
+               "where the restoration would only blur it; off pastes the restoration as it is (default: on)",
+               choices=("on", "off")),
     OptionSpec("blend", "number", 1.0, "visibility of the restored faces in the output, 0-1 (0 = the input, "
                "upscaled; default: 1)", minimum=0.0, maximum=1.0, metavar="A"),
 )
@@ -204,6 +208,7 @@ class RestoreOptions:
     faces: tuple[int, ...] | None = None
     min_face_size: float = 20.0
     max_face_size: float | None = None
+    keep_detail: Literal["on", "off"] = "on"
     blend: float = 1.0
 
     def __post_init__(self) -> None:

@@ -41,7 +41,15 @@ from .faces.detect import (
     select_faces,
 )
 from .faces.identity import IdentityScore, IdentityScorer
-from .faces.paste import BackgroundUpsampler, BlendConfig, Resampler, build_upsampler, paste_back
+from .faces.paste import (
+    BackgroundUpsampler,
+    BlendConfig,
+    DetailPlan,
+    Resampler,
+    build_upsampler,
+    paste_back,
+    plan_faces,
+)
 from .faces.types import AlignedFace, RestoredFace
 from .options import RestoreOptions
 from .photo_io import MAX_PIXELS, Photo, float_to_pixels, pixels_to_float
@@ -104,7 +112,8 @@ class PipelineConfig:
         selection and blend settings from ``select``/``blend``, the rest from ``kwargs``."""
         select = dataclasses.replace(select or SelectConfig(), min_face_size=options.min_face_size,
                                      max_face_size=options.max_face_size)
-        blend = dataclasses.replace(blend or BlendConfig(), visibility=options.blend)
+        blend = dataclasses.replace(blend or BlendConfig(), visibility=options.blend,
+                                    keep_detail=options.keep_detail == "on")
         return cls(select=select, blend=blend, options=options, **kwargs)
 
     @classmethod
@@ -144,6 +153,7 @@ class FaceResult:
     restored: np.ndarray  # uint8 (S, S, 3) RGB
     identity: IdentityScore | None = None
     control: FaceOutcome | None = None  # candidates, guard, colour (prefrestore.control)
+    detail: DetailPlan | None = None  # the no-loss rule's decision at paste-back (faces/paste.py)
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,10 +282,12 @@ def compose(
     upscale: float,
     blend: BlendConfig,
     upsampler: BackgroundUpsampler,
+    plans: Sequence[DetailPlan] | None = None,
 ) -> Photo:
     """Upscale the photo (colour and alpha) and paste the restored faces -> a Photo with the same metadata.
 
-    DPI is multiplied by ``upscale`` so the print size stays the same.
+    DPI is multiplied by ``upscale`` so the print size stays the same. plans: each face's no-loss decision
+    (:func:`output_plans`; made by the paste-back when not given).
     """
     w, h = photo.size
     size = (max(1, round(w * upscale)), max(1, round(h * upscale)))
@@ -285,7 +297,7 @@ def compose(
         background = pixels_to_float(photo.color)  # a fresh float32 array: no resampling, no second copy
     else:
         background = upsampler(pixels_to_float(photo.color), size)  # (h', w', 3) float32 on [0, 255]
-    background = paste_back(background, faces, blend, source_size=(w, h), inplace=True)
+    background = paste_back(background, faces, blend, source_size=(w, h), inplace=True, plans=plans)
     color = float_to_pixels(background, photo.color.dtype, inplace=True)
     del background
     alpha = None
@@ -293,6 +305,15 @@ def compose(
         alpha = float_to_pixels(upsampler(pixels_to_float(photo.alpha)[..., None], size)[..., 0], photo.alpha.dtype)
     dpi = None if photo.dpi is None else (photo.dpi[0] * upscale, photo.dpi[1] * upscale)
     return dataclasses.replace(photo, color=color, alpha=alpha, dpi=dpi)
+
+
+def output_plans(photo: Photo, faces: Sequence[RestoredFace], *, upscale: float,
+                 blend: BlendConfig) -> list[DetailPlan]:
+    """The no-loss rule's decision for each face of ``photo`` restored at ``upscale`` (what :func:`compose`
+    pastes; faces/paste.py ``plan_detail``)."""
+    w, h = photo.size
+    size = (max(1, round(w * upscale)), max(1, round(h * upscale)))
+    return plan_faces(faces, blend, source_size=(w, h), output_size=size)
 
 
 def failure(stage: str, err: BaseException) -> str:
@@ -385,14 +406,20 @@ def _compose_result(key: Hashable, photo: Photo, f: FoundFaces, controls: list[F
     if not f.aligned:
         notes.append("no face found: the photo was upscaled only")
     notes += [n for n in dict.fromkeys(n for o in controls for n in o.notes) if n not in notes]
-    face_results = tuple(
-        FaceResult(index=k, aligned=a, restored=r, identity=o.identity, control=o)
-        for k, a, r, o in zip(f.indices, f.aligned, mine, controls, strict=True)
-    )
     t0 = time.perf_counter()
+    faces = [RestoredFace(a, r) for a, r in zip(f.aligned, mine, strict=True)]
     try:
-        out = compose(photo, [RestoredFace(a, r) for a, r in zip(f.aligned, mine, strict=True)],
-                      upscale=config.upscale, blend=config.blend, upsampler=upsampler)
+        plans = output_plans(photo, faces, upscale=config.upscale, blend=config.blend)
+    except Exception as err:
+        logger.debug("no-loss plan failed", exc_info=True)
+        return PhotoResult(key, photo, None, (), tuple(f.rejected), t, error=failure("paste-back", err))
+    notes += [n for k, p in zip(f.indices, plans, strict=True) if (n := p.note(k)) is not None]
+    face_results = tuple(
+        FaceResult(index=k, aligned=a, restored=r, identity=o.identity, control=o, detail=p)
+        for k, a, r, o, p in zip(f.indices, f.aligned, mine, controls, plans, strict=True)
+    )
+    try:
+        out = compose(photo, faces, upscale=config.upscale, blend=config.blend, upsampler=upsampler, plans=plans)
     except UserError as err:
         return PhotoResult(key, photo, None, face_results, tuple(f.rejected), t, error=str(err))
     except Exception as err:  # e.g. out of memory for a huge -s: this photo fails, the others go on

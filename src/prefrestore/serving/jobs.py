@@ -73,7 +73,7 @@ class Job:
     stage: str = "queued"
     progress: float = 0.0
     error: str | None = None
-    error_code: str | None = None  # "bad_image", "restore_failed", "timeout", "overloaded", "cancelled"
+    error_code: str | None = None  # "bad_image", "bad_option", "restore_failed", "timeout", "overloaded", "cancelled"
     result: dict[str, Any] | None = None
     files: dict[str, Path] = field(default_factory=dict)
     finished: float | None = None

@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 API_VERSION = "v1"
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # what JobQueue.submit names jobs (uuid4 hex)
-_STATUS = {"bad_image": 400, "cancelled": 409, "timeout": 504, "restore_failed": 500, "overloaded": 429}
+_STATUS = {"bad_image": 400, "bad_option": 422, "cancelled": 409, "timeout": 504, "restore_failed": 500,
+           "overloaded": 429}
 
 
 class Server:

@@ -109,7 +109,7 @@ class PipelineRunner:
                          scorers=self.scorers(config.options))
             except SetupError as err:  # e.g. a rerank reward not installed: the same for every job of the batch
                 for job in jobs:
-                    queue.finish(job, error=f"{job.name}: {api_message(str(err))}", code="restore_failed")
+                    queue.finish(job, error=f"{job.name}: {api_message(str(err))}", code="bad_option")
                 return
             for job_id, job in items.items():
                 self._collect(job, queue, layout, FileItem(job.upload, job_id))

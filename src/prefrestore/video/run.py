@@ -38,12 +38,12 @@ from ..control import Scorers, restore_controlled
 from ..errors import UserError
 from ..faces.align import align
 from ..faces.detect import FaceDetector, select_faces
-from ..faces.paste import BackgroundUpsampler, build_upsampler
+from ..faces.paste import BackgroundUpsampler, DetailPlan, build_upsampler
 from ..faces.types import RestoredFace
 from ..io_safety import shown
 from ..options import RestoreOptions
 from ..photo_io import Photo
-from ..pipeline import Restorer, compose
+from ..pipeline import Restorer, compose, output_plans
 from .config import VideoConfig
 from .io import Frame, SegmentWriter, VideoInfo, check_encoding, mux_final, output_format, probe, read_frames
 from .temporal import TemporalBlender
@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 
-VIDEO_OPTIONS = ("fidelity", "color_fix", "min_face_size", "max_face_size", "blend")
+VIDEO_OPTIONS = ("fidelity", "color_fix", "min_face_size", "max_face_size", "keep_detail", "blend")
 """The restore options a video applies; the others (best-of-N, the identity guard's fallback, --faces) choose per
 frame and would make a face switch between restorations from frame to frame."""
 
@@ -78,6 +78,7 @@ class _State:
     faces_per_frame: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     resumed_at: list[int] = field(default_factory=list)
+    detail: dict[str, str] = field(default_factory=dict)  # track id -> its no-loss action (faces/paste.py)
 
 
 def fingerprint(path: Path, config: VideoConfig, restorer_info: dict) -> str:
@@ -273,8 +274,11 @@ class _VideoRun:
             faces = [RestoredFace(a, self.blender.after(tid, restored[offset + i]))
                      for i, (tid, a) in enumerate(aligned)]
             offset += len(aligned)
-            out = compose(Photo(color=fr.rgb), faces, upscale=pipeline.upscale, blend=pipeline.blend,
-                          upsampler=self.upsampler).color
+            photo = Photo(color=fr.rgb)
+            plans = output_plans(photo, faces, upscale=pipeline.upscale, blend=pipeline.blend)
+            plans = [self.steady(tid, p) for (tid, _), p in zip(aligned, plans, strict=True)]
+            out = compose(photo, faces, upscale=pipeline.upscale, blend=pipeline.blend, upsampler=self.upsampler,
+                          plans=plans).color
             out = out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]  # yuv420p needs even sizes
             self.timed("paste", t0)
             t0 = time.perf_counter()
@@ -282,6 +286,12 @@ class _VideoRun:
             self.timed("encode", t0)
             if self.progress:
                 self.progress("frame_done", 1)
+
+    def steady(self, track: int, plan: DetailPlan) -> DetailPlan:
+        """A track keeps the no-loss action of its first frame (``state.detail``, resumed with the rest), so a face
+        near a threshold does not switch between restored and kept from frame to frame."""
+        first = self.state.detail.setdefault(str(track), plan.action)
+        return plan if first == plan.action else dataclasses.replace(plan, action=first)
 
     def _align(self, window: list[Frame]) -> tuple[list[list], list[np.ndarray]]:
         """Detect (every ``detect_every`` frames and at cuts), track and align the faces of a window -> (per frame
@@ -334,6 +344,7 @@ def _report(info: VideoInfo, out_path: Path, out_size: tuple[int, int], config: 
         "tracks": [{"id": k, "first_frame": s.first, "last_frame": s.last, "frames": s.detected + s.bridged,
                     "detected": s.detected, "bridged": s.bridged} for k, s in sorted(tracker.stats.items())],
         "faces_per_frame": list(state.faces_per_frame),
+        "detail": dict(state.detail),  # per track: the no-loss rule's action (docs/no-loss.md)
         "segments": state.segments,
         "resumed_at_frames": list(state.resumed_at),
         "timings_s": {k: round(v, 3) for k, v in sorted(state.timings.items())},
