@@ -3,8 +3,11 @@ prefrestore sits in a layer of the ``layers`` contract (pyproject.toml), so a ne
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 
