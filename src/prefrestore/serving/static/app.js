@@ -40,17 +40,20 @@ function plainError(message) {
   return message;
 }
 
-// The server reports the stage of the run a photo belongs to; several photos can be restored in one run, so its
-// face counts are the run's, not this photo's. The card says what this photo is waiting for.
+// Several photos can be restored in one run; the server reports each photo's own face counts (faces_found,
+// faces_restored), so each card says what its photo is waiting for.
 function plainStage(info) {
   if (info.state === "queued") {
     return info.queue_position ? `waiting (${info.queue_position - 1} ahead)` : "waiting";
   }
+  if (info.state === "cancelling") return "stopping";
   const stage = info.stage || "";
   if (/^restor(ing|ed)\b.*faces?$/.test(stage)) {
-    const mine = info.faces_found;  // per-photo counts, when the server gives them
-    if (mine !== undefined) {
-      return `restoring ${mine} face${mine === 1 ? "" : "s"}`;
+    const mine = info.faces_found;  // this photo's counts (null before its faces are found)
+    if (mine !== undefined && mine !== null) {
+      const s = mine === 1 ? "" : "s";
+      return info.faces_restored ? `restored ${info.faces_restored} of ${mine} face${s}`
+        : `restoring ${mine} face${s}`;
     }
     const others = [...document.querySelectorAll(".card.running")].length - 1;
     return others > 0 ? `restoring its faces (with ${others} other photo${others === 1 ? "" : "s"})`
