@@ -214,6 +214,16 @@ def test_page_restores_with_candidates(server):
             card.wait_for(timeout=90_000)
             assert card.locator(".face").count() == 1
             assert "best of 4 tries" in card.locator(".face label").inner_text()
+            # the rerank control: empty is the default (shown as the placeholder); pairs pick the rewards
+            rerank = page.locator("#options input[name=rerank_weights]")
+            assert "identity_dlib=1" in rerank.get_attribute("placeholder")
+            rerank.fill("lmd_mtcnn=1")
+            page.set_input_files("#files", [str(EXAMPLES / "astronaut.jpg")])
+            card = page.locator(".card.restored", has_text="astronaut.jpg")
+            card.wait_for(timeout=90_000)
+            job = page.evaluate("id => fetch('/v1/jobs/' + id).then(r => r.json())", card.get_attribute("data-job"))
+            assert job["options"]["rerank_weights"] == {"lmd_mtcnn": 1} and job["options"]["candidates"] == 4
+            assert [set(c["parts"]) for c in job["result"]["faces"][0]["candidates"]] == [{"lmd_mtcnn"}] * 4
             assert not errors, errors
         finally:
             browser.close()

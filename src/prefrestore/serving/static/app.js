@@ -86,6 +86,7 @@ const LABELS = {
   det_threshold: "How sure a face must be (0-1)",
   fidelity: "Stay close to the original (0-1, empty: the model's choice)",
   candidates: "Tries per face (the best is kept)",
+  rerank_weights: "How the tries are compared (empty: the default)",
   identity_guard: "Check the person stays the same",
   color_fix: "Keep the original colours",
   blend: "Strength of the restoration (0-1)",
@@ -123,6 +124,11 @@ function buildOptions(list) {
         if (words) o.title = c;
         input.append(o);
       }
+    } else if (opt.kind === "weights") {  // name=weight pairs; empty: the server's default (which leaves out
+      input = document.createElement("input");  // a reward that is not installed, with a note)
+      input.type = "text";
+      input.placeholder = Object.entries(opt.default || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+      input.value = "";
     } else if (opt.kind === "bool") {
       input = document.createElement("input");
       input.type = "checkbox";
@@ -149,6 +155,13 @@ function chosenOptions() {
   for (const input of $("#options").elements) {
     const k = input.dataset.kind;
     if (k === "bool") out[input.name] = input.checked;
+    else if (k === "weights") {
+      if (input.value.trim() === "") continue;  // the default
+      out[input.name] = Object.fromEntries(input.value.split(",").filter((p) => p.trim()).map((p) => {
+        const [name, weight] = p.split("=");
+        return [name.trim(), weight === undefined ? 1 : Number(weight)];
+      }));
+    }
     else if (k === "float" || k === "int") {
       out[input.name] = input.value === "" && input.dataset.nullable ? null : Number(input.value);
     }
