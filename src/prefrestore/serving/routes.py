@@ -75,6 +75,7 @@ UPLOAD_BODY = {"requestBody": {"required": True, "description": (
                         "description": "the options as one JSON object, e.g. "
                                        '{"upscale": 2, "candidates": 4}'}}}},
         **{media: {"schema": {"type": "string", "format": "binary"}} for media in _IMAGE_TYPES}}}}
+# name/options are declared on the upload routes for the OpenAPI document only; uploads.read_upload reads them
 NAME_QUERY = Query(None, description="raw body only: the photo's file name (for the download name; the output "
                                      "format follows the photo's content when it has no known extension)")
 OPTIONS_QUERY = Query(None, description="raw body only (multipart sends an `options` part): the options as one "
