@@ -137,7 +137,9 @@ def main() -> int:
         for t in pool:
             t.join()
         assert all(r.status_code == 200 for r in warm), [r.text for r in warm if r.status_code != 200][:1]
-        info = json.loads(warm[0].headers["X-Prefrestore-Result"])
+        # the header is a bounded summary; the full result is the job resource it names
+        info = requests.get(url + json.loads(warm[0].headers["X-Prefrestore-Result"])["details"],
+                            timeout=30).json()["result"]
         time.sleep(1.0)
         rss_before = rss_tree(proc)
 

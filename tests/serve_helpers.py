@@ -123,3 +123,11 @@ def wait_state(url, job_id, states, timeout=30):
             return job
         time.sleep(0.02)
     raise AssertionError(f"job {job_id} never reached {states}: {job}")
+
+
+def result_of(url, response):
+    """The full result of a synchronous restore: the job resource named by its ``X-Prefrestore-Job`` header (the
+    ``X-Prefrestore-Result`` header holds a bounded summary only)."""
+    import requests
+
+    return requests.get(f"{url}/v1/jobs/{response.headers['X-Prefrestore-Job']}", timeout=30).json()["result"]

@@ -35,6 +35,7 @@ from serve_helpers import (  # noqa: E402
     InvertRestorer,
     decode,
     post,
+    result_of,
     serve,
     wait_state,
 )
@@ -84,7 +85,7 @@ def test_sync_restore_image_and_per_face_json(server):
     assert 'filename="group_restored.jpg"' in r.headers["content-disposition"]
     out = decode(r.content)
     assert out.shape == (600, 960, 3)
-    result = json.loads(r.headers["X-Prefrestore-Result"])
+    result = result_of(url, r)
     assert result["status"] == "restored" and result["output_size"] == [960, 600]
     assert [f["index"] for f in result["faces"]] == [0, 1, 2]
     for f in result["faces"]:
@@ -187,10 +188,10 @@ def test_restore_only_selected_faces(server):
     before = len(restorer.batch_sizes)
     r = post(url, GROUP, "group.jpg", {"upscale": 1, "faces": [2, 0]})
     assert r.status_code == 200, r.text
-    result = json.loads(r.headers["X-Prefrestore-Result"])
+    result = result_of(url, r)
     assert [f["index"] for f in result["faces"]] == [0, 2] and result["faces_found"] == 3
     assert restorer.batch_sizes[before:] == [2]
-    full = json.loads(post(url, GROUP, "group.jpg", {"upscale": 1}).headers["X-Prefrestore-Result"])
+    full = result_of(url, post(url, GROUP, "group.jpg", {"upscale": 1}))
     assert [f["box"] for f in full["faces"] if f["index"] != 1] == [f["box"] for f in result["faces"]]
 
 
@@ -224,10 +225,12 @@ def test_cancel_queued_and_running_jobs(tmp_path, fast):
         assert r.status_code == 200 and r.json()["state"] == "cancelled"
         assert requests.get(f"{url}/v1/jobs/{b['id']}/result").status_code == 409
         assert requests.delete(f"{url}/v1/jobs/{b['id']}").status_code == 409  # already finished
-        assert requests.delete(f"{url}/v1/jobs/{a['id']}").json()["state"] == "cancelled"
+        r = requests.delete(f"{url}/v1/jobs/{a['id']}")  # running: it says so until its run has stopped
+        assert r.status_code == 202 and r.json()["state"] == "cancelling"
+        assert requests.delete(f"{url}/v1/jobs/{a['id']}").json()["state"] == "cancelling"  # asking again: same
         restorer.gate.set()
-        time.sleep(0.5)
-        assert requests.get(f"{url}/v1/jobs/{a['id']}").json()["state"] == "cancelled"  # the late result is dropped
+        job = wait_state(url, a["id"], ("cancelled", "done", "failed"))
+        assert job["state"] == "cancelled" and job["error_code"] == "cancelled"  # the late result is dropped
         assert requests.get(f"{url}/v1/jobs/nope").status_code == 404
 
 
@@ -511,7 +514,7 @@ def test_guard_verdict_and_candidates_are_in_the_result(tmp_path, fast):
     with serve(tmp_path, fast, identity=FarIdentity()) as (url, restorer, _):
         r = post(url, GRACE, options={"upscale": 1, "identity_guard": "flag", "color_fix": "none"})
         assert r.status_code == 200, r.text
-        (face,) = json.loads(r.headers["X-Prefrestore-Result"])["faces"]
+        (face,) = result_of(url, r)["faces"]
         assert face["identity_guard"] == {"flagged": True, "action": None}  # flagged, kept
         assert (face["identity_similarity"], face["identity_distance"]) == (0.1, 0.9)
 
@@ -530,7 +533,7 @@ def test_guard_verdict_and_candidates_are_in_the_result(tmp_path, fast):
         r = post(url, GRACE, options={"upscale": 1, "candidates": 2, "rerank_weights": {"lmd_mtcnn": 1},
                                       "identity_guard": "off"})
         assert r.status_code == 200, r.text
-        (face,) = json.loads(r.headers["X-Prefrestore-Result"])["faces"]
+        (face,) = result_of(url, r)["faces"]
         assert [c["seed"] for c in face["candidates"]] == [0, 1] and face["chosen_seed"] == 0
         assert all(set(c["parts"]) == {"lmd_mtcnn"} and isinstance(c["score"], float) for c in face["candidates"])
         assert face["identity_guard"] == {"flagged": False, "action": None}
@@ -546,3 +549,159 @@ def test_cors_is_off_by_default_and_opt_in(server, tmp_path, fast):
         assert pre.headers["access-control-allow-origin"] == "http://photos.example"
         other = requests.get(url2 + "/v1/options", headers={"Origin": "http://elsewhere.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What the API says about itself, and what it answers (issue 27)
+
+
+def test_openapi_declares_bodies_parameters_and_the_real_error_body(server):
+    """Both upload endpoints declare their request body (multipart with the file and the options, or the raw
+    image) and the name/options query parameters; every documented 4xx/5xx is the real {"detail": str} body."""
+    url, _, _ = server
+    doc = requests.get(url + "/openapi.json").json()
+    for path in ("/v1/restore", "/v1/jobs"):
+        op = doc["paths"][path]["post"]
+        content = op["requestBody"]["content"]
+        form = content["multipart/form-data"]["schema"]
+        assert form["required"] == ["file"]
+        assert form["properties"]["file"] == {"type": "string", "format": "binary",
+                                              "description": form["properties"]["file"]["description"]}
+        assert form["properties"]["options"]["type"] == "string"
+        assert content["image/jpeg"]["schema"] == {"type": "string", "format": "binary"}
+        assert {p["name"] for p in op["parameters"] if p["in"] == "query"} >= {"name", "options"}
+        assert {"400", "413", "415", "422", "429"} <= set(op["responses"])
+    assert doc["components"]["schemas"]["ErrorBody"]["required"] == ["detail"]
+    assert "HTTPValidationError" not in json.dumps(doc)
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for code, answer in op["responses"].items():
+                if code[0] in "45":
+                    assert answer["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/ErrorBody"}, (path, method, code)
+    # and the server answers what it documents: one line under "detail", for FastAPI's own validation too
+    for r in (post(url, GRACE, options={"upscale": 0}), requests.get(url + "/v1/results.zip"),
+              requests.get(url + "/v1/results.zip", params={"ids": ","}),
+              requests.post(url + "/v1/restore", params={"response": "xml"}, data=GRACE,
+                            headers={"Content-Type": "image/jpeg"}),
+              requests.get(url + "/v1/jobs/" + "0" * 32 + "/faces/x/cropped")):
+        assert r.status_code in (404, 422), (r.status_code, r.text)
+        body = r.json()
+        assert list(body) == ["detail"] and isinstance(body["detail"], str) and "\n" not in body["detail"], body
+    assert "ids" in requests.get(url + "/v1/results.zip").json()["detail"]
+
+
+def test_result_header_is_bounded_and_the_details_are_in_the_job(server):
+    """48 faces with 4 candidates each: the X-Prefrestore-Result header is a summary under 1 KB; the full
+    result (every face with its candidates) is the job resource the headers point at, and ?response=json."""
+    from PIL import Image
+
+    url, _, _ = server
+    face = Image.open(io.BytesIO(GRACE)).convert("RGB").resize((100, 117))
+    sheet = Image.new("RGB", (800, 702))
+    for k in range(48):
+        sheet.paste(face, ((k % 8) * 100, (k // 8) * 117))
+    buf = io.BytesIO()
+    sheet.save(buf, "JPEG", quality=92)
+    options = {"upscale": 1, "candidates": 4, "identity_guard": "off", "rerank_weights": {"lmd_mtcnn": 1},
+               "det_threshold": 0.9}
+    r = post(url, buf.getvalue(), "sheet.jpg", options)
+    assert r.status_code == 200, r.text
+    header = r.headers["X-Prefrestore-Result"]
+    assert len(header.encode()) < 1024, len(header)
+    summary = json.loads(header)
+    assert summary["face_count"] == 48 and summary["status"] == "restored"
+    assert summary["details"] == f"/v1/jobs/{r.headers['X-Prefrestore-Job']}"
+    assert r.headers["Link"] == f'<{summary["details"]}>; rel="describedby"'
+    full = requests.get(url + summary["details"]).json()["result"]
+    assert len(full["faces"]) == 48 and all(len(f["candidates"]) == 4 for f in full["faces"])
+    assert len(json.dumps(full)) > 20 * 1024  # what used to travel in the header
+
+
+def test_output_format_follows_the_content_and_non_images_are_415(server):
+    url, _, _ = server
+    r = requests.post(url + "/v1/restore", data=GRACE, params={"options": '{"upscale": 1}'},
+                      headers={"Content-Type": "image/jpeg"}, timeout=60)  # no name
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
+    assert 'filename="upload_restored.jpg"' in r.headers["content-disposition"]
+    png = io.BytesIO()
+    from PIL import Image
+
+    Image.open(io.BytesIO(GRACE)).save(png, "PNG")
+    r = requests.post(url + "/v1/restore", data=png.getvalue(), params={"options": '{"upscale": 1}'},
+                      headers={"Content-Type": "application/octet-stream"}, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+    for ctype, body in (("application/json", b'{"image": "x"}'), ("text/plain", GRACE),
+                        ("application/x-www-form-urlencoded", GRACE)):
+        for path in ("/v1/restore", "/v1/jobs"):
+            r = requests.post(url + path, data=body, headers={"Content-Type": ctype}, timeout=60)
+            assert r.status_code == 415, (ctype, r.status_code, r.text)
+            assert "not an image" in r.json()["detail"] and "Content-Type: image/jpeg" in r.json()["detail"]
+
+
+def test_cancel_of_a_running_job_stops_at_the_next_stage_boundary(tmp_path, fast):
+    """The job says cancelling while the restorer call in progress finishes, then cancelled; the run goes no
+    further (the second candidate's call never starts) and the worker is free: no busy worker past one stage."""
+    with serve(tmp_path, fast) as (url, restorer, app_server):
+        restorer.gate.clear()  # the worker blocks inside the first restorer call
+        options = {"upscale": 1, "candidates": 2, "identity_guard": "off", "rerank_weights": {"lmd_mtcnn": 1}}
+        job = post(url, GRACE, options=options, path="/v1/jobs").json()
+        end = time.monotonic() + 30
+        while restorer.calls < 1:
+            assert time.monotonic() < end, "the job never reached the restorer"
+            time.sleep(0.02)
+        r = requests.delete(f"{url}/v1/jobs/{job['id']}")
+        assert r.status_code == 202 and r.json()["state"] == "cancelling"
+        time.sleep(0.3)
+        assert requests.get(f"{url}/v1/jobs/{job['id']}").json()["state"] == "cancelling"  # still in the call
+        assert app_server.queue.stats()["running"] == 1
+        restorer.gate.set()  # the call returns: the next stage boundary
+        done = wait_state(url, job["id"], ("cancelled", "done", "failed"), timeout=10)
+        assert done["state"] == "cancelled", done
+        end = time.monotonic() + 5
+        while app_server.queue.stats()["running"]:
+            assert time.monotonic() < end, "the worker is still busy after the boundary"
+            time.sleep(0.02)
+        assert restorer.calls == 1  # the second candidate was never computed
+        events = requests.get(f"{url}/v1/jobs/{job['id']}/events", timeout=10).text
+        assert "event: cancelled" in events
+        assert post(url, GRACE, options={"upscale": 1}).status_code == 200  # the worker takes new work
+
+
+def test_each_job_of_a_batch_reports_its_own_faces(tmp_path, fast):
+    """Two photos restored in one run (3 faces and 1): each job's progress counts its own faces."""
+    with serve(tmp_path, fast) as (url, restorer, _):
+        restorer.gate.clear()
+        first = post(url, GRACE, path="/v1/jobs").json()
+        wait_state(url, first["id"], ("running",))
+        group = post(url, GROUP, "group.jpg", path="/v1/jobs", options={"upscale": 1}).json()
+        grace = post(url, GRACE, "g.jpg", path="/v1/jobs", options={"upscale": 1}).json()
+        assert group["faces_found"] is None
+        restorer.gate.set()
+        a, b = (wait_state(url, j["id"], ("done",)) for j in (group, grace))
+        assert restorer.batch_sizes[-1] == 4  # one restorer call for both photos
+        assert (a["faces_found"], a["faces_restored"]) == (3, 3)
+        assert (b["faces_found"], b["faces_restored"]) == (1, 1)
+
+
+def test_face_progress_of_a_batch_is_per_job():
+    """The runner's event translation on its own: counts per photo, restored faces attributed in order."""
+    from types import SimpleNamespace
+
+    from prefrestore.serving.runner import _FaceProgress
+
+    jobs = [SimpleNamespace(id="a" * 32), SimpleNamespace(id="b" * 32)]
+    seen = []
+    tracker = _FaceProgress(jobs, lambda f, stage, job=None, faces=None: seen.append(
+        (job.id[0] if job else None, stage, faces)))
+    tracker.on_event("faces_found", 3, f"FileItem(path='/w/{'a' * 32}/input.jpg')")
+    tracker.on_event("faces_found", 1, f"FileItem(path='/w/{'b' * 32}/input.jpg')")
+    tracker.on_event("faces_restored", 2)
+    tracker.on_event("faces_restored", 2)
+    tracker.on_event("image_done", 1)
+    tracker.on_event("image_done", 1)
+    assert seen == [("a", "restoring 3 faces", (3, 0)), ("b", "restoring 1 face", (1, 0)),
+                    ("a", "restored 2 of 3 faces", (3, 2)), ("a", "restored 3 of 3 faces", (3, 3)),
+                    ("b", "restored 1 of 1 faces", (1, 1)), ("a", "writing results", (3, 3)),
+                    ("b", "writing results", (1, 1))]

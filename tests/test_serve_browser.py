@@ -161,7 +161,9 @@ def test_page_per_photo_progress_undoable_reselect_plain_words(guarded):
             seen = page.evaluate("window.seen")
             for name in ("group.jpg", "astronaut.jpg"):
                 assert not any("4 faces" in t for t in seen[name]), seen[name]
-            assert any(t.startswith("restoring its faces") or t == "finding faces" for t in seen["group.jpg"]), seen
+            # each card counts its own photo's faces (the server reports progress per job)
+            assert any(t in ("restoring 3 faces", "restored 3 of 3 faces") for t in seen["group.jpg"]), seen
+            assert any(t in ("restoring 1 face", "restored 1 of 1 face") for t in seen["astronaut.jpg"]), seen
             # each card its own count, and the identity guard's verdict
             assert group.locator(".summary").inner_text().startswith(
                 "1280×800 px · 3 faces restored · identity guard: 3 faces looked like someone else, 3 replaced")
@@ -189,5 +191,64 @@ def test_page_per_photo_progress_undoable_reselect_plain_words(guarded):
             assert group.locator(".undo").is_hidden() and group.locator(".reselect").is_disabled()
             assert not errors, errors
             assert not missing, missing  # the favicon too: no request answered 4xx/5xx
+        finally:
+            browser.close()
+
+
+def test_page_restores_with_candidates(server):
+    """Best of 4 through the page with the default rerank (issue 25: works on a fresh install, an unavailable
+    reward is left out with a note)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (its browser is not needed)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server + "/")
+            page.wait_for_selector("#options input[name=candidates]")
+            page.fill("#options input[name=candidates]", "4")
+            page.fill("#options input[name=upscale]", "1")
+            page.set_input_files("#files", [str(EXAMPLES / "grace_hopper.jpg")])
+            card = page.locator(".card.restored", has_text="grace_hopper.jpg")
+            card.wait_for(timeout=90_000)
+            assert card.locator(".face").count() == 1
+            assert "best of 4 tries" in card.locator(".face label").inner_text()
+            # the rerank control: empty is the default (shown as the placeholder); pairs pick the rewards
+            rerank = page.locator("#options input[name=rerank_weights]")
+            assert "identity_dlib=1" in rerank.get_attribute("placeholder")
+            rerank.fill("lmd_mtcnn=1")
+            page.set_input_files("#files", [str(EXAMPLES / "astronaut.jpg")])
+            card = page.locator(".card.restored", has_text="astronaut.jpg")
+            card.wait_for(timeout=90_000)
+            job = page.evaluate("id => fetch('/v1/jobs/' + id).then(r => r.json())", card.get_attribute("data-job"))
+            assert job["options"]["rerank_weights"] == {"lmd_mtcnn": 1} and job["options"]["candidates"] == 4
+            assert [set(c["parts"]) for c in job["result"]["faces"][0]["candidates"]] == [{"lmd_mtcnn"}] * 4
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_docs_page_restores_a_photo(server):
+    """The API's /docs page (Swagger UI shipped by fastapi-offline) sends a photo to POST /v1/restore: the
+    OpenAPI document declares the multipart body, so the page offers a file input, and the answer is 200."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (its browser is not needed)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            external = []
+            page.on("request", lambda r: r.url.startswith(server) or r.url.startswith("data:")
+                    or external.append(r.url))
+            page.goto(server + "/docs")
+            op = page.locator("#operations-restore-restore_v1_restore_post")
+            op.locator(".opblock-summary").first.click()
+            op.locator("button.try-out__btn").click()
+            op.locator("input[type=file]").set_input_files(str(EXAMPLES / "grace_hopper.jpg"))
+            op.locator("button.execute").click()
+            status = op.locator(".live-responses-table .response .response-col_status").first
+            status.wait_for(timeout=90_000)
+            assert status.inner_text().strip().startswith("200"), op.locator(".live-responses-table").inner_text()
+            assert not external, external  # offline: nothing fetched from elsewhere
         finally:
             browser.close()

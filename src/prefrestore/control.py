@@ -222,8 +222,8 @@ def sample_candidates(restorer, crops: Sequence[np.ndarray], *, n: int, seed: in
         for start in range(0, len(crops), batch_size):
             batch = list(crops[start:start + batch_size])
             out[k] += _checked(restorer.restore(batch, seed=seed + k, **kw), batch)
-            if progress and k == n - 1:
-                progress("faces_restored", len(batch))
+            if progress:  # every restorer call ends with an event (a stage boundary: a server can stop there)
+                progress("faces_restored", len(batch) if k == n - 1 else 0)
     return out
 
 

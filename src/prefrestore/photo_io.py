@@ -151,6 +151,12 @@ _RGB_PROFILE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "R
                       "I;16N", "I")
 
 
+def sniff_format(data: bytes) -> str | None:
+    """The image format the first bytes of an encoded image announce ("JPEG", "PNG", "WebP", "TIFF", "GIF",
+    "BMP"), or None: what a server goes by when an upload has no file name."""
+    return _sniff(data)
+
+
 def _sniff(data: bytes) -> str | None:
     """The image format the first bytes announce, or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":

@@ -72,7 +72,10 @@ class Restorer(Protocol):
 
 
 class Progress(Protocol):
-    """Progress events: "faces_found" / "faces_restored" / "image_done" with a count, "failed" with a message."""
+    """Progress events: "faces_found" / "faces_restored" / "image_done" with a count, "failed" with a message.
+
+    A whole photo's "faces_found" comes once per photo, before its faces are restored, with ``str(key)`` of the
+    photo as the message; "faces_restored" counts the faces of a group in the order they were found."""
 
     def __call__(self, event: str, count: int, message: str | None = None) -> None: ...
 
@@ -378,8 +381,9 @@ def _run_group(
     # Detection photo by photo: batching R/O-Net across photos changes their floating-point sums, and then
     # which borderline faces are found would depend on the other photos in the group.
     found = [find_faces(photo, detector, restorer.resolution, config) for _, photo in group]
-    if progress:
-        progress("faces_found", sum(len(f.aligned) for f in found))
+    if progress:  # one event per photo, its key as the message, so a caller can tell the photos' counts apart
+        for (key, _), f in zip(group, found, strict=True):
+            progress("faces_found", len(f.aligned), str(key))
 
     # Restoration: all faces of the group, batch_size at a time; time shared out by face count.
     t0 = time.perf_counter()

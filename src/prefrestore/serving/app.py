@@ -6,9 +6,10 @@ Routes (OpenAPI at ``/docs``): ``GET /`` (the page), ``GET /healthz``, ``GET /re
 ``GET /v1/jobs/{id}/faces/{index}/{cropped|restored}``, ``GET /v1/results.zip?ids=...``.
 
 An upload is either ``multipart/form-data`` (a ``file`` part and an optional ``options`` part holding JSON) or the
-raw image bytes as the body (``Content-Type: image/*``), with ``?name=`` and ``?options=`` (JSON) in the query.
+raw image bytes as the body (``Content-Type: image/*``, ``application/octet-stream`` or none; anything else is a
+415), with ``?name=`` and ``?options=`` (JSON) in the query; the OpenAPI document declares both (``routes.UPLOAD_BODY``).
 Bodies are parsed in memory (bounded by ``max_body_bytes``), never spooled to a temporary file outside the work
-folder. Errors are JSON ``{"detail": "one line naming the file and the fix"}``.
+folder. Errors are JSON ``{"detail": "one line naming the file and the fix"}`` (documented as ``ErrorBody``).
 
 This module assembles the app (lifespan, CORS, the ``Guard`` middleware: Host, Origin and token before anything is
 read; the ``BodyLimit`` middleware: upload size, slots, per-client slots, minimum rate); the routes are registered
@@ -291,4 +292,4 @@ def _with_cors(app: Any, settings: ServerSettings) -> Any:
     from starlette.middleware.cors import CORSMiddleware
 
     return CORSMiddleware(app, allow_origins=list(settings.cors_origins), allow_methods=["*"],
-                          allow_headers=["*"], expose_headers=["X-Prefrestore-Result", "X-Prefrestore-Job"])
+                          allow_headers=["*"], expose_headers=["X-Prefrestore-Result", "X-Prefrestore-Job", "Link"])

@@ -12,7 +12,10 @@ worker thread takes the oldest job plus every other queued job with equal option
 them to the runner as one batch, so their faces are restored together in the restorer's batches. Jobs are kept
 in memory and in ``workdir/jobs/<id>/`` until ``result_ttl_s`` after they finish; then both are removed.
 
-States: queued -> running -> done | failed | cancelled. A job that passes its deadline fails with "timed out"
+States: queued -> running -> done | failed | cancelled; a running job that is cancelled says ``cancelling`` until
+its run reaches the next stage boundary (the runner's next progress report: after detection, after each restorer
+batch, after each photo is written) and is then ``cancelled``; when no job of its batch still wants the result the
+run is aborted there, so the worker is free within one stage. A job that passes its deadline fails with "timed out"
 (while queued at once; while running at the next progress event, and the run is aborted when no job of its batch
 still wants the result); a queued job that the recent speed says cannot finish in time is failed early as
 "overloaded" (load shedding when the server slows down after admitting it; never a job an idle server admitted,
@@ -49,15 +52,19 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
-class Aborted(Exception):
-    """Raised inside a run when every job of its batch was cancelled or timed out."""
+class Aborted(BaseException):
+    """Raised inside a run (out of its progress callback) when every job of its batch was cancelled or timed out.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: the pipeline's per-photo error boundaries (``except
+    Exception``) must not turn a stop into a failed photo and go on working."""
 
 
 @dataclass(eq=False)
 class Job:
     """One request. ``dir`` is ``workdir/jobs/<id>``; the upload is ``dir/input<ext>``.
 
-    progress: 0..1 within the current run (faces restored / faces found); stage: a word for people.
+    progress: 0..1 within the current run (this job's faces restored / found); stage: a word for people.
+    faces_found / faces_restored: this photo's own face counts while it runs (None before detection).
     result: the runner's JSON report of the restored photo (faces, timings, model), set when ``state == "done"``;
     files: role -> path of the result files (``"output"``, ``"cropped_NN"``, ``"restored_NN"``).
     """
@@ -72,6 +79,8 @@ class Job:
     state: str = "queued"
     stage: str = "queued"
     progress: float = 0.0
+    faces_found: int | None = None
+    faces_restored: int = 0
     error: str | None = None
     error_code: str | None = None  # "bad_image", "bad_option", "restore_failed", "timeout", "overloaded", "cancelled"
     result: dict[str, Any] | None = None
@@ -88,10 +97,16 @@ class Job:
 
 class BatchRunner(Protocol):
     """Restores a batch of running jobs (equal options): sets each job's result/files or error via the queue's
-    :meth:`JobQueue.finish`, and reports progress through ``progress(fraction, stage)``; raises :class:`Aborted`
-    out of ``progress`` to stop."""
+    :meth:`JobQueue.finish`, and reports progress through ``progress(fraction, stage, job=None)`` (one job, or
+    every job of the batch; ``fraction=None``: nothing new); each call is a stage boundary, where :class:`Aborted` is raised out of ``progress`` to
+    stop."""
 
-    def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Callable[[float, str], None]) -> None: ...
+    def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Progress) -> None: ...
+
+
+class Progress(Protocol):
+    def __call__(self, fraction: float | None, stage: str, job: Job | None = None, *,
+                 faces: tuple[int, int] | None = None) -> None: ...
 
 
 class JobQueue:
@@ -171,13 +186,17 @@ class JobQueue:
             return self._pending.index(job) + 1 if job in self._pending else 0
 
     def cancel(self, job: Job) -> bool:
-        """Cancel a queued or running job -> False when it had already finished."""
+        """Cancel a queued job (``cancelled`` at once) or a running one (``cancelling`` until its run reaches the
+        next stage boundary, then ``cancelled``) -> False when it had already finished."""
         with self._cond:
             if job.terminal:
                 return False
             if job in self._pending:
                 self._pending.remove(job)
-            self._set_terminal(job, "cancelled", error=f"{job.name}: cancelled", code="cancelled")
+                self._set_terminal(job, "cancelled", error=f"{job.name}: cancelled", code="cancelled")
+            elif job.state != "cancelling":
+                job.state = job.stage = "cancelling"
+                self._changed(job)
             return True
 
     def wait(self, job: Job, timeout: float) -> bool:
@@ -209,17 +228,23 @@ class JobQueue:
         with self._cond:
             if job.terminal:
                 return
-            if error is not None:
+            if job.state == "cancelling":
+                self._set_terminal(job, "cancelled", error=f"{job.name}: cancelled", code="cancelled")
+            elif error is not None:
                 self._set_terminal(job, "failed", error=error, code=code)
             else:
                 job.result, job.files = result, dict(files or {})
                 job.progress = 1.0
                 self._set_terminal(job, "done")
 
-    def update(self, job: Job, progress: float, stage: str) -> None:
+    def update(self, job: Job, progress: float, stage: str, faces: tuple[int, int] | None = None) -> None:
+        """A running job's progress, stage and its own (found, restored) face counts (ignored once it is finished
+        or cancelling)."""
         with self._cond:
-            if not job.terminal:
+            if job.state == "running":
                 job.progress, job.stage = progress, stage
+                if faces is not None:
+                    job.faces_found, job.faces_restored = faces
                 self._changed(job)
 
     def listen(self, job: Job, callback: Callable[[], None]) -> None:
@@ -314,6 +339,9 @@ class JobQueue:
             if not job.terminal and now > job.deadline:
                 if job in self._pending:
                     self._pending.remove(job)
+                if job.state == "cancelling":  # asked to stop: it stops as cancelled, whatever the clock says
+                    self._set_terminal(job, "cancelled", error=f"{job.name}: cancelled", code="cancelled")
+                    continue
                 self._set_terminal(job, "failed", error=f"{job.name}: timed out after {self.job_timeout_s:g} s "
                                                         "(the server is busy; retry later or raise --job-timeout)",
                                    code="timeout")
@@ -342,13 +370,19 @@ class JobQueue:
                     continue
                 batch = self._take_batch()
 
-            def progress(fraction: float, stage: str, batch=batch) -> None:
-                with self._cond:
+            def progress(fraction: float | None, stage: str, job: Job | None = None, *,
+                         faces: tuple[int, int] | None = None, batch=batch) -> None:
+                with self._cond:  # a stage boundary: the run stops here when no job of the batch wants it
                     self._expire(time.monotonic())
-                    if all(j.terminal for j in batch):
+                    if all(j.terminal or j.state == "cancelling" for j in batch):
                         raise Aborted("every job of this batch was cancelled or timed out")
-                for j in batch:
-                    self.update(j, fraction, stage)
+                    for j in batch:  # the others still want the run: a cancelled job stops waiting for it now
+                        if j.state == "cancelling":
+                            self._set_terminal(j, "cancelled", error=f"{j.name}: cancelled", code="cancelled")
+                if fraction is None:  # a stage boundary with nothing new to report
+                    return
+                for j in batch if job is None else (job,):
+                    self.update(j, fraction, stage, faces)
 
             t0 = time.monotonic()
             try:
@@ -361,7 +395,9 @@ class JobQueue:
                     self.finish(j, error=f"{j.name}: restoration failed ({type(err).__name__}: {err})")
             with self._cond:
                 for j in batch:  # a runner that forgot a job must not leave it running forever
-                    if not j.terminal:
+                    if j.state == "cancelling":  # the run has stopped (aborted, or finished without it)
+                        self._set_terminal(j, "cancelled", error=f"{j.name}: cancelled", code="cancelled")
+                    elif not j.terminal:
                         self._set_terminal(j, "failed", error=f"{j.name}: restoration failed (no result)")
                 self._running = []
                 self._run_seconds = (self._run_seconds + [(time.monotonic() - t0) / len(batch)])[-20:]

@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from ..faces.identity import IdentityScorer
 from ..file_run import FileItem, Plan, run_plan
 from ..options import RestoreOptions as ControlOptions
 from ..pipeline import Restorer
-from .jobs import Job, JobQueue
+from .jobs import Job, JobQueue, Progress
 from .schemas import api_message
 
 logger = logging.getLogger(__name__)
@@ -81,31 +81,19 @@ class PipelineRunner:
             self._scorers[key] = Scorers.for_options(options, identity=self.identity, device=self.device)
         return self._scorers[key]
 
-    def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Callable[[float, str], None]) -> None:
+    def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Progress) -> None:
         options = jobs[0].options
         root = self.scratch / uuid.uuid4().hex
         layout = options.output_layout(root)
         config = options.pipeline_config(batch_size=self.batch_size)
         items = {job.id: job for job in jobs}
         plan = Plan(todo=tuple(FileItem(job.upload, job.id) for job in jobs), skipped=(), failed=())
-        count = {"found": 0, "restored": 0}
-
-        def on_event(event: str, n: int, message: str | None = None) -> None:
-            if event == "faces_found":
-                count["found"] += n
-                progress(0.1, f"restoring {count['found']} faces")
-            elif event == "faces_restored":
-                count["restored"] += n
-                progress(0.1 + 0.8 * count["restored"] / max(count["found"], 1),
-                         f"restored {count['restored']} of {count['found']} faces")
-            elif event == "image_done":
-                progress(0.95, "writing results")
-
+        tracker = _FaceProgress(jobs, progress)
         progress(0.02, "finding faces")
         try:
             try:
                 run_plan(plan, self.restorer, layout, detector=self.detector, config=config, identity=self.identity,
-                         progress=on_event, run_info={"model": self.model.to_json()},
+                         progress=tracker.on_event, run_info={"model": self.model.to_json()},
                          scorers=self.scorers(config.options))
             except SetupError as err:  # e.g. a rerank reward not installed: the same for every job of the batch
                 for job in jobs:
@@ -152,6 +140,52 @@ class PipelineRunner:
             result["notes"].append(f"faces {missing} not found: the photo has {result['faces_found']} faces")
         result["name"] = job.name
         queue.finish(job, result=result, files=files)
+
+
+class _FaceProgress:
+    """The pipeline's progress events of one batch -> each job's own progress: its face count (the pipeline names
+    the photo of each "faces_found"), its restored faces (the group's faces are restored in the order they were
+    found, so a job's share is the restored count past the faces found before it), "writing results" as each
+    photo of the group is written. Every event is a stage boundary of the queue (where a cancelled run stops)."""
+
+    def __init__(self, jobs: Sequence[Job], progress: Progress) -> None:
+        self.jobs, self.progress = list(jobs), progress
+        self.group: list[tuple[Job, int, int]] = []  # (job, faces found, faces found before it in the group)
+        self.restored = self.written = 0
+        self.closed = False  # the group's faces are being restored: the next "faces_found" starts a new group
+
+    def _job(self, message: str | None) -> Job | None:
+        return next((j for j in self.jobs if message and j.id in message), None)
+
+    def on_event(self, event: str, n: int, message: str | None = None) -> None:
+        if event == "faces_found":
+            if self.closed:
+                self.group, self.restored, self.written, self.closed = [], 0, 0, False
+            job = self._job(message)
+            if job is None:  # a pipeline that does not name the photo: the batch's count for every job
+                self.progress(0.1, f"restoring {n} faces")
+                return
+            self.group.append((job, n, sum(k for _, k, _ in self.group)))
+            self.progress(0.1, f"restoring {n} face{'' if n == 1 else 's'}", job, faces=(n, 0))
+        elif event == "faces_restored":
+            self.closed = True
+            before = self.restored
+            self.restored += n
+            changed = [(job, found, min(max(self.restored - offset, 0), found)) for job, found, offset in self.group
+                       if min(max(self.restored - offset, 0), found) != min(max(before - offset, 0), found)]
+            if not changed:  # e.g. a candidate round that finished no face: still a boundary
+                self.progress(None, "")
+            for job, found, done in changed:
+                self.progress(0.1 + 0.8 * done / max(found, 1), f"restored {done} of {found} faces", job,
+                              faces=(found, done))
+        elif event == "image_done":
+            self.closed = True
+            if self.written < len(self.group):
+                job, found, _ = self.group[self.written]
+                self.progress(0.95, "writing results", job, faces=(found, found))
+            else:
+                self.progress(0.95, "writing results")
+            self.written += 1
 
 
 def _public(message: str, job: Job) -> str:

@@ -35,8 +35,8 @@ from ..options import OPTIONS, SPECS
 OPTION_KINDS = ("float", "int", "bool", "choice", "int_list", "weights")
 
 # The control options the page shows, with their step (None: not a number); the others are API-only.
-PAGE_CONTROLS: dict[str, float | None] = {"fidelity": 0.05, "candidates": 1, "identity_guard": None,
-                                          "color_fix": None, "blend": 0.05}
+PAGE_CONTROLS: dict[str, float | None] = {"fidelity": 0.05, "candidates": 1, "rerank_weights": None,
+                                          "identity_guard": None, "color_fix": None, "blend": 0.05}
 
 
 def _opt(kind: str, help: str, *, minimum: float | None = None, maximum: float | None = None,

@@ -1,7 +1,10 @@
 """Reading one upload of ``prefrestore serve``: the request body -> (safe name, extension, bytes, options).
 
 An upload is either ``multipart/form-data`` (a ``file`` part and an optional ``options`` part holding JSON) or the
-raw image bytes as the body (``Content-Type: image/*``), with ``?name=`` and ``?options=`` (JSON) in the query.
+raw image bytes as the body (``Content-Type: image/*``, ``application/octet-stream`` or none), with ``?name=`` and
+``?options=`` (JSON) in the query. Any other Content-Type (JSON, text, a form) is refused with 415. The stored
+upload's extension (which decides ``output_format: auto``) is the one its bytes announce, so a JPEG sent without
+a name comes back as JPEG; the name's extension only when the bytes announce none.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from fastapi import HTTPException, Request
 
 from ..errors import ImageError
 from ..image import IMAGE_EXTENSIONS
-from ..photo_io import probe_image
+from ..photo_io import probe_image, sniff_format
 from .schemas import OptionError, RestoreOptions
 
 
@@ -29,9 +32,28 @@ def safe_name(filename: str | None) -> str:
     return base[:100] or "upload"
 
 
-def _ext(name: str) -> str:
+_FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "WebP": ".webp", "TIFF": ".tif", "GIF": ".gif", "BMP": ".bmp"}
+RAW_TYPES = ("application/octet-stream",)  # besides image/*: bytes sent as a raw body
+
+
+def _ext(name: str, data: bytes) -> str:
+    """The upload's extension: the format its bytes announce, else the name's (if an image extension), else ""."""
+    sniffed = _FORMAT_EXT.get(sniff_format(data[:32]) or "")
+    if sniffed:
+        return sniffed
     suffix = Path(name).suffix.lower()
     return suffix if suffix in IMAGE_EXTENSIONS else ""
+
+
+def unsupported_type(content_type: str) -> str | None:
+    """The one-line 415 message for an upload's Content-Type, or None when it is multipart, an image type,
+    application/octet-stream or absent."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if not media or media == "multipart/form-data" or media.startswith("image/") or media in RAW_TYPES:
+        return None
+    shown = re.sub(r"[^a-z0-9.+/-]", "_", media)[:60]
+    return (f"Content-Type {shown}: not an image; send the photo as multipart (-F file=@photo.jpg) or as the raw "
+            "body with its image type (-H 'Content-Type: image/jpeg' --data-binary @photo.jpg)")
 
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
@@ -79,6 +101,9 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
 async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, bytes, RestoreOptions]:
     """The request's image and options; 400/422 with one line for anything wrong."""
     ctype = request.headers.get("content-type", "")
+    refused = unsupported_type(ctype)
+    if refused:
+        raise HTTPException(415, refused)
     body = await request.body()
     raw_options = request.query_params.get("options")
     if ctype.startswith("multipart/form-data"):
@@ -102,4 +127,4 @@ async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, byte
         await asyncio.to_thread(probe_image, data, name, max_pixels=max_pixels)
     except ImageError as err:
         raise HTTPException(400, str(err)) from None
-    return name, _ext(name), data, options
+    return name, _ext(name, data), data, options

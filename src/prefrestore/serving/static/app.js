@@ -40,17 +40,20 @@ function plainError(message) {
   return message;
 }
 
-// The server reports the stage of the run a photo belongs to; several photos can be restored in one run, so its
-// face counts are the run's, not this photo's. The card says what this photo is waiting for.
+// Several photos can be restored in one run; the server reports each photo's own face counts (faces_found,
+// faces_restored), so each card says what its photo is waiting for.
 function plainStage(info) {
   if (info.state === "queued") {
     return info.queue_position ? `waiting (${info.queue_position - 1} ahead)` : "waiting";
   }
+  if (info.state === "cancelling") return "stopping";
   const stage = info.stage || "";
   if (/^restor(ing|ed)\b.*faces?$/.test(stage)) {
-    const mine = info.faces_found;  // per-photo counts, when the server gives them
-    if (mine !== undefined) {
-      return `restoring ${mine} face${mine === 1 ? "" : "s"}`;
+    const mine = info.faces_found;  // this photo's counts (null before its faces are found)
+    if (mine !== undefined && mine !== null) {
+      const s = mine === 1 ? "" : "s";
+      return info.faces_restored ? `restored ${info.faces_restored} of ${mine} face${s}`
+        : `restoring ${mine} face${s}`;
     }
     const others = [...document.querySelectorAll(".card.running")].length - 1;
     return others > 0 ? `restoring its faces (with ${others} other photo${others === 1 ? "" : "s"})`
@@ -83,6 +86,7 @@ const LABELS = {
   det_threshold: "How sure a face must be (0-1)",
   fidelity: "Stay close to the original (0-1, empty: the model's choice)",
   candidates: "Tries per face (the best is kept)",
+  rerank_weights: "How the tries are compared (empty: the default)",
   identity_guard: "Check the person stays the same",
   color_fix: "Keep the original colours",
   blend: "Strength of the restoration (0-1)",
@@ -120,6 +124,11 @@ function buildOptions(list) {
         if (words) o.title = c;
         input.append(o);
       }
+    } else if (opt.kind === "weights") {  // name=weight pairs; empty: the server's default (which leaves out
+      input = document.createElement("input");  // a reward that is not installed, with a note)
+      input.type = "text";
+      input.placeholder = Object.entries(opt.default || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+      input.value = "";
     } else if (opt.kind === "bool") {
       input = document.createElement("input");
       input.type = "checkbox";
@@ -146,6 +155,13 @@ function chosenOptions() {
   for (const input of $("#options").elements) {
     const k = input.dataset.kind;
     if (k === "bool") out[input.name] = input.checked;
+    else if (k === "weights") {
+      if (input.value.trim() === "") continue;  // the default
+      out[input.name] = Object.fromEntries(input.value.split(",").filter((p) => p.trim()).map((p) => {
+        const [name, weight] = p.split("=");
+        return [name.trim(), weight === undefined ? 1 : Number(weight)];
+      }));
+    }
     else if (k === "float" || k === "int") {
       out[input.name] = input.value === "" && input.dataset.nullable ? null : Number(input.value);
     }
