@@ -11,6 +11,9 @@ pure noise; CFG 2 where the model's guidance is above 1, else 1):
   float32 timesteps it now gets;
 * ``official_numerics``: numerics="official" (bf16 noise and state, [null, cond] batch) vs the default loop;
 * ``bf16_model``: the bf16 model vs the float32 model (both default numerics), for scale.
+
+Also ``tatok_preprocessing``: TA-Tok's input and token ids (float32 model) with SiglipImageProcessor's preprocessing
+(now) vs the float-tensor antialiased bicubic resize used before.
 """
 
 from __future__ import annotations
@@ -65,12 +68,24 @@ def main() -> None:
         d = (a - b).abs().max().item()
         return {"max_abs": round(d, 6), "max_abs_8bit_levels": round(d * 127.5, 2)}
 
+    tok = f32.tokenizer
+    new_in = tok.preprocess(lq)
+    s = tok.config.image_size
+    old_in = torch.nn.functional.interpolate(lq, size=(s, s), mode="bicubic", antialias=True).clamp(-1, 1)
+    with torch.no_grad():
+        new_ids = tok(lq)
+        tok.preprocess = lambda x: old_in  # the old preprocessing, for this one call
+        old_ids = tok(lq)
+        del tok.preprocess
+
     d = f32.config.sampling
     settings = {"model": {}, "paper": {"steps": 30, "solver": "euler", "start_sigma": 1.0,
                                        "guidance_scale": 2.0 if d.guidance_scale > 1 else 1.0}}
     result = {"model": args.model, "photo": Path(args.photo).name, "resolution": S,
               "model_sampling": {"steps": d.steps, "solver": d.solver, "start_sigma": d.start_sigma,
-                                 "guidance_scale": d.guidance_scale}}
+                                 "guidance_scale": d.guidance_scale},
+              "tatok_preprocessing": {"input_max_abs": round((new_in - old_in).abs().max().item(), 6),
+                                      "ids_differ": int((new_ids != old_ids).sum()), "ids": new_ids.numel()}}
     for name, kw in settings.items():
         ref = restore(bf16, **kw)
         result[name] = {
