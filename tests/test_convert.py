@@ -326,6 +326,13 @@ def hand_connector(x, sd, prefix, norm_weight, eps=1e-5):
     return h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * norm_weight
 
 
+def uint8_images(n, *, seed):
+    """n random uint8 images at TA-Tok's 112 px -> (our [-1, 1] tensor, SigLIP's input: x/255 normalised 0.5/0.5).
+    The official code only feeds TA-Tok uint8 images; the tokenizer rounds float input to uint8 as well."""
+    u = torch.randint(0, 256, (n, 3, 112, 112), generator=torch.Generator().manual_seed(seed)).float()
+    return u / 127.5 - 1, (u / 255 - 0.5) / 0.5
+
+
 def hand_ta_tok(images, sd):
     tower = siglip_tower()
     tower.load_state_dict({k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")})
@@ -427,12 +434,11 @@ def test_lq_path_and_sana_identical_before_and_after(official, stage_a_model):
 @torch.no_grad()
 def test_ta_tok_ids_and_lm_logits_equal_the_originals(official, stage_a_model):
     _, model, _ = stage_a_model
-    torch.manual_seed(2)
-    images = torch.rand(2, 3, 112, 112) * 2 - 1
+    images, siglip = uint8_images(2, seed=2)
     tower = {k[len("model.vision_tower.vision_tower."):]: v.float() for k, v in official.stage_a_sd.items()
              if k.startswith("model.vision_tower.vision_tower.")}
     ids = model.tokenizer(images)
-    assert torch.equal(ids, hand_ta_tok(images, tower))
+    assert torch.equal(ids, hand_ta_tok(siglip, tower))
     assert len(ids.unique()) > 3  # the codebook is really exercised
     cfg = json.loads((official.stage_a / "config.json").read_text())
     lm = qwen(cfg)
@@ -460,8 +466,8 @@ def test_stage_a_without_side_files_uses_the_checkpoint_copy(official, tmp_path)
     assert conv.report.sources["tokenizer"] == str(official.stage_a)
     assert any("preset" in n for n in conv.report.notes)
     model = conv.to_model()
-    images = torch.rand(1, 3, 112, 112) * 2 - 1
-    assert torch.equal(model.tokenizer(images), hand_ta_tok(images, official.tatok_sd))
+    images, siglip = uint8_images(1, seed=0)
+    assert torch.equal(model.tokenizer(images), hand_ta_tok(siglip, official.tatok_sd))
 
 
 def test_stage_a_direct_load_equals_the_written_folder(official, stage_a_model):
@@ -499,8 +505,8 @@ def test_blip3o_assembly(official, tmp_path):
                                      return_dict=False)[0]
     torch.testing.assert_close(model.velocity(latent, torch.tensor([0.5]), cond), ref, rtol=0, atol=1e-6)
     # TA-Tok from the .pth, LM from the checkpoint
-    images = torch.rand(1, 3, 112, 112) * 2 - 1
-    assert torch.equal(model.tokenizer(images), hand_ta_tok(images, official.tatok_sd))
+    images, siglip = uint8_images(1, seed=0)
+    assert torch.equal(model.tokenizer(images), hand_ta_tok(siglip, official.tatok_sd))
     assert torch.equal(model.integrator.lm.model.embed_tokens.weight,
                        official.blip3o_sd["model.embed_tokens.weight"].float())
     # vae_connector: HF init for missing keys, the shared norm from diffusion_connector.3

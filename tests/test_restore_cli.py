@@ -101,9 +101,11 @@ def test_all_good_exits_zero_and_passes_model_options(good_inputs, tmp_path, fak
     load = api.load_restorer
     monkeypatch.setattr(api, "load_restorer", lambda *a, **k: restorers.append(load(*a, **k)) or restorers[-1])
     assert run(good_inputs / "grace.jpg", good_inputs / "astronaut.png", "-o", tmp_path / "o", "--model", "tiny",
-               "--steps", "3", "--seed", "5", "--batch-size", "1", "--guidance-scale", "1.5") == 0
+               "--steps", "3", "--seed", "5", "--batch-size", "1", "--guidance-scale", "1.5",
+               "--official-numerics") == 0
     model, kwargs = fake_model[0]
     assert model == "tiny" and kwargs["steps"] == 3 and kwargs["guidance_scale"] == 1.5 and kwargs["device"] == "cpu"
+    assert kwargs["numerics"] == "official"
     # seed and batch size have one owner, the pipeline config: every restorer call gets them, the restorer neither
     assert "seed" not in kwargs and "batch_size" not in kwargs
     assert restorers[0].calls == [(1, 5), (1, 5)]

@@ -263,7 +263,8 @@ def test_paper_and_tiny_configs_load_with_the_paper_values(capsys):
 
     root = Path(__file__).resolve().parents[1] / "configs" / "rl"
     paper = load_config(NFTConfig, root / "paper.yaml")
-    assert paper.rollout == RolloutConfig(group_size=24, steps=30, solver="dpm++2m", guidance_scale=1.0, batch_size=9)
+    assert paper.rollout == RolloutConfig(group_size=24, steps=30, solver="dpm++2m", guidance_scale=1.0, batch_size=9,
+                                          sampler="official")
     assert paper.data.groups_per_epoch == 48 and paper.checkpoint_every == 30
     n = paper.nft
     assert (n.beta, n.kl_coef, n.adv_clip, n.std, n.timestep_fraction, n.ema_decay) == (0.1, 1e-4, 5.0, "global", 0.99, 0.9)

@@ -1,5 +1,7 @@
 """Sampling from the noised LQ latent (SamplingDefaults.start_sigma < 1, SDEdit) and SFT's sigma_max."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,9 @@ def test_rollout_uses_the_start_sigma(tiny_model):
 
     cfg = RolloutConfig(group_size=2, steps=2, batch_size=4, start_sigma=0.4)
     r = rollout(tiny_model, _faces(1), [0, 1], cfg)
+    # the official sampler's grid stops at start_sigma / steps; ours goes on to 0
+    assert r.sigmas[0] == pytest.approx(0.4) and r.sigmas[-1] == pytest.approx(0.2)
+    r = rollout(tiny_model, _faces(1), [0, 1], dataclasses.replace(cfg, sampler="ours"))
     assert r.sigmas[0] == pytest.approx(0.4) and r.sigmas[-1] == 0
     with pytest.raises(ValueError, match="start_sigma"):
         RolloutConfig(start_sigma=0.0)

@@ -50,6 +50,7 @@ class FaceRestorer:
     batch_size: int | None = None
     start_sigma: float | None = None  # None: the model's (SamplingDefaults.start_sigma)
     fidelity: float | None = None
+    numerics: str | None = None  # None: the model's; "official": the official loop's arithmetic (SamplingDefaults)
     model_dir: Path | None = None
     _table: FidelityTable | None = field(default=None, repr=False)
 
@@ -104,7 +105,8 @@ class FaceRestorer:
             chunk = lq[i : i + step].to(self.model.device)
             gens = [torch.Generator(device=chunk.device).manual_seed(s) for s in seeds[i : i + step]]
             out = self.model.restore(chunk, generators=gens, steps=self.steps, guidance_scale=guidance,
-                                     solver=self.solver, deterministic=self.deterministic, start_sigma=start_sigma)
+                                     solver=self.solver, deterministic=self.deterministic, start_sigma=start_sigma,
+                                     numerics=self.numerics)
             bad = (~torch.isfinite(out.float()).flatten(1).all(dim=1)).nonzero().flatten().tolist()
             if bad:  # clamping would turn NaN into black pixels that look like a restoration
                 raise RestorationError(f"faces {[i + b for b in bad]} of this batch came out NaN/infinite; check "
@@ -142,7 +144,8 @@ class FaceRestorer:
 def load_restorer(model: str = "default", *, device: str = "cpu", steps: int | None = None,
                   guidance_scale: float | None = None, solver: str | None = None, deterministic: bool = True,
                   batch_size: int | None = None, dtype: torch.dtype | None = None,
-                  start_sigma: float | None = None, fidelity: float | None = None) -> FaceRestorer:
+                  start_sigma: float | None = None, fidelity: float | None = None,
+                  numerics: str | None = None) -> FaceRestorer:
     """A :class:`FaceRestorer` for a model reference (see :func:`load_model`); ``fidelity`` sets the dial's default."""
     model_dir = None
     if model not in PRESETS:
@@ -152,4 +155,4 @@ def load_restorer(model: str = "default", *, device: str = "cpu", steps: int | N
     return FaceRestorer(load_model(str(model_dir) if model_dir else model, device=device, dtype=dtype), steps=steps,
                         guidance_scale=guidance_scale, solver=solver, deterministic=deterministic,
                         batch_size=batch_size, start_sigma=start_sigma, fidelity=fidelity,
-                        model_dir=model_dir)
+                        model_dir=model_dir, numerics=numerics)

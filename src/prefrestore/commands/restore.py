@@ -3,7 +3,8 @@
 
     prefrestore restore INPUT [INPUT ...] -o OUTPUT [-s UPSCALE] [--aligned] [--only-center-face]
         [--min-face-size PX] [--max-faces N] [--det-threshold T] [--ext auto|png|jpg] [--suffix S] [--overwrite]
-        [--model default] [--steps K] [--guidance-scale G] [--start-sigma S] [--seed N] [--batch-size B]
+        [--model default] [--steps K] [--guidance-scale G] [--start-sigma S] [--official-numerics] [--seed N]
+        [--batch-size B]
         [--device cpu] [--jpeg-quality Q] [--bg-upsampler lanczos|realesrgan] [--fidelity F] [--candidates N]
         [--identity-guard off|flag|fallback] [--faces I,J] [--max-face-size PX] [--blend A]
         [--color-fix lowfreq|meanstd|none] ...
@@ -86,6 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale")
     parser.add_argument("--start-sigma", type=float, default=None,
                         help="1.0 samples from pure noise; below 1 starts from the noised LQ (default: the model's)")
+    parser.add_argument("--official-numerics", action="store_true",
+                        help="compute the sampling loop as the official code does (bf16 noise, the state re-rounded "
+                             "to the model's dtype every step, the [uncond, cond] CFG batch), to compare outputs with "
+                             "the paper's release (default: the model's setting)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every face (default: 0)")
     parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -229,6 +234,7 @@ def _run(args: argparse.Namespace, group) -> int:
             steps=args.steps,
             guidance_scale=args.guidance_scale,
             start_sigma=args.start_sigma,
+            numerics="official" if args.official_numerics else None,
         )  # seed and batch size: PipelineConfig's (from _configs), passed on every restorer call
         # with --aligned the detector only checks that each crop is one (a whole photo fails, one line, not squashed)
         detector = build_detector("mtcnn", device=device, min_face_size=max(12.0, args.min_face_size))
@@ -261,7 +267,8 @@ def _run_info(args: argparse.Namespace, config, restorer) -> dict:
     run_info = {
         "model": {"name": args.model, "resolution": restorer.resolution, "steps": args.steps,
                   "guidance_scale": args.guidance_scale,
-                  "start_sigma": args.start_sigma, "seed": args.seed, "device": args.device},
+                  "start_sigma": args.start_sigma, "official_numerics": args.official_numerics, "seed": args.seed,
+                  "device": args.device},
         "aligned_input": args.aligned,
     }
     if config.options.fidelity is not None and hasattr(restorer, "fidelity_table"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from diffusers import AutoencoderDC, SanaTransformer2DModel
@@ -99,6 +100,54 @@ class AutoencoderConfig:
         )
 
 
+Numerics = Literal["default", "official"]
+NUMERICS = ("default", "official")
+
+
+@dataclass(frozen=True)
+class LoopNumerics:
+    """How the sampling loop rounds and batches; the ODE, the solver and the grid's spacing are the same in all.
+
+    Presets: :data:`LOOPS` ``default`` (ours), ``official`` (the official inference loop: diffusers'
+    FlowMatchEulerDiscreteScheduler as the official restorer drives it, LAYOUTS.md §4.3) and :data:`OFFICIAL_ROLLOUT`
+    (DiffusionNFT's RL sampler as Pref-Restore runs it).
+    """
+
+    final_zero: bool = True
+    """The grid linspace(s, s/K, K) ends with 0 (K steps to the clean latent); False: no 0, K - 1 steps ending at
+    sigma = s/K (the official RL rollout, whose "clean" latent is that sigma = 1/30 one)."""
+    integer_timesteps: bool = False
+    """SANA's timestep is trunc(sigma * 1000) as an integer (DiffusionNFT's ``dtype=torch.long``: 966, 933, ...);
+    False: sigma * 1000 in float32 (the official inference scheduler's 966.67, 933.33, ...), whatever the model dtype."""
+    state_dtype: str | None = None
+    """None: a float32 state, steps with float64 step sizes (ours). ``model``: re-round the state to the model's dtype
+    after every step (``scheduler.step`` casts to the velocity's dtype; bf16 in the official release); a dtype name
+    (``bfloat16``): to that dtype (DiffusionNFT casts to its noise's dtype, bf16)."""
+    bf16_noise: bool = False
+    """Round the initial noise to bf16 (the official code draws it with ``dtype=torch.bfloat16``)."""
+    uncond_first: bool = False
+    """CFG as the official code: always one batch [null, cond] (at guidance 1 too), combined in the model's dtype;
+    False: [cond, null] only when guidance != 1, combined in float32."""
+
+    def resolve_state_dtype(self, model_dtype: torch.dtype) -> torch.dtype | None:
+        if self.state_dtype is None:
+            return None
+        if self.state_dtype == "model":
+            return model_dtype
+        dt = getattr(torch, self.state_dtype, None)
+        if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
+            raise ValueError(f"state_dtype={self.state_dtype!r}: expected None, 'model' or a float dtype name")
+        return dt
+
+
+LOOPS = {
+    "default": LoopNumerics(),
+    "official": LoopNumerics(state_dtype="model", bf16_noise=True, uncond_first=True),
+}
+OFFICIAL_ROLLOUT = LoopNumerics(final_zero=False, integer_timesteps=True, state_dtype="bfloat16", bf16_noise=True,
+                                uncond_first=True)
+
+
 @dataclass(frozen=True)
 class SamplingDefaults:
     steps: int = 30
@@ -110,10 +159,16 @@ class SamplingDefaults:
     """1.0: integrate from pure noise (the paper). Below 1: start from the LQ's own latent noised to this level,
     x = (1 - s) * latent(LQ) + s * noise, and integrate s -> 0 (SDEdit). Stage 3 trains the encoder to map LQ faces
     to HQ latents, so a small model that has seen few faces can start there instead of from noise."""
+    numerics: Numerics = "default"
+    """``official``: the official inference loop's arithmetic (bf16 noise, the state re-rounded to the model's dtype
+    after every step, the [null, cond] CFG batch at every guidance; :data:`LOOPS`), to check outputs against the
+    paper's release; ``default``: ours (float32 state). Both give SANA float32 timesteps."""
 
     def __post_init__(self):
         if not 0.0 < self.start_sigma <= 1.0:
             raise ValueError(f"start_sigma={self.start_sigma} must be in (0, 1]")
+        if self.numerics not in NUMERICS:
+            raise ValueError(f"numerics={self.numerics!r}: expected one of {NUMERICS}")
 
 
 @dataclass(frozen=True)
@@ -275,14 +330,22 @@ class PrefRestoreModel(nn.Module):
     # Velocity and sampling
 
     def velocity(self, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, *,
-                 transformer: nn.Module | None = None) -> torch.Tensor:
+                 transformer: nn.Module | None = None, integer_timesteps: bool = False,
+                 keep_dtype: bool = False) -> torch.Tensor:
         """x_t: (B, c, h, w), sigma: (B,) in [0, 1], cond: (B, Q + N, C) -> v (B, c, h, w) = d x / d sigma, in
-        x_t's dtype. ``transformer``: run this wrapper of ``self.transformer`` instead (a DDP-wrapped peft model in
-        RL training, so gradients synchronise); the same weights, the same result."""
+        x_t's dtype (``keep_dtype``: the model's, as the official loops use it). ``transformer``: run this wrapper of
+        ``self.transformer`` instead (a DDP-wrapped peft model in RL training, so gradients synchronise); the same
+        weights, the same result.
+
+        SANA's timestep is sigma * 1000 in float32 whatever the model's dtype, as the official scheduler passes it
+        (in bf16 966.67 would become 968); ``integer_timesteps``: truncated to int64 (DiffusionNFT's rollouts).
+        """
         net = self.transformer if transformer is None else transformer
-        out = net(x_t.to(self.dtype), encoder_hidden_states=cond.to(self.dtype),
-                  timestep=(sigma * 1000).to(self.dtype), return_dict=False)[0]
-        return out.to(x_t.dtype)
+        t = sigma.float() * 1000  # (B,) float32
+        if integer_timesteps:
+            t = t.long()
+        out = net(x_t.to(self.dtype), encoder_hidden_states=cond.to(self.dtype), timestep=t, return_dict=False)[0]
+        return out if keep_dtype else out.to(x_t.dtype)
 
     def initial_noise(self, batch: int, generators: list[torch.Generator], *, device=None) -> torch.Tensor:
         """(B, c, h, w) float32 N(0, I), row b drawn from generators[b] (so batches equal their rows)."""
@@ -302,6 +365,7 @@ class PrefRestoreModel(nn.Module):
         guidance_scale: float,
         solver: Solver = "euler",
         start_sigma: float = 1.0,
+        numerics: Numerics | LoopNumerics = "default",
         progress=None,
     ) -> torch.Tensor:
         """The one sampling path (inference, RL rollouts, SFT validation, benchmarks): integrate the flow ODE from
@@ -310,13 +374,27 @@ class PrefRestoreModel(nn.Module):
 
         cond: (B, Q + N, C); noise: (B, c, h, w) float32 (:meth:`initial_noise`); lq_latent: the scaled LQ latent
         (B, c, h, w), needed when start_sigma < 1 -> clean scaled latent (B, c, h, w) float32 (decode_latent it).
+        numerics: a :data:`LOOPS` name or a :class:`LoopNumerics` (:data:`OFFICIAL_ROLLOUT` stops at
+        sigma = start_sigma / steps instead of 0).
         """
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver={solver!r}; expected one of {SOLVERS}")
-        x_start = start_latent(noise, lq_latent, start_sigma)
-        fn = guided(self.velocity, cond, torch.zeros_like(cond), guidance_scale)
-        sigmas = sampling_sigmas(steps, start_sigma).to(x_start.device)
-        return sample(fn, x_start.float(), sigmas, solver=solver, progress=progress)
+        n = LOOPS[numerics] if isinstance(numerics, str) and numerics in LOOPS else numerics
+        if not isinstance(n, LoopNumerics):
+            raise ValueError(f"numerics={numerics!r}: expected one of {NUMERICS} or a LoopNumerics")
+        if not n.final_zero and steps < 2:
+            raise ValueError(f"steps={steps}: a grid without the final 0 needs >= 2 sigmas (steps - 1 solver steps)")
+        if n.bf16_noise:
+            noise = noise.to(torch.bfloat16).float()
+        x_start = start_latent(noise, lq_latent, start_sigma).float()
+
+        def velocity(x, s, c):
+            return self.velocity(x, s, c, integer_timesteps=n.integer_timesteps, keep_dtype=n.uncond_first)
+
+        fn = guided(velocity, cond, torch.zeros_like(cond), guidance_scale, uncond_first=n.uncond_first)
+        sigmas = sampling_sigmas(steps, start_sigma, final_zero=n.final_zero).to(x_start.device)
+        return sample(fn, x_start, sigmas, solver=solver, state_dtype=n.resolve_state_dtype(self.dtype),
+                      final_first_order=not n.final_zero, progress=progress)
 
     @torch.no_grad()
     def restore(
@@ -330,11 +408,13 @@ class PrefRestoreModel(nn.Module):
         deterministic: bool = True,
         instructions: Sequence[str] | None = None,
         start_sigma: float | None = None,
+        numerics: Numerics | None = None,
     ) -> torch.Tensor:
         """lq: (B, 3, S, S) float RGB in [-1, 1] -> restored (B, 3, S, S) in [-1, 1].
 
         ``generators[b]`` drives row b: first its initial noise, then (deterministic=False) its token sampling.
-        ``start_sigma`` (default: the config's) < 1 starts from the noised LQ latent (SamplingDefaults).
+        ``start_sigma`` (default: the config's) < 1 starts from the noised LQ latent (SamplingDefaults);
+        ``numerics`` (default: the config's) ``official`` computes the loop as the official code (SamplingDefaults).
         """
         d = self.config.sampling
         S = self.config.resolution
@@ -346,5 +426,5 @@ class PrefRestoreModel(nn.Module):
         c = self.prepare(lq, instructions=instructions, decode=decode, generators=generators)
         latent = self.sample(c.cond, noise, c.lq_latent, steps=steps or d.steps,
                              guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
-                             solver=solver or d.solver, start_sigma=s)
+                             solver=solver or d.solver, start_sigma=s, numerics=numerics or d.numerics)
         return self.decode_latent(latent, lq).float().clamp(-1, 1)

@@ -3,7 +3,8 @@
 Legend: B batch, T image tokens (= (image_size / patch_size)^2; 729 for the paper), H tower width (1152),
 E codebook width (1536), K codebook size (65536).
 
-Data flow (LAYOUTS.md §2.2): image (B, 3, S, S) in [-1, 1] -> bicubic resize to ``image_size`` -> SigLIP tower,
+Data flow (LAYOUTS.md §2.2): image (B, 3, S, S) in [-1, 1] -> SigLIP's preprocessing at ``image_size``
+(:meth:`TATokTokenizer.preprocess`: uint8, PIL bicubic, /255, normalise 0.5/0.5) -> SigLIP tower,
 hidden states of layer ``feature_layer`` (-2: output of the second-to-last block, before post_layernorm)
 -> Linear + Tanh (``encode_task_layer``) -> Linear H->E (``bottleneck.in_linear``) -> L2-normalise ->
 argmax cosine against L2norm(embedding_proj(codebook)) -> ids in [0, K).
@@ -14,10 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
+
+from ..image import from_model, resize, uint8_to_unit
 
 
 @dataclass(frozen=True)
@@ -95,12 +99,17 @@ class TATokTokenizer(nn.Module):
         self.bottleneck = Bottleneck(config.hidden_size, config.codebook_dim, config.codebook_size)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, 3, S, S) in [-1, 1], S = image_size (bicubic, like SiglipImageProcessor)."""
+        """(B, 3, H, W) float RGB in [-1, 1] -> (B, 3, S, S) float32 in [-1, 1], S = image_size, on images' device.
+
+        What the official code feeds TA-Tok (``SiglipImageProcessor`` as TA-Tok configures it, LAYOUTS.md §2.4): the
+        uint8 image, PIL bicubic resize straight to S x S (no crop), x 1/255, normalise with mean 0.5 and std 0.5.
+        The official code only ever sees uint8 images, so float input is rounded to uint8 first
+        (``image.from_model``; exact for tensors made by ``image.to_model``). A float-tensor resize instead moves
+        the 384 px input by up to 8.4e-3 and 7 of 729 token ids on a degraded face.
+        """
         s = self.config.image_size
-        if images.shape[-2:] != (s, s):
-            # resample in float32: antialiased bicubic has no bf16/fp16 kernel on CPU, and float32 matches PIL better
-            images = F.interpolate(images.float(), size=(s, s), mode="bicubic", align_corners=False, antialias=True)
-        return images.clamp(-1, 1)
+        u8 = np.stack([resize(a, (s, s), resample="bicubic") for a in from_model(images)])  # (B, S, S, 3) uint8
+        return ((uint8_to_unit(u8) - 0.5) / 0.5).to(images.device)  # (B, 3, S, S), as transformers' normalize
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -270,7 +270,9 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     S = model.config.resolution
     G, K = cfg.rollout.group_size, cfg.rollout.steps
     J = num_train_timesteps(K, cfg.nft.timestep_fraction)
-    grid = sampling_sigmas(K, cfg.rollout.start_sigma)[:-1].float()  # (K,) the rollouts' sigmas, s ... s/K
+    # (K,) the rollout grid's sigmas s ... s/K, all K trained on (J of them per sample), as DiffusionNFT trains on
+    # its scheduler's 30 timesteps although its rollout evaluates only the first 29
+    grid = sampling_sigmas(K, cfg.rollout.start_sigma, final_zero=False).float()
 
     # ---- resume -----------------------------------------------------------------------------------------------
     state, ema = TrainState(), ema_init(adapters.trained)
