@@ -11,7 +11,7 @@ decoding, CFG as one batched forward of 2B, faces batched at each ``--batch-size
 and the DC-AE decoder in ``torch.compile`` (compile time reported separately).
 
 Fields: ``stages_s`` per batch (tokenize, ar_prefill, ar_decode, lq_encode, diffusion, vae_decode), ``faces_per_s``,
-``peak_mem_gib``; ``ar_bandwidth``: the LM's weight bytes read per token step (METHOD.md: ~3.7 GB of bf16 weights
+``peak_mem_gib``; ``ar_bandwidth``: the LM's weight bytes read per token step (docs/method.md: ~3.7 GB of bf16 weights
 for the paper LM) x decode steps / decode time, against the GPU's nominal peak (a table, or --peak-bandwidth-gbs);
 ``bf16_vs_fp32``: the same weights upcast to fp32, same noise: token agreement, end-to-end PSNR, the diffusion +
 decode PSNR given one condition, and the VAE decode in bf16 vs fp32 (why it stays fp32); ``determinism``: two

@@ -8,7 +8,7 @@
         --pairs runs/rl_data/heldout --out runs/rl-tiny/eval
 
 Solution entropy (the paper's claim "significantly reduces solution entropy" has no published definition,
-METHOD.md §5): for each LQ, K = 8 restorations that differ only in the initial noise (greedy integrator, the
+docs/method.md §5): for each LQ, K = 8 restorations that differ only in the initial noise (greedy integrator, the
 rollout sampler), then ``prefrestore.metrics.entropy``: the mean per-pixel std over the K samples (RGB in [0, 1]),
 and the mean pairwise RMSE between them; both averaged over LQs (per-LQ values are in the JSON).
 Rewards are the offline components (``--rewards``), mean and std over all LQ x K restorations.

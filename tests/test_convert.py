@@ -1,7 +1,7 @@
 """Official checkpoints -> prefrestore, on synthetic files written in the official layouts at tiny dimensions.
 
 Each fixture file has the key names, nesting, config fields and file names that the official code writes
-(LAYOUTS.md §1-§6): an HF-sharded Stage-A folder (bf16, lm_head.weight and both connector norms stored), a
+(docs/layouts.md §1-§6): an HF-sharded Stage-A folder (bf16, lm_head.weight and both connector norms stored), a
 single-file BLIP3o-NEXT folder without vae_connector/SANA, ``ta_tok.pth`` pickled with ``easydict.EasyDict`` args,
 a diffusers SANA folder written by diffusers' own save_pretrained, and Qwen-style tokenizer files. The real
 multi-GB files are not used here.
@@ -820,7 +820,7 @@ def test_hub_ids_resolve_from_the_cache_and_name_missing_files(official, tmp_pat
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Paper dimensions, on the meta device: the official layout of LAYOUTS.md maps exactly onto our paper model
+# Paper dimensions, on the meta device: the official layout of docs/layouts.md maps exactly onto our paper model
 
 
 def test_paper_size_official_layout_maps_onto_the_paper_model():
@@ -855,7 +855,7 @@ def test_paper_size_official_layout_maps_onto_the_paper_model():
                              downsample_block_type="Conv", decoder_norm_types="rms_norm", decoder_act_fns="silu",
                              scaling_factor=0.41407)
         ours = PrefRestoreModel(paper())
-    # the numbers LAYOUTS.md verified with the official versions
+    # the numbers docs/layouts.md verified with the official versions
     assert sum(p.numel() for p in sana.parameters()) == 1_604_641_952
     assert sum(p.numel() for p in dcae.parameters()) == 312_250_275 and len(dcae.state_dict()) == 375
     meta = torch.empty(0, device="meta")

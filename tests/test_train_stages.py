@@ -1,4 +1,4 @@
-"""Each SFT stage trains exactly its parameter set (METHOD.md §2, LAYOUTS.md §3.4): after one real optimizer step
+"""Each SFT stage trains exactly its parameter set (docs/method.md §2, docs/layouts.md §3.4): after one real optimizer step
 of ``train_sft`` every trainable tensor moved and every frozen one is bit-identical; and grad accumulation 1x8
 equals 8x1."""
 

@@ -12,7 +12,7 @@ import sys
 from . import __version__
 from .errors import UserError
 
-# name -> (module, one-line help). Explicit, no registry (STYLE.md P4). A command's module is imported only when
+# name -> (module, one-line help). Explicit, no registry (docs/style.md P4). A command's module is imported only when
 # that command runs (or its --help is asked for): `prefrestore --help`, `--version` and a usage error import no torch.
 COMMANDS = {
     "restore": ("prefrestore.commands.restore", "restore faces in photos or aligned face crops"),

@@ -1,4 +1,4 @@
-"""Run configs: a dataclass tree, a YAML file of deltas and ``a.b=c`` overrides, merged strictly (STYLE.md P3).
+"""Run configs: a dataclass tree, a YAML file of deltas and ``a.b=c`` overrides, merged strictly (docs/style.md P3).
 
     cfg = load_config(SFTConfig, "configs/train/tiny-stage1.yaml", ["optim.lr=3e-4", "data.batch_size=4"])
     dump_config(cfg, run_dir / "config.yaml")   # the resolved config, as it ran

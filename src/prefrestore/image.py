@@ -1,6 +1,6 @@
 """Image conversion: the only module that knows colour order, dtype and value range.
 
-Project-wide convention (../STYLE.md P5):
+Project-wide convention (../docs/style.md P5):
 * I/O boundaries: ``uint8`` numpy arrays, ``(H, W, 3)``, RGB.
 * Inside models: ``float32`` tensors ``(B, 3, H, W)``, RGB, in ``[-1, 1]``.
 * ``[0, 1]`` floats only inside ``degradations/`` and ``metrics/`` (use :func:`to_unit` / :func:`from_unit`).

@@ -2,7 +2,7 @@
 for the background upsampler (``prefrestore.realesrgan``). One place, quoted by ``conversion.json`` and the
 converted folder's ``MODEL_CARD.md``.
 
-What we know and how (LAYOUTS.md section 8 and the files' own pages); where a licence was not found we say so
+What we know and how (docs/layouts.md section 8 and the files' own pages); where a licence was not found we say so
 rather than guess. Nothing here is legal advice: read each LICENSE before any commercial use.
 """
 

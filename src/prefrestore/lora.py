@@ -1,6 +1,6 @@
 """LoRA adapters on the SANA transformer: the official DiffusionNFT format, merged or through peft.
 
-The official RL trainer (LAYOUTS.md §6) wraps only the SANA transformer with
+The official RL trainer (docs/layouts.md §6) wraps only the SANA transformer with
 ``peft.get_peft_model(LoraConfig(r=32, lora_alpha=64, init_lora_weights="gaussian", target_modules=LORA_TARGETS))``
 plus a second adapter ``"old"`` (its sampling policy), and saves with ``PeftModel.save_pretrained``::
 

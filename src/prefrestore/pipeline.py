@@ -1,6 +1,6 @@
 """Whole-photo restoration in memory: detect -> align -> restore (batched across photos) -> paste back.
 
-This is the only module that knows the stage order (STYLE.md P7, P14). Each stage is a function of its inputs:
+This is the only module that knows the stage order (docs/style.md P7, P14). Each stage is a function of its inputs:
 :func:`find_faces` (detection and selection, ``faces/detect.py``; alignment, ``faces/align.py``),
 :func:`restore_groups` (the restorer: anything with ``resolution`` and ``restore``, under
 the options of ``control.py``) and :func:`compose` (paste-back and background upsampling, ``faces/paste.py``).
@@ -11,7 +11,7 @@ The arrow goes one way: ``aligned_crops.py`` (already-aligned inputs) and ``file
 reports: ``prefrestore restore``) import from here; this module reads and writes no files.
 
 A failed restoration never becomes output: the photos of a failed batch come back with ``error`` set and no
-``photo`` (STYLE.md P15; contrast CodeFormer, which writes the degraded input as the "restoration").
+``photo`` (docs/style.md P15; contrast CodeFormer, which writes the degraded input as the "restoration").
 
 Pixels: :class:`~prefrestore.photo_io.Photo` in and out (uint8 or uint16 RGB + alpha + metadata); the detector and
 restorer see uint8 (H, W, 3) / (S, S, 3) RGB; paste-back works in float32 on [0, 255].

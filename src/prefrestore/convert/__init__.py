@@ -1,6 +1,6 @@
 """Official checkpoints -> prefrestore model folders, pickle-free, with every key accounted for.
 
-Sources (LAYOUTS.md §1-§6):
+Sources (docs/layouts.md §1-§6):
 * **Stage-A checkpoint** (``kind="stage-a"``; e.g. zjyao-PKU/Pref-Restore-PhaseA-Fidelity): an HF ``save_pretrained``
   folder of ``blip3oQwenForCausalLM(VAE)``: ``config.json`` (model_type ``blip3o_qwen`` + the BLIP3o fields), weights
   (``model.safetensors`` or ``model-0000k-of-0000n.safetensors`` + ``model.safetensors.index.json``) and the Qwen

@@ -4,7 +4,7 @@ Item ``index`` of epoch ``e`` uses ``torch.Generator(derive_seed(seed, e, index)
 fixed order: horizontal flip, task, caption gate, degradation parameters. So an item is the same in any worker,
 batch or run, and its degradation is recorded (``params``) and replayable with ``degradations.apply``.
 
-Task mix (METHOD.md §2.4, templates in models/integrator.py): with p=``recon_prob`` (0.2) the side-mission
+Task mix (docs/method.md §2.4, templates in models/integrator.py): with p=``recon_prob`` (0.2) the side-mission
 reconstruction (the input is the HQ image itself); otherwise restoration with the caption (p=``caption_prob``,
 0.9 of the rest: 72% overall) or without it (8%). A restoration sample whose record has no caption uses the
 no-caption template (only with ``missing_caption="no_text"``; the default skips such items, see below).

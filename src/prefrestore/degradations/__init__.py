@@ -1,4 +1,4 @@
-"""Pure, seeded, recorded degradations (STYLE.md P13): float32 (3, H, W) RGB in [0, 1] in and out.
+"""Pure, seeded, recorded degradations (docs/style.md P13): float32 (3, H, W) RGB in [0, 1] in and out.
 
 ``sample_params(cfg, generator) -> DegradationParams`` draws, ``apply(img, params) -> lq`` applies.
 """

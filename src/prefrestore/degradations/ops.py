@@ -1,6 +1,6 @@
 """Degradation operators: pure functions on one RGB image.
 
-Every operator takes and returns a float32 tensor ``(3, H, W)``, RGB, values in ``[0, 1]`` (STYLE.md P5, P13) and
+Every operator takes and returns a float32 tensor ``(3, H, W)``, RGB, values in ``[0, 1]`` (docs/style.md P5, P13) and
 has no hidden randomness: the only random operator, :func:`add_gaussian_noise`, takes an explicit seed.
 Conventions follow BasicSR's classic face degradations (``basicsr/data/degradations.py``) as used by GFPGAN,
 CodeFormer and Pref-Restore, re-implemented in torch:

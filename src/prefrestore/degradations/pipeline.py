@@ -1,13 +1,13 @@
 """The classic blind-face degradation: blur -> downsample -> noise -> JPEG -> resize back (+ optional colour).
 
-Sampling is split from application (STYLE.md P13)::
+Sampling is split from application (docs/style.md P13)::
 
     params = sample_params(cfg, generator)   # all randomness, recorded in a frozen, JSON-serialisable dataclass
     lq = apply(hq, params)                   # deterministic: same hq + params -> same lq, bit for bit
 
 ``hq`` and ``lq`` are float32 ``(3, H, W)`` RGB in ``[0, 1]``; ``lq`` has the size of ``hq``.
 
-Presets (LANDSCAPE.md Section 3, METHOD.md Section 2.4), all with 41x41 iso/aniso Gaussian kernels (p 0.5 each,
+Presets (LANDSCAPE.md Section 3, docs/method.md Section 2.4), all with 41x41 iso/aniso Gaussian kernels (p 0.5 each,
 rotation in [-pi, pi]):
 
 =============  ==========  ==========  ===========  ========  ==============================================
@@ -56,7 +56,7 @@ def _check_range(name: str, r: tuple[float, float], lo: float | None = None, hi:
 
 @dataclass(frozen=True)
 class DegradationConfig:
-    """Ranges from which one degradation is drawn. Defaults are the paper's (METHOD.md Section 2.4)."""
+    """Ranges from which one degradation is drawn. Defaults are the paper's (docs/method.md Section 2.4)."""
 
     kernel_size: int = 41
     """Blur kernel side in pixels (odd)."""

@@ -1,4 +1,4 @@
-"""Frozen records passed between the face-pipeline stages (STYLE.md P14).
+"""Frozen records passed between the face-pipeline stages (docs/style.md P14).
 
 Coordinates are float pixels in the image the detector saw, OpenCV convention: pixel (i, j) has its centre at
 x = j, y = i. Landmark order is the MTCNN / FFHQ 5-point order: image-left eye, image-right eye, nose tip,

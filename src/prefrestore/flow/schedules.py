@@ -11,13 +11,13 @@ import torch
 
 def flow_sigmas(steps: int, *, shift: float = 1.0, final_zero: bool = True) -> torch.Tensor:
     """(steps + 1,) float64 grid: linspace(1, 1/steps, steps) then a final 0 (the official *inference* grid: the
-    Euler loop's FlowMatchEulerDiscreteScheduler appends the 0, METHOD.md §1.1).
+    Euler loop's FlowMatchEulerDiscreteScheduler appends the 0, docs/method.md §1.1).
 
-    ``final_zero=False``: the (steps,) grid without the 0, the official DiffusionNFT *rollout* grid (LAYOUTS.md §4.3):
+    ``final_zero=False``: the (steps,) grid without the 0, the official DiffusionNFT *rollout* grid (docs/layouts.md §4.3):
     a solver run on it takes steps - 1 steps and stops at sigma = 1/steps.
 
     ``shift`` applies SD3/SANA's time shift sigma' = shift*s / (1 + (shift-1)*s); the official code's effective
-    shift is 1.0 (LAYOUTS.md §4.3).
+    shift is 1.0 (docs/layouts.md §4.3).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -38,7 +38,7 @@ def sampling_sigmas(steps: int, start_sigma: float = 1.0, *, final_zero: bool = 
 
 def train_sigmas(n: int, *, generator: torch.Generator | None = None, num_train_timesteps: int = 1000,
                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """(n,) training sigmas: u ~ U(0, 1), index = floor(u * N) into timesteps N..1, sigma = t / N (LAYOUTS.md §4.3).
+    """(n,) training sigmas: u ~ U(0, 1), index = floor(u * N) into timesteps N..1, sigma = t / N (docs/layouts.md §4.3).
 
     Uniform weighting, as the official trainer ("uniform"); values in {1/N, ..., 1}.
     """

@@ -1,4 +1,4 @@
-"""Image-quality, fidelity, identity and diversity metrics (float RGB in [0, 1] inside, STYLE.md P5).
+"""Image-quality, fidelity, identity and diversity metrics (float RGB in [0, 1] inside, docs/style.md P5).
 
 Weights are never downloaded at run time (``prefrestore weights fetch``, fetch.py, does it when asked): a metric whose weights are not on disk raises
 :class:`~prefrestore.metrics.weights.MetricUnavailable` naming the file (see ``weights.py`` for where to put it).

@@ -1,7 +1,7 @@
 """Solution entropy: how much a stochastic restorer's outputs spread over K samples (seeds) of one input.
 
 Pref-Restore reports that preference RL "significantly reduces solution entropy" without publishing the measure
-(METHOD.md Section 5); we report two transparent proxies:
+(docs/method.md Section 5); we report two transparent proxies:
 
 * ``pixel_std``: the per-pixel standard deviation over the K samples (population std, over RGB in [0, 1]), averaged
   over pixels and channels; :func:`pixel_std_map` gives the (H, W) map for plots;

@@ -2,7 +2,7 @@
 
 diffusion_connector: Linear(D_lm -> C) -> GELU(tanh) -> Linear(C -> C) -> RMSNorm(C), norm weight = sqrt(5.5)
 vae_connector:       Linear(D_dit -> C) -> GELU(tanh) -> Linear(C -> C) -> the SAME RMSNorm object
-(METHOD.md §1.1 steps 5 and 7; LAYOUTS.md §5). C is SANA's ``caption_channels`` (2304 for the paper).
+(docs/method.md §1.1 steps 5 and 7; docs/layouts.md §5). C is SANA's ``caption_channels`` (2304 for the paper).
 Module indices (0, 1, 2, 3) match the official checkpoints' keys ``{0,2}.{weight,bias}``, ``3.weight``.
 """
 

@@ -3,7 +3,7 @@
 Legend: B batch, T image tokens (729 paper), Q = T + 1 latent queries (<S0> + T), L prompt length, D LM width
 (2048 paper), V vocabulary (217210 paper).
 
-Prompt (METHOD.md §1.1, LAYOUTS.md §1.2), templated turn by turn with Qwen's chat markers:
+Prompt (docs/method.md §1.1, docs/layouts.md §1.2), templated turn by turn with Qwen's chat markers:
     <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n
     <|im_start|>user\\n<image>\\n{instruction}<|im_end|>\\n
     <|im_start|>assistant\\n<im_start><S0>
@@ -57,7 +57,7 @@ class IntegratorConfig:
     rms_norm_eps: float = 1e-6
     max_position_embeddings: int = 40960
     tie_word_embeddings: bool = True
-    # token ids (LAYOUTS.md §1.1)
+    # token ids (docs/layouts.md §1.1)
     pad_token_id: int = 151643  # <|endoftext|>
     chat_start_id: int = 151644  # <|im_start|>
     chat_end_id: int = 151645  # <|im_end|>

@@ -1,6 +1,6 @@
 """Named model configurations: "paper" (the official dimensions), "tiny" (CPU tests) and "small" (the bundled model).
 
-The paper preset follows LAYOUTS.md §7 exactly: Qwen3-1.7B-shaped LM (vocab 217210, tied embeddings), TA-Tok on a
+The paper preset follows docs/layouts.md §7 exactly: Qwen3-1.7B-shaped LM (vocab 217210, tied embeddings), TA-Tok on a
 SigLIP so400m/14 tower at 384 px (729 tokens, 65536 codes), SANA 1.5 1.6B, DC-AE f32c32 at 512 px (16 x 16 latent),
 connectors to 2304. The tiny preset keeps every structural choice (same classes, same prompt, 16 x 16 latent grid)
 at a few million parameters: 128 px faces, an f8 autoencoder, 64 image tokens.

@@ -4,7 +4,7 @@ Legend: B batch, S face resolution (512 paper), T image tokens, Q = T + 1 querie
 tokens (256 paper; p the transformer's patch size, 1 paper), C conditioning width (2304 paper), c latent channels
 (32 paper), h, w latent grid (16 x 16).
 
-Conditioning (METHOD.md §1.1 steps 5-8): cat([diffusion_connector(queries) (B, Q, C),
+Conditioning (docs/method.md §1.1 steps 5-8): cat([diffusion_connector(queries) (B, Q, C),
 vae_connector(sana.patch_embed(scaled DC-AE latent of the LQ)) (B, N, C)], dim=1) -> (B, Q + N, C), passed to SANA as
 ``encoder_hidden_states`` (cross-attention only; the LQ latent is not concatenated channel-wise). The CFG null
 condition is all zeros of the same shape.
@@ -32,7 +32,7 @@ from .tokenizer import TATokTokenizer, TokenizerConfig
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """diffusers SanaTransformer2DModel arguments (defaults: SANA 1.5 1.6B, LAYOUTS.md §4.1)."""
+    """diffusers SanaTransformer2DModel arguments (defaults: SANA 1.5 1.6B, docs/layouts.md §4.1)."""
 
     in_channels: int = 32
     num_attention_heads: int = 70
@@ -60,7 +60,7 @@ class TransformerConfig:
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """diffusers AutoencoderDC arguments (defaults: DC-AE f32c32 of SANA, LAYOUTS.md §4.2)."""
+    """diffusers AutoencoderDC arguments (defaults: DC-AE f32c32 of SANA, docs/layouts.md §4.2)."""
 
     latent_channels: int = 32
     attention_head_dim: int = 32
@@ -109,7 +109,7 @@ class LoopNumerics:
     """How the sampling loop rounds and batches; the ODE, the solver and the grid's spacing are the same in all.
 
     Presets: :data:`LOOPS` ``default`` (ours), ``official`` (the official inference loop: diffusers'
-    FlowMatchEulerDiscreteScheduler as the official restorer drives it, LAYOUTS.md §4.3) and :data:`OFFICIAL_ROLLOUT`
+    FlowMatchEulerDiscreteScheduler as the official restorer drives it, docs/layouts.md §4.3) and :data:`OFFICIAL_ROLLOUT`
     (DiffusionNFT's RL sampler as Pref-Restore runs it).
     """
 

@@ -3,7 +3,7 @@
 Legend: B batch, T image tokens (= (image_size / patch_size)^2; 729 for the paper), H tower width (1152),
 E codebook width (1536), K codebook size (65536).
 
-Data flow (LAYOUTS.md §2.2): image (B, 3, S, S) in [-1, 1] -> SigLIP's preprocessing at ``image_size``
+Data flow (docs/layouts.md §2.2): image (B, 3, S, S) in [-1, 1] -> SigLIP's preprocessing at ``image_size``
 (:meth:`TATokTokenizer.preprocess`: uint8, PIL bicubic, /255, normalise 0.5/0.5) -> SigLIP tower,
 hidden states of layer ``feature_layer`` (-2: output of the second-to-last block, before post_layernorm)
 -> Linear + Tanh (``encode_task_layer``) -> Linear H->E (``bottleneck.in_linear``) -> L2-normalise ->
@@ -101,7 +101,7 @@ class TATokTokenizer(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) float RGB in [-1, 1] -> (B, 3, S, S) float32 in [-1, 1], S = image_size, on images' device.
 
-        What the official code feeds TA-Tok (``SiglipImageProcessor`` as TA-Tok configures it, LAYOUTS.md §2.4): the
+        What the official code feeds TA-Tok (``SiglipImageProcessor`` as TA-Tok configures it, docs/layouts.md §2.4): the
         uint8 image, PIL bicubic resize straight to S x S (no crop), x 1/255, normalise with mean 0.5 and std 0.5.
         The official code only ever sees uint8 images, so float input is rounded to uint8 first
         (``image.from_model``; exact for tensors made by ``image.to_model``). A float-tensor resize instead moves

@@ -1,4 +1,4 @@
-"""Rewards for preference RL: one typed protocol, one file per reward, a weighted composite (STYLE.md P10).
+"""Rewards for preference RL: one typed protocol, one file per reward, a weighted composite (docs/style.md P10).
 
 See ``composite.py`` for the list of rewards, which are the paper's and which run offline here.
 """

@@ -2,7 +2,7 @@
 
 Network and preprocessing are :class:`prefrestore.metrics.identity.ArcFaceIdentity`: VQFR's metric weights
 ``resnet18_110.pth`` (``ronghuaiyang/arcface-pytorch`` ``resnet_face18(use_se=False)``, DataParallel ``module.``
-keys accepted), 8-bit gray input resized to 128 x 128, 512-d output (METHOD.md §3.4). The weights are read from
+keys accepted), 8-bit gray input resized to 128 x 128, 512-d output (docs/method.md §3.4). The weights are read from
 disk only (``$PREFRESTORE_METRIC_WEIGHTS`` or ``weights_dir``); building this reward without them raises
 ``MetricUnavailable`` naming the file. Reference: the GT, or the LQ input when there is none.
 """

@@ -1,4 +1,4 @@
-"""CLIP-family text-image scoring shared by the PickScore, CLIPScore and HPSv2.1 rewards (METHOD.md §3.4).
+"""CLIP-family text-image scoring shared by the PickScore, CLIPScore and HPSv2.1 rewards (docs/method.md §3.4).
 
 Weights are read from disk only: a local folder, or a Hugging Face repo id already in the local HF cache
 (``local_files_only``). A missing model raises ``MetricUnavailable`` saying what to download where.

@@ -1,4 +1,4 @@
-"""A weighted sum of rewards with every component kept for logging (STYLE.md P10, METHOD.md §3.4).
+"""A weighted sum of rewards with every component kept for logging (docs/style.md P10, docs/method.md §3.4).
 
     reward = CompositeReward.build({"identity_dlib": 1.0, "lmd_mtcnn": 0.5, "ssim": 0.5}, device="cpu")
     total, parts = reward(restored, lq, hq)          # (B,), {"identity_dlib": (B,), ...}
@@ -34,7 +34,7 @@ import torch
 
 from .protocol import Reward, RewardInputs
 
-PAPER_WEIGHTS: dict[str, float] = {  # config pref_restore_gt_reward (METHOD.md §3.4)
+PAPER_WEIGHTS: dict[str, float] = {  # config pref_restore_gt_reward (docs/method.md §3.4)
     "pickscore": 1.0, "hpsv2": 1.0, "clipscore": 1.0, "lmd": 0.5, "arcface": 0.5, "lpips": 0.5,
 }
 DEFAULT_PROMPT = "A photograph of a person."  # caption used by text rewards when the data has none

@@ -1,4 +1,4 @@
-"""The paper's landmark reward (weight 0.5): FAN 98-point WFLW landmarks, reward 1 / (1 + d / 20) (METHOD.md §3.4).
+"""The paper's landmark reward (weight 0.5): FAN 98-point WFLW landmarks, reward 1 / (1 + d / 20) (docs/method.md §3.4).
 
 The network and its landmark read-out live in :mod:`prefrestore.metrics.fan` (shared with the LMD metric).
 

@@ -1,7 +1,7 @@
 """Landmark reward on MTCNN's 5 points: 1 / (1 + d / 20), d the mean landmark distance to the reference (offline).
 
 The paper's landmark reward (``fan_lmd.py``, weight 0.5) uses FAN's 98 WFLW points on 512 px images and gives 0.01
-when a face is not found (METHOD.md §3.4). This offline stand-in keeps the mapping and the failure value but uses
+when a face is not found (docs/method.md §3.4). This offline stand-in keeps the mapping and the failure value but uses
 the project's MTCNN detector (``prefrestore.faces``; bundled weights): the most confident face's 5 points (eyes,
 nose, mouth corners) in the restored image and in the reference (the GT, or the LQ input when there is none).
 d is expressed in pixels of a ``scale_to`` (512) image so the constant 20 keeps its meaning at any resolution.

@@ -1,7 +1,7 @@
 """LPIPS reward (the paper's, weight 0.5): -LPIPS-VGG(restored, GT), higher is better.
 
 The network is :class:`prefrestore.metrics.lpips.LPIPS` with the real weights (torchvision's ImageNet VGG16 and
-the LPIPS v0.1 linear heads, METHOD.md §3.4) installed by ``prefrestore weights fetch lpips_vgg`` (``net="alex"``:
+the LPIPS v0.1 linear heads, docs/method.md §3.4) installed by ``prefrestore weights fetch lpips_vgg`` (``net="alex"``:
 ``lpips_alex``); without them, building this reward raises ``MetricUnavailable`` naming that command. ``model`` may be passed directly (tests use a randomly initialised one).
 """
 

@@ -1,4 +1,4 @@
-"""The one interface every reward implements (STYLE.md P10), and the batch it reads.
+"""The one interface every reward implements (docs/style.md P10), and the batch it reads.
 
 A reward maps a :class:`RewardInputs` batch to a ``(B,)`` float32 CPU tensor, **higher is better**. The combiner
 (:class:`~prefrestore.rewards.composite.CompositeReward`) builds ``RewardInputs`` once per batch; each view a

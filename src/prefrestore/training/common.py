@@ -1,7 +1,7 @@
 """Pieces every training loop shares: accelerate set-up, the LR schedule, EMA, parameter selection (seeding:
 :mod:`prefrestore.seeding`).
 
-Everything with math in it is a pure function (STYLE.md P8) and unit-tested: :func:`lr_at`, :func:`ema_update_`,
+Everything with math in it is a pure function (docs/style.md P8) and unit-tested: :func:`lr_at`, :func:`ema_update_`,
 :func:`select_parameters`. The loops (training/sft.py, training/nft.py) import these; they hold no state.
 """
 
@@ -84,7 +84,7 @@ def select_parameters(model: nn.Module, prefixes: Sequence[str]) -> dict[str, nn
 
     A parameter shared by two modules is listed once, under the name where it was first registered; that is how
     the official trainer enumerates them, and why the connectors' shared RMSNorm (first registered as
-    ``diffusion_connector.3.weight``) is *not* selected by ``vae_connector`` (LAYOUTS.md §3.4).
+    ``diffusion_connector.3.weight``) is *not* selected by ``vae_connector`` (docs/layouts.md §3.4).
     """
     chosen = {}
     for name, p in model.named_parameters():  # remove_duplicate=True: one name per tensor

@@ -1,9 +1,9 @@
-"""DiffusionNFT preference RL on the restorer's LoRA (METHOD.md §3): the pure math, then the loop ``train_nft``.
+"""DiffusionNFT preference RL on the restorer's LoRA (docs/method.md §3): the pure math, then the loop ``train_nft``.
 
 Legend: B LQ faces per rollout batch, G group size (restorations per LQ), N = B * G samples, K sampling steps,
 J training timesteps per sample (int(K * timestep_fraction) = 29 in the paper), c, h, w latent shape.
 
-One epoch (METHOD.md §3.3-3.5, DiffusionNFT = Zheng et al. 2025, arXiv 2509.16117, as Pref-Restore runs it):
+One epoch (docs/method.md §3.3-3.5, DiffusionNFT = Zheng et al. 2025, arXiv 2509.16117, as Pref-Restore runs it):
 
 1. rollout: the "old" adapter restores every LQ G times from G initial noises with a deterministic ODE sampler,
    the integrator greedy and frozen (``training/rollout.py``); the clean latents x0 are kept;

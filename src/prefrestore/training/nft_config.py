@@ -1,4 +1,4 @@
-"""The DiffusionNFT (preference RL) configuration: every knob, with the paper value as default (METHOD.md §3);
+"""The DiffusionNFT (preference RL) configuration: every knob, with the paper value as default (docs/method.md §3);
 training/nft.py runs it."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ AdvantageStd = Literal["group", "global"]
 @dataclass
 class LoraSettings:
     rank: int = 32
-    """LoRA r (METHOD.md §3.2)."""
+    """LoRA r (docs/method.md §3.2)."""
     alpha: int = 64
     """LoRA alpha; scaling alpha / r = 2."""
     targets: tuple[str, ...] = LORA_TARGETS
-    """SANA self- (attn1) and cross-attention (attn2) q/k/v/out projections, all blocks (LAYOUTS.md §6)."""
+    """SANA self- (attn1) and cross-attention (attn2) q/k/v/out projections, all blocks (docs/layouts.md §6)."""
     init_from: str | None = None
     """Start the trained and old adapters from this LoRA folder (the paper continued an earlier 180-step run)."""
 

@@ -1,4 +1,4 @@
-"""Rollouts for preference RL: G restorations of each LQ face by the sampling ("old") policy (METHOD.md §3.3).
+"""Rollouts for preference RL: G restorations of each LQ face by the sampling ("old") policy (docs/method.md §3.3).
 
 Legend: B LQ faces, G group size, N = B * G samples (group-contiguous: sample n belongs to LQ n // G), Q + N_lq
 conditioning tokens of width C, c, h, w latent shape, S face resolution, K sampling steps.
@@ -12,7 +12,7 @@ What makes a rollout, as in the paper's RL stage:
 * the final latents are kept: DiffusionNFT trains on forward-noised copies of them, not on the trajectory.
 
 Two samplers (``RolloutConfig.sampler``). ``official`` (the default) is DiffusionNFT's rollout as Pref-Restore runs it
-(LAYOUTS.md §4.3): sigmas linspace(1, 1/30, 30) with **no** final 0, so 29 steps, the last a first-order step to
+(docs/layouts.md §4.3): sigmas linspace(1, 1/30, 30) with **no** final 0, so 29 steps, the last a first-order step to
 sigma = 1/30; that sigma = 1/30 latent is both the decoded rollout image and NFT's "clean" latent; SANA gets integer
 (truncated) timesteps 1000, 966, 933, ...; the noise and the state are bf16 (re-rounded after every step); guidance 1
 still runs the [null, cond] batch. ``ours`` integrates all the way to sigma = 0 (30 steps) with float32 timesteps and
@@ -116,7 +116,7 @@ def rollout(
         raise ValueError(f"need B * G = {B} * {G} = {B * G} seeds, got {len(seeds)}")
     device = model.device
     lq = lq.to(device)
-    # Frozen, greedy integrator: one conditioning per LQ (METHOD.md §3.3, "AR branch: greedy").
+    # Frozen, greedy integrator: one conditioning per LQ (docs/method.md §3.3, "AR branch: greedy").
     c = model.prepare(lq, decode=DecodeOptions(do_sample=False))
     cond = c.cond  # (B, Q + N_lq, C)
     group = torch.arange(B, device=device).repeat_interleave(G)  # (N,)

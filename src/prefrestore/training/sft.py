@@ -1,4 +1,4 @@
-"""Supervised training of Pref-Restore (METHOD.md §2, LAYOUTS.md §3.4): stages 0-3 and the joint variant.
+"""Supervised training of Pref-Restore (docs/method.md §2, docs/layouts.md §3.4): stages 0-3 and the joint variant.
 
 Legend: B batch, S face size, T image tokens, Q = T + 1 queries, D LM width, N LQ latent tokens, C condition
 width, c/h/w latent channels and grid.
@@ -12,10 +12,10 @@ stage    trains (parameter-name prefixes, deduplicated)          loss
          transformer.caption_projection, .caption_norm           on the HQ latent, cond = connector(queries)
 2        transformer.transformer_blocks, vae_connector           flow matching, cond = [queries ; LQ-VAE tokens]
          (not the shared norm: it is registered under
-         diffusion_connector, LAYOUTS.md §3.4)
+         diffusion_connector, docs/layouts.md §3.4)
 3        stage 2 + vae.encoder                                   flow matching + MSE(enc(LQ), frozen_enc(HQ)), 1:1
 joint    stage 1 + stage 3 sets                                  CE + flow matching + MSE, 1:1:1 (the paper's
-                                                                 staged-training ablation, METHOD.md §2)
+                                                                 staged-training ablation, docs/method.md §2)
 =======  ======================================================  ===============================================
 
 Optional losses (ours, not the paper's): ``pix_weight`` (L1 + MSE) and ``lpips_weight`` (LPIPS-AlexNet by default,
@@ -29,7 +29,7 @@ All per-sample randomness of a step (sigma, noise, dropout gate) comes from the 
 data pipeline from (seed, epoch, index)), so a sample's loss does not depend on its batch: that is what makes
 grad accumulation 1x8 equal 8x1 and a resumed run continue exactly.
 
-Loop order per optimizer step (STYLE.md P8): validate -> checkpoint -> forward/backward x grad_accum -> clip ->
+Loop order per optimizer step (docs/style.md P8): validate -> checkpoint -> forward/backward x grad_accum -> clip ->
 step -> EMA -> log.
 """
 

@@ -1,5 +1,5 @@
 """The SFT configuration: stages, their trainable parameter sets and paper learning rates, and every knob of a run
-(training/sft.py runs it; METHOD.md §2, LAYOUTS.md §3.4)."""
+(training/sft.py runs it; docs/method.md §2, docs/layouts.md §3.4)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _S1 = ("integrator.lm", "diffusion_connector", "transformer.caption_projection",
 _S2 = ("transformer.transformer_blocks", "vae_connector")
 TRAINABLE: dict[Stage, tuple[str, ...]] = {0: ("vae",), 1: _S1, 2: _S2, 3: _S2 + ("vae.encoder",),
                                           "joint": _S1 + _S2 + ("vae.encoder",)}
-# Paper defaults (METHOD.md §2.1-2.3; stage 0 is ours: no paper value exists).
+# Paper defaults (docs/method.md §2.1-2.3; stage 0 is ours: no paper value exists).
 DEFAULT_LR: dict[Stage, float] = {0: 1e-4, 1: 1e-4, 2: 1e-5, 3: 2e-5, "joint": 2e-5}
 
 
