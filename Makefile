@@ -31,6 +31,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks tools
+	$(PY) -m ruff format --check src tests benchmarks tools
 	$(VENV)/bin/lint-imports
 
 # The documentation site (mkdocs.yml; docs/): --strict fails on any warning, e.g. a broken link or heading anchor.

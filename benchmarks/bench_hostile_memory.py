@@ -39,8 +39,9 @@ def zlib_bomb(path: Path, side: int) -> None:
         parts.append(comp.compress(row))
     parts.append(comp.flush())
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts))
-                     + _chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b"")
+    )
 
 
 def big_photo(path: Path, size: tuple[int, int]) -> None:
@@ -56,21 +57,30 @@ def big_photo(path: Path, size: tuple[int, int]) -> None:
     side = int(min(w, h) / 7.5)
     face = cv2.resize(data.astronaut()[:300, 100:400], (side, side), interpolation=cv2.INTER_CUBIC)
     y, x = int(h * 0.22), int(w * 0.42)
-    img[y:y + side, x:x + side] = face
+    img[y : y + side, x : x + side] = face
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
 def run_case(args: list[str]) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "prefrestore", "restore", *args], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefrestore", "restore", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("WARNING")]
-    return {"exit": proc.returncode, "seconds": round(time.perf_counter() - t0, 1),
-            "peak_rss_gib": round(usage.ru_maxrss / 2**20, 3), "last_line": lines[-1] if lines else ""}
+    return {
+        "exit": proc.returncode,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_gib": round(usage.ru_maxrss / 2**20, 3),
+        "last_line": lines[-1] if lines else "",
+    }
 
 
 def main() -> None:

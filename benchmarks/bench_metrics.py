@@ -40,8 +40,7 @@ def faces(size: int, batch: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     gts = [np.asarray(Image.fromarray(srcs[i % 2]).resize((size, size), Image.BICUBIC)) for i in range(batch)]
     cfg = preset("gfpgan")
     lqs = [
-        unit_to_uint8(degrade(uint8_to_unit(g), cfg, torch.Generator().manual_seed(i))[0])
-        for i, g in enumerate(gts)
+        unit_to_uint8(degrade(uint8_to_unit(g), cfg, torch.Generator().manual_seed(i))[0]) for i, g in enumerate(gts)
     ]
     return lqs, gts
 
@@ -106,8 +105,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--weights-dir")
-    ap.add_argument("--part", choices=["groups", "networks", "all"], default="groups",
-                    help="metric groups on real faces, the networks' per-face cost, or both")
+    ap.add_argument(
+        "--part",
+        choices=["groups", "networks", "all"],
+        default="groups",
+        help="metric groups on real faces, the networks' per-face cost, or both",
+    )
     ap.add_argument("--net-sizes", type=int, nargs="+", default=[128, 256], help="face sizes for --part networks")
     args = ap.parse_args()
     out: dict[str, object] = {
@@ -118,8 +121,9 @@ def main() -> int:
         "machine": platform.machine(),
     }
     if args.part in ("networks", "all"):
-        out["network_seconds_per_face"] = network_costs(args.net_sizes, args.batch, args.repeats, args.device,
-                                                        args.weights_dir)
+        out["network_seconds_per_face"] = network_costs(
+            args.net_sizes, args.batch, args.repeats, args.device, args.weights_dir
+        )
     if args.part == "networks":
         print(json.dumps(out, indent=2))
         return 0

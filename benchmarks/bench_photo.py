@@ -53,7 +53,7 @@ def compose_photo(t1: Path | None) -> np.ndarray:
 
     def put(img: np.ndarray, x: int, y: int, width: int) -> None:
         height = round(img.shape[0] * width / img.shape[1])
-        canvas[y:y + height, x:x + width] = resize(img, (width, height))
+        canvas[y : y + height, x : x + width] = resize(img, (width, height))
 
     if t1 is not None:
         put(load_rgb(t1), 20, 40, 1150)
@@ -105,27 +105,34 @@ def main() -> int:
         assert all(r.ok for r in results), [r.error for r in results if not r.ok]
         per_photo = {k: statistics.mean(r.timings.get(k, 0.0) for r in results) for k in stages}
         per_photo["total_wall"] = wall / args.photos
-        rows.append({
-            "batch_size": bs,
-            "seconds_per_photo": {k: round(v, 4) for k, v in per_photo.items()},
-            "faces_per_second": round(faces / wall, 2),
-        })
-    print(json.dumps({
-        "benchmark": "whole photo (detect, align, restore, paste back)",
-        "photo_size": list(photo.size),
-        "faces_per_photo": len(results[0].faces),
-        "photo": str(args.photo) if args.photo else "composed 1920x1280",
-        "t1_included": t1 is not None,
-        "restorer": args.model,
-        "resolution": restorer.resolution,
-        "steps": args.steps,
-        "upscale": args.upscale,
-        "photos_per_batch_size": args.photos,
-        "device": args.device,
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "results": rows,
-    }, indent=2))
+        rows.append(
+            {
+                "batch_size": bs,
+                "seconds_per_photo": {k: round(v, 4) for k, v in per_photo.items()},
+                "faces_per_second": round(faces / wall, 2),
+            }
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "whole photo (detect, align, restore, paste back)",
+                "photo_size": list(photo.size),
+                "faces_per_photo": len(results[0].faces),
+                "photo": str(args.photo) if args.photo else "composed 1920x1280",
+                "t1_included": t1 is not None,
+                "restorer": args.model,
+                "resolution": restorer.resolution,
+                "steps": args.steps,
+                "upscale": args.upscale,
+                "photos_per_batch_size": args.photos,
+                "device": args.device,
+                "torch_threads": torch.get_num_threads(),
+                "machine": platform.processor() or platform.machine(),
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -50,8 +50,9 @@ def bench(model, batch: int, steps: int, guidance: float, repeats: int):
             mark()
             ids = model.tokenizer(lq)
             mark()
-            _, queries = model.integrator.generate(ids, ["Please reconstruct the given image."] * batch,
-                                                   options=DecodeOptions())
+            _, queries = model.integrator.generate(
+                ids, ["Please reconstruct the given image."] * batch, options=DecodeOptions()
+            )
             mark()
             cond = model.condition(queries, model.encode_latent(lq))
             mark()
@@ -88,12 +89,26 @@ def main():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             ms = bench(model, b, s, args.guidance_scale, args.repeats)
-            peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-                    else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024)
+            peak = (
+                torch.cuda.max_memory_allocated() / 2**20
+                if device.type == "cuda"
+                else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+            )
             rows.append({"batch": b, "steps": s, "per_face_ms": ms, "peak_mem_mb": round(peak, 1)})
-    print(json.dumps({"model": args.model, "device": str(device), "dtype": args.dtype,
-                      "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-                      "guidance_scale": args.guidance_scale, "results": rows}, indent=1))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "device": str(device),
+                "dtype": args.dtype,
+                "threads": torch.get_num_threads(),
+                "cpu": platform.processor() or platform.machine(),
+                "guidance_scale": args.guidance_scale,
+                "results": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

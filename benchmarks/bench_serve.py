@@ -86,8 +86,12 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--photo", default=str(EXAMPLE))
     ap.add_argument("--upscale", type=float, default=2.0)
-    ap.add_argument("--client-timeout", type=float, default=330.0,
-                    help="seconds a client waits for an answer (above the server's 300 s job timeout)")
+    ap.add_argument(
+        "--client-timeout",
+        type=float,
+        default=330.0,
+        help="seconds a client waits for an answer (above the server's 300 s job timeout)",
+    )
     ap.add_argument("--warmup-batch", type=int, default=8, help="the server's --max-batch (warm-up size)")
     ap.add_argument("--server-args", default="", help="extra `prefrestore serve` arguments")
     ap.add_argument("--idle", type=float, default=15.0, help="seconds the server idles after the burst (default 15)")
@@ -96,8 +100,19 @@ def main() -> int:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "prefrestore", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--model", args.model, *args.server_args.split()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefrestore",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        args.model,
+        *args.server_args.split(),
+    ]
     log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must not block on a full pipe
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
     proc = psutil.Process(server.pid)
@@ -120,8 +135,12 @@ def main() -> int:
         options = json.dumps({"upscale": args.upscale})
 
         def once(session: requests.Session) -> requests.Response:
-            return session.post(url + "/v1/restore", files={"file": (Path(args.photo).name, photo)},
-                                data={"options": options}, timeout=args.client_timeout)
+            return session.post(
+                url + "/v1/restore",
+                files={"file": (Path(args.photo).name, photo)},
+                data={"options": options},
+                timeout=args.client_timeout,
+            )
 
         # Warm-up: 2 x max_batch concurrent requests, so the largest batch has run once and the allocators have
         # reached their working size before the "before" RSS is taken (a leak shows as growth after that).
@@ -138,8 +157,9 @@ def main() -> int:
             t.join()
         assert all(r.status_code == 200 for r in warm), [r.text for r in warm if r.status_code != 200][:1]
         # the header is a bounded summary; the full result is the job resource it names
-        info = requests.get(url + json.loads(warm[0].headers["X-Prefrestore-Result"])["details"],
-                            timeout=30).json()["result"]
+        info = requests.get(url + json.loads(warm[0].headers["X-Prefrestore-Result"])["details"], timeout=30).json()[
+            "result"
+        ]
         time.sleep(1.0)
         rss_before = rss_tree(proc)
 
@@ -207,27 +227,41 @@ def main() -> int:
         t_first = time.monotonic()
         with client_session(0) as s:
             first = once(s)
-        first_after = {"status": first.status_code, "latency_s": round(time.monotonic() - t_first, 2),
-                       "retry_after": first.headers.get("Retry-After"),
-                       "detail": None if first.status_code == 200 else first.text[:200]}
+        first_after = {
+            "status": first.status_code,
+            "latency_s": round(time.monotonic() - t_first, 2),
+            "retry_after": first.headers.get("Retry-After"),
+            "detail": None if first.status_code == 200 else first.text[:200],
+        }
         time.sleep(1.0)
         done.set()
         sampler.join()
         rss_after = rss_tree(proc)
         ok = statuses.get(200, 0)
         result = {
-            "clients": args.clients, "duration_s": args.duration, "wall_s": round(wall, 1),
-            "model": info["model"], "photo": Path(args.photo).name, "upscale": args.upscale,
-            "faces_per_photo": len(info["faces"]), "server_ready_s": round(load_s, 1),
-            "requests": sum(statuses.values()), "ok": ok, "statuses": {str(k): v for k, v in statuses.items()},
+            "clients": args.clients,
+            "duration_s": args.duration,
+            "wall_s": round(wall, 1),
+            "model": info["model"],
+            "photo": Path(args.photo).name,
+            "upscale": args.upscale,
+            "faces_per_photo": len(info["faces"]),
+            "server_ready_s": round(load_s, 1),
+            "requests": sum(statuses.values()),
+            "ok": ok,
+            "statuses": {str(k): v for k, v in statuses.items()},
             "share_429": round(statuses.get(429, 0) / max(1, sum(statuses.values())), 3),
             "retry_after_seen": dict(sorted(retry_after.items(), key=lambda kv: -kv[1])[:10]),
-            "drained_after_s": round(drained_s, 1), "idle_s": args.idle, "first_after_idle": first_after,
+            "drained_after_s": round(drained_s, 1),
+            "idle_s": args.idle,
+            "first_after_idle": first_after,
             "requests_per_s": round(ok / wall, 3),
             "latency_p50_s": round(percentile(latencies, 0.5) or 0, 2),
             "latency_p95_s": round(percentile(latencies, 0.95) or 0, 2),
-            "errors_other_than_429": len(errors), "first_errors": errors[:5],
-            "rss_before_mib": round(rss_before / 2**20, 1), "rss_peak_mib": round(peak[0] / 2**20, 1),
+            "errors_other_than_429": len(errors),
+            "first_errors": errors[:5],
+            "rss_before_mib": round(rss_before / 2**20, 1),
+            "rss_peak_mib": round(peak[0] / 2**20, 1),
             "rss_after_mib": round(rss_after / 2**20, 1),
             "rss_after_over_before": round(rss_after / rss_before, 3),
             "memory_bounded": abs(rss_after / rss_before - 1) <= 0.10,

@@ -75,8 +75,12 @@ def timed(cmd: list[str], code: int, env: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", action="append", metavar="NAME=SRC",
-                        help="a source folder to run against (repeatable; default: after=this checkout's src)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME=SRC",
+        help="a source folder to run against (repeatable; default: after=this checkout's src)",
+    )
     parser.add_argument("--repeats", type=int, default=7, help="runs of each fast row (default 7)")
     parser.add_argument("--restore-repeats", type=int, default=2, help="runs of load_model and the restore (2)")
     parser.add_argument("--photo", type=Path, default=PHOTO)
@@ -101,14 +105,22 @@ def main() -> None:
                         times[variant].setdefault(name, []).append(seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-              "photo": str(args.photo), "repeats": args.repeats, "restore_repeats": args.restore_repeats,
-              "variants": {}}
+    result = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "photo": str(args.photo),
+        "repeats": args.repeats,
+        "restore_repeats": args.restore_repeats,
+        "variants": {},
+    }
     for variant, rows_ in times.items():
         median = {name: round(statistics.median(v), 3) for name, v in rows_.items()}
         bare = median["python_bare"]
-        ratios = {f"{k}_over_python_bare": round(median[k] / bare, 2) for k in ("version", "help", "bad_flag",
-                                                                                 "restore_help", "restore_bad_flag")}
+        ratios = {
+            f"{k}_over_python_bare": round(median[k] / bare, 2)
+            for k in ("version", "help", "bad_flag", "restore_help", "restore_bad_flag")
+        }
         if "restore_one_photo" in median:
             ratios["restore_over_load_model"] = round(median["restore_one_photo"] / median["load_model"], 2)
         result["variants"][variant] = {"src": str(variants[variant]), "seconds": median, "ratios": ratios}

@@ -39,21 +39,41 @@ def worker(args) -> None:
             lines.append(json.dumps({"file": f"{i}.png", "caption": f"a photography of person {i}"}))
         (faces / "captions.jsonl").write_text("\n".join(lines))
     stage = args.stage if args.stage == "joint" else int(args.stage)
-    cfg = load_config(SFTConfig, None, [
-        f"out_dir={tmp / 'runs'}", f"name=stage-{stage}", f"stage={stage}", "init=tiny", f"threads={args.threads}",
-        f"max_steps={args.steps + 1}", "log_every=1", "checkpoint_every=100000", "val_every=0",
-        f"data.folders=[{faces}]", f"data.batch_size={args.batch_size}", f"mixed_precision={args.mixed_precision}",
-        "data.degradation.kernel_size=11", "data.degradation.blur_sigma=[0.25, 3.75]",
-        "data.degradation.downsample=[1, 7.5]",
-    ])
+    cfg = load_config(
+        SFTConfig,
+        None,
+        [
+            f"out_dir={tmp / 'runs'}",
+            f"name=stage-{stage}",
+            f"stage={stage}",
+            "init=tiny",
+            f"threads={args.threads}",
+            f"max_steps={args.steps + 1}",
+            "log_every=1",
+            "checkpoint_every=100000",
+            "val_every=0",
+            f"data.folders=[{faces}]",
+            f"data.batch_size={args.batch_size}",
+            f"mixed_precision={args.mixed_precision}",
+            "data.degradation.kernel_size=11",
+            "data.degradation.blur_sigma=[0.25, 3.75]",
+            "data.degradation.downsample=[1, 7.5]",
+        ],
+    )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     run = train_sft(cfg)
     logs = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
     rate = statistics.median(r["samples_per_s"] for r in logs[1:])
-    out = {"stage": str(stage), "samples_per_s": round(rate, 3), "batch_size": args.batch_size,
-           "steps_timed": len(logs) - 1, "device": "cuda" if torch.cuda.is_available() else "cpu",
-           "threads": torch.get_num_threads(), "mixed_precision": args.mixed_precision}
+    out = {
+        "stage": str(stage),
+        "samples_per_s": round(rate, 3),
+        "batch_size": args.batch_size,
+        "steps_timed": len(logs) - 1,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+        "mixed_precision": args.mixed_precision,
+    }
     if torch.cuda.is_available():
         out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -76,9 +96,22 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for stage in args.stages:
-            cmd = [sys.executable, __file__, "--stage", stage, "--tmp", tmp, "--steps", str(args.steps),
-                   "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-                   "--mixed-precision", args.mixed_precision]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--stage",
+                stage,
+                "--tmp",
+                tmp,
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(args.batch_size),
+                "--threads",
+                str(args.threads),
+                "--mixed-precision",
+                args.mixed_precision,
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)

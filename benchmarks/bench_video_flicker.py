@@ -103,17 +103,28 @@ def flicker(frames: list[np.ndarray], shifts: list[float], box: tuple[int, int, 
     diffs = []
     for t in range(1, len(frames)):
         d = shifts[t] - shifts[t - 1]
-        prev = cv2.warpAffine(frames[t - 1].astype(np.float32), np.array([[1, 0, d], [0, 1, 0]], np.float64),
-                              frames[t].shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+        prev = cv2.warpAffine(
+            frames[t - 1].astype(np.float32),
+            np.array([[1, 0, d], [0, 1, 0]], np.float64),
+            frames[t].shape[1::-1],
+            flags=cv2.INTER_CUBIC,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
         o = round(shifts[t])
-        diffs.append(np.abs(frames[t][y0:y1, x0 + o:x1 + o].astype(np.float32) - prev[y0:y1, x0 + o:x1 + o]).mean())
+        diffs.append(
+            np.abs(frames[t][y0:y1, x0 + o : x1 + o].astype(np.float32) - prev[y0:y1, x0 + o : x1 + o]).mean()
+        )
     return float(np.mean(diffs))
 
 
 def face_psnr(frames, clean, shifts, box) -> float:
     x0, y0, x1, y1 = box
-    mse = [np.mean((f[y0:y1, x0 + round(s):x1 + round(s)].astype(np.float64)
-                    - c[y0:y1, x0 + round(s):x1 + round(s)]) ** 2) for f, c, s in zip(frames, clean, shifts, strict=True)]
+    mse = [
+        np.mean(
+            (f[y0:y1, x0 + round(s) : x1 + round(s)].astype(np.float64) - c[y0:y1, x0 + round(s) : x1 + round(s)]) ** 2
+        )
+        for f, c, s in zip(frames, clean, shifts, strict=True)
+    ]
     return float(10 * np.log10(255**2 / np.mean(mse)))
 
 
@@ -144,8 +155,15 @@ def main() -> None:
         "ours_input": (restorer, VideoConfig(temporal="input", temporal_weight=args.weight)),
     }
     methods = {k: v for k, v in methods.items() if k not in args.skip}
-    result: dict = {"model": args.model, "frames": args.frames, "hq_size": args.size, "weight": args.weight,
-                    "threads": args.threads, "machine": platform.processor() or platform.machine(), "clips": {}}
+    result: dict = {
+        "model": args.model,
+        "frames": args.frames,
+        "hq_size": args.size,
+        "weight": args.weight,
+        "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
+        "clips": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("still", "pan"):
             clean, shifts = hq_clip(kind, args.frames, args.size)
@@ -158,12 +176,21 @@ def main() -> None:
             write_video(lq_path, lq, 24, crf=0, preset="ultrafast")  # lossless
             bicubic = [cv2.resize(f, (args.size, args.size), interpolation=cv2.INTER_CUBIC) for f in lq]
             write_video(Path(tmp) / "clean.mp4", clean, 24, crf=0, preset="ultrafast")
-            row = {"face_box": list(box), "clean": flicker(read_all(Path(tmp) / "clean.mp4"), shifts, box),
-                   "clean_rgb": round(flicker(clean, shifts, box), 3), "lq_bicubic": flicker(bicubic, shifts, box),
-                   "methods": {}}
+            row = {
+                "face_box": list(box),
+                "clean": flicker(read_all(Path(tmp) / "clean.mp4"), shifts, box),
+                "clean_rgb": round(flicker(clean, shifts, box), 3),
+                "lq_bicubic": flicker(bicubic, shifts, box),
+                "methods": {},
+            }
             for name, (r, cfg) in methods.items():
-                cfg = VideoConfig(pipeline=PipelineConfig(upscale=2, batch_size=8), track=cfg.track,
-                                  temporal=cfg.temporal, temporal_weight=cfg.temporal_weight, crf=0)
+                cfg = VideoConfig(
+                    pipeline=PipelineConfig(upscale=2, batch_size=8),
+                    track=cfg.track,
+                    temporal=cfg.temporal,
+                    temporal_weight=cfg.temporal_weight,
+                    crf=0,
+                )
                 out = Path(tmp) / f"{kind}_{name}.mp4"
                 t0 = time.perf_counter()
                 report = restore_video(lq_path, out, r, detector, cfg)

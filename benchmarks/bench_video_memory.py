@@ -46,7 +46,9 @@ def make_clip(path: Path, size: tuple[int, int], seconds: float, fps: int) -> in
         for i in range(n):
             t = i / max(n - 1, 1)
             z = 1.0 + 0.1 * np.sin(2 * np.pi * t)
-            m = np.array([[z, 0, w / 2 - z * (photo.shape[1] * (0.45 + 0.05 * t))], [0, z, h / 2 - z * photo.shape[0] * 0.35]])
+            m = np.array(
+                [[z, 0, w / 2 - z * (photo.shape[1] * (0.45 + 0.05 * t))], [0, z, h / 2 - z * photo.shape[0] * 0.35]]
+            )
             yield cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
     return write_video(path, frames(), fps, crf=23, preset="ultrafast")
@@ -66,15 +68,30 @@ def child(args: argparse.Namespace) -> None:
         from prefrestore.api import load_restorer
 
         restorer = load_restorer(args.model)
-    config = VideoConfig(pipeline=PipelineConfig(upscale=args.upscale), detect_every=args.detect_every[0],
-                         preset=args.preset)
+    config = VideoConfig(
+        pipeline=PipelineConfig(upscale=args.upscale), detect_every=args.detect_every[0], preset=args.preset
+    )
     t0 = time.perf_counter()
-    rep = restore_video(args.child, Path(args.child).with_suffix(".out.mp4"), restorer,
-                        build_detector("mtcnn", min_face_size=40), config)
+    rep = restore_video(
+        args.child,
+        Path(args.child).with_suffix(".out.mp4"),
+        restorer,
+        build_detector("mtcnn", min_face_size=40),
+        config,
+    )
     wall = time.perf_counter() - t0
-    print(json.dumps({"frames": rep["frames"], "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                      "wall_s": round(wall, 1), "frames_per_s": round(rep["frames"] / wall, 2),
-                      "faces": sum(rep["faces_per_frame"]), "timings_s": rep["timings_s"]}))
+    print(
+        json.dumps(
+            {
+                "frames": rep["frames"],
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "wall_s": round(wall, 1),
+                "frames_per_s": round(rep["frames"] / wall, 2),
+                "faces": sum(rep["faces_per_frame"]),
+                "timings_s": rep["timings_s"],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -98,15 +115,47 @@ def main() -> None:
             clip = Path(tmp) / f"clip_{seconds:g}s.mp4"
             frames = make_clip(clip, size, seconds, args.fps)
             for every in args.detect_every:
-                cmd = [sys.executable, __file__, "--child", str(clip), "--model", args.model, "--detect-every",
-                       str(every), "--upscale", str(args.upscale), "--threads", str(args.threads), "--preset", args.preset]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(clip),
+                    "--model",
+                    args.model,
+                    "--detect-every",
+                    str(every),
+                    "--upscale",
+                    str(args.upscale),
+                    "--threads",
+                    str(args.threads),
+                    "--preset",
+                    args.preset,
+                ]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-                runs.append({"seconds": seconds, "input_frames": frames, "detect_every": every,
-                             **json.loads(out.strip().splitlines()[-1])})
+                runs.append(
+                    {
+                        "seconds": seconds,
+                        "input_frames": frames,
+                        "detect_every": every,
+                        **json.loads(out.strip().splitlines()[-1]),
+                    }
+                )
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)  # partial results survive an interruption
-    print(json.dumps({"size": args.size, "fps": args.fps, "model": args.model, "upscale": args.upscale,
-                      "threads": args.threads, "preset": args.preset,
-                      "machine": platform.processor() or platform.machine(), "runs": runs}, indent=2))
+    print(
+        json.dumps(
+            {
+                "size": args.size,
+                "fps": args.fps,
+                "model": args.model,
+                "upscale": args.upscale,
+                "threads": args.threads,
+                "preset": args.preset,
+                "machine": platform.processor() or platform.machine(),
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

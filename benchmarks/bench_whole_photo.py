@@ -133,8 +133,11 @@ def score(out: np.ndarray, hq: np.ndarray, box, lpips_model) -> dict[str, float]
     x0, y0, x1, y1 = box
     a, b = out[y0:y1, x0:x1], hq[y0:y1, x0:x1]
     ta, tb = to_tensor(a), to_tensor(b)
-    r = {"psnr_y": float(psnr(ta, tb)[0]), "ssim": float(ssim(ta, tb)[0]),
-         "sharpness": lap_var(a) / max(lap_var(b), 1e-6)}
+    r = {
+        "psnr_y": float(psnr(ta, tb)[0]),
+        "ssim": float(ssim(ta, tb)[0]),
+        "sharpness": lap_var(a) / max(lap_var(b), 1e-6),
+    }
     if lpips_model is not None:
         with torch.no_grad():
             r["lpips"] = float(lpips_model(ta.float(), tb.float())[0])
@@ -161,8 +164,9 @@ def bin_of(box) -> str:
 
 def tile(img: np.ndarray, box, size: int = 144) -> np.ndarray:
     x0, y0, x1, y1 = box
-    return cv2.resize(img[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA if x1 - x0 > size
-                      else cv2.INTER_CUBIC)
+    return cv2.resize(
+        img[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA if x1 - x0 > size else cv2.INTER_CUBIC
+    )
 
 
 def main() -> None:
@@ -241,23 +245,42 @@ def main() -> None:
                 reports[method] = [f.detail.report() for f in res.faces if f.detail is not None]
             for j, box in enumerate(boxes):
                 for method, out in outs.items():
-                    rows.append({"photo": src, "face": j, "scale": s, "bin": bin_of(box), "method": method,
-                                 **score(out, hq, box, lpips_model)})
+                    rows.append(
+                        {
+                            "photo": src,
+                            "face": j,
+                            "scale": s,
+                            "bin": bin_of(box),
+                            "method": method,
+                            **score(out, hq, box, lpips_model),
+                        }
+                    )
                 lq_up = cv2.resize(lq, size, interpolation=cv2.INTER_NEAREST)
-                grid_row = [tile(lq_up, box), tile(outs["lanczos"], box),
-                            tile(outs.get("realesrgan", np.zeros_like(hq)), box), tile(outs["ours"], box),
-                            tile(hq, box)]
+                grid_row = [
+                    tile(lq_up, box),
+                    tile(outs["lanczos"], box),
+                    tile(outs.get("realesrgan", np.zeros_like(hq)), box),
+                    tile(outs["ours"], box),
+                    tile(hq, box),
+                ]
                 grids.setdefault(s, []).append((min(box[2] - box[0], box[3] - box[1]), src, grid_row))
             rows.append({"photo": src, "scale": s, "detail_plans": reports["ours"]})
 
     summary = summarize(rows, args.scales)
-    result = {"benchmark": "whole_photo", "model": args.model, "resolution": restorer.resolution,
-              "photos": [p[0] for p in photos], "faces_per_photo": {p[0]: len(p[2]) for p in photos},
-              "lpips": lpips_note, "realesrgan": esrgan_note,
-              "realesrgan_skipped": {str(k): v for k, v in esrgan_skipped.items()},
-              "seconds": {k: round(v, 1) for k, v in seconds.items()}, "summary": summary,
-              "detail_plans": [r for r in rows if "detail_plans" in r],
-              "faces": [r for r in rows if "detail_plans" not in r]}
+    result = {
+        "benchmark": "whole_photo",
+        "model": args.model,
+        "resolution": restorer.resolution,
+        "photos": [p[0] for p in photos],
+        "faces_per_photo": {p[0]: len(p[2]) for p in photos},
+        "lpips": lpips_note,
+        "realesrgan": esrgan_note,
+        "realesrgan_skipped": {str(k): v for k, v in esrgan_skipped.items()},
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "summary": summary,
+        "detail_plans": [r for r in rows if "detail_plans" in r],
+        "faces": [r for r in rows if "detail_plans" not in r],
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -287,17 +310,23 @@ def summarize(rows: list[dict], scales) -> dict:
 def write_docs(folder: Path, result: dict, grids: dict[int, list[tuple[int, str, list[np.ndarray]]]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     short = {k: result[k].split(" (")[0] for k in ("lpips", "realesrgan")}  # the reasons are in the JSON
-    lines = [f"Model `{result['model']}` ({result['resolution']} px); {len(result['photos'])} held-out photos, "
-             f"{sum(result['faces_per_photo'].values())} faces; LPIPS: {short['lpips']}; Real-ESRGAN: "
-             f"{short['realesrgan']} (S > 1, LQ photos up to the pixel cap: "
-             f"{sum(len(v) for v in result['realesrgan_skipped'].values())} photo runs skipped).", "",
-             "| S | face bin | method | faces | PSNR-Y | SSIM | LPIPS | sharpness |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Model `{result['model']}` ({result['resolution']} px); {len(result['photos'])} held-out photos, "
+        f"{sum(result['faces_per_photo'].values())} faces; LPIPS: {short['lpips']}; Real-ESRGAN: "
+        f"{short['realesrgan']} (S > 1, LQ photos up to the pixel cap: "
+        f"{sum(len(v) for v in result['realesrgan_skipped'].values())} photo runs skipped).",
+        "",
+        "| S | face bin | method | faces | PSNR-Y | SSIM | LPIPS | sharpness |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for key, entry in result["summary"].items():
         s, b = key.split(" ", 1)
         for m, v in entry.items():
             lp = f"{v['lpips']:.3f}" if "lpips" in v else "-"
-            lines.append(f"| {s[1:]} | {b} | {m} | {v['faces']} | {v['psnr_y']:.2f} | {v['ssim']:.4f} | {lp} | "
-                         f"{v['sharpness']:.3f} |")
+            lines.append(
+                f"| {s[1:]} | {b} | {m} | {v['faces']} | {v['psnr_y']:.2f} | {v['ssim']:.4f} | {lp} | "
+                f"{v['sharpness']:.3f} |"
+            )
     (folder / "whole_photo.md").write_text("\n".join(lines) + "\n")
     for s, rows in grids.items():
         largest = {}  # one face per photo (its largest), then six spread over the sizes, smallest first

@@ -50,13 +50,15 @@ def main() -> None:
     if args.image:
         img = load_rgb(args.image)
         h, w = img.shape[:2]
-        ref = img[(h - 256) // 2:(h - 256) // 2 + 256, (w - 256) // 2:(w - 256) // 2 + 256]
+        ref = img[(h - 256) // 2 : (h - 256) // 2 + 256, (w - 256) // 2 : (w - 256) // 2 + 256]
     else:
         from skimage.data import astronaut
 
         ref = astronaut()[0:256, 110:366]  # the face, hair and collar
     ref = np.ascontiguousarray(ref)
-    lq = np.round(ResampleUpsampler()(ref.astype(np.float32), (64, 64))).astype(np.uint8)  # area reduction, (64, 64, 3)
+    lq = np.round(ResampleUpsampler()(ref.astype(np.float32), (64, 64))).astype(
+        np.uint8
+    )  # area reduction, (64, 64, 3)
     lq_f = lq.astype(np.float32)
 
     up = realesrgan.build(folder=args.weights, tile=0)
@@ -71,25 +73,43 @@ def main() -> None:
     full = realesrgan.upscale_tiled(up.model, x, tile=0, overlap=0)
     for overlap in (8, 16, 32):
         d = (realesrgan.upscale_tiled(up.model, x, tile=24, overlap=overlap) - full).abs().flatten() * 255
-        tiling[f"tile 24, overlap {overlap}"] = {"max": round(float(d.max()), 2), "mean": round(float(d.mean()), 3),
-                                                 "p99": round(float(d.quantile(0.99)), 2)}
+        tiling[f"tile 24, overlap {overlap}"] = {
+            "max": round(float(d.max()), 2),
+            "mean": round(float(d.mean()), 3),
+            "p99": round(float(d.quantile(0.99)), 2),
+        }
 
     ref_t = _unit(ref)
     rows = {}
     for name, out, secs in (("lanczos", lz, t_lz), ("realesrgan", sr, t_sr)):
         o = np.round(out).clip(0, 255).astype(np.uint8)
-        rows[name] = {"psnr_y": round(float(psnr(_unit(o), ref_t, space="y")[0]), 2),
-                      "psnr_rgb": round(float(psnr(_unit(o), ref_t, space="rgb")[0]), 2),
-                      "sharpness_vs_reference": round(sharpness(o) / sharpness(ref), 3),
-                      "seconds": round(secs, 3)}
+        rows[name] = {
+            "psnr_y": round(float(psnr(_unit(o), ref_t, space="y")[0]), 2),
+            "psnr_rgb": round(float(psnr(_unit(o), ref_t, space="rgb")[0]), 2),
+            "sharpness_vs_reference": round(sharpness(o) / sharpness(ref), 3),
+            "seconds": round(secs, 3),
+        }
     out_dir = Path(args.out)
-    panels = [resize(lq, (256, 256), resample="nearest"), np.round(lz).astype(np.uint8),
-              np.round(sr).astype(np.uint8), ref]
+    panels = [
+        resize(lq, (256, 256), resample="nearest"),
+        np.round(lz).astype(np.uint8),
+        np.round(sr).astype(np.uint8),
+        ref,
+    ]
     save_rgb(out_dir / "comparison.png", np.concatenate(panels, axis=1))
-    print(json.dumps({"crop": "astronaut face 256 px" if not args.image else args.image, "lq": "64 px (area 4x)",
-                      "threads": torch.get_num_threads(), "results": rows,
-                      "tiled_vs_untiled_abs_diff_0_255": tiling,
-                      "image": str(out_dir / "comparison.png")}, indent=1))
+    print(
+        json.dumps(
+            {
+                "crop": "astronaut face 256 px" if not args.image else args.image,
+                "lq": "64 px (area 4x)",
+                "threads": torch.get_num_threads(),
+                "results": rows,
+                "tiled_vs_untiled_abs_diff_0_255": tiling,
+                "image": str(out_dir / "comparison.png"),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,10 +39,23 @@ from prefrestore.models.integrator import RESTORE_INSTRUCTION, DecodeOptions  # 
 from prefrestore.models.runtime import build_random_fast, cast_for_inference  # noqa: E402
 
 # Nominal memory bandwidth, bytes/s (vendor data sheets); first match of the device name wins.
-PEAK_BANDWIDTH = [("GH200", 4.0e12), ("H200", 4.8e12), ("H100 PCIe", 2.0e12), ("H100", 3.35e12),
-                  ("A100-SXM4-80GB", 2.039e12), ("A100 80GB PCIe", 1.935e12), ("A100", 1.555e12),
-                  ("L40S", 0.864e12), ("L40", 0.864e12), ("L4", 0.3e12), ("RTX 4090", 1.008e12),
-                  ("RTX 3090", 0.936e12), ("A10", 0.6e12), ("V100", 0.9e12), ("T4", 0.32e12)]
+PEAK_BANDWIDTH = [
+    ("GH200", 4.0e12),
+    ("H200", 4.8e12),
+    ("H100 PCIe", 2.0e12),
+    ("H100", 3.35e12),
+    ("A100-SXM4-80GB", 2.039e12),
+    ("A100 80GB PCIe", 1.935e12),
+    ("A100", 1.555e12),
+    ("L40S", 0.864e12),
+    ("L40", 0.864e12),
+    ("L4", 0.3e12),
+    ("RTX 4090", 1.008e12),
+    ("RTX 3090", 0.936e12),
+    ("A10", 0.6e12),
+    ("V100", 0.9e12),
+    ("T4", 0.32e12),
+]
 
 
 class Clock:
@@ -86,11 +99,14 @@ def attention_report(model) -> dict:
     lm = model.integrator.lm.config
     enc = getattr(model.tokenizer.encoder, "config", None)
     procs = sorted({type(p).__name__ for p in model.transformer.attn_processors.values()})
-    return {"lm": getattr(lm, "_attn_implementation", None),
-            "siglip": getattr(enc, "_attn_implementation", None) if enc is not None else None,
-            "sana_processors": procs,
-            "sdpa_backends": {k: getattr(torch.backends.cuda, f"{k}_sdp_enabled")() for k in ("flash", "mem_efficient",
-                                                                                            "math")}}
+    return {
+        "lm": getattr(lm, "_attn_implementation", None),
+        "siglip": getattr(enc, "_attn_implementation", None) if enc is not None else None,
+        "sana_processors": procs,
+        "sdpa_backends": {
+            k: getattr(torch.backends.cuda, f"{k}_sdp_enabled")() for k in ("flash", "mem_efficient", "math")
+        },
+    }
 
 
 def run_batch(model, batch: int, *, steps: int, tokens: int | None, guidance: float, seed: int = 0):
@@ -149,14 +165,26 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report: dict = {"preset": args.preset, "model": args.model or "random weights", "device": str(device),
-                    "dtype": args.dtype, "vae_dtype": "float32", "torch": torch.__version__,
-                    "steps": args.steps, "guidance_scale": args.guidance_scale, "compile": args.compile,
-                    "skipped": [], "host": platform.node()}
+    report: dict = {
+        "preset": args.preset,
+        "model": args.model or "random weights",
+        "device": str(device),
+        "dtype": args.dtype,
+        "vae_dtype": "float32",
+        "torch": torch.__version__,
+        "steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+        "compile": args.compile,
+        "skipped": [],
+        "host": platform.node(),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        report["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                         "capability": f"{props.major}.{props.minor}"}
+        report["gpu"] = {
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}",
+        }
     else:
         report["cpu_threads"] = torch.get_num_threads()
 
@@ -201,8 +229,11 @@ def main(argv: list[str] | None = None) -> dict:
         save()
 
     # -- speed and memory per batch size
-    peak_bw = args.peak_bandwidth_gbs * 1e9 if args.peak_bandwidth_gbs else next(
-        (bw for name, bw in PEAK_BANDWIDTH if device.type == "cuda" and name in report["gpu"]["name"]), None)
+    peak_bw = (
+        args.peak_bandwidth_gbs * 1e9
+        if args.peak_bandwidth_gbs
+        else next((bw for name, bw in PEAK_BANDWIDTH if device.type == "cuda" and name in report["gpu"]["name"]), None)
+    )
     report["batches"] = []
     for b in args.batch_sizes:
         if not within_budget(f"batch {b}"):
@@ -219,13 +250,21 @@ def main(argv: list[str] | None = None) -> dict:
         total = sum(times.values())
         decode_steps = max(tokens - 1, 1)
         achieved = report["lm_weight_bytes"] * decode_steps / times["ar_decode"] if times["ar_decode"] > 0 else None
-        report["batches"].append({
-            "batch": b, "stages_s": times, "total_s": round(total, 3), "faces_per_s": round(b / total, 3),
-            "peak_mem_gib": peak_gib(device, rss0),
-            "ar_bandwidth": {"ms_per_token_step": round(1000 * times["ar_decode"] / decode_steps, 3),
-                             "achieved_gbs": round(achieved / 1e9, 1) if achieved else None,
-                             "peak_gbs": round(peak_bw / 1e9) if peak_bw else None,
-                             "fraction_of_peak": round(achieved / peak_bw, 3) if achieved and peak_bw else None}})
+        report["batches"].append(
+            {
+                "batch": b,
+                "stages_s": times,
+                "total_s": round(total, 3),
+                "faces_per_s": round(b / total, 3),
+                "peak_mem_gib": peak_gib(device, rss0),
+                "ar_bandwidth": {
+                    "ms_per_token_step": round(1000 * times["ar_decode"] / decode_steps, 3),
+                    "achieved_gbs": round(achieved / 1e9, 1) if achieved else None,
+                    "peak_gbs": round(peak_bw / 1e9) if peak_bw else None,
+                    "fraction_of_peak": round(achieved / peak_bw, 3) if achieved and peak_bw else None,
+                },
+            }
+        )
         save()
 
     if args.compile:  # the checks below copy the model; they run uncompiled
@@ -235,27 +274,37 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.check_faces
     # -- bf16 vs fp32 (same weights upcast, same inputs and noise)
     if dtype != torch.float32 and n > 0 and within_budget("bf16_vs_fp32"):
-        _, out_lo, codes_lo, (cond_lo, _) = run_batch(model, n, steps=args.steps, tokens=tokens,
-                                                     guidance=args.guidance_scale)
+        _, out_lo, codes_lo, (cond_lo, _) = run_batch(
+            model, n, steps=args.steps, tokens=tokens, guidance=args.guidance_scale
+        )
         ref = copy.deepcopy(model).float()
-        _, out_hi, codes_hi, (cond_hi, latent_hi) = run_batch(ref, n, steps=args.steps, tokens=tokens,
-                                                             guidance=args.guidance_scale)
+        _, out_hi, codes_hi, (cond_hi, latent_hi) = run_batch(
+            ref, n, steps=args.steps, tokens=tokens, guidance=args.guidance_scale
+        )
         with torch.no_grad():
             gens = [torch.Generator(device=device).manual_seed(0) for _ in range(n)]
             noise = model.initial_noise(n, gens)
-            same_lo = model.decode_latent(model.sample(cond_hi, noise, None, steps=args.steps,
-                                                              guidance_scale=args.guidance_scale)).float()
-            same_hi = ref.decode_latent(ref.sample(cond_hi, noise, None, steps=args.steps,
-                                                          guidance_scale=args.guidance_scale)).float()
+            same_lo = model.decode_latent(
+                model.sample(cond_hi, noise, None, steps=args.steps, guidance_scale=args.guidance_scale)
+            ).float()
+            same_hi = ref.decode_latent(
+                ref.sample(cond_hi, noise, None, steps=args.steps, guidance_scale=args.guidance_scale)
+            ).float()
             vae_hi = ref.vae.decode(latent_hi / model.config.autoencoder.scaling_factor).sample.float()
-            vae_lo = copy.deepcopy(ref.vae).to(dtype).decode(
-                (latent_hi / model.config.autoencoder.scaling_factor).to(dtype)).sample.float()
+            vae_lo = (
+                copy.deepcopy(ref.vae)
+                .to(dtype)
+                .decode((latent_hi / model.config.autoencoder.scaling_factor).to(dtype))
+                .sample.float()
+            )
         report["bf16_vs_fp32"] = {
-            "faces": n, "token_agreement": round(float((codes_lo == codes_hi).float().mean()), 4),
+            "faces": n,
+            "token_agreement": round(float((codes_lo == codes_hi).float().mean()), 4),
             "end_to_end_psnr_db": psnr_pm1(out_lo, out_hi),
             "diffusion_and_decode_same_condition_psnr_db": psnr_pm1(same_lo.clamp(-1, 1), same_hi.clamp(-1, 1)),
             "vae_decode_in_low_precision_psnr_db": psnr_pm1(vae_lo.clamp(-1, 1), vae_hi.clamp(-1, 1)),
-            "vae_decode_in_low_precision_finite": bool(torch.isfinite(vae_lo).all())}
+            "vae_decode_in_low_precision_finite": bool(torch.isfinite(vae_lo).all()),
+        }
         del ref
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -266,13 +315,18 @@ def main(argv: list[str] | None = None) -> dict:
         before = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            outs = [run_batch(model, n, steps=args.steps, tokens=tokens, guidance=args.guidance_scale)[1:3]
-                    for _ in range(2)]
+            outs = [
+                run_batch(model, n, steps=args.steps, tokens=tokens, guidance=args.guidance_scale)[1:3]
+                for _ in range(2)
+            ]
         finally:
             torch.use_deterministic_algorithms(before)
         (o1, c1), (o2, c2) = outs
-        report["determinism"] = {"faces": n, "bit_identical": bool(torch.equal(o1, o2) and torch.equal(c1, c2)),
-                                 "max_abs_diff": float((o1 - o2).abs().max())}
+        report["determinism"] = {
+            "faces": n,
+            "bit_identical": bool(torch.equal(o1, o2) and torch.equal(c1, c2)),
+            "max_abs_diff": float((o1 - o2).abs().max()),
+        }
         save()
 
     save()

@@ -52,8 +52,10 @@ def main() -> int:
     for net in args.nets:
         model = load_lpips(net)
         with torch.no_grad():
-            out[net] = {kind: {str(lv): round(model(ref, unit(degraded(kind, lv))).item(), 4) for lv in levels}
-                        for kind, levels in LADDERS.items()}
+            out[net] = {
+                kind: {str(lv): round(model(ref, unit(degraded(kind, lv))).item(), 4) for lv in levels}
+                for kind, levels in LADDERS.items()
+            }
     if not args.markdown:
         print(json.dumps(out, indent=2))
         return 0

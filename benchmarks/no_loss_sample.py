@@ -30,8 +30,12 @@ from prefrestore.pipeline import PipelineConfig, restore_photos
 
 # method -> (restore options, paste-back settings); "band_merge" forces the band merge (its "can only lose" gates
 # open) to show what the merge alone keeps
-METHODS = {"lanczos": ({"blend": 0.0}, {}), "rule_off": ({"keep_detail": "off"}, {}),
-           "band_merge": ({}, {"detail_loss": 0.0, "detail_change": 1e9}), "ours": ({}, {})}
+METHODS = {
+    "lanczos": ({"blend": 0.0}, {}),
+    "rule_off": ({"keep_detail": "off"}, {}),
+    "band_merge": ({}, {"detail_loss": 0.0, "detail_change": 1e9}),
+    "ours": ({}, {}),
+}
 
 
 def lap_var(img: np.ndarray) -> float:
@@ -69,11 +73,14 @@ def main() -> None:
                 x0, y0, x1, y1 = (v * args.scale for v in res.faces[0].aligned.detection.box)
                 h, w = res.photo.color.shape[:2]
                 box = (max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1)))
-            region = res.photo.color[box[1]:box[3], box[0]:box[2]]
-            entry[method] = {"sharpness": round(lap_var(region), 3),
-                             "detail": [f.detail.report() for f in res.faces if f.detail is not None]}
-            tiles.append(cv2.resize(region, (384, round(384 * region.shape[0] / region.shape[1])),
-                                    interpolation=cv2.INTER_AREA))
+            region = res.photo.color[box[1] : box[3], box[0] : box[2]]
+            entry[method] = {
+                "sharpness": round(lap_var(region), 3),
+                "detail": [f.detail.report() for f in res.faces if f.detail is not None],
+            }
+            tiles.append(
+                cv2.resize(region, (384, round(384 * region.shape[0] / region.shape[1])), interpolation=cv2.INTER_AREA)
+            )
         for method in ("rule_off", "band_merge", "ours"):
             entry[method]["vs_lanczos"] = round(entry[method]["sharpness"] / entry["lanczos"]["sharpness"], 3)
         result[name] = entry
@@ -82,8 +89,9 @@ def main() -> None:
     if args.png:
         width = max(r.shape[1] for r in rows)
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
-                        ).save(args.png, optimize=True, quality=92)  # quality: for a .jpg
+        Image.fromarray(np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])).save(
+            args.png, optimize=True, quality=92
+        )  # quality: for a .jpg
 
 
 if __name__ == "__main__":

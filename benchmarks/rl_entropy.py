@@ -102,8 +102,13 @@ def restore_k(model, lq: torch.Tensor, k: int, rollout_cfg, seed: int) -> torch.
     from prefrestore.seeding import derive_seed
     from prefrestore.training.rollout import RolloutConfig, rollout
 
-    cfg = RolloutConfig(group_size=k, steps=rollout_cfg.steps, solver=rollout_cfg.solver,
-                        guidance_scale=rollout_cfg.guidance_scale, batch_size=rollout_cfg.batch_size)
+    cfg = RolloutConfig(
+        group_size=k,
+        steps=rollout_cfg.steps,
+        solver=rollout_cfg.solver,
+        guidance_scale=rollout_cfg.guidance_scale,
+        batch_size=rollout_cfg.batch_size,
+    )
     outs = []
     for b in range(lq.shape[0]):  # one LQ at a time keeps memory flat
         seeds = [derive_seed(seed, b, j) for j in range(k)]
@@ -149,9 +154,11 @@ def plot(results: dict, out: Path) -> None:
     ncols = max(3, len(names) + 1)
     fig = plt.figure(figsize=(3.2 * ncols, 7.5))
     grid = fig.add_gridspec(2, ncols, height_ratios=[1.3, 1])
-    scatters = (("pixel_std_per_lq", "entropy: mean per-pixel std\nover K seeds", True),
-                ("pairwise_rmse_per_lq", "entropy: mean pairwise RMSE\nover K seeds", True),
-                ("reward_total_per_lq", "total reward (mean over K)", False))
+    scatters = (
+        ("pixel_std_per_lq", "entropy: mean per-pixel std\nover K seeds", True),
+        ("pairwise_rmse_per_lq", "entropy: mean pairwise RMSE\nover K seeds", True),
+        ("reward_total_per_lq", "total reward (mean over K)", False),
+    )
     for i, (key, label, from_zero) in enumerate(scatters):
         ax = fig.add_subplot(grid[0, i])
         a, b = np.array(before[key]), np.array(after[key])
@@ -217,18 +224,29 @@ def samples_grid(results: dict, lq: torch.Tensor, hq: torch.Tensor, out: Path, r
 
 def write_report(results: dict, out: Path, command: str) -> None:
     b, a = results["before"], results["after"]
-    lines = [f"# Before / after RL on {len(b['names'])} held-out LQ faces, K = {results['settings']['samples']} seeds",
-             "", f"Command: `{command}`", "", f"Settings: `{json.dumps(results['settings'])}`", "",
-             "| quantity | before RL | after RL | change |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"# Before / after RL on {len(b['names'])} held-out LQ faces, K = {results['settings']['samples']} seeds",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Settings: `{json.dumps(results['settings'])}`",
+        "",
+        "| quantity | before RL | after RL | change |",
+        "| --- | --- | --- | --- |",
+    ]
     rows = [("total reward", b["reward_total"], a["reward_total"])]
     rows += [(f"reward: {k}", b["rewards"][k], a["rewards"][k]) for k in b["rewards"]]
     for label, x, y in rows:
-        lines.append(f"| {label} | {x['mean']:.4f} +- {x['std']:.4f} | {y['mean']:.4f} +- {y['std']:.4f} | "
-                     f"{y['mean'] - x['mean']:+.4f} |")
+        lines.append(
+            f"| {label} | {x['mean']:.4f} +- {x['std']:.4f} | {y['mean']:.4f} +- {y['std']:.4f} | "
+            f"{y['mean'] - x['mean']:+.4f} |"
+        )
     for key, label in (("pixel_std", "entropy: mean per-pixel std"), ("pairwise_rmse", "entropy: mean pairwise RMSE")):
         per = np.array(a[f"{key}_per_lq"]) - np.array(b[f"{key}_per_lq"])
-        lines.append(f"| {label} | {b[key]:.5f} | {a[key]:.5f} | {a[key] - b[key]:+.5f} "
-                     f"({(per < 0).sum()}/{len(per)} LQs lower) |")
+        lines.append(
+            f"| {label} | {b[key]:.5f} | {a[key]:.5f} | {a[key] - b[key]:+.5f} "
+            f"({(per < 0).sum()}/{len(per)} LQs lower) |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
@@ -244,11 +262,27 @@ def run_measure(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: float(v) for k, v in (kv.split("=") for kv in args.rewards.split(","))}
     reward = CompositeReward.build(weights)
-    rollout_cfg = RolloutConfig(group_size=2, steps=args.steps, solver=args.solver,
-                                guidance_scale=args.guidance_scale, batch_size=args.batch_size)
-    results: dict = {"settings": {"model": args.model, "lora": args.lora, "pairs": args.pairs, "samples": args.samples,
-                                  "steps": args.steps, "solver": args.solver, "guidance_scale": args.guidance_scale,
-                                  "seed": args.seed, "rewards": weights, "integrator": "greedy"}}
+    rollout_cfg = RolloutConfig(
+        group_size=2,
+        steps=args.steps,
+        solver=args.solver,
+        guidance_scale=args.guidance_scale,
+        batch_size=args.batch_size,
+    )
+    results: dict = {
+        "settings": {
+            "model": args.model,
+            "lora": args.lora,
+            "pairs": args.pairs,
+            "samples": args.samples,
+            "steps": args.steps,
+            "solver": args.solver,
+            "guidance_scale": args.guidance_scale,
+            "seed": args.seed,
+            "rewards": weights,
+            "integrator": "greedy",
+        }
+    }
     lq = hq = None
     for variant, lora in (("before", None), ("after", args.lora)):
         model = load_variant(args.model, lora)
@@ -260,15 +294,22 @@ def run_measure(args) -> None:
             names = [p.name for p in pairs]
         log.info("%s: %d LQ x %d seeds", variant, lq.shape[0], args.samples)
         results[variant] = measure(model, names, lq, hq, reward, args, rollout_cfg)
-        log.info("%s: reward %.4f, pixel std %.5f, pairwise %.5f (%.0fs)", variant,
-                 results[variant]["reward_total"]["mean"], results[variant]["pixel_std"],
-                 results[variant]["pairwise_rmse"], results[variant]["seconds"])
+        log.info(
+            "%s: reward %.4f, pixel std %.5f, pairwise %.5f (%.0fs)",
+            variant,
+            results[variant]["reward_total"]["mean"],
+            results[variant]["pixel_std"],
+            results[variant]["pairwise_rmse"],
+            results[variant]["seconds"],
+        )
     command = " ".join(["python", *sys.argv])
     plot(results, out)
     samples_grid(results, lq, hq, out)
     write_report(results, out, command)
-    clean = {k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
-             for k, v in results.items()}
+    clean = {
+        k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
+        for k, v in results.items()
+    }
     clean["command"] = command
     (out / "results.json").write_text(json.dumps(clean, indent=2) + "\n")
     print((out / "results.md").read_text())
@@ -284,8 +325,11 @@ def plot_curves(run: str) -> Path:
     ep = [r["epoch"] for r in rows]
     parts = [k for k in rows[0] if k.startswith("reward/")]
     panels = [("reward_mean", "total reward (rollouts of the epoch)")] + [(k, k) for k in parts]
-    panels += [("kl", "mean ||v_theta - v_ref||^2"), ("group_std_mean", "within-group reward std"),
-               ("loss", "NFT loss")]
+    panels += [
+        ("kl", "mean ||v_theta - v_ref||^2"),
+        ("group_std_mean", "within-group reward std"),
+        ("loss", "NFT loss"),
+    ]
     fig, axes = plt.subplots(2, (len(panels) + 1) // 2, figsize=(3.6 * ((len(panels) + 1) // 2), 6.5))
     for ax, (key, title) in zip(axes.ravel(), panels, strict=False):
         y = np.array([r[key] for r in rows])
@@ -330,8 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--seed", type=int, default=1234)
     m.add_argument("--threads", type=int, default=1)
     m.add_argument("--prompt", default="A photograph of a person.")
-    m.add_argument("--rewards", default="identity_dlib=1,lmd_mtcnn=0.5,ssim=0.5,brisque=0.25,psnr=0",
-                   help="name=weight,... (offline rewards; weight 0 = logged, not in the total)")
+    m.add_argument(
+        "--rewards",
+        default="identity_dlib=1,lmd_mtcnn=0.5,ssim=0.5,brisque=0.25,psnr=0",
+        help="name=weight,... (offline rewards; weight 0 = logged, not in the total)",
+    )
     c = sub.add_parser("curves", help="plot a run's log.jsonl")
     c.add_argument("run")
     args = ap.parse_args(argv)

@@ -47,8 +47,10 @@ class FarIdentity:
     def compare(self, inputs, restored):
         from prefrestore.faces.identity import IdentityScore
 
-        return [IdentityScore(1.0, 0.0) if np.array_equal(a, b) else IdentityScore(0.1, 0.9)
-                for a, b in zip(inputs, restored, strict=True)]
+        return [
+            IdentityScore(1.0, 0.0) if np.array_equal(a, b) else IdentityScore(0.1, 0.9)
+            for a, b in zip(inputs, restored, strict=True)
+        ]
 
 
 def fake_loader(restorer, detector, workdir: Path, *, batch_size: int = 8, identity=None):
@@ -98,8 +100,9 @@ def serve(tmp_path, detector, restorer=None, identity=None, **settings):
 
     restorer = restorer or InvertRestorer()
     workdir = tmp_path / "work"
-    app = create_app(ServerSettings(workdir=workdir, **settings),
-                     fake_loader(restorer, detector, workdir, identity=identity))
+    app = create_app(
+        ServerSettings(workdir=workdir, **settings), fake_loader(restorer, detector, workdir, identity=identity)
+    )
     with running_server(app) as url:
         yield url, restorer, app.server
 

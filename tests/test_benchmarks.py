@@ -18,30 +18,59 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
-    "bench_video_flicker": (["--model", "identity", "--frames", "4", "--size", "128", "--threads", "1",
-                             "--skip", "independent_new_seed"], {"clips"}),
-    "bench_photo": (["--model", "identity", "--photos", "1", "--batch-sizes", "1", "--no-t1", "--threads", "1"],
-                    {"results", "photo_size"}),
-    "bench_video_memory": (["--size", "160x120", "--seconds", "1", "--fps", "4", "--detect-every", "2",
-                            "--threads", "1", "--preset", "ultrafast"], {"runs"}),
+    "bench_video_flicker": (
+        ["--model", "identity", "--frames", "4", "--size", "128", "--threads", "1", "--skip", "independent_new_seed"],
+        {"clips"},
+    ),
+    "bench_photo": (
+        ["--model", "identity", "--photos", "1", "--batch-sizes", "1", "--no-t1", "--threads", "1"],
+        {"results", "photo_size"},
+    ),
+    "bench_video_memory": (
+        [
+            "--size",
+            "160x120",
+            "--seconds",
+            "1",
+            "--fps",
+            "4",
+            "--detect-every",
+            "2",
+            "--threads",
+            "1",
+            "--preset",
+            "ultrafast",
+        ],
+        {"runs"},
+    ),
     "bench_metrics": (["--size", "64", "--batch", "1", "--repeats", "1"], {"seconds_per_image"}),
     "bench_restore": (["--model", "default", "--batch-sizes", "1", "--steps", "1", "--repeats", "1"], {"results"}),
     "bench_startup": (["--skip-restore", "--repeats", "1"], {"variants"}),
 }
 SLOW = {
-    "bench_whole_photo": (["--photos", "1", "--scales", "2", "--realesrgan-max-pixels", "0", "--out", os.devnull],
-                          {"summary", "photos", "lpips", "realesrgan"}),
+    "bench_whole_photo": (
+        ["--photos", "1", "--scales", "2", "--realesrgan-max-pixels", "0", "--out", os.devnull],
+        {"summary", "photos", "lpips", "realesrgan"},
+    ),
     "no_loss_sample": ([], {"resolution", "grace_hopper.jpg"}),
     "bench_train": (["--stages", "0", "--steps", "1", "--batch-size", "1"], {"stages"}),
-    "bench_serve": (["--clients", "2", "--duration", "2", "--max-requests", "4", "--model", "default",
-                     "--warmup-batch", "1"], {"clients", "server_ready_s"}),
+    "bench_serve": (
+        ["--clients", "2", "--duration", "2", "--max-requests", "4", "--model", "default", "--warmup-batch", "1"],
+        {"clients", "server_ready_s"},
+    ),
 }
 
 
 def _run(name: str, args: list[str], keys: set[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args], capture_output=True,
-                          text=True, timeout=600, env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
     result = json.loads(proc.stdout)
     assert isinstance(result, dict) and keys <= set(result), f"{name}: missing {keys - set(result)} in {list(result)}"

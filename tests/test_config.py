@@ -81,7 +81,8 @@ def test_renamed_keys_load_under_the_new_name_with_a_warning(tmp_path, caplog):
         assert load_config(WithRenamed, y) == WithRenamed(out_dir="a", sub=Renamed(new=2))
     assert [r.getMessage() for r in caplog.records] == [
         "config key out is deprecated; use out_dir (the old name goes in the next release)",
-        "config key sub.old is deprecated; use sub.new (the old name goes in the next release)"]
+        "config key sub.old is deprecated; use sub.new (the old name goes in the next release)",
+    ]
     caplog.clear()
     with caplog.at_level("WARNING", logger="prefrestore.config"):  # an override under the old name beats the YAML
         assert load_config(WithRenamed, y, ["out=b", "sub.old=3"]) == WithRenamed(out_dir="b", sub=Renamed(new=3))

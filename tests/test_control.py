@@ -86,8 +86,12 @@ def heldout_crops(one_thread, detector, astronaut, grace):
 
     gts = [align(img, detector.detect(img)[0], 128).crop for img in (astronaut, grace)]
     cfg = scaled(preset("paper"), 128 / 512)
-    lqs = [from_model(apply((to_model([g])[0] + 1) / 2, sample_params(cfg, torch.Generator().manual_seed(7 + i)))[None]
-                      * 2 - 1)[0] for i, g in enumerate(gts)]
+    lqs = [
+        from_model(
+            apply((to_model([g])[0] + 1) / 2, sample_params(cfg, torch.Generator().manual_seed(7 + i)))[None] * 2 - 1
+        )[0]
+        for i, g in enumerate(gts)
+    ]
     return gts, lqs
 
 
@@ -111,11 +115,33 @@ def test_bundled_model_dial_is_monotonic_in_closeness_to_the_input(heldout_crops
 def test_options_one_schema_for_cli_mapping_and_json():
     p = argparse.ArgumentParser()
     options.add_arguments(p)
-    args = p.parse_args(["--fidelity", "0.7", "--candidates", "3", "--faces", "0,2", "--rerank-weights",
-                         "identity_dlib=1,lmd_mtcnn=0.25", "--identity-guard", "flag", "--blend", "0.5"])
+    args = p.parse_args(
+        [
+            "--fidelity",
+            "0.7",
+            "--candidates",
+            "3",
+            "--faces",
+            "0,2",
+            "--rerank-weights",
+            "identity_dlib=1,lmd_mtcnn=0.25",
+            "--identity-guard",
+            "flag",
+            "--blend",
+            "0.5",
+        ]
+    )
     from_cli = RestoreOptions.from_namespace(args)
-    from_json = RestoreOptions.from_mapping({"fidelity": 0.7, "candidates": 3, "faces": [0, 2], "identity_guard": "flag",
-                                             "rerank_weights": {"identity_dlib": 1, "lmd_mtcnn": 0.25}, "blend": 0.5})
+    from_json = RestoreOptions.from_mapping(
+        {
+            "fidelity": 0.7,
+            "candidates": 3,
+            "faces": [0, 2],
+            "identity_guard": "flag",
+            "rerank_weights": {"identity_dlib": 1, "lmd_mtcnn": 0.25},
+            "blend": 0.5,
+        }
+    )
     assert from_cli == from_json and from_cli.faces == (0, 2)
     assert RestoreOptions.from_namespace(p.parse_args([])) == RestoreOptions()
     schema = options.json_schema()
@@ -123,10 +149,15 @@ def test_options_one_schema_for_cli_mapping_and_json():
     assert schema["properties"]["fidelity"]["anyOf"][0]["maximum"] == 1.0
     assert "1 = closest to the input" in schema["properties"]["fidelity"]["description"]
     assert schema["properties"]["identity_guard"]["enum"] == ["off", "flag", "fallback"]
-    for bad, match in [({"fidelity": 1.2}, "--fidelity 1.2"), ({"candidates": 0}, "--candidates 0"),
-                       ({"identity_guard": "on"}, "--identity-guard"), ({"colour": 1}, "unknown restore option"),
-                       ({"rerank_weights": {"musiq": 1}}, "unknown reward"), ({"faces": "0,x"}, "--faces"),
-                       ({"max_face_size": 10, "min_face_size": 20}, "below --min-face-size")]:
+    for bad, match in [
+        ({"fidelity": 1.2}, "--fidelity 1.2"),
+        ({"candidates": 0}, "--candidates 0"),
+        ({"identity_guard": "on"}, "--identity-guard"),
+        ({"colour": 1}, "unknown restore option"),
+        ({"rerank_weights": {"musiq": 1}}, "unknown reward"),
+        ({"faces": "0,x"}, "--faces"),
+        ({"max_face_size": 10, "min_face_size": 20}, "below --min-face-size"),
+    ]:
         with pytest.raises(ValueError, match=match):
             RestoreOptions.from_mapping(bad)
 
@@ -135,8 +166,9 @@ def test_cli_rejects_fidelity_with_start_sigma(tmp_path, capsys):
     from prefrestore.cli import main
 
     (tmp_path / "in").mkdir()
-    code = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--fidelity", "0.5",
-                 "--start-sigma", "0.2"])
+    code = main(
+        ["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--fidelity", "0.5", "--start-sigma", "0.2"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--fidelity" in err[0]
 
@@ -183,7 +215,9 @@ def test_best_of_n_batches_candidates_and_picks_the_best_deterministically():
     scorers._rerank = FakeRerank()
     opts = RestoreOptions(candidates=4, color_fix="none", identity_guard="off")
     out = restore_controlled(r, crops, opts, seed=10, batch_size=8, scorers=scorers)
-    assert [c[0] for c in r.calls] == [8, 4] and sorted(s for c in r.calls for s in c[1]) == sorted(list(range(10, 14)) * 3)
+    assert [c[0] for c in r.calls] == [8, 4] and sorted(s for c in r.calls for s in c[1]) == sorted(
+        list(range(10, 14)) * 3
+    )
     for crop, o in zip(crops, out, strict=True):
         assert [c.seed for c in o.candidates] == [10, 11, 12, 13]
         scores = [c.score for c in o.candidates]
@@ -194,8 +228,9 @@ def test_best_of_n_batches_candidates_and_picks_the_best_deterministically():
     again = restore_controlled(NoisyRestorer(), crops, opts, seed=10, batch_size=8, scorers=scorers)
     assert [o.chosen for o in again] == [o.chosen for o in out]
     single = NoisyRestorer()
-    one = restore_controlled(single, crops, RestoreOptions(color_fix="none", identity_guard="off"), seed=10,
-                             batch_size=8, scorers=Scorers())
+    one = restore_controlled(
+        single, crops, RestoreOptions(color_fix="none", identity_guard="off"), seed=10, batch_size=8, scorers=Scorers()
+    )
     assert single.calls == [(3, (10, 10, 10), None)]  # N = 1: one call, the plain seed, no reranking
     assert one[0].candidates == () and np.array_equal(one[0].restored, NoisyRestorer().restore([crops[0]], seed=10)[0])
 
@@ -208,8 +243,14 @@ def test_rerank_ties_go_to_the_lowest_seed():
 
     scorers = Scorers()
     scorers._rerank = Flat()
-    out = restore_controlled(NoisyRestorer(), _faces(1), RestoreOptions(candidates=3, identity_guard="off"),
-                             seed=4, batch_size=2, scorers=scorers)
+    out = restore_controlled(
+        NoisyRestorer(),
+        _faces(1),
+        RestoreOptions(candidates=3, identity_guard="off"),
+        seed=4,
+        batch_size=2,
+        scorers=scorers,
+    )
     assert out[0].chosen == 0 and out[0].candidates[0].seed == 4
 
 
@@ -217,8 +258,14 @@ def test_rerank_by_psnr_to_the_input_picks_the_candidate_closest_to_it():
     """psnr / ssim are offered "to the input": the reward gets the input crop as its reference (there is no GT)."""
     crops = _faces(2)
     scorers = Scorers.for_options(RestoreOptions(candidates=4, rerank_weights={"psnr": 1.0}), identity=None)
-    out = restore_controlled(NoisyRestorer(), crops, RestoreOptions(candidates=4, rerank_weights={"psnr": 1.0},
-                             color_fix="none", identity_guard="off"), seed=0, batch_size=8, scorers=scorers)
+    out = restore_controlled(
+        NoisyRestorer(),
+        crops,
+        RestoreOptions(candidates=4, rerank_weights={"psnr": 1.0}, color_fix="none", identity_guard="off"),
+        seed=0,
+        batch_size=8,
+        scorers=scorers,
+    )
     from prefrestore.image import to_model, to_unit
     from prefrestore.metrics.fidelity import psnr
 
@@ -263,22 +310,27 @@ def test_identity_guard_flags_another_person_and_falls_back(heldout_crops):
     gts, _ = heldout_crops
     scorers = Scorers(identity=IdentityScorer())
     astronaut, grace = gts
-    flag = restore_controlled(SwapRestorer(grace), [astronaut], RestoreOptions(identity_guard="flag"), seed=0,
-                              batch_size=1, scorers=scorers)[0]
+    flag = restore_controlled(
+        SwapRestorer(grace), [astronaut], RestoreOptions(identity_guard="flag"), seed=0, batch_size=1, scorers=scorers
+    )[0]
     assert flag.flagged and flag.action is None and flag.identity.distance > 0.6
     assert flag.landmark_distance is not None  # MTCNN finds both faces
-    fb = restore_controlled(SwapRestorer(grace, honest_at_one=True), [astronaut], RestoreOptions(), seed=0,
-                            batch_size=1, scorers=scorers)[0]
+    fb = restore_controlled(
+        SwapRestorer(grace, honest_at_one=True), [astronaut], RestoreOptions(), seed=0, batch_size=1, scorers=scorers
+    )[0]
     assert fb.flagged and fb.action == "fallback: fidelity 1" and fb.identity.distance < 0.1
     assert fb.rejected_identity.distance > 0.6 and np.array_equal(fb.restored, astronaut)
-    last = restore_controlled(SwapRestorer(grace), [astronaut], RestoreOptions(), seed=0, batch_size=1,
-                              scorers=scorers)[0]
+    last = restore_controlled(
+        SwapRestorer(grace), [astronaut], RestoreOptions(), seed=0, batch_size=1, scorers=scorers
+    )[0]
     assert last.action == "fallback: input" and np.array_equal(last.restored, astronaut)
-    ok = restore_controlled(SwapRestorer(astronaut), [astronaut], RestoreOptions(), seed=0, batch_size=1,
-                            scorers=scorers)[0]
+    ok = restore_controlled(
+        SwapRestorer(astronaut), [astronaut], RestoreOptions(), seed=0, batch_size=1, scorers=scorers
+    )[0]
     assert not ok.flagged and ok.action is None and ok.report()["identity_guard"] == {"flagged": False, "action": None}
-    off = restore_controlled(SwapRestorer(grace), [astronaut], RestoreOptions(identity_guard="off"), seed=0,
-                             batch_size=1, scorers=scorers)[0]
+    off = restore_controlled(
+        SwapRestorer(grace), [astronaut], RestoreOptions(identity_guard="off"), seed=0, batch_size=1, scorers=scorers
+    )[0]
     assert not off.flagged and off.identity.distance > 0.6  # still measured and reported
 
 
@@ -294,7 +346,9 @@ def test_lab_and_ciede2000_match_scikit_image():
     la, lb = rgb_to_lab(a), rgb_to_lab(b)
     np.testing.assert_allclose(delta_e2000(la, lb), skc.deltaE_ciede2000(la, lb), atol=1e-6)
     # Sharma et al. 2005, table 1, pair 1
-    assert delta_e2000(np.array([50, 2.6772, -79.7751]), np.array([50, 0, -82.7485])) == pytest.approx(2.0425, abs=1e-4)
+    assert delta_e2000(np.array([50, 2.6772, -79.7751]), np.array([50, 0, -82.7485])) == pytest.approx(
+        2.0425, abs=1e-4
+    )
 
 
 def test_color_fix_removes_a_dark_red_cast(heldout_crops):
@@ -305,10 +359,10 @@ def test_color_fix_removes_a_dark_red_cast(heldout_crops):
     after = face_delta_e(face, fix_color(cast, face, "lowfreq"))
     assert before > 5 and after < before / 4, (before, after)
     assert np.array_equal(fix_color(face, face, "lowfreq"), face)  # nothing to fix: unchanged
-    out = restore_controlled(SwapRestorer(cast), [face], RestoreOptions(identity_guard="off"), seed=0, batch_size=1,
-                             scorers=Scorers())[0]
+    out = restore_controlled(
+        SwapRestorer(cast), [face], RestoreOptions(identity_guard="off"), seed=0, batch_size=1, scorers=Scorers()
+    )[0]
     assert out.color_delta_e["raw"] == pytest.approx(before) and out.color_delta_e["fixed"] == pytest.approx(after)
-
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,7 +385,7 @@ def test_faces_indices_max_size_and_blend_visibility(one_thread, detector, astro
 
     photo = np.full((300, 560, 3), 120, np.uint8)
     photo[:300, :300] = resize(astronaut, (300, 300))
-    photo[60:60 + 183, 340:340 + 150] = resize(grace, (150, 183))  # two faces, the left one larger
+    photo[60 : 60 + 183, 340 : 340 + 150] = resize(grace, (150, 183))  # two faces, the left one larger
 
     def run(**kw):
         opts = RestoreOptions(identity_guard="off", color_fix="none", **kw)
@@ -399,8 +453,14 @@ def test_default_rerank_drops_an_unavailable_reward_with_a_note(no_brisque):
     assert set(scorers.rerank.weights) == {"identity_dlib", "lmd_mtcnn"}
     assert len(scorers.notes) == 1 and "brisque" in scorers.notes[0] and "opencv-data" in scorers.notes[0]
     crops = _faces(2, 64)
-    out = restore_controlled(NoisyRestorer(), crops, RestoreOptions(candidates=3, identity_guard="off"), seed=0,
-                             batch_size=8, scorers=scorers)
+    out = restore_controlled(
+        NoisyRestorer(),
+        crops,
+        RestoreOptions(candidates=3, identity_guard="off"),
+        seed=0,
+        batch_size=8,
+        scorers=scorers,
+    )
     assert all(len(o.candidates) == 3 and set(o.candidates[0].parts) == {"identity_dlib", "lmd_mtcnn"} for o in out)
     assert any("brisque" in n for n in out[0].notes)
 
@@ -424,10 +484,16 @@ def test_the_api_answers_422_for_a_reward_it_cannot_load(no_brisque, tmp_path, o
     app = create_app(ServerSettings(workdir=workdir), fake_loader(InvertRestorer(), detector, workdir))
     photo = (EXAMPLES / "grace_hopper.jpg").read_bytes()
     with running_server(app) as url:
-        for options, status in (({"candidates": 2, "rerank_weights": {"brisque": 1}}, 422),
-                                ({"candidates": 2, "identity_guard": "off"}, 200)):  # the default weights
-            r = requests.post(url + "/v1/restore", files={"file": ("p.jpg", photo)},
-                              data={"options": json.dumps({"upscale": 1, **options})}, timeout=60)
+        for options, status in (
+            ({"candidates": 2, "rerank_weights": {"brisque": 1}}, 422),
+            ({"candidates": 2, "identity_guard": "off"}, 200),
+        ):  # the default weights
+            r = requests.post(
+                url + "/v1/restore",
+                files={"file": ("p.jpg", photo)},
+                data={"options": json.dumps({"upscale": 1, **options})},
+                timeout=60,
+            )
             assert r.status_code == status, r.text
     assert "brisque" in r.headers["X-Prefrestore-Result"]  # the note that it was left out
 
@@ -444,8 +510,7 @@ def test_a_video_given_candidates_runs_with_the_documented_warning(no_brisque, t
     assert (tmp_path / "out" / "restored_videos" / "clip.mp4").exists()
     # the no-loss rule's action, one per face track (kept for the whole track, so a face cannot flicker)
     report = json.loads((tmp_path / "out" / "reports" / "clip.json").read_text())
-    assert report["detail"] and set(report["detail"].values()) <= {"restored", "merged", "added_detail",
-                                                                   "kept_input"}
+    assert report["detail"] and set(report["detail"].values()) <= {"restored", "merged", "added_detail", "kept_input"}
 
 
 def test_the_cli_runs_candidates_with_the_default_rerank_on_a_fresh_install(no_brisque, tmp_path, grace, one_thread):
@@ -454,8 +519,22 @@ def test_the_cli_runs_candidates_with_the_default_rerank_on_a_fresh_install(no_b
     from conftest import run_restore_cli
 
     Image.fromarray(grace).save(tmp_path / "grace.png")
-    code, err = run_restore_cli(["restore", str(tmp_path / "grace.png"), "-o", str(tmp_path / "out"), "-s", "1",
-                                 "--candidates", "4", "--identity-guard", "off", "--keep-detail", "off"])
+    code, err = run_restore_cli(
+        [
+            "restore",
+            str(tmp_path / "grace.png"),
+            "-o",
+            str(tmp_path / "out"),
+            "-s",
+            "1",
+            "--candidates",
+            "4",
+            "--identity-guard",
+            "off",
+            "--keep-detail",
+            "off",
+        ]
+    )
     assert code == 0, err
     report = json.loads((tmp_path / "out" / "reports" / "grace.json").read_text())
     (face,) = report["faces"]

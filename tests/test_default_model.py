@@ -24,8 +24,14 @@ def bundled():
 def test_bundled_model_folder_and_sampling_settings(bundled):
     cfg = json.loads((bundled / "config.json").read_text())["model"]
     assert cfg["name"] == "default" and cfg["resolution"] == 128
-    assert cfg["sampling"] == {"steps": 4, "guidance_scale": 1.0, "solver": "dpm++2m", "top_k": 1200, "top_p": 0.95,
-                               "start_sigma": 0.02}
+    assert cfg["sampling"] == {
+        "steps": 4,
+        "guidance_scale": 1.0,
+        "solver": "dpm++2m",
+        "top_k": 1200,
+        "top_p": 0.95,
+        "start_sigma": 0.02,
+    }
     assert cfg["autoencoder"]["lq_skip_levels"] == 2  # the small preset with its LQ skip (models/lq_skip.py)
     assert (bundled / "README.md").is_file()  # the model card
     model = from_pretrained(bundled)  # strict: every tensor present and of the right shape

@@ -19,8 +19,9 @@ def test_examples_are_bundled_with_licences():
         assert p.stat().st_size < 120_000, f"{p.name} is too big to bundle"
 
 
-@pytest.mark.parametrize("name, faces", [("astronaut.jpg", 1), ("grace_hopper.jpg", 1), ("group.jpg", 3),
-                                         ("portrait_sharp.jpg", 1)])
+@pytest.mark.parametrize(
+    "name, faces", [("astronaut.jpg", 1), ("grace_hopper.jpg", 1), ("group.jpg", 3), ("portrait_sharp.jpg", 1)]
+)
 def test_examples_load_and_have_faces(name, faces, one_thread, detector):
     img = load_rgb(EXAMPLES / name)
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
@@ -37,7 +38,9 @@ def test_demo_page_is_built_from_the_run_not_from_the_report_files(tmp_path, mon
     from prefrestore import demo
 
     kept = []
-    monkeypatch.setattr(prefrestore.file_run, "write_report", lambda layout, item, report, guard=None: kept.append(report))
+    monkeypatch.setattr(
+        prefrestore.file_run, "write_report", lambda layout, item, report, guard=None: kept.append(report)
+    )
     monkeypatch.chdir(tmp_path)
     assert demo.main() == 0
     assert [r["status"] for r in kept] == ["restored"] * 4

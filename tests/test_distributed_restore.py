@@ -38,8 +38,17 @@ def _env(**extra) -> dict:
 
 def _run(args: list[str], *, nproc: int, launcher: str = "torchrun", **env) -> subprocess.CompletedProcess:
     if launcher == "accelerate":  # accelerate's multi-process launcher; it runs on a CPU-only machine too
-        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={nproc}",
-                    "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", "--main_process_port=0"]
+        launcher = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            f"--num_processes={nproc}",
+            "--num_machines=1",
+            "--mixed_precision=no",
+            "--dynamo_backend=no",
+            "--main_process_port=0",
+        ]
     else:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     cmd = (launcher if nproc > 1 else [sys.executable]) + [str(WORKER), "restore", *args]
@@ -116,8 +125,17 @@ def test_device_cuda_puts_each_rank_on_its_own_gpu(photos, tmp_path, launcher):
     inputs.mkdir()
     for name in ("a.png", "c.png"):
         (inputs / name).write_bytes((photos / name).read_bytes())
-    args = [str(inputs), "-o", str(tmp_path / "out"), "--device", "cuda", "--identity", "off",
-            "--identity-guard", "off"]
+    args = [
+        str(inputs),
+        "-o",
+        str(tmp_path / "out"),
+        "--device",
+        "cuda",
+        "--identity",
+        "off",
+        "--identity-guard",
+        "off",
+    ]
     if launcher == "torchrun":
         done = _run(args, nproc=2, PREFRESTORE_TEST_FAKE_CUDA="2")
         codes, stderr = [done.returncode], done.stderr
@@ -127,17 +145,29 @@ def test_device_cuda_puts_each_rank_on_its_own_gpu(photos, tmp_path, launcher):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = {k: v for k, v in _env(PREFRESTORE_TEST_FAKE_CUDA="2", MASTER_ADDR="127.0.0.1",
-                                      MASTER_PORT=str(port)).items()
-               if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-        procs = [subprocess.Popen([sys.executable, str(WORKER), "restore", *args], stderr=subprocess.PIPE, text=True,
-                                  env=dict(env, OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_RANK=str(r),
-                                           OMPI_COMM_WORLD_LOCAL_RANK=str(r))) for r in range(2)]
+        env = {
+            k: v
+            for k, v in _env(PREFRESTORE_TEST_FAKE_CUDA="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items()
+            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+        }
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(WORKER), "restore", *args],
+                stderr=subprocess.PIPE,
+                text=True,
+                env=dict(
+                    env, OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_RANK=str(r), OMPI_COMM_WORLD_LOCAL_RANK=str(r)
+                ),
+            )
+            for r in range(2)
+        ]
         outs = [p.communicate(timeout=300)[1] for p in procs]
         codes, stderr = [p.returncode for p in procs], "".join(outs)
     assert codes == [0] * len(codes), stderr
     for r in range(2):
-        assert f"rank {r} restorer device cuda:{r}" in stderr and f"rank {r} detector device cuda:{r}" in stderr, stderr
+        assert f"rank {r} restorer device cuda:{r}" in stderr and f"rank {r} detector device cuda:{r}" in stderr, (
+            stderr
+        )
     assert "restorer device cuda:0" in stderr and stderr.count("restorer device") == 2
 
 
@@ -152,8 +182,9 @@ def test_ranks_from_the_launcher_environment():
     assert r.device("cuda") == "cuda:1" and r.device("cuda:0") == "cuda:0" and r.device("cpu") == "cpu"
     assert Ranks(0, 1, 0).device("cuda") == "cuda"
     # accelerate launch's multi-CPU (MPI) launches: its names, its order
-    assert Ranks.from_env({"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1",
-                           "OMPI_COMM_WORLD_LOCAL_RANK": "1"}) == Ranks(1, 2, 1)
+    assert Ranks.from_env(
+        {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_LOCAL_RANK": "1"}
+    ) == Ranks(1, 2, 1)
     assert Ranks.from_env({"PMI_SIZE": "4", "PMI_RANK": "3", "MPI_LOCALRANKID": "0"}) == Ranks(3, 4, 0)
     assert Ranks.from_env({"WORLD_SIZE": "2", "RANK": "1", "PMI_SIZE": "8", "PMI_RANK": "5"}) == Ranks(1, 2, 1)
 
@@ -180,9 +211,14 @@ def test_shards_cover_the_plan_once_and_merge_in_input_order():
     parts = [shard(plan, Ranks(r, 3, r)) for r in range(3)]
     assert sorted((i for p in parts for i in p.todo), key=str) == sorted(items, key=str)
     assert parts[0].failed == plan.failed and parts[1].failed == () and parts[2].skipped == ()
-    summaries = [RunSummary(restored=tuple(str(i.path) for i in p.todo if i.name != "4"),
-                            failed=p.failed + tuple((str(i.path), "bad") for i in p.todo if i.name == "4"),
-                            faces=len(p.todo)) for p in parts]
+    summaries = [
+        RunSummary(
+            restored=tuple(str(i.path) for i in p.todo if i.name != "4"),
+            failed=p.failed + tuple((str(i.path), "bad") for i in p.todo if i.name == "4"),
+            faces=len(p.todo),
+        )
+        for p in parts
+    ]
     merged = merge_summaries(plan, summaries)
     assert merged.restored == tuple(f"/in/{i}.png" for i in (0, 1, 2, 3, 5, 6))
     assert merged.failed == (("/in/x", "x: not an image"), ("/in/4.png", "bad"))

@@ -299,8 +299,11 @@ def test_compare_by_degradation_groups_per_image_metrics(testset: Path, tmp_path
     assert constant.splitlines()[2:] == [f"| 1-1 | {len(records)} | {np.mean(list(psnr.values())):.2f} |"]
     with pytest.raises(UserError, match="choose from"):
         compare([str(tmp_path / "bic")], None, by="no_such_param")
-    evaluate(EvalConfig(out=str(tmp_path / "gt_only"), restored=str(testset / "gt"), gt=str(testset / "gt"),
-                        metrics=FAST, grid=0))
+    evaluate(
+        EvalConfig(
+            out=str(tmp_path / "gt_only"), restored=str(testset / "gt"), gt=str(testset / "gt"), metrics=FAST, grid=0
+        )
+    )
     with pytest.raises(UserError, match="params.jsonl"):
         compare([str(tmp_path / "gt_only")], None, by="scale")
 
@@ -334,8 +337,9 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_eval_leaves_every_pre_existing_file_byte_identical(testset: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_leaves_every_pre_existing_file_byte_identical(
+    testset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The issue's cases: --compare -o into a user's folder holding compare.md/grid.png, -o equal to (or inside)
     the --restored/--gt folder holding a user's restoration named grid.png, a non-empty foreign folder, and a
     comparison into one of its own run folders: each refused with one line (exit 2); every file that existed
@@ -346,8 +350,23 @@ def test_eval_leaves_every_pre_existing_file_byte_identical(testset: Path, tmp_p
         save_rgb(restored / f"im{i}.png", load_rgb(testset / "gt" / f"im{i}.png"))
     save_rgb(restored / "grid.png", np.full((8, 8, 3), 7, np.uint8))  # a user's restoration that is named grid.png
     assert main(["eval", "--data", str(testset), "--model", "bicubic", "-o", str(tmp_path / "bic"), *common]) == 0
-    assert main(["eval", "--restored", str(restored), "--gt", str(testset / "gt"), "-o", str(tmp_path / "own"),
-                 "--name", "mine", *common]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--restored",
+                str(restored),
+                "--gt",
+                str(testset / "gt"),
+                "-o",
+                str(tmp_path / "own"),
+                "--name",
+                "mine",
+                *common,
+            ]
+        )
+        == 0
+    )
     user = tmp_path / "user"
     user.mkdir()
     (user / "compare.md").write_text("my notes\n")
@@ -398,8 +417,17 @@ def test_restorations_of_other_sizes_are_resized_and_said(testset: Path, tmp_pat
             save_rgb(rest / f"im{i}.png", img)  # exact
         else:
             save_rgb(rest / f"im{i}.png", resize(img, (img.shape[1] * 2, img.shape[0] * 2), resample="bicubic"))
-    s = evaluate(EvalConfig(out=str(tmp_path / "run"), restored=str(rest), gt=str(gt), metrics=("psnr_y",),
-                            fid=False, grid=0, batch_size=8)).summary
+    s = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "run"),
+            restored=str(rest),
+            gt=str(gt),
+            metrics=("psnr_y",),
+            fid=False,
+            grid=0,
+            batch_size=8,
+        )
+    ).summary
     per = {r["name"]: r for r in map(json.loads, (tmp_path / "run" / "scores.jsonl").read_text().splitlines())}
     assert "resized_from" not in per["im0"] and per["im1"]["resized_from"] == [128, 128]
     assert per["im2"]["resized_from"] == [96, 80]

@@ -121,8 +121,12 @@ def test_no_seam_when_the_restorer_changes_colour_and_detail(astronaut):
     low = lambda x: cv2.GaussianBlur(x, (0, 0), 6.0)  # noqa: E731
     assert np.abs(low(out) - low(background))[y1:y2, x1:x2].mean() < 3.0
     # Without colour matching the tint shows (the check above is not vacuous).
-    raw = paste_back(background, [RestoredFace(face, changed)], BlendConfig(color_match="none", keep_detail=False),
-                     source_size=(512, 512))
+    raw = paste_back(
+        background,
+        [RestoredFace(face, changed)],
+        BlendConfig(color_match="none", keep_detail=False),
+        source_size=(512, 512),
+    )
     assert np.abs(low(raw) - low(background))[y1:y2, x1:x2].mean() > 8.0
 
 
@@ -136,7 +140,8 @@ def test_shrinking_warp_is_anti_aliased():
 def test_faces_at_the_photo_border_paste_without_error(astronaut):
     cut = np.ascontiguousarray(astronaut[70:, 200:])
     det = FaceDetection(
-        box=(-19.0, -8.0, 68.0, 102.0), score=1.0,
+        box=(-19.0, -8.0, 68.0, 102.0),
+        score=1.0,
         landmarks=tuple((x - 200, y - 70) for x, y in ASTRONAUT.landmarks),
     )
     face = align(cut, det, 256)

@@ -146,8 +146,12 @@ def test_deduplicate_three_detections_of_one_face():
 
 
 def test_select_faces_threshold_size_max_and_centre():
-    faces = [det((0, 0, 100, 100), 0.99), det((400, 400, 460, 460), 0.99), det((800, 0, 830, 30), 0.99),
-             det((200, 0, 300, 100), 0.80)]
+    faces = [
+        det((0, 0, 100, 100), 0.99),
+        det((400, 400, 460, 460), 0.99),
+        det((800, 0, 830, 30), 0.99),
+        det((200, 0, 300, 100), 0.80),
+    ]
     kept, rejected = select_faces(faces, (1000, 1000), SelectConfig(score_threshold=0.9, min_face_size=40))
     assert [f.box[0] for f in kept] == [0.0, 400.0]
     assert sorted(r.reason.split()[0] for r in rejected) == ["low", "too"]

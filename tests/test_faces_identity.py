@@ -21,7 +21,10 @@ def crops():
     with Image.open(pytest.importorskip("matplotlib.cbook").get_sample_data("grace_hopper.jpg")) as im:
         grace = np.asarray(im.convert("RGB"))
     detector = build_detector("mtcnn")
-    out = {name: align(img, detector.detect(img)[0], 256).crop for name, img in (("astronaut", astronaut), ("grace", grace))}
+    out = {
+        name: align(img, detector.detect(img)[0], 256).crop
+        for name, img in (("astronaut", astronaut), ("grace", grace))
+    }
     torch.set_num_threads(before)
     return out
 

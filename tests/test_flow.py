@@ -79,8 +79,13 @@ def test_solver_convergence_order_on_gaussian(solver, order):
     rates = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
     assert all(abs(r - order) < 0.35 for r in rates), (errs, rates)
     # the full grid down to 0 (the final step included) reaches the exact data sample, closer with more steps
-    full = [(sample(_gaussian_velocity(mu, tau), noise, flow_sigmas(n), solver=solver) - _gaussian_exact(noise, mu, tau))
-            .abs().max().item() for n in (32, 128)]
+    full = [
+        (sample(_gaussian_velocity(mu, tau), noise, flow_sigmas(n), solver=solver) - _gaussian_exact(noise, mu, tau))
+        .abs()
+        .max()
+        .item()
+        for n in (32, 128)
+    ]
     assert full[1] < full[0] < 0.05 and full[1] < 0.01, full
 
 

@@ -21,8 +21,27 @@ def gpu_check():
 def test_tiny_run_reports_every_section(gpu_check, tmp_path):
     out = tmp_path / "check.json"
     before = torch.are_deterministic_algorithms_enabled()
-    report = gpu_check.main(["--preset", "tiny", "--device", "cpu", "--dtype", "bfloat16", "--batch-sizes", "1", "2",
-                             "--steps", "1", "--tokens", "3", "--check-faces", "1", "--out", str(out)])
+    report = gpu_check.main(
+        [
+            "--preset",
+            "tiny",
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+            "--batch-sizes",
+            "1",
+            "2",
+            "--steps",
+            "1",
+            "--tokens",
+            "3",
+            "--check-faces",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert torch.are_deterministic_algorithms_enabled() == before  # the global flag is restored
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert report["skipped"] == [] and report["vae_dtype"] == "float32" and report["ar_tokens"] == 3
@@ -43,7 +62,23 @@ def test_tiny_run_reports_every_section(gpu_check, tmp_path):
 
 
 def test_budget_skips_and_lists_sections(gpu_check):
-    report = gpu_check.main(["--preset", "tiny", "--device", "cpu", "--dtype", "float32", "--batch-sizes", "1",
-                             "--steps", "1", "--tokens", "2", "--budget-s", "0"])
+    report = gpu_check.main(
+        [
+            "--preset",
+            "tiny",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--batch-sizes",
+            "1",
+            "--steps",
+            "1",
+            "--tokens",
+            "2",
+            "--budget-s",
+            "0",
+        ]
+    )
     assert report["batches"] == [] and "bf16_vs_fp32" not in report and "determinism" not in report
     assert report["skipped"] == ["batch 1: past --budget-s 0", "determinism: past --budget-s 0"]

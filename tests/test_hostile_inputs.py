@@ -51,16 +51,24 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def _png_claiming(w: int, h: int, bits: int = 8, color: int = 2) -> bytes:
     ihdr = struct.pack(">IIBBBBB", w, h, bits, color, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _zlib_bomb(side: int) -> bytes:
     comp = zlib.compressobj(9)
     row = b"\x00" * (1 + 3 * side)
     data = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) + \
-        _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+        + _chunk(b"IDAT", data)
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -82,13 +90,13 @@ def _patch_tiff_size(data: bytes, w: int, h: int) -> bytes:
     """A little-endian TIFF with its ImageWidth/ImageLength tags set to w, h (values stored inline)."""
     b = bytearray(data)
     (ifd,) = struct.unpack("<I", b[4:8])
-    (count,) = struct.unpack("<H", b[ifd:ifd + 2])
+    (count,) = struct.unpack("<H", b[ifd : ifd + 2])
     for k in range(count):
         e = ifd + 2 + 12 * k
-        tag, typ = struct.unpack("<HH", b[e:e + 4])
+        tag, typ = struct.unpack("<HH", b[e : e + 4])
         if tag in (256, 257):
             value = w if tag == 256 else h
-            b[e + 8:e + 12] = struct.pack("<H", value) + b"\0\0" if typ == 3 else struct.pack("<I", value)
+            b[e + 8 : e + 12] = struct.pack("<H", value) + b"\0\0" if typ == 3 else struct.pack("<I", value)
     return bytes(b)
 
 
@@ -109,21 +117,41 @@ def generate(root: Path, out: Path) -> tuple[list[Case], list[str]]:
 
     # ---- broken files: truncations of every format at many points, garbage, magic numbers alone, empty files
     img = Image.fromarray(_noise(96, 64))
-    encoded = {"png": _encode(img, "PNG"), "jpg": _encode(img, "JPEG", quality=90), "bmp": _encode(img, "BMP"),
-               "tif": _encode(img, "TIFF"), "gif": _encode(img.convert("P"), "GIF"),
-               "webp": _encode(img, "WEBP", quality=80)}
+    encoded = {
+        "png": _encode(img, "PNG"),
+        "jpg": _encode(img, "JPEG", quality=90),
+        "bmp": _encode(img, "BMP"),
+        "tif": _encode(img, "TIFF"),
+        "gif": _encode(img.convert("P"), "GIF"),
+        "webp": _encode(img, "WEBP", quality=80),
+    }
     for ext, data in encoded.items():
         for k, frac in enumerate((0.002, 0.01, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99)):
             cut = max(1, int(len(data) * frac))
             # PNG: no IEND chunk -> always refused; the others: refused, or decoded when the cut spares the pixels
             sure = ext == "png" or (ext in ("jpg", "tif", "bmp") and frac <= 0.5)
-            add("broken", f"b_trunc_{ext}_{k}.{ext}", data[:cut], "fail" if sure else "either",
-                "truncated" if ext == "png" else "")
+            add(
+                "broken",
+                f"b_trunc_{ext}_{k}.{ext}",
+                data[:cut],
+                "fail" if sure else "either",
+                "truncated" if ext == "png" else "",
+            )
     rng = np.random.default_rng(1)
     for k, ext in enumerate(("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "gif", "PNG", "JPG", "png", "jpg")):
         add("broken", f"b_random_{k}.{ext}", rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(), "fail")
-    for k, magic in enumerate((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF89a", b"BM",
-                               b"RIFF\x00\x00\x00\x00WEBP", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR")):
+    for k, magic in enumerate(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            b"\xff\xd8\xff",
+            b"II*\x00",
+            b"MM\x00*",
+            b"GIF89a",
+            b"BM",
+            b"RIFF\x00\x00\x00\x00WEBP",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR",
+        )
+    ):
         add("broken", f"b_magic_{k}.png", magic, "fail")
     for ext in ("png", "jpg", "jpeg", "tif", "bmp", "webp", "gif", "tiff"):
         add("broken", f"b_empty.{ext}", b"", "fail", "empty")
@@ -131,10 +159,14 @@ def generate(root: Path, out: Path) -> tuple[list[Case], list[str]]:
     add("broken", "b_html.png", b"<html><body>not a picture</body></html>\n", "fail", "not an image")
     add("broken", "b_pdf.jpg", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "fail")
     add("broken", "b_zip.png", b"PK\x03\x04" + bytes(200), "fail")
-    add("broken", "b_float.tif", _encode(Image.fromarray(np.ones((20, 20), np.float32), "F"), "TIFF"), "fail",
-        "float")
-    add("broken", "b_int32.tif", _encode(Image.fromarray(np.full((20, 20), 1 << 20, np.int32), "I"), "TIFF"),
-        "fail", "16 bits")
+    add("broken", "b_float.tif", _encode(Image.fromarray(np.ones((20, 20), np.float32), "F"), "TIFF"), "fail", "float")
+    add(
+        "broken",
+        "b_int32.tif",
+        _encode(Image.fromarray(np.full((20, 20), 1 << 20, np.int32), "I"), "TIFF"),
+        "fail",
+        "16 bits",
+    )
     tall = _encode(Image.fromarray(_gradient(1, 100000)), "PNG")  # m14: a 1x100000 PNG, truncated
     add("broken", "b_tall_truncated.png", tall[: len(tall) // 2], "fail", "truncated")
     good_png = bytearray(encoded["png"])
@@ -147,14 +179,15 @@ def generate(root: Path, out: Path) -> tuple[list[Case], list[str]]:
     del good_png
 
     # ---- bombs: headers claiming too many pixels in every format, a real zlib bomb, chunk bombs
-    for k, (w, h) in enumerate(((50000, 50000), (20000, 20000), (100000, 2000), (1, 200_000_000),
-                                (2**31 - 1, 1), (65535, 65535))):
+    for k, (w, h) in enumerate(
+        ((50000, 50000), (20000, 20000), (100000, 2000), (1, 200_000_000), (2**31 - 1, 1), (65535, 65535))
+    ):
         add("bomb", f"x_png_claim_{k}.png", _png_claiming(w, h), "fail", "pixel")
     add("bomb", "x_png_zero_width.png", _png_claiming(0, 10), "fail")
     add("bomb", "x_zlib_13000.png", _zlib_bomb(13000), "fail", "pixel limit")  # 13000x13000 from ~0.5 MB
     jpg = bytearray(encoded["jpg"])
     sof = jpg.find(b"\xff\xc0")
-    jpg[sof + 5:sof + 9] = struct.pack(">HH", 65500, 65500)
+    jpg[sof + 5 : sof + 9] = struct.pack(">HH", 65500, 65500)
     add("bomb", "x_jpeg_claim.jpg", bytes(jpg), "fail", "pixel")
     add("bomb", "x_tiff_claim.tif", _patch_tiff_size(encoded["tif"], 60000, 60000), "fail", "pixel")
     gif = bytearray(encoded["gif"])
@@ -187,16 +220,22 @@ def generate(root: Path, out: Path) -> tuple[list[Case], list[str]]:
     pal = Image.fromarray(g).convert("P")
     pal.info["transparency"] = 0
     add("valid", "v_palette_transparent.png", _encode(pal, "PNG", transparency=0), "ok")
-    g16 = (g.astype(np.uint16) * 257)
+    g16 = g.astype(np.uint16) * 257
     add("valid", "v_16bit_rgb.png", cv2.imencode(".png", g16[..., ::-1])[1].tobytes(), "ok")
     add("valid", "v_16bit_gray.png", cv2.imencode(".png", g16[..., 0])[1].tobytes(), "ok")
     la16 = np.dstack([g16[..., 0], g16[..., 1]])  # gray + alpha, 16 bits (m7)
     rows = np.concatenate([np.zeros((48, 1), np.uint8), la16.astype(">u2").view(np.uint8).reshape(48, -1)], 1)
-    add("valid", "v_16bit_gray_alpha.png", b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(
-        ">IIBBBBB", 64, 48, 16, 4, 0, 0, 0)) + _chunk(b"IDAT", zlib.compress(rows.tobytes())) + _chunk(b"IEND", b""),
-        "ok", check="gray_alpha16")
-    add("valid", "v_16bit_rgba.png", cv2.imencode(".png", np.dstack([g16[..., ::-1], g16[..., 0]]))[1].tobytes(),
-        "ok")
+    add(
+        "valid",
+        "v_16bit_gray_alpha.png",
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 48, 16, 4, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(rows.tobytes()))
+        + _chunk(b"IEND", b""),
+        "ok",
+        check="gray_alpha16",
+    )
+    add("valid", "v_16bit_rgba.png", cv2.imencode(".png", np.dstack([g16[..., ::-1], g16[..., 0]]))[1].tobytes(), "ok")
     add("valid", "v_icc.png", _encode(Image.fromarray(g), "PNG", icc_profile=b"\0\0\2\0opaque-icc" * 20), "ok")
     add("valid", "v_gray.jpg", _encode(Image.fromarray(gray, "L"), "JPEG", quality=95), "ok")
     add("valid", "v_cmyk.jpg", _encode(Image.fromarray(g).convert("CMYK"), "JPEG", quality=95), "ok")
@@ -206,19 +245,49 @@ def generate(root: Path, out: Path) -> tuple[list[Case], list[str]]:
     add("valid", "v_lzw.tif", _encode(Image.fromarray(g), "TIFF", compression="tiff_lzw", dpi=(300, 300)), "ok")
     add("valid", "v_16bit_rgb.tif", cv2.imencode(".tiff", g16[..., ::-1])[1].tobytes(), "ok")
     add("valid", "v_int32_small.tif", _encode(Image.fromarray(g16[..., 0].astype(np.int32), "I"), "TIFF"), "ok")
-    add("valid", "v_lab.tif", _encode(Image.fromarray(g).convert("LAB"), "TIFF", icc_profile=b"lab-profile" * 10),
-        "ok", check="no_icc")
+    add(
+        "valid",
+        "v_lab.tif",
+        _encode(Image.fromarray(g).convert("LAB"), "TIFF", icc_profile=b"lab-profile" * 10),
+        "ok",
+        check="no_icc",
+    )
     add("valid", "v_no_resolution.tif", _encode(Image.fromarray(g), "TIFF"), "ok", check="no_dpi")
     frames = [Image.fromarray(np.roll(g, 8 * k, axis=1)) for k in range(3)]
-    add("valid", "v_pages.tif", _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]), "ok",
-        check="frames")
-    add("valid", "v_animated.gif", _encode(frames[0].convert("P"), "GIF", save_all=True,
-                                           append_images=[f.convert("P") for f in frames[1:]], duration=100),
-        "ok", check="frames")
-    add("valid", "v_animated.png", _encode(frames[0], "PNG", save_all=True, append_images=frames[1:]), "ok",
-        check="frames")
-    add("valid", "v_animated.webp", _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:],
-                                            lossless=True), "ok", check="frames")
+    add(
+        "valid",
+        "v_pages.tif",
+        _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]),
+        "ok",
+        check="frames",
+    )
+    add(
+        "valid",
+        "v_animated.gif",
+        _encode(
+            frames[0].convert("P"),
+            "GIF",
+            save_all=True,
+            append_images=[f.convert("P") for f in frames[1:]],
+            duration=100,
+        ),
+        "ok",
+        check="frames",
+    )
+    add(
+        "valid",
+        "v_animated.png",
+        _encode(frames[0], "PNG", save_all=True, append_images=frames[1:]),
+        "ok",
+        check="frames",
+    )
+    add(
+        "valid",
+        "v_animated.webp",
+        _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True),
+        "ok",
+        check="frames",
+    )
     add("valid", "v_png_named.jpg", _encode(Image.fromarray(g), "PNG"), "ok")
     add("valid", "v_jpeg_named.png", _encode(Image.fromarray(g), "JPEG", quality=95), "ok")
     add("valid", "v_upper.PNG", _encode(Image.fromarray(g), "PNG"), "ok")
@@ -236,14 +305,28 @@ def generate(root: Path, out: Path) -> tuple[list[Case], list[str]]:
 
     # ---- odd names (each a valid small PNG unless said otherwise)
     small = _encode(Image.fromarray(g[:24, :32]), "PNG")
-    for token, name in (("n_space", "n_space name.png"), ("n_unicode", "n_unicode_日本語_é.png"),
-                        ("n_emoji", "n_emoji_\U0001f600.png"), ("n_newline", "n_newline\nsecond line.png"),
-                        ("n_tab", "n_tab\there.png"), ("n_cr", "n_cr\rback.png"), ("n_esc", "n_esc\x1b[31mred.png"),
-                        ("n_dash", "-n_dash.png"), ("n_quotes", "n_quotes'\".png"), ("n_backslash", "n_back\\slash.png"),
-                        ("n_percent", "n_percent%s%n.png"), ("n_glob", "n_glob*?[x].png"), ("n_dots", "n_dots..x.png"),
-                        ("n_hidden", ".n_hidden.png"), ("n_trailing", "n_trailing .png"),
-                        ("n_double_ext", "n_double_ext.jpg.png"), ("n_dup_a", "n_dup.png"), ("n_dup_b", "n_dup.jpg"),
-                        ("n_case_a", "n_case.png"), ("n_case_b", "n_case.PNG")):
+    for token, name in (
+        ("n_space", "n_space name.png"),
+        ("n_unicode", "n_unicode_日本語_é.png"),
+        ("n_emoji", "n_emoji_\U0001f600.png"),
+        ("n_newline", "n_newline\nsecond line.png"),
+        ("n_tab", "n_tab\there.png"),
+        ("n_cr", "n_cr\rback.png"),
+        ("n_esc", "n_esc\x1b[31mred.png"),
+        ("n_dash", "-n_dash.png"),
+        ("n_quotes", "n_quotes'\".png"),
+        ("n_backslash", "n_back\\slash.png"),
+        ("n_percent", "n_percent%s%n.png"),
+        ("n_glob", "n_glob*?[x].png"),
+        ("n_dots", "n_dots..x.png"),
+        ("n_hidden", ".n_hidden.png"),
+        ("n_trailing", "n_trailing .png"),
+        ("n_double_ext", "n_double_ext.jpg.png"),
+        ("n_dup_a", "n_dup.png"),
+        ("n_dup_b", "n_dup.jpg"),
+        ("n_case_a", "n_case.png"),
+        ("n_case_b", "n_case.PNG"),
+    ):
         data = _encode(Image.fromarray(g[:24, :32]), "JPEG", quality=95) if name.endswith(".jpg") else small
         add("names", token, data, "ok", name=name)
     add("names", "n_long250", small, "ok", name="n_long250" + "L" * (250 - 9 - 4) + ".png")  # P5
@@ -304,10 +387,14 @@ def generate(root: Path, out: Path) -> tuple[list[Case], list[str]]:
     cases.append(Case("collide", "c_self.png", "fail", "overwrite", path=str(out / "restored_imgs" / "c_self.png")))
     (root / "c_symsrc.png").write_bytes(small)
     (out / "restored_imgs" / "c_symself.png").symlink_to(root / "c_symsrc.png")
-    cases.append(Case("collide", "c_symself.png", "fail", "overwrite",
-                      path=str(out / "restored_imgs" / "c_symself.png")))
-    extra_args += [str(out / "cropped_faces"), str(out / "restored_imgs" / "c_self.png"),
-                   str(out / "restored_imgs" / "c_symself.png")]
+    cases.append(
+        Case("collide", "c_symself.png", "fail", "overwrite", path=str(out / "restored_imgs" / "c_symself.png"))
+    )
+    extra_args += [
+        str(out / "cropped_faces"),
+        str(out / "restored_imgs" / "c_self.png"),
+        str(out / "restored_imgs" / "c_symself.png"),
+    ]
     return cases, [str(d), *extra_args]
 
 
@@ -404,8 +491,11 @@ def test_battery_one_line_per_bad_file_naming_it(battery):
 def test_battery_good_files_restored_correctly(battery):
     cases, err, code, out, before, root, _ = battery
     reports = _reports(out)
-    same = [r for inp, r in reports.items() if os.path.exists(inp)
-            and os.path.samefile(inp, root / "battery" / "p_same.png")]
+    same = [
+        r
+        for inp, r in reports.items()
+        if os.path.exists(inp) and os.path.samefile(inp, root / "battery" / "p_same.png")
+    ]
     assert len(same) == 1 and same[0]["status"] in ("restored", "no_face"), [r["input"] for r in same]
     for c in cases:
         r = reports.get(c.path)
@@ -474,14 +564,39 @@ def test_battery_rerun_redoes_only_the_failures(battery):
 # Options: refused in one line before the model loads or any input is read (P12-P14)
 
 BAD_OPTIONS = [
-    ["--guidance-scale", "nan"], ["--guidance-scale", "inf"], ["--guidance-scale", "-1"], ["--guidance-scale", "1e30"],
-    ["--start-sigma", "0"], ["--start-sigma", "-1"], ["--start-sigma", "5"], ["--start-sigma", "nan"],
-    ["--seed", "99999999999999999999999"], ["--seed", "-1"], ["--steps", "0"], ["--steps", "-3"],
-    ["--steps", "100000"], ["-s", "0"], ["-s", "-1"], ["-s", "nan"], ["-s", "inf"], ["-s", "17"],
-    ["--det-threshold", "1.5"], ["--det-threshold", "nan"], ["--min-face-size", "-1"], ["--min-face-size", "nan"],
-    ["--max-faces", "0"], ["--batch-size", "0"], ["--jpeg-quality", "0"], ["--jpeg-quality", "101"],
-    ["--device", "cuda:7"], ["--device", "mps"], ["--device", "nonsense"], ["--device", "meta"],
-    ["-o", ""], ["-o", "__FILE__"], ["--suffix", "a/b"],
+    ["--guidance-scale", "nan"],
+    ["--guidance-scale", "inf"],
+    ["--guidance-scale", "-1"],
+    ["--guidance-scale", "1e30"],
+    ["--start-sigma", "0"],
+    ["--start-sigma", "-1"],
+    ["--start-sigma", "5"],
+    ["--start-sigma", "nan"],
+    ["--seed", "99999999999999999999999"],
+    ["--seed", "-1"],
+    ["--steps", "0"],
+    ["--steps", "-3"],
+    ["--steps", "100000"],
+    ["-s", "0"],
+    ["-s", "-1"],
+    ["-s", "nan"],
+    ["-s", "inf"],
+    ["-s", "17"],
+    ["--det-threshold", "1.5"],
+    ["--det-threshold", "nan"],
+    ["--min-face-size", "-1"],
+    ["--min-face-size", "nan"],
+    ["--max-faces", "0"],
+    ["--batch-size", "0"],
+    ["--jpeg-quality", "0"],
+    ["--jpeg-quality", "101"],
+    ["--device", "cuda:7"],
+    ["--device", "mps"],
+    ["--device", "nonsense"],
+    ["--device", "meta"],
+    ["-o", ""],
+    ["-o", "__FILE__"],
+    ["--suffix", "a/b"],
 ]
 
 
@@ -498,8 +613,14 @@ def test_bad_option_is_one_line_before_any_work(option, tmp_path, fake_api, caps
 
     monkeypatch.setattr(photo_io_mod, "read_input", lambda *a, **k: opened.append(a) or b"")
     option = [str(photo) if v == "__FILE__" else v for v in option]
-    args = ["restore", str(photo), *([] if option[0] == "-o" else ["-o", str(tmp_path / "out")]), *option,
-            "--identity", "off"]
+    args = [
+        "restore",
+        str(photo),
+        *([] if option[0] == "-o" else ["-o", str(tmp_path / "out")]),
+        *option,
+        "--identity",
+        "off",
+    ]
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and option[0] in err[0], err
@@ -554,9 +675,22 @@ def _model_case(kind: str, folder: Path) -> None:
         shutil.rmtree(folder / "tokenizer")
 
 
-MODEL_CASES = ["index_not_json", "index_no_weight_map", "index_missing_shard", "index_escaping_shard",
-               "tokenizer_garbage", "tokenizer_custom_code", "vocab_4e8", "empty_model", "config_not_json",
-               "config_huge", "resolution_odd", "weights_garbage", "weights_truncated", "no_tokenizer"]
+MODEL_CASES = [
+    "index_not_json",
+    "index_no_weight_map",
+    "index_missing_shard",
+    "index_escaping_shard",
+    "tokenizer_garbage",
+    "tokenizer_custom_code",
+    "vocab_4e8",
+    "empty_model",
+    "config_not_json",
+    "config_huge",
+    "resolution_odd",
+    "weights_garbage",
+    "weights_truncated",
+    "no_tokenizer",
+]
 
 
 @pytest.mark.parametrize("kind", MODEL_CASES)

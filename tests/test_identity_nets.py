@@ -117,8 +117,9 @@ def _write_tfjs(net: mf.MobileFace, folder: Path) -> tuple[Path, Path]:
     blobs.append(np.array([0, 0, 1, 1, 1, 1, 0, 0], "<i4").tobytes())
     weights.append({"name": "Maximum/x", "shape": [], "dtype": "float32"})
     blobs.append(np.zeros(1, "<f4").tobytes())
-    (folder / "mobileface.json").write_text(json.dumps({"weightsManifest": [{"paths": ["mobileface.bin"],
-                                                                             "weights": weights}]}))
+    (folder / "mobileface.json").write_text(
+        json.dumps({"weightsManifest": [{"paths": ["mobileface.bin"], "weights": weights}]})
+    )
     (folder / "mobileface.bin").write_bytes(b"".join(blobs))
     return folder / "mobileface.json", folder / "mobileface.bin"
 
@@ -187,8 +188,12 @@ def test_chip_templates_land_where_the_warps_put_them():
 def test_torch_warp_matches_opencv_warp():
     rng = np.random.default_rng(0)
     img = (rng.random((256, 256, 3)) * 255).astype(np.uint8)
-    img = np.asarray(torch.nn.functional.avg_pool2d(torch.from_numpy(img).permute(2, 0, 1)[None].float(), 5, 1, 2)
-                     [0].permute(1, 2, 0).round().byte())  # smooth so interpolators agree
+    img = np.asarray(
+        torch.nn.functional.avg_pool2d(torch.from_numpy(img).permute(2, 0, 1)[None].float(), 5, 1, 2)[0]
+        .permute(1, 2, 0)
+        .round()
+        .byte()
+    )  # smooth so interpolators agree
     a = np.array([[1.1, 0.1, -20.0], [-0.1, 1.1, -10.0]])  # enlarging: no resampling filter difference
     ref = warp_affine(img, a, (150, 150), border="constant", cubic=False).astype(np.float32)
     got = warp_affine_torch(torch.from_numpy(img).permute(2, 0, 1)[None].float(), a, 150)[0].permute(1, 2, 0).numpy()
@@ -254,8 +259,12 @@ def test_dlib_torch_equals_dlib_on_its_chips(crops):
 @pytest.mark.parametrize("which", ["dlib", "mobileface"])
 def test_real_network_separates_people(crops, which):
     emb = _real(which)
-    ims = [crops["astronaut"], np.ascontiguousarray(crops["astronaut"][:, ::-1]), crops["grace"],
-           np.ascontiguousarray(crops["grace"][:, ::-1])]
+    ims = [
+        crops["astronaut"],
+        np.ascontiguousarray(crops["astronaut"][:, ::-1]),
+        crops["grace"],
+        np.ascontiguousarray(crops["grace"][:, ::-1]),
+    ]
     a, b = emb.embed_pairs(ims, [ims[1], ims[0], ims[3], ims[0]])  # same, same, same, different
     cos = cosine_similarity(a, b)
     assert cos[:3].min() > cos[3] + (0.05 if which == "dlib" else 0.3)  # dlib's descriptors share one cone
@@ -374,8 +383,9 @@ def test_eval_metrics_identity_columns(random_nets):
         assert r["deg_mobileface"] < 0.2
     for r, s in zip(diff, same, strict=True):
         assert r["id_mobileface"] < s["id_mobileface"]
-        assert r["deg_mobileface"] == pytest.approx(np.degrees(np.arccos(np.clip(r["id_mobileface"], -1, 1))),
-                                                    abs=1e-6)
+        assert r["deg_mobileface"] == pytest.approx(
+            np.degrees(np.arccos(np.clip(r["id_mobileface"], -1, 1))), abs=1e-6
+        )
     assert not scorer.unavailable
 
 

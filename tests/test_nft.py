@@ -33,8 +33,9 @@ def test_group_advantages_group_std_by_hand():
     r = torch.tensor([1.0, 2.0, 3.0, 4.0, 6.0, 8.0], dtype=torch.float64)
     a = group_advantages(r, 3, std="group")
     s1, s2 = math.sqrt(2 / 3), math.sqrt(8 / 3)
-    expected = torch.tensor([-1 / (s1 + 1e-4), 0.0, 1 / (s1 + 1e-4), -2 / (s2 + 1e-4), 0.0, 2 / (s2 + 1e-4)],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [-1 / (s1 + 1e-4), 0.0, 1 / (s1 + 1e-4), -2 / (s2 + 1e-4), 0.0, 2 / (s2 + 1e-4)], dtype=torch.float64
+    )
     torch.testing.assert_close(a, expected)
 
 
@@ -121,8 +122,12 @@ def test_nft_loss_batch_is_mean_of_samples():
     xt = (1 - s[:, None, None, None]) * x0 + s[:, None, None, None] * eps
     r = torch.tensor([0.1, 0.5, 1.0])
     full = nft_loss(vt, vo, vr, x0, xt, s, r).loss
-    parts = [nft_loss(vt[i : i + 1], vo[i : i + 1], vr[i : i + 1], x0[i : i + 1], xt[i : i + 1], s[i : i + 1],
-                      r[i : i + 1]).loss for i in range(3)]
+    parts = [
+        nft_loss(
+            vt[i : i + 1], vo[i : i + 1], vr[i : i + 1], x0[i : i + 1], xt[i : i + 1], s[i : i + 1], r[i : i + 1]
+        ).loss
+        for i in range(3)
+    ]
     torch.testing.assert_close(full, torch.stack(parts).mean())
 
 

@@ -52,8 +52,13 @@ class Spy:
 
     def _hook(self, module, args, kwargs):
         x = kwargs.get("hidden_states", args[0] if args else None)
-        self.calls.append({"x": x.detach().clone(), "timestep": kwargs["timestep"].detach().clone(),
-                           "cond": kwargs["encoder_hidden_states"].detach().clone()})
+        self.calls.append(
+            {
+                "x": x.detach().clone(),
+                "timestep": kwargs["timestep"].detach().clone(),
+                "cond": kwargs["encoder_hidden_states"].detach().clone(),
+            }
+        )
         if self.stop_after is not None and len(self.calls) >= self.stop_after:
             raise Spy.Stop
 
@@ -168,8 +173,17 @@ def _siglip_processor(size: int):
 @pytest.mark.parametrize("face_size", [128, 512])
 def test_tatok_input_is_siglip_processor_output(face_size):
     size = 384
-    tok = TATokTokenizer(TokenizerConfig(image_size=size, hidden_size=32, intermediate_size=64, num_layers=1,
-                                         num_heads=2, codebook_size=16, codebook_dim=8))
+    tok = TATokTokenizer(
+        TokenizerConfig(
+            image_size=size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_layers=1,
+            num_heads=2,
+            codebook_size=16,
+            codebook_dim=8,
+        )
+    )
     u8 = _face_uint8(face_size)
     ours = tok.preprocess(to_model(u8))[0]  # the pipeline holds [-1, 1] floats made from the uint8 image
     assert ours.shape == (3, size, size) and ours.dtype == torch.float32
@@ -185,8 +199,17 @@ def test_tatok_input_is_siglip_processor_output(face_size):
 
 
 def test_tatok_rounds_float_input_to_uint8():
-    tok = TATokTokenizer(TokenizerConfig(image_size=112, hidden_size=32, intermediate_size=64, num_layers=1,
-                                         num_heads=2, codebook_size=16, codebook_dim=8))
+    tok = TATokTokenizer(
+        TokenizerConfig(
+            image_size=112,
+            hidden_size=32,
+            intermediate_size=64,
+            num_layers=1,
+            num_heads=2,
+            codebook_size=16,
+            codebook_dim=8,
+        )
+    )
     u8 = _face_uint8(128)
     x = to_model(u8)
     assert torch.equal(tok.preprocess(x), tok.preprocess(x + 1e-3))  # both round to the same uint8 image
@@ -213,8 +236,9 @@ def test_official_numerics_is_the_official_euler_loop_bit_for_bit(bf16_model):
     with torch.no_grad():
         for t in sched.timesteps:
             inp = torch.cat([latents] * 2).to(torch.bfloat16)
-            out = m.transformer(inp, encoder_hidden_states=pred, timestep=t.unsqueeze(0).expand(inp.shape[0]),
-                                return_dict=False)[0]
+            out = m.transformer(
+                inp, encoder_hidden_states=pred, timestep=t.unsqueeze(0).expand(inp.shape[0]), return_dict=False
+            )[0]
             v_null, v_cond = out.chunk(2)
             latents = sched.step(v_null + scale * (v_cond - v_null), t, latents).prev_sample
     assert latents.dtype == torch.bfloat16
@@ -238,6 +262,7 @@ def test_official_loop_rerounds_the_state_each_step(bf16_model):
         assert c["x"].shape[0] == 2 and torch.equal(c["x"][0], c["x"][1])  # [null, cond] at guidance 1
         assert torch.all(c["cond"][0] == 0) and not torch.all(c["cond"][1] == 0)
         assert c["timestep"].dtype == torch.float32
+
     # analytic: with a velocity that is not bf16-representable, each step's state is the bf16 rounding of the
     # float32 Euler update of the previous bf16 state (scheduler.step's cast back to the model dtype)
     def v(x, s):
@@ -245,8 +270,9 @@ def test_official_loop_rerounds_the_state_each_step(bf16_model):
 
     seen = []
     x0 = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
-    out = sample(lambda x, s: seen.append(x) or v(x, s), x0, flow_sigmas(5), solver="euler",
-                 state_dtype=torch.bfloat16)
+    out = sample(
+        lambda x, s: seen.append(x) or v(x, s), x0, flow_sigmas(5), solver="euler", state_dtype=torch.bfloat16
+    )
     sig = flow_sigmas(5).float()
     x = x0.to(torch.bfloat16)
     for i in range(5):
@@ -288,8 +314,9 @@ def test_official_rollout_takes_29_calls_and_ends_at_one_thirtieth(tiny_model):
     assert len(spy.calls) == 29  # 29 steps on 30 sigmas: no call at sigma = 1/30
     ts = [c["timestep"] for c in spy.calls]
     assert all(t.dtype == torch.int64 for t in ts)
-    assert [t[0].item() for t in ts] == (torch.tensor(np.linspace(1, 1 / 30, 30)[:29], dtype=torch.float32)
-                                         * 1000).long().tolist()
+    assert [t[0].item() for t in ts] == (
+        torch.tensor(np.linspace(1, 1 / 30, 30)[:29], dtype=torch.float32) * 1000
+    ).long().tolist()
     assert ts[1][0].item() == 966 and ts[-1][0].item() == 66
     for c in spy.calls:  # guidance 1.0 still runs [null, cond]; the state SANA sees is bf16-valued
         assert c["x"].shape[0] == 4 and torch.all(c["cond"][:2] == 0)

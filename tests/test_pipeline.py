@@ -56,10 +56,14 @@ def _one_thread(one_thread):
 def group_photo(astronaut, grace):
     """A 900x500 photo with four faces: the two real photos pasted at two sizes each."""
     canvas = np.full((500, 900, 3), (90, 110, 100), np.uint8)
-    for img, (x, y), s in ((astronaut, (0, 0), 260), (grace, (250, 40), 220), (astronaut, (480, 200), 300),
-                           (grace, (760, 300), 140)):
+    for img, (x, y), s in (
+        (astronaut, (0, 0), 260),
+        (grace, (250, 40), 220),
+        (astronaut, (480, 200), 300),
+        (grace, (760, 300), 140),
+    ):
         h = round(img.shape[0] * s / img.shape[1])
-        canvas[y:y + h, x:x + s] = resize(img, (s, h))[: 500 - y, : 900 - x]
+        canvas[y : y + h, x : x + s] = resize(img, (s, h))[: 500 - y, : 900 - x]
     return canvas
 
 
@@ -80,8 +84,9 @@ def test_batched_equals_one_by_one(detector, astronaut, grace, group_photo):
 
 def test_faces_of_several_photos_share_restorer_batches(detector, astronaut, grace, group_photo):
     restorer = IdentityRestorer()
-    results = list(restore_photos(photos(astronaut, grace, group_photo), restorer, detector,
-                                  PipelineConfig(batch_size=3, seed=7)))
+    results = list(
+        restore_photos(photos(astronaut, grace, group_photo), restorer, detector, PipelineConfig(batch_size=3, seed=7))
+    )
     assert [len(r.faces) for r in results] == [1, 1, 4]
     assert restorer.calls == [(3, 7), (3, 7)]  # 6 faces of 3 photos in full batches, every call with the seed
 
@@ -215,8 +220,12 @@ def test_restore_image_is_the_upscaled_photo_with_the_restored_face_pasted(detec
     ruled = restore_image(astronaut, FlippingRestorer(512), detector, PipelineConfig(upscale=2))
     assert _psnr(ruled[face], upscaled[face]) > 33
 
-    batch = [r.photo.color for r in restore_photos(photos(astronaut, grace), IdentityRestorer(), detector,
-                                                   PipelineConfig(upscale=2, batch_size=2))]
+    batch = [
+        r.photo.color
+        for r in restore_photos(
+            photos(astronaut, grace), IdentityRestorer(), detector, PipelineConfig(upscale=2, batch_size=2)
+        )
+    ]
     assert np.array_equal(batch[0], restore_image(astronaut, IdentityRestorer(), detector, PipelineConfig(upscale=2)))
     assert np.array_equal(batch[1], restore_image(grace, IdentityRestorer(), detector, PipelineConfig(upscale=2)))
     with pytest.raises(RuntimeError, match="restoration failed"):
@@ -270,14 +279,25 @@ def _high_freq(image: np.ndarray, box) -> float:
     return float(((y - cv2.GaussianBlur(y, (0, 0), 1.0)) ** 2).mean())
 
 
-def _run_rule(detector, image, *, keep_detail="on", detail_loss=0.5, detail_change=1.5, blend=1.0, upscale=2.0,
-              resolution=64, restorer=None):
+def _run_rule(
+    detector,
+    image,
+    *,
+    keep_detail="on",
+    detail_loss=0.5,
+    detail_change=1.5,
+    blend=1.0,
+    upscale=2.0,
+    resolution=64,
+    restorer=None,
+):
     from prefrestore.faces.paste import BlendConfig
     from prefrestore.options import RestoreOptions
 
     opts = RestoreOptions(keep_detail=keep_detail, identity_guard="off", blend=blend)
-    cfg = PipelineConfig.from_options(opts, upscale=upscale,
-                                      blend=BlendConfig(detail_loss=detail_loss, detail_change=detail_change))
+    cfg = PipelineConfig.from_options(
+        opts, upscale=upscale, blend=BlendConfig(detail_loss=detail_loss, detail_change=detail_change)
+    )
     (res,) = restore_photos(photos(image), restorer or BlurRestorer(resolution), detector, cfg)
     assert res.ok and len(res.faces) == 1
     return res
@@ -291,7 +311,9 @@ def test_no_loss_rule_keeps_the_detail_above_the_model_resolution(detector, grac
     face = merged.faces[0]
     box = [2 * v for v in face.aligned.detection.box]  # -s 2
     assert face.detail.action == "merged" and face.detail.model_resolution == 64
-    assert face.detail.face_output_px == pytest.approx(2 * face.detail.face_input_px) and face.detail.face_input_px > 300
+    assert (
+        face.detail.face_output_px == pytest.approx(2 * face.detail.face_input_px) and face.detail.face_input_px > 300
+    )
     ratio = _high_freq(merged.photo.color, box) / _high_freq(lanczos, box)
     assert 0.85 < ratio < 1.1, ratio
     assert not np.array_equal(merged.photo.color, lanczos)  # the restoration's band is pasted
@@ -354,8 +376,10 @@ def test_no_loss_rule_on_an_aligned_crop_larger_than_the_model(grace, detector):
     box = (128, 128, 384, 384)
     hf = {}
     for keep, loss in (("on", 0.0), ("off", 0.5), ("on", 0.5)):
-        cfg = PipelineConfig.from_options(RestoreOptions(keep_detail=keep, identity_guard="off"),
-                                          blend=BlendConfig(detail_loss=loss, detail_change=1e9 if loss == 0 else 1.5))
+        cfg = PipelineConfig.from_options(
+            RestoreOptions(keep_detail=keep, identity_guard="off"),
+            blend=BlendConfig(detail_loss=loss, detail_change=1e9 if loss == 0 else 1.5),
+        )
         (res,) = restore_aligned([(0, Photo(crop))], BlurRestorer(64), cfg)
         out = res.output_image()
         assert out.shape == crop.shape

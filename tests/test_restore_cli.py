@@ -25,7 +25,9 @@ def fake_model(fake_api):
 def _png_claiming(width, height) -> bytes:
     chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -36,8 +38,9 @@ def good_inputs(tmp_path) -> Path:
     exif = Image.Exif()
     exif[0x010F] = "test-camera"
     alpha = np.tile(np.linspace(0, 255, 512).astype(np.uint8), (512, 1))
-    Image.fromarray(np.dstack([astronaut, alpha]), "RGBA").save(folder / "astronaut.png", icc_profile=b"icc" * 50,
-                                                                exif=exif.tobytes())
+    Image.fromarray(np.dstack([astronaut, alpha]), "RGBA").save(
+        folder / "astronaut.png", icc_profile=b"icc" * 50, exif=exif.tobytes()
+    )
     with Image.open(pytest.importorskip("matplotlib.cbook").get_sample_data("grace_hopper.jpg")) as im:
         im.convert("RGB").save(folder / "grace.jpg", quality=92)
     yy, xx = np.mgrid[0:90, 0:120]
@@ -65,16 +68,22 @@ def test_folder_with_bad_files_goes_on_and_fails_in_one_line_each(inputs, tmp_pa
     out = tmp_path / "out"
     assert run(inputs, "-o", out, "-s", "2") == 1
     err = capsys.readouterr().err
-    for name, why in (("empty.jpg", "empty file"), ("truncated.jpg", "truncated"), ("bomb.png", "50000x50000"),
-                      ("notes.jpg", "not an image")):
+    for name, why in (
+        ("empty.jpg", "empty file"),
+        ("truncated.jpg", "truncated"),
+        ("bomb.png", "50000x50000"),
+        ("notes.jpg", "not an image"),
+    ):
         lines = [ln for ln in err.splitlines() if ln.startswith("  failed:") and name in ln]
         assert len(lines) == 1 and why in lines[0], (name, err)
     assert "restored 2 photos (2 faces), 1 without a face (upscaled only), 4 failed" in err
     # Outputs of the good photos, GFPGAN's layout.
-    for folder, names in (("cropped_faces", ["astronaut_00.png", "grace_00.png"]),
-                          ("restored_faces", ["astronaut_00.png", "grace_00.png"]),
-                          ("cmp", ["astronaut_00.png", "grace_00.png"]),
-                          ("restored_imgs", ["astronaut.png", "grace.jpg", "landscape.png"])):
+    for folder, names in (
+        ("cropped_faces", ["astronaut_00.png", "grace_00.png"]),
+        ("restored_faces", ["astronaut_00.png", "grace_00.png"]),
+        ("cmp", ["astronaut_00.png", "grace_00.png"]),
+        ("restored_imgs", ["astronaut.png", "grace.jpg", "landscape.png"]),
+    ):
         assert sorted(p.name for p in (out / folder).iterdir()) == names
     with Image.open(out / "cmp" / "astronaut_00.png") as im:  # input crop | restored crop, at a judgeable size
         assert im.size[0] == 2 * im.size[1] and im.size[1] >= 256
@@ -100,9 +109,26 @@ def test_all_good_exits_zero_and_passes_model_options(good_inputs, tmp_path, fak
     api, restorers = sys.modules["prefrestore.api"], []
     load = api.load_restorer
     monkeypatch.setattr(api, "load_restorer", lambda *a, **k: restorers.append(load(*a, **k)) or restorers[-1])
-    assert run(good_inputs / "grace.jpg", good_inputs / "astronaut.png", "-o", tmp_path / "o", "--model", "tiny",
-               "--steps", "3", "--seed", "5", "--batch-size", "1", "--guidance-scale", "1.5",
-               "--official-numerics") == 0
+    assert (
+        run(
+            good_inputs / "grace.jpg",
+            good_inputs / "astronaut.png",
+            "-o",
+            tmp_path / "o",
+            "--model",
+            "tiny",
+            "--steps",
+            "3",
+            "--seed",
+            "5",
+            "--batch-size",
+            "1",
+            "--guidance-scale",
+            "1.5",
+            "--official-numerics",
+        )
+        == 0
+    )
     model, kwargs = fake_model[0]
     assert model == "tiny" and kwargs["steps"] == 3 and kwargs["guidance_scale"] == 1.5 and kwargs["device"] == "cpu"
     assert kwargs["numerics"] == "official"
@@ -172,8 +198,22 @@ def test_inputs_are_never_overwritten(good_inputs, tmp_path, capsys):
 
 def test_glob_suffix_ext_and_jpeg_quality(good_inputs, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run(str(good_inputs / "astro*.png"), "-o", out, "--ext", "jpg", "--suffix", "_fixed",
-               "--jpeg-quality", "80", "-s", "1") == 0
+    assert (
+        run(
+            str(good_inputs / "astro*.png"),
+            "-o",
+            out,
+            "--ext",
+            "jpg",
+            "--suffix",
+            "_fixed",
+            "--jpeg-quality",
+            "80",
+            "-s",
+            "1",
+        )
+        == 0
+    )
     path = out / "restored_imgs" / "astronaut_fixed.jpg"
     with Image.open(path) as im:
         assert im.format == "JPEG" and im.mode == "RGB" and im.size == (512, 512)
@@ -261,24 +301,35 @@ def parsed(monkeypatch):
     return parse
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["-i", "p.jpg", "-o", "out"], {"input": ["p.jpg"], "output": "out"}),                 # GFPGAN
-    (["--input", "p.jpg", "--input", "q.jpg"], {"input": ["p.jpg", "q.jpg"]}),
-    (["--input_path", "p.jpg", "--output_path", "out"], {"input": ["p.jpg"], "output": "out"}),  # CodeFormer
-    (["p.jpg", "--bg_upsampler", "realesrgan", "--bg_tile", "200"], {"bg_upsampler": "realesrgan", "bg_tile": 200}),
-    (["p.jpg", "--bg_upsampler", "None"], {"bg_upsampler": "lanczos"}),  # GFPGAN's "no upsampler" is a Lanczos resize
-    (["p.jpg", "--only_center_face", "--has_aligned"], {"only_center_face": True, "aligned": True}),
-    (["p.jpg", "--aligned"], {"aligned": True}),
-    (["p.jpg", "-w", "0.7"], {"fidelity": 0.7}),                       # CodeFormer's w: same direction as --fidelity
-    (["p.jpg", "--fidelity_weight", "0.3"], {"fidelity": 0.3}),
-    (["p.jpg", "--weight=0.5"], {"fidelity": 0.5}),                      # GFPGAN's -w/--weight
-    (["p.jpg"], {"fidelity": None, "verbose": False}),
-    (["p.jpg", "-s", "4", "--ext", "png", "--suffix", "_x"], {"upscale": 4.0, "ext": "png", "suffix": "_x"}),
-    (["p.jpg", "--det_threshold", "0.9", "--max_faces", "2", "--jpeg_quality=90", "--identity_guard", "flag"],
-     {"det_threshold": 0.9, "max_faces": 2, "jpeg_quality": 90, "identity_guard": "flag"}),  # our flags, underscored
-    (["p.jpg", "-v"], {"verbose": True}),                                # -v anywhere, not only before the command
-    (["p.jpg", "--debug", "-o", "o"], {"verbose": True, "output": "o"}),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["-i", "p.jpg", "-o", "out"], {"input": ["p.jpg"], "output": "out"}),  # GFPGAN
+        (["--input", "p.jpg", "--input", "q.jpg"], {"input": ["p.jpg", "q.jpg"]}),
+        (["--input_path", "p.jpg", "--output_path", "out"], {"input": ["p.jpg"], "output": "out"}),  # CodeFormer
+        (
+            ["p.jpg", "--bg_upsampler", "realesrgan", "--bg_tile", "200"],
+            {"bg_upsampler": "realesrgan", "bg_tile": 200},
+        ),
+        (
+            ["p.jpg", "--bg_upsampler", "None"],
+            {"bg_upsampler": "lanczos"},
+        ),  # GFPGAN's "no upsampler" is a Lanczos resize
+        (["p.jpg", "--only_center_face", "--has_aligned"], {"only_center_face": True, "aligned": True}),
+        (["p.jpg", "--aligned"], {"aligned": True}),
+        (["p.jpg", "-w", "0.7"], {"fidelity": 0.7}),  # CodeFormer's w: same direction as --fidelity
+        (["p.jpg", "--fidelity_weight", "0.3"], {"fidelity": 0.3}),
+        (["p.jpg", "--weight=0.5"], {"fidelity": 0.5}),  # GFPGAN's -w/--weight
+        (["p.jpg"], {"fidelity": None, "verbose": False}),
+        (["p.jpg", "-s", "4", "--ext", "png", "--suffix", "_x"], {"upscale": 4.0, "ext": "png", "suffix": "_x"}),
+        (
+            ["p.jpg", "--det_threshold", "0.9", "--max_faces", "2", "--jpeg_quality=90", "--identity_guard", "flag"],
+            {"det_threshold": 0.9, "max_faces": 2, "jpeg_quality": 90, "identity_guard": "flag"},
+        ),  # our flags, underscored
+        (["p.jpg", "-v"], {"verbose": True}),  # -v anywhere, not only before the command
+        (["p.jpg", "--debug", "-o", "o"], {"verbose": True, "output": "o"}),
+    ],
+)
 def test_gfpgan_and_codeformer_spellings_are_accepted(parsed, argv, expected):
     args = parsed(*argv)
     assert {k: getattr(args, k) for k in expected} == expected
@@ -288,18 +339,27 @@ def test_gfpgan_and_codeformer_spellings_are_accepted(parsed, argv, expected):
         assert RestoreOptions.from_namespace(args).fidelity == expected["fidelity"]
 
 
-@pytest.mark.parametrize("argv, hint", [
-    (["p.jpg", "--face_upsample"], "--face_upsample: CodeFormer's Real-ESRGAN pass over the restored faces"),
-    (["p.jpg", "-v", "1.3"], "-v 1.3: GFPGAN's model version; prefrestore picks its model with --model"),
-    (["p.jpg", "--version", "1.4"], "--version 1.4: GFPGAN's model version"),
-    (["p.jpg", "--detection_model", "retinaface_resnet50"], "--detection_model: prefrestore detects faces with MTCNN"),
-    (["p.jpg", "--draw_box"], "--draw_box: the face boxes, landmarks and scores are written to OUTPUT/reports"),
-    (["p.jpg", "--save_video_fps", "25"], "--save_video_fps: a restored video keeps its input's frame rate"),
-    (["p.jpg", "--only_centre_face"], "unrecognized arguments: --only_centre_face (did you mean --only-center-face?)"),
-    (["p.jpg", "--upsampler", "realesrgan"], "(did you mean --bg-upsampler?)"),
-    (["p.jpg", "--bg_upsampler", "esrgan"], "argument --bg-upsampler: invalid choice: 'esrgan'"),
-    ([], "give at least one input: prefrestore restore PHOTO"),
-])
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["p.jpg", "--face_upsample"], "--face_upsample: CodeFormer's Real-ESRGAN pass over the restored faces"),
+        (["p.jpg", "-v", "1.3"], "-v 1.3: GFPGAN's model version; prefrestore picks its model with --model"),
+        (["p.jpg", "--version", "1.4"], "--version 1.4: GFPGAN's model version"),
+        (
+            ["p.jpg", "--detection_model", "retinaface_resnet50"],
+            "--detection_model: prefrestore detects faces with MTCNN",
+        ),
+        (["p.jpg", "--draw_box"], "--draw_box: the face boxes, landmarks and scores are written to OUTPUT/reports"),
+        (["p.jpg", "--save_video_fps", "25"], "--save_video_fps: a restored video keeps its input's frame rate"),
+        (
+            ["p.jpg", "--only_centre_face"],
+            "unrecognized arguments: --only_centre_face (did you mean --only-center-face?)",
+        ),
+        (["p.jpg", "--upsampler", "realesrgan"], "(did you mean --bg-upsampler?)"),
+        (["p.jpg", "--bg_upsampler", "esrgan"], "argument --bg-upsampler: invalid choice: 'esrgan'"),
+        ([], "give at least one input: prefrestore restore PHOTO"),
+    ],
+)
 def test_foreign_flags_get_one_line_from_the_restore_parser(argv, hint, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["restore", *argv])
@@ -322,14 +382,17 @@ def test_options_before_the_command_are_answered_at_the_top(capsys):
     assert "  restore " in out and "Start with: prefrestore restore" in out and "prefrestore 0.1" in out
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["restore", "--help"], ["restore", "p.jpg", "--nope"],
-                                  ["--nope"]])
+@pytest.mark.parametrize(
+    "argv", [["--version"], ["--help"], ["restore", "--help"], ["restore", "p.jpg", "--nope"], ["--nope"]]
+)
 def test_help_version_and_usage_errors_import_no_torch(argv):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom prefrestore import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)")
+    code = (
+        "import sys\nfrom prefrestore import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)"
+    )
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     assert done.stderr.strip().splitlines()[-1] == "NO-TORCH", done.stderr
     if argv == ["--version"]:
@@ -420,8 +483,14 @@ def test_summary_counts_the_identity_guards_verdicts(good_inputs, tmp_path, caps
     assert cli.main(["restore", str(good_inputs / "astronaut.png"), "-o", str(out)]) == 0
     (entry,) = json.loads((out / "reports" / "astronaut.json").read_text())["faces"]
     assert entry["identity_guard"]["flagged"] and entry["identity_guard"]["action"]
-    assert "restored 1 photo (1 face; identity guard: 1 flagged, 1 replaced by a safer restoration)" in \
-        capsys.readouterr().err
-    assert cli.main(["restore", str(good_inputs / "astronaut.png"), "-o", str(tmp_path / "o2"),
-                     "--identity-guard", "flag"]) == 0
+    assert (
+        "restored 1 photo (1 face; identity guard: 1 flagged, 1 replaced by a safer restoration)"
+        in capsys.readouterr().err
+    )
+    assert (
+        cli.main(
+            ["restore", str(good_inputs / "astronaut.png"), "-o", str(tmp_path / "o2"), "--identity-guard", "flag"]
+        )
+        == 0
+    )
     assert "(1 face; identity guard: 1 flagged) ->" in capsys.readouterr().err

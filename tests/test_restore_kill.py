@@ -71,8 +71,19 @@ def _inputs(folder: Path, aligned: bool) -> None:
 def _command(tmp: Path, inputs: Path, out: Path, aligned: bool, marker: Path) -> list[str]:
     script = tmp / "runner.py"
     script.write_text(RUNNER)
-    args = [sys.executable, str(script), str(marker), "restore", str(inputs), "-o", str(out), "--identity", "off",
-            "--batch-size", "4"]  # a rerun puts the photos left into other groups than the first run did
+    args = [
+        sys.executable,
+        str(script),
+        str(marker),
+        "restore",
+        str(inputs),
+        "-o",
+        str(out),
+        "--identity",
+        "off",
+        "--batch-size",
+        "4",
+    ]  # a rerun puts the photos left into other groups than the first run did
     return args + (["--aligned"] if aligned else ["-s", "2"])
 
 
@@ -121,8 +132,9 @@ def reference(request, tmp_path_factory):
     inputs = tmp / "in"
     _inputs(inputs, aligned)
     marker = tmp / "ref.started"
-    proc = subprocess.Popen(_command(tmp, inputs, tmp / "ref", aligned, marker), env=_env(), stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        _command(tmp, inputs, tmp / "ref", aligned, marker), env=_env(), stderr=subprocess.PIPE, text=True
+    )
     while proc.poll() is None and not marker.exists():
         time.sleep(0.01)
     t0 = time.perf_counter()
@@ -158,5 +170,7 @@ def test_kill_then_rerun_equals_an_uninterrupted_run(reference, kill):
     assert sorted(got) == sorted(ref)
     for key, value in ref.items():
         assert got[key] == value, key
-    print(f"{'aligned' if aligned else 'photo'} kill #{kill}{' (after the end)' if finished else ''}: "
-          f"rerun {err.strip().splitlines()[-1]}")
+    print(
+        f"{'aligned' if aligned else 'photo'} kill #{kill}{' (after the end)' if finished else ''}: "
+        f"rerun {err.strip().splitlines()[-1]}"
+    )

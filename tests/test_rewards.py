@@ -59,8 +59,19 @@ def test_composite_is_the_weighted_sum_and_keeps_every_component():
         CompositeReward({"a": object()}, {"a": 1.0})
     with pytest.raises(ValueError, match="unknown reward"):
         build_reward("aesthetic")
-    assert set(REWARD_NAMES) >= {"pickscore", "hpsv2", "clipscore", "lmd", "arcface", "lpips", "identity_dlib",
-                                 "lmd_mtcnn", "psnr", "ssim", "brisque"}
+    assert set(REWARD_NAMES) >= {
+        "pickscore",
+        "hpsv2",
+        "clipscore",
+        "lmd",
+        "arcface",
+        "lpips",
+        "identity_dlib",
+        "lmd_mtcnn",
+        "psnr",
+        "ssim",
+        "brisque",
+    }
 
 
 def test_reward_inputs_convert_once_and_validate():
@@ -117,8 +128,9 @@ def test_mtcnn_landmark_reward_mapping_and_failure(faces):
     reward = build_reward("lmd_mtcnn")
     ref = to_model([faces["ast"]] * 3)
     blank = np.full((S, S, 3), 128, np.uint8)  # no face: the paper's failure score 0.01
-    restored = to_model([faces["ast"], cv2.warpAffine(faces["ast"], np.float32([[1, 0, 3], [0, 1, 2]]), (S, S)),
-                         blank])
+    restored = to_model(
+        [faces["ast"], cv2.warpAffine(faces["ast"], np.float32([[1, 0, 3], [0, 1, 2]]), (S, S)), blank]
+    )
     scores = reward(RewardInputs(restored=restored, lq=restored, hq=ref))
     assert scores[0] == pytest.approx(1.0)
     # a (3, 2) px shift at 128 px is a ~14.4 px shift at the 512 px reference scale: 1 / (1 + 14.4 / 20) ~ 0.58

@@ -23,11 +23,27 @@ def _tiny_clip_config():
     from transformers import CLIPConfig
 
     return CLIPConfig(
-        text_config={"vocab_size": 60, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "max_position_embeddings": 77, "hidden_act": "gelu",
-                     "eos_token_id": 59, "bos_token_id": 58, "pad_token_id": 59},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                       "image_size": 32, "patch_size": 8, "hidden_act": "gelu"},
+        text_config={
+            "vocab_size": 60,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "hidden_act": "gelu",
+            "eos_token_id": 59,
+            "bos_token_id": 58,
+            "pad_token_id": 59,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_act": "gelu",
+        },
         projection_dim=16,
     )
 
@@ -58,8 +74,9 @@ def _reference_logits(model_dir, pixels, prompts, padding):
     from transformers import AutoTokenizer, CLIPModel
 
     model = CLIPModel.from_pretrained(str(model_dir)).eval()
-    tok = AutoTokenizer.from_pretrained(str(model_dir))(prompts, padding=padding, truncation=True, max_length=77,
-                                                        return_tensors="pt")
+    tok = AutoTokenizer.from_pretrained(str(model_dir))(
+        prompts, padding=padding, truncation=True, max_length=77, return_tensors="pt"
+    )
     with torch.no_grad():
         out = model(pixel_values=pixels, input_ids=tok.input_ids, attention_mask=tok.attention_mask)
     return out.logits_per_image.diagonal()
@@ -74,7 +91,8 @@ def test_clip_preprocessing_matches_the_image_processor(clip_dir):
     x = _images()
     ours = preprocess((x + 1) / 2, clip, mode="bicubic")
     theirs = CLIPImageProcessor.from_pretrained(str(clip_dir))(
-        [a for a in RewardInputs(restored=x, lq=x).uint8()], return_tensors="pt").pixel_values
+        [a for a in RewardInputs(restored=x, lq=x).uint8()], return_tensors="pt"
+    ).pixel_values
     assert ours.shape == theirs.shape == (3, 3, 32, 32)
     assert (ours - theirs).abs().mean() < 0.05  # PIL vs torch bicubic and 8-bit rounding only
 
@@ -109,23 +127,34 @@ def test_missing_clip_weights_name_what_to_download(tmp_path, monkeypatch):
 
 def _hf_to_openclip(sd):
     """The inverse renaming (how an OpenCLIP ViT names the same tensors)."""
-    out = {"logit_scale": sd["logit_scale"], "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
-           "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
-           "ln_final.weight": sd["text_model.final_layer_norm.weight"], "ln_final.bias": sd["text_model.final_layer_norm.bias"],
-           "text_projection": sd["text_projection.weight"].t(), "visual.proj": sd["visual_projection.weight"].t(),
-           "visual.class_embedding": sd["vision_model.embeddings.class_embedding"],
-           "visual.positional_embedding": sd["vision_model.embeddings.position_embedding.weight"],
-           "visual.conv1.weight": sd["vision_model.embeddings.patch_embedding.weight"],
-           "visual.ln_pre.weight": sd["vision_model.pre_layrnorm.weight"], "visual.ln_pre.bias": sd["vision_model.pre_layrnorm.bias"],
-           "visual.ln_post.weight": sd["vision_model.post_layernorm.weight"],
-           "visual.ln_post.bias": sd["vision_model.post_layernorm.bias"]}
+    out = {
+        "logit_scale": sd["logit_scale"],
+        "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
+        "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
+        "ln_final.weight": sd["text_model.final_layer_norm.weight"],
+        "ln_final.bias": sd["text_model.final_layer_norm.bias"],
+        "text_projection": sd["text_projection.weight"].t(),
+        "visual.proj": sd["visual_projection.weight"].t(),
+        "visual.class_embedding": sd["vision_model.embeddings.class_embedding"],
+        "visual.positional_embedding": sd["vision_model.embeddings.position_embedding.weight"],
+        "visual.conv1.weight": sd["vision_model.embeddings.patch_embedding.weight"],
+        "visual.ln_pre.weight": sd["vision_model.pre_layrnorm.weight"],
+        "visual.ln_pre.bias": sd["vision_model.pre_layrnorm.bias"],
+        "visual.ln_post.weight": sd["vision_model.post_layernorm.weight"],
+        "visual.ln_post.bias": sd["vision_model.post_layernorm.bias"],
+    }
     for tower, src, n in (("text_model", "transformer", 2), ("vision_model", "visual.transformer", 2)):
         for i in range(n):
             h, o = f"{tower}.encoder.layers.{i}", f"{src}.resblocks.{i}"
             out[f"{o}.attn.in_proj_weight"] = torch.cat([sd[f"{h}.self_attn.{p}_proj.weight"] for p in "qkv"])
             out[f"{o}.attn.in_proj_bias"] = torch.cat([sd[f"{h}.self_attn.{p}_proj.bias"] for p in "qkv"])
-            for a, b in (("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
-                         ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
+            for a, b in (
+                ("attn.out_proj", "self_attn.out_proj"),
+                ("ln_1", "layer_norm1"),
+                ("ln_2", "layer_norm2"),
+                ("mlp.c_fc", "mlp.fc1"),
+                ("mlp.c_proj", "mlp.fc2"),
+            ):
                 out[f"{o}.{a}.weight"], out[f"{o}.{a}.bias"] = sd[f"{h}.{b}.weight"], sd[f"{h}.{b}.bias"]
     return out
 
@@ -137,8 +166,12 @@ def test_openclip_packed_attention_maps_onto_separate_projections():
 
     torch.manual_seed(0)
     mha = torch.nn.MultiheadAttention(32, 4, batch_first=True)
-    sd = {"b.attn.in_proj_weight": mha.in_proj_weight.detach(), "b.attn.in_proj_bias": mha.in_proj_bias.detach(),
-          "b.attn.out_proj.weight": mha.out_proj.weight.detach(), "b.attn.out_proj.bias": mha.out_proj.bias.detach()}
+    sd = {
+        "b.attn.in_proj_weight": mha.in_proj_weight.detach(),
+        "b.attn.in_proj_bias": mha.in_proj_bias.detach(),
+        "b.attn.out_proj.weight": mha.out_proj.weight.detach(),
+        "b.attn.out_proj.bias": mha.out_proj.bias.detach(),
+    }
     for k in ("ln_1", "ln_2", "mlp.c_fc", "mlp.c_proj"):
         sd[f"b.{k}.weight"] = sd[f"b.{k}.bias"] = torch.zeros(1)
     from prefrestore.rewards.clip import _block
@@ -192,9 +225,15 @@ def test_fan_architecture_matches_the_published_checkpoint_layout():
         sd = FAN().state_dict()
     n = sum(v.numel() for k, v in sd.items() if "running" not in k and "num_batches" not in k)
     assert abs(n - 24.15e6) < 0.01e6
-    shapes = {"conv1.conv.weight": (64, 6, 7, 7), "m0.coordconv.conv.weight": (256, 259, 1, 1),
-              "m3.coordconv.conv.weight": (256, 261, 1, 1), "m2.b2_plus_1.conv3.weight": (64, 64, 3, 3),
-              "conv4.downsample.2.weight": (256, 128, 1, 1), "l3.weight": (99, 256, 1, 1), "al2.weight": (256, 99, 1, 1)}
+    shapes = {
+        "conv1.conv.weight": (64, 6, 7, 7),
+        "m0.coordconv.conv.weight": (256, 259, 1, 1),
+        "m3.coordconv.conv.weight": (256, 261, 1, 1),
+        "m2.b2_plus_1.conv3.weight": (64, 64, 3, 3),
+        "conv4.downsample.2.weight": (256, 128, 1, 1),
+        "l3.weight": (99, 256, 1, 1),
+        "al2.weight": (256, 99, 1, 1),
+    }
     for k, shape in shapes.items():
         assert tuple(sd[k].shape) == shape, k
     assert "bl3.weight" not in sd and "al3.weight" not in sd
@@ -217,8 +256,10 @@ def test_fan_reward_loads_a_checkpoint_and_is_one_for_identical_images(tmp_path)
 
     torch.manual_seed(0)
     tiny = FAN(num_modules=2, channels=16, num_landmarks=5).eval()
-    torch.save({"state_dict": {f"module.{k}": v for k, v in tiny.state_dict().items()}, "epoch": 3},
-               tmp_path / "alignment_WFLW_4HG.pth")
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in tiny.state_dict().items()}, "epoch": 3},
+        tmp_path / "alignment_WFLW_4HG.pth",
+    )
     loaded = load_fan(tmp_path / "alignment_WFLW_4HG.pth", num_modules=2, channels=16, num_landmarks=5)
     x = torch.rand(1, 3, 256, 256)
     with torch.no_grad():

@@ -75,7 +75,10 @@ def _reward():
 
 def _cfg(out: Path, pairs: Path, epochs: int) -> NFTConfig:
     return NFTConfig(
-        model="tiny", out_dir=str(out), epochs=epochs, checkpoint_every=1,
+        model="tiny",
+        out_dir=str(out),
+        epochs=epochs,
+        checkpoint_every=1,
         data=RLDataSettings(pairs=(str(pairs),), groups_per_epoch=2),
         rollout=RolloutConfig(group_size=2, steps=3, batch_size=4),
         optim=OptimSettings(train_batch_size=2, steps_per_epoch=1),
@@ -91,10 +94,13 @@ def _log(out: Path) -> list[dict]:
 def trained(tmp_path_factory, pairs_dir):
     """An uninterrupted 2-epoch run: (run folder, the model it trained, a pristine copy, the initial LoRA)."""
     from prefrestore.seeding import seed_everything
+
     out = tmp_path_factory.mktemp("rl_full")
     cfg = _cfg(out, pairs_dir, 2)
     seed_everything(cfg.seed)  # what train_nft does before it adds the adapters: same Gaussian init
-    initial = {k: v.detach().clone() for k, v in attach_training_adapters(random_model("tiny", seed=0)).trained.items()}
+    initial = {
+        k: v.detach().clone() for k, v in attach_training_adapters(random_model("tiny", seed=0)).trained.items()
+    }
     model = random_model("tiny", seed=0)
     train_nft(cfg, reward=_reward(), model=model)
     return out, model, random_model("tiny", seed=0), initial
@@ -160,7 +166,11 @@ def test_only_lora_parameters_move_and_the_reference_stays_bit_identical(trained
             assert p.abs().sum() > 0, f"{name} did not move"  # B starts at zero
     # the reference is the model with adapters off: bit-identical to the untouched model
     g = torch.Generator().manual_seed(3)
-    x, sigma, cond = torch.randn(2, 16, 16, 16, generator=g), torch.tensor([0.3, 0.8]), torch.randn(2, 321, 192, generator=g)
+    x, sigma, cond = (
+        torch.randn(2, 16, 16, 16, generator=g),
+        torch.tensor([0.3, 0.8]),
+        torch.randn(2, 321, 192, generator=g),
+    )
     with torch.no_grad():
         with peft.disable_adapter():
             v_ref = model.velocity(x, sigma, cond)
@@ -185,9 +195,22 @@ def test_logs_every_reward_component_and_advantage_statistics(trained):
     out, _, _, _ = trained
     rows = _log(out)
     assert [r["epoch"] for r in rows] == [0, 1] and rows[-1]["step"] == 2
-    for key in ("reward_mean", "reward/neg_l1", "reward/brightness", "reward_std/neg_l1", "adv_abs_mean",
-                "adv_min", "adv_max", "rho_mean", "zero_std_groups", "loss", "policy", "kl", "grad_norm",
-                "old_decay"):
+    for key in (
+        "reward_mean",
+        "reward/neg_l1",
+        "reward/brightness",
+        "reward_std/neg_l1",
+        "adv_abs_mean",
+        "adv_min",
+        "adv_max",
+        "rho_mean",
+        "zero_std_groups",
+        "loss",
+        "policy",
+        "kl",
+        "grad_norm",
+        "old_decay",
+    ):
         assert key in rows[0] and np.isfinite(rows[0][key]), key
     assert rows[0]["old_deviation"] == 0.0  # epoch 0: trained == old
     assert rows[1]["kl"] > 0.0  # after a step the policy left the reference
@@ -199,7 +222,9 @@ def test_resume_after_a_stop_gives_the_same_next_losses(trained, tmp_path, pairs
     # the "killed" run left epoch 0's checkpoint; a new process continues with a fresh model object
     with open(tmp_path / "log.jsonl", "a") as f:  # a line a killed run wrote after its last checkpoint
         f.write(json.dumps({"epoch": 1, "loss": -1.0}) + "\n")
-    train_nft(_cfg(tmp_path, pairs_dir, 2), reward=_reward(), model=random_model("tiny", seed=0))  # a new object, same SFT weights
+    train_nft(
+        _cfg(tmp_path, pairs_dir, 2), reward=_reward(), model=random_model("tiny", seed=0)
+    )  # a new object, same SFT weights
     assert _log(tmp_path) == _log(full)
     from safetensors.torch import load_file
 
@@ -227,7 +252,11 @@ def test_exported_lora_is_the_ema_in_peft_layout_and_loads_merged_or_not(trained
         assert torch.equal(sd[k.replace(".default.", ".")], v)
 
     g = torch.Generator().manual_seed(4)
-    x, sigma, cond = torch.randn(2, 16, 16, 16, generator=g), torch.tensor([0.2, 0.6]), torch.randn(2, 321, 192, generator=g)
+    x, sigma, cond = (
+        torch.randn(2, 16, 16, 16, generator=g),
+        torch.tensor([0.2, 0.6]),
+        torch.randn(2, 321, 192, generator=g),
+    )
     with torch.no_grad():
         base = random_model("tiny", seed=0).velocity(x, sigma, cond)
         merged = random_model("tiny", seed=0)
@@ -248,8 +277,20 @@ def test_cli_merge_writes_a_loadable_model(trained, tmp_path):
     out, _, _, _ = trained
     sft = tmp_path / "sft"
     save_pretrained(random_model("tiny", seed=0), sft)
-    assert main(["rl", "--merge", str(latest_checkpoint(out) / "lora"), "--model", str(sft),
-                 "-o", str(tmp_path / "merged")]) == 0
+    assert (
+        main(
+            [
+                "rl",
+                "--merge",
+                str(latest_checkpoint(out) / "lora"),
+                "--model",
+                str(sft),
+                "-o",
+                str(tmp_path / "merged"),
+            ]
+        )
+        == 0
+    )
     m = from_pretrained(tmp_path / "merged")
     assert not any("lora" in k for k in m.state_dict())
 
@@ -263,15 +304,29 @@ def test_paper_and_tiny_configs_load_with_the_paper_values(capsys):
 
     root = Path(__file__).resolve().parents[1] / "configs" / "rl"
     paper = load_config(NFTConfig, root / "paper.yaml")
-    assert paper.rollout == RolloutConfig(group_size=24, steps=30, solver="dpm++2m", guidance_scale=1.0, batch_size=9,
-                                          sampler="official")
+    assert paper.rollout == RolloutConfig(
+        group_size=24, steps=30, solver="dpm++2m", guidance_scale=1.0, batch_size=9, sampler="official"
+    )
     assert paper.data.groups_per_epoch == 48 and paper.checkpoint_every == 30
     n = paper.nft
-    assert (n.beta, n.kl_coef, n.adv_clip, n.std, n.timestep_fraction, n.ema_decay) == (0.1, 1e-4, 5.0, "global", 0.99, 0.9)
+    assert (n.beta, n.kl_coef, n.adv_clip, n.std, n.timestep_fraction, n.ema_decay) == (
+        0.1,
+        1e-4,
+        5.0,
+        "global",
+        0.99,
+        0.9,
+    )
     assert (n.old_decay_rate, n.old_decay_cap) == (0.001, 0.5)
     assert (paper.lora.rank, paper.lora.alpha, paper.optim.lr, paper.optim.steps_per_epoch) == (32, 64, 3e-4, 1)
-    assert paper.rewards.weights == {"pickscore": 1.0, "hpsv2": 1.0, "clipscore": 1.0, "lmd": 0.5, "arcface": 0.5,
-                                     "lpips": 0.5}
+    assert paper.rewards.weights == {
+        "pickscore": 1.0,
+        "hpsv2": 1.0,
+        "clipscore": 1.0,
+        "lmd": 0.5,
+        "arcface": 0.5,
+        "lpips": 0.5,
+    }
     tiny = load_config(NFTConfig, root / "tiny.yaml", ["epochs=3", "rollout.group_size=4"])
     assert tiny.epochs == 3 and tiny.rollout.group_size == 4
     assert set(tiny.rewards.weights) <= {"identity_dlib", "lmd_mtcnn", "psnr", "ssim", "brisque"}
@@ -296,7 +351,8 @@ def test_old_knob_names_out_and_save_every_still_load_with_a_warning(tmp_path, c
     with caplog.at_level("WARNING", logger="prefrestore.config"):
         assert load_config(NFTConfig, tmp_path / "old.yaml") == new
         assert load_config(NFTConfig, tmp_path / "new.yaml", ["out=runs/y", "save_every=4"]) == NFTConfig(
-            model="tiny", out_dir="runs/y", checkpoint_every=4)
+            model="tiny", out_dir="runs/y", checkpoint_every=4
+        )
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 4 and all(len(m.splitlines()) == 1 and "deprecated" in m for m in warned)
     assert "config key save_every is deprecated; use checkpoint_every" in warned[1]

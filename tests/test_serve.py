@@ -78,8 +78,9 @@ def test_health_ready_and_options(server):
 def test_sync_restore_image_and_per_face_json(server):
     url, _, _ = server
     # keep_detail off: the no-loss rule would keep most of an inverted face as the photo (docs/no-loss.md)
-    r = post(url, GROUP, "group.jpg", {"upscale": 1.5, "color_match": "none", "color_fix": "none",
-                                       "keep_detail": "off"})
+    r = post(
+        url, GROUP, "group.jpg", {"upscale": 1.5, "color_match": "none", "color_fix": "none", "keep_detail": "off"}
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/jpeg"
     assert 'filename="group_restored.jpg"' in r.headers["content-disposition"]
@@ -108,8 +109,13 @@ def test_sync_restore_image_and_per_face_json(server):
 
 def test_raw_body_upload(server):
     url, _, _ = server
-    r = requests.post(url + "/v1/restore", data=GRACE, params={"name": "g.jpg", "options": '{"upscale": 1}'},
-                      headers={"Content-Type": "image/jpeg"}, timeout=60)
+    r = requests.post(
+        url + "/v1/restore",
+        data=GRACE,
+        params={"name": "g.jpg", "options": '{"upscale": 1}'},
+        headers={"Content-Type": "image/jpeg"},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     assert decode(r.content).shape == (234, 200, 3)
 
@@ -151,11 +157,16 @@ def test_async_job_sse_progress_and_result(server):
 def test_bad_image_and_corrupt_upload(server):
     url, _, _ = server
     r = post(url, b"this is not an image", "notes.txt")
-    assert r.status_code == 400 and r.json()["detail"] == "notes.txt: not an image PIL can read; convert it to PNG or JPEG"
+    assert (
+        r.status_code == 400
+        and r.json()["detail"] == "notes.txt: not an image PIL can read; convert it to PNG or JPEG"
+    )
     assert post(url, b"", "empty.jpg").status_code == 400
     # a PNG whose header claims 50000 x 50000 pixels: refused from the header, nothing decoded
     ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)
-    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    bomb = (
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    )
     r = post(url, bomb + b"\0" * 100, "bomb.png")
     assert r.status_code == 400 and "pixel limit" in r.json()["detail"] and r.json()["detail"].startswith("bomb.png:")
     # a JPEG cut in half: the header is fine, the pixels are not -> an error, never an image
@@ -165,7 +176,9 @@ def test_bad_image_and_corrupt_upload(server):
     assert r.json()["detail"].startswith("cut.jpg: corrupt or truncated")
     assert "/work/" not in r.json()["detail"] and "jobs" not in r.json()["detail"]
     # a broken multipart body, and one without a file part
-    r = requests.post(url + "/v1/restore", data=b"--xyz\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    r = requests.post(
+        url + "/v1/restore", data=b"--xyz\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=xyz"}
+    )
     assert r.status_code == 400 and r.json()["detail"].startswith(("malformed multipart", "no 'file' part"))
     r = requests.post(url + "/v1/restore", data=b"x", headers={"Content-Type": "multipart/form-data"})
     assert r.status_code == 400 and "boundary" in r.json()["detail"]
@@ -321,8 +334,10 @@ def test_stalled_uploads_are_bounded(tmp_path, fast):
     with serve(tmp_path, fast, max_uploads=1, read_timeout_s=1.0) as (url, _, _):
         port = int(url.rsplit(":", 1)[1])
         stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
-        stalled.sendall(b"POST /v1/restore HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
-                        b"Content-Length: 1000\r\n\r\n" + b"\0" * 10)
+        stalled.sendall(
+            b"POST /v1/restore HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"\0" * 10
+        )
         time.sleep(0.3)
         r = post(url, GRACE)
         assert r.status_code == 429 and r.headers["Retry-After"] == "1" and "uploads are already" in r.json()["detail"]
@@ -401,8 +416,10 @@ def test_non_loopback_bind_needs_a_token(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PREFRESTORE_TOKEN", raising=False)
     assert main(["serve", "--host", "0.0.0.0", "--model", "tiny", "--workdir", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: --host 0.0.0.0: a non-loopback bind needs a bearer token; pass --token or set "
-                   "PREFRESTORE_TOKEN (or bind 127.0.0.1)"]
+    assert err == [
+        "error: --host 0.0.0.0: a non-loopback bind needs a bearer token; pass --token or set "
+        "PREFRESTORE_TOKEN (or bind 127.0.0.1)"
+    ]
 
 
 def _cli_config(flags):
@@ -422,14 +439,62 @@ def test_options_schema_is_the_cli_schema():
     options of prefrestore.options included (same names, same defaults: no flag = no option)."""
     for flags, opts in [
         ([], {}),
-        (["-s", "3", "--det-threshold", "0.9", "--min-face-size", "30", "--max-faces", "2", "--only-center-face",
-          "--seed", "5", "--color-match", "meanstd", "--ext", "jpg", "--jpeg-quality", "80"],
-         {"upscale": 3, "det_threshold": 0.9, "min_face_size": 30, "max_faces": 2, "only_center_face": True,
-          "seed": 5, "color_match": "meanstd", "output_format": "jpg", "jpeg_quality": 80}),
-        (["--fidelity", "0.75", "--identity-threshold", "0.4", "--max-face-size", "300", "--faces", "2,0",
-          "--rerank-weights", "psnr=1,ssim=0.5", "--candidates", "3"],
-         {"fidelity": 0.75, "identity_threshold": 0.4, "max_face_size": 300, "faces": [2, 0],
-          "rerank_weights": {"psnr": 1, "ssim": 0.5}, "candidates": 3}),
+        (
+            [
+                "-s",
+                "3",
+                "--det-threshold",
+                "0.9",
+                "--min-face-size",
+                "30",
+                "--max-faces",
+                "2",
+                "--only-center-face",
+                "--seed",
+                "5",
+                "--color-match",
+                "meanstd",
+                "--ext",
+                "jpg",
+                "--jpeg-quality",
+                "80",
+            ],
+            {
+                "upscale": 3,
+                "det_threshold": 0.9,
+                "min_face_size": 30,
+                "max_faces": 2,
+                "only_center_face": True,
+                "seed": 5,
+                "color_match": "meanstd",
+                "output_format": "jpg",
+                "jpeg_quality": 80,
+            },
+        ),
+        (
+            [
+                "--fidelity",
+                "0.75",
+                "--identity-threshold",
+                "0.4",
+                "--max-face-size",
+                "300",
+                "--faces",
+                "2,0",
+                "--rerank-weights",
+                "psnr=1,ssim=0.5",
+                "--candidates",
+                "3",
+            ],
+            {
+                "fidelity": 0.75,
+                "identity_threshold": 0.4,
+                "max_face_size": 300,
+                "faces": [2, 0],
+                "rerank_weights": {"psnr": 1, "ssim": 0.5},
+                "candidates": 3,
+            },
+        ),
     ]:
         (config, layout), batch_size = _cli_config(flags)
         mine = RestoreOptions.from_json(opts)
@@ -461,14 +526,29 @@ def test_option_listing_is_prefrestore_options(server):
         o = by_name[spec.name]
         default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
         assert (o["default"], o["help"], o["minimum"], o["maximum"], o["nullable"], o["source"]) == (
-            default, spec.help, spec.minimum, spec.maximum, spec.nullable, "prefrestore.options"), spec.name
+            default,
+            spec.help,
+            spec.minimum,
+            spec.maximum,
+            spec.nullable,
+            "prefrestore.options",
+        ), spec.name
         assert o["choices"] == list(spec.choices or ())
     assert "1 = closest to the input" in by_name["fidelity"]["help"]
     assert by_name["identity_guard"]["choices"] == ["off", "flag", "fallback"]
-    assert {"fidelity", "candidates", "identity_guard", "color_fix", "blend"} <= {o["name"] for o in listing if o["ui"]}
+    assert {"fidelity", "candidates", "identity_guard", "color_fix", "blend"} <= {
+        o["name"] for o in listing if o["ui"]
+    }
     assert {o["name"] for o in listing if o["source"] == "serve"} == {
-        "upscale", "output_format", "jpeg_quality", "det_threshold", "max_faces", "only_center_face", "color_match",
-        "seed"}
+        "upscale",
+        "output_format",
+        "jpeg_quality",
+        "det_threshold",
+        "max_faces",
+        "only_center_face",
+        "color_match",
+        "seed",
+    }
     assert RestoreOptions().to_json() == {o["name"]: o["default"] for o in listing}  # the defaults a request gets
 
 
@@ -486,17 +566,23 @@ def test_request_reaches_the_pipeline_as_the_cli_flags(server, monkeypatch):
     url, _, _ = server
     r = post(url, GRACE, options={"candidates": 2, "identity_guard": "flag", "color_fix": "none", "blend": 0.5})
     assert r.status_code == 500 and "stopped by the test" in r.json()["detail"]
-    (config, _), _ = _cli_config(["--candidates", "2", "--identity-guard", "flag", "--color-fix", "none",
-                                  "--blend", "0.5"])
+    (config, _), _ = _cli_config(
+        ["--candidates", "2", "--identity-guard", "flag", "--color-fix", "none", "--blend", "0.5"]
+    )
     assert seen == [config]
     assert (config.options.candidates, config.options.identity_guard, config.blend.visibility) == (2, "flag", 0.5)
 
 
 def test_bad_control_options_are_422_naming_the_option(server):
     url, _, _ = server
-    for options, name in [({"candidates": 0}, "candidates"), ({"identity_guard": "x"}, "identity_guard"),
-                          ({"candidates": "two"}, "candidates"), ({"blend": 2}, "blend"),
-                          ({"rerank_weights": {"sharpness": 1}}, "rerank_weights"), ({"colour_fix": "none"}, "colour_fix")]:
+    for options, name in [
+        ({"candidates": 0}, "candidates"),
+        ({"identity_guard": "x"}, "identity_guard"),
+        ({"candidates": "two"}, "candidates"),
+        ({"blend": 2}, "blend"),
+        ({"rerank_weights": {"sharpness": 1}}, "rerank_weights"),
+        ({"colour_fix": "none"}, "colour_fix"),
+    ]:
         r = post(url, GRACE, options=options)
         detail = r.json()["detail"]
         assert r.status_code == 422 and "\n" not in detail, (options, r.status_code, detail)
@@ -504,8 +590,9 @@ def test_bad_control_options_are_422_naming_the_option(server):
     # valid, but this restorer cannot do it: the batch stops with one line before any face is restored (422: an
     # option the server cannot honour, not a server error)
     r = post(url, GRACE, "g.jpg", options={"fidelity": 0.5})
-    assert r.status_code == 422 and r.json()["detail"] == ("g.jpg: options.fidelity: this restorer has no fidelity "
-                                                           "dial (use a prefrestore model)")
+    assert r.status_code == 422 and r.json()["detail"] == (
+        "g.jpg: options.fidelity: this restorer has no fidelity dial (use a prefrestore model)"
+    )
 
 
 def test_guard_verdict_and_candidates_are_in_the_result(tmp_path, fast):
@@ -523,15 +610,21 @@ def test_guard_verdict_and_candidates_are_in_the_result(tmp_path, fast):
         assert job["options"]["identity_guard"] == "fallback"
         (face,) = job["result"]["faces"]
         # the invert restorer has no fidelity dial, so the flagged face falls back to its input crop
-        assert face["identity_guard"] == {"flagged": True, "action": "fallback: input",
-                                          "rejected_identity_distance": 0.9}
+        assert face["identity_guard"] == {
+            "flagged": True,
+            "action": "fallback: input",
+            "rejected_identity_distance": 0.9,
+        }
         assert any("no fidelity dial" in n for n in job["result"]["notes"])
         crop, restored = (decode(requests.get(url + face["urls"][k]).content) for k in ("cropped", "restored"))
         assert np.array_equal(crop, restored)
 
         calls = restorer.calls
-        r = post(url, GRACE, options={"upscale": 1, "candidates": 2, "rerank_weights": {"lmd_mtcnn": 1},
-                                      "identity_guard": "off"})
+        r = post(
+            url,
+            GRACE,
+            options={"upscale": 1, "candidates": 2, "rerank_weights": {"lmd_mtcnn": 1}, "identity_guard": "off"},
+        )
         assert r.status_code == 200, r.text
         (face,) = result_of(url, r)["faces"]
         assert [c["seed"] for c in face["candidates"]] == [0, 1] and face["chosen_seed"] == 0
@@ -565,8 +658,11 @@ def test_openapi_declares_bodies_parameters_and_the_real_error_body(server):
         content = op["requestBody"]["content"]
         form = content["multipart/form-data"]["schema"]
         assert form["required"] == ["file"]
-        assert form["properties"]["file"] == {"type": "string", "format": "binary",
-                                              "description": form["properties"]["file"]["description"]}
+        assert form["properties"]["file"] == {
+            "type": "string",
+            "format": "binary",
+            "description": form["properties"]["file"]["description"],
+        }
         assert form["properties"]["options"]["type"] == "string"
         assert content["image/jpeg"]["schema"] == {"type": "string", "format": "binary"}
         assert {p["name"] for p in op["parameters"] if p["in"] == "query"} >= {"name", "options"}
@@ -578,13 +674,18 @@ def test_openapi_declares_bodies_parameters_and_the_real_error_body(server):
             for code, answer in op["responses"].items():
                 if code[0] in "45":
                     assert answer["content"]["application/json"]["schema"] == {
-                        "$ref": "#/components/schemas/ErrorBody"}, (path, method, code)
+                        "$ref": "#/components/schemas/ErrorBody"
+                    }, (path, method, code)
     # and the server answers what it documents: one line under "detail", for FastAPI's own validation too
-    for r in (post(url, GRACE, options={"upscale": 0}), requests.get(url + "/v1/results.zip"),
-              requests.get(url + "/v1/results.zip", params={"ids": ","}),
-              requests.post(url + "/v1/restore", params={"response": "xml"}, data=GRACE,
-                            headers={"Content-Type": "image/jpeg"}),
-              requests.get(url + "/v1/jobs/" + "0" * 32 + "/faces/x/cropped")):
+    for r in (
+        post(url, GRACE, options={"upscale": 0}),
+        requests.get(url + "/v1/results.zip"),
+        requests.get(url + "/v1/results.zip", params={"ids": ","}),
+        requests.post(
+            url + "/v1/restore", params={"response": "xml"}, data=GRACE, headers={"Content-Type": "image/jpeg"}
+        ),
+        requests.get(url + "/v1/jobs/" + "0" * 32 + "/faces/x/cropped"),
+    ):
         assert r.status_code in (404, 422), (r.status_code, r.text)
         body = r.json()
         assert list(body) == ["detail"] and isinstance(body["detail"], str) and "\n" not in body["detail"], body
@@ -603,8 +704,13 @@ def test_result_header_is_bounded_and_the_details_are_in_the_job(server):
         sheet.paste(face, ((k % 8) * 100, (k // 8) * 117))
     buf = io.BytesIO()
     sheet.save(buf, "JPEG", quality=92)
-    options = {"upscale": 1, "candidates": 4, "identity_guard": "off", "rerank_weights": {"lmd_mtcnn": 1},
-               "det_threshold": 0.9}
+    options = {
+        "upscale": 1,
+        "candidates": 4,
+        "identity_guard": "off",
+        "rerank_weights": {"lmd_mtcnn": 1},
+        "det_threshold": 0.9,
+    }
     r = post(url, buf.getvalue(), "sheet.jpg", options)
     assert r.status_code == 200, r.text
     header = r.headers["X-Prefrestore-Result"]
@@ -620,8 +726,13 @@ def test_result_header_is_bounded_and_the_details_are_in_the_job(server):
 
 def test_output_format_follows_the_content_and_non_images_are_415(server):
     url, _, _ = server
-    r = requests.post(url + "/v1/restore", data=GRACE, params={"options": '{"upscale": 1}'},
-                      headers={"Content-Type": "image/jpeg"}, timeout=60)  # no name
+    r = requests.post(
+        url + "/v1/restore",
+        data=GRACE,
+        params={"options": '{"upscale": 1}'},
+        headers={"Content-Type": "image/jpeg"},
+        timeout=60,
+    )  # no name
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
     assert 'filename="upload_restored.jpg"' in r.headers["content-disposition"]
@@ -629,11 +740,19 @@ def test_output_format_follows_the_content_and_non_images_are_415(server):
     from PIL import Image
 
     Image.open(io.BytesIO(GRACE)).save(png, "PNG")
-    r = requests.post(url + "/v1/restore", data=png.getvalue(), params={"options": '{"upscale": 1}'},
-                      headers={"Content-Type": "application/octet-stream"}, timeout=60)
+    r = requests.post(
+        url + "/v1/restore",
+        data=png.getvalue(),
+        params={"options": '{"upscale": 1}'},
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=60,
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
-    for ctype, body in (("application/json", b'{"image": "x"}'), ("text/plain", GRACE),
-                        ("application/x-www-form-urlencoded", GRACE)):
+    for ctype, body in (
+        ("application/json", b'{"image": "x"}'),
+        ("text/plain", GRACE),
+        ("application/x-www-form-urlencoded", GRACE),
+    ):
         for path in ("/v1/restore", "/v1/jobs"):
             r = requests.post(url + path, data=body, headers={"Content-Type": ctype}, timeout=60)
             assert r.status_code == 415, (ctype, r.status_code, r.text)
@@ -693,15 +812,21 @@ def test_face_progress_of_a_batch_is_per_job():
 
     jobs = [SimpleNamespace(id="a" * 32), SimpleNamespace(id="b" * 32)]
     seen = []
-    tracker = _FaceProgress(jobs, lambda f, stage, job=None, faces=None: seen.append(
-        (job.id[0] if job else None, stage, faces)))
+    tracker = _FaceProgress(
+        jobs, lambda f, stage, job=None, faces=None: seen.append((job.id[0] if job else None, stage, faces))
+    )
     tracker.on_event("faces_found", 3, f"FileItem(path='/w/{'a' * 32}/input.jpg')")
     tracker.on_event("faces_found", 1, f"FileItem(path='/w/{'b' * 32}/input.jpg')")
     tracker.on_event("faces_restored", 2)
     tracker.on_event("faces_restored", 2)
     tracker.on_event("image_done", 1)
     tracker.on_event("image_done", 1)
-    assert seen == [("a", "restoring 3 faces", (3, 0)), ("b", "restoring 1 face", (1, 0)),
-                    ("a", "restored 2 of 3 faces", (3, 2)), ("a", "restored 3 of 3 faces", (3, 3)),
-                    ("b", "restored 1 of 1 faces", (1, 1)), ("a", "writing results", (3, 3)),
-                    ("b", "writing results", (1, 1))]
+    assert seen == [
+        ("a", "restoring 3 faces", (3, 0)),
+        ("b", "restoring 1 face", (1, 0)),
+        ("a", "restored 2 of 3 faces", (3, 2)),
+        ("a", "restored 3 of 3 faces", (3, 3)),
+        ("b", "restored 1 of 1 faces", (1, 1)),
+        ("a", "writing results", (3, 3)),
+        ("b", "writing results", (1, 1)),
+    ]

@@ -15,11 +15,20 @@ import pytest
 from serve_helpers import EXAMPLES, FarIdentity, InvertRestorer, decode, fake_loader, running_server
 
 CHROMIUM = os.environ.get("PREFRESTORE_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None,
-                                reason=f"{CHROMIUM} not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None,
+    reason=f"{CHROMIUM} not installed (apt-get install chromium)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +58,17 @@ def test_page_upload_progress_slider_download(server, tmp_path):
             # the control options of prefrestore.options have controls too, with the CLI's defaults and help
             controls = page.evaluate("""() => Object.fromEntries([...document.querySelector('#options').elements]
                 .map(e => [e.name, [e.tagName, e.value, e.parentElement.title]]))""")
-            assert {k: v[:2] for k, v in controls.items() if k in ("candidates", "identity_guard", "color_fix",
-                                                                   "blend", "fidelity")} == {
-                "fidelity": ["INPUT", ""], "candidates": ["INPUT", "1"], "identity_guard": ["SELECT", "fallback"],
-                "color_fix": ["SELECT", "lowfreq"], "blend": ["INPUT", "1"]}
+            assert {
+                k: v[:2]
+                for k, v in controls.items()
+                if k in ("candidates", "identity_guard", "color_fix", "blend", "fidelity")
+            } == {
+                "fidelity": ["INPUT", ""],
+                "candidates": ["INPUT", "1"],
+                "identity_guard": ["SELECT", "fallback"],
+                "color_fix": ["SELECT", "lowfreq"],
+                "blend": ["INPUT", "1"],
+            }
             assert "1 = closest to the input" in controls["fidelity"][2]
             page.fill("#options input[name=upscale]", "1.5")
             page.fill("#options input[name=blend]", "0.5")
@@ -68,8 +84,9 @@ def test_page_upload_progress_slider_download(server, tmp_path):
             bad = page.locator(".card", has_text="LICENSES.md")
             bad.locator(".error").wait_for(timeout=30_000)
             # in a person's words; the server's own line is the tooltip
-            assert bad.locator(".error").inner_text() == ("LICENSES.md is not a photo this page can open (a JPEG, "
-                                                          "PNG, WebP, BMP, TIFF or GIF is).")
+            assert bad.locator(".error").inner_text() == (
+                "LICENSES.md is not a photo this page can open (a JPEG, PNG, WebP, BMP, TIFF or GIF is)."
+            )
             assert "not an image" in bad.locator(".error").get_attribute("title")
             assert card.locator("progress").evaluate("p => p.value") == 1
             # the slider moves the clip of the "before" image
@@ -106,8 +123,7 @@ def guarded(tmp_path_factory, one_thread, detector):
 
     workdir = tmp_path_factory.mktemp("serve-guarded")
     restorer = InvertRestorer(delay=0.2)
-    app = create_app(ServerSettings(workdir=workdir),
-                     fake_loader(restorer, detector, workdir, identity=FarIdentity()))
+    app = create_app(ServerSettings(workdir=workdir), fake_loader(restorer, detector, workdir, identity=FarIdentity()))
     with running_server(app) as url:
         yield url, restorer
 
@@ -165,8 +181,13 @@ def test_page_per_photo_progress_undoable_reselect_plain_words(guarded):
             assert any(t in ("restoring 3 faces", "restored 3 of 3 faces") for t in seen["group.jpg"]), seen
             assert any(t in ("restoring 1 face", "restored 1 of 1 face") for t in seen["astronaut.jpg"]), seen
             # each card its own count, and the identity guard's verdict
-            assert group.locator(".summary").inner_text().startswith(
-                "1280×800 px · 3 faces restored · identity guard: 3 faces looked like someone else, 3 replaced")
+            assert (
+                group.locator(".summary")
+                .inner_text()
+                .startswith(
+                    "1280×800 px · 3 faces restored · identity guard: 3 faces looked like someone else, 3 replaced"
+                )
+            )
             assert astro.locator(".summary").inner_text().startswith("526×526 px · 1 face restored · identity guard")
             guard = group.locator(".face .guard").first
             assert guard.inner_text().strip() == "· looked like someone else: the original face was kept"
@@ -238,8 +259,9 @@ def test_docs_page_restores_a_photo(server):
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
             external = []
-            page.on("request", lambda r: r.url.startswith(server) or r.url.startswith("data:")
-                    or external.append(r.url))
+            page.on(
+                "request", lambda r: r.url.startswith(server) or r.url.startswith("data:") or external.append(r.url)
+            )
             page.goto(server + "/docs")
             op = page.locator("#operations-restore-restore_v1_restore_post")
             op.locator(".opblock-summary").first.click()

@@ -193,8 +193,10 @@ def test_unauthenticated_uploads_hold_no_slot(tmp_path, fast):
     """With a token and 2 upload slots, 4 stalled uploads without it are answered 401 at once (body unread), and
     an authorised upload is served at once."""
     with serve(tmp_path, fast, token="s3cret", max_uploads=2, read_timeout_s=30.0) as (url, _, _):
-        socks = [_raw_upload(_port(url), {"Content-Type": "image/jpeg", "Content-Length": "100000"}, b"\xff" * 10)
-                 for _ in range(4)]
+        socks = [
+            _raw_upload(_port(url), {"Content-Type": "image/jpeg", "Content-Length": "100000"}, b"\xff" * 10)
+            for _ in range(4)
+        ]
         try:
             for s in socks:
                 assert s.recv(200).startswith(b"HTTP/1.1 401")
@@ -217,11 +219,13 @@ def _trickle(sock: socket.socket, stop: threading.Event) -> None:
 def test_trickling_uploads_are_cut_off_and_do_not_starve(tmp_path, fast):
     """Two uploads trickling a byte every 0.3 s fill both slots; they are answered 408 after the 1 s grace (not
     after the read timeout), and an authorised client retrying on 429 is served, all within 60 s."""
-    with serve(tmp_path, fast, max_uploads=2, read_timeout_s=30.0, upload_grace_s=1.0,
-               min_upload_bytes_per_s=1024) as (url, _, _):
+    with serve(
+        tmp_path, fast, max_uploads=2, read_timeout_s=30.0, upload_grace_s=1.0, min_upload_bytes_per_s=1024
+    ) as (url, _, _):
         stop = threading.Event()
-        socks = [_raw_upload(_port(url), {"Content-Type": "image/jpeg", "Content-Length": "1000000"})
-                 for _ in range(2)]
+        socks = [
+            _raw_upload(_port(url), {"Content-Type": "image/jpeg", "Content-Length": "1000000"}) for _ in range(2)
+        ]
         threads = [threading.Thread(target=_trickle, args=(s, stop), daemon=True) for s in socks]
         for t in threads:
             t.start()
@@ -248,17 +252,22 @@ def test_trickling_uploads_are_cut_off_and_do_not_starve(tmp_path, fast):
 
 def test_per_client_upload_slots(tmp_path, fast):
     """One client address may hold 2 of the 4 slots; another address (127.0.0.2, still loopback) is served."""
-    with serve(tmp_path, fast, max_uploads=4, max_uploads_per_client=2, read_timeout_s=30.0,
-               upload_grace_s=20.0) as (url, _, _):
+    with serve(tmp_path, fast, max_uploads=4, max_uploads_per_client=2, read_timeout_s=30.0, upload_grace_s=20.0) as (
+        url,
+        _,
+        _,
+    ):
         port = _port(url)
-        socks = [_raw_upload(port, {"Content-Type": "image/jpeg", "Content-Length": "100000"}, b"\xff")
-                 for _ in range(2)]
+        socks = [
+            _raw_upload(port, {"Content-Type": "image/jpeg", "Content-Length": "100000"}, b"\xff") for _ in range(2)
+        ]
         try:
             time.sleep(0.3)
             r = post(url, GRACE, options=PLAIN)
             assert r.status_code == 429 and "this client already has 2 uploads" in r.json()["detail"]
-            prepared = requests.Request("POST", url + "/v1/restore", files={"file": ("g.jpg", GRACE)},
-                                        data={"options": json.dumps(PLAIN)}).prepare()
+            prepared = requests.Request(
+                "POST", url + "/v1/restore", files={"file": ("g.jpg", GRACE)}, data={"options": json.dumps(PLAIN)}
+            ).prepare()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=("127.0.0.2", 0))
             try:
                 conn.request("POST", "/v1/restore", body=prepared.body, headers=dict(prepared.headers))
@@ -275,8 +284,14 @@ def test_per_client_upload_slots(tmp_path, fast):
 
 
 def test_options_json_is_bounded():
-    for raw in ("[" * 100_000 + "]" * 100_000, '{"upscale": ' + "[" * 50 + "]" * 50 + "}", "9" * 5000,
-                "x" * (MAX_OPTIONS_BYTES + 1), '{"upscale": 1e999}', "{"):
+    for raw in (
+        "[" * 100_000 + "]" * 100_000,
+        '{"upscale": ' + "[" * 50 + "]" * 50 + "}",
+        "9" * 5000,
+        "x" * (MAX_OPTIONS_BYTES + 1),
+        '{"upscale": 1e999}',
+        "{",
+    ):
         with pytest.raises(OptionError) as err:
             RestoreOptions.from_text(raw)
         assert "\n" not in str(err.value) and str(err.value).startswith("options")
@@ -288,12 +303,21 @@ def test_hostile_requests_are_one_line_4xx_without_tracebacks(tmp_path, fast, ca
     caplog.set_level(logging.INFO)
     with serve(tmp_path, fast) as (url, _, _):
         answers = [
-            requests.post(url + "/v1/restore", files={"file": ("a.jpg", GRACE)},
-                          data={"options": "[" * 100_000 + "]" * 100_000}, timeout=30),
-            requests.post(url + "/v1/restore?options=" + "%5B" * 3000, data=GRACE,
-                          headers={"Content-Type": "image/jpeg"}, timeout=30),
-            requests.post(url + "/v1/restore", files={"file": ("a.jpg", GRACE)},
-                          data={"options": "9" * 5000}, timeout=30),
+            requests.post(
+                url + "/v1/restore",
+                files={"file": ("a.jpg", GRACE)},
+                data={"options": "[" * 100_000 + "]" * 100_000},
+                timeout=30,
+            ),
+            requests.post(
+                url + "/v1/restore?options=" + "%5B" * 3000,
+                data=GRACE,
+                headers={"Content-Type": "image/jpeg"},
+                timeout=30,
+            ),
+            requests.post(
+                url + "/v1/restore", files={"file": ("a.jpg", GRACE)}, data={"options": "9" * 5000}, timeout=30
+            ),
             requests.get(url + "/v1/jobs/" + "A" * 57, timeout=30),
             requests.get(url + "/v1/jobs/" + "a" * 5000, timeout=30),
             requests.get(url + "/v1/jobs/" + "0" * 32, timeout=30),
@@ -331,8 +355,12 @@ def test_bad_port_exits_2_before_anything_loads(port, tmp_path):
     """Exit 2 with one line, torch never imported (so it takes well under 2 s on an idle machine; the seconds are
     printed, not asserted, beyond a loose bound for a loaded one)."""
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", _PROBE, "serve", "--port", port, "--workdir", str(tmp_path / "w")],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, "serve", "--port", port, "--workdir", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     elapsed = time.monotonic() - t0
     rc, torch_loaded, _ = out.stdout.split()
     assert (rc, torch_loaded) == ("2", "False"), out
@@ -347,8 +375,23 @@ def test_taken_port_is_one_line_before_the_model_loads(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = str(taken.getsockname()[1])
-        out = subprocess.run([sys.executable, "-c", _PROBE, "serve", "--port", port, "--model", "tiny",
-                              "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _PROBE,
+                "serve",
+                "--port",
+                port,
+                "--model",
+                "tiny",
+                "--workdir",
+                str(tmp_path / "w"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     rc, torch_loaded, _ = out.stdout.split()
     assert (rc, torch_loaded) == ("2", "False"), out
     (line,) = out.stderr.strip().splitlines()

@@ -87,9 +87,18 @@ def test_train_state_round_trip_restores_rngs(tmp_path):
     opt = torch.optim.AdamW([nn.Parameter(torch.ones(2))])
     opt.param_groups[0]["params"][0].grad = torch.ones(2)
     opt.step()
-    st = TrainState(step=7, epoch=1, position=[5, 6], samples=99, optimizer=opt.state_dict(),
-                    ema={"w": torch.arange(3.0)}, rng=capture_rng(), skipped={"corrupt": 2},
-                    generators={"train": torch.Generator().manual_seed(4).get_state()}, extra={"note": "x"})
+    st = TrainState(
+        step=7,
+        epoch=1,
+        position=[5, 6],
+        samples=99,
+        optimizer=opt.state_dict(),
+        ema={"w": torch.arange(3.0)},
+        rng=capture_rng(),
+        skipped={"corrupt": 2},
+        generators={"train": torch.Generator().manual_seed(4).get_state()},
+        extra={"note": "x"},
+    )
     expected = (random.random(), np.random.rand(), torch.rand(1))
     save_state(st, tmp_path / "s.pt")
     assert not list(tmp_path.glob("*.tmp"))
@@ -101,8 +110,10 @@ def test_train_state_round_trip_restores_rngs(tmp_path):
     assert torch.equal(torch.rand(1), expected[2])
     opt2 = torch.optim.AdamW([nn.Parameter(torch.ones(2))])
     opt2.load_state_dict(back.optimizer)
-    assert torch.equal(opt2.state[opt2.param_groups[0]["params"][0]]["exp_avg"],
-                       opt.state[opt.param_groups[0]["params"][0]]["exp_avg"])
+    assert torch.equal(
+        opt2.state[opt2.param_groups[0]["params"][0]]["exp_avg"],
+        opt.state[opt.param_groups[0]["params"][0]]["exp_avg"],
+    )
     g = torch.Generator()
     g.set_state(back.generators["train"])
     assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(4)))

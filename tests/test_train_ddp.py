@@ -23,9 +23,22 @@ def test_two_rank_cpu_ddp_matches_one_process(tmp_path):
     single = train_sft(tiny_config(tmp_path, faces, "name=single", "data.batch_size=2", *common))
     cfg = tiny_config(tmp_path, faces, "name=ddp", "data.batch_size=1", *common)
     dump_config(cfg, tmp_path / "ddp.yaml")
-    done = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2",
-                           "--master_port", "29561", "-m", "prefrestore", "train", str(tmp_path / "ddp.yaml")],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            str(TORCHRUN),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29561",
+            "-m",
+            "prefrestore",
+            "train",
+            str(tmp_path / "ddp.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     a, b = read_log(single), read_log(cfg.run_dir)
     assert [r["samples"] for r in b] == [2, 4]

@@ -60,7 +60,10 @@ def test_grad_accumulation_1x8_equals_8x1(tmp_path, faces):
     la, lb = read_log(big)[-1], read_log(small)[-1]
     for k in ("loss", "ce", "diff", "mse", "grad_norm"):
         assert la[k] == pytest.approx(lb[k], rel=1e-5), k
-    pa, pb = dict(from_pretrained(big / "final").named_parameters()), dict(from_pretrained(small / "final").named_parameters())
+    pa, pb = (
+        dict(from_pretrained(big / "final").named_parameters()),
+        dict(from_pretrained(small / "final").named_parameters()),
+    )
     # Gradients agree to float rounding (grad_norm above); Adam's first step is ~lr * sign(g), which amplifies
     # rounding only where |g| ~ eps, so weights agree to a small fraction of one step.
     worst = max((pa[n] - pb[n]).abs().max().item() for n in pa)
@@ -80,8 +83,11 @@ def _install_random_lpips(folder, monkeypatch) -> None:
     state = {k: (v.abs() if k.startswith("lins.") else v).contiguous() for k, v in net.state_dict().items()}
     folder.mkdir(parents=True)
     save_file(state, folder / "lpips_alex.safetensors")
-    write_manifest_entry(folder, "lpips_alex", {"output": "lpips_alex.safetensors",
-                                                "output_sha256": sha256_file(folder / "lpips_alex.safetensors")})
+    write_manifest_entry(
+        folder,
+        "lpips_alex",
+        {"output": "lpips_alex.safetensors", "output_sha256": sha256_file(folder / "lpips_alex.safetensors")},
+    )
     monkeypatch.setenv("PREFRESTORE_METRIC_WEIGHTS", str(folder))
 
 

@@ -220,8 +220,7 @@ def test_interrupted_run_resumes_to_the_identical_file(tmp_path, clips, det, fai
     rep = restore_video(clips["pzc"], out, IdentityRestorer(), det, config, work_dir=work)
     assert rep["resumed_at_frames"] and rep["resumed_at_frames"][0] % 5 == 0
     assert out.read_bytes() == ref.read_bytes()  # bit-identical file (x264 is deterministic)
-    assert rep["tracks"] == restore_video(clips["pzc"], tmp_path / "r2.mp4", IdentityRestorer(), det,
-                                          config)["tracks"]
+    assert rep["tracks"] == restore_video(clips["pzc"], tmp_path / "r2.mp4", IdentityRestorer(), det, config)["tracks"]
     assert not work.exists()
 
 
@@ -255,8 +254,12 @@ def test_sigkill_then_same_command_gives_the_identical_file(tmp_path, clips):
     proc.wait()
     assert not out.exists(), "the run finished before it could be killed"
     subprocess.run(cmd, env=env, check=True, timeout=300)
-    subprocess.run(cmd[:-3] + [str(clips["pzc"]), str(tmp_path / "ref.mp4"), str(tmp_path / "w2")], env=env,
-                   check=True, timeout=300)
+    subprocess.run(
+        cmd[:-3] + [str(clips["pzc"]), str(tmp_path / "ref.mp4"), str(tmp_path / "w2")],
+        env=env,
+        check=True,
+        timeout=300,
+    )
     assert out.read_bytes() == (tmp_path / "ref.mp4").read_bytes()
 
 
@@ -469,22 +472,29 @@ print(rc, "torch" in sys.modules, round(time.monotonic() - t0, 2))
 """
 
 
-@pytest.mark.parametrize("flags, says", [
-    (["--codec", "nonexistent"], "--codec nonexistent: no such encoder"),
-    (["--codec", "png"], "--codec png: cannot encode yuv420p"),
-    (["--codec", "libx264rgb"], "--codec libx264rgb: cannot encode yuv420p"),
-    (["--codec", "aac"], "--codec aac: is audio encoder"),
-    (["--preset", "bogus"], "--preset bogus: not a libx264 preset"),
-    (["--codec", "libx265", "--preset", "bogus"], "--preset bogus: not a libx265 preset"),
-    (["--crf", "99"], "--crf 99: must be a whole number in 0..63"),
-])
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--codec", "nonexistent"], "--codec nonexistent: no such encoder"),
+        (["--codec", "png"], "--codec png: cannot encode yuv420p"),
+        (["--codec", "libx264rgb"], "--codec libx264rgb: cannot encode yuv420p"),
+        (["--codec", "aac"], "--codec aac: is audio encoder"),
+        (["--preset", "bogus"], "--preset bogus: not a libx264 preset"),
+        (["--codec", "libx265", "--preset", "bogus"], "--preset bogus: not a libx265 preset"),
+        (["--crf", "99"], "--crf 99: must be a whole number in 0..63"),
+    ],
+)
 def test_bad_encoder_options_exit_2_before_anything_is_read(tmp_path, clips, flags, says):
     """Checked while the flags are parsed (a tiny in-memory encode): exit 2, one line, torch never imported (the
     old run decoded and restored for a minute first), and no output folder, .partial folder or temporary file."""
     out = tmp_path / "out"
     t0 = time.monotonic()
-    run = subprocess.run([sys.executable, "-c", _PROBE, "restore", str(clips["pzc"]), "-o", str(out), *flags],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", _PROBE, "restore", str(clips["pzc"]), "-o", str(out), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - t0
     rc, torch_loaded, _ = run.stdout.split()
     assert (rc, torch_loaded) == ("2", "False"), run
@@ -554,8 +564,10 @@ def test_frame_log_estimates_up_front_and_reports_at_intervals():
     for _ in range(16):  # at 30 s one line, the next one 30 s later
         now[0] += 2
         log.update(1)
-    assert lines[1:] == ["clip: 23/120 frames (19%), 2.00 s/frame, about 3 min 14 s left",
-                         "clip: 38/120 frames (32%), 2.00 s/frame, about 2 min 44 s left"]
+    assert lines[1:] == [
+        "clip: 23/120 frames (19%), 2.00 s/frame, about 3 min 14 s left",
+        "clip: 38/120 frames (32%), 2.00 s/frame, about 2 min 44 s left",
+    ]
 
     now[0], lines[:] = 0.0, []
     resumed = FrameLog("clip", 100, write=lines.append, periodic=False, warmup=4, clock=lambda: now[0])
@@ -563,6 +575,7 @@ def test_frame_log_estimates_up_front_and_reports_at_intervals():
     for _ in range(4):
         now[0] += 0.5
         resumed.update(1)
-    assert lines == ["clip: 100 frames, 60 done before, 0.50 s/frame measured on the first 4: about 20 s in all, "
-                     "18 s left"]
+    assert lines == [
+        "clip: 100 frames, 60 done before, 0.50 s/frame measured on the first 4: about 20 s in all, 18 s left"
+    ]
     assert duration(59.6) == "1 min 0 s" and duration(7300) == "2 h 1 min"

@@ -16,8 +16,13 @@ import numpy as np
 def scene(photo: np.ndarray, size: int, scale: float, center: tuple[float, float]) -> np.ndarray:
     """A (size, size) view of ``photo`` scaled by ``scale`` around ``center`` (photo pixels), reflect-padded."""
     m = np.array([[scale, 0, size / 2 - scale * center[0]], [0, scale, size / 2 - scale * center[1]]])
-    return cv2.warpAffine(photo, m, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.warpAffine(
+        photo,
+        m,
+        (size, size),
+        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
 
 
 def pan_zoom_cut(astronaut: np.ndarray, grace: np.ndarray, *, size: int = 128, n: int = 24) -> list[np.ndarray]:
@@ -42,8 +47,17 @@ def tone(seconds: float, rate: int = 16000, freq: float = 440.0) -> np.ndarray:
     return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)[None]
 
 
-def write_clip(path: Path, frames: list[np.ndarray], *, fps: int = 12, audio: bool = True, rotation: int = 0,
-               pts: list[int] | None = None, container: str = "mp4", crf: int = 12) -> Path:
+def write_clip(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    fps: int = 12,
+    audio: bool = True,
+    rotation: int = 0,
+    pts: list[int] | None = None,
+    container: str = "mp4",
+    crf: int = 12,
+) -> Path:
     """Encode frames (and a 440 Hz tone as long as the clip) to ``path``; pts in 1/fps units (None: 0, 1, ...)."""
     import av
 
@@ -72,8 +86,9 @@ def write_clip(path: Path, frames: list[np.ndarray], *, fps: int = 12, audio: bo
             samples = tone(last / fps)
             step = 1024
             for s in range(0, samples.shape[1], step):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, s:s + step]), format="fltp",
-                                                layout="mono")
+                af = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(samples[:, s : s + step]), format="fltp", layout="mono"
+                )
                 af.sample_rate = 16000
                 af.pts = s
                 for p in aus.encode(af):

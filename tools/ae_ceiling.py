@@ -44,7 +44,7 @@ def main() -> None:
             gt = to_model([resize(load_rgb(p), (S, S)) for p in gts])
             if "input" not in out:
                 out["input"] = _scores(x, gt)
-        rec = torch.cat([_restore(model, x[i:i + 16], args.pairs is not None) for i in range(0, len(x), 16)])
+        rec = torch.cat([_restore(model, x[i : i + 16], args.pairs is not None) for i in range(0, len(x), 16)])
         out[ref] = _scores(rec, gt)
     print(json.dumps(out, indent=1))
 
@@ -58,8 +58,12 @@ def _restore(model, x: torch.Tensor, skip: bool) -> torch.Tensor:
 
 def _scores(x: torch.Tensor, gt: torch.Tensor) -> dict:
     a, b = to_unit(x), to_unit(gt)
-    return {"faces": len(x), "psnr_y": float(psnr(a, b).mean()), "psnr_rgb": float(psnr(a, b, space="rgb").mean()),
-            "ssim_y": float(ssim(a, b).mean())}
+    return {
+        "faces": len(x),
+        "psnr_y": float(psnr(a, b).mean()),
+        "psnr_rgb": float(psnr(a, b, space="rgb").mean()),
+        "ssim_y": float(ssim(a, b).mean()),
+    }
 
 
 if __name__ == "__main__":

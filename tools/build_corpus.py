@@ -75,14 +75,22 @@ TEST_SOURCES = (
 # Figures whose faces carry what a restorer must not learn (checked by eye on the contact sheet): drawn landmarks,
 # boxes or contours, text over the face, cartoons, copies degraded by other upscalers, and Lena.
 EXCLUDED = {
-    "opencv-doc:2.jpg": "drawn landmarks", "opencv-doc:3.jpg": "drawn landmarks",
-    "opencv-doc:facereg.jpg": "drawn landmarks", "opencv-doc:superpixels_demo.png": "drawn contours",
-    "opencv-doc:inpaint_result.jpg": "drawn strokes", "opencv-doc:05.jpg": "text over the face",
-    "opencv-doc:06.jpg": "text over the face", "opencv-doc:julia_facedetect_sample.jpg": "painting with a box",
-    "opencv-doc:outputVideoInput.png": "cartoon", "opencv-doc:Adding_Trackbars_Tutorial_Result_1.jpg": "Lena",
-    "opencv-doc:blurred.png": "Lena", "opencv-doc:faceDetection.png": "Lena",
-    **{f"opencv-doc:{m}_comic.jpg": "cartoon / upscaler output"
-       for m in ("orig", "bicubic", "nearest", "lanczos", "edsr", "espcn", "fsrcnn", "lapsrn")},
+    "opencv-doc:2.jpg": "drawn landmarks",
+    "opencv-doc:3.jpg": "drawn landmarks",
+    "opencv-doc:facereg.jpg": "drawn landmarks",
+    "opencv-doc:superpixels_demo.png": "drawn contours",
+    "opencv-doc:inpaint_result.jpg": "drawn strokes",
+    "opencv-doc:05.jpg": "text over the face",
+    "opencv-doc:06.jpg": "text over the face",
+    "opencv-doc:julia_facedetect_sample.jpg": "painting with a box",
+    "opencv-doc:outputVideoInput.png": "cartoon",
+    "opencv-doc:Adding_Trackbars_Tutorial_Result_1.jpg": "Lena",
+    "opencv-doc:blurred.png": "Lena",
+    "opencv-doc:faceDetection.png": "Lena",
+    **{
+        f"opencv-doc:{m}_comic.jpg": "cartoon / upscaler output"
+        for m in ("orig", "bicubic", "nearest", "lanczos", "edsr", "espcn", "fsrcnn", "lapsrn")
+    },
 }
 CAPTIONS = {
     "skimage:astronaut": "a photography of a smiling woman with short brown hair in an orange spacesuit",
@@ -101,8 +109,15 @@ LICENCES = {
     "opencv-doc": "unclear (Debian opencv-doc tutorial figures, mostly celebrity photos)",
     "wallpaper": "see /usr/share/doc/PACKAGE/copyright (free licences: GPL/LGPL/CC-BY-SA/CC0 per Debian)",
 }
-WALLPAPER_PACKAGES = ("plasma-workspace-wallpapers", "gnome-backgrounds", "mate-backgrounds", "ukui-wallpapers",
-                      "lomiri-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
+WALLPAPER_PACKAGES = (
+    "plasma-workspace-wallpapers",
+    "gnome-backgrounds",
+    "mate-backgrounds",
+    "ukui-wallpapers",
+    "lomiri-wallpapers",
+    "lomiri-wallpapers-16.04",
+    "lomiri-wallpapers-20.04",
+)
 
 
 @dataclass
@@ -137,8 +152,10 @@ def _npm_pack(spec: str, cache: Path) -> Path | None:
     cache.mkdir(parents=True, exist_ok=True)
     name = spec.lstrip("@").replace("/", "-").replace("@", "-") + ".tgz"
     if not (cache / name).is_file():
-        if subprocess.run(["npm", "pack", spec, "--silent"], cwd=cache, check=False,
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(["npm", "pack", spec, "--silent"], cwd=cache, check=False, capture_output=True).returncode
+            != 0
+        ):
             log.warning("could not fetch npm %s; its photos are skipped", spec)
             return None
     return cache / name if (cache / name).is_file() else None
@@ -157,15 +174,21 @@ def collect_face_photos(cache: Path) -> list[Photo]:
     if whl:
         with zipfile.ZipFile(whl) as z:
             photos.append(_photo("insightface:t1.jpg", z.read("insightface/data/images/t1.jpg"), "insightface==2.1"))
-            photos.append(_photo("insightface:Tom_Hanks_54745.png",
-                                 z.read("insightface/data/images/Tom_Hanks_54745.png"), "insightface==2.1",
-                                 aligned=True))
+            photos.append(
+                _photo(
+                    "insightface:Tom_Hanks_54745.png",
+                    z.read("insightface/data/images/Tom_Hanks_54745.png"),
+                    "insightface==2.1",
+                    aligned=True,
+                )
+            )
     whl = registry_wheel("pyiqa", "0.1.16", cache)
     if whl:
         with zipfile.ZipFile(whl) as z:
             for n in sorted(z.namelist()):
-                if (n.startswith("ResultsCalibra/ref_dir/") or n.startswith("tests/test_efficiency_img_dir/")) \
-                        and n.lower().endswith((".bmp", ".jpg", ".png")):
+                if (
+                    n.startswith("ResultsCalibra/ref_dir/") or n.startswith("tests/test_efficiency_img_dir/")
+                ) and n.lower().endswith((".bmp", ".jpg", ".png")):
                     key = n.split("/", 1)[1] if n.startswith("ResultsCalibra") else n.rsplit("/", 1)[1]
                     photos.append(_photo(f"pyiqa:{key}", z.read(n), "pyiqa==0.1.16"))
     tgz = _npm_pack("@vladmandic/human@3.3.6", cache)
@@ -173,8 +196,13 @@ def collect_face_photos(cache: Path) -> list[Photo]:
         with tarfile.open(tgz) as t:
             for m in sorted(t.getmembers(), key=lambda m: m.name):
                 if m.isfile() and m.name.startswith("package/assets/") and m.name.lower().endswith((".jpg", ".png")):
-                    photos.append(_photo(f"npm-human:{m.name.rsplit('/', 1)[1]}", t.extractfile(m).read(),
-                                         "npm @vladmandic/human@3.3.6"))
+                    photos.append(
+                        _photo(
+                            f"npm-human:{m.name.rsplit('/', 1)[1]}",
+                            t.extractfile(m).read(),
+                            "npm @vladmandic/human@3.3.6",
+                        )
+                    )
     doc = Path("/usr/share/doc/opencv-doc")
     if doc.is_dir():
         seen = set()
@@ -212,8 +240,17 @@ def collect_natural(cache: Path) -> list[Photo]:
         if ph is not None:
             photos.append(ph)
     sk = Path(skimage.data.__file__).parent
-    for name in ("coffee.png", "chelsea.png", "rocket.jpg", "hubble_deep_field.jpg", "motorcycle_left.png",
-                 "color.png", "immunohistochemistry.png", "retina.jpg", "logo.png"):
+    for name in (
+        "coffee.png",
+        "chelsea.png",
+        "rocket.jpg",
+        "hubble_deep_field.jpg",
+        "motorcycle_left.png",
+        "color.png",
+        "immunohistochemistry.png",
+        "retina.jpg",
+        "logo.png",
+    ):
         if (sk / name).is_file():
             ph = _photo(f"skimage:{name}", (sk / name).read_bytes(), "scikit-image")
             if ph is not None:
@@ -350,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
             dets = [FaceDetection.from_arrays(np.array(b), s, np.array(lm)) for b, s, lm in dets_by_sha[ph.sha256]]
             dets = [d for d in dets if d.score >= args.min_score and d.size >= args.min_face]
         if ph.source in EXCLUDED:
-            faces.extend({"source": ph.source, "face": k, "split": f"rejected:{EXCLUDED[ph.source]}"}
-                         for k in range(len(dets)))
+            faces.extend(
+                {"source": ph.source, "face": k, "split": f"rejected:{EXCLUDED[ph.source]}"} for k in range(len(dets))
+            )
             continue
         split = "test" if ph.source in TEST_SOURCES else "train"
         caption = CAPTIONS.get(ph.source, DEFAULT_CAPTION)
@@ -359,13 +397,21 @@ def main(argv: list[str] | None = None) -> int:
         for k, det in enumerate(dets):
             a = align(ph.image, det, size=args.size)
             up = affine_scale(a.affine)
-            why = ("grayscale" if _is_gray(a.crop) else "overlay" if _has_overlay(a.crop) else None)
+            why = "grayscale" if _is_gray(a.crop) else "overlay" if _has_overlay(a.crop) else None
             t = _thumb(a.crop)
             if why is None and any(float(np.abs(t - o).mean()) < 0.02 for o in thumbs):
                 why = "duplicate"
             dest = split if up <= args.max_upsample else "faces_small"
-            faces.append({"source": ph.source, "face": k, "box": [float(v) for v in det.box], "score": det.score,
-                          "upsample": round(up, 3), "split": dest if why is None else f"rejected:{why}"})
+            faces.append(
+                {
+                    "source": ph.source,
+                    "face": k,
+                    "box": [float(v) for v in det.box],
+                    "score": det.score,
+                    "upsample": round(up, 3),
+                    "split": dest if why is None else f"rejected:{why}",
+                }
+            )
             if why is not None:
                 continue
             thumbs.append(t)
@@ -379,21 +425,36 @@ def main(argv: list[str] | None = None) -> int:
     naturals = collect_natural(Path(args.cache))
     n_nat = 0
     for ph in naturals:
-        sources[ph.source] = {"package": ph.package, "licence": LICENCES.get(ph.source.split(":", 1)[0], "unclear"),
-                              "sha256": ph.sha256}
+        sources[ph.source] = {
+            "package": ph.package,
+            "licence": LICENCES.get(ph.source.split(":", 1)[0], "unclear"),
+            "sha256": ph.sha256,
+        }
         stem0 = hashlib.sha1(ph.source.encode()).hexdigest()[:10]
         for j, c in enumerate(natural_crops(ph.image, args.size, args.natural_side, args.natural_crops, rng)):
             write("natural", f"{stem0}_{j:03d}.png", c, None)
             n_nat += 1
     for split in splits:
         (out / split / "captions.jsonl").write_text("".join(c + "\n" for c in captions[split]))
-    manifest = {"args": vars(args), "test_sources": list(TEST_SOURCES), "sources": sources, "faces": faces,
-                "files": files}
+    manifest = {
+        "args": vars(args),
+        "test_sources": list(TEST_SOURCES),
+        "sources": sources,
+        "faces": faces,
+        "files": files,
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     count = {s: sum(f["split"] == s for f in faces) for s in ("train", "test", "faces_small")}
     rejected = sum(f["split"].startswith("rejected") for f in faces)
-    log.info("faces: %s, rejected %d; train images %d; natural crops %d from %d photos -> %s", count, rejected,
-             len(captions["train"]), n_nat, len(naturals), out)
+    log.info(
+        "faces: %s, rejected %d; train images %d; natural crops %d from %d photos -> %s",
+        count,
+        rejected,
+        len(captions["train"]),
+        n_nat,
+        len(naturals),
+        out,
+    )
     return 0
 
 

@@ -88,7 +88,9 @@ def collect_photos(cache: Path) -> list[Photo]:
     whl = registry_wheel("insightface", "2.1", cache)
     if whl:
         with zipfile.ZipFile(whl) as z:
-            photos.append(Photo("insightface:t1.jpg", _rgb(Image.open(io.BytesIO(z.read("insightface/data/images/t1.jpg"))))))
+            photos.append(
+                Photo("insightface:t1.jpg", _rgb(Image.open(io.BytesIO(z.read("insightface/data/images/t1.jpg")))))
+            )
             tom = _rgb(Image.open(io.BytesIO(z.read("insightface/data/images/Tom_Hanks_54745.png"))))
             photos.append(Photo("insightface:Tom_Hanks_54745.png", tom, aligned=True))
     whl = registry_wheel("pyiqa", "0.1.16", cache)
@@ -168,8 +170,16 @@ def main(argv: list[str] | None = None) -> int:
             if _is_gray(crop):
                 log.info("%s face %d: grayscale, skipped", photo.source, k)
                 continue
-            faces.append({"source": photo.source, "face": k, "split": split, "box": list(det.box),
-                          "score": det.score, "size": det.size})
+            faces.append(
+                {
+                    "source": photo.source,
+                    "face": k,
+                    "split": split,
+                    "box": list(det.box),
+                    "score": det.score,
+                    "size": det.size,
+                }
+            )
             write(split, f"{stem}.png", crop, caption)
             if split == "train":
                 for j in range(args.copies):
@@ -184,8 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     n_train = sum(f["split"] == "train" for f in faces)
     n_test = len(faces) - n_train
-    log.info("%d train faces (x%d augmented + originals = %d images), %d test faces -> %s", n_train, args.copies,
-             len(captions["train"]), n_test, out)
+    log.info(
+        "%d train faces (x%d augmented + originals = %d images), %d test faces -> %s",
+        n_train,
+        args.copies,
+        len(captions["train"]),
+        n_test,
+        out,
+    )
     return 0
 
 

@@ -75,8 +75,10 @@ def main() -> None:
         restorer.start_sigma, restorer.guidance_scale = s, g
         out = restorer.restore(lqs, seed=0)
         if b:
-            out = [((1 - b) * o.astype("float32") + b * x.astype("float32")).round().clip(0, 255).astype("uint8")
-                   for o, x in zip(out, lqs, strict=True)]
+            out = [
+                ((1 - b) * o.astype("float32") + b * x.astype("float32")).round().clip(0, 255).astype("uint8")
+                for o, x in zip(out, lqs, strict=True)
+            ]
         results[setting] = means(meter.all(out, lqs, gts))
         return results[setting]
 
@@ -97,12 +99,25 @@ def main() -> None:
     if out is None:
         out = asset_path(digest) if model_dir.resolve() == BUNDLED_DIR.resolve() else model_dir / TABLE_FILE
     record = table.to_dict() | {
-        "weights_digest": digest, "model": str(args.model), "faces": str(args.faces), "n_faces": len(names),
-        "rule": {"closeness": "PSNR-Y to the LQ input", "idd_tolerance": args.idd_tolerance,
-                 "generative_end_sigma": s_max},
-        "measurements": [{"start_sigma": s, "guidance_scale": g, "input_blend": b, **v, "on_dial": (s, g, b) in
-                          [(p.start_sigma, p.guidance_scale, p.input_blend) for p in table.points]}
-                         for (s, g, b), v in sorted(results.items())],
+        "weights_digest": digest,
+        "model": str(args.model),
+        "faces": str(args.faces),
+        "n_faces": len(names),
+        "rule": {
+            "closeness": "PSNR-Y to the LQ input",
+            "idd_tolerance": args.idd_tolerance,
+            "generative_end_sigma": s_max,
+        },
+        "measurements": [
+            {
+                "start_sigma": s,
+                "guidance_scale": g,
+                "input_blend": b,
+                **v,
+                "on_dial": (s, g, b) in [(p.start_sigma, p.guidance_scale, p.input_blend) for p in table.points],
+            }
+            for (s, g, b), v in sorted(results.items())
+        ],
         "seconds": round(time.perf_counter() - t0, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

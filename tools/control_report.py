@@ -55,8 +55,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("-o", "--out", type=Path, default=Path("docs/reports/control-heldout128"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                    help="re-measure only these; the others are kept from OUT/results.json")
+    ap.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="re-measure only these; the others are kept from OUT/results.json",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -71,8 +76,14 @@ def main() -> None:
     if set(args.sections) != set(SECTIONS):
         res = json.loads((args.out / "results.json").read_text())
         res["best_of"] = {int(k): v for k, v in res["best_of"].items()}
-    res.update({"model": args.model, "resolution": S, "heldout": names,
-                "fidelity_table": table.to_dict() | {"source": _shown(table.source)}})
+    res.update(
+        {
+            "model": args.model,
+            "resolution": S,
+            "heldout": names,
+            "fidelity_table": table.to_dict() | {"source": _shown(table.source)},
+        }
+    )
 
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -89,8 +100,9 @@ def main() -> None:
     res["dial"] = [] if "dial" in args.sections else res["dial"]
     for f in tqdm(DIAL if "dial" in args.sections else (), desc="dial"):
         out, sec = run(dataclasses.replace(base, fidelity=f, identity_guard="off"))
-        res["dial"].append({"fidelity": f, **table.at(f).__dict__, **means(meter.all([o.restored for o in out], lqs,
-                                                                                      gts))})
+        res["dial"].append(
+            {"fidelity": f, **table.at(f).__dict__, **means(meter.all([o.restored for o in out], lqs, gts))}
+        )
     default_out, _ = run(dataclasses.replace(base, identity_guard="off"))
     res["default"] = means(meter.all([o.restored for o in default_out], lqs, gts))
     save()
@@ -101,10 +113,14 @@ def main() -> None:
         out, sec = run(dataclasses.replace(base, candidates=n, identity_guard="off"))
         restored = [o.restored for o in out]
         score, _ = scorers.rerank(_t(restored), _t(lqs))
-        res["best_of"][n] = {"idd_gt": _m(meter.idd(restored, gts)), "idd_in": _m(meter.idd(restored, lqs)),
-                             "psnr_gt": _m(meter.psnr_y(restored, gts)), "rerank_score": _m(score.numpy()),
-                             "seconds_per_face": round(sec, 3),
-                             "chosen_seeds": [o.candidates[o.chosen].seed if o.candidates else 0 for o in out]}
+        res["best_of"][n] = {
+            "idd_gt": _m(meter.idd(restored, gts)),
+            "idd_in": _m(meter.idd(restored, lqs)),
+            "psnr_gt": _m(meter.psnr_y(restored, gts)),
+            "rerank_score": _m(score.numpy()),
+            "seconds_per_face": round(sec, 3),
+            "chosen_seeds": [o.candidates[o.chosen].seed if o.candidates else 0 for o in out],
+        }
     save()
 
     # 3. guard
@@ -116,8 +132,12 @@ def main() -> None:
     if "color" in args.sections:
         raw = [o.color_delta_e["raw"] for o in default_out]
         fixed = [o.color_delta_e["fixed"] for o in default_out]
-        res["color"] = {"delta_e_raw": _m(raw), "delta_e_fixed": _m(fixed),
-                        "per_face_raw": [round(x, 2) for x in raw], "per_face_fixed": [round(x, 2) for x in fixed]}
+        res["color"] = {
+            "delta_e_raw": _m(raw),
+            "delta_e_fixed": _m(fixed),
+            "per_face_raw": [round(x, 2) for x in raw],
+            "per_face_fixed": [round(x, 2) for x in fixed],
+        }
 
     save()
     plot(res, args.out / "dial.png")
@@ -138,22 +158,30 @@ def guard(res, args, restorer, scorers, meter, base, lqs, default_out, S, run) -
         def restore(self, faces, *, seed=0, fidelity=None):
             if fidelity is not None:
                 return restorer.restore(faces, seed=seed, fidelity=fidelity)
-            out = swapped[self.i:self.i + len(faces)]
+            out = swapped[self.i : self.i + len(faces)]
             self.i += len(faces)
             return out
 
     out, _ = run(base, r=Swap())
-    res["guard_constructed"] = {"faces": len(out), "flagged": sum(o.flagged for o in out),
-                                "actions": [o.action for o in out],
-                                "idd_in_swapped": [round((o.rejected_identity or o.identity).distance, 3) for o in out]}
+    res["guard_constructed"] = {
+        "faces": len(out),
+        "flagged": sum(o.flagged for o in out),
+        "actions": [o.action for o in out],
+        "idd_in_swapped": [round((o.rejected_identity or o.identity).distance, 3) for o in out],
+    }
     ordinary = {}
-    train_gts, train_lqs, _ = degraded_pairs(face_files(args.faces / "train", augmented=False), S,
-                                             seeds=[args.seeds[0]])
+    train_gts, train_lqs, _ = degraded_pairs(
+        face_files(args.faces / "train", augmented=False), S, seeds=[args.seeds[0]]
+    )
     for name, faces in (("heldout", lqs), ("train", train_lqs)):
         out, _ = run(base, faces)
         d = [o.rejected_identity.distance if o.rejected_identity else o.identity.distance for o in out]
-        ordinary[name] = {"faces": len(out), "flagged": sum(o.flagged for o in out),
-                          "idd_in_max": round(max(d), 4), "idd_in_mean": round(float(np.mean(d)), 4)}
+        ordinary[name] = {
+            "faces": len(out),
+            "flagged": sum(o.flagged for o in out),
+            "idd_in_max": round(max(d), 4),
+            "idd_in_mean": round(float(np.mean(d)), 4),
+        }
     res["guard_ordinary"] = ordinary | {"threshold": base.identity_threshold}
 
 
@@ -174,8 +202,12 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     f = [d["fidelity"] for d in res["dial"]]
-    panels = [("psnr_gt", "PSNR-Y to GT (dB) ↑"), ("idd_gt", "IDD-dlib to GT ↓"), ("brisque", "BRISQUE ↓"),
-              ("psnr_in", "PSNR-Y to the input (dB)")]
+    panels = [
+        ("psnr_gt", "PSNR-Y to GT (dB) ↑"),
+        ("idd_gt", "IDD-dlib to GT ↓"),
+        ("brisque", "BRISQUE ↓"),
+        ("psnr_in", "PSNR-Y to the input (dB)"),
+    ]
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     for ax, (k, title) in zip(axes, panels, strict=True):
         ax.plot(f, [d[k] for d in res["dial"]], "o-", label="restored")
@@ -184,29 +216,38 @@ def plot(res: dict, path: Path) -> None:
         ax.set_xlabel("fidelity F (1 = closest to the input)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"fidelity dial, {len(res['heldout'])} held-out faces at {res['resolution']} px "
-                 f"(table: {res['fidelity_table']['source'].split('/')[-1]})", fontsize=10)
+    fig.suptitle(
+        f"fidelity dial, {len(res['heldout'])} held-out faces at {res['resolution']} px "
+        f"(table: {res['fidelity_table']['source'].split('/')[-1]})",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
 
 def readme(res: dict, args) -> str:
-    rows = "\n".join(f"| {d['fidelity']:.1f} | {d['start_sigma']:.3f} | {d['guidance_scale']:.2f} | "
-                     f"{d['input_blend']:.2f} | {d['psnr_gt']:.2f} | {d['idd_gt']:.3f} | {d['brisque']:.1f} | "
-                     f"{d['psnr_in']:.2f} |" for d in res["dial"])
+    rows = "\n".join(
+        f"| {d['fidelity']:.1f} | {d['start_sigma']:.3f} | {d['guidance_scale']:.2f} | "
+        f"{d['input_blend']:.2f} | {d['psnr_gt']:.2f} | {d['idd_gt']:.3f} | {d['brisque']:.1f} | "
+        f"{d['psnr_in']:.2f} |"
+        for d in res["dial"]
+    )
     i, dflt = res["input"], res["default"]
     b1, b4 = res["best_of"][1], res["best_of"][4]
     g, go, c = res["guard_constructed"], res["guard_ordinary"], res["color"]
     cal = res["fidelity_table"]
-    own = (f"F = {cal['default_fidelity']}" if cal["default_fidelity"] is not None else
-           "not on the dial (a neighbouring setting came out closer to the input on the training faces, so the "
-           "calibration left it out; no --fidelity keeps it)")
-    return f"""# Restoration controls on held-out faces ({res['model']} model, {res['resolution']} px)
+    own = (
+        f"F = {cal['default_fidelity']}"
+        if cal["default_fidelity"] is not None
+        else "not on the dial (a neighbouring setting came out closer to the input on the training faces, so the "
+        "calibration left it out; no --fidelity keeps it)"
+    )
+    return f"""# Restoration controls on held-out faces ({res["model"]} model, {res["resolution"]} px)
 
 Made by `tools/control_report.py --faces {args.faces} --model {args.model} -o {args.out}` (a face set with `train/`
-and `test/`: `tools/build_corpus.py` or `tools/build_offline_faces.py`). Held-out: {len(res['heldout'])} LQs = the
+and `test/`: `tools/build_corpus.py` or `tools/build_offline_faces.py`). Held-out: {len(res["heldout"])} LQs = the
 `test/` faces (split off by photo; never trained or calibrated on) x seeds {args.seeds} of the paper
-degradation. Fidelity table: `{cal['source']}` (calibrated: {cal['calibrated']}, by `tools/calibrate_fidelity.py` on
+degradation. Fidelity table: `{cal["source"]}` (calibrated: {cal["calibrated"]}, by `tools/calibrate_fidelity.py` on
 training faces); the model's own setting is {own}.
 
 ## Fidelity dial (identity guard off; colour fix on)
@@ -216,35 +257,35 @@ training faces); the model's own setting is {own}.
 | F | start sigma | guidance | input blend | PSNR-Y to GT ↑ | IDD-dlib to GT ↓ | BRISQUE ↓ | PSNR-Y to input |
 |---|---|---|---|---|---|---|---|
 {rows}
-| input (LQ) | | | | {i['psnr_gt']:.2f} | {i['idd_gt']:.3f} | {i['brisque']:.1f} | inf |
-| default options (no --fidelity) | | | | {dflt['psnr_gt']:.2f} | {dflt['idd_gt']:.3f} | {dflt['brisque']:.1f} | {dflt['psnr_in']:.2f} |
+| input (LQ) | | | | {i["psnr_gt"]:.2f} | {i["idd_gt"]:.3f} | {i["brisque"]:.1f} | inf |
+| default options (no --fidelity) | | | | {dflt["psnr_gt"]:.2f} | {dflt["idd_gt"]:.3f} | {dflt["brisque"]:.1f} | {dflt["psnr_in"]:.2f} |
 
 ## Best-of-4 vs best-of-1 (rerank: identity_dlib 1, brisque 0.5, lmd_mtcnn 0.5, against the input)
 
 | N | IDD-dlib to GT ↓ | IDD-dlib to input ↓ | PSNR-Y to GT | rerank score of the result ↑ | s / face |
 |---|---|---|---|---|---|
-| 1 | {b1['idd_gt']:.4f} | {b1['idd_in']:.4f} | {b1['psnr_gt']:.2f} | {b1['rerank_score']:.4f} | {b1['seconds_per_face']:.2f} |
-| 4 | {b4['idd_gt']:.4f} | {b4['idd_in']:.4f} | {b4['psnr_gt']:.2f} | {b4['rerank_score']:.4f} | {b4['seconds_per_face']:.2f} |
+| 1 | {b1["idd_gt"]:.4f} | {b1["idd_in"]:.4f} | {b1["psnr_gt"]:.2f} | {b1["rerank_score"]:.4f} | {b1["seconds_per_face"]:.2f} |
+| 4 | {b4["idd_gt"]:.4f} | {b4["idd_in"]:.4f} | {b4["psnr_gt"]:.2f} | {b4["rerank_score"]:.4f} | {b4["seconds_per_face"]:.2f} |
 
-Time ratio best-of-4 / best-of-1: {b4['seconds_per_face'] / b1['seconds_per_face']:.2f}x (includes reranking).
-Chosen seeds (best-of-4): {b4['chosen_seeds']}.
+Time ratio best-of-4 / best-of-1: {b4["seconds_per_face"] / b1["seconds_per_face"]:.2f}x (includes reranking).
+Chosen seeds (best-of-4): {b4["chosen_seeds"]}.
 
-## Identity guard (threshold {go['threshold']}: dlib distance input -> restored)
+## Identity guard (threshold {go["threshold"]}: dlib distance input -> restored)
 
-* Constructed case, a restorer that returns the other held-out person's restoration: {g['flagged']}/{g['faces']}
-  faces flagged; actions {g['actions']}; their distances to the input {g['idd_in_swapped']}.
-* Ordinary faces, default options: held-out {go['heldout']['flagged']}/{go['heldout']['faces']} flagged (max distance
-  {go['heldout']['idd_in_max']}, mean {go['heldout']['idd_in_mean']}); training {go['train']['flagged']}/
-  {go['train']['faces']} flagged (max {go['train']['idd_in_max']}, mean {go['train']['idd_in_mean']}).
+* Constructed case, a restorer that returns the other held-out person's restoration: {g["flagged"]}/{g["faces"]}
+  faces flagged; actions {g["actions"]}; their distances to the input {g["idd_in_swapped"]}.
+* Ordinary faces, default options: held-out {go["heldout"]["flagged"]}/{go["heldout"]["faces"]} flagged (max distance
+  {go["heldout"]["idd_in_max"]}, mean {go["heldout"]["idd_in_mean"]}); training {go["train"]["flagged"]}/
+  {go["train"]["faces"]} flagged (max {go["train"]["idd_in_max"]}, mean {go["train"]["idd_in_mean"]}).
 
 ## Colour (Delta E 2000 of the face-region mean colour, input vs restoration, default settings)
 
 | | mean ΔE00 | per face |
 |---|---|---|
-| raw model output | {c['delta_e_raw']:.2f} | {c['per_face_raw']} |
-| with the colour fix (`--color-fix lowfreq`, default) | {c['delta_e_fixed']:.2f} | {c['per_face_fixed']} |
+| raw model output | {c["delta_e_raw"]:.2f} | {c["per_face_raw"]} |
+| with the colour fix (`--color-fix lowfreq`, default) | {c["delta_e_fixed"]:.2f} | {c["per_face_fixed"]} |
 
-After / before = {c['delta_e_fixed'] / max(c['delta_e_raw'], 1e-9):.2f}.
+After / before = {c["delta_e_fixed"] / max(c["delta_e_raw"], 1e-9):.2f}.
 """
 
 

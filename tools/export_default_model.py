@@ -54,8 +54,12 @@ def main() -> None:
     ap.add_argument("--sft", required=True, type=Path, help="the stage-3 SFT model folder")
     ap.add_argument("--out", required=True, type=Path, help="where the bundled model goes")
     ap.add_argument("--sft-out", required=True, type=Path, help="where the SFT-only comparison model goes")
-    ap.add_argument("--start-sigma", type=float, default=SAMPLING["start_sigma"],
-                    help="sampling start (tools/pick_start_sigma.py; default %(default)s)")
+    ap.add_argument(
+        "--start-sigma",
+        type=float,
+        default=SAMPLING["start_sigma"],
+        help="sampling start (tools/pick_start_sigma.py; default %(default)s)",
+    )
     ap.add_argument("--steps", type=int, default=SAMPLING["steps"], help="sampling steps (default %(default)s)")
     args = ap.parse_args()
     SAMPLING["start_sigma"], SAMPLING["steps"] = args.start_sigma, args.steps

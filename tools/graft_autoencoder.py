@@ -29,8 +29,10 @@ from prefrestore.models.restorer import PrefRestoreModel
 def with_lq_skip(model: PrefRestoreModel, levels: int, seed: int, blocks: int = 0) -> PrefRestoreModel:
     """The same model (every weight kept) with an LQ skip of ``levels`` levels and ``blocks`` fusion blocks per level;
     whatever of it the model lacked is new and adds exactly zero."""
-    cfg = dataclasses.replace(model.config, autoencoder=dataclasses.replace(
-        model.config.autoencoder, lq_skip_levels=levels, lq_skip_blocks=blocks))
+    cfg = dataclasses.replace(
+        model.config,
+        autoencoder=dataclasses.replace(model.config.autoencoder, lq_skip_levels=levels, lq_skip_blocks=blocks),
+    )
     torch.manual_seed(seed)
     new = PrefRestoreModel(cfg, model.integrator.text_tokenizer)
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)

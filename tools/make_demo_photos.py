@@ -63,20 +63,26 @@ class Source:
 def _astronaut() -> Source:
     import skimage.data
 
-    return Source("astronaut", Path(skimage.data.__file__).parent / "astronaut.png",
-                  "Eileen Collins, NASA astronaut (astronaut.png)",
-                  "scikit-image `skimage/data/astronaut.png`; NASA Great Images database (https://flic.kr/p/r9qvLn)",
-                  "Public domain (NASA photograph; skimage.data.astronaut: \"No known copyright restrictions, "
-                  "released into the public domain\")")
+    return Source(
+        "astronaut",
+        Path(skimage.data.__file__).parent / "astronaut.png",
+        "Eileen Collins, NASA astronaut (astronaut.png)",
+        "scikit-image `skimage/data/astronaut.png`; NASA Great Images database (https://flic.kr/p/r9qvLn)",
+        'Public domain (NASA photograph; skimage.data.astronaut: "No known copyright restrictions, '
+        'released into the public domain")',
+    )
 
 
 def _grace() -> Source:
     import matplotlib
 
-    return Source("grace_hopper", Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
-                  "Rear Admiral Grace Hopper (grace_hopper.jpg)",
-                  "matplotlib `mpl-data/sample_data/grace_hopper.jpg`; official US Navy portrait",
-                  "Public domain (work of the US federal government, US Navy)")
+    return Source(
+        "grace_hopper",
+        Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+        "Rear Admiral Grace Hopper (grace_hopper.jpg)",
+        "matplotlib `mpl-data/sample_data/grace_hopper.jpg`; official US Navy portrait",
+        "Public domain (work of the US federal government, US Navy)",
+    )
 
 
 def _pyiqa_wheel(wheel: Path | None, tmp: Path) -> Path:
@@ -84,8 +90,10 @@ def _pyiqa_wheel(wheel: Path | None, tmp: Path) -> Path:
         return wheel
     if OFFLINE_WHEEL.is_file():
         return OFFLINE_WHEEL
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", PYIQA, "-d",
-                    str(tmp)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", PYIQA, "-d", str(tmp)],
+        check=True,
+    )
     return tmp / PYIQA_WHEEL
 
 
@@ -93,9 +101,13 @@ def _kodak(wheel: Path, tmp: Path) -> Source:
     path = tmp / "kodim04_I04.bmp"
     with zipfile.ZipFile(wheel) as z:
         path.write_bytes(z.read(KODAK_MEMBER))
-    return Source("kodim04", path, "Kodak Lossless True Color Image Suite, kodim04 (girl in a red hat)",
-                  f"`{KODAK_MEMBER}` inside the `{PYIQA}` wheel on PyPI (a 512 x 384 crop of kodim04)",
-                  "Released by the Eastman Kodak Company for unrestricted usage (r0k.us/graphics/kodak)")
+    return Source(
+        "kodim04",
+        path,
+        "Kodak Lossless True Color Image Suite, kodim04 (girl in a red hat)",
+        f"`{KODAK_MEMBER}` inside the `{PYIQA}` wheel on PyPI (a 512 x 384 crop of kodim04)",
+        "Released by the Eastman Kodak Company for unrestricted usage (r0k.us/graphics/kodak)",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -105,8 +117,15 @@ def _kodak(wheel: Path, tmp: Path) -> Source:
 def old_photo(img: np.ndarray, *, sigma: float, scale: float, noise: float, seed: int) -> np.ndarray:
     """uint8 (H, W, 3) RGB -> the same size, degraded deterministically (the JPEG step is the file write)."""
     params = DegradationParams(
-        kernel="iso", sigma_x=sigma, sigma_y=sigma, theta=0.0, kernel_size=2 * int(3 * sigma) + 1, scale=scale,
-        noise_sigma=noise, noise_seed=seed, jpeg_quality=None,
+        kernel="iso",
+        sigma_x=sigma,
+        sigma_y=sigma,
+        theta=0.0,
+        kernel_size=2 * int(3 * sigma) + 1,
+        scale=scale,
+        noise_sigma=noise,
+        noise_seed=seed,
+        jpeg_quality=None,
         color_shift=(0.025, 0.01, -0.03),  # a little warm
         color_jitter=ColorJitterParams(order=(1, 2, 0, 3), brightness=1.02, contrast=0.85, saturation=0.7, hue=0.0),
         quantize=True,
@@ -169,8 +188,15 @@ def write_licences(out: Path, sources: list[Source]) -> None:
     ]
     for s in sources:
         sha = hashlib.sha256(s.path.read_bytes()).hexdigest()
-        lines += [f"## {s.key}", "", f"- Image: {s.title}", f"- From: {s.origin}", f"- Licence: {s.licence}",
-                  f"- SHA-256 of the file used: `{sha}`", ""]
+        lines += [
+            f"## {s.key}",
+            "",
+            f"- Image: {s.title}",
+            f"- From: {s.origin}",
+            f"- Licence: {s.licence}",
+            f"- SHA-256 of the file used: `{sha}`",
+            "",
+        ]
     (out / "LICENSES.md").write_text("\n".join(lines))
 
 
@@ -194,10 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         sources = [_astronaut(), _grace(), _kodak(_pyiqa_wheel(args.wheel, tmp), tmp)]
         images = {s.key: load_rgb(s.path) for s in sources}
         photos = {
-            "astronaut.jpg": old_photo(scaled(images["astronaut"], "astronaut", 45), sigma=1.0, scale=1.6, noise=4.0,
-                                       seed=1),
-            "grace_hopper.jpg": old_photo(scaled(images["grace_hopper"], "grace_hopper", 70), sigma=1.2, scale=2.0,
-                                          noise=5.0, seed=2),
+            "astronaut.jpg": old_photo(
+                scaled(images["astronaut"], "astronaut", 45), sigma=1.0, scale=1.6, noise=4.0, seed=1
+            ),
+            "grace_hopper.jpg": old_photo(
+                scaled(images["grace_hopper"], "grace_hopper", 70), sigma=1.2, scale=2.0, noise=5.0, seed=2
+            ),
             "group.jpg": old_photo(group(images), sigma=0.8, scale=1.5, noise=4.0, seed=3),
         }
         for name, img in photos.items():

@@ -53,9 +53,11 @@ def main() -> None:
     def restore(model, *, bf16_timesteps=False, **kw):
         hook = None
         if bf16_timesteps:
+
             def round_t(module, a, k):
                 k["timestep"] = k["timestep"].to(torch.bfloat16)
                 return a, k
+
             hook = model.transformer.register_forward_pre_hook(round_t, with_kwargs=True)
         try:
             out = model.restore(lq, generators=[torch.Generator().manual_seed(args.seed)], **kw)
@@ -79,13 +81,31 @@ def main() -> None:
         del tok.preprocess
 
     d = f32.config.sampling
-    settings = {"model": {}, "paper": {"steps": 30, "solver": "euler", "start_sigma": 1.0,
-                                       "guidance_scale": 2.0 if d.guidance_scale > 1 else 1.0}}
-    result = {"model": args.model, "photo": Path(args.photo).name, "resolution": S,
-              "model_sampling": {"steps": d.steps, "solver": d.solver, "start_sigma": d.start_sigma,
-                                 "guidance_scale": d.guidance_scale},
-              "tatok_preprocessing": {"input_max_abs": round((new_in - old_in).abs().max().item(), 6),
-                                      "ids_differ": int((new_ids != old_ids).sum()), "ids": new_ids.numel()}}
+    settings = {
+        "model": {},
+        "paper": {
+            "steps": 30,
+            "solver": "euler",
+            "start_sigma": 1.0,
+            "guidance_scale": 2.0 if d.guidance_scale > 1 else 1.0,
+        },
+    }
+    result = {
+        "model": args.model,
+        "photo": Path(args.photo).name,
+        "resolution": S,
+        "model_sampling": {
+            "steps": d.steps,
+            "solver": d.solver,
+            "start_sigma": d.start_sigma,
+            "guidance_scale": d.guidance_scale,
+        },
+        "tatok_preprocessing": {
+            "input_max_abs": round((new_in - old_in).abs().max().item(), 6),
+            "ids_differ": int((new_ids != old_ids).sum()),
+            "ids": new_ids.numel(),
+        },
+    }
     for name, kw in settings.items():
         ref = restore(bf16, **kw)
         result[name] = {

@@ -55,16 +55,33 @@ def main() -> None:
     o = np.array([s.distance for s in ident.compare(lqs, out)])
     s = np.array([d.distance for d in ident.compare(lqs, [out[j] for j in other])])
     pick = round(float(o.max() + s.min()) / 2, 2) if o.max() < s.min() else None
-    print(json.dumps({
-        "faces": len(o), "model": args.model, "net": args.net,
-        "ordinary": {"max": round(float(o.max()), 3), "p99": round(float(np.quantile(o, 0.99)), 3),
-                     "mean": round(float(o.mean()), 3)},
-        "swapped": {"min": round(float(s.min()), 3), "p05": round(float(np.quantile(s, 0.05)), 3),
-                    "mean": round(float(s.mean()), 3)},
-        "flag_rates": {f"{t:g}": {"ordinary": round(float((o > t).mean()), 3), "swapped": round(float((s > t).mean()), 3)}
-                       for t in ((0.4, 0.42, 0.43, 0.45, 0.5, 0.6) if args.net == "dlib" else
-                                 (0.3, 0.4, 0.5, 0.6, 0.7, 0.8))},
-        "threshold": pick}, indent=1))
+    print(
+        json.dumps(
+            {
+                "faces": len(o),
+                "model": args.model,
+                "net": args.net,
+                "ordinary": {
+                    "max": round(float(o.max()), 3),
+                    "p99": round(float(np.quantile(o, 0.99)), 3),
+                    "mean": round(float(o.mean()), 3),
+                },
+                "swapped": {
+                    "min": round(float(s.min()), 3),
+                    "p05": round(float(np.quantile(s, 0.05)), 3),
+                    "mean": round(float(s.mean()), 3),
+                },
+                "flag_rates": {
+                    f"{t:g}": {"ordinary": round(float((o > t).mean()), 3), "swapped": round(float((s > t).mean()), 3)}
+                    for t in (
+                        (0.4, 0.42, 0.43, 0.45, 0.5, 0.6) if args.net == "dlib" else (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+                    )
+                },
+                "threshold": pick,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

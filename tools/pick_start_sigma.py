@@ -43,18 +43,32 @@ def main() -> None:
     lqs = []
     for name in args.presets:
         cfg = scaled(preset(name), S / 512)
-        lqs.append(to_model(from_model(torch.stack([
-            apply((g + 1) / 2, sample_params(cfg, torch.Generator().manual_seed(1000 + i))) * 2 - 1
-            for i, g in enumerate(gt)
-        ]))))  # quantised to 8 bits, as the training LQs
+        lqs.append(
+            to_model(
+                from_model(
+                    torch.stack(
+                        [
+                            apply((g + 1) / 2, sample_params(cfg, torch.Generator().manual_seed(1000 + i))) * 2 - 1
+                            for i, g in enumerate(gt)
+                        ]
+                    )
+                )
+            )
+        )  # quantised to 8 bits, as the training LQs
     scores = {}
     for s in args.candidates:
         vals = []
         for lq in lqs:
             for b in range(0, len(files), 16):
                 gens = [torch.Generator().manual_seed(0) for _ in range(len(lq[b : b + 16]))]
-                out = model.restore(lq[b : b + 16], generators=gens, steps=args.steps, solver="dpm++2m",
-                                    guidance_scale=1.0, start_sigma=s)
+                out = model.restore(
+                    lq[b : b + 16],
+                    generators=gens,
+                    steps=args.steps,
+                    solver="dpm++2m",
+                    guidance_scale=1.0,
+                    start_sigma=s,
+                )
                 vals.append(psnr((out + 1) / 2, (gt[b : b + 16] + 1) / 2))
         scores[s] = float(torch.cat(vals).mean())
     best = max(scores.values())

@@ -54,8 +54,9 @@ def _faces(folder: Path, n: int = 5, size: int = 128) -> Path:
     for i in range(n):
         rng = np.random.default_rng(i)
         yy, xx = np.mgrid[:size, :size] / size
-        img = np.stack([yy * rng.uniform(100, 255), xx * rng.uniform(100, 255),
-                        rng.uniform(0, 255, (size, size))], -1).astype(np.uint8)
+        img = np.stack(
+            [yy * rng.uniform(100, 255), xx * rng.uniform(100, 255), rng.uniform(0, 255, (size, size))], -1
+        ).astype(np.uint8)
         Image.fromarray(img).save(folder / f"face{i}.png")
     lines = [json.dumps({"file": f"face{i}.png", "caption": f"a photography of person {i}"}) for i in range(n)]
     (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
@@ -68,10 +69,25 @@ def sft(tmp: Path) -> dict:
     from prefrestore.training.sft import SFTConfig, train_sft
 
     faces = _faces(tmp / "faces")
-    base = [f"out_dir={tmp / 'runs'}", "init=tiny", "threads=1", "max_steps=4", "log_every=1", "stage=joint",
-            "checkpoint_every=2", "keep_checkpoints=2", "ema_decay=0.9", "val_every=2", "val.num=2", "val.steps=2",
-            f"data.folders=[{faces}]", "data.batch_size=2", "data.degradation.kernel_size=5",
-            "data.degradation.downsample=[1, 4]", "data.degradation.blur_sigma=[0.2, 2]"]
+    base = [
+        f"out_dir={tmp / 'runs'}",
+        "init=tiny",
+        "threads=1",
+        "max_steps=4",
+        "log_every=1",
+        "stage=joint",
+        "checkpoint_every=2",
+        "keep_checkpoints=2",
+        "ema_decay=0.9",
+        "val_every=2",
+        "val.num=2",
+        "val.steps=2",
+        f"data.folders=[{faces}]",
+        "data.batch_size=2",
+        "data.degradation.kernel_size=5",
+        "data.degradation.downsample=[1, 4]",
+        "data.degradation.blur_sigma=[0.2, 2]",
+    ]
     out = {}
     full = train_sft(load_config(SFTConfig, None, base + ["name=full"]))
     cfg = load_config(SFTConfig, None, base + ["name=resumed"])
@@ -128,10 +144,15 @@ def nft(tmp: Path) -> dict:
             return -(batch.unit("restored") - batch.unit("hq")).abs().mean(dim=(1, 2, 3))
 
     def cfg(out: Path, epochs: int) -> NFTConfig:
-        return NFTConfig(model="tiny", out_dir=str(out), epochs=epochs, checkpoint_every=1,
-                         data=RLDataSettings(pairs=(str(root),), groups_per_epoch=2),
-                         rollout=RolloutConfig(group_size=2, steps=3, batch_size=4),
-                         optim=OptimSettings(train_batch_size=2, steps_per_epoch=1))
+        return NFTConfig(
+            model="tiny",
+            out_dir=str(out),
+            epochs=epochs,
+            checkpoint_every=1,
+            data=RLDataSettings(pairs=(str(root),), groups_per_epoch=2),
+            rollout=RolloutConfig(group_size=2, steps=3, batch_size=4),
+            optim=OptimSettings(train_batch_size=2, steps_per_epoch=1),
+        )
 
     def reward():
         return CompositeReward({"neg_l1": NegL1()}, {"neg_l1": 1.0})
@@ -160,8 +181,13 @@ def restore() -> dict:
     lq = torch.rand(2, 3, 128, 128, generator=g) * 2 - 1
     out = {}
     for s in (1.0, 0.5):
-        x = model.restore(lq, generators=[torch.Generator().manual_seed(i) for i in range(2)], steps=3,
-                          guidance_scale=2.0, start_sigma=s)
+        x = model.restore(
+            lq,
+            generators=[torch.Generator().manual_seed(i) for i in range(2)],
+            steps=3,
+            guidance_scale=2.0,
+            start_sigma=s,
+        )
         out[f"restore/start_sigma={s}"] = hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()
     return out
 
@@ -173,8 +199,11 @@ def demo(tmp: Path) -> dict:
 
     out = tmp / "demo"
     restore_photo_files(example_photos(), out, load_restorer("default"))
-    return {f"demo/{p.relative_to(out)}": hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.png"))
-            if p.parent.name in ("cropped_faces", "restored_faces", "restored_imgs")}
+    return {
+        f"demo/{p.relative_to(out)}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*.png"))
+        if p.parent.name in ("cropped_faces", "restored_faces", "restored_imgs")
+    }
 
 
 def main() -> None:

@@ -38,8 +38,9 @@ def main() -> None:
     pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for name in ("photo", "paper"):
         deg = scaled(preset(name), args.size / 512)
-        pairs[name] = [make_pair(load_rgb(p), deg, 1000 * k + i, args.size)[:2] for i, p in enumerate(files)
-                       for k in range(2)]
+        pairs[name] = [
+            make_pair(load_rgb(p), deg, 1000 * k + i, args.size)[:2] for i, p in enumerate(files) for k in range(2)
+        ]
     grid = []
     for h, amount, sigma in itertools.product((0.0, 3.0, 6.0, 10.0), (0.0, 0.5, 1.0, 1.5, 2.0), (1.0, 1.5, 2.0, 3.0)):
         if amount == 0 and sigma != 1.0:

@@ -46,10 +46,22 @@ PEOPLE = {
 # not used at all: the same photo as a labelled crop (f4 = f2 extracted), a face swap, or unsure whether it is one
 # of the labelled people
 # dlib's 5-point chip template (get_face_chip_details for 5-point shapes), padded as compute_face_descriptor pads
-DLIB_5PT_CHIP = (PADDING + np.array([
-    [0.8595674595992, 0.2134981538014], [0.6460604764104, 0.2289674387677], [0.1205750620789, 0.2137274526848],
-    [0.3340850613712, 0.2290642403242], [0.4901123135679, 0.6277975316475],
-])) / (2 * PADDING + 1) * CHIP
+DLIB_5PT_CHIP = (
+    (
+        PADDING
+        + np.array(
+            [
+                [0.8595674595992, 0.2134981538014],
+                [0.6460604764104, 0.2289674387677],
+                [0.1205750620789, 0.2137274526848],
+                [0.3340850613712, 0.2290642403242],
+                [0.4901123135679, 0.6277975316475],
+            ]
+        )
+    )
+    / (2 * PADDING + 1)
+    * CHIP
+)
 UNCERTAIN = {f"{FM}{k}" for k in (4, 8, 9, 12, 31, 81)} | {"opencv-doc_face_swapped_f0"}
 
 
@@ -69,7 +81,9 @@ def main() -> None:
     files = sorted(p for split in ("train", "test") for p in (args.corpus / split).glob("*.png") if "_a" not in p.stem)
     files = [p for p in files if p.stem not in UNCERTAIN]
     if len(files) < 20:
-        raise SystemExit(f"{args.corpus}: {len(files)} un-augmented faces; build the corpus with tools/build_corpus.py")
+        raise SystemExit(
+            f"{args.corpus}: {len(files)} un-augmented faces; build the corpus with tools/build_corpus.py"
+        )
     crops = {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in files}
     faces = DlibFaces()
     import dlib
@@ -113,28 +127,35 @@ def main() -> None:
     out = {
         "faces": len(names),
         "dlib_torch_vs_dlib_same_chip": {
-            "cosine_min": min(chip_cos), "cosine_mean": float(np.mean(chip_cos)),
+            "cosine_min": min(chip_cos),
+            "cosine_mean": float(np.mean(chip_cos)),
             "max_abs_diff": max(chip_diff),
         },
         "ffhq_warp_vs_dlib_landmark_chip": {
-            "cosine_min": round(min(warp_cos), 4), "cosine_mean": round(float(np.mean(warp_cos)), 4),
+            "cosine_min": round(min(warp_cos), 4),
+            "cosine_mean": round(float(np.mean(warp_cos)), 4),
             "chip_corner_offset_px_mean": round(float(np.mean(corner_px)), 2),
         },
-        "pairs": {"same": len(pos), "different": len(neg), "people": len(PEOPLE),
-                  "labelled_faces": len(label)},
+        "pairs": {"same": len(pos), "different": len(neg), "people": len(PEOPLE), "labelled_faces": len(label)},
     }
     for key, emb in (("dlib_package", ref), ("dlib_torch_ffhq_warp", torch_ffhq), ("mobileface", mface)):
         cp = np.array([cosine_similarity(emb[a][None], emb[b][None])[0] for a, b in pos])
         cn = np.array([cosine_similarity(emb[a][None], emb[b][None])[0] for a, b in neg])
-        entry = {"auc_cosine": round(auc(cp, cn), 4),
-                 "same_cos_mean": round(float(cp.mean()), 3), "different_cos_mean": round(float(cn.mean()), 3)}
+        entry = {
+            "auc_cosine": round(auc(cp, cn), 4),
+            "same_cos_mean": round(float(cp.mean()), 3),
+            "different_cos_mean": round(float(cn.mean()), 3),
+        }
         if key.startswith("dlib"):
             dp = np.array([np.linalg.norm(emb[a] - emb[b]) for a, b in pos])
             dn = np.array([np.linalg.norm(emb[a] - emb[b]) for a, b in neg])
-            entry.update(auc_distance=round(auc(-dp, -dn), 4), same_dist_mean=round(float(dp.mean()), 3),
-                         different_dist_mean=round(float(dn.mean()), 3),
-                         same_below_0_6=round(float((dp < 0.6).mean()), 3),
-                         different_below_0_6=round(float((dn < 0.6).mean()), 3))
+            entry.update(
+                auc_distance=round(auc(-dp, -dn), 4),
+                same_dist_mean=round(float(dp.mean()), 3),
+                different_dist_mean=round(float(dn.mean()), 3),
+                same_below_0_6=round(float((dp < 0.6).mean()), 3),
+                different_below_0_6=round(float((dn < 0.6).mean()), 3),
+            )
         out[key] = entry
     print(json.dumps(out, indent=1))
 

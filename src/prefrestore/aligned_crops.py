@@ -118,9 +118,11 @@ def check_aligned(crop: np.ndarray, detector: FaceDetector) -> None:
     """ImageError when ``crop`` (square) holds a face far from where an aligned crop has it."""
     error = alignment_error(crop, detector)
     if error is not None and error > ALIGNMENT_TOLERANCE:
-        raise ImageError(f"not an aligned face crop: its face's landmarks are {error:.0%} of the crop side from "
-                         f"the FFHQ alignment template (aligned crops: within {ALIGNMENT_TOLERANCE:.0%}); "
-                         f"{NOT_ALIGNED_FIX}")
+        raise ImageError(
+            f"not an aligned face crop: its face's landmarks are {error:.0%} of the crop side from "
+            f"the FFHQ alignment template (aligned crops: within {ALIGNMENT_TOLERANCE:.0%}); "
+            f"{NOT_ALIGNED_FIX}"
+        )
 
 
 def restore_aligned(
@@ -151,8 +153,11 @@ def restore_aligned(
         if progress:
             progress("faces_found", len(good))
         t0 = time.perf_counter()
-        outcome = iter(restore_groups(restorer, [[c] if e is None else [] for _, c, _, _, e in pending], config,
-                                     scorers, progress))
+        outcome = iter(
+            restore_groups(
+                restorer, [[c] if e is None else [] for _, c, _, _, e in pending], config, scorers, progress
+            )
+        )
         per_face = (time.perf_counter() - t0) / max(len(good), 1)
         results = []
         for i, (k, c, n, z, e) in enumerate(pending):
@@ -160,17 +165,36 @@ def restore_aligned(
             if e is None and isinstance(got, str):
                 e = got
             if e is not None:
-                results.append(AlignedResult(k, c if c is not None else np.zeros((0, 0, 3), np.uint8), None,
-                                             error=e, notes=tuple(n), input_size=z))
+                results.append(
+                    AlignedResult(
+                        k,
+                        c if c is not None else np.zeros((0, 0, 3), np.uint8),
+                        None,
+                        error=e,
+                        notes=tuple(n),
+                        input_size=z,
+                    )
+                )
                 continue
             (o,) = got
             restored = _visible(o.restored, c, visibility)
             source = sources.get(i)
             input_px = float(np.sqrt(z[0] * z[1]))
             plan = decide_detail(c, restored, input_px, config.blend, output_scale=max(1.0, c.shape[0] / input_px))
-            results.append(AlignedResult(k, c, restored, o.identity, {"restore": per_face},
-                                         notes=tuple(n + list(o.notes)), input_size=z, control=o,
-                                         source=source, detail=plan))
+            results.append(
+                AlignedResult(
+                    k,
+                    c,
+                    restored,
+                    o.identity,
+                    {"restore": per_face},
+                    notes=tuple(n + list(o.notes)),
+                    input_size=z,
+                    control=o,
+                    source=source,
+                    detail=plan,
+                )
+            )
         sources.clear()
         return results
 

@@ -87,8 +87,9 @@ class FaceRestorer:
         return self.fidelity_table.at(f)
 
     @torch.no_grad()
-    def restore_tensor(self, lq: torch.Tensor, *, seed: int = 0, fidelity: float | None = None,
-                       seeds: Sequence[int] | None = None) -> torch.Tensor:
+    def restore_tensor(
+        self, lq: torch.Tensor, *, seed: int = 0, fidelity: float | None = None, seeds: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """(B, 3, S, S) float RGB in [-1, 1] -> (B, 3, S, S) in [-1, 1]; ``batch_size`` rows per forward (None: B).
 
         seeds: one seed per row (best-of-N batches candidates of one face with different seeds); default: ``seed``
@@ -104,26 +105,43 @@ class FaceRestorer:
         for i in range(0, lq.shape[0], step):
             chunk = lq[i : i + step].to(self.model.device)
             gens = [torch.Generator(device=chunk.device).manual_seed(s) for s in seeds[i : i + step]]
-            out = self.model.restore(chunk, generators=gens, steps=self.steps, guidance_scale=guidance,
-                                     solver=self.solver, deterministic=self.deterministic, start_sigma=start_sigma,
-                                     numerics=self.numerics)
+            out = self.model.restore(
+                chunk,
+                generators=gens,
+                steps=self.steps,
+                guidance_scale=guidance,
+                solver=self.solver,
+                deterministic=self.deterministic,
+                start_sigma=start_sigma,
+                numerics=self.numerics,
+            )
             bad = (~torch.isfinite(out.float()).flatten(1).all(dim=1)).nonzero().flatten().tolist()
             if bad:  # clamping would turn NaN into black pixels that look like a restoration
-                raise RestorationError(f"faces {[i + b for b in bad]} of this batch came out NaN/infinite; check "
-                                       "--guidance-scale, --steps and --start-sigma, or the model's weights")
+                raise RestorationError(
+                    f"faces {[i + b for b in bad]} of this batch came out NaN/infinite; check "
+                    "--guidance-scale, --steps and --start-sigma, or the model's weights"
+                )
             if point is not None and point.input_blend > 0:
                 out = (1 - point.input_blend) * out + point.input_blend * chunk.to(out)
             outs.append(out.cpu())
         return torch.cat(outs)
 
-    def restore(self, faces: Sequence[np.ndarray], *, seed: int = 0, fidelity: float | None = None,
-                seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+    def restore(
+        self,
+        faces: Sequence[np.ndarray],
+        *,
+        seed: int = 0,
+        fidelity: float | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[np.ndarray]:
         """uint8 (S, S, 3) RGB aligned crops -> uint8 (S, S, 3) RGB restorations (same order)."""
         S = self.resolution
         for i, f in enumerate(faces):
             if f.dtype != np.uint8 or f.shape != (S, S, 3):
-                raise ImageError(f"face {i}: expected a uint8 ({S}, {S}, 3) RGB crop, got {f.dtype} {f.shape}; "
-                                 f"align and resize faces to {S} px first")
+                raise ImageError(
+                    f"face {i}: expected a uint8 ({S}, {S}, 3) RGB crop, got {f.dtype} {f.shape}; "
+                    f"align and resize faces to {S} px first"
+                )
         if not faces:
             return []
         return from_model(self.restore_tensor(to_model(list(faces)), seed=seed, fidelity=fidelity, seeds=seeds))
@@ -137,22 +155,40 @@ class FaceRestorer:
 
         options = options or RestoreOptions()
         scorers = scorers or Scorers.for_options(options)
-        return restore_controlled(self, faces, options, seed=seed, batch_size=self.batch_size or max(1, len(faces)),
-                                  scorers=scorers)
+        return restore_controlled(
+            self, faces, options, seed=seed, batch_size=self.batch_size or max(1, len(faces)), scorers=scorers
+        )
 
 
-def load_restorer(model: str = "default", *, device: str = "cpu", steps: int | None = None,
-                  guidance_scale: float | None = None, solver: str | None = None, deterministic: bool = True,
-                  batch_size: int | None = None, dtype: torch.dtype | None = None,
-                  start_sigma: float | None = None, fidelity: float | None = None,
-                  numerics: str | None = None) -> FaceRestorer:
+def load_restorer(
+    model: str = "default",
+    *,
+    device: str = "cpu",
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    solver: str | None = None,
+    deterministic: bool = True,
+    batch_size: int | None = None,
+    dtype: torch.dtype | None = None,
+    start_sigma: float | None = None,
+    fidelity: float | None = None,
+    numerics: str | None = None,
+) -> FaceRestorer:
     """A :class:`FaceRestorer` for a model reference (see :func:`load_model`); ``fidelity`` sets the dial's default."""
     model_dir = None
     if model not in PRESETS:
         from .hub import resolve
 
         model_dir = resolve(model)
-    return FaceRestorer(load_model(str(model_dir) if model_dir else model, device=device, dtype=dtype), steps=steps,
-                        guidance_scale=guidance_scale, solver=solver, deterministic=deterministic,
-                        batch_size=batch_size, start_sigma=start_sigma, fidelity=fidelity,
-                        model_dir=model_dir, numerics=numerics)
+    return FaceRestorer(
+        load_model(str(model_dir) if model_dir else model, device=device, dtype=dtype),
+        steps=steps,
+        guidance_scale=guidance_scale,
+        solver=solver,
+        deterministic=deterministic,
+        batch_size=batch_size,
+        start_sigma=start_sigma,
+        fidelity=fidelity,
+        model_dir=model_dir,
+        numerics=numerics,
+    )

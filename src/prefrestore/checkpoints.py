@@ -31,8 +31,13 @@ FORMAT_VERSION = "1"
 CONFIG_NAME = "config.json"
 
 
-def save_pretrained(model: PrefRestoreModel, directory: str | os.PathLike, *, max_shard_size: str = "5GB",
-                    dtype: torch.dtype | None = None) -> Path:
+def save_pretrained(
+    model: PrefRestoreModel,
+    directory: str | os.PathLike,
+    *,
+    max_shard_size: str = "5GB",
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write ``model`` to ``directory`` (created; existing weight files there are replaced)."""
     from huggingface_hub import save_torch_state_dict
 
@@ -48,8 +53,9 @@ def save_pretrained(model: PrefRestoreModel, directory: str | os.PathLike, *, ma
             cast[id(v)] = (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
         state[k] = cast[id(v)]
     meta = {"format_version": FORMAT_VERSION, "prefrestore_version": __version__}
-    save_torch_state_dict(state, d, max_shard_size=max_shard_size, metadata=dict(meta),
-                          filename_pattern="model{suffix}.safetensors")
+    save_torch_state_dict(
+        state, d, max_shard_size=max_shard_size, metadata=dict(meta), filename_pattern="model{suffix}.safetensors"
+    )
     config = {**meta, "model": model.config.to_dict()}
     tmp = d / (CONFIG_NAME + ".tmp")
     tmp.write_text(json.dumps(config, indent=2))
@@ -62,8 +68,10 @@ def save_pretrained(model: PrefRestoreModel, directory: str | os.PathLike, *, ma
 def read_config(directory: str | os.PathLike) -> PrefRestoreConfig:
     p = Path(directory) / CONFIG_NAME
     if not p.is_file():
-        raise CheckpointError(f"{p}: missing; a prefrestore model folder needs config.json + model*.safetensors "
-                              "(convert official checkpoints with `prefrestore convert`)")
+        raise CheckpointError(
+            f"{p}: missing; a prefrestore model folder needs config.json + model*.safetensors "
+            "(convert official checkpoints with `prefrestore convert`)"
+        )
     try:
         if p.stat().st_size > 1 << 20:
             raise ValueError(f"{p.stat().st_size} bytes; a model config is a few KB")
@@ -72,15 +80,19 @@ def read_config(directory: str | os.PathLike) -> PrefRestoreConfig:
             raise ValueError('expected {"format_version": ..., "model": {...}}')
         if str(raw.get("format_version", FORMAT_VERSION)) != FORMAT_VERSION:
             raise ValueError(f"format_version {raw.get('format_version')!r}, this version reads {FORMAT_VERSION!r}")
-        missing = [k for k in ("name", "resolution", "tokenizer", "integrator", "transformer", "autoencoder")
-                   if k not in raw["model"]]
+        missing = [
+            k
+            for k in ("name", "resolution", "tokenizer", "integrator", "transformer", "autoencoder")
+            if k not in raw["model"]
+        ]
         if missing:  # a config must describe its model; defaults would silently build another (e.g. the paper's)
             raise ValueError(f"model section lacks {', '.join(missing)}")
         return PrefRestoreConfig.from_dict(raw["model"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, OverflowError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{p}: not a valid prefrestore config ({first}); re-save or re-convert the model") \
-            from None
+        raise CheckpointError(
+            f"{p}: not a valid prefrestore config ({first}); re-save or re-convert the model"
+        ) from None
 
 
 def weight_files(directory: str | os.PathLike) -> list[Path]:
@@ -93,8 +105,10 @@ def weight_files(directory: str | os.PathLike) -> list[Path]:
             if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
                 raise TypeError("weight_map is not a {tensor: file} object")
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{index}: not a valid safetensors index ({type(err).__name__}: "
-                                  f"{str(err)[:200]}); re-download or re-convert") from None
+            raise CheckpointError(
+                f"{index}: not a valid safetensors index ({type(err).__name__}: "
+                f"{str(err)[:200]}); re-download or re-convert"
+            ) from None
         files = sorted(set(weight_map.values()))
         bad = [f for f in files if Path(f).name != f]
         if bad:
@@ -120,8 +134,9 @@ def weight_shapes(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
                 for k in h.keys():
                     shapes[k] = torch.empty(h.get_slice(k).get_shape(), device="meta")
         except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{f}: corrupt safetensors file ({str(err)[:200]}); re-download or re-convert") \
-                from None
+            raise CheckpointError(
+                f"{f}: corrupt safetensors file ({str(err)[:200]}); re-download or re-convert"
+            ) from None
     return shapes
 
 
@@ -146,16 +161,21 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, 
     aliases = shared_aliases(model)
     missing = [k for k in expected if k not in state and not any(a in state for a in aliases.get(k, ()))]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
             if items:
                 more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
                 parts.append(f"{len(items)} {label}: {', '.join(items[:8])}{more}")
-        raise CheckpointError(f"{where}: weights do not match the config ({'; '.join(parts)}); "
-                              "the checkpoint is corrupt or belongs to another model")
+        raise CheckpointError(
+            f"{where}: weights do not match the config ({'; '.join(parts)}); "
+            "the checkpoint is corrupt or belongs to another model"
+        )
 
 
 def shared_aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
@@ -176,8 +196,9 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: 
     model.load_state_dict(full, strict=True)
 
 
-def from_pretrained(directory: str | os.PathLike, *, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None) -> PrefRestoreModel:
+def from_pretrained(
+    directory: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> PrefRestoreModel:
     """Build the model from ``config.json`` and load its weights strictly. Returns it in eval mode."""
     from .models.text_tokenizer import load_text_tokenizer
 
@@ -190,16 +211,20 @@ def from_pretrained(directory: str | os.PathLike, *, device: str | torch.device 
         tokenizer = load_text_tokenizer(tok_dir)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError, AttributeError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{tok_dir}: cannot load the text tokenizer ({type(err).__name__}: {first}); "
-                              "re-save or re-convert the model") from None
+        raise CheckpointError(
+            f"{tok_dir}: cannot load the text tokenizer ({type(err).__name__}: {first}); "
+            "re-save or re-convert the model"
+        ) from None
     # Build on the meta device first (no memory) and compare with the files' headers, so a config that does not
     # match its weights (an incomplete config, an absurd vocabulary size) is refused before anything is allocated.
     try:
         with torch.device("meta"):
             skeleton = PrefRestoreModel(config, tokenizer)
     except (ValueError, TypeError, RuntimeError, OverflowError) as err:
-        raise CheckpointError(f"{d / CONFIG_NAME}: the config does not describe a buildable model "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); re-convert it") from None
+        raise CheckpointError(
+            f"{d / CONFIG_NAME}: the config does not describe a buildable model "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); re-convert it"
+        ) from None
     check_state_dict(skeleton, weight_shapes(d), where=str(d))
     del skeleton
     model = PrefRestoreModel(config, tokenizer)
@@ -207,7 +232,6 @@ def from_pretrained(directory: str | os.PathLike, *, device: str | torch.device 
     if dtype is not None:
         model.to(dtype)
     return model.to(device).eval()
-
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -224,8 +248,9 @@ def random_model(preset: str, *, seed: int = 0) -> PrefRestoreModel:
         return PrefRestoreModel(get_preset(preset), build_char_tokenizer()).eval()
 
 
-def load_model(ref: str = "default", *, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None) -> PrefRestoreModel:
+def load_model(
+    ref: str = "default", *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> PrefRestoreModel:
     """A preset name (random weights, with a warning), ``default``, a model folder or a HF repo id -> model (eval)."""
     from .hub import resolve
     from .models.presets import PRESETS
@@ -235,6 +260,7 @@ def load_model(ref: str = "default", *, device: str | torch.device = "cpu",
         model = random_model(ref)
         return model.to(device=device, dtype=dtype).eval() if dtype else model.to(device).eval()
     return from_pretrained(resolve(ref), device=device, dtype=dtype)
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Torch files (no pickle beyond torch's weights_only unpickler)
@@ -272,7 +298,9 @@ def load_torch_file(path: str | os.PathLike, *, allow_easydict: bool = False):
         m = re.search(r"Unsupported global: GLOBAL (\S+)|unrecognized function (\S+)|got <class '([^']+)'>", text)
         if m:
             name = next(g for g in m.groups() if g)
-            raise CheckpointError(f"{p}: refused: the pickle needs {name}, which torch.load(weights_only=True) does "
-                                  "not allow and prefrestore never unpickles; only tensors, plain containers "
-                                  "and easydict.EasyDict are accepted") from None
+            raise CheckpointError(
+                f"{p}: refused: the pickle needs {name}, which torch.load(weights_only=True) does "
+                "not allow and prefrestore never unpickles; only tensors, plain containers "
+                "and easydict.EasyDict are accepted"
+            ) from None
         raise CheckpointError(f"{p}: not a readable torch file ({text[:200]}); re-download it") from None

@@ -21,7 +21,10 @@ COMMANDS = {
     "rl": ("prefrestore.commands.rl", "preference RL (DiffusionNFT on LoRA)"),
     "eval": ("prefrestore.commands.eval", "evaluate a restorer on face-restoration benchmarks"),
     "make-testset": ("prefrestore.commands.testset", "build a frozen synthetic LQ/GT test set from HQ faces"),
-    "convert-realesrgan": ("prefrestore.commands.realesrgan", "RealESRGAN_x4plus weights for --bg-upsampler realesrgan"),
+    "convert-realesrgan": (
+        "prefrestore.commands.realesrgan",
+        "RealESRGAN_x4plus weights for --bg-upsampler realesrgan",
+    ),
     "weights": ("prefrestore.commands.weights", "fetch and convert the metric / loss networks (LPIPS, FID, ...)"),
     "serve": ("prefrestore.commands.serve", "web page and HTTP API for restoring photos"),
 }
@@ -47,8 +50,9 @@ def build_parser(command: str | None = None, *, every: bool = False):
 
     parser = Parser(prog="prefrestore", formatter_class=formatter, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"prefrestore {__version__}")
-    parser.add_argument(*VERBOSE, dest="verbose", action="store_true",
-                        help="debug logging and full tracebacks (anywhere on the line)")
+    parser.add_argument(
+        *VERBOSE, dest="verbose", action="store_true", help="debug logging and full tracebacks (anywhere on the line)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers = {}
     for name, (_, help_) in COMMANDS.items():
@@ -92,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        print("interrupted; finished outputs are kept and complete, rerun the same command to continue",
-              file=sys.stderr)
+        print(
+            "interrupted; finished outputs are kept and complete, rerun the same command to continue", file=sys.stderr
+        )
         return 130
     except UserError as err:
         if debug:
@@ -103,14 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         if debug:
             raise
-        print("error: out of memory; use smaller inputs or options, or close other programs (--debug for the "
-              "traceback)", file=sys.stderr)
+        print(
+            "error: out of memory; use smaller inputs or options, or close other programs (--debug for the traceback)",
+            file=sys.stderr,
+        )
         return 3
     except Exception as err:  # a bug or an environment failure: one line, the traceback with --debug
         if debug:
             raise
-        print(f"error: unexpected {type(err).__name__}: {_one_line(err)} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected {type(err).__name__}: {_one_line(err)} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 3
 
 
@@ -125,9 +134,12 @@ def _no_command(argv: list[str]) -> int:
             print(f"prefrestore {__version__}")
             return 0
         if a not in VERBOSE:
-            print(f"prefrestore: error: unrecognized arguments: {' '.join(x for x in argv if x not in VERBOSE)}; the "
-                  "options follow a command, e.g. prefrestore restore PHOTO -o OUTPUT (prefrestore --help lists the "
-                  "commands)", file=sys.stderr)
+            print(
+                f"prefrestore: error: unrecognized arguments: {' '.join(x for x in argv if x not in VERBOSE)}; the "
+                "options follow a command, e.g. prefrestore restore PHOTO -o OUTPUT (prefrestore --help lists the "
+                "commands)",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
     print(_help())
     return 2
@@ -136,11 +148,13 @@ def _no_command(argv: list[str]) -> int:
 def _help() -> str:
     width = max(len(name) for name in COMMANDS) + 4
     commands = "\n".join(f"  {name:<{width}}{help_}" for name, (_, help_) in COMMANDS.items())
-    return (f"usage: prefrestore [-h] [--version] [-v] COMMAND ...\n\n{DESCRIPTION}\n\ncommands:\n{commands}\n\n"
-            f"options:\n  {'-h, --help':<{width}}show this help message and exit\n"
-            f"  {'--version':<{width}}show the version and exit\n"
-            f"  {'-v, --verbose':<{width}}debug logging and full tracebacks (anywhere on the line; also --debug)\n\n"
-            f"{EPILOG}")
+    return (
+        f"usage: prefrestore [-h] [--version] [-v] COMMAND ...\n\n{DESCRIPTION}\n\ncommands:\n{commands}\n\n"
+        f"options:\n  {'-h, --help':<{width}}show this help message and exit\n"
+        f"  {'--version':<{width}}show the version and exit\n"
+        f"  {'-v, --verbose':<{width}}debug logging and full tracebacks (anywhere on the line; also --debug)\n\n"
+        f"{EPILOG}"
+    )
 
 
 def _global_flags(argv: list[str]) -> tuple[list[str], bool]:
@@ -148,7 +162,7 @@ def _global_flags(argv: list[str]) -> tuple[list[str], bool]:
     ``-v`` followed by a GFPGAN model version (``-v 1.3``) is left in place for the restore parser's hint."""
     rest, debug, end = [], False, False
     for k, a in enumerate(argv):
-        if not end and a in VERBOSE and not (a == "-v" and _is_model_version(argv[k + 1:k + 2])):
+        if not end and a in VERBOSE and not (a == "-v" and _is_model_version(argv[k + 1 : k + 2])):
             debug = True
             continue
         end = end or a == "--"
@@ -190,8 +204,10 @@ def _main(argv: list[str], debug: bool) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser, subparsers = build_parser(command if command in COMMANDS else None)
     if command is not None and command not in COMMANDS and not {"-h", "--help"} & set(argv):
-        parser.error(f"{command!r} is not a command (choose from {', '.join(COMMANDS)}); to restore photos: "
-                     f"prefrestore restore PHOTO -o OUTPUT")
+        parser.error(
+            f"{command!r} is not a command (choose from {', '.join(COMMANDS)}); to restore photos: "
+            f"prefrestore restore PHOTO -o OUTPUT"
+        )
     sub = subparsers.get(command)
     if sub is not None:
         argv = _hyphenate(argv, sub)
@@ -199,8 +215,10 @@ def _main(argv: list[str], debug: bool) -> int:
     args.verbose = args.verbose or debug
     if extras:
         if sub is None:
-            parser.error(f"unrecognized arguments: {' '.join(extras)}; the options follow a command, e.g. "
-                         "prefrestore restore PHOTO -o OUT (prefrestore restore --help)")
+            parser.error(
+                f"unrecognized arguments: {' '.join(extras)}; the options follow a command, e.g. "
+                "prefrestore restore PHOTO -o OUT (prefrestore restore --help)"
+            )
         module = _module(command)
         hint = getattr(module, "unknown_argument_hint", None)
         sub.error((hint and hint(extras, sub)) or _did_you_mean(extras, sub))

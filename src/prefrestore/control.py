@@ -90,15 +90,19 @@ class FaceOutcome:
         """The JSON fields this face adds to ``reports/NAME.json``."""
         r: dict = {}
         if self.identity is not None:
-            r.update(identity_similarity=round(self.identity.similarity, 4),
-                     identity_distance=round(self.identity.distance, 4))
+            r.update(
+                identity_similarity=round(self.identity.similarity, 4),
+                identity_distance=round(self.identity.distance, 4),
+            )
         if self.landmark_distance is not None:
             r["landmark_distance_px"] = round(self.landmark_distance, 2)
         if self.fidelity is not None:
             r["fidelity"] = {k: round(v, 4) for k, v in self.fidelity.items()}
         if self.candidates:
-            r["candidates"] = [{"seed": c.seed, "score": round(c.score, 4),
-                                "parts": {k: round(v, 4) for k, v in c.parts.items()}} for c in self.candidates]
+            r["candidates"] = [
+                {"seed": c.seed, "score": round(c.score, 4), "parts": {k: round(v, 4) for k, v in c.parts.items()}}
+                for c in self.candidates
+            ]
             r["chosen_seed"] = self.candidates[self.chosen].seed
         if self.color_delta_e is not None:
             r["color_delta_e"] = {k: round(v, 3) for k, v in self.color_delta_e.items()}
@@ -125,8 +129,9 @@ class Scorers:
     notes: list[str] = field(default_factory=list)  # rewards left out of the default rerank
 
     @classmethod
-    def for_options(cls, options: RestoreOptions, *, identity: IdentityScorer | None | str = "auto",
-                    device: str = "cpu") -> Scorers:
+    def for_options(
+        cls, options: RestoreOptions, *, identity: IdentityScorer | None | str = "auto", device: str = "cpu"
+    ) -> Scorers:
         """``identity="auto"`` loads dlib when installed; pass a scorer or None to choose. With
         ``options.identity_net`` other than dlib, any scorer but None is replaced by that network's (its missing
         weights are a one-line :class:`SetupError`). Building the rerank reward here (N > 1) makes a missing reward
@@ -170,15 +175,21 @@ class Scorers:
                     rewards[name] = build_reward(name, device=self.device)
                 except (UserError, ImportError) as err:
                     if not default:
-                        raise SetupError(f"--candidates: the rerank reward {name} is unavailable ({err}); install "
-                                         f"it or drop it from --rerank-weights") from None
-                    note = f"--candidates: the default rerank reward {name} is unavailable here ({err}); reranking " \
-                           "without it"
+                        raise SetupError(
+                            f"--candidates: the rerank reward {name} is unavailable ({err}); install "
+                            f"it or drop it from --rerank-weights"
+                        ) from None
+                    note = (
+                        f"--candidates: the default rerank reward {name} is unavailable here ({err}); reranking "
+                        "without it"
+                    )
                     logger.warning("%s", note)
                     self.notes.append(note)
             if not rewards:
-                raise SetupError("--candidates: none of the default rerank rewards is available here; name one "
-                                 "that is, e.g. --rerank-weights ssim=1")
+                raise SetupError(
+                    "--candidates: none of the default rerank rewards is available here; name one "
+                    "that is, e.g. --rerank-weights ssim=1"
+                )
             self._rerank = CompositeReward(rewards, {k: weights[k] for k in rewards})
         return self._rerank
 
@@ -199,8 +210,16 @@ def _checked(restored: Sequence[np.ndarray], batch: Sequence[np.ndarray]) -> lis
     return list(restored)
 
 
-def sample_candidates(restorer, crops: Sequence[np.ndarray], *, n: int, seed: int, batch_size: int,
-                      fidelity: float | None = None, progress=None) -> list[list[np.ndarray]]:
+def sample_candidates(
+    restorer,
+    crops: Sequence[np.ndarray],
+    *,
+    n: int,
+    seed: int,
+    batch_size: int,
+    fidelity: float | None = None,
+    progress=None,
+) -> list[list[np.ndarray]]:
     """-> out[k][i]: face i restored with seed + k. Batched across faces and candidates when the restorer takes
     per-face ``seeds``; otherwise one call per candidate seed (batched across faces)."""
     kw = {} if fidelity is None else {"fidelity": fidelity}
@@ -211,7 +230,7 @@ def sample_candidates(restorer, crops: Sequence[np.ndarray], *, n: int, seed: in
         jobs = [(k, i) for i in range(len(crops)) for k in range(n)]  # a face's candidates side by side
         flat: dict[tuple[int, int], np.ndarray] = {}
         for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
+            chunk = jobs[start : start + batch_size]
             batch = [crops[i] for _, i in chunk]
             res = _checked(restorer.restore(batch, seed=seed, seeds=[seed + k for k, _ in chunk], **kw), batch)
             flat.update(zip(chunk, res, strict=True))
@@ -220,7 +239,7 @@ def sample_candidates(restorer, crops: Sequence[np.ndarray], *, n: int, seed: in
         return [[flat[k, i] for i in range(len(crops))] for k in range(n)]
     for k in range(n):
         for start in range(0, len(crops), batch_size):
-            batch = list(crops[start:start + batch_size])
+            batch = list(crops[start : start + batch_size])
             out[k] += _checked(restorer.restore(batch, seed=seed + k, **kw), batch)
             if progress:  # every restorer call ends with an event (a stage boundary: a server can stop there)
                 progress("faces_restored", len(batch) if k == n - 1 else 0)
@@ -234,8 +253,9 @@ def fix_color(restored: np.ndarray, reference: np.ndarray, mode: str) -> np.ndar
     return float_to_pixels(match_color(restored, reference, BlendConfig(color_match=mode)), np.uint8)
 
 
-def rerank(scorers: Scorers, crops: Sequence[np.ndarray], cands: list[list[np.ndarray]],
-           seed: int) -> list[tuple[int, tuple[Candidate, ...]]]:
+def rerank(
+    scorers: Scorers, crops: Sequence[np.ndarray], cands: list[list[np.ndarray]], seed: int
+) -> list[tuple[int, tuple[Candidate, ...]]]:
     """Score every candidate against its input -> per face (index of the best, all candidates' scores)."""
     from .image import to_model
 
@@ -246,22 +266,33 @@ def rerank(scorers: Scorers, crops: Sequence[np.ndarray], cands: list[list[np.nd
     out = []
     for i in range(b):
         rows = range(i * n, (i + 1) * n)
-        scored = tuple(Candidate(seed + k, float(total[r]), {name: float(p[r]) for name, p in parts.items()})
-                       for k, r in enumerate(rows))
+        scored = tuple(
+            Candidate(seed + k, float(total[r]), {name: float(p[r]) for name, p in parts.items()})
+            for k, r in enumerate(rows)
+        )
         best = int(np.argmax([c.score for c in scored]))  # first maximum: the lowest seed wins a tie
         out.append((best, scored))
     return out
 
 
-def restore_controlled(restorer, crops: Sequence[np.ndarray], options: RestoreOptions, *, seed: int,
-                       batch_size: int, scorers: Scorers, progress=None) -> list[FaceOutcome]:
+def restore_controlled(
+    restorer,
+    crops: Sequence[np.ndarray],
+    options: RestoreOptions,
+    *,
+    seed: int,
+    batch_size: int,
+    scorers: Scorers,
+    progress=None,
+) -> list[FaceOutcome]:
     """Aligned crops -> one :class:`FaceOutcome` per crop (see the module docstring for the steps)."""
     crops = list(crops)
     if not crops:
         return []
     n = options.candidates
-    cands = sample_candidates(restorer, crops, n=n, seed=seed, batch_size=batch_size, fidelity=options.fidelity,
-                              progress=progress)
+    cands = sample_candidates(
+        restorer, crops, n=n, seed=seed, batch_size=batch_size, fidelity=options.fidelity, progress=progress
+    )
     raws = cands
     cands = [[fix_color(r, c, options.color_fix) for r, c in zip(row, crops, strict=True)] for row in cands]
     notes: list[str] = []
@@ -284,8 +315,11 @@ def restore_controlled(restorer, crops: Sequence[np.ndarray], options: RestoreOp
     if guard == "fallback" and any(flagged):
         idx = [i for i, f in enumerate(flagged) if f]
         safer = _fallback(restorer, [crops[i] for i in idx], options, seed, batch_size, notes)
-        safer_ids = (_identities(scorers.identity, [crops[i] for i in idx], safer, notes)
-                     if safer is not None else [None] * len(idx))
+        safer_ids = (
+            _identities(scorers.identity, [crops[i] for i in idx], safer, notes)
+            if safer is not None
+            else [None] * len(idx)
+        )
         for j, i in enumerate(idx):
             rejected[i] = identity[i]
             s = safer_ids[j]
@@ -299,27 +333,44 @@ def restore_controlled(restorer, crops: Sequence[np.ndarray], options: RestoreOp
     fid = None
     if options.fidelity is not None and hasattr(restorer, "setting"):
         p = restorer.setting(options.fidelity)
-        fid = {"fidelity": p.fidelity, "start_sigma": p.start_sigma, "guidance_scale": p.guidance_scale,
-               "input_blend": p.input_blend}
+        fid = {
+            "fidelity": p.fidelity,
+            "start_sigma": p.start_sigma,
+            "guidance_scale": p.guidance_scale,
+            "input_blend": p.input_blend,
+        }
     out = []
     for i, crop in enumerate(crops):
         color = None
         if raw_chosen[i] is not None:
             color = {"raw": face_delta_e(crop, raw_chosen[i]), "fixed": face_delta_e(crop, chosen[i])}
-        out.append(FaceOutcome(chosen[i], identity[i], landmarks[i], ranked[i][1], ranked[i][0], flagged[i],
-                               actions[i], rejected[i], fid, color, tuple(notes)))
+        out.append(
+            FaceOutcome(
+                chosen[i],
+                identity[i],
+                landmarks[i],
+                ranked[i][1],
+                ranked[i][0],
+                flagged[i],
+                actions[i],
+                rejected[i],
+                fid,
+                color,
+                tuple(notes),
+            )
+        )
     return out
 
 
-def _fallback(restorer, crops, options: RestoreOptions, seed: int, batch_size: int,
-              notes: list[str]) -> list[np.ndarray] | None:
+def _fallback(
+    restorer, crops, options: RestoreOptions, seed: int, batch_size: int, notes: list[str]
+) -> list[np.ndarray] | None:
     """The fidelity-1 restorations of flagged faces, colour-fixed; None when the restorer has no dial."""
     if not _accepts(restorer.restore, "fidelity"):
         notes.append("identity guard: this restorer has no fidelity dial; flagged faces fall back to the input")
         return None
     try:
-        (res,) = sample_candidates(restorer, crops, n=1, seed=seed, batch_size=batch_size,
-                                   fidelity=FALLBACK_FIDELITY)
+        (res,) = sample_candidates(restorer, crops, n=1, seed=seed, batch_size=batch_size, fidelity=FALLBACK_FIDELITY)
     except ValueError as err:  # e.g. explicit --start-sigma: the dial cannot be used
         notes.append(f"identity guard: no fidelity-1 fallback ({err}); flagged faces fall back to the input")
         return None

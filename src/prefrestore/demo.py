@@ -58,7 +58,8 @@ def _page(entries: list[dict], note: str, model: str, seconds: float) -> str:
     """index.html: per photo, input vs restored and the restored faces."""
     e = html.escape
     parts = [
-        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8"><title>prefrestore demo</title>',
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>prefrestore demo</title>',
         "<style>body{font-family:sans-serif;margin:1.5em;background:#f4f2ee} figure{display:inline-block;"
         "margin:0 1em 1em 0;vertical-align:top} img{max-width:100%;border:1px solid #bbb}"
         " figcaption{font-size:90%;color:#333} .note{background:#fff3cd;padding:.6em;border:1px solid #e0c36c}"
@@ -69,8 +70,10 @@ def _page(entries: list[dict], note: str, model: str, seconds: float) -> str:
     if note:
         parts.append(f'<p class="note">{e(note)}</p>')
     licences = (EXAMPLES / "LICENSES.md").resolve()
-    parts.append(f'<p>Example photos, their sources and licences: <a href="{e(licences.as_uri())}">{e(licences.name)}'
-                 "</a> (<code>prefrestore/assets/examples/</code>).</p>")
+    parts.append(
+        f'<p>Example photos, their sources and licences: <a href="{e(licences.as_uri())}">{e(licences.name)}'
+        "</a> (<code>prefrestore/assets/examples/</code>).</p>"
+    )
     for d in entries:
         parts += [
             f"<h2>{e(d['name'])}</h2>",
@@ -81,9 +84,11 @@ def _page(entries: list[dict], note: str, model: str, seconds: float) -> str:
             f"<h3>{len(d['faces'])} face(s): aligned crop (left) | restored (right)</h3>",
         ]
         for f in d["faces"]:
-            parts.append(f'<figure><img src="{e(f["cmp"])}" alt="face {f["index"]}"><figcaption>face {f["index"]}: '
-                         f"{f['size_px']:.0f} px in the input, detector score {f['score']:.3f}; "
-                         f"{e(_detail_caption(f.get('detail')))}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{e(f["cmp"])}" alt="face {f["index"]}"><figcaption>face {f["index"]}: '
+                f"{f['size_px']:.0f} px in the input, detector score {f['score']:.3f}; "
+                f"{e(_detail_caption(f.get('detail')))}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -93,11 +98,12 @@ def _detail_caption(detail: dict | None) -> str:
     if not detail:
         return "restored"
     res = detail["model_resolution"]
-    return {"restored": f"restored (its crop is within the model's {res} px)",
-            "merged": f"restored up to the model's {res} px, the photo's own finer detail kept (no-loss rule)",
-            "added_detail": "the photo kept up to its own resolution, the model's detail added above it (no-loss rule)",
-            "kept_input": f"left as the photo: the {res} px model could only make it worse (no-loss rule)",
-            }.get(detail["action"], detail["action"])
+    return {
+        "restored": f"restored (its crop is within the model's {res} px)",
+        "merged": f"restored up to the model's {res} px, the photo's own finer detail kept (no-loss rule)",
+        "added_detail": "the photo kept up to its own resolution, the model's detail added above it (no-loss rule)",
+        "kept_input": f"left as the photo: the {res} px model could only make it worse (no-loss rule)",
+    }.get(detail["action"], detail["action"])
 
 
 def main() -> int:
@@ -111,8 +117,10 @@ def main() -> int:
     model = "default" if bundled_model_dir() else "tiny"
     note = ""
     if model == "tiny":
-        note = ("NOTE: no trained model is bundled in this install yet; restoring with the TINY preset's RANDOM "
-                "weights. The output shows that the pipeline runs end to end, not a restoration.")
+        note = (
+            "NOTE: no trained model is bundled in this install yet; restoring with the TINY preset's RANDOM "
+            "weights. The output shows that the pipeline runs end to end, not a restoration."
+        )
         print(note)
     for sub in SUBFOLDERS:
         shutil.rmtree(OUT / sub, ignore_errors=True)
@@ -137,22 +145,34 @@ def main() -> int:
         scale = after.shape[1] / before_small.shape[1]
         rows.append(_label(OVERVIEW_WIDTH, f"{p.name}: input, {INPUT_RESAMPLE} x{scale:g}", right))
         rows.append(row)
-        entries.append({
-            "name": p.name,
-            "input": f"inputs/{p.stem}.png",
-            "input_size": f"{before_small.shape[1]}x{before_small.shape[0]}",
-            "restored": _rel(report["output"], OUT),
-            "output_size": f"{after.shape[1]}x{after.shape[0]}",
-            "faces": [{"index": f["index"], "size_px": f["size_px"], "score": f["score"], "cmp": _rel(f["cmp"], OUT),
-                       "detail": f.get("detail")} for f in report.get("faces", [])],
-        })
+        entries.append(
+            {
+                "name": p.name,
+                "input": f"inputs/{p.stem}.png",
+                "input_size": f"{before_small.shape[1]}x{before_small.shape[0]}",
+                "restored": _rel(report["output"], OUT),
+                "output_size": f"{after.shape[1]}x{after.shape[0]}",
+                "faces": [
+                    {
+                        "index": f["index"],
+                        "size_px": f["size_px"],
+                        "score": f["score"],
+                        "cmp": _rel(f["cmp"], OUT),
+                        "detail": f.get("detail"),
+                    }
+                    for f in report.get("faces", [])
+                ],
+            }
+        )
     overview, page = OUT / "side_by_side.png", OUT / "index.html"
     if rows:
         save_rgb(overview, np.concatenate(rows, axis=0))
     page.write_text(_page(entries, note, model, seconds))
     faces = sum(len(d["faces"]) for d in entries)
-    print(f"restored {len(entries)}/{len(photos)} example photos ({faces} faces) in {seconds:.1f} s into {OUT}/ "
-          "(restored_imgs/, restored_faces/, cmp/, reports/)")
+    print(
+        f"restored {len(entries)}/{len(photos)} example photos ({faces} faces) in {seconds:.1f} s into {OUT}/ "
+        "(restored_imgs/, restored_faces/, cmp/, reports/)"
+    )
     print(f"overview: {overview} (left: input, right: restored)")
     print(f"page:     {page}")
     return summary.exit_code

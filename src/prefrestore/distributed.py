@@ -102,32 +102,51 @@ def rank_device(spec: str, ranks: Ranks | None = None) -> str:
 
 
 def plan_to_json(plan: Plan) -> dict:
-    return {"todo": [[str(i.path), i.name] for i in plan.todo],
-            "skipped": [[str(i.path), i.name] for i in plan.skipped],
-            "failed": [list(f) for f in plan.failed], "guard": plan.guard.paths}
+    return {
+        "todo": [[str(i.path), i.name] for i in plan.todo],
+        "skipped": [[str(i.path), i.name] for i in plan.skipped],
+        "failed": [list(f) for f in plan.failed],
+        "guard": plan.guard.paths,
+    }
 
 
 def plan_from_json(d: dict) -> Plan:
-    return Plan(tuple(FileItem(Path(p), n) for p, n in d["todo"]),
-                tuple(FileItem(Path(p), n) for p, n in d["skipped"]),
-                tuple((p, m) for p, m in d["failed"]), InputGuard(d["guard"]))
+    return Plan(
+        tuple(FileItem(Path(p), n) for p, n in d["todo"]),
+        tuple(FileItem(Path(p), n) for p, n in d["skipped"]),
+        tuple((p, m) for p, m in d["failed"]),
+        InputGuard(d["guard"]),
+    )
 
 
 def summary_to_json(s: RunSummary) -> dict:
-    return {"restored": list(s.restored), "no_face": list(s.no_face), "skipped": list(s.skipped),
-            "failed": [list(f) for f in s.failed], "faces": s.faces, "flagged": s.flagged, "fallback": s.fallback}
+    return {
+        "restored": list(s.restored),
+        "no_face": list(s.no_face),
+        "skipped": list(s.skipped),
+        "failed": [list(f) for f in s.failed],
+        "faces": s.faces,
+        "flagged": s.flagged,
+        "fallback": s.fallback,
+    }
 
 
 def summary_from_json(d: dict) -> RunSummary:
-    return RunSummary(tuple(d["restored"]), tuple(d["no_face"]), tuple(d["skipped"]),
-                      tuple((p, m) for p, m in d["failed"]), int(d["faces"]), flagged=int(d.get("flagged", 0)),
-                      fallback=int(d.get("fallback", 0)))
+    return RunSummary(
+        tuple(d["restored"]),
+        tuple(d["no_face"]),
+        tuple(d["skipped"]),
+        tuple((p, m) for p, m in d["failed"]),
+        int(d["faces"]),
+        flagged=int(d.get("flagged", 0)),
+        fallback=int(d.get("fallback", 0)),
+    )
 
 
 def shard(plan: Plan, ranks: Ranks) -> Plan:
     """This rank's part: inputs ``rank``, ``rank + world_size``, ...; rank 0 also carries the plan's skipped and
     failed entries, so the merged summary counts them once."""
-    todo = plan.todo[ranks.rank::ranks.world_size]
+    todo = plan.todo[ranks.rank :: ranks.world_size]
     if ranks.is_main:
         return dataclasses.replace(plan, todo=todo)
     return dataclasses.replace(plan, todo=todo, skipped=(), failed=())  # the guard stays: every input of the run
@@ -172,11 +191,14 @@ class RankGroup:
 
             if not dist.is_initialized():
                 if not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
-                    raise UserError(f"WORLD_SIZE={self.ranks.world_size} but MASTER_ADDR/MASTER_PORT are not set; "
-                                    "start with torchrun or accelerate launch")
+                    raise UserError(
+                        f"WORLD_SIZE={self.ranks.world_size} but MASTER_ADDR/MASTER_PORT are not set; "
+                        "start with torchrun or accelerate launch"
+                    )
                 timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 7 * 24 * 3600)))
-                dist.init_process_group("gloo", rank=self.ranks.rank, world_size=self.ranks.world_size,
-                                        timeout=timeout)
+                dist.init_process_group(
+                    "gloo", rank=self.ranks.rank, world_size=self.ranks.world_size, timeout=timeout
+                )
                 self._owns_group = True
         return self
 
@@ -205,8 +227,11 @@ class RankGroup:
         data = json.dumps(payload).encode() if self.is_main else b""
         size = torch.tensor([len(data)], dtype=torch.int64)
         dist.broadcast(size, 0)
-        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8) if self.is_main else \
-            torch.empty(int(size), dtype=torch.uint8)
+        buf = (
+            torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            if self.is_main
+            else torch.empty(int(size), dtype=torch.uint8)
+        )
         dist.broadcast(buf, 0)
         payload = json.loads(buf.numpy().tobytes().decode())
         if "error" in payload:
@@ -224,10 +249,10 @@ class RankGroup:
         dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64))
         longest = int(max(s.item() for s in sizes))
         mine = torch.zeros(longest, dtype=torch.uint8)
-        mine[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else mine[:0]
+        mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else mine[:0]
         bufs = [torch.zeros(longest, dtype=torch.uint8) for _ in sizes]
         dist.all_gather(bufs, mine)
-        return [json.loads(b[:int(s.item())].numpy().tobytes().decode()) for b, s in zip(bufs, sizes, strict=True)]
+        return [json.loads(b[: int(s.item())].numpy().tobytes().decode()) for b, s in zip(bufs, sizes, strict=True)]
 
     # -- the restore command's three steps ---------------------------------------------------------------------
 

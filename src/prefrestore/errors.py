@@ -26,5 +26,6 @@ class MetricUnavailable(UserError):
         self.metric = metric
         self.reason = reason
 
+
 class RestorationError(RuntimeError):
     """The restorer produced no valid restoration (e.g. NaN or infinite values); the face counts as failed."""

@@ -146,7 +146,7 @@ def output_stem(stem: str, budget: int) -> str:
     import hashlib
 
     tag = "~" + hashlib.sha1(raw).hexdigest()[:8]
-    cut = raw[:max(1, budget - len(tag))]
+    cut = raw[: max(1, budget - len(tag))]
     return os.fsdecode(cut).encode("utf-8", "surrogateescape").decode("utf-8", "ignore") + tag
 
 
@@ -222,16 +222,35 @@ def memory_check(config: PipelineConfig, *, aligned: bool):
 
     def accept(width: int, height: int, bytes_per_sample: int, alpha: bool) -> None:
         scale = 1.0 if aligned else config.upscale
-        need = photo_memory_bytes(width, height, scale, bytes_per_sample=bytes_per_sample, alpha=alpha,
-                                  max_detect_pixels=config.max_detect_pixels)
+        need = photo_memory_bytes(
+            width,
+            height,
+            scale,
+            bytes_per_sample=bytes_per_sample,
+            alpha=alpha,
+            max_detect_pixels=config.max_detect_pixels,
+        )
         if need <= config.max_photo_bytes:
             return
-        fits = [s for s in (8, 4, 3, 2, 1.5, 1, 0.5) if s < scale and photo_memory_bytes(
-            width, height, s, bytes_per_sample=bytes_per_sample, alpha=alpha,
-            max_detect_pixels=config.max_detect_pixels) <= config.max_photo_bytes]
+        fits = [
+            s
+            for s in (8, 4, 3, 2, 1.5, 1, 0.5)
+            if s < scale
+            and photo_memory_bytes(
+                width,
+                height,
+                s,
+                bytes_per_sample=bytes_per_sample,
+                alpha=alpha,
+                max_detect_pixels=config.max_detect_pixels,
+            )
+            <= config.max_photo_bytes
+        ]
         hint = f"use -s {fits[0]:g} or smaller" if fits and not aligned else "downscale it first"
-        raise ImageError(f"{width}x{height} at -s {scale:g} needs about {need / 2**30:.1f} GiB of memory, above "
-                         f"the {config.max_photo_bytes / 2**30:.1f} GiB per-photo budget; {hint}")
+        raise ImageError(
+            f"{width}x{height} at -s {scale:g} needs about {need / 2**30:.1f} GiB of memory, above "
+            f"the {config.max_photo_bytes / 2**30:.1f} GiB per-photo budget; {hint}"
+        )
 
     return accept
 
@@ -299,14 +318,17 @@ def run_plan(
         if progress:
             progress("failed", 0, message)
 
-    inputs = _read_inputs(plan, layout, memory_check(config, aligned=detector is None), fail, progress, read_times,
-                          reports)
+    inputs = _read_inputs(
+        plan, layout, memory_check(config, aligned=detector is None), fail, progress, read_times, reports
+    )
     if detector is None:
-        results: Iterator = restore_aligned(inputs, restorer, config, identity=identity, progress=progress,
-                                            scorers=scorers, detector=aligned_check)
+        results: Iterator = restore_aligned(
+            inputs, restorer, config, identity=identity, progress=progress, scorers=scorers, detector=aligned_check
+        )
     else:
-        results = restore_photos(inputs, restorer, detector, config, identity=identity, progress=progress,
-                                 scorers=scorers)
+        results = restore_photos(
+            inputs, restorer, detector, config, identity=identity, progress=progress, scorers=scorers
+        )
     restored, no_face, faces, flagged, fallback = [], [], 0, 0, 0
     for res in results:
         item = res.key
@@ -346,9 +368,15 @@ def _guard_verdicts(report: dict) -> list[dict]:
     return [e["identity_guard"] for e in entries if isinstance(e.get("identity_guard"), dict)]
 
 
-def _read_inputs(plan: Plan, layout: OutputLayout, accept, fail: Callable[[FileItem, str], None],
-                 progress: Progress | None, read_times: dict[FileItem, float],
-                 reports: list[dict]) -> Iterator[tuple[FileItem, Photo]]:
+def _read_inputs(
+    plan: Plan,
+    layout: OutputLayout,
+    accept,
+    fail: Callable[[FileItem, str], None],
+    progress: Progress | None,
+    read_times: dict[FileItem, float],
+    reports: list[dict],
+) -> Iterator[tuple[FileItem, Photo]]:
     """The plan's inputs, read lazily (one decoded photo at a time) -> (item, photo); an input that cannot be read
     fails here, with its report written (and kept in ``reports``), and the run goes on."""
     for item in plan.todo:
@@ -373,8 +401,15 @@ def _read_inputs(plan: Plan, layout: OutputLayout, accept, fail: Callable[[FileI
         yield item, photo
 
 
-def _write_or_fail(res: PhotoResult | AlignedResult, item: FileItem, layout: OutputLayout, run_info: dict,
-                   config: PipelineConfig, guard: InputGuard, fail: Callable[[FileItem, str], None]) -> dict | None:
+def _write_or_fail(
+    res: PhotoResult | AlignedResult,
+    item: FileItem,
+    layout: OutputLayout,
+    run_info: dict,
+    config: PipelineConfig,
+    guard: InputGuard,
+    fail: Callable[[FileItem, str], None],
+) -> dict | None:
     """:func:`_write_outputs` with the per-input error boundary -> the report, or None (the failure is reported)."""
     try:
         return _write_outputs(res, item, layout, run_info, config, guard)
@@ -397,7 +432,11 @@ def _r(x: float, nd: int = 2) -> float:
 
 
 def _write_outputs(
-    res: PhotoResult | AlignedResult, item: FileItem, layout: OutputLayout, run_info: dict, config: PipelineConfig,
+    res: PhotoResult | AlignedResult,
+    item: FileItem,
+    layout: OutputLayout,
+    run_info: dict,
+    config: PipelineConfig,
     guard: InputGuard,
 ) -> dict:
     """Write a result's images, then its JSON report (last: a report saying "restored" means every output listed
@@ -438,8 +477,9 @@ def _write_aligned(res: AlignedResult, item: FileItem, layout: OutputLayout, gua
         report["identity_distance"] = _r(res.identity.distance, 4)
 
 
-def _write_photo(res: PhotoResult, item: FileItem, layout: OutputLayout, guard: InputGuard, report: dict,
-                 config: PipelineConfig) -> None:
+def _write_photo(
+    res: PhotoResult, item: FileItem, layout: OutputLayout, guard: InputGuard, report: dict, config: PipelineConfig
+) -> None:
     """A photo's faces (cropped, restored, input | restored) and the restored photo; fills ``report``."""
     report.update(
         input_size=list(res.source.size),
@@ -449,13 +489,19 @@ def _write_photo(res: PhotoResult, item: FileItem, layout: OutputLayout, guard: 
         icc_profile=res.source.icc_profile is not None,
         exif=res.source.exif is not None,
         upscale=config.upscale,
-        detection={"score_threshold": config.select.score_threshold, "min_face_size": config.select.min_face_size,
-                   "max_face_size": config.select.max_face_size, "max_faces": config.select.max_faces,
-                   "only_center_face": config.select.only_center_face,
-                   "faces": None if config.options.faces is None else list(config.options.faces)},
+        detection={
+            "score_threshold": config.select.score_threshold,
+            "min_face_size": config.select.min_face_size,
+            "max_face_size": config.select.max_face_size,
+            "max_faces": config.select.max_faces,
+            "only_center_face": config.select.only_center_face,
+            "faces": None if config.options.faces is None else list(config.options.faces),
+        },
         faces=[],
-        rejected=[{"box": [_r(v) for v in r.detection.box], "score": _r(r.detection.score, 4), "reason": r.reason}
-                  for r in res.rejected],
+        rejected=[
+            {"box": [_r(v) for v in r.detection.box], "score": _r(r.detection.score, 4), "reason": r.reason}
+            for r in res.rejected
+        ],
     )
     if not res.ok:
         report["status"] = "failed"
@@ -464,8 +510,9 @@ def _write_photo(res: PhotoResult, item: FileItem, layout: OutputLayout, guard: 
     t0 = time.perf_counter()
     out = layout.photo_path(item, aligned=False)
     file_indices = full_run_indices(res)
-    face_paths = [{k: layout.face_path(k, item, n) for k in ("cropped_faces", "restored_faces", "cmp")}
-                  for n in file_indices]
+    face_paths = [
+        {k: layout.face_path(k, item, n) for k in ("cropped_faces", "restored_faces", "cmp")} for n in file_indices
+    ]
     for target in [out, layout.report_path(item)] + [q for paths in face_paths for q in paths.values()]:
         guard.check(target)
     for f, paths, n in zip(res.faces, face_paths, file_indices, strict=True):
@@ -489,7 +536,9 @@ def _write_photo(res: PhotoResult, item: FileItem, layout: OutputLayout, guard: 
         if f.control is not None:
             entry.update({k: v for k, v in f.control.report().items() if k != "notes"})
         elif f.identity is not None:
-            entry.update(identity_similarity=_r(f.identity.similarity, 4), identity_distance=_r(f.identity.distance, 4))
+            entry.update(
+                identity_similarity=_r(f.identity.similarity, 4), identity_distance=_r(f.identity.distance, 4)
+            )
         report["faces"].append(entry)
     photo, notes = photo_for_format(res.photo, out.suffix)
     write_photo(out, photo, quality=layout.jpeg_quality, guard=guard)
@@ -522,9 +571,11 @@ def _faces_asked(res: PhotoResult, config: PipelineConfig, item: FileItem) -> li
     if not missing:
         return notes
     have = f"{n} face{'' if n == 1 else 's'}" + (f" (indices 0-{n - 1})" if n > 1 else " (index 0)" if n else "")
-    line = (f"--faces {','.join(map(str, asked))}: this photo has {have}, there is no face "
-            f"{', '.join(map(str, missing))}" + ("; none was restored, the photo was upscaled only"
-                                                 if not res.faces else ""))
+    line = (
+        f"--faces {','.join(map(str, asked))}: this photo has {have}, there is no face "
+        f"{', '.join(map(str, missing))}"
+        + ("; none was restored, the photo was upscaled only" if not res.faces else "")
+    )
     if n:
         notes = [x for x in notes if not x.startswith("no face found")]
     logger.warning("%s: %s", shown(item.path), line)

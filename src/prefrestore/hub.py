@@ -32,8 +32,10 @@ def paper_model_dir() -> Path | None:
     env = os.environ.get("PREFRESTORE_PAPER_MODEL")
     d = Path(env).expanduser() if env else Path.home() / ".cache" / "prefrestore" / "models" / "paper"
     if env and not (d / "config.json").is_file():
-        raise UserError(f"PREFRESTORE_PAPER_MODEL={env}: no config.json there; point it at a folder written by "
-                        "`prefrestore convert`, or unset it")
+        raise UserError(
+            f"PREFRESTORE_PAPER_MODEL={env}: no config.json there; point it at a folder written by "
+            "`prefrestore convert`, or unset it"
+        )
     return d if (d / "config.json").is_file() else None
 
 
@@ -44,21 +46,27 @@ def resolve(ref: str, *, allow_download: bool = False) -> Path:
         if d is not None:
             log.info("model 'default' -> %s", d)
         if d is None:
-            raise UserError("no bundled default model in this install; pass --model tiny (random weights), "
-                            "a model folder, or a Hugging Face repo id")
+            raise UserError(
+                "no bundled default model in this install; pass --model tiny (random weights), "
+                "a model folder, or a Hugging Face repo id"
+            )
         return d
     p = Path(ref).expanduser()
     if p.exists():
         if not p.is_dir():
-            raise CheckpointError(f"{p}: expected a model folder (config.json + model.safetensors); "
-                                  "convert official checkpoints with `prefrestore convert`")
+            raise CheckpointError(
+                f"{p}: expected a model folder (config.json + model.safetensors); "
+                "convert official checkpoints with `prefrestore convert`"
+            )
         if not (p / "config.json").is_file():
             raise CheckpointError(f"{p}: no config.json; a prefrestore model folder needs {', '.join(REQUIRED_FILES)}")
         return p
     if is_repo_id(ref):
         return _from_hub(ref, allow_download=allow_download)
-    raise UserError(f"{ref}: not a model folder, preset or Hugging Face repo id; "
-                    "use --model tiny, --model default, --model PATH or --model ORG/NAME")
+    raise UserError(
+        f"{ref}: not a model folder, preset or Hugging Face repo id; "
+        "use --model tiny, --model default, --model PATH or --model ORG/NAME"
+    )
 
 
 def _from_hub(repo_id: str, *, allow_download: bool) -> Path:
@@ -72,8 +80,10 @@ def _from_hub(repo_id: str, *, allow_download: bool) -> Path:
             )
         d = download_snapshot(repo_id)
     if not (d / "config.json").is_file():
-        raise CheckpointError(f"{repo_id} (cached at {d}): no prefrestore config.json; if it is an official "
-                              "checkpoint, run `prefrestore convert` on it first")
+        raise CheckpointError(
+            f"{repo_id} (cached at {d}): no prefrestore config.json; if it is an official "
+            "checkpoint, run `prefrestore convert` on it first"
+        )
     return d
 
 
@@ -110,7 +120,9 @@ def download_snapshot(repo_id: str, *, cache_dir: str | None = None, allow_patte
     return Path(snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=allow_patterns))
 
 
-def hub_file(repo_id: str, filename: str, *, cache_dir: str | None = None, allow_download: bool = False) -> Path | None:
+def hub_file(
+    repo_id: str, filename: str, *, cache_dir: str | None = None, allow_download: bool = False
+) -> Path | None:
     """One file of a repo: from the local HF cache, else downloaded when ``allow_download``; None when unavailable."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError

@@ -29,8 +29,17 @@ from .photo_io import read_photo
 
 # photo_io (photo files) never imports this module, so there is no cycle.
 __all__ = [
-    "IMAGE_EXTENSIONS", "from_model", "from_unit", "list_images", "load_rgb", "resize", "save_rgb",
-    "to_model", "to_unit", "uint8_to_unit", "unit_to_uint8",
+    "IMAGE_EXTENSIONS",
+    "from_model",
+    "from_unit",
+    "list_images",
+    "load_rgb",
+    "resize",
+    "save_rgb",
+    "to_model",
+    "to_unit",
+    "uint8_to_unit",
+    "unit_to_uint8",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -158,4 +167,3 @@ def save_rgb(path: str | os.PathLike, img: np.ndarray, *, quality: int = 95, gua
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format=fmt, **kwargs)
     atomic_write(p, buf.getbuffer(), guard=guard)
-

@@ -125,7 +125,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, guard: InputGuard | No
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -190,8 +190,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def file_kind(mode: int) -> str:
@@ -225,8 +230,10 @@ def read_input(path: str | os.PathLike, *, max_bytes: int = MAX_INPUT_BYTES) -> 
                 raise ImageError(f"{name}: is a folder, expected an image file")
             raise ImageError(f"{name}: is {kind}, not a regular file; only image files are read")
         if st.st_size > max_bytes:
-            raise ImageError(f"{name}: {st.st_size / 2**20:.0f} MiB is above the {max_bytes / 2**20:.0f} MiB input "
-                             "limit; downscale or recompress it first")
+            raise ImageError(
+                f"{name}: {st.st_size / 2**20:.0f} MiB is above the {max_bytes / 2**20:.0f} MiB input "
+                "limit; downscale or recompress it first"
+            )
         if st.st_size == 0:
             raise ImageError(f"{name}: empty file (0 bytes); re-copy or re-export the image")
         if getattr(os, "O_NONBLOCK", 0):
@@ -239,8 +246,9 @@ def read_input(path: str | os.PathLike, *, max_bytes: int = MAX_INPUT_BYTES) -> 
             chunks.append(chunk)
             total += len(chunk)
     except OSError as err:
-        raise ImageError(f"{name}: cannot read the file ({err.strerror or err}); check the disk or copy it again") \
-            from None
+        raise ImageError(
+            f"{name}: cannot read the file ({err.strerror or err}); check the disk or copy it again"
+        ) from None
     finally:
         os.close(fd)
     if total > max_bytes:
@@ -269,8 +277,9 @@ def check_output_folder(folder: str | os.PathLike, *, flag: str = "-o") -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise UserError(f"{flag} {shown(p)}: cannot write there ({err.strerror or err}); "
-                        f"choose a writable {flag}") from None
+        raise UserError(
+            f"{flag} {shown(p)}: cannot write there ({err.strerror or err}); choose a writable {flag}"
+        ) from None
     return p
 
 
@@ -286,7 +295,9 @@ def check_new_folder(folder: str | os.PathLike, *, flag: str = "-o", hint: str =
 
 
 @contextlib.contextmanager
-def staged_folder(folder: str | os.PathLike, *, flag: str = "-o", hint: str = "choose a new output folder") -> Iterator[Path]:
+def staged_folder(
+    folder: str | os.PathLike, *, flag: str = "-o", hint: str = "choose a new output folder"
+) -> Iterator[Path]:
     """Build a whole output folder all or nothing: yields a temporary sibling folder, renamed to ``folder`` when
     the block ends normally and removed when it raises (Ctrl-C included). A killed run leaves only a hidden
     ``.NAME.partial-*`` sibling, never a half-written ``folder``."""
@@ -319,8 +330,15 @@ class OwnedFolder:
     user's ``grid.png`` beside a comparison is never replaced. Files inside a claimed sub-folder are the run's.
     """
 
-    def __init__(self, folder: str | os.PathLike, *, kind: str, inputs: Iterable[str | os.PathLike] = (),
-                 flag: str = "-o", legacy: Callable[[Path], bool] | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        kind: str,
+        inputs: Iterable[str | os.PathLike] = (),
+        flag: str = "-o",
+        legacy: Callable[[Path], bool] | None = None,
+    ) -> None:
         raw = os.fspath(folder)
         if raw.strip() == "":
             raise UserError(f"{flag} '': empty output folder name; give a new folder, e.g. {flag} runs/mine")
@@ -330,8 +348,10 @@ class OwnedFolder:
         for inp in self.inputs:
             if me == inp or inp in me.parents:
                 where = "an input folder" if me == inp else f"inside the input folder {shown(inp)}"
-                raise UserError(f"{flag} {shown(self.root)}: is {where}; {kind} writes only into a folder of its own, "
-                                f"choose another {flag}")
+                raise UserError(
+                    f"{flag} {shown(self.root)}: is {where}; {kind} writes only into a folder of its own, "
+                    f"choose another {flag}"
+                )
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"{flag} {shown(self.root)}: exists and is not a folder; choose another {flag}")
         mark = self.root / OWNER_MARK
@@ -342,16 +362,19 @@ class OwnedFolder:
             except (OSError, ValueError, KeyError, TypeError):
                 raise UserError(f"{shown(mark)}: unreadable ownership record; choose a new {flag}") from None
             if owner != kind:
-                raise UserError(f"{flag} {shown(self.root)}: holds a prefrestore {owner} folder, not {kind}; choose "
-                                f"another {flag}")
+                raise UserError(
+                    f"{flag} {shown(self.root)}: holds a prefrestore {owner} folder, not {kind}; choose another {flag}"
+                )
             self.files = set(files)
         elif not self.root.exists() or not any(self.root.iterdir()):
             self.files = set()
         elif legacy is not None and legacy(self.root):
             self.files = {p.relative_to(self.root).parts[0] for p in self.root.iterdir()}
         else:
-            raise UserError(f"{flag} {shown(self.root)}: exists and was not made by prefrestore {kind} (no "
-                            f"{OWNER_MARK}); its files are not replaced, choose a new or empty {flag}")
+            raise UserError(
+                f"{flag} {shown(self.root)}: exists and was not made by prefrestore {kind} (no "
+                f"{OWNER_MARK}); its files are not replaced, choose a new or empty {flag}"
+            )
 
     def claim(self, *names: str) -> None:
         """Declare the files (``"grid.png"``) and sub-folders (``"restored/"``) about to be written; refused with
@@ -360,16 +383,19 @@ class OwnedFolder:
         for name in new:
             target = self.root / name.rstrip("/")
             if target.exists() or target.is_symlink():
-                raise UserError(f"{shown(target)}: exists and was not written by prefrestore {self.kind}; move it "
-                                f"away or choose another {self.flag}")
+                raise UserError(
+                    f"{shown(target)}: exists and was not written by prefrestore {self.kind}; move it "
+                    f"away or choose another {self.flag}"
+                )
             real = Path(real_key(target))
             if any(inp == real or inp in real.parents for inp in self.inputs):
                 raise UserError(f"{shown(target)}: would be written into an input folder; choose another {self.flag}")
         if new or not (self.root / OWNER_MARK).is_file():
             self.files |= {n.rstrip("/") for n in new}
             self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.root / OWNER_MARK,
-                              json.dumps({"kind": self.kind, "files": sorted(self.files)}, indent=1) + "\n")
+            atomic_write_text(
+                self.root / OWNER_MARK, json.dumps({"kind": self.kind, "files": sorted(self.files)}, indent=1) + "\n"
+            )
         for name in new:
             if name.endswith("/"):
                 (self.root / name).mkdir(exist_ok=True)

@@ -43,8 +43,14 @@ from .errors import CheckpointError
 
 # The official DiffusionNFT targets (train_nft_prefRestore*.py), on every SANA block.
 LORA_TARGETS: tuple[str, ...] = (
-    "attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
-    "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0",
+    "attn1.to_q",
+    "attn1.to_k",
+    "attn1.to_v",
+    "attn1.to_out.0",
+    "attn2.to_q",
+    "attn2.to_k",
+    "attn2.to_v",
+    "attn2.to_out.0",
 )
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -56,8 +62,9 @@ def lora_config(r: int = 32, alpha: float = 64, targets: Sequence[str] = LORA_TA
     """The official adapter config (r 32, alpha 64, gaussian init, attn1/attn2 q/k/v/out) as a peft LoraConfig."""
     from peft import LoraConfig
 
-    return LoraConfig(r=r, lora_alpha=alpha, init_lora_weights=init, target_modules=list(targets), lora_dropout=0.0,
-                      bias="none")
+    return LoraConfig(
+        r=r, lora_alpha=alpha, init_lora_weights=init, target_modules=list(targets), lora_dropout=0.0, bias="none"
+    )
 
 
 def add_lora(transformer: nn.Module, config=None, *, adapter_name: str = "default") -> None:
@@ -98,8 +105,10 @@ def adapter_dir(path: str | os.PathLike) -> Path:
     for d in (p, p / "lora"):
         if (d / ADAPTER_CONFIG).is_file():
             return d
-    raise CheckpointError(f"{p}: no {ADAPTER_CONFIG} here or in {p / 'lora'}; an official DiffusionNFT LoRA folder "
-                          f"holds {ADAPTER_WEIGHTS} + {ADAPTER_CONFIG} (written by PeftModel.save_pretrained)")
+    raise CheckpointError(
+        f"{p}: no {ADAPTER_CONFIG} here or in {p / 'lora'}; an official DiffusionNFT LoRA folder "
+        f"holds {ADAPTER_WEIGHTS} + {ADAPTER_CONFIG} (written by PeftModel.save_pretrained)"
+    )
 
 
 def read_lora(path: str | os.PathLike) -> LoraAdapter:
@@ -111,13 +120,15 @@ def read_lora(path: str | os.PathLike) -> LoraAdapter:
         raise CheckpointError(f"{d / ADAPTER_CONFIG}: unreadable ({err}); re-download the adapter") from None
     problems = _unsupported(config)
     if problems:
-        raise CheckpointError(f"{d / ADAPTER_CONFIG}: unsupported adapter ({'; '.join(problems)}); only plain LoRA "
-                              "on Linear layers is supported (the DiffusionNFT format)")
+        raise CheckpointError(
+            f"{d / ADAPTER_CONFIG}: unsupported adapter ({'; '.join(problems)}); only plain LoRA "
+            "on Linear layers is supported (the DiffusionNFT format)"
+        )
     state = _read_adapter_state(d)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     unknown = []
     for k, v in state.items():
-        name = k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k
+        name = k[len(PEFT_PREFIX) :] if k.startswith(PEFT_PREFIX) else k
         m = _KEY.match(name)
         if m is None:
             unknown.append(k)
@@ -126,14 +137,20 @@ def read_lora(path: str | os.PathLike) -> LoraAdapter:
         pairs.setdefault(module, {})[m["ab"]] = v
     half = [f"{m} (no lora_{'B' if 'A' in ab else 'A'})" for m, ab in pairs.items() if len(ab) != 2]
     if unknown or half:
-        raise CheckpointError(f"{d / ADAPTER_WEIGHTS}: {_listing(('unknown keys', unknown), ('incomplete', half))}; "
-                              "expected only base_model.model.<module>.lora_{A,B}.weight")
+        raise CheckpointError(
+            f"{d / ADAPTER_WEIGHTS}: {_listing(('unknown keys', unknown), ('incomplete', half))}; "
+            "expected only base_model.model.<module>.lora_{A,B}.weight"
+        )
     r = int(config["r"])
-    bad = [f"{m}.lora_A {tuple(ab['A'].shape)} / lora_B {tuple(ab['B'].shape)}" for m, ab in pairs.items()
-           if ab["A"].ndim != 2 or ab["B"].ndim != 2 or ab["A"].shape[0] != r or ab["B"].shape[1] != r]
+    bad = [
+        f"{m}.lora_A {tuple(ab['A'].shape)} / lora_B {tuple(ab['B'].shape)}"
+        for m, ab in pairs.items()
+        if ab["A"].ndim != 2 or ab["B"].ndim != 2 or ab["A"].shape[0] != r or ab["B"].shape[1] != r
+    ]
     if bad:
-        raise CheckpointError(f"{d / ADAPTER_WEIGHTS}: {_listing((f'not rank {r}', bad))}; the weights do not match "
-                              f"{ADAPTER_CONFIG}")
+        raise CheckpointError(
+            f"{d / ADAPTER_WEIGHTS}: {_listing((f'not rank {r}', bad))}; the weights do not match {ADAPTER_CONFIG}"
+        )
     return LoraAdapter(d, config, {m: (ab["A"], ab["B"]) for m, ab in sorted(pairs.items())})
 
 
@@ -188,8 +205,10 @@ def check_lora(adapter: LoraAdapter, weights: dict[str, torch.Tensor], *, where:
     expected = [m for m in _linear_names(weights) if _is_target(m, adapter.targets)]
     missing = [m for m in expected if m not in adapter.weights]
     if unknown or shapes or missing:
-        raise CheckpointError(f"{where}: adapter {adapter.path} does not fit this transformer "
-                              f"({_listing(('unknown modules', unknown), ('wrong shape', shapes), ('targets without weights', missing))})")
+        raise CheckpointError(
+            f"{where}: adapter {adapter.path} does not fit this transformer "
+            f"({_listing(('unknown modules', unknown), ('wrong shape', shapes), ('targets without weights', missing))})"
+        )
 
 
 def _linear_names(weights: dict[str, torch.Tensor]) -> list[str]:
@@ -212,11 +231,17 @@ def merged_weight(W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scale: floa
     return (W.float() + scale * (B.float() @ A.float())).to(W.dtype)
 
 
-def merge_into_state(state: dict[str, torch.Tensor], adapter: LoraAdapter, *, prefix: str = "",
-                     where: str = "model", dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def merge_into_state(
+    state: dict[str, torch.Tensor],
+    adapter: LoraAdapter,
+    *,
+    prefix: str = "",
+    where: str = "model",
+    dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
     """A copy of ``state`` with the adapter merged into ``{prefix}{module}.weight`` (in ``dtype``, default the
     weight's own); checked with :func:`check_lora` first."""
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     check_lora(adapter, sub, where=where)
     out = dict(state)
     for m, (A, B) in adapter.weights.items():
@@ -241,8 +266,10 @@ def load_lora(model: nn.Module, path: str | os.PathLike, *, merge: bool, adapter
     check_lora(adapter, base, where=type(transformer).__name__)
     if merge:
         if getattr(transformer, "_hf_peft_config_loaded", False):
-            raise ValueError("merge=True on a transformer that already has peft LoRA layers: merge those first "
-                             "(prefrestore.lora.merge_lora) or load this adapter with merge=False")
+            raise ValueError(
+                "merge=True on a transformer that already has peft LoRA layers: merge those first "
+                "(prefrestore.lora.merge_lora) or load this adapter with merge=False"
+            )
         with torch.no_grad():
             for m, (A, B) in adapter.weights.items():
                 W = transformer.get_submodule(m).weight
@@ -256,8 +283,10 @@ def load_lora(model: nn.Module, path: str | os.PathLike, *, merge: bool, adapter
     result = set_peft_model_state_dict(transformer, state, adapter_name=adapter_name)
     missing = [k for k in result.missing_keys if ".lora_" in k and f".{adapter_name}." in k]
     if missing or result.unexpected_keys:
-        raise CheckpointError(f"{adapter.path}: peft did not place every tensor "
-                              f"({_listing(('missing', missing), ('unexpected', list(result.unexpected_keys)))})")
+        raise CheckpointError(
+            f"{adapter.path}: peft did not place every tensor "
+            f"({_listing(('missing', missing), ('unexpected', list(result.unexpected_keys)))})"
+        )
     transformer.set_adapter(adapter_name)
     return adapter
 
@@ -272,8 +301,10 @@ def merge_lora(transformer: nn.Module, *, adapter_name: str = "default") -> int:
         raise ValueError("merge_lora: the transformer has no LoRA layers")
     others = sorted({a for _, m in layers for a in m.lora_A} - {adapter_name})
     if others:
-        raise ValueError(f"merge_lora: adapters {others} are also present; delete them first "
-                         f"(transformer.delete_adapters({others!r})) so that only {adapter_name!r} is merged")
+        raise ValueError(
+            f"merge_lora: adapters {others} are also present; delete them first "
+            f"(transformer.delete_adapters({others!r})) so that only {adapter_name!r} is merged"
+        )
     n = 0
     with torch.no_grad():
         for name, layer in layers:
@@ -292,8 +323,14 @@ def merge_lora(transformer: nn.Module, *, adapter_name: str = "default") -> int:
     return n
 
 
-def save_lora(transformer: nn.Module, directory: str | os.PathLike, *, adapter_name: str = "default",
-              weights: dict[str, torch.Tensor] | None = None, dtype: torch.dtype | None = None) -> Path:
+def save_lora(
+    transformer: nn.Module,
+    directory: str | os.PathLike,
+    *,
+    adapter_name: str = "default",
+    weights: dict[str, torch.Tensor] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write the adapter ``adapter_name`` in the official layout (``base_model.model.`` keys).
 
     ``transformer``: a diffusers transformer with injected adapters, or a ``peft.PeftModel`` wrapping one.
@@ -316,8 +353,9 @@ def save_lora(transformer: nn.Module, directory: str | os.PathLike, *, adapter_n
         out[k if k.startswith(PEFT_PREFIX) else PEFT_PREFIX + k] = v.contiguous().cpu()
     save_file(out, d / ADAPTER_WEIGHTS, metadata={"format": "pt"})
     raw = config.to_dict()
-    raw["target_modules"] = sorted(raw["target_modules"]) if isinstance(raw["target_modules"], (set, list)) \
-        else raw["target_modules"]
+    raw["target_modules"] = (
+        sorted(raw["target_modules"]) if isinstance(raw["target_modules"], (set, list)) else raw["target_modules"]
+    )
     raw = {k: (sorted(v) if isinstance(v, set) else v) for k, v in raw.items()}
     raw["inference_mode"] = True
     (d / ADAPTER_CONFIG).write_text(json.dumps(raw, indent=2, default=str))
@@ -335,8 +373,14 @@ class TrainingAdapters:
     old: dict[str, nn.Parameter]  # the "old" adapter's tensors, same order
 
 
-def attach_training_adapters(model: nn.Module, *, rank: int = 32, alpha: float = 64,
-                             targets: Sequence[str] = LORA_TARGETS, init_from: str | None = None) -> TrainingAdapters:
+def attach_training_adapters(
+    model: nn.Module,
+    *,
+    rank: int = 32,
+    alpha: float = 64,
+    targets: Sequence[str] = LORA_TARGETS,
+    init_from: str | None = None,
+) -> TrainingAdapters:
     """Freeze ``model``, wrap ``model.transformer`` in peft with adapters "default" and "old" (same config, the
     official one: :func:`lora_config`); "old" starts as a copy of "default" (Gaussian A, zero B, or the adapter
     folder ``init_from``)."""
@@ -374,9 +418,10 @@ def use_adapter(adapters: TrainingAdapters, name: str):
         adapters.peft.set_adapter("default")
 
 
-def save_training_adapters(adapters: TrainingAdapters, directory: str | os.PathLike,
-                           trained_state: dict[str, torch.Tensor] | None = None) -> Path:
-    """"default" (``trained_state``, e.g. the EMA, when given) in ``directory`` and "old" in ``directory/old``,
+def save_training_adapters(
+    adapters: TrainingAdapters, directory: str | os.PathLike, trained_state: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """ "default" (``trained_state``, e.g. the EMA, when given) in ``directory`` and "old" in ``directory/old``,
     each in the official layout (:func:`save_lora`, float32)."""
     d = Path(directory)
     save_lora(adapters.peft, d, adapter_name="default", weights=trained_state, dtype=torch.float32)

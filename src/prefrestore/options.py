@@ -32,8 +32,15 @@ from .errors import UserError
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes 64-bit seeds; the reports store them as JSON integers
 
 
-def check_finite(value: float | None, flag: str, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, example: str = "") -> None:
+def check_finite(
+    value: float | None,
+    flag: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    example: str = "",
+) -> None:
     """``value`` is None (the default) or a finite number in [low, high] (``(low, high]`` with ``low_open``)."""
     if value is None:
         return
@@ -46,15 +53,22 @@ def check_finite(value: float | None, flag: str, *, low: float | None = None, hi
         raise UserError(f"{flag} {value}: must be <= {high:g}{hint}")
 
 
-def check_sampling(*, steps: int | None = None, guidance_scale: float | None = None,
-                   start_sigma: float | None = None, seed: int | None = None, samples: int | None = None,
-                   prefix: str = "--") -> None:
+def check_sampling(
+    *,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    start_sigma: float | None = None,
+    seed: int | None = None,
+    samples: int | None = None,
+    prefix: str = "--",
+) -> None:
     """The sampling options of every restoring driver."""
     if steps is not None and not 1 <= steps <= 1000:
         raise UserError(f"{prefix}steps {steps}: must be in 1..1000, e.g. {prefix}steps 10")
     check_finite(guidance_scale, f"{prefix}guidance-scale", low=0.0, high=100.0, example="2 (1 disables guidance)")
-    check_finite(start_sigma, f"{prefix}start-sigma", low=0.0, high=1.0, low_open=True,
-                 example="1 (pure noise) or 0.1")
+    check_finite(
+        start_sigma, f"{prefix}start-sigma", low=0.0, high=1.0, low_open=True, example="1 (pure noise) or 0.1"
+    )
     if seed is not None and not 0 <= seed <= SEED_MAX:
         raise UserError(f"{prefix}seed {seed}: must be in 0..{SEED_MAX}")
     if samples is not None and not 1 <= samples <= 1000:
@@ -141,57 +155,142 @@ def _weights(text: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep:
-            raise ValueError(f"--rerank-weights {text!r}: expected name=weight pairs, e.g. identity_dlib=1,brisque=0.5")
+            raise ValueError(
+                f"--rerank-weights {text!r}: expected name=weight pairs, e.g. identity_dlib=1,brisque=0.5"
+            )
     return out
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("fidelity", "number", None, "fidelity dial in [0, 1]: 1 = closest to the input face, 0 = most "
-               "generative; sets the model's start sigma, guidance and a final blend with the input from its "
-               "calibrated table (default: the model's own sampling settings)", minimum=0.0, maximum=1.0,
-               nullable=True, metavar="F"),
-    OptionSpec("candidates", "integer", 1, "best-of-N: restore each face N times (seeds seed..seed+N-1, batched) "
-               "and keep the best by the rerank score; every candidate's score goes into the report (default: 1, "
-               "no extra cost)", minimum=1, maximum=64, metavar="N"),
-    OptionSpec("rerank_weights", "weights", dict(DEFAULT_RERANK_WEIGHTS), "rerank score = sum of weight * reward: "
-               "identity_dlib (cosine to the input), brisque (-BRISQUE/100, no-reference quality), lmd_mtcnn "
-               "(1/(1+d/20), landmark agreement with the input); also ssim, psnr (to the input) "
-               "(default: identity_dlib=1,brisque=0.5,lmd_mtcnn=0.5)", metavar="NAME=W,..."),
-    OptionSpec("identity_guard", "string", "fallback", "check every restored face against its input (dlib identity "
-               "distance, MTCNN landmarks): off; flag (mark it in the report); fallback (flag it and replace it by "
-               "the fidelity-1 restoration, or by the input crop if that is flagged too) (default: fallback)",
-               choices=("off", "flag", "fallback")),
-    OptionSpec("identity_net", "string", "dlib", "identity guard: the network that decides: dlib (the dlib "
-               "package's ResNet, Euclidean distance of its descriptors) or mobileface (MobileFace in torch, "
-               "distance = 1 - cosine; needs its converted weights: prefrestore weights mobileface) "
-               "(default: dlib)", choices=IDENTITY_NETS),
-    OptionSpec("identity_threshold", "number", None, "identity guard: a face whose distance to its input exceeds "
-               "this is flagged (default: the network's own, picked on training faces by "
-               f"tools/pick_guard_threshold.py between ordinary 128 px restorations and another person's: dlib "
-               f"{DEFAULT_IDENTITY_THRESHOLDS['dlib']} (dlib's same-person threshold is 0.6), mobileface "
-               f"{DEFAULT_IDENTITY_THRESHOLDS['mobileface']})",
-               minimum=0.0, maximum=2.0, nullable=True, metavar="D"),
-    OptionSpec("color_fix", "string", "lowfreq", "give each restored face crop its input's colour before it is "
-               "written or pasted: lowfreq (replace the low frequencies), meanstd (match channel mean and spread), "
-               "none; the paste-back's own tone match to the photo is --color-match (default: lowfreq)",
-               choices=("lowfreq", "meanstd", "none")),
-    OptionSpec("faces", "indices", None, "restore only these faces, by index in the report's order (left to right "
-               "among the faces the other options keep), e.g. 0,2 (default: all)", nullable=True, metavar="I,J"),
-    OptionSpec("min_face_size", "number", 20.0, "ignore faces whose box is smaller than PX pixels; also the "
-               "smallest size searched, so raising it speeds up detection on large photos (default: 20)",
-               minimum=0.0, metavar="PX"),
-    OptionSpec("max_face_size", "number", None, "ignore faces whose box is larger than PX pixels (default: no limit)",
-               minimum=0.0, nullable=True, metavar="PX"),
-    OptionSpec("keep_detail", "string", "on", "the no-loss rule: a face larger than the model's resolution in the "
-               "input keeps the input's detail above that resolution (restoration below it), or is left as the input "
-               "where the restoration would only blur it; off pastes the restoration as it is (default: on)",
-               choices=("on", "off")),
-    OptionSpec("blend", "number", 1.0, "visibility of the restored faces in the output, 0-1 (0 = the input, "
-               "upscaled; default: 1)", minimum=0.0, maximum=1.0, metavar="A"),
+    OptionSpec(
+        "fidelity",
+        "number",
+        None,
+        "fidelity dial in [0, 1]: 1 = closest to the input face, 0 = most "
+        "generative; sets the model's start sigma, guidance and a final blend with the input from its "
+        "calibrated table (default: the model's own sampling settings)",
+        minimum=0.0,
+        maximum=1.0,
+        nullable=True,
+        metavar="F",
+    ),
+    OptionSpec(
+        "candidates",
+        "integer",
+        1,
+        "best-of-N: restore each face N times (seeds seed..seed+N-1, batched) "
+        "and keep the best by the rerank score; every candidate's score goes into the report (default: 1, "
+        "no extra cost)",
+        minimum=1,
+        maximum=64,
+        metavar="N",
+    ),
+    OptionSpec(
+        "rerank_weights",
+        "weights",
+        dict(DEFAULT_RERANK_WEIGHTS),
+        "rerank score = sum of weight * reward: "
+        "identity_dlib (cosine to the input), brisque (-BRISQUE/100, no-reference quality), lmd_mtcnn "
+        "(1/(1+d/20), landmark agreement with the input); also ssim, psnr (to the input) "
+        "(default: identity_dlib=1,brisque=0.5,lmd_mtcnn=0.5)",
+        metavar="NAME=W,...",
+    ),
+    OptionSpec(
+        "identity_guard",
+        "string",
+        "fallback",
+        "check every restored face against its input (dlib identity "
+        "distance, MTCNN landmarks): off; flag (mark it in the report); fallback (flag it and replace it by "
+        "the fidelity-1 restoration, or by the input crop if that is flagged too) (default: fallback)",
+        choices=("off", "flag", "fallback"),
+    ),
+    OptionSpec(
+        "identity_net",
+        "string",
+        "dlib",
+        "identity guard: the network that decides: dlib (the dlib "
+        "package's ResNet, Euclidean distance of its descriptors) or mobileface (MobileFace in torch, "
+        "distance = 1 - cosine; needs its converted weights: prefrestore weights mobileface) "
+        "(default: dlib)",
+        choices=IDENTITY_NETS,
+    ),
+    OptionSpec(
+        "identity_threshold",
+        "number",
+        None,
+        "identity guard: a face whose distance to its input exceeds "
+        "this is flagged (default: the network's own, picked on training faces by "
+        f"tools/pick_guard_threshold.py between ordinary 128 px restorations and another person's: dlib "
+        f"{DEFAULT_IDENTITY_THRESHOLDS['dlib']} (dlib's same-person threshold is 0.6), mobileface "
+        f"{DEFAULT_IDENTITY_THRESHOLDS['mobileface']})",
+        minimum=0.0,
+        maximum=2.0,
+        nullable=True,
+        metavar="D",
+    ),
+    OptionSpec(
+        "color_fix",
+        "string",
+        "lowfreq",
+        "give each restored face crop its input's colour before it is "
+        "written or pasted: lowfreq (replace the low frequencies), meanstd (match channel mean and spread), "
+        "none; the paste-back's own tone match to the photo is --color-match (default: lowfreq)",
+        choices=("lowfreq", "meanstd", "none"),
+    ),
+    OptionSpec(
+        "faces",
+        "indices",
+        None,
+        "restore only these faces, by index in the report's order (left to right "
+        "among the faces the other options keep), e.g. 0,2 (default: all)",
+        nullable=True,
+        metavar="I,J",
+    ),
+    OptionSpec(
+        "min_face_size",
+        "number",
+        20.0,
+        "ignore faces whose box is smaller than PX pixels; also the "
+        "smallest size searched, so raising it speeds up detection on large photos (default: 20)",
+        minimum=0.0,
+        metavar="PX",
+    ),
+    OptionSpec(
+        "max_face_size",
+        "number",
+        None,
+        "ignore faces whose box is larger than PX pixels (default: no limit)",
+        minimum=0.0,
+        nullable=True,
+        metavar="PX",
+    ),
+    OptionSpec(
+        "keep_detail",
+        "string",
+        "on",
+        "the no-loss rule: a face larger than the model's resolution in the "
+        "input keeps the input's detail above that resolution (restoration below it), or is left as the input "
+        "where the restoration would only blur it; off pastes the restoration as it is (default: on)",
+        choices=("on", "off"),
+    ),
+    OptionSpec(
+        "blend",
+        "number",
+        1.0,
+        "visibility of the restored faces in the output, 0-1 (0 = the input, upscaled; default: 1)",
+        minimum=0.0,
+        maximum=1.0,
+        metavar="A",
+    ),
 )
 SPECS: dict[str, OptionSpec] = {s.name: s for s in OPTIONS}
-_PARSE: dict[str, Callable[[str], Any]] = {"number": float, "integer": int, "string": str, "indices": _indices,
-                                           "weights": _weights}
+_PARSE: dict[str, Callable[[str], Any]] = {
+    "number": float,
+    "integer": int,
+    "string": str,
+    "indices": _indices,
+    "weights": _weights,
+}
 
 
 @dataclass(frozen=True)
@@ -249,8 +348,9 @@ class RestoreOptions:
             except (TypeError, ValueError) as err:
                 if str(err).startswith(spec.flag):  # the CLI parsers' own message (--faces, --rerank-weights)
                     raise
-                raise ValueError(f"{spec.flag} {v!r}: expected {_EXPECTED[spec.type]}"
-                                 f"{' or null' if spec.nullable else ''}") from None
+                raise ValueError(
+                    f"{spec.flag} {v!r}: expected {_EXPECTED[spec.type]}{' or null' if spec.nullable else ''}"
+                ) from None
         return cls(**kwargs)
 
     @classmethod
@@ -266,8 +366,13 @@ class RestoreOptions:
         return d
 
 
-_EXPECTED = {"number": "a number", "integer": "an integer", "string": "a string",
-             "indices": "a list of face indices, e.g. [0, 2]", "weights": 'reward weights, e.g. {"identity_dlib": 1}'}
+_EXPECTED = {
+    "number": "a number",
+    "integer": "an integer",
+    "string": "a string",
+    "indices": "a list of face indices, e.g. [0, 2]",
+    "weights": 'reward weights, e.g. {"identity_dlib": 1}',
+}
 
 
 def _from_value(spec: OptionSpec, v: Any) -> Any:
@@ -278,13 +383,15 @@ def _from_value(spec: OptionSpec, v: Any) -> Any:
     if isinstance(v, str) and spec.type != "string":
         return _PARSE[spec.type](v)
     if spec.type == "indices":
-        if not isinstance(v, (list, tuple)) or any(isinstance(i, bool) or not isinstance(i, numbers.Integral)
-                                                   for i in v):
+        if not isinstance(v, (list, tuple)) or any(
+            isinstance(i, bool) or not isinstance(i, numbers.Integral) for i in v
+        ):
             raise TypeError(spec.name)
         return tuple(int(i) for i in v)
     if spec.type == "weights":
-        if not isinstance(v, Mapping) or any(isinstance(w, bool) or not isinstance(w, numbers.Real)
-                                             for w in v.values()):
+        if not isinstance(v, Mapping) or any(
+            isinstance(w, bool) or not isinstance(w, numbers.Real) for w in v.values()
+        ):
             raise TypeError(spec.name)
         return {str(k): float(w) for k, w in v.items()}
     return v
@@ -333,8 +440,11 @@ def json_schema() -> dict:
         if s.type == "indices":
             p: dict[str, Any] = {"type": "array", "items": {"type": "integer", "minimum": 0}}
         elif s.type == "weights":
-            p = {"type": "object", "additionalProperties": {"type": "number"},
-                 "propertyNames": {"enum": list(RERANK_REWARDS)}}
+            p = {
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "propertyNames": {"enum": list(RERANK_REWARDS)},
+            }
         else:
             p = {"type": types[s.type]}
         if s.nullable:
@@ -344,5 +454,10 @@ def json_schema() -> dict:
             if v is not None:
                 (p["anyOf"][0] if s.nullable else p)[k] = list(v) if k == "enum" else v
         props[s.name] = p
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "prefrestore restore options",
-            "type": "object", "properties": props, "additionalProperties": False}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "prefrestore restore options",
+        "type": "object",
+        "properties": props,
+        "additionalProperties": False,
+    }

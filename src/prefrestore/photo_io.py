@@ -143,12 +143,34 @@ def _check_pixels(p: Path, width: int, height: int, max_pixels: int) -> None:
         )
 
 
-_MAGIC = ((_PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
-          (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"))
+_MAGIC = (
+    (_PNG_SIGNATURE, "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
 # Modes whose pixels PIL converts to RGB/gray without a colour-space change: only their ICC profile describes
 # the pixels we hold (a CMYK or Lab profile does not describe the RGB written).
-_RGB_PROFILE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "I;16", "I;16B", "I;16L",
-                      "I;16N", "I")
+_RGB_PROFILE_MODES = (
+    "1",
+    "L",
+    "LA",
+    "La",
+    "P",
+    "PA",
+    "RGB",
+    "RGBA",
+    "RGBa",
+    "RGBX",
+    "I;16",
+    "I;16B",
+    "I;16L",
+    "I;16N",
+    "I",
+)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -170,7 +192,7 @@ def _exif_reset_orientation(exif: bytes) -> tuple[bytes, int]:
     Patched in place rather than re-serialised through PIL, so maker notes and sub-IFDs stay byte-identical.
     Malformed EXIF is returned unchanged with orientation 1.
     """
-    tiff = exif[len(_EXIF_PREFIX):] if exif.startswith(_EXIF_PREFIX) else exif
+    tiff = exif[len(_EXIF_PREFIX) :] if exif.startswith(_EXIF_PREFIX) else exif
     base = len(exif) - len(tiff)
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return exif, 1
@@ -178,16 +200,16 @@ def _exif_reset_orientation(exif: bytes) -> tuple[bytes, int]:
     (ifd,) = struct.unpack(end + "I", tiff[4:8])
     if ifd + 2 > len(tiff):
         return exif, 1
-    (count,) = struct.unpack(end + "H", tiff[ifd:ifd + 2])
+    (count,) = struct.unpack(end + "H", tiff[ifd : ifd + 2])
     for k in range(count):
         entry = ifd + 2 + 12 * k
         if entry + 12 > len(tiff):
             break
-        tag, typ = struct.unpack(end + "HH", tiff[entry:entry + 4])
+        tag, typ = struct.unpack(end + "HH", tiff[entry : entry + 4])
         if tag == _ORIENTATION_TAG and typ == 3:  # SHORT, value stored in the first 2 bytes of the value field
-            (orientation,) = struct.unpack(end + "H", tiff[entry + 8:entry + 10])
+            (orientation,) = struct.unpack(end + "H", tiff[entry + 8 : entry + 10])
             patched = bytearray(exif)
-            patched[base + entry + 8:base + entry + 10] = struct.pack(end + "H", 1)
+            patched[base + entry + 8 : base + entry + 10] = struct.pack(end + "H", 1)
             return bytes(patched), orientation if 1 <= orientation <= 8 else 1
     return exif, 1
 
@@ -227,8 +249,10 @@ def _decode_pil(p: Path, im: Image.Image) -> np.ndarray:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         wide = np.asarray(im.convert("I"))
         if mode == "I" and wide.size and (int(wide.min()) < 0 or int(wide.max()) > 65535):
-            raise ImageError(f"{shown(p)}: 32-bit integer pixels (range {int(wide.min())}..{int(wide.max())}) do "
-                             "not fit 16 bits; convert it to a 16-bit PNG")
+            raise ImageError(
+                f"{shown(p)}: 32-bit integer pixels (range {int(wide.min())}..{int(wide.max())}) do "
+                "not fit 16 bits; convert it to a 16-bit PNG"
+            )
         return wide.astype(np.uint16)
     if mode == "F":
         raise ImageError(f"{shown(p)}: 32-bit float images are not supported; convert it to a 16-bit PNG")
@@ -240,8 +264,12 @@ def _decode_pil(p: Path, im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
 
 
-def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
-               accept: Callable[[int, int, int, bool], None] | None = None) -> Photo:
+def read_photo(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    accept: Callable[[int, int, int, bool], None] | None = None,
+) -> Photo:
     """Read an image file -> :class:`Photo`, keeping bit depth, alpha, grayscale, ICC, EXIF and DPI.
 
     Only regular files are read, with a size cap before reading (:func:`~prefrestore.io_safety.read_input`). The
@@ -274,8 +302,12 @@ def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
                 )
                 if accept is not None:
                     wide = sixteen or mode.startswith("I")
-                    accept(im.width, im.height, 2 if wide else 1,
-                           "A" in mode or "transparency" in info or (png is not None and png[3] in (4, 6)))
+                    accept(
+                        im.width,
+                        im.height,
+                        2 if wide else 1,
+                        "A" in mode or "transparency" in info or (png is not None and png[3] in (4, 6)),
+                    )
                 arr = _decode_16bit(p, data) if sixteen else _decode_pil(p, im)
                 exif_raw = info.get("exif") or (im.getexif().tobytes() if im.getexif() else None)
     except ImageError:
@@ -285,14 +317,29 @@ def read_photo(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
     except UnidentifiedImageError:
         sniffed = _sniff(data)
         if sniffed:
-            raise ImageError(f"{name}: corrupt or truncated {sniffed} file (its header cannot be read); "
-                             "re-export or re-copy it") from None
+            raise ImageError(
+                f"{name}: corrupt or truncated {sniffed} file (its header cannot be read); re-export or re-copy it"
+            ) from None
         raise ImageError(f"{name}: not an image PIL can read; convert it to PNG or JPEG") from None
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, KeyError, TypeError,
-            ZeroDivisionError, OverflowError, zlib.error) as err:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        struct.error,
+        EOFError,
+        IndexError,
+        KeyError,
+        TypeError,
+        ZeroDivisionError,
+        OverflowError,
+        zlib.error,
+    ) as err:
         raise ImageError(f"{name}: corrupt or truncated image ({shown(err)}); re-export it") from None
-    notes = [f"decoder warning: {shown(w.message)}" for w in caught
-             if not issubclass(w.category, Image.DecompressionBombWarning)]
+    notes = [
+        f"decoder warning: {shown(w.message)}"
+        for w in caught
+        if not issubclass(w.category, Image.DecompressionBombWarning)
+    ]
     if frames > 1:
         notes.append(f"{fmt} file with {frames} frames/pages: only the first was read")
 
@@ -387,8 +434,12 @@ def _encode_png_gray_alpha16(arr: np.ndarray) -> bytes:
     rows = np.ascontiguousarray(arr.astype(">u2")).view(np.uint8).reshape(h, w * 4)
     raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # (H, 1 + 4 W): filter byte + row
     ihdr = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)
-    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
-            + _png_chunk(b"IEND", b""))
+    return (
+        _PNG_SIGNATURE
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _encode_png16(arr: np.ndarray, photo: Photo) -> bytes:
@@ -409,7 +460,7 @@ def _encode_png16(arr: np.ndarray, photo: Photo) -> bytes:
     if photo.icc_profile:
         extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(photo.icc_profile))
     if photo.exif:
-        exif = photo.exif[len(_EXIF_PREFIX):] if photo.exif.startswith(_EXIF_PREFIX) else photo.exif
+        exif = photo.exif[len(_EXIF_PREFIX) :] if photo.exif.startswith(_EXIF_PREFIX) else photo.exif
         extra += _png_chunk(b"eXIf", exif)
     if photo.dpi:
         ppm = [max(1, round(d / 0.0254)) for d in photo.dpi]  # pixels per metre

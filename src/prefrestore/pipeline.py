@@ -109,28 +109,40 @@ class PipelineConfig:
     options: RestoreOptions = field(default_factory=RestoreOptions)
 
     @classmethod
-    def from_options(cls, options: RestoreOptions, *, select: SelectConfig | None = None,
-                     blend: BlendConfig | None = None, **kwargs) -> PipelineConfig:
+    def from_options(
+        cls, options: RestoreOptions, *, select: SelectConfig | None = None, blend: BlendConfig | None = None, **kwargs
+    ) -> PipelineConfig:
         """A config whose face selection (min/max face size) and blend visibility come from ``options``; other
         selection and blend settings from ``select``/``blend``, the rest from ``kwargs``."""
-        select = dataclasses.replace(select or SelectConfig(), min_face_size=options.min_face_size,
-                                     max_face_size=options.max_face_size)
-        blend = dataclasses.replace(blend or BlendConfig(), visibility=options.blend,
-                                    keep_detail=options.keep_detail == "on")
+        select = dataclasses.replace(
+            select or SelectConfig(), min_face_size=options.min_face_size, max_face_size=options.max_face_size
+        )
+        blend = dataclasses.replace(
+            blend or BlendConfig(), visibility=options.blend, keep_detail=options.keep_detail == "on"
+        )
         return cls(select=select, blend=blend, options=options, **kwargs)
 
     @classmethod
-    def for_photos(cls, options: RestoreOptions, *, upscale: float = 2.0, det_threshold: float = 0.95,
-                   max_faces: int | None = None, only_center_face: bool = False, color_match: str = "lowfreq",
-                   **kwargs) -> PipelineConfig:
+    def for_photos(
+        cls,
+        options: RestoreOptions,
+        *,
+        upscale: float = 2.0,
+        det_threshold: float = 0.95,
+        max_faces: int | None = None,
+        only_center_face: bool = False,
+        color_match: str = "lowfreq",
+        **kwargs,
+    ) -> PipelineConfig:
         """The config of ``prefrestore restore``'s flags, and of ``prefrestore serve``'s request options (the same
         names): the control ``options`` plus the photo-level settings that are not in ``prefrestore.options``
         (``-s``, ``--det-threshold``, ``--max-faces``, ``--only-center-face``, ``--color-match``). Both entry points
         call this, so one request and the same flags give equal configs; the rest (``upsampler``, ``batch_size``,
         ``seed``) from ``kwargs``."""
         select = SelectConfig(score_threshold=det_threshold, max_faces=max_faces, only_center_face=only_center_face)
-        return cls.from_options(options, upscale=upscale, select=select, blend=BlendConfig(color_match=color_match),
-                                **kwargs)
+        return cls.from_options(
+            options, upscale=upscale, select=select, blend=BlendConfig(color_match=color_match), **kwargs
+        )
 
     def __post_init__(self) -> None:
         if not 0 < self.upscale <= 16:
@@ -212,9 +224,11 @@ def find_faces(photo: Photo, detector: FaceDetector, resolution: int, config: Pi
         found.timings["detect"] = time.perf_counter() - t0
         if scale < 1:
             smallest = max(config.select.min_face_size, 12.0) / scale
-            found.notes.append(f"detection ran on a copy at {scale:.2f}x (the photo is above "
-                               f"{config.max_detect_pixels} pixels): faces smaller than {smallest:.0f} px were "
-                               "not looked for")
+            found.notes.append(
+                f"detection ran on a copy at {scale:.2f}x (the photo is above "
+                f"{config.max_detect_pixels} pixels): faces smaller than {smallest:.0f} px were "
+                "not looked for"
+            )
         stage = "face alignment"
         t0 = time.perf_counter()
         keep, rej = select_faces(dets, (image.shape[1], image.shape[0]), config.select)
@@ -233,7 +247,10 @@ def find_faces(photo: Photo, detector: FaceDetector, resolution: int, config: Pi
 
 
 def restore_groups(
-    restorer: Restorer, crop_lists: list[list[np.ndarray]], config: PipelineConfig, scorers: Scorers,
+    restorer: Restorer,
+    crop_lists: list[list[np.ndarray]],
+    config: PipelineConfig,
+    scorers: Scorers,
     progress: Progress | None,
 ) -> list[list[FaceOutcome] | str]:
     """Restore the crops of several photos together (``config.options``: fidelity, best-of-N, identity guard,
@@ -245,8 +262,15 @@ def restore_groups(
     """
 
     def run(crops: list[np.ndarray], report: Progress | None) -> list[FaceOutcome]:
-        return restore_controlled(restorer, crops, config.options, seed=config.seed, batch_size=config.batch_size,
-                                  scorers=scorers, progress=report)
+        return restore_controlled(
+            restorer,
+            crops,
+            config.options,
+            seed=config.seed,
+            batch_size=config.batch_size,
+            scorers=scorers,
+            progress=report,
+        )
 
     flat = [c for crops in crop_lists for c in crops]
     try:
@@ -273,7 +297,7 @@ def restore_groups(
         return out
     out, offset = [], 0
     for crops in crop_lists:
-        out.append(restored[offset:offset + len(crops)])
+        out.append(restored[offset : offset + len(crops)])
         offset += len(crops)
     return out
 
@@ -310,8 +334,9 @@ def compose(
     return dataclasses.replace(photo, color=color, alpha=alpha, dpi=dpi)
 
 
-def output_plans(photo: Photo, faces: Sequence[RestoredFace], *, upscale: float,
-                 blend: BlendConfig) -> list[DetailPlan]:
+def output_plans(
+    photo: Photo, faces: Sequence[RestoredFace], *, upscale: float, blend: BlendConfig
+) -> list[DetailPlan]:
     """The no-loss rule's decision for each face of ``photo`` restored at ``upscale`` (what :func:`compose`
     pastes; faces/paste.py ``plan_detail``)."""
     w, h = photo.size
@@ -402,8 +427,14 @@ def _run_group(
         yield _compose_result(key, photo, f, controls, config, upsampler)
 
 
-def _compose_result(key: Hashable, photo: Photo, f: FoundFaces, controls: list[FaceOutcome], config: PipelineConfig,
-                    upsampler: BackgroundUpsampler) -> PhotoResult:
+def _compose_result(
+    key: Hashable,
+    photo: Photo,
+    f: FoundFaces,
+    controls: list[FaceOutcome],
+    config: PipelineConfig,
+    upsampler: BackgroundUpsampler,
+) -> PhotoResult:
     """A photo whose faces are restored -> its result: the composed photo, or the paste-back error."""
     notes, t = f.notes, f.timings
     mine = [o.restored for o in controls]
@@ -447,8 +478,15 @@ def restore_image(
     return result.photo.color
 
 
-def photo_memory_bytes(width: int, height: int, upscale: float, *, bytes_per_sample: int = 1, alpha: bool = False,
-                       max_detect_pixels: int = MAX_DETECT_PIXELS) -> int:
+def photo_memory_bytes(
+    width: int,
+    height: int,
+    upscale: float,
+    *,
+    bytes_per_sample: int = 1,
+    alpha: bool = False,
+    max_detect_pixels: int = MAX_DETECT_PIXELS,
+) -> int:
     """Estimated peak working memory (bytes) of restoring one photo: the decoded photo held throughout, plus the
     largest of decoding, detection, paste-back (float32 background) and encoding the output.
 

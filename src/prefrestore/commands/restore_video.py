@@ -14,8 +14,14 @@ from ..errors import UserError
 # What the parser shows: prefrestore.video's BLEND_MODES and VideoConfig's defaults, written out here so that
 # `restore --help` imports no torch or PyAV (tests/test_restore_cli.py checks that they agree).
 BLEND_MODES = ("both", "output", "input", "none")
-DEFAULTS = {"codec": "libx264", "crf": 18, "preset": "medium", "temporal": "both", "temporal_weight": 0.1,
-            "detect_every": 1}
+DEFAULTS = {
+    "codec": "libx264",
+    "crf": 18,
+    "preset": "medium",
+    "temporal": "both",
+    "temporal_weight": 0.1,
+    "detect_every": 1,
+}
 
 
 class _Encoding(argparse.Action):
@@ -48,21 +54,46 @@ def _crf(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     g = parser.add_argument_group("videos (found by content among the inputs; needs prefrestore[video])")
-    g.add_argument("--codec", default=d["codec"], action=_Encoding,
-                   help=f"video encoder, an FFmpeg name that takes yuv420p (default: {d['codec']})")
-    g.add_argument("--crf", type=_crf, default=d["crf"], action=_Encoding,
-                   help=f"encoder quality, lower is better (default: {d['crf']})")
-    g.add_argument("--preset", default=d["preset"], action=_Encoding,
-                   help=f"x264/x265 speed preset: ultrafast ... veryslow (default: {d['preset']})")
-    g.add_argument("--temporal", choices=BLEND_MODES, default=d["temporal"],
-                   help="temporal blending along a face track: of inputs and restorations, of restorations only, of "
-                        f"inputs only, or none (default: {d['temporal']})")
-    g.add_argument("--temporal-weight", type=float, default=d["temporal_weight"], metavar="W",
-                   help="the newest frame's share in the blend, (0, 1]; 1 = no blending (default: "
-                        f"{d['temporal_weight']})")
-    g.add_argument("--detect-every", type=int, default=d["detect_every"], metavar="N",
-                   help=f"detect faces every N frames (and at scene cuts), tracking in between (default: "
-                        f"{d['detect_every']})")
+    g.add_argument(
+        "--codec",
+        default=d["codec"],
+        action=_Encoding,
+        help=f"video encoder, an FFmpeg name that takes yuv420p (default: {d['codec']})",
+    )
+    g.add_argument(
+        "--crf",
+        type=_crf,
+        default=d["crf"],
+        action=_Encoding,
+        help=f"encoder quality, lower is better (default: {d['crf']})",
+    )
+    g.add_argument(
+        "--preset",
+        default=d["preset"],
+        action=_Encoding,
+        help=f"x264/x265 speed preset: ultrafast ... veryslow (default: {d['preset']})",
+    )
+    g.add_argument(
+        "--temporal",
+        choices=BLEND_MODES,
+        default=d["temporal"],
+        help="temporal blending along a face track: of inputs and restorations, of restorations only, of "
+        f"inputs only, or none (default: {d['temporal']})",
+    )
+    g.add_argument(
+        "--temporal-weight",
+        type=float,
+        default=d["temporal_weight"],
+        metavar="W",
+        help=f"the newest frame's share in the blend, (0, 1]; 1 = no blending (default: {d['temporal_weight']})",
+    )
+    g.add_argument(
+        "--detect-every",
+        type=int,
+        default=d["detect_every"],
+        metavar="N",
+        help=f"detect faces every N frames (and at scene cuts), tracking in between (default: {d['detect_every']})",
+    )
 
 
 def video_config(args: argparse.Namespace, pipeline_config):
@@ -74,9 +105,15 @@ def video_config(args: argparse.Namespace, pipeline_config):
         raise UserError(f"--detect-every {args.detect_every}: must be >= 1")
     if not 0 <= args.crf <= 63:
         raise UserError(f"--crf {args.crf}: must be in 0..63 (18 is visually lossless for H.264)")
-    return VideoConfig(pipeline=pipeline_config, temporal=args.temporal, temporal_weight=args.temporal_weight,
-                       detect_every=args.detect_every, codec=args.codec, crf=args.crf,
-                       preset=args.preset)
+    return VideoConfig(
+        pipeline=pipeline_config,
+        temporal=args.temporal,
+        temporal_weight=args.temporal_weight,
+        detect_every=args.detect_every,
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+    )
 
 
 def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> int:
@@ -89,8 +126,11 @@ def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> in
     config = video_config(args, pipeline_config)
     photo_only = _photo_only_options(pipeline_config.options)
     if photo_only:
-        print(f"warning: {', '.join(photo_only)} apply to photos only; videos are restored without them "
-              "(one seed per track, no identity fallback, every face)", file=sys.stderr)
+        print(
+            f"warning: {', '.join(photo_only)} apply to photos only; videos are restored without them "
+            "(one seed per track, no identity fallback, every face)",
+            file=sys.stderr,
+        )
     bar = log = None
     terminal = sys.stderr.isatty()
 
@@ -128,8 +168,9 @@ class FrameLog:
     ``interval`` seconds with the frames done and the time left. Frames a resumed run had already done (reported
     at once, before any work) are not timed."""
 
-    def __init__(self, name: str, total: int, *, write, periodic: bool, interval: float = 30.0, warmup: int = 8,
-                 clock=None):
+    def __init__(
+        self, name: str, total: int, *, write, periodic: bool, interval: float = 30.0, warmup: int = 8, clock=None
+    ):
         import time
 
         self.name, self.total, self.write, self.periodic = name, total, write, periodic
@@ -152,14 +193,18 @@ class FrameLog:
             self.estimated, self.last = True, now
             resumed = f", {self.resumed} done before" if self.resumed else ""
             if left:
-                self.write(f"{self.name}: {self.total or '?'} frames{resumed}, {rate:.2f} s/frame measured on the "
-                           f"first {self.timed}: about {duration(rate * (self.total - self.resumed))} in all, "
-                           f"{duration(rate * left)} left")
+                self.write(
+                    f"{self.name}: {self.total or '?'} frames{resumed}, {rate:.2f} s/frame measured on the "
+                    f"first {self.timed}: about {duration(rate * (self.total - self.resumed))} in all, "
+                    f"{duration(rate * left)} left"
+                )
         elif self.periodic and self.estimated and left and now - self.last >= self.interval:
             self.last = now
             share = f" ({self.done / self.total:.0%})" if self.total else ""
-            self.write(f"{self.name}: {self.done}/{self.total or '?'} frames{share}, {rate:.2f} s/frame, about "
-                       f"{duration(rate * left)} left")
+            self.write(
+                f"{self.name}: {self.done}/{self.total or '?'} frames{share}, {rate:.2f} s/frame, about "
+                f"{duration(rate * left)} left"
+            )
 
 
 def duration(seconds: float) -> str:
@@ -178,8 +223,11 @@ def _photo_only_options(options) -> list[str]:
     from ..video.run import VIDEO_OPTIONS
 
     default = RestoreOptions()
-    return [spec.flag for spec in OPTIONS
-            if spec.name not in VIDEO_OPTIONS and getattr(options, spec.name) != getattr(default, spec.name)]
+    return [
+        spec.flag
+        for spec in OPTIONS
+        if spec.name not in VIDEO_OPTIONS and getattr(options, spec.name) != getattr(default, spec.name)
+    ]
 
 
 def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:

@@ -13,13 +13,24 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG", nargs="?",
-                        help="YAML with the deltas from the defaults (configs/rl/tiny.yaml, configs/rl/paper.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted overrides, e.g. model=runs/sft/final epochs=10 rollout.group_size=8")
+    parser.add_argument(
+        "config",
+        metavar="CONFIG",
+        nargs="?",
+        help="YAML with the deltas from the defaults (configs/rl/tiny.yaml, configs/rl/paper.yaml)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides, e.g. model=runs/sft/final epochs=10 rollout.group_size=8",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--merge", metavar="LORA_DIR",
-                        help="instead of training: fold this RL LoRA (a checkpoint's lora/) into --model, write -o")
+    parser.add_argument(
+        "--merge",
+        metavar="LORA_DIR",
+        help="instead of training: fold this RL LoRA (a checkpoint's lora/) into --model, write -o",
+    )
     parser.add_argument("--model", help="with --merge: the SFT model folder the LoRA was trained on")
     parser.add_argument("-o", "--out", help="with --merge: output model folder")
 

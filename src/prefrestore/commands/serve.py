@@ -40,33 +40,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=_port, default=7860, help="port, 1..65535 (default: 7860)")
     parser.add_argument("--model", default="default", help="model reference, as for `restore` (default: default)")
-    parser.add_argument("--token", default=None,
-                        help="bearer token required on /v1 (default: $PREFRESTORE_TOKEN; needed off loopback)")
-    parser.add_argument("--workdir", default=None, help="the only folder the server writes to (default: a temp folder)")
+    parser.add_argument(
+        "--token", default=None, help="bearer token required on /v1 (default: $PREFRESTORE_TOKEN; needed off loopback)"
+    )
+    parser.add_argument(
+        "--workdir", default=None, help="the only folder the server writes to (default: a temp folder)"
+    )
     parser.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body, MiB (default: 25)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest photo, pixels (default: 40e6)")
     parser.add_argument("--max-queued", type=int, default=64, help="waiting jobs before 429 (default: 64)")
     parser.add_argument("--max-batch", type=int, default=8, help="queued photos restored together (default: 8)")
     parser.add_argument("--max-uploads", type=int, default=16, help="uploads read at once before 429 (default: 16)")
-    parser.add_argument("--max-uploads-per-client", type=int, default=4,
-                        help="uploads one client address may send at once before 429 (default: 4)")
-    parser.add_argument("--read-timeout", type=float, default=60.0,
-                        help="seconds an upload may stall before 408 (default: 60)")
-    parser.add_argument("--min-upload-rate", type=float, default=16.0, metavar="KIB_S",
-                        help="slowest upload accepted, KiB/s after a 5 s start; slower ones get 408 (default: 16)")
-    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                        help="also answer requests for this Host name (repeatable; .example.org: the domain and "
-                             "its subdomains; *: any). Default: loopback names; off loopback also IP addresses "
-                             "and this machine's name")
+    parser.add_argument(
+        "--max-uploads-per-client",
+        type=int,
+        default=4,
+        help="uploads one client address may send at once before 429 (default: 4)",
+    )
+    parser.add_argument(
+        "--read-timeout", type=float, default=60.0, help="seconds an upload may stall before 408 (default: 60)"
+    )
+    parser.add_argument(
+        "--min-upload-rate",
+        type=float,
+        default=16.0,
+        metavar="KIB_S",
+        help="slowest upload accepted, KiB/s after a 5 s start; slower ones get 408 (default: 16)",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this Host name (repeatable; .example.org: the domain and "
+        "its subdomains; *: any). Default: loopback names; off loopback also IP addresses "
+        "and this machine's name",
+    )
     parser.add_argument("--job-timeout", type=float, default=300.0, help="seconds a job may take (default: 300)")
     parser.add_argument("--result-ttl", type=float, default=600.0, help="seconds results are kept (default: 600)")
-    parser.add_argument("--cors-origin", action="append", default=[], metavar="URL",
-                        help="allow this origin by CORS (repeatable; default: CORS off)")
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="allow this origin by CORS (repeatable; default: CORS off)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--identity", choices=("auto", "off"), default="auto",
-                        help="report identity similarity when dlib is installed (default: auto)")
+    parser.add_argument(
+        "--identity",
+        choices=("auto", "off"),
+        default="auto",
+        help="report identity similarity when dlib is installed (default: auto)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,12 +104,21 @@ def run(args: argparse.Namespace) -> int:
     sock = None
     try:
         settings = ServerSettings(
-            workdir=workdir, host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-            max_pixels=args.max_pixels, max_queued=args.max_queued, max_batch=args.max_batch,
-            max_uploads=args.max_uploads, max_uploads_per_client=args.max_uploads_per_client,
-            read_timeout_s=args.read_timeout, min_upload_bytes_per_s=args.min_upload_rate * 1024,
-            job_timeout_s=args.job_timeout, result_ttl_s=args.result_ttl,
-            token=args.token or os.environ.get("PREFRESTORE_TOKEN") or None, cors_origins=tuple(args.cors_origin),
+            workdir=workdir,
+            host=args.host,
+            port=args.port,
+            max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            max_pixels=args.max_pixels,
+            max_queued=args.max_queued,
+            max_batch=args.max_batch,
+            max_uploads=args.max_uploads,
+            max_uploads_per_client=args.max_uploads_per_client,
+            read_timeout_s=args.read_timeout,
+            min_upload_bytes_per_s=args.min_upload_rate * 1024,
+            job_timeout_s=args.job_timeout,
+            result_ttl_s=args.result_ttl,
+            token=args.token or os.environ.get("PREFRESTORE_TOKEN") or None,
+            cors_origins=tuple(args.cors_origin),
             allowed_hosts=tuple(args.allowed_host),
         )
         sock = _bind(settings)  # before the (slow) imports and the model: a taken port fails at once
@@ -92,8 +128,9 @@ def run(args: argparse.Namespace) -> int:
             from ..serving.app import create_app
             from ..serving.runner import load_runner
         except ModuleNotFoundError as err:
-            raise UserError(f"`prefrestore serve` needs {err.name}; install it with pip install "
-                            "'prefrestore[serve]'") from None
+            raise UserError(
+                f"`prefrestore serve` needs {err.name}; install it with pip install 'prefrestore[serve]'"
+            ) from None
     except BaseException:
         if sock is not None:
             sock.close()
@@ -105,9 +142,18 @@ def run(args: argparse.Namespace) -> int:
         if temp:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    app = create_app(settings, lambda: load_runner(args.model, workdir, device=args.device, steps=args.steps,
-                                                   batch_size=args.batch_size, identity=args.identity == "auto"),
-                     on_shutdown=remove_temp)
+    app = create_app(
+        settings,
+        lambda: load_runner(
+            args.model,
+            workdir,
+            device=args.device,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            identity=args.identity == "auto",
+        ),
+        on_shutdown=remove_temp,
+    )
     host = f"[{args.host}]" if ":" in args.host else args.host
     bound = "" if settings.bind == args.host else f" (address {settings.bind})"
     print(f"prefrestore serving on http://{host}:{args.port}/{bound} (API docs: /docs; work folder {workdir})")
@@ -130,7 +176,9 @@ def _bind(settings) -> socket.socket:
         sock.listen(2048)
     except OSError as err:
         sock.close()
-        raise UserError(f"--host {settings.host} --port {settings.port}: cannot listen there "
-                        f"({err.strerror or err}); choose another --port or stop what uses it") from None
+        raise UserError(
+            f"--host {settings.host} --port {settings.port}: cannot listen there "
+            f"({err.strerror or err}); choose another --port or stop what uses it"
+        ) from None
     sock.set_inheritable(True)
     return sock

@@ -18,8 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="base seed; each image's seed derives from it and its name"
     )
-    parser.add_argument("--copies", type=int, default=1, help="LQ versions per HQ image, each with its own seed "
-                        "(names STEM_kK; default 1 keeps STEM)")
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="LQ versions per HQ image, each with its own seed (names STEM_kK; default 1 keeps STEM)",
+    )
     parser.add_argument("--size", type=int, default=512, help="side of the square GT/LQ images; 0 keeps source size")
     parser.add_argument(
         "--scale-degradation",

@@ -9,9 +9,15 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG", help="YAML with the deltas from the defaults (configs/train/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted overrides, e.g. optim.lr=3e-4 data.batch_size=8 max_steps=100")
+    parser.add_argument(
+        "config", metavar="CONFIG", help="YAML with the deltas from the defaults (configs/train/*.yaml)"
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides, e.g. optim.lr=3e-4 data.batch_size=8 max_steps=100",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

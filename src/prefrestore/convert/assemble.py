@@ -65,8 +65,17 @@ def convert_official(
     # -- TA-Tok: the checkpoint's copy wins (what the official from_pretrained loads); ta_tok.pth fills in or is checked
     _check_scale_layer(raw, strict=strict, problems=problems, report=report, where=where_ckpt)
     del raw
-    tok_cfg = _tokenizer_part(state, origin, ta_tok, kind=kind, base=base, strict=strict, problems=problems,
-                              report=report, where_ckpt=where_ckpt)
+    tok_cfg = _tokenizer_part(
+        state,
+        origin,
+        ta_tok,
+        kind=kind,
+        base=base,
+        strict=strict,
+        problems=problems,
+        report=report,
+        where_ckpt=where_ckpt,
+    )
 
     # -- SANA transformer and DC-AE
     sana_dir = Path(sana) if sana is not None else _local_sana(hf_cfg.get("diffusion_name_or_path"))
@@ -74,8 +83,14 @@ def convert_official(
 
     # -- config and the expected tensors
     try:
-        config = dataclasses.replace(base, name=f"official-{kind}", tokenizer=tok_cfg, integrator=integrator,
-                                     transformer=tr_cfg, autoencoder=ae_cfg)
+        config = dataclasses.replace(
+            base,
+            name=f"official-{kind}",
+            tokenizer=tok_cfg,
+            integrator=integrator,
+            transformer=tr_cfg,
+            autoencoder=ae_cfg,
+        )
     except ValueError as err:
         raise CheckpointError(f"{ckpt}: the parts do not fit together ({err})") from None
     with torch.device("meta"):
@@ -88,15 +103,17 @@ def convert_official(
     # -- duplicates of shared tensors: one Parameter in the model, two keys in the official files
     _dedupe_shared(state, origin, aliases, strict=strict, problems=problems, report=report)
     if kind == "blip3o" and not _has(state, "vae_connector"):
-        _init_vae_connector(state, expected, integrator_std=float(hf_cfg.get("initializer_range", 0.02)),
-                            seed=seed, report=report)
+        _init_vae_connector(
+            state, expected, integrator_std=float(hf_cfg.get("initializer_range", 0.02)), seed=seed, report=report
+        )
         report.sources["vae_connector"] = "initialised (absent from BLIP3o-NEXT)"
     else:
         report.sources["vae_connector"] = where_ckpt
 
     # -- every key accounted for
-    _account_for_every_key(state, origin, expected, aliases, strict=strict, problems=problems, report=report,
-                           where_ckpt=where_ckpt)
+    _account_for_every_key(
+        state, origin, expected, aliases, strict=strict, problems=problems, report=report, where_ckpt=where_ckpt
+    )
     report.mapped = len(state)
     return Conversion(config, state, tok_files, report)
 
@@ -117,8 +134,18 @@ def _has(state: dict[str, torch.Tensor], comp: str) -> bool:
     return any(k.startswith(COMPONENTS[comp]) for k in state)
 
 
-def _tokenizer_part(state: dict, origin: dict, ta_tok, *, kind: str, base: PrefRestoreConfig, strict: bool,
-                    problems: _Problems, report: Report, where_ckpt: str) -> TokenizerConfig:
+def _tokenizer_part(
+    state: dict,
+    origin: dict,
+    ta_tok,
+    *,
+    kind: str,
+    base: PrefRestoreConfig,
+    strict: bool,
+    problems: _Problems,
+    report: Report,
+    where_ckpt: str,
+) -> TokenizerConfig:
     """TA-Tok: the checkpoint's copy wins (what the official from_pretrained loads); ta_tok.pth fills in or is
     checked against it. Adds the tensors to ``state``/``origin``; returns the tokenizer config."""
     in_ckpt = _has(state, "tokenizer")
@@ -131,9 +158,11 @@ def _tokenizer_part(state: dict, origin: dict, ta_tok, *, kind: str, base: PrefR
         if in_ckpt:
             differ = [k for k, v in side.state.items() if k not in state or not _same(state[k], v)]
             if differ:
-                msg = (f"{ta_tok} and the TA-Tok copy in {where_ckpt} differ in {len(differ)} tensors "
-                       f"({', '.join(differ[:4])}); the checkpoint's copy is what the official model uses, "
-                       "drop --ta-tok to use it")
+                msg = (
+                    f"{ta_tok} and the TA-Tok copy in {where_ckpt} differ in {len(differ)} tensors "
+                    f"({', '.join(differ[:4])}); the checkpoint's copy is what the official model uses, "
+                    "drop --ta-tok to use it"
+                )
                 if strict:
                     problems.append(msg)
                 else:
@@ -149,36 +178,46 @@ def _tokenizer_part(state: dict, origin: dict, ta_tok, *, kind: str, base: PrefR
         raise CheckpointError(f"{where_ckpt}: no TA-Tok weights ({_VT}*); pass --ta-tok ta_tok.pth (csuhan/TA-Tok)")
     report.sources["tokenizer"] = where_ckpt if in_ckpt else str(ta_tok)
     if args is None:
-        report.notes.append(f"TA-Tok input size from the {base.name!r} preset ({base.tokenizer.image_size}); "
-                            "ta_tok.pth records it (args.input_size)")
-    tatok_sd = {k[len("tokenizer."):]: v for k, v in state.items() if k.startswith("tokenizer.")}
+        report.notes.append(
+            f"TA-Tok input size from the {base.name!r} preset ({base.tokenizer.image_size}); "
+            "ta_tok.pth records it (args.input_size)"
+        )
+    tatok_sd = {k[len("tokenizer.") :]: v for k, v in state.items() if k.startswith("tokenizer.")}
     tok_cfg = tokenizer_config(args, tatok_sd, base.tokenizer, where=report.sources["tokenizer"])
 
     return tok_cfg
 
 
-def _sana_part(state: dict, origin: dict, sana_dir: Path | None, *, base: PrefRestoreConfig, report: Report,
-               where_ckpt: str) -> tuple[TransformerConfig, AutoencoderConfig]:
+def _sana_part(
+    state: dict, origin: dict, sana_dir: Path | None, *, base: PrefRestoreConfig, report: Report, where_ckpt: str
+) -> tuple[TransformerConfig, AutoencoderConfig]:
     """SANA transformer and DC-AE: configs from the SANA folder (else the base preset), weights from the checkpoint
     when it has them (fine-tuned), else from the folder."""
     tr_cfg, ae_cfg = base.transformer, base.autoencoder
     if sana_dir is not None:
-        tr_cfg = transformer_config(read_json(sana_dir / "transformer" / "config.json"),
-                                    where=str(sana_dir / "transformer" / "config.json"))
-        ae_cfg = autoencoder_config(read_json(sana_dir / "vae" / "config.json"),
-                                    where=str(sana_dir / "vae" / "config.json"))
+        tr_cfg = transformer_config(
+            read_json(sana_dir / "transformer" / "config.json"), where=str(sana_dir / "transformer" / "config.json")
+        )
+        ae_cfg = autoencoder_config(
+            read_json(sana_dir / "vae" / "config.json"), where=str(sana_dir / "vae" / "config.json")
+        )
     else:
-        report.notes.append(f"no SANA folder: transformer/autoencoder configs from the {base.name!r} preset, "
-                            "checked against the checkpoint's tensor shapes")
+        report.notes.append(
+            f"no SANA folder: transformer/autoencoder configs from the {base.name!r} preset, "
+            "checked against the checkpoint's tensor shapes"
+        )
     for comp, sub in (("transformer", "transformer"), ("vae", "vae")):
         if _has(state, comp):
             report.sources[comp] = where_ckpt
             if sana_dir is not None:
-                report.notes.append(f"{comp}: weights from the checkpoint (fine-tuned); {sana_dir / sub} used for "
-                                    "its config only")
+                report.notes.append(
+                    f"{comp}: weights from the checkpoint (fine-tuned); {sana_dir / sub} used for its config only"
+                )
         elif sana_dir is None:
-            raise CheckpointError(f"{where_ckpt}: no {'model.sana' if comp == 'transformer' else 'model.sana_vae'}.* "
-                                  "weights; pass --sana SANA1.5_1.6B_1024px_diffusers")
+            raise CheckpointError(
+                f"{where_ckpt}: no {'model.sana' if comp == 'transformer' else 'model.sana_vae'}.* "
+                "weights; pass --sana SANA1.5_1.6B_1024px_diffusers"
+            )
         else:
             sd, sfiles = read_weights(sana_dir / sub, "diffusion_pytorch_model")
             where = str(sfiles[0]) if len(sfiles) == 1 else str(sana_dir / sub)
@@ -189,16 +228,19 @@ def _sana_part(state: dict, origin: dict, sana_dir: Path | None, *, base: PrefRe
     return tr_cfg, ae_cfg
 
 
-def _dedupe_shared(state: dict, origin: dict, aliases: dict, *, strict: bool, problems: _Problems,
-                   report: Report) -> None:
+def _dedupe_shared(
+    state: dict, origin: dict, aliases: dict, *, strict: bool, problems: _Problems, report: Report
+) -> None:
     """Duplicates of shared tensors: one Parameter in the model, two keys in the official files; keep one."""
     for key in _PREFERRED:
         group = [key, *aliases.get(key, ())]
         present = [k for k in group if k in state]
         for k in present[1:]:
             if not _same(state[present[0]], state[k]):
-                msg = (f"{origin[k][1]}: {origin[k][0]} differs from {origin[present[0]][0]}, but they are one "
-                       "Parameter in the official model (tied embedding / shared RMSNorm)")
+                msg = (
+                    f"{origin[k][1]}: {origin[k][0]} differs from {origin[present[0]][0]}, but they are one "
+                    "Parameter in the official model (tied embedding / shared RMSNorm)"
+                )
                 if strict:
                     problems.append(msg)
                 else:
@@ -207,8 +249,17 @@ def _dedupe_shared(state: dict, origin: dict, aliases: dict, *, strict: bool, pr
             del state[k]
 
 
-def _account_for_every_key(state: dict, origin: dict, expected: dict, aliases: dict, *, strict: bool,
-                           problems: _Problems, report: Report, where_ckpt: str) -> None:
+def _account_for_every_key(
+    state: dict,
+    origin: dict,
+    expected: dict,
+    aliases: dict,
+    *,
+    strict: bool,
+    problems: _Problems,
+    report: Report,
+    where_ckpt: str,
+) -> None:
     """Every key accounted for: missing or mis-shaped tensors raise; unknown ones raise when strict (else warn)
     and are dropped from ``state``."""
     have = set(state)
@@ -245,16 +296,19 @@ def _local_sana(ref) -> Path | None:
     return None
 
 
-def _check_scale_layer(raw: dict[str, torch.Tensor], *, strict: bool, problems: _Problems, report: Report,
-                       where: str) -> None:
+def _check_scale_layer(
+    raw: dict[str, torch.Tensor], *, strict: bool, problems: _Problems, report: Report, where: str
+) -> None:
     """The checkpoint's TA-Tok ScalingLayer must be the identity (BLIP3o's override of TA-Tok's 0.5/0.5, applied
     after the SigLIP processor's [-1, 1] output): prefrestore feeds [-1, 1] images straight to the tower."""
     shift, scale = raw.get(_VT + "scale_layer.shift"), raw.get(_VT + "scale_layer.scale")
     if shift is None and scale is None:
         return
     if shift is None or scale is None or shift.float().abs().max() != 0 or (scale.float() - 1).abs().max() != 0:
-        msg = (f"{where}: {_VT}scale_layer is not the identity (shift 0, scale 1); the official model would "
-               "normalise TA-Tok inputs differently from prefrestore")
+        msg = (
+            f"{where}: {_VT}scale_layer is not the identity (shift 0, scale 1); the official model would "
+            "normalise TA-Tok inputs differently from prefrestore"
+        )
         if strict:
             problems.append(msg)
         else:
@@ -326,18 +380,21 @@ def apply_lora(conv: Conversion, path: str | os.PathLike, *, merge: bool):
         conv.config = dataclasses.replace(conv.config, name=conv.config.name + "+lora")
         conv.report.sources["lora"] = f"{adapter.path} (merged, scale {adapter.scale:g})"
     else:
-        sub = {k[len("transformer."):]: v for k, v in conv.state.items() if k.startswith("transformer.")}
+        sub = {k[len("transformer.") :]: v for k, v in conv.state.items() if k.startswith("transformer.")}
         check_lora(adapter, sub, where=where)
         conv.adapter = adapter.path
         conv.report.sources["lora"] = f"{adapter.path} (unmerged, copied to lora/)"
     if (adapter.path / "old" / "adapter_config.json").is_file():
-        conv.report.notes.append(f"{adapter.path / 'old'}: the DiffusionNFT sampling ('old') adapter, not used; "
-                                 "pass that folder as --lora to convert it instead")
+        conv.report.notes.append(
+            f"{adapter.path / 'old'}: the DiffusionNFT sampling ('old') adapter, not used; "
+            "pass that folder as --lora to convert it instead"
+        )
     return adapter
 
 
-def write_model(conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype | None = None,
-                max_shard_size: str = "5GB") -> Path:
+def write_model(
+    conv: Conversion, out: str | os.PathLike, *, dtype: torch.dtype | None = None, max_shard_size: str = "5GB"
+) -> Path:
     """Write ``conv`` as a prefrestore model folder (checkpoints.save_pretrained layout) + ``tokenizer/`` (the
     official files, verbatim) + ``conversion.json`` (+ ``lora/`` for an unmerged adapter). ``out`` must be new/empty;
     the folder is built under a temporary name and renamed into place, so a killed conversion leaves no half model."""
@@ -389,9 +446,14 @@ def load_official(
     allow_download: bool = False,
 ) -> PrefRestoreModel:
     """Direct loading: official files (paths or hub ids) -> PrefRestoreModel in eval mode, nothing written."""
-    conv = convert_official(kind, resolve_official(str(checkpoint), kind, allow_download=allow_download),
-                            ta_tok=_opt(ta_tok, "ta-tok", allow_download), sana=_opt(sana, "sana", allow_download),
-                            base=base, strict=strict)
+    conv = convert_official(
+        kind,
+        resolve_official(str(checkpoint), kind, allow_download=allow_download),
+        ta_tok=_opt(ta_tok, "ta-tok", allow_download),
+        sana=_opt(sana, "sana", allow_download),
+        base=base,
+        strict=strict,
+    )
     if lora is not None:
         apply_lora(conv, lora, merge=merge_lora)
     return conv.to_model(device=device, dtype=dtype)

@@ -22,8 +22,9 @@ def read_ta_tok(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]
     obj = load_torch_file(path, allow_easydict=True)
     model = obj.get("model") if isinstance(obj, dict) else None
     if not isinstance(model, dict) or not isinstance(model.get("sd"), dict):
-        raise CheckpointError(f"{path}: not a TA-Tok checkpoint (expected {{'model': {{'args': ..., 'sd': ...}}}}, "
-                              f"got {_describe(obj)})")
+        raise CheckpointError(
+            f"{path}: not a TA-Tok checkpoint (expected {{'model': {{'args': ..., 'sd': ...}}}}, got {_describe(obj)})"
+        )
     sd = model["sd"]
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
@@ -63,8 +64,10 @@ def read_weights(folder: str | os.PathLike, stem: str) -> tuple[dict[str, torch.
 
 def weight_files(d: Path, stem: str) -> list[Path] | None:
     """The files of the weight set, or None if there is none (missing shards are returned, to be reported)."""
-    for index in (d / f"{stem}.safetensors.index.json", d / f"pytorch_{stem}.bin.index.json" if stem == "model"
-                  else d / f"{stem}.bin.index.json"):
+    for index in (
+        d / f"{stem}.safetensors.index.json",
+        d / f"pytorch_{stem}.bin.index.json" if stem == "model" else d / f"{stem}.bin.index.json",
+    ):
         if index.is_file():
             try:
                 names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -110,16 +113,28 @@ def read_json(path: Path) -> dict:
 
 
 # Text tokenizer files of an HF checkpoint, copied verbatim into our tokenizer/ folder.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 def tokenizer_files(d: Path) -> list[Path]:
     files = [d / n for n in TOKENIZER_FILES if (d / n).is_file()]
     names = {f.name for f in files}
-    if "tokenizer_config.json" not in names or not ({"tokenizer.json"} <= names or {"vocab.json", "merges.txt"} <= names):
-        raise CheckpointError(f"{d}: text tokenizer files missing (need tokenizer_config.json and tokenizer.json, "
-                              "or vocab.json + merges.txt); copy them from the official checkpoint")
+    if "tokenizer_config.json" not in names or not (
+        {"tokenizer.json"} <= names or {"vocab.json", "merges.txt"} <= names
+    ):
+        raise CheckpointError(
+            f"{d}: text tokenizer files missing (need tokenizer_config.json and tokenizer.json, "
+            "or vocab.json + merges.txt); copy them from the official checkpoint"
+        )
     return files
 
 

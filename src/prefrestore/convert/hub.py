@@ -17,8 +17,12 @@ _HUB_PATTERNS = {
     "blip3o": ["*.json", "*.safetensors", "*.txt", "*.jinja"],
     "sana": ["model_index.json", "transformer/*", "vae/*", "scheduler/*"],
 }
-_WHAT = {"stage-a": "Stage-A checkpoint", "blip3o": "BLIP3o-NEXT checkpoint", "sana": "SANA diffusers folder",
-         "ta-tok": "TA-Tok file"}
+_WHAT = {
+    "stage-a": "Stage-A checkpoint",
+    "blip3o": "BLIP3o-NEXT checkpoint",
+    "sana": "SANA diffusers folder",
+    "ta-tok": "TA-Tok file",
+}
 
 
 def missing_files(d: Path, what: str) -> list[str]:
@@ -41,7 +45,9 @@ def missing_files(d: Path, what: str) -> list[str]:
         weights(d, "model", "")
         if not (d / "tokenizer_config.json").is_file():
             out.append("tokenizer_config.json")
-        if not (d / "tokenizer.json").is_file() and not ((d / "vocab.json").is_file() and (d / "merges.txt").is_file()):
+        if not (d / "tokenizer.json").is_file() and not (
+            (d / "vocab.json").is_file() and (d / "merges.txt").is_file()
+        ):
             out.append("tokenizer.json")
     elif what == "sana":
         for sub in ("transformer", "vae"):
@@ -73,9 +79,11 @@ def resolve_official(ref: str, what: str, *, allow_download: bool = False, cache
     if what == "ta-tok":
         f = hub_file(ref, "ta_tok.pth", cache_dir=cache_dir, allow_download=allow_download)
         if f is None:
-            raise UserError(f"{ref}: ta_tok.pth is not in the local Hugging Face cache ({cache}) and downloads are "
-                            f"off; on a machine with network run `hf download {ref} ta_tok.pth --local-dir DIR`, "
-                            "copy DIR here and pass --ta-tok DIR/ta_tok.pth (or add --download)")
+            raise UserError(
+                f"{ref}: ta_tok.pth is not in the local Hugging Face cache ({cache}) and downloads are "
+                f"off; on a machine with network run `hf download {ref} ta_tok.pth --local-dir DIR`, "
+                "copy DIR here and pass --ta-tok DIR/ta_tok.pth (or add --download)"
+            )
         return f
     d = cached_snapshot(ref, cache_dir=cache_dir)
     missing = ["everything"] if d is None else missing_files(d, what)
@@ -86,8 +94,10 @@ def resolve_official(ref: str, what: str, *, allow_download: bool = False, cache
         if missing == ["everything"]:
             missing = missing_files(Path(tempfile.gettempdir()) / "prefrestore-nonexistent", what)
         include = " ".join(f"'{p}'" for p in _HUB_PATTERNS[what])
-        raise UserError(f"{ref}: not complete in the local Hugging Face cache ({cache}), downloads are off; missing "
-                        f"{', '.join(missing)}. On a machine with network run `hf download {ref} --include {include} "
-                        f"--local-dir DIR`, copy DIR here and pass DIR instead of {ref} (or add --download)")
+        raise UserError(
+            f"{ref}: not complete in the local Hugging Face cache ({cache}), downloads are off; missing "
+            f"{', '.join(missing)}. On a machine with network run `hf download {ref} --include {include} "
+            f"--local-dir DIR`, copy DIR here and pass DIR instead of {ref} (or add --download)"
+        )
     assert d is not None
     return d

@@ -20,8 +20,12 @@ TATOK_RULES: tuple[tuple, ...] = (
     ("bottleneck.", "tokenizer.bottleneck."),
     ("decoder.", None, _REC),
     ("decode_task_layer.", None, _REC),
-    ("scale_layer.", None, "input ScalingLayer buffers; prefrestore feeds [-1, 1] images, which is what the official "
-                           "identity ScalingLayer after the SigLIP processor does"),
+    (
+        "scale_layer.",
+        None,
+        "input ScalingLayer buffers; prefrestore feeds [-1, 1] images, which is what the official "
+        "identity ScalingLayer after the SigLIP processor does",
+    ),
     ("teacher.", None, "SigLIP2 distillation teacher; the official loader drops it too (load_teacher=False)"),
 )
 _VT = "model.vision_tower.vision_tower."
@@ -66,7 +70,7 @@ def map_keys(sd: dict[str, torch.Tensor], rules: tuple[tuple, ...], report: Repo
                 elif _BUFFERS.search(name):
                     report.drop("non-persistent buffer in current transformers (recomputed)", name)
                 else:
-                    ours = rule[1] + name[len(rule[0]):]
+                    ours = rule[1] + name[len(rule[0]) :]
                     out.state[ours], out.origin[ours] = v, name
                 break
         else:
@@ -77,7 +81,7 @@ def map_keys(sd: dict[str, torch.Tensor], rules: tuple[tuple, ...], report: Repo
 def _official_name(ours: str, rules: tuple[tuple, ...]) -> str:
     for rule in rules:
         if rule[1] is not None and ours.startswith(rule[1]):
-            return rule[0] + ours[len(rule[1]):]
+            return rule[0] + ours[len(rule[1]) :]
     return "?"
 
 

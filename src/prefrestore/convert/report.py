@@ -22,8 +22,14 @@ Kind = Literal["stage-a", "blip3o"]
 KINDS: tuple[str, ...] = ("stage-a", "blip3o")
 
 
-COMPONENTS = {"tokenizer": "tokenizer.", "integrator": "integrator.", "transformer": "transformer.", "vae": "vae.",
-              "diffusion_connector": "diffusion_connector.", "vae_connector": "vae_connector."}
+COMPONENTS = {
+    "tokenizer": "tokenizer.",
+    "integrator": "integrator.",
+    "transformer": "transformer.",
+    "vae": "vae.",
+    "diffusion_connector": "diffusion_connector.",
+    "vae_connector": "vae_connector.",
+}
 
 
 @dataclass

@@ -26,5 +26,16 @@ def gather_records(cfg: DataConfig) -> tuple[list[Record], Counter]:
     return records, problems
 
 
-__all__ = ["BatchStream", "DataConfig", "FaceDataset", "Record", "Skip", "collate", "epoch_order",
-           "gather_records", "instruction_for", "scan_folder", "scan_manifest"]
+__all__ = [
+    "BatchStream",
+    "DataConfig",
+    "FaceDataset",
+    "Record",
+    "Skip",
+    "collate",
+    "epoch_order",
+    "gather_records",
+    "instruction_for",
+    "scan_folder",
+    "scan_manifest",
+]

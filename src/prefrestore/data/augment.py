@@ -13,8 +13,9 @@ from PIL import Image, ImageEnhance
 from ..faces.types import FaceDetection
 
 
-def jitter_detection(det: FaceDetection, rng: np.random.Generator, *, scale: float = 0.08, degrees: float = 8.0,
-                     shift: float = 0.04) -> FaceDetection:
+def jitter_detection(
+    det: FaceDetection, rng: np.random.Generator, *, scale: float = 0.08, degrees: float = 8.0, shift: float = 0.04
+) -> FaceDetection:
     """The detection with its landmarks scaled by 1 +- ``scale``, rotated by +- ``degrees`` about their centre and
     shifted by +- ``shift`` x the face size (uniform draws, in that order)."""
     lm = det.landmarks_array()

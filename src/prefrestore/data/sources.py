@@ -106,8 +106,12 @@ def scan_parquet(path: Path, problems: Counter) -> list[Record]:
         return []
     n = f.metadata.num_rows
     caps = txt if txt is not None else [None] * n
-    return [Record("parquet", str(path), f"{path.name}#{i}", c.strip() if isinstance(c, str) and c.strip() else None,
-                   row=i) for i, c in enumerate(caps)]
+    return [
+        Record(
+            "parquet", str(path), f"{path.name}#{i}", c.strip() if isinstance(c, str) and c.strip() else None, row=i
+        )
+        for i, c in enumerate(caps)
+    ]
 
 
 def scan_tar(path: Path, problems: Counter) -> list[Record]:
@@ -128,8 +132,10 @@ def scan_tar(path: Path, problems: Counter) -> list[Record]:
         problems["unreadable_shard"] += 1
         log.warning("%s: unreadable tar shard (%s); skipped", path, err)
         return []
-    return [Record("tar", str(path), f"{path.name}#{k}", texts.get(k) or None, offset=m.offset_data, size=m.size)
-            for k, m in sorted(images.items())]
+    return [
+        Record("tar", str(path), f"{path.name}#{k}", texts.get(k) or None, offset=m.offset_data, size=m.size)
+        for k, m in sorted(images.items())
+    ]
 
 
 def scan_directory(d: Path, problems: Counter) -> list[Record]:

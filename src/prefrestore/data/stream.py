@@ -46,9 +46,20 @@ class _View(torch.utils.data.Dataset):
 class BatchStream:
     """Iterate with ``next_batch()``; read/restore ``epoch``, ``position``, ``skipped`` for checkpoints."""
 
-    def __init__(self, ds: FaceDataset, batch_size: int, *, seed: int, num_workers: int = 0, rank: int = 0,
-                 world: int = 1, epoch: int = 0, position: int = 0, skipped: dict[str, int] | None = None,
-                 warn_limit: int = 20):
+    def __init__(
+        self,
+        ds: FaceDataset,
+        batch_size: int,
+        *,
+        seed: int,
+        num_workers: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        epoch: int = 0,
+        position: int = 0,
+        skipped: dict[str, int] | None = None,
+        warn_limit: int = 20,
+    ):
         if len(ds) == 0:
             raise ValueError("the training set is empty: check data.folders / data.manifests (paths, file types)")
         self.ds, self.batch_size, self.seed = ds, batch_size, seed
@@ -62,9 +73,15 @@ class BatchStream:
 
     def _open(self) -> None:
         order = epoch_order(len(self.ds), self.seed, self.epoch, self.rank, self.world)
-        view = _View(self.ds, order[self.position:], self.epoch)
-        loader = torch.utils.data.DataLoader(view, batch_size=None, shuffle=False, num_workers=self.num_workers,
-                                             collate_fn=_identity, prefetch_factor=4 if self.num_workers else None)
+        view = _View(self.ds, order[self.position :], self.epoch)
+        loader = torch.utils.data.DataLoader(
+            view,
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=_identity,
+            prefetch_factor=4 if self.num_workers else None,
+        )
         self._it = iter(loader)
         self._valid_this_epoch = 0
         self._opened_at = self.position
@@ -77,8 +94,10 @@ class BatchStream:
                 item = next(self._it)
             except StopIteration:
                 if self._valid_this_epoch == 0 and self._opened_at == 0:
-                    raise ValueError(f"no usable training item in a whole epoch ({dict(self.skipped)} skipped); "
-                                     "fix the data or relax data.min_size / allow_grayscale / missing_caption") from None
+                    raise ValueError(
+                        f"no usable training item in a whole epoch ({dict(self.skipped)} skipped); "
+                        "fix the data or relax data.min_size / allow_grayscale / missing_caption"
+                    ) from None
                 self.epoch, self.position, self._it = self.epoch + 1, 0, None
                 continue
             self.position += 1
@@ -86,8 +105,13 @@ class BatchStream:
                 self.skipped[item.reason] += 1
                 total = sum(self.skipped.values())
                 if total <= self.warn_limit or total % 1000 == 0:
-                    log.warning("skipped %s (%s%s); skipped so far: %s", item.key, item.reason,
-                                f": {item.detail}" if item.detail else "", dict(self.skipped))
+                    log.warning(
+                        "skipped %s (%s%s); skipped so far: %s",
+                        item.key,
+                        item.reason,
+                        f": {item.detail}" if item.detail else "",
+                        dict(self.skipped),
+                    )
                 continue
             self._valid_this_epoch += 1
             return item

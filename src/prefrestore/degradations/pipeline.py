@@ -136,8 +136,12 @@ def _photo() -> DegradationConfig:
     return DegradationConfig(blur_sigma=(0.8, 4.0), downsample=(8.0, 16.0), noise=(0.0, 8.0), jpeg=(50.0, 90.0))
 
 
-PRESETS: dict[str, Callable[[], DegradationConfig]] = {"paper": _paper, "gfpgan": _gfpgan, "codeformer": _codeformer,
-                                                       "photo": _photo}
+PRESETS: dict[str, Callable[[], DegradationConfig]] = {
+    "paper": _paper,
+    "gfpgan": _gfpgan,
+    "codeformer": _codeformer,
+    "photo": _photo,
+}
 
 
 def preset(name: PresetName) -> DegradationConfig:

@@ -25,8 +25,9 @@ def face_files(folder: str | os.PathLike, *, augmented: bool = True) -> list[Pat
     return [p for p in files if augmented or not AUGMENTED.search(p.stem)]
 
 
-def degraded_pairs(files: Sequence[Path], resolution: int, *, seeds: Sequence[int] = (1000,),
-                   preset_name: str = "paper") -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+def degraded_pairs(
+    files: Sequence[Path], resolution: int, *, seeds: Sequence[int] = (1000,), preset_name: str = "paper"
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """Each face x each seed -> (GT crops, LQ crops, names): the paper degradation scaled to ``resolution`` / 512,
     sampled from ``torch.Generator(seed + 100 * file index)``, quantised to 8 bits like the training LQs."""
     from ..degradations import apply, preset, sample_params, scaled
@@ -84,8 +85,12 @@ class Meter:
 
     def all(self, restored, lq, gt=None) -> dict[str, np.ndarray]:
         """psnr_in (PSNR-Y to the LQ input: closeness), psnr_gt, idd_gt, idd_in, brisque, delta_e_in per face."""
-        out = {"psnr_in": self.psnr_y(restored, lq), "idd_in": self.idd(restored, lq),
-               "brisque": self.brisque(restored), "delta_e_in": self.delta_e(restored, lq)}
+        out = {
+            "psnr_in": self.psnr_y(restored, lq),
+            "idd_in": self.idd(restored, lq),
+            "brisque": self.brisque(restored),
+            "delta_e_in": self.delta_e(restored, lq),
+        }
         if gt is not None:
             out.update(psnr_gt=self.psnr_y(restored, gt), idd_gt=self.idd(restored, gt))
         return out
@@ -93,4 +98,3 @@ class Meter:
 
 def means(values: dict[str, np.ndarray]) -> dict[str, float]:
     return {k: round(float(np.nanmean(v)), 4) for k, v in values.items()}
-

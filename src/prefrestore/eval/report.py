@@ -269,8 +269,10 @@ def compare(runs: list[str], out: str | None, *, grid_rows: int = 8, by: str | N
             v = _row_values(s)
             w.writerow([s["method"], *[v.get(c, "") for c in cols]])
         atomic_write_text(owned.path("compare.csv"), table.getvalue())
-        atomic_write_text(owned.path("compare.json"),
-                          json.dumps({"runs": [str(r) for r in runs], "summaries": summaries}, indent=2) + "\n")
+        atomic_write_text(
+            owned.path("compare.json"),
+            json.dumps({"runs": [str(r) for r in runs], "summaries": summaries}, indent=2) + "\n",
+        )
         _plot_compare(owned.path("compare.png"), summaries)
         _compare_grid(owned.path("grid.png"), runs, summaries, grid_rows)
     return text
@@ -312,8 +314,10 @@ def by_degradation(runs: list[str], summaries: list[dict], param: str, *, bins: 
     lq = summaries[0]["benchmark"].get("lq_dir")
     root = Path(lq).parent if lq else None
     if root is None or not (root / "params.jsonl").is_file():
-        raise UserError(f"--by {param}: {summaries[0]['benchmark']['name']} has no params.jsonl beside its lq/ "
-                        "(only benchmarks made by `prefrestore make-testset` record their degradations)")
+        raise UserError(
+            f"--by {param}: {summaries[0]['benchmark']['name']} has no params.jsonl beside its lq/ "
+            "(only benchmarks made by `prefrestore make-testset` record their degradations)"
+        )
     drawn = {rec.name: rec.params.to_dict() for rec in read_records(root)}
     known = sorted({k for p in drawn.values() for k in p})
     values = {n: p[param] for n, p in drawn.items() if p.get(param) is not None}
@@ -337,9 +341,12 @@ def by_degradation(runs: list[str], summaries: list[dict], param: str, *, bins: 
     cols = [c for c in _columns(summaries) if c in METRICS and any(c in row for p in per for row in p.values())]
     out = [f"## By {param}", ""]
     for c in cols:
-        out += [f"{info(c).label} {ARROW[info(c).higher_is_better]}", "",
-                f"| {param} | images | " + " | ".join(s["method"] for s in summaries) + " |",
-                "|---|---|" + "---|" * len(summaries)]
+        out += [
+            f"{info(c).label} {ARROW[info(c).higher_is_better]}",
+            "",
+            f"| {param} | images | " + " | ".join(s["method"] for s in summaries) + " |",
+            "|---|---|" + "---|" * len(summaries),
+        ]
         for label, names in zip(labels, groups, strict=True):
             cells = []
             for p in per:

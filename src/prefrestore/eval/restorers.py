@@ -88,8 +88,9 @@ class RealESRGANRestorer:
         for f in faces:
             x = torch.from_numpy(np.ascontiguousarray(f).transpose(2, 0, 1)).float()[None] / 255.0  # (1, 3, S, S)
             with torch.no_grad():
-                y = upscale_tiled(up.model, x.to(up.device, up.dtype), tile=0, overlap=0, scale=up.scale,
-                                  progress=False)
+                y = upscale_tiled(
+                    up.model, x.to(up.device, up.dtype), tile=0, overlap=0, scale=up.scale, progress=False
+                )
             sr = (y[0].float().clamp(0, 1) * 255.0 + 0.5).byte().permute(1, 2, 0).cpu().numpy()  # (4S, 4S, 3)
             out.append(np.asarray(Image.fromarray(sr).resize((f.shape[1], f.shape[0]), Image.BOX)))
         return out

@@ -145,8 +145,19 @@ def _output_size(item: Item) -> tuple[int, int]:
         return im.size[1], im.size[0]
 
 
-RUN_FILES = ("run.json", "timings.jsonl", "scores.jsonl", "results.json", "results.md", "results.csv",
-             "per_image.csv", "grid.png", "restored/", "features/", "plots/")
+RUN_FILES = (
+    "run.json",
+    "timings.jsonl",
+    "scores.jsonl",
+    "results.json",
+    "results.md",
+    "results.csv",
+    "per_image.csv",
+    "grid.png",
+    "restored/",
+    "features/",
+    "plots/",
+)
 """What a run writes in its folder (and ``samples/`` with --samples > 1): claimed before any work, so a file of
 the same name that the run did not write stops it at once instead of being replaced."""
 
@@ -286,13 +297,16 @@ def _scoring_inputs(cfg: EvalConfig, run: Path, bench: Benchmark, it: Item):
 def resize_note(run: Path, bench: Benchmark) -> str | None:
     """The report's line about restorations scored after resizing (None when every size matched)."""
     records = _read_jsonl(run / "scores.jsonl")
-    resized = [(it.name, records[it.name]["resized_from"]) for it in bench.items
-               if "resized_from" in records.get(it.name, {})]
+    resized = [
+        (it.name, records[it.name]["resized_from"]) for it in bench.items if "resized_from" in records.get(it.name, {})
+    ]
     if not resized:
         return None
     shown = ", ".join(f"{n} ({w}x{h})" for n, (w, h) in resized[:5]) + (", ..." if len(resized) > 5 else "")
-    return (f"{len(resized)} of {len(bench.items)} restorations differ in size from their reference; each was "
-            f"resized to the reference's size ({RESIZE_METHOD}, PIL) before scoring: {shown}")
+    return (
+        f"{len(resized)} of {len(bench.items)} restorations differ in size from their reference; each was "
+        f"resized to the reference's size ({RESIZE_METHOD}, PIL) before scoring: {shown}"
+    )
 
 
 def _restored_path(run: Path, bench: Benchmark, it: Item) -> Path:

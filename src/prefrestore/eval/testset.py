@@ -108,8 +108,9 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
     stems = [p.stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
-        raise UserError(f"{shown(cfg.hq_dir)}: several files share the names {dup[:5]}; rename them so stems are "
-                        "unique")
+        raise UserError(
+            f"{shown(cfg.hq_dir)}: several files share the names {dup[:5]}; rename them so stems are unique"
+        )
 
     count = 0
     with staged_folder(out, hint=hint) as tmp:
@@ -129,8 +130,9 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
                 gt, lq, params = make_pair(hq, deg, seed, cfg.size)
                 save_rgb(tmp / "gt" / f"{name}.png", gt)
                 save_rgb(tmp / "lq" / f"{name}.png", lq)
-                rec = DegradationRecord(name=name, seed=seed, preset=cfg.preset, params=params,
-                                        extra={"source": p.name})
+                rec = DegradationRecord(
+                    name=name, seed=seed, preset=cfg.preset, params=params, extra={"source": p.name}
+                )
                 lines.append(rec.to_json())
                 logger.debug("%d/%d %s scale=%.2f", i + 1, len(paths), name, params.scale)
         if not count:
@@ -150,8 +152,14 @@ def build_testset(cfg: SyntheticSetConfig) -> Path:
             "layout": "gt/<stem>.png, lq/<stem>.png, params.jsonl (one DegradationRecord per line)",
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    logger.info("wrote %d GT/LQ pairs (%s preset, seed %d) to %s%s", len(lines), cfg.preset, cfg.seed, shown(out),
-                f"; {len(skipped)} input(s) skipped (listed in meta.json)" if skipped else "")
+    logger.info(
+        "wrote %d GT/LQ pairs (%s preset, seed %d) to %s%s",
+        len(lines),
+        cfg.preset,
+        cfg.seed,
+        shown(out),
+        f"; {len(skipped)} input(s) skipped (listed in meta.json)" if skipped else "",
+    )
     return out
 
 

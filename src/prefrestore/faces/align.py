@@ -173,8 +173,10 @@ def _reduce(src: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return np.asarray(Image.fromarray(src).resize(size, Image.LANCZOS))
     if src.dtype == np.float32:
         planes = src[..., None] if src.ndim == 2 else src
-        out = [np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), "F").resize(size, Image.LANCZOS))
-               for c in range(planes.shape[2])]
+        out = [
+            np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), "F").resize(size, Image.LANCZOS))
+            for c in range(planes.shape[2])
+        ]
         return out[0] if src.ndim == 2 else np.stack(out, axis=2)
     return cv2.resize(src, size, interpolation=cv2.INTER_AREA)
 

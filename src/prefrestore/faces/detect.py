@@ -182,7 +182,7 @@ def select_faces(
         pool = [best]
     if config.max_faces is not None and len(pool) > config.max_faces:
         by_size = sorted(pool, key=lambda d: -d.width * d.height)
-        rejected += [Rejected(d, "over max faces") for d in by_size[config.max_faces:]]
+        rejected += [Rejected(d, "over max faces") for d in by_size[config.max_faces :]]
         pool = by_size[: config.max_faces]
     pool.sort(key=lambda d: (d.center[0], d.center[1]))  # left to right: stable face indices in file names
     return pool, rejected

@@ -48,7 +48,9 @@ _PAD = -127.5 / 128.0  # a black (0) pixel after normalisation: what the referen
 # Non-maximum suppression
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, *, mode: Literal["union", "min"] = "union") -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, *, mode: Literal["union", "min"] = "union"
+) -> np.ndarray:
     """Greedy non-maximum suppression -> indices kept, by decreasing score.
 
     boxes: (N, 4) x1, y1, x2, y2; scores: (N,). A box is dropped when its overlap with a kept, higher-scoring box
@@ -177,7 +179,7 @@ def load_nets(device: str | torch.device = "cpu") -> tuple[PNet, RNet, ONet]:
     nets = PNet(), RNet(), ONet()
     for name, net in zip(("pnet", "rnet", "onet"), nets, strict=True):
         prefix = name + "."
-        net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        net.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         net.to(device).eval().requires_grad_(False)
     return nets
 
@@ -223,9 +225,7 @@ class MTCNN:
             boxes = _regress(c, r)
             # Final suppression on intersection / smaller area, so a box nested in another is dropped too.
             keep = nms(boxes, s, 0.7, mode="min")
-            results.append(
-                [FaceDetection.from_arrays(boxes[i], s[i], lm[i]) for i in keep if _valid(boxes[i])]
-            )
+            results.append([FaceDetection.from_arrays(boxes[i], s[i], lm[i]) for i in keep if _valid(boxes[i])])
         return results
 
     def _run(self, net: nn.Module, normed: list[np.ndarray], cands: list[np.ndarray], size: int) -> list:
@@ -239,7 +239,7 @@ class MTCNN:
         allc = np.concatenate(crops) if sum(counts) else np.zeros((0, size, size, 3), np.float32)
         chunks = []
         for i in range(0, len(allc), self.config.batch_size):
-            x = torch.from_numpy(allc[i:i + self.config.batch_size]).permute(0, 3, 1, 2).to(self.device)
+            x = torch.from_numpy(allc[i : i + self.config.batch_size]).permute(0, 3, 1, 2).to(self.device)
             chunks.append([t.double().cpu().numpy() for t in net(x)])  # (n, 3, R, R) -> outputs
         n_out = 3 if isinstance(net, ONet) else 2
         for k in range(n_out):
@@ -306,7 +306,7 @@ def _crops(x: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
         patch = np.full((y2 - y1, x2 - x1, 3), _PAD, np.float32)
         ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
         if ix2 > ix1 and iy2 > iy1:
-            patch[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = x[iy1:iy2, ix1:ix2]
+            patch[iy1 - y1 : iy2 - y1, ix1 - x1 : ix2 - x1] = x[iy1:iy2, ix1:ix2]
         out[k] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
     return out
 

@@ -96,8 +96,10 @@ class BlendConfig:
         if not 0.0 <= self.detail_loss <= 1.0:
             raise ValueError(f"detail_loss={self.detail_loss} must be in [0, 1]")
         if not (self.detail_change > 0 and self.detail_gain > 0 and self.detail_sharp >= 0):
-            raise ValueError(f"need detail_change > 0, detail_gain > 0, detail_sharp >= 0; got {self.detail_change}, "
-                             f"{self.detail_gain}, {self.detail_sharp}")
+            raise ValueError(
+                f"need detail_change > 0, detail_gain > 0, detail_sharp >= 0; got {self.detail_change}, "
+                f"{self.detail_gain}, {self.detail_sharp}"
+            )
 
 
 def face_mask(size: int, blend: BlendConfig) -> np.ndarray:
@@ -172,8 +174,12 @@ class DetailPlan:
     input_sharpness: float | None = None
 
     def report(self) -> dict:
-        r = {"model_resolution": self.model_resolution, "face_input_px": round(self.face_input_px, 1),
-             "face_output_px": round(self.face_output_px, 1), "action": self.action}
+        r = {
+            "model_resolution": self.model_resolution,
+            "face_input_px": round(self.face_input_px, 1),
+            "face_output_px": round(self.face_output_px, 1),
+            "action": self.action,
+        }
         if self.detail_kept is not None:
             r["detail_kept"] = round(self.detail_kept, 3)
         if self.change_vs_noise is not None:
@@ -185,18 +191,27 @@ class DetailPlan:
     def note(self, index: int) -> str | None:
         """A line for the photo's notes when the face was not simply restored."""
         if self.action == "merged":
-            return (f"face {index}: {self.face_input_px:.0f} px crop in the input > the model's {self.model_resolution}"
-                    f" px: restored up to the model's resolution, the input's detail kept above it")
+            return (
+                f"face {index}: {self.face_input_px:.0f} px crop in the input > the model's {self.model_resolution}"
+                f" px: restored up to the model's resolution, the input's detail kept above it"
+            )
         if self.action == "added_detail":
-            return (f"face {index}: the restoration changed the input's detail {self.change_vs_noise:.1f}x its noise "
-                    "level: the input kept up to its own resolution, the restoration's detail added above it")
+            return (
+                f"face {index}: the restoration changed the input's detail {self.change_vs_noise:.1f}x its noise "
+                "level: the input kept up to its own resolution, the restoration's detail added above it"
+            )
         if self.action == "kept_input":
-            why = (f"the restoration kept only {self.detail_kept:.0%} of its detail" if self.change_vs_noise is None else
-                   f"the restoration changed its detail {self.change_vs_noise:.1f}x its noise level without adding "
-                   "any")
+            why = (
+                f"the restoration kept only {self.detail_kept:.0%} of its detail"
+                if self.change_vs_noise is None
+                else f"the restoration changed its detail {self.change_vs_noise:.1f}x its noise level without adding "
+                "any"
+            )
             size = "> the model's" if self.face_input_px > self.model_resolution else "at -s 1, within the model's"
-            return (f"face {index}: {self.face_input_px:.0f} px crop in the input {size} {self.model_resolution}"
-                    f" px and {why}: left as the input")
+            return (
+                f"face {index}: {self.face_input_px:.0f} px crop in the input {size} {self.model_resolution}"
+                f" px and {why}: left as the input"
+            )
         return None
 
 
@@ -216,8 +231,9 @@ def plan_detail(face: RestoredFace, output_scale: float, blend: BlendConfig) -> 
     return decide_detail(face.aligned.crop, face.restored, input_px, blend, output_scale=output_scale)
 
 
-def decide_detail(crop: np.ndarray, restored: np.ndarray, input_px: float, blend: BlendConfig, *,
-                  output_scale: float = 1.0) -> DetailPlan:
+def decide_detail(
+    crop: np.ndarray, restored: np.ndarray, input_px: float, blend: BlendConfig, *, output_scale: float = 1.0
+) -> DetailPlan:
     """The no-loss decision. crop, restored: uint8 (S, S, 3) RGB, the input crop at the restorer's resolution and
     its restoration; input_px: the crop's side in input pixels.
 
@@ -310,8 +326,9 @@ def add_detail(restored: np.ndarray, upscaled: np.ndarray, input_scale: float) -
     return upscaled + diff - cv2.GaussianBlur(diff, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
 
 
-def plan_faces(faces: Sequence[RestoredFace], blend: BlendConfig, *, source_size: tuple[int, int],
-               output_size: tuple[int, int]) -> list[DetailPlan]:
+def plan_faces(
+    faces: Sequence[RestoredFace], blend: BlendConfig, *, source_size: tuple[int, int], output_size: tuple[int, int]
+) -> list[DetailPlan]:
     """:func:`plan_detail` for every face of a photo resized from ``source_size`` to ``output_size`` (W, H)."""
     scale = float(np.sqrt(output_size[0] / source_size[0] * output_size[1] / source_size[1]))
     return [plan_detail(f, scale, blend) for f in faces]

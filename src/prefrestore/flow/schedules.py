@@ -36,8 +36,13 @@ def sampling_sigmas(steps: int, start_sigma: float = 1.0, *, final_zero: bool = 
     return flow_sigmas(steps, final_zero=final_zero) * start_sigma
 
 
-def train_sigmas(n: int, *, generator: torch.Generator | None = None, num_train_timesteps: int = 1000,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def train_sigmas(
+    n: int,
+    *,
+    generator: torch.Generator | None = None,
+    num_train_timesteps: int = 1000,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """(n,) training sigmas: u ~ U(0, 1), index = floor(u * N) into timesteps N..1, sigma = t / N (docs/layouts.md §4.3).
 
     Uniform weighting, as the official trainer ("uniform"); values in {1/N, ..., 1}.

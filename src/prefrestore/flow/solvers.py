@@ -117,8 +117,14 @@ def sample(
     return (x, traj) if return_trajectory else x
 
 
-def guided(velocity_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], cond: torch.Tensor,
-           null_cond: torch.Tensor | None, scale: float, *, uncond_first: bool = False) -> VelocityFn:
+def guided(
+    velocity_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    cond: torch.Tensor,
+    null_cond: torch.Tensor | None,
+    scale: float,
+    *,
+    uncond_first: bool = False,
+) -> VelocityFn:
     """Classifier-free guidance: v = v_null + scale (v_cond - v_null), in the velocity's own dtype.
 
     velocity_fn(x, sigma, cond) -> v. Ours: scale 1 (or no null) is one plain pass, else the conditional and null

@@ -47,8 +47,13 @@ def delta_e2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     hsum = h1 + h2
     hbar = np.where(np.abs(h1 - h2) > 180, np.where(hsum < 360, hsum + 360, hsum - 360), hsum) / 2
     hbar = np.where(c1 * c2 == 0, hsum, hbar)
-    t = (1 - 0.17 * np.cos(np.radians(hbar - 30)) + 0.24 * np.cos(np.radians(2 * hbar))
-         + 0.32 * np.cos(np.radians(3 * hbar + 6)) - 0.20 * np.cos(np.radians(4 * hbar - 63)))
+    t = (
+        1
+        - 0.17 * np.cos(np.radians(hbar - 30))
+        + 0.24 * np.cos(np.radians(2 * hbar))
+        + 0.32 * np.cos(np.radians(3 * hbar + 6))
+        - 0.20 * np.cos(np.radians(4 * hbar - 63))
+    )
     sl = 1 + 0.015 * (Lbar - 50) ** 2 / np.sqrt(20 + (Lbar - 50) ** 2)
     sc, sh = 1 + 0.045 * cbarp, 1 + 0.015 * cbarp * t
     rt = -2 * np.sqrt(cbarp**7 / (cbarp**7 + 25.0**7)) * np.sin(np.radians(60 * np.exp(-(((hbar - 275) / 25) ** 2))))

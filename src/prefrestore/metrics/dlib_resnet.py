@@ -55,18 +55,110 @@ STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1
 
 # dlib's mean face shape for points 17..67 (``get_face_chip_details``), normalised to [0, 1] before padding
 _MEAN_X = (
-    0.000213256, 0.0752622, 0.18113, 0.29077, 0.393397, 0.586856, 0.689483, 0.799124, 0.904991, 0.98004,
-    0.490127, 0.490127, 0.490127, 0.490127, 0.36688, 0.426036, 0.490127, 0.554217, 0.613373, 0.121737,
-    0.187122, 0.265825, 0.334606, 0.260918, 0.182743, 0.645647, 0.714428, 0.793132, 0.858516, 0.79751,
-    0.719335, 0.254149, 0.340985, 0.428858, 0.490127, 0.551395, 0.639268, 0.726104, 0.642159, 0.556721,
-    0.490127, 0.423532, 0.338094, 0.290379, 0.428096, 0.490127, 0.552157, 0.689874, 0.553364, 0.490127, 0.42689,
+    0.000213256,
+    0.0752622,
+    0.18113,
+    0.29077,
+    0.393397,
+    0.586856,
+    0.689483,
+    0.799124,
+    0.904991,
+    0.98004,
+    0.490127,
+    0.490127,
+    0.490127,
+    0.490127,
+    0.36688,
+    0.426036,
+    0.490127,
+    0.554217,
+    0.613373,
+    0.121737,
+    0.187122,
+    0.265825,
+    0.334606,
+    0.260918,
+    0.182743,
+    0.645647,
+    0.714428,
+    0.793132,
+    0.858516,
+    0.79751,
+    0.719335,
+    0.254149,
+    0.340985,
+    0.428858,
+    0.490127,
+    0.551395,
+    0.639268,
+    0.726104,
+    0.642159,
+    0.556721,
+    0.490127,
+    0.423532,
+    0.338094,
+    0.290379,
+    0.428096,
+    0.490127,
+    0.552157,
+    0.689874,
+    0.553364,
+    0.490127,
+    0.42689,
 )
 _MEAN_Y = (
-    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891, 0.0187482, 0.038915, 0.106454,
-    0.203352, 0.307009, 0.409805, 0.515625, 0.587326, 0.609345, 0.628106, 0.609345, 0.587326, 0.216423,
-    0.178758, 0.179852, 0.231733, 0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077,
-    0.245099, 0.780233, 0.745405, 0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805, 0.902192,
-    0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182,
+    0.106454,
+    0.038915,
+    0.0187482,
+    0.0344891,
+    0.0773906,
+    0.0773906,
+    0.0344891,
+    0.0187482,
+    0.038915,
+    0.106454,
+    0.203352,
+    0.307009,
+    0.409805,
+    0.515625,
+    0.587326,
+    0.609345,
+    0.628106,
+    0.609345,
+    0.587326,
+    0.216423,
+    0.178758,
+    0.179852,
+    0.231733,
+    0.245099,
+    0.244077,
+    0.231733,
+    0.179852,
+    0.178758,
+    0.216423,
+    0.244077,
+    0.245099,
+    0.780233,
+    0.745405,
+    0.727388,
+    0.742578,
+    0.727388,
+    0.745405,
+    0.780233,
+    0.864805,
+    0.902192,
+    0.909281,
+    0.902192,
+    0.864805,
+    0.784792,
+    0.778746,
+    0.785343,
+    0.778746,
+    0.784792,
+    0.824182,
+    0.831803,
+    0.824182,
 )
 
 
@@ -77,11 +169,15 @@ def chip_template(size: int = CHIP, padding: float = PADDING) -> np.ndarray:
     def p(i: int) -> np.ndarray:
         return pts[i - 17]
 
-    five = np.stack([
-        np.mean([p(i) for i in range(36, 42)], axis=0),  # image-left eye
-        np.mean([p(i) for i in range(42, 48)], axis=0),  # image-right eye
-        p(30), p(48), p(54),  # nose tip, mouth corners
-    ])
+    five = np.stack(
+        [
+            np.mean([p(i) for i in range(36, 42)], axis=0),  # image-left eye
+            np.mean([p(i) for i in range(42, 48)], axis=0),  # image-right eye
+            p(30),
+            p(48),
+            p(54),  # nose tip, mouth corners
+        ]
+    )
     return (padding + five) / (2 * padding + 1) * size
 
 
@@ -175,7 +271,9 @@ class _Reader:
         h = self.b[p]
         n = h & 0x0F
         if n > 8:
-            raise ValueError(f"{self.path}: not a dlib integer at byte {p}; is this dlib_face_recognition_resnet_model_v1.dat?")
+            raise ValueError(
+                f"{self.path}: not a dlib integer at byte {p}; is this dlib_face_recognition_resnet_model_v1.dat?"
+            )
         v = int.from_bytes(self.b[p + 1 : p + 1 + n], "little")
         return (-v if h & 0x80 else v), p + 1 + n
 
@@ -204,7 +302,9 @@ def read_dlib_dat(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     r = _Reader(path.read_bytes(), path)
     if b"loss_metric_" not in r.b[:64]:
-        raise ValueError(f"{path}: not a dlib metric network (no loss_metric_ header); expected dlib_face_recognition_resnet_model_v1.dat")
+        raise ValueError(
+            f"{path}: not a dlib metric network (no loss_metric_ header); expected dlib_face_recognition_resnet_model_v1.dat"
+        )
     model = DlibResNet()
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     names = layer_names()
@@ -272,9 +372,7 @@ WEIGHT_SOURCES = (
 )
 
 
-def load_dlib_resnet(
-    *, device: str | torch.device = "cpu", override: str | os.PathLike | None = None
-) -> DlibResNet:
+def load_dlib_resnet(*, device: str | torch.device = "cpu", override: str | os.PathLike | None = None) -> DlibResNet:
     """The network with the weights ``prefrestore weights fetch dlib_resnet`` wrote (checked against its manifest; raises
     MetricUnavailable with the command when they are missing or altered)."""
     model = DlibResNet()

@@ -178,7 +178,9 @@ def fan_landmarks(model: FAN, images: list[np.ndarray], *, batch_size: int = 8) 
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = np.stack([cv2.resize(img, (256, 256), interpolation=cv2.INTER_LINEAR) for img in images[i : i + batch_size]])
+        x = np.stack(
+            [cv2.resize(img, (256, 256), interpolation=cv2.INTER_LINEAR) for img in images[i : i + batch_size]]
+        )
         t = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255.0).to(device)  # (b, 3, 256, 256)
         heat = model(t)[-1][:, :-1].float().cpu()  # (b, L, 64, 64)
         pts = heatmap_points(heat)

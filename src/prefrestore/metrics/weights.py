@@ -113,8 +113,9 @@ def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, dict]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: unreadable manifest ({err}); delete it and run `prefrestore weights fetch all`") \
-            from None
+        raise ValueError(
+            f"{path}: unreadable manifest ({err}); delete it and run `prefrestore weights fetch all`"
+        ) from None
     return dict(data.get("networks", {}))
 
 
@@ -148,11 +149,15 @@ def fetched_path(name: str, metric: str, *, override: str | os.PathLike | None =
         if not path.is_file():
             continue
         if sha256_file(path) != entry["output_sha256"]:
-            raise MetricUnavailable(metric, f"{path}: SHA-256 differs from {d / MANIFEST}; run `prefrestore weights "
-                                            f"fetch {name}` again")
+            raise MetricUnavailable(
+                metric, f"{path}: SHA-256 differs from {d / MANIFEST}; run `prefrestore weights fetch {name}` again"
+            )
         return path
-    raise MetricUnavailable(metric, f"weights not fetched; run `prefrestore weights fetch {name}` (writes "
-                                    f"{weights_dir(override) / (name + '.safetensors')})")
+    raise MetricUnavailable(
+        metric,
+        f"weights not fetched; run `prefrestore weights fetch {name}` (writes "
+        f"{weights_dir(override) / (name + '.safetensors')})",
+    )
 
 
 def load_fetched(name: str, metric: str, *, override: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:

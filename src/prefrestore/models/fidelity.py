@@ -49,10 +49,16 @@ class FidelityPoint:
     input_blend: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.fidelity <= 1.0 and 0.0 < self.start_sigma <= 1.0 and self.guidance_scale >= 0.0
-                and 0.0 <= self.input_blend < 1.0):
-            raise ValueError(f"bad fidelity anchor {self}: need fidelity in [0, 1], start_sigma in (0, 1], "
-                             "guidance_scale >= 0, input_blend in [0, 1)")
+        if not (
+            0.0 <= self.fidelity <= 1.0
+            and 0.0 < self.start_sigma <= 1.0
+            and self.guidance_scale >= 0.0
+            and 0.0 <= self.input_blend < 1.0
+        ):
+            raise ValueError(
+                f"bad fidelity anchor {self}: need fidelity in [0, 1], start_sigma in (0, 1], "
+                "guidance_scale >= 0, input_blend in [0, 1)"
+            )
 
 
 @dataclass(frozen=True)
@@ -79,20 +85,29 @@ class FidelityTable:
         for lo, hi in zip(pts, pts[1:], strict=False):
             if fidelity <= hi.fidelity:
                 t = (fidelity - lo.fidelity) / (hi.fidelity - lo.fidelity)
-                return FidelityPoint(fidelity, _mix(lo.start_sigma, hi.start_sigma, t),
-                                     _mix(lo.guidance_scale, hi.guidance_scale, t),
-                                     _mix(lo.input_blend, hi.input_blend, t))
+                return FidelityPoint(
+                    fidelity,
+                    _mix(lo.start_sigma, hi.start_sigma, t),
+                    _mix(lo.guidance_scale, hi.guidance_scale, t),
+                    _mix(lo.input_blend, hi.input_blend, t),
+                )
         raise AssertionError("unreachable: the last anchor is at 1")
 
     def to_dict(self) -> dict:
-        return {"format_version": FORMAT_VERSION, "default_fidelity": self.default_fidelity,
-                "calibrated": self.calibrated, "points": [asdict(p) for p in self.points]}
+        return {
+            "format_version": FORMAT_VERSION,
+            "default_fidelity": self.default_fidelity,
+            "calibrated": self.calibrated,
+            "points": [asdict(p) for p in self.points],
+        }
 
     @classmethod
     def from_dict(cls, d: dict, *, source: str = "dict") -> FidelityTable:
         if d.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{source}: fidelity table format_version {d.get('format_version')!r} is not "
-                             f"{FORMAT_VERSION}; re-run tools/calibrate_fidelity.py")
+            raise ValueError(
+                f"{source}: fidelity table format_version {d.get('format_version')!r} is not "
+                f"{FORMAT_VERSION}; re-run tools/calibrate_fidelity.py"
+            )
         keys = {"fidelity", "start_sigma", "guidance_scale", "input_blend"}
         points = tuple(FidelityPoint(**{k: float(p[k]) for k in keys if k in p}) for p in d["points"])
         return cls(points, d.get("default_fidelity"), bool(d.get("calibrated", False)), source)
@@ -110,8 +125,11 @@ def generic_table(start_sigma: float, guidance_scale: float) -> FidelityTable:
     """An uncalibrated table around a model's defaults: F = 0.5 is the default setting, F = 0 starts from twice its
     sigma (at most 1), F = 1 blends half of the input into the default restoration."""
     s0 = float(start_sigma)
-    points = (FidelityPoint(0.0, min(1.0, 2 * s0), guidance_scale), FidelityPoint(0.5, s0, guidance_scale),
-              FidelityPoint(1.0, s0, guidance_scale, 0.5))
+    points = (
+        FidelityPoint(0.0, min(1.0, 2 * s0), guidance_scale),
+        FidelityPoint(0.5, s0, guidance_scale),
+        FidelityPoint(1.0, s0, guidance_scale, 0.5),
+    )
     return FidelityTable(points, default_fidelity=0.5, calibrated=False, source="generic")
 
 
@@ -153,8 +171,10 @@ def find_table(model_dir: str | Path | None, start_sigma: float, guidance_scale:
         digest = weights_digest(model_dir)
         if digest and asset_path(digest).is_file():
             return FidelityTable.load(asset_path(digest))
-    logger.warning("no calibrated fidelity table for this model: --fidelity uses a generic mapping around its "
-                   "sampling defaults (calibrate with tools/calibrate_fidelity.py)")
+    logger.warning(
+        "no calibrated fidelity table for this model: --fidelity uses a generic mapping around its "
+        "sampling defaults (calibrate with tools/calibrate_fidelity.py)"
+    )
     return generic_table(start_sigma, guidance_scale)
 
 
@@ -168,8 +188,11 @@ def chain_anchors(settings: Sequence[tuple[float, float, float]], closeness: Seq
     return kept
 
 
-def table_from_chain(settings: Sequence[tuple[float, float, float]], closeness: Sequence[float],
-                     default: tuple[float, float, float] | None = None) -> FidelityTable:
+def table_from_chain(
+    settings: Sequence[tuple[float, float, float]],
+    closeness: Sequence[float],
+    default: tuple[float, float, float] | None = None,
+) -> FidelityTable:
     """(start_sigma, guidance_scale, input_blend) settings and their closeness to the input -> a calibrated table:
     F = (closeness - min) / (max - min) along the strictly increasing chain (:func:`chain_anchors`)."""
     kept = chain_anchors(settings, closeness)
@@ -181,6 +204,7 @@ def table_from_chain(settings: Sequence[tuple[float, float, float]], closeness: 
         f = 0.0 if j == 0 else 1.0 if j == len(kept) - 1 else (closeness[i] - lo) / (hi - lo)
         s, g, b = settings[i]
         points.append(FidelityPoint(round(f, 4), s, g, b))
-    default_f = next((p.fidelity for p, i in zip(points, kept, strict=True) if default and settings[i] == default),
-                     None)
+    default_f = next(
+        (p.fidelity for p, i in zip(points, kept, strict=True) if default and settings[i] == default), None
+    )
     return FidelityTable(tuple(points), default_fidelity=default_f, calibrated=True, source="calibration")

@@ -203,7 +203,11 @@ class Integrator(nn.Module):
         h, cache = self._lm(self.embed(ids), mask, positions)  # (B, L, D)
         h = h[:, -1]  # (B, D) at <S0>
         queries, codes = [h], []
-        lo, hi = (c.image_start_token_id, c.image_start_token_id + c.num_image_tokens) if options.image_tokens_only else (0, c.vocab_size)
+        lo, hi = (
+            (c.image_start_token_id, c.image_start_token_id + c.num_image_tokens)
+            if options.image_tokens_only
+            else (0, c.vocab_size)
+        )
         for _ in range(T):
             logits = self.lm.lm_head(h).float()[:, lo:hi]  # (B, V')
             if options.do_sample:
@@ -256,9 +260,13 @@ class Integrator(nn.Module):
             labels[b, i0:i1] = IGNORE_INDEX  # the LQ image is input only
             qidx[b] = torch.arange(q0, q0 + T + 1, device=device)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        out = self.lm.model(inputs_embeds=self.embed(ids), attention_mask=mask, position_ids=positions, use_cache=False)
+        out = self.lm.model(
+            inputs_embeds=self.embed(ids), attention_mask=mask, position_ids=positions, use_cache=False
+        )
         h = out.last_hidden_state  # (B, L, D)
         logits = self.lm.lm_head(h[:, :-1]).float()  # (B, L-1, V): position i predicts token i+1
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
+        ce = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+        )
         queries = h.gather(1, qidx[..., None].expand(-1, -1, h.shape[-1]))  # (B, T+1, D)
         return queries, ce

@@ -56,8 +56,9 @@ class LQSkip(nn.Module):
         for conv in self.out:  # zero-init (ControlNet / CFW practice): the skip starts as the identity of the decoder
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
-        self.blocks = nn.ModuleList(nn.Sequential(*(FuseBlock(ci) for _ in range(blocks))) for ci in c) if blocks \
-            else None
+        self.blocks = (
+            nn.ModuleList(nn.Sequential(*(FuseBlock(ci) for _ in range(blocks))) for ci in c) if blocks else None
+        )
 
     def fuse(self, level: int, h: torch.Tensor) -> torch.Tensor:
         """h: (B, c_l, S / 2^l, S / 2^l), the decoder's features after the skip was added -> same shape."""

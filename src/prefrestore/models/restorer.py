@@ -54,8 +54,14 @@ class TransformerConfig:
 
     def kwargs(self) -> dict:
         d = dataclasses.asdict(self)
-        return {**d, "out_channels": self.in_channels, "attention_bias": False,
-                "norm_elementwise_affine": False, "norm_eps": 1e-6, "interpolation_scale": None}
+        return {
+            **d,
+            "out_channels": self.in_channels,
+            "attention_bias": False,
+            "norm_elementwise_affine": False,
+            "norm_eps": 1e-6,
+            "interpolation_scale": None,
+        }
 
 
 @dataclass(frozen=True)
@@ -87,16 +93,22 @@ class AutoencoderConfig:
 
     def kwargs(self) -> dict:
         return dict(
-            in_channels=3, latent_channels=self.latent_channels, attention_head_dim=self.attention_head_dim,
-            encoder_block_types=list(self.block_types), decoder_block_types=list(self.block_types),
+            in_channels=3,
+            latent_channels=self.latent_channels,
+            attention_head_dim=self.attention_head_dim,
+            encoder_block_types=list(self.block_types),
+            decoder_block_types=list(self.block_types),
             encoder_block_out_channels=list(self.block_out_channels),
             decoder_block_out_channels=list(self.block_out_channels),
             encoder_layers_per_block=list(self.encoder_layers_per_block),
             decoder_layers_per_block=list(self.decoder_layers_per_block),
             encoder_qkv_multiscales=[list(m) for m in self.qkv_multiscales],
             decoder_qkv_multiscales=[list(m) for m in self.qkv_multiscales],
-            upsample_block_type="interpolate", downsample_block_type="Conv",
-            decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=self.scaling_factor,
+            upsample_block_type="interpolate",
+            downsample_block_type="Conv",
+            decoder_norm_types="rms_norm",
+            decoder_act_fns="silu",
+            scaling_factor=self.scaling_factor,
         )
 
 
@@ -144,8 +156,9 @@ LOOPS = {
     "default": LoopNumerics(),
     "official": LoopNumerics(state_dtype="model", bf16_noise=True, uncond_first=True),
 }
-OFFICIAL_ROLLOUT = LoopNumerics(final_zero=False, integer_timesteps=True, state_dtype="bfloat16", bf16_noise=True,
-                                uncond_first=True)
+OFFICIAL_ROLLOUT = LoopNumerics(
+    final_zero=False, integer_timesteps=True, state_dtype="bfloat16", bf16_noise=True, uncond_first=True
+)
 
 
 @dataclass(frozen=True)
@@ -184,8 +197,10 @@ class PrefRestoreConfig:
 
     def __post_init__(self):
         if self.resolution % self.autoencoder.downsample:
-            raise ValueError(f"resolution {self.resolution} must be a multiple of the autoencoder's "
-                             f"downsampling factor {self.autoencoder.downsample}")
+            raise ValueError(
+                f"resolution {self.resolution} must be a multiple of the autoencoder's "
+                f"downsampling factor {self.autoencoder.downsample}"
+            )
         if self.transformer.in_channels != self.autoencoder.latent_channels:
             raise ValueError("transformer.in_channels must equal autoencoder.latent_channels")
         if self.integrator.num_image_tokens != self.tokenizer.codebook_size:
@@ -226,8 +241,13 @@ def _from_dict(cls, d):
     return cls(**kwargs)
 
 
-_SECTIONS = {"tokenizer": TokenizerConfig, "integrator": IntegratorConfig, "transformer": TransformerConfig,
-             "autoencoder": AutoencoderConfig, "sampling": SamplingDefaults}
+_SECTIONS = {
+    "tokenizer": TokenizerConfig,
+    "integrator": IntegratorConfig,
+    "transformer": TransformerConfig,
+    "autoencoder": AutoencoderConfig,
+    "sampling": SamplingDefaults,
+}
 
 
 @dataclass
@@ -272,8 +292,9 @@ class PrefRestoreModel(nn.Module):
         z = self.vae.encode(images.to(self.vae.dtype)).latent
         return (z - a.shift_factor) * a.scaling_factor
 
-    def decode_latent(self, latent: torch.Tensor, lq: torch.Tensor | None = None, *, skip_scale: float = 1.0
-                      ) -> torch.Tensor:
+    def decode_latent(
+        self, latent: torch.Tensor, lq: torch.Tensor | None = None, *, skip_scale: float = 1.0
+    ) -> torch.Tensor:
         """Scaled latent (B, c, h, w) -> (B, 3, S, S), roughly in [-1, 1] (not clamped). With an LQ skip
         (``autoencoder.lq_skip_levels``) and ``lq`` (B, 3, S, S) in [-1, 1], the decoder's finest levels add
         ``skip_scale`` x the LQ's features after their up-blocks; without ``lq`` it is the plain decoder."""
@@ -321,17 +342,25 @@ class PrefRestoreModel(nn.Module):
         B = lq.shape[0]
         instructions = list(instructions) if instructions is not None else [RESTORE_INSTRUCTION] * B
         ids = self.tokenizer(lq)  # (B, T)
-        codes, queries = self.integrator.generate(ids, instructions, options=decode, generators=generators,
-                                                  num_tokens=num_tokens)
+        codes, queries = self.integrator.generate(
+            ids, instructions, options=decode, generators=generators, num_tokens=num_tokens
+        )
         lq_latent = self.encode_latent(lq)
         return Conditioning(self.condition(queries, lq_latent), codes, lq_latent)
 
     # ---------------------------------------------------------------------------------------------------------
     # Velocity and sampling
 
-    def velocity(self, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, *,
-                 transformer: nn.Module | None = None, integer_timesteps: bool = False,
-                 keep_dtype: bool = False) -> torch.Tensor:
+    def velocity(
+        self,
+        x_t: torch.Tensor,
+        sigma: torch.Tensor,
+        cond: torch.Tensor,
+        *,
+        transformer: nn.Module | None = None,
+        integer_timesteps: bool = False,
+        keep_dtype: bool = False,
+    ) -> torch.Tensor:
         """x_t: (B, c, h, w), sigma: (B,) in [0, 1], cond: (B, Q + N, C) -> v (B, c, h, w) = d x / d sigma, in
         x_t's dtype (``keep_dtype``: the model's, as the official loops use it). ``transformer``: run this wrapper of
         ``self.transformer`` instead (a DDP-wrapped peft model in RL training, so gradients synchronise); the same
@@ -393,8 +422,15 @@ class PrefRestoreModel(nn.Module):
 
         fn = guided(velocity, cond, torch.zeros_like(cond), guidance_scale, uncond_first=n.uncond_first)
         sigmas = sampling_sigmas(steps, start_sigma, final_zero=n.final_zero).to(x_start.device)
-        return sample(fn, x_start, sigmas, solver=solver, state_dtype=n.resolve_state_dtype(self.dtype),
-                      final_first_order=not n.final_zero, progress=progress)
+        return sample(
+            fn,
+            x_start,
+            sigmas,
+            solver=solver,
+            state_dtype=n.resolve_state_dtype(self.dtype),
+            final_first_order=not n.final_zero,
+            progress=progress,
+        )
 
     @torch.no_grad()
     def restore(
@@ -424,7 +460,14 @@ class PrefRestoreModel(nn.Module):
         decode = DecodeOptions(do_sample=not deterministic, top_k=d.top_k, top_p=d.top_p)
         s = d.start_sigma if start_sigma is None else start_sigma
         c = self.prepare(lq, instructions=instructions, decode=decode, generators=generators)
-        latent = self.sample(c.cond, noise, c.lq_latent, steps=steps or d.steps,
-                             guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
-                             solver=solver or d.solver, start_sigma=s, numerics=numerics or d.numerics)
+        latent = self.sample(
+            c.cond,
+            noise,
+            c.lq_latent,
+            steps=steps or d.steps,
+            guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
+            solver=solver or d.solver,
+            start_sigma=s,
+            numerics=numerics or d.numerics,
+        )
         return self.decode_latent(latent, lq).float().clamp(-1, 1)

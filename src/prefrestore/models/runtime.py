@@ -22,7 +22,9 @@ from .text_tokenizer import build_char_tokenizer
 _UNIT = ("norm.weight", "norm1.weight", "norm2.weight", "layernorm.weight", "norm_q.weight", "norm_k.weight")
 
 
-def build_random_fast(preset: str, device: str | torch.device, dtype: torch.dtype, *, seed: int = 0) -> PrefRestoreModel:
+def build_random_fast(
+    preset: str, device: str | torch.device, dtype: torch.dtype, *, seed: int = 0
+) -> PrefRestoreModel:
     """A ``preset`` model with seeded random weights in ``dtype`` on ``device`` (eval mode)."""
     with torch.device("meta"):
         model = PrefRestoreModel(get_preset(preset), build_char_tokenizer())

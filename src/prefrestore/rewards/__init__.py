@@ -6,5 +6,13 @@ See ``composite.py`` for the list of rewards, which are the paper's and which ru
 from .composite import DEFAULT_PROMPT, PAPER_WEIGHTS, REWARD_NAMES, CompositeReward, build_reward
 from .protocol import Reward, RewardInputs, as_scores
 
-__all__ = ["CompositeReward", "DEFAULT_PROMPT", "PAPER_WEIGHTS", "REWARD_NAMES", "Reward", "RewardInputs",
-           "as_scores", "build_reward"]
+__all__ = [
+    "CompositeReward",
+    "DEFAULT_PROMPT",
+    "PAPER_WEIGHTS",
+    "REWARD_NAMES",
+    "Reward",
+    "RewardInputs",
+    "as_scores",
+    "build_reward",
+]

@@ -137,8 +137,14 @@ def load_brisque_model(model_path: str, range_path: str) -> dict[str, np.ndarray
     lohi = np.asarray(rng["data"], dtype=np.float64).reshape(rng["rows"], rng["cols"])
     if sv.shape != (len(alpha), 36) or lohi.shape != (2, 36):
         raise ValueError(f"{model_path}, {range_path}: unexpected shapes {sv.shape}, {alpha.shape}, {lohi.shape}")
-    return {"sv": sv, "alpha": alpha, "rho": float(df["rho"]), "gamma": float(svm["kernel"]["gamma"]),
-            "lo": lohi[0], "hi": lohi[1]}
+    return {
+        "sv": sv,
+        "alpha": alpha,
+        "rho": float(df["rho"]),
+        "gamma": float(svm["kernel"]["gamma"]),
+        "lo": lohi[0],
+        "hi": lohi[1],
+    }
 
 
 def brisque_score(features: np.ndarray, model: dict) -> float:
@@ -152,8 +158,10 @@ def find_model_files(weights_dir: str | os.PathLike | None = None) -> tuple[Path
     from ..metrics.weights import find_file
 
     what = "BRISQUE LIVE model from opencv_contrib (apt-get install opencv-data puts it in /usr/share/opencv4/quality)"
-    return (find_file("BRISQUE", MODEL_FILE, what, override=weights_dir, extra=[DEBIAN_DIR]),
-            find_file("BRISQUE", RANGE_FILE, what, override=weights_dir, extra=[DEBIAN_DIR]))
+    return (
+        find_file("BRISQUE", MODEL_FILE, what, override=weights_dir, extra=[DEBIAN_DIR]),
+        find_file("BRISQUE", RANGE_FILE, what, override=weights_dir, extra=[DEBIAN_DIR]),
+    )
 
 
 def brisque(images: list[np.ndarray], *, weights_dir: str | os.PathLike | None = None) -> np.ndarray:

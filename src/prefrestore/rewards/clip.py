@@ -50,9 +50,12 @@ def _resolve(ref: str | os.PathLike, metric: str) -> Path:
 
     d = cached_snapshot(str(ref))
     if d is None:
-        raise MetricUnavailable(metric, f"{ref} is neither a folder nor in the local Hugging Face cache; on a "
-                                f"networked machine run `huggingface-cli download {ref} --local-dir DIR` and pass "
-                                "DIR (rewards.options)")
+        raise MetricUnavailable(
+            metric,
+            f"{ref} is neither a folder nor in the local Hugging Face cache; on a "
+            f"networked machine run `huggingface-cli download {ref} --local-dir DIR` and pass "
+            "DIR (rewards.options)",
+        )
     return d
 
 
@@ -62,8 +65,13 @@ def load_tokenizer(ref: str | os.PathLike, metric: str) -> Any:
     return AutoTokenizer.from_pretrained(str(_resolve(ref, metric)), local_files_only=True)
 
 
-def load_hf_clip(model_ref: str | os.PathLike, *, processor_ref: str | os.PathLike | None = None, metric: str,
-                 device: str | torch.device = "cpu") -> ClipBundle:
+def load_hf_clip(
+    model_ref: str | os.PathLike,
+    *,
+    processor_ref: str | os.PathLike | None = None,
+    metric: str,
+    device: str | torch.device = "cpu",
+) -> ClipBundle:
     """transformers CLIPModel + tokenizer + preprocessing settings from folders / the local HF cache."""
     import json
 
@@ -77,8 +85,14 @@ def load_hf_clip(model_ref: str | os.PathLike, *, processor_ref: str | os.PathLi
     resize = size.get("shortest_edge", size.get("height", 224)) if isinstance(size, dict) else int(size)
     crop = pp.get("crop_size", resize)
     crop = crop.get("height", resize) if isinstance(crop, dict) else int(crop)
-    return ClipBundle(model, load_tokenizer(proc_dir, metric), crop, resize,
-                      tuple(pp.get("image_mean", OPENAI_MEAN)), tuple(pp.get("image_std", OPENAI_STD)))
+    return ClipBundle(
+        model,
+        load_tokenizer(proc_dir, metric),
+        crop,
+        resize,
+        tuple(pp.get("image_mean", OPENAI_MEAN)),
+        tuple(pp.get("image_std", OPENAI_STD)),
+    )
 
 
 def preprocess(images: torch.Tensor, clip: ClipBundle, *, mode: str = "bicubic") -> torch.Tensor:
@@ -125,8 +139,13 @@ def _block(sd: dict[str, torch.Tensor], src: str, dst: str, out: dict[str, torch
     qb, kb, vb = sd[f"{src}.attn.in_proj_bias"].chunk(3, dim=0)
     for name, w, b in (("q_proj", q, qb), ("k_proj", k, kb), ("v_proj", v, vb)):
         out[f"{dst}.self_attn.{name}.weight"], out[f"{dst}.self_attn.{name}.bias"] = w, b
-    pairs = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
-             "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+    pairs = {
+        "attn.out_proj": "self_attn.out_proj",
+        "ln_1": "layer_norm1",
+        "ln_2": "layer_norm2",
+        "mlp.c_fc": "mlp.fc1",
+        "mlp.c_proj": "mlp.fc2",
+    }
     for a, b in pairs.items():
         for p in ("weight", "bias"):
             out[f"{dst}.{b}.{p}"] = sd[f"{src}.{a}.{p}"]
@@ -166,11 +185,28 @@ def vit_h_14_config() -> Any:
     from transformers import CLIPConfig
 
     return CLIPConfig(
-        text_config={"vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
-                     "num_attention_heads": 16, "max_position_embeddings": 77, "hidden_act": "gelu",
-                     "layer_norm_eps": 1e-5, "eos_token_id": 49407, "bos_token_id": 49406, "pad_token_id": 0},
-        vision_config={"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
-                       "num_attention_heads": 16, "image_size": 224, "patch_size": 14, "hidden_act": "gelu",
-                       "layer_norm_eps": 1e-5},
+        text_config={
+            "vocab_size": 49408,
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "max_position_embeddings": 77,
+            "hidden_act": "gelu",
+            "layer_norm_eps": 1e-5,
+            "eos_token_id": 49407,
+            "bos_token_id": 49406,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": 1280,
+            "intermediate_size": 5120,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 16,
+            "image_size": 224,
+            "patch_size": 14,
+            "hidden_act": "gelu",
+            "layer_norm_eps": 1e-5,
+        },
         projection_dim=1024,
     )

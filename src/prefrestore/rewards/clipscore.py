@@ -17,8 +17,13 @@ from .protocol import RewardInputs, as_scores
 class CLIPScoreReward:
     name = "clipscore"
 
-    def __init__(self, *, device: str | torch.device = "cpu", model: str | os.PathLike = "openai/clip-vit-large-patch14",
-                 scale: float = 100.0) -> None:
+    def __init__(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        model: str | os.PathLike = "openai/clip-vit-large-patch14",
+        scale: float = 100.0,
+    ) -> None:
         from .clip import load_hf_clip
 
         self.clip = load_hf_clip(model, metric="CLIPScore", device=device)

@@ -35,7 +35,12 @@ import torch
 from .protocol import Reward, RewardInputs
 
 PAPER_WEIGHTS: dict[str, float] = {  # config pref_restore_gt_reward (docs/method.md §3.4)
-    "pickscore": 1.0, "hpsv2": 1.0, "clipscore": 1.0, "lmd": 0.5, "arcface": 0.5, "lpips": 0.5,
+    "pickscore": 1.0,
+    "hpsv2": 1.0,
+    "clipscore": 1.0,
+    "lmd": 0.5,
+    "arcface": 0.5,
+    "lpips": 0.5,
 }
 DEFAULT_PROMPT = "A photograph of a person."  # caption used by text rewards when the data has none
 
@@ -136,8 +141,9 @@ BUILDERS: dict[str, Callable[..., Reward]] = {
 REWARD_NAMES: tuple[str, ...] = tuple(BUILDERS)
 
 
-def build_reward(name: str, *, device: str = "cpu", weights_dir: str | os.PathLike | None = None,
-                 **options: Any) -> Reward:
+def build_reward(
+    name: str, *, device: str = "cpu", weights_dir: str | os.PathLike | None = None, **options: Any
+) -> Reward:
     """One reward by name; heavy imports and weight loading happen here, once."""
     if name not in BUILDERS:
         raise ValueError(f"unknown reward {name!r}; expected one of {list(REWARD_NAMES)}")
@@ -171,8 +177,10 @@ class CompositeReward:
         unknown = sorted(set(options) - set(weights))
         if unknown:
             raise ValueError(f"reward options for {unknown}, which have no weight; add them to the weights")
-        rewards = {name: build_reward(name, device=device, weights_dir=weights_dir, **options.get(name, {}))
-                   for name in weights}
+        rewards = {
+            name: build_reward(name, device=device, weights_dir=weights_dir, **options.get(name, {}))
+            for name in weights
+        }
         return cls(rewards, weights)
 
     def __call__(

@@ -38,8 +38,12 @@ class FANLandmarkReward:
         if model is None:
             from ..metrics.weights import find_file
 
-            path = checkpoint or find_file("LMD (FAN)", CHECKPOINT, "FAN WFLW 4-hourglass weights from VQFR's "
-                                           "metric weights (AdaptiveWingLoss)", override=weights_dir)
+            path = checkpoint or find_file(
+                "LMD (FAN)",
+                CHECKPOINT,
+                "FAN WFLW 4-hourglass weights from VQFR's metric weights (AdaptiveWingLoss)",
+                override=weights_dir,
+            )
             model = load_fan(path, device=device)
         self.model = model
         self.scale_to, self.d0, self.failure = scale_to, d0, failure

@@ -38,8 +38,9 @@ class HPSv2Reward:
         from ..metrics.weights import find_file
         from .clip import OPENAI_MEAN, OPENAI_STD, ClipBundle, load_tokenizer, openclip_to_hf, vit_h_14_config
 
-        path = checkpoint or find_file("HPSv2.1", CHECKPOINT, "HPS v2.1 checkpoint (xswu/HPSv2 on the HF hub)",
-                                       override=weights_dir)
+        path = checkpoint or find_file(
+            "HPSv2.1", CHECKPOINT, "HPS v2.1 checkpoint (xswu/HPSv2 on the HF hub)", override=weights_dir
+        )
         sd = torch.load(path, map_location="cpu", weights_only=True)
         sd = sd.get("state_dict", sd)
         config = config or vit_h_14_config()
@@ -47,8 +48,10 @@ class HPSv2Reward:
         missing, unexpected = model.load_state_dict(openclip_to_hf(sd), strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
-            raise ValueError(f"{path}: not an OpenCLIP ViT checkpoint of this shape (missing {missing[:4]}, "
-                             f"unexpected {unexpected[:4]})")
+            raise ValueError(
+                f"{path}: not an OpenCLIP ViT checkpoint of this shape (missing {missing[:4]}, "
+                f"unexpected {unexpected[:4]})"
+            )
         model = model.eval().requires_grad_(False).to(device)
         size = config.vision_config.image_size
         self.clip = ClipBundle(model, load_tokenizer(tokenizer, "HPSv2.1"), size, size, OPENAI_MEAN, OPENAI_STD)

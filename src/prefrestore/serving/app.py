@@ -67,21 +67,33 @@ class Guard:
         headers = dict(scope.get("headers") or [])
         host = headers.get(b"host", b"").decode("latin-1")
         if host and not allowed_host(host, self.names, self.settings):
-            return await refuse(send, 400, f"Host {_shown(host)!r} is not served here (DNS rebinding guard); use "
-                                           f"http://127.0.0.1:{self.settings.port}/ or start the server with "
-                                           f"--allowed-host {_shown(host_name(host))}")
+            return await refuse(
+                send,
+                400,
+                f"Host {_shown(host)!r} is not served here (DNS rebinding guard); use "
+                f"http://127.0.0.1:{self.settings.port}/ or start the server with "
+                f"--allowed-host {_shown(host_name(host))}",
+            )
         origin = headers.get(b"origin")
         if origin is not None:
             text = origin.decode("latin-1")
             if text not in self.settings.cors_origins and text not in (f"http://{host}", f"https://{host}"):
-                return await refuse(send, 403, f"Origin {_shown(text)!r} may not use this server (cross-site "
-                                               "request); serve the page from this server or start it with "
-                                               f"--cors-origin {_shown(text)}")
+                return await refuse(
+                    send,
+                    403,
+                    f"Origin {_shown(text)!r} may not use this server (cross-site "
+                    "request); serve the page from this server or start it with "
+                    f"--cors-origin {_shown(text)}",
+                )
         path = scope.get("path", "")
         if self.settings.token and scope["method"] != "OPTIONS" and (path == "/v1" or path.startswith("/v1/")):
             if not token_matches(headers.get(b"authorization", b"").decode("latin-1"), self.settings.token):
-                return await refuse(send, 401, "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
-                                    headers=[(b"www-authenticate", b"Bearer")])
+                return await refuse(
+                    send,
+                    401,
+                    "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
+                    headers=[(b"www-authenticate", b"Bearer")],
+                )
         return await self.app(scope, receive, send)
 
 
@@ -89,7 +101,7 @@ def host_name(host: str) -> str:
     """A Host header value -> its name: port and IPv6 brackets removed, lower case, no trailing dot."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host[1:]
+        return host[1 : host.find("]")] if "]" in host else host[1:]
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.rstrip(".")
@@ -123,8 +135,11 @@ def allowed_host(host: str, names: frozenset[str], settings: ServerSettings) -> 
         return True
     for allowed in settings.allowed_hosts:
         allowed = allowed.lower().rstrip(".")
-        if allowed == "*" or name == allowed or (allowed.startswith(".") and
-                                                  (name.endswith(allowed) or name == allowed[1:])):
+        if (
+            allowed == "*"
+            or name == allowed
+            or (allowed.startswith(".") and (name.endswith(allowed) or name == allowed[1:]))
+        ):
             return True
     return False
 
@@ -134,12 +149,17 @@ def _shown(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:100]
 
 
-async def refuse(send, status: int, detail: str, *, retry_after: int | None = None,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def refuse(
+    send, status: int, detail: str, *, retry_after: int | None = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """Answer ``status`` with ``{"detail": detail}`` (one line) and close the connection (the body is not read)."""
     body = json.dumps({"detail": detail}).encode()
-    out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-           (b"connection", b"close"), *(headers or [])]
+    out = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *(headers or []),
+    ]
     if retry_after is not None:
         out.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": out})
@@ -161,8 +181,17 @@ class BodyLimit:
     slot for long whatever length it declared.
     """
 
-    def __init__(self, app, max_bytes: int, *, max_active: int = 16, read_timeout_s: float = 60.0,
-                 max_per_client: int = 4, min_rate: float = 16 * 1024, grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        app,
+        max_bytes: int,
+        *,
+        max_active: int = 16,
+        read_timeout_s: float = 60.0,
+        max_per_client: int = 4,
+        min_rate: float = 16 * 1024,
+        grace_s: float = 5.0,
+    ) -> None:
         self.app, self.max_bytes, self.max_active, self.read_timeout_s = app, max_bytes, max_active, read_timeout_s
         self.max_per_client, self.min_rate, self.grace_s = max_per_client, min_rate, grace_s
         self.active = 0
@@ -174,21 +203,32 @@ class BodyLimit:
         raw = dict(scope.get("headers") or []).get(b"content-length")
         declared = int(raw) if raw is not None and raw.isdigit() and len(raw) < 19 else None
         if (declared is not None and declared > self.max_bytes) or (raw is not None and declared is None):
-            return await refuse(send, 413, f"request body above the {self.max_bytes} byte limit; send a "
-                                           "smaller file (or start the server with a larger --max-body-mb)")
+            return await refuse(
+                send,
+                413,
+                f"request body above the {self.max_bytes} byte limit; send a "
+                "smaller file (or start the server with a larger --max-body-mb)",
+            )
         client = (scope.get("client") or ("?", 0))[0]
         if self.active >= self.max_active:
-            return await refuse(send, 429, f"{self.max_active} uploads are already in progress; retry in a "
-                                           "moment", retry_after=1)
+            return await refuse(
+                send, 429, f"{self.max_active} uploads are already in progress; retry in a moment", retry_after=1
+            )
         if self.per_client.get(client, 0) >= self.max_per_client:
-            return await refuse(send, 429, f"this client already has {self.max_per_client} uploads in progress; "
-                                           "finish those first", retry_after=1)
+            return await refuse(
+                send,
+                429,
+                f"this client already has {self.max_per_client} uploads in progress; finish those first",
+                retry_after=1,
+            )
         self.active += 1
         self.per_client[client] = self.per_client.get(client, 0) + 1
         try:
             chunks, seen, start = [], 0, time.monotonic()
             while True:
-                deadline = start + self.grace_s + seen / self.min_rate  # the rate of what arrived, not what was promised
+                deadline = (
+                    start + self.grace_s + seen / self.min_rate
+                )  # the rate of what arrived, not what was promised
                 wait = min(self.read_timeout_s, deadline - time.monotonic())
                 try:
                     if wait <= 0:
@@ -196,19 +236,28 @@ class BodyLimit:
                     message = await asyncio.wait_for(receive(), wait)
                 except asyncio.TimeoutError:
                     if time.monotonic() >= deadline - 0.01:
-                        return await refuse(send, 408, f"the upload was too slow ({seen} bytes in "
-                                                       f"{time.monotonic() - start:.0f} s; at least "
-                                                       f"{self.min_rate / 1024:g} KiB/s after a {self.grace_s:g} s "
-                                                       "start); send the whole file again")
-                    return await refuse(send, 408, f"the upload stalled for {self.read_timeout_s:g} s; "
-                                                   "send the whole file again")
+                        return await refuse(
+                            send,
+                            408,
+                            f"the upload was too slow ({seen} bytes in "
+                            f"{time.monotonic() - start:.0f} s; at least "
+                            f"{self.min_rate / 1024:g} KiB/s after a {self.grace_s:g} s "
+                            "start); send the whole file again",
+                        )
+                    return await refuse(
+                        send, 408, f"the upload stalled for {self.read_timeout_s:g} s; send the whole file again"
+                    )
                 if message["type"] != "http.request":
                     return  # the client went away
                 chunks.append(message.get("body", b""))
                 seen += len(chunks[-1])
                 if seen > self.max_bytes:
-                    return await refuse(send, 413, f"request body above the {self.max_bytes} byte limit; "
-                                                   "send a smaller file (or a larger --max-body-mb)")
+                    return await refuse(
+                        send,
+                        413,
+                        f"request body above the {self.max_bytes} byte limit; "
+                        "send a smaller file (or a larger --max-body-mb)",
+                    )
                 if not message.get("more_body", False):
                     break
         finally:
@@ -234,8 +283,12 @@ class BodyLimit:
 # The application
 
 
-def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner, ModelInfo]], *,
-               on_shutdown: Callable[[], None] | None = None) -> BodyLimit:
+def create_app(
+    settings: ServerSettings,
+    load: Callable[[], tuple[PipelineRunner, ModelInfo]],
+    *,
+    on_shutdown: Callable[[], None] | None = None,
+) -> BodyLimit:
     """The ASGI app. ``load()`` builds the runner and model info (in a thread: /readyz is 503 until it returns);
     ``on_shutdown()`` runs when the server stops gracefully (after the worker has stopped)."""
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -251,14 +304,24 @@ def create_app(settings: ServerSettings, load: Callable[[], tuple[PipelineRunner
             on_shutdown()
 
     # FastAPIOffline: /docs and /redoc with Swagger UI / ReDoc shipped in a package, not fetched from a CDN
-    app = FastAPIOffline(title="prefrestore", version=API_VERSION, lifespan=lifespan,
-                         description="Blind face restoration (Pref-Restore): restore the faces in photos over HTTP.")
+    app = FastAPIOffline(
+        title="prefrestore",
+        version=API_VERSION,
+        lifespan=lifespan,
+        description="Blind face restoration (Pref-Restore): restore the faces in photos over HTTP.",
+    )
     app.state.server = server
     add_routes(app, server)
     _one_line_errors(app)
-    limited = BodyLimit(_with_cors(app, settings), settings.max_body_bytes, max_active=settings.max_uploads,
-                        read_timeout_s=settings.read_timeout_s, max_per_client=settings.max_uploads_per_client,
-                        min_rate=settings.min_upload_bytes_per_s, grace_s=settings.upload_grace_s)
+    limited = BodyLimit(
+        _with_cors(app, settings),
+        settings.max_body_bytes,
+        max_active=settings.max_uploads,
+        read_timeout_s=settings.read_timeout_s,
+        max_per_client=settings.max_uploads_per_client,
+        min_rate=settings.min_upload_bytes_per_s,
+        grace_s=settings.upload_grace_s,
+    )
     guarded = Guard(limited, settings)
     guarded.server = server  # for tests and embedding
     return guarded
@@ -274,15 +337,19 @@ def _one_line_errors(app: Any) -> None:
     async def validation(request, err: RequestValidationError):
         first = (err.errors() or [{}])[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("path", "query", "body"))
-        return JSONResponse({"detail": f"{where or 'request'}: {first.get('msg', 'invalid')}"[:300]},
-                            status_code=422)
+        return JSONResponse({"detail": f"{where or 'request'}: {first.get('msg', 'invalid')}"[:300]}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request, err: Exception):
-        logger.error("%s %s: unexpected %s: %s", request.method, request.url.path, type(err).__name__,
-                     str(err).splitlines()[0][:200] if str(err) else "", exc_info=err)
-        return JSONResponse({"detail": f"internal error ({type(err).__name__}); see the server log"},
-                            status_code=500)
+        logger.error(
+            "%s %s: unexpected %s: %s",
+            request.method,
+            request.url.path,
+            type(err).__name__,
+            str(err).splitlines()[0][:200] if str(err) else "",
+            exc_info=err,
+        )
+        return JSONResponse({"detail": f"internal error ({type(err).__name__}); see the server log"}, status_code=500)
 
 
 def _with_cors(app: Any, settings: ServerSettings) -> Any:
@@ -291,5 +358,10 @@ def _with_cors(app: Any, settings: ServerSettings) -> Any:
         return app
     from starlette.middleware.cors import CORSMiddleware
 
-    return CORSMiddleware(app, allow_origins=list(settings.cors_origins), allow_methods=["*"],
-                          allow_headers=["*"], expose_headers=["X-Prefrestore-Result", "X-Prefrestore-Job", "Link"])
+    return CORSMiddleware(
+        app,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Prefrestore-Result", "X-Prefrestore-Job", "Link"],
+    )

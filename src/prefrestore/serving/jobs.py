@@ -105,15 +105,25 @@ class BatchRunner(Protocol):
 
 
 class Progress(Protocol):
-    def __call__(self, fraction: float | None, stage: str, job: Job | None = None, *,
-                 faces: tuple[int, int] | None = None) -> None: ...
+    def __call__(
+        self, fraction: float | None, stage: str, job: Job | None = None, *, faces: tuple[int, int] | None = None
+    ) -> None: ...
 
 
 class JobQueue:
     """Thread-safe job store and worker. ``start()`` launches the worker and cleaner threads, ``stop()`` ends them."""
 
-    def __init__(self, runner: BatchRunner, workdir: Path, *, max_queued: int = 64, max_batch: int = 8,
-                 job_timeout_s: float = 300.0, result_ttl_s: float = 600.0, batch_wait_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        runner: BatchRunner,
+        workdir: Path,
+        *,
+        max_queued: int = 64,
+        max_batch: int = 8,
+        job_timeout_s: float = 300.0,
+        result_ttl_s: float = 600.0,
+        batch_wait_s: float = 0.02,
+    ) -> None:
         self.runner = runner
         self.root = Path(workdir) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -217,13 +227,24 @@ class JobQueue:
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
-            return {"queued": len(self._pending), "running": len(self._running), "stored": len(self._jobs),
-                    **self.counters}
+            return {
+                "queued": len(self._pending),
+                "running": len(self._running),
+                "stored": len(self._jobs),
+                **self.counters,
+            }
 
     # -- called by the runner ----------------------------------------------------------------------------------------
 
-    def finish(self, job: Job, *, result: dict | None = None, files: dict[str, Path] | None = None,
-               error: str | None = None, code: str = "restore_failed") -> None:
+    def finish(
+        self,
+        job: Job,
+        *,
+        result: dict | None = None,
+        files: dict[str, Path] | None = None,
+        error: str | None = None,
+        code: str = "restore_failed",
+    ) -> None:
         """Record a job's outcome (ignored when it was cancelled or timed out meanwhile)."""
         with self._cond:
             if job.terminal:
@@ -342,9 +363,13 @@ class JobQueue:
                 if job.state == "cancelling":  # asked to stop: it stops as cancelled, whatever the clock says
                     self._set_terminal(job, "cancelled", error=f"{job.name}: cancelled", code="cancelled")
                     continue
-                self._set_terminal(job, "failed", error=f"{job.name}: timed out after {self.job_timeout_s:g} s "
-                                                        "(the server is busy; retry later or raise --job-timeout)",
-                                   code="timeout")
+                self._set_terminal(
+                    job,
+                    "failed",
+                    error=f"{job.name}: timed out after {self.job_timeout_s:g} s "
+                    "(the server is busy; retry later or raise --job-timeout)",
+                    code="timeout",
+                )
         per_photo = self._per_photo_s(now)
         if per_photo is None:
             return
@@ -352,9 +377,13 @@ class JobQueue:
             # a job an idle server admitted always runs: it is what measures the speed anew
             if not job.probe and now + per_photo * (len(self._running) + k + 1) > job.deadline:
                 self._pending.remove(job)
-                self._set_terminal(job, "failed", code="overloaded",
-                                   error=f"{job.name}: the server is overloaded and would not finish it within "
-                                         f"{self.job_timeout_s:g} s; retry later")
+                self._set_terminal(
+                    job,
+                    "failed",
+                    code="overloaded",
+                    error=f"{job.name}: the server is overloaded and would not finish it within "
+                    f"{self.job_timeout_s:g} s; retry later",
+                )
 
     def _work(self) -> None:
         while True:
@@ -370,8 +399,14 @@ class JobQueue:
                     continue
                 batch = self._take_batch()
 
-            def progress(fraction: float | None, stage: str, job: Job | None = None, *,
-                         faces: tuple[int, int] | None = None, batch=batch) -> None:
+            def progress(
+                fraction: float | None,
+                stage: str,
+                job: Job | None = None,
+                *,
+                faces: tuple[int, int] | None = None,
+                batch=batch,
+            ) -> None:
                 with self._cond:  # a stage boundary: the run stops here when no job of the batch wants it
                     self._expire(time.monotonic())
                     if all(j.terminal or j.state == "cancelling" for j in batch):
@@ -414,8 +449,11 @@ class JobQueue:
                 self._cond.wait(interval)
                 now = time.monotonic()
                 self._expire(now)
-                old = [j for j in self._jobs.values()
-                       if j.terminal and j.finished is not None and now - j.finished > self.result_ttl_s]
+                old = [
+                    j
+                    for j in self._jobs.values()
+                    if j.terminal and j.finished is not None and now - j.finished > self.result_ttl_s
+                ]
                 for j in old:
                     del self._jobs[j.id]
             for j in old:

@@ -35,8 +35,14 @@ STATIC = Path(__file__).parent / "static"
 API_VERSION = "v1"
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # what JobQueue.submit names jobs (uuid4 hex)
 HEADER_LIMIT = 1024  # bytes: the X-Prefrestore-Result summary stays below what every common proxy accepts
-_STATUS = {"bad_image": 400, "bad_option": 422, "cancelled": 409, "timeout": 504, "restore_failed": 500,
-           "overloaded": 429}
+_STATUS = {
+    "bad_image": 400,
+    "bad_option": 422,
+    "cancelled": 409,
+    "timeout": 504,
+    "restore_failed": 500,
+    "overloaded": 429,
+}
 
 
 class ErrorBody(BaseModel):
@@ -45,12 +51,20 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-_ERRORS = {400: "bad, corrupt or oversized image; malformed multipart", 401: "missing or wrong bearer token",
-           404: "unknown job (or removed after its TTL)", 408: "the upload stalled or was too slow",
-           409: "not finished yet, or already finished", 413: "body above --max-body-mb",
-           415: "the body is neither an image nor multipart/form-data", 422: "a bad option or parameter",
-           429: "queue full, too many uploads or overloaded (Retry-After says when to retry)",
-           500: "restoration failed", 503: "the model is loading (Retry-After)", 504: "timed out"}
+_ERRORS = {
+    400: "bad, corrupt or oversized image; malformed multipart",
+    401: "missing or wrong bearer token",
+    404: "unknown job (or removed after its TTL)",
+    408: "the upload stalled or was too slow",
+    409: "not finished yet, or already finished",
+    413: "body above --max-body-mb",
+    415: "the body is neither an image nor multipart/form-data",
+    422: "a bad option or parameter",
+    429: "queue full, too many uploads or overloaded (Retry-After says when to retry)",
+    500: "restoration failed",
+    503: "the model is loading (Retry-After)",
+    504: "timed out",
+}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -58,28 +72,60 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
 
 
-_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif",
-                "application/octet-stream")
+_IMAGE_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/bmp",
+    "image/tiff",
+    "image/gif",
+    "application/octet-stream",
+)
 # The request body of POST /v1/restore and /v1/jobs as it really is (read by uploads.read_upload, not by FastAPI,
 # so it is declared here): multipart with the file and the options, or the raw image.
-UPLOAD_BODY = {"requestBody": {"required": True, "description": (
-    "multipart/form-data: a `file` part (the photo) and an optional `options` part (a JSON object, e.g. "
-    '`{"upscale": 2}`; GET /v1/options lists every option); or the raw image bytes as the body with an image '
-    "Content-Type (or application/octet-stream), its name and options in the `name` and `options` query "
-    "parameters. Any other Content-Type is a 415."),
-    "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary", "description": "the photo (JPEG, PNG, WebP, BMP, TIFF or "
-                                                                          "GIF)"},
-            "options": {"type": "string", "example": '{"upscale": 2}',
-                        "description": "the options as one JSON object, e.g. "
-                                       '{"upscale": 2, "candidates": 4}'}}}},
-        **{media: {"schema": {"type": "string", "format": "binary"}} for media in _IMAGE_TYPES}}}}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "multipart/form-data: a `file` part (the photo) and an optional `options` part (a JSON object, e.g. "
+            '`{"upscale": 2}`; GET /v1/options lists every option); or the raw image bytes as the body with an image '
+            "Content-Type (or application/octet-stream), its name and options in the `name` and `options` query "
+            "parameters. Any other Content-Type is a 415."
+        ),
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the photo (JPEG, PNG, WebP, BMP, TIFF or GIF)",
+                        },
+                        "options": {
+                            "type": "string",
+                            "example": '{"upscale": 2}',
+                            "description": 'the options as one JSON object, e.g. {"upscale": 2, "candidates": 4}',
+                        },
+                    },
+                }
+            },
+            **{media: {"schema": {"type": "string", "format": "binary"}} for media in _IMAGE_TYPES},
+        },
+    }
+}
 # name/options are declared on the upload routes for the OpenAPI document only; uploads.read_upload reads them
-NAME_QUERY = Query(None, description="raw body only: the photo's file name (for the download name; the output "
-                                     "format follows the photo's content when it has no known extension)")
-OPTIONS_QUERY = Query(None, description="raw body only (multipart sends an `options` part): the options as one "
-                                        'JSON object, e.g. {"upscale": 2}')
+NAME_QUERY = Query(
+    None,
+    description="raw body only: the photo's file name (for the download name; the output "
+    "format follows the photo's content when it has no known extension)",
+)
+OPTIONS_QUERY = Query(
+    None,
+    description="raw body only (multipart sends an `options` part): the options as one "
+    'JSON object, e.g. {"upscale": 2}',
+)
 
 
 def document_errors(app: FastAPI) -> None:
@@ -125,9 +171,15 @@ class Server:
             try:
                 runner, model = self.load()
                 s = self.settings
-                queue = JobQueue(runner, s.workdir, max_queued=s.max_queued, max_batch=s.max_batch,
-                                 job_timeout_s=s.job_timeout_s, result_ttl_s=s.result_ttl_s,
-                                 batch_wait_s=s.batch_wait_s)
+                queue = JobQueue(
+                    runner,
+                    s.workdir,
+                    max_queued=s.max_queued,
+                    max_batch=s.max_batch,
+                    job_timeout_s=s.job_timeout_s,
+                    result_ttl_s=s.result_ttl_s,
+                    batch_wait_s=s.batch_wait_s,
+                )
                 queue.start()
                 self.model, self.queue = model, queue
                 logger.info("model %s loaded; serving", model.name)
@@ -153,8 +205,11 @@ class Api:
     def authorize(self, request: Request) -> None:
         """The token check of every /v1 route (``app.Guard`` makes the same check before a body is read)."""
         if self.settings.token and not token_matches(request.headers.get("authorization", ""), self.settings.token):
-            raise HTTPException(401, "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     async def read_upload(self, request: Request) -> tuple[str, str, bytes, RestoreOptions]:
         return await read_upload(request, self.settings.max_pixels)
@@ -167,8 +222,9 @@ class Api:
         try:
             return queue.submit(name, ext, data, options)
         except QueueFull as err:
-            raise HTTPException(429, f"{err}; the server restores one batch at a time",
-                                headers={"Retry-After": str(err.retry_after)}) from None
+            raise HTTPException(
+                429, f"{err}; the server restores one batch at a time", headers={"Retry-After": str(err.retry_after)}
+            ) from None
 
     def find(self, job_id: str) -> Job:
         """The job with this id; 404 for an unknown id, and for anything not shaped like one (never looked up)."""
@@ -181,17 +237,28 @@ class Api:
     def job_json(self, job: Job) -> dict[str, Any]:
         base = f"/{API_VERSION}/jobs/{job.id}"
         out: dict[str, Any] = {
-            "id": job.id, "name": job.name, "state": job.state, "stage": job.stage,
-            "progress": round(job.progress, 3), "queue_position": self.server.queue.position(job),
-            "faces_found": job.faces_found, "faces_restored": job.faces_restored,
-            "options": job.options.to_json(), "error": job.error, "error_code": job.error_code,
+            "id": job.id,
+            "name": job.name,
+            "state": job.state,
+            "stage": job.stage,
+            "progress": round(job.progress, 3),
+            "queue_position": self.server.queue.position(job),
+            "faces_found": job.faces_found,
+            "faces_restored": job.faces_restored,
+            "options": job.options.to_json(),
+            "error": job.error,
+            "error_code": job.error_code,
             "urls": {"self": base, "events": f"{base}/events", "result": f"{base}/result"},
         }
         if job.state == "done" and job.result is not None:
             out["download_name"] = download_name(job)
-            out["result"] = {**job.result, "faces": [
-                {**f, "urls": {r: f"{base}/faces/{f['index']}/{r}" for r in ("cropped", "restored")}}
-                for f in job.result["faces"]]}
+            out["result"] = {
+                **job.result,
+                "faces": [
+                    {**f, "urls": {r: f"{base}/faces/{f['index']}/{r}" for r in ("cropped", "restored")}}
+                    for f in job.result["faces"]
+                ],
+            }
         return out
 
     async def next_change(self, job: Job, version: int, timeout: float) -> None:
@@ -231,11 +298,16 @@ def result_header(job: Job, details: str) -> str:
     faces = r.get("faces", [])
     guards = [f.get("identity_guard") or {} for f in faces]
     summary: dict[str, Any] = {
-        "status": r.get("status"), "face_count": len(faces), "faces_found": r.get("faces_found", len(faces)),
+        "status": r.get("status"),
+        "face_count": len(faces),
+        "faces_found": r.get("faces_found", len(faces)),
         "flagged": sum(bool(g.get("flagged")) for g in guards),
         "fallback": sum(bool(g.get("action")) for g in guards),
-        "input_size": r.get("input_size"), "output_size": r.get("output_size"), "details": details,
-        "notes": [n[:160] for n in r.get("notes", [])][:4]}
+        "input_size": r.get("input_size"),
+        "output_size": r.get("output_size"),
+        "details": details,
+        "notes": [n[:160] for n in r.get("notes", [])][:4],
+    }
 
     def text() -> str:
         return json.dumps(summary, separators=(",", ":"), ensure_ascii=True)
@@ -295,22 +367,44 @@ def add_restore_routes(app: FastAPI, api: Api) -> None:
     def options(request: Request):
         """The request options (name, default, kind, bounds, help), limits and the model."""
         api.authorize(request)
-        return {"options": describe_options(), "model": server.model.to_json() if server.model else None,
-                "limits": {"max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
-                           "max_queued": settings.max_queued, "job_timeout_s": settings.job_timeout_s,
-                           "result_ttl_s": settings.result_ttl_s}}
+        return {
+            "options": describe_options(),
+            "model": server.model.to_json() if server.model else None,
+            "limits": {
+                "max_body_bytes": settings.max_body_bytes,
+                "max_pixels": settings.max_pixels,
+                "max_queued": settings.max_queued,
+                "job_timeout_s": settings.job_timeout_s,
+                "result_ttl_s": settings.result_ttl_s,
+            },
+        }
 
-    @app.post(f"/{API_VERSION}/restore", tags=["restore"], openapi_extra=UPLOAD_BODY,
-              responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "application/json": {}},
-                               "description": "the restored photo (or, with response=json, the job JSON with "
-                                              "image_base64)"},
-                         **errors(400, 401, 408, 413, 415, 422, 429, 500, 503, 504)})
-    async def restore(request: Request,
-                      response: str = Query("image", pattern="^(image|json)$", description=(
-                          "image: the restored photo, a short summary in the X-Prefrestore-Result header (< 1 KB) "
-                          "and the job id in X-Prefrestore-Job (its full result: GET /v1/jobs/{id}); json: the job "
-                          "JSON with the full result and image_base64")),
-                      name: str | None = NAME_QUERY, options: str | None = OPTIONS_QUERY):
+    @app.post(
+        f"/{API_VERSION}/restore",
+        tags=["restore"],
+        openapi_extra=UPLOAD_BODY,
+        responses={
+            200: {
+                "content": {"image/png": {}, "image/jpeg": {}, "application/json": {}},
+                "description": "the restored photo (or, with response=json, the job JSON with image_base64)",
+            },
+            **errors(400, 401, 408, 413, 415, 422, 429, 500, 503, 504),
+        },
+    )
+    async def restore(
+        request: Request,
+        response: str = Query(
+            "image",
+            pattern="^(image|json)$",
+            description=(
+                "image: the restored photo, a short summary in the X-Prefrestore-Result header (< 1 KB) "
+                "and the job id in X-Prefrestore-Job (its full result: GET /v1/jobs/{id}); json: the job "
+                "JSON with the full result and image_base64"
+            ),
+        ),
+        name: str | None = NAME_QUERY,
+        options: str | None = OPTIONS_QUERY,
+    ):
         """Restore one photo and wait. ``response=image`` (default): the restored photo, a bounded summary in the
         ``X-Prefrestore-Result`` header and the full result at ``GET /v1/jobs/{id}`` (``X-Prefrestore-Job``);
         ``response=json``: the job JSON (the full result) with ``image_base64``."""
@@ -329,25 +423,35 @@ def add_restore_routes(app: FastAPI, api: Api) -> None:
 
             return {**api.job_json(job), "image_base64": base64.b64encode(content).decode(), "media_type": media}
         details = api.result_url(job)
-        return Response(content, media_type=media, headers={
-            "X-Prefrestore-Result": result_header(job, details), "X-Prefrestore-Job": job.id,
-            "Link": f'<{details}>; rel="describedby"',
-            "Content-Disposition": f'attachment; filename="{download_name(job)}"'})
+        return Response(
+            content,
+            media_type=media,
+            headers={
+                "X-Prefrestore-Result": result_header(job, details),
+                "X-Prefrestore-Job": job.id,
+                "Link": f'<{details}>; rel="describedby"',
+                "Content-Disposition": f'attachment; filename="{download_name(job)}"',
+            },
+        )
 
 
 def add_job_routes(app: FastAPI, api: Api) -> None:
     """``POST /v1/jobs``, ``GET`` and ``DELETE /v1/jobs/{id}``, ``GET /v1/jobs/{id}/events`` (SSE)."""
     server, settings = api.server, api.settings
 
-    @app.post(f"/{API_VERSION}/jobs", tags=["jobs"], status_code=202, openapi_extra=UPLOAD_BODY,
-              responses=errors(400, 401, 408, 413, 415, 422, 429, 503))
+    @app.post(
+        f"/{API_VERSION}/jobs",
+        tags=["jobs"],
+        status_code=202,
+        openapi_extra=UPLOAD_BODY,
+        responses=errors(400, 401, 408, 413, 415, 422, 429, 503),
+    )
     async def create_job(request: Request, name: str | None = NAME_QUERY, options: str | None = OPTIONS_QUERY):
         """Queue one photo -> 202 with the job id, state and queue position (429 + Retry-After when full)."""
         api.authorize(request)
         queue = server.ready_queue()
         job = api.submit(queue, *(await api.read_upload(request)))
-        return JSONResponse(api.job_json(job), status_code=202,
-                            headers={"Location": f"/{API_VERSION}/jobs/{job.id}"})
+        return JSONResponse(api.job_json(job), status_code=202, headers={"Location": f"/{API_VERSION}/jobs/{job.id}"})
 
     @app.get(f"/{API_VERSION}/jobs/{{job_id}}", tags=["jobs"], responses=errors(401, 404, 503))
     def get_job(job_id: str, request: Request):
@@ -355,10 +459,17 @@ def add_job_routes(app: FastAPI, api: Api) -> None:
         api.authorize(request)
         return api.job_json(api.find(job_id))
 
-    @app.delete(f"/{API_VERSION}/jobs/{{job_id}}", tags=["jobs"], responses={
-        202: {"description": "a running job: `cancelling` until its run reaches the next stage boundary, then "
-                             "`cancelled` (watch GET /v1/jobs/{id} or its events)"},
-        **errors(401, 404, 409, 503)})
+    @app.delete(
+        f"/{API_VERSION}/jobs/{{job_id}}",
+        tags=["jobs"],
+        responses={
+            202: {
+                "description": "a running job: `cancelling` until its run reaches the next stage boundary, then "
+                "`cancelled` (watch GET /v1/jobs/{id} or its events)"
+            },
+            **errors(401, 404, 409, 503),
+        },
+    )
     def cancel_job(job_id: str, request: Request):
         """Cancel a queued job (200, ``cancelled``) or a running one (202, ``cancelling`` until its run stops at the
         next stage boundary, then ``cancelled``); 409 when it had already finished."""
@@ -375,8 +486,11 @@ def add_job_routes(app: FastAPI, api: Api) -> None:
         api.authorize(request)
         job = api.find(job_id)
         limit = time.monotonic() + settings.job_timeout_s + 30
-        return StreamingResponse(_event_stream(api, job, limit), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            _event_stream(api, job, limit),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
 
 async def _event_stream(api: Api, job: Job, limit: float):
@@ -401,8 +515,11 @@ async def _event_stream(api: Api, job: Job, limit: float):
 def add_job_file_routes(app: FastAPI, api: Api) -> None:
     """``GET /v1/jobs/{id}/result``, ``GET /v1/jobs/{id}/faces/{index}/{role}``, ``GET /v1/results.zip``."""
 
-    @app.get(f"/{API_VERSION}/jobs/{{job_id}}/result", tags=["jobs"],
-             responses=errors(400, 401, 404, 409, 422, 429, 500, 503, 504))
+    @app.get(
+        f"/{API_VERSION}/jobs/{{job_id}}/result",
+        tags=["jobs"],
+        responses=errors(400, 401, 404, 409, 422, 429, 500, 503, 504),
+    )
     def job_result(job_id: str, request: Request):
         """The restored photo (409 while queued or running; the job's error when it failed)."""
         api.authorize(request)
@@ -413,8 +530,9 @@ def add_job_file_routes(app: FastAPI, api: Api) -> None:
             raise api.failure(job)
         return FileResponse(job.files["output"], filename=download_name(job))
 
-    @app.get(f"/{API_VERSION}/jobs/{{job_id}}/faces/{{index}}/{{role}}", tags=["jobs"],
-             responses=errors(401, 404, 422, 503))
+    @app.get(
+        f"/{API_VERSION}/jobs/{{job_id}}/faces/{{index}}/{{role}}", tags=["jobs"], responses=errors(401, 404, 422, 503)
+    )
     def job_face(job_id: str, index: int, role: str, request: Request):
         """One face's aligned input crop (``cropped``) or restoration (``restored``), PNG at the model size."""
         api.authorize(request)
@@ -450,5 +568,8 @@ def _zip_results(jobs: list[Job]) -> Response:
             zf.write(job.files["output"], name)
     if not names:
         raise HTTPException(409, "none of these jobs has a result yet")
-    return Response(buf.getvalue(), media_type="application/zip",
-                    headers={"Content-Disposition": 'attachment; filename="restored.zip"'})
+    return Response(
+        buf.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="restored.zip"'},
+    )

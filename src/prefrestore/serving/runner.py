@@ -64,8 +64,17 @@ def model_info(ref: str, resolution: int) -> ModelInfo:
 class PipelineRunner:
     """The :class:`~prefrestore.serving.jobs.BatchRunner` of the server: restores a batch with ``run_plan``."""
 
-    def __init__(self, restorer: Restorer, detector: FaceDetector, model: ModelInfo, workdir: Path, *,
-                 identity: IdentityScorer | None = None, batch_size: int = 8, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        restorer: Restorer,
+        detector: FaceDetector,
+        model: ModelInfo,
+        workdir: Path,
+        *,
+        identity: IdentityScorer | None = None,
+        batch_size: int = 8,
+        device: str = "cpu",
+    ) -> None:
         self.restorer, self.detector, self.model, self.identity = restorer, detector, model, identity
         self.scratch = Path(workdir) / "batches"
         self.batch_size, self.device = batch_size, device
@@ -92,9 +101,17 @@ class PipelineRunner:
         progress(0.02, "finding faces")
         try:
             try:
-                run_plan(plan, self.restorer, layout, detector=self.detector, config=config, identity=self.identity,
-                         progress=tracker.on_event, run_info={"model": self.model.to_json()},
-                         scorers=self.scorers(config.options))
+                run_plan(
+                    plan,
+                    self.restorer,
+                    layout,
+                    detector=self.detector,
+                    config=config,
+                    identity=self.identity,
+                    progress=tracker.on_event,
+                    run_info={"model": self.model.to_json()},
+                    scorers=self.scorers(config.options),
+                )
             except SetupError as err:  # e.g. a rerank reward not installed: the same for every job of the batch
                 for job in jobs:
                     queue.finish(job, error=f"{job.name}: {api_message(str(err))}", code="bad_option")
@@ -127,8 +144,13 @@ class PipelineRunner:
                 dest = job.dir / f"{role}_{index:02d}.png"
                 Path(entry[key]).replace(dest)
                 files[f"{role}_{index:02d}"] = dest
-            faces.append({**{k: v for k, v in entry.items() if k not in _PATH_KEYS},
-                          "timings": {"restore": round(per_face, 4)}, "model": self.model.to_json()})
+            faces.append(
+                {
+                    **{k: v for k, v in entry.items() if k not in _PATH_KEYS},
+                    "timings": {"restore": round(per_face, 4)},
+                    "model": self.model.to_json(),
+                }
+            )
         result = {k: v for k, v in report.items() if k not in _PATH_KEYS and k != "faces"}
         result["faces"] = faces
         result["notes"] = [_public(n, job) for n in result.get("notes", [])]
@@ -171,13 +193,17 @@ class _FaceProgress:
             self.closed = True
             before = self.restored
             self.restored += n
-            changed = [(job, found, min(max(self.restored - offset, 0), found)) for job, found, offset in self.group
-                       if min(max(self.restored - offset, 0), found) != min(max(before - offset, 0), found)]
+            changed = [
+                (job, found, min(max(self.restored - offset, 0), found))
+                for job, found, offset in self.group
+                if min(max(self.restored - offset, 0), found) != min(max(before - offset, 0), found)
+            ]
             if not changed:  # e.g. a candidate round that finished no face: still a boundary
                 self.progress(None, "")
             for job, found, done in changed:
-                self.progress(0.1 + 0.8 * done / max(found, 1), f"restored {done} of {found} faces", job,
-                              faces=(found, done))
+                self.progress(
+                    0.1 + 0.8 * done / max(found, 1), f"restored {done} of {found} faces", job, faces=(found, done)
+                )
         elif event == "image_done":
             self.closed = True
             if self.written < len(self.group):
@@ -193,8 +219,15 @@ def _public(message: str, job: Job) -> str:
     return message.replace(str(job.upload), job.name).replace(str(job.dir), "")
 
 
-def load_runner(model: str, workdir: Path, *, device: str = "cpu", steps: int | None = None,
-                batch_size: int = 8, identity: bool = True) -> tuple[PipelineRunner, ModelInfo]:
+def load_runner(
+    model: str,
+    workdir: Path,
+    *,
+    device: str = "cpu",
+    steps: int | None = None,
+    batch_size: int = 8,
+    identity: bool = True,
+) -> tuple[PipelineRunner, ModelInfo]:
     """Load the restorer (``prefrestore.api.load_restorer``), the MTCNN detector and, when dlib is installed and
     ``identity``, the identity scorer -> the runner and its model info (what ``prefrestore serve`` serves)."""
     from ..api import load_restorer
@@ -205,5 +238,6 @@ def load_runner(model: str, workdir: Path, *, device: str = "cpu", steps: int | 
     info = model_info(model, restorer.resolution)
     detector = build_detector("mtcnn", device=device, min_face_size=12.0)  # any request's --min-face-size >= 12
     scorer = load_identity_scorer() if identity else None
-    return PipelineRunner(restorer, detector, info, workdir, identity=scorer, batch_size=batch_size,
-                          device=device), info
+    return PipelineRunner(
+        restorer, detector, info, workdir, identity=scorer, batch_size=batch_size, device=device
+    ), info

@@ -35,15 +35,38 @@ from ..options import OPTIONS, SPECS
 OPTION_KINDS = ("float", "int", "bool", "choice", "int_list", "weights")
 
 # The control options the page shows, with their step (None: not a number); the others are API-only.
-PAGE_CONTROLS: dict[str, float | None] = {"fidelity": 0.05, "candidates": 1, "rerank_weights": None,
-                                          "identity_guard": None, "color_fix": None, "blend": 0.05}
+PAGE_CONTROLS: dict[str, float | None] = {
+    "fidelity": 0.05,
+    "candidates": 1,
+    "rerank_weights": None,
+    "identity_guard": None,
+    "color_fix": None,
+    "blend": 0.05,
+}
 
 
-def _opt(kind: str, help: str, *, minimum: float | None = None, maximum: float | None = None,
-         choices: tuple[str, ...] = (), ui: bool = False, step: float | None = None, nullable: bool = False) -> dict:
+def _opt(
+    kind: str,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] = (),
+    ui: bool = False,
+    step: float | None = None,
+    nullable: bool = False,
+) -> dict:
     assert kind in OPTION_KINDS
-    return {"kind": kind, "help": help, "minimum": minimum, "maximum": maximum, "choices": list(choices),
-            "ui": ui, "step": step, "nullable": nullable}
+    return {
+        "kind": kind,
+        "help": help,
+        "minimum": minimum,
+        "maximum": maximum,
+        "choices": list(choices),
+        "ui": ui,
+        "step": step,
+        "nullable": nullable,
+    }
 
 
 class OptionError(ValueError):
@@ -54,24 +77,47 @@ class OptionError(ValueError):
 class RestoreOptions:
     """What one restoration request may set. Defaults are ``prefrestore restore``'s."""
 
-    upscale: float = field(default=2.0, metadata=_opt(
-        "float", "output size / input size", minimum=0.25, maximum=8, step=0.25, ui=True))
-    output_format: str = field(default="auto", metadata=_opt(
-        "choice", "restored photo format; auto: JPEG for JPEG inputs, PNG otherwise", choices=("auto", "png", "jpg"),
-        ui=True))
+    upscale: float = field(
+        default=2.0, metadata=_opt("float", "output size / input size", minimum=0.25, maximum=8, step=0.25, ui=True)
+    )
+    output_format: str = field(
+        default="auto",
+        metadata=_opt(
+            "choice",
+            "restored photo format; auto: JPEG for JPEG inputs, PNG otherwise",
+            choices=("auto", "png", "jpg"),
+            ui=True,
+        ),
+    )
     jpeg_quality: int = field(default=95, metadata=_opt("int", "JPEG quality", minimum=1, maximum=100))
-    det_threshold: float = field(default=0.95, metadata=_opt(
-        "float", "detection confidence threshold (real faces score > 0.97)", minimum=0, maximum=1, step=0.01,
-        ui=True))
-    max_faces: int | None = field(default=None, metadata=_opt(
-        "int", "restore at most N faces, largest first", minimum=1, maximum=1000, nullable=True))
+    det_threshold: float = field(
+        default=0.95,
+        metadata=_opt(
+            "float",
+            "detection confidence threshold (real faces score > 0.97)",
+            minimum=0,
+            maximum=1,
+            step=0.01,
+            ui=True,
+        ),
+    )
+    max_faces: int | None = field(
+        default=None,
+        metadata=_opt("int", "restore at most N faces, largest first", minimum=1, maximum=1000, nullable=True),
+    )
     only_center_face: bool = field(default=False, metadata=_opt("bool", "restore only the face nearest the centre"))
-    color_match: str = field(default="lowfreq", metadata=_opt(
-        "choice", "paste-back: match each restored face's colour and tone to the photo around it as it is pasted "
-        "(prefrestore restore --color-match); color_fix colours the face crop itself, before it is written or pasted",
-        choices=("lowfreq", "meanstd", "none")))
-    seed: int = field(default=0, metadata=_opt("int", "sampling seed, the same for every face", minimum=0,
-                                               maximum=2**31 - 1))
+    color_match: str = field(
+        default="lowfreq",
+        metadata=_opt(
+            "choice",
+            "paste-back: match each restored face's colour and tone to the photo around it as it is pasted "
+            "(prefrestore restore --color-match); color_fix colours the face crop itself, before it is written or pasted",
+            choices=("lowfreq", "meanstd", "none"),
+        ),
+    )
+    seed: int = field(
+        default=0, metadata=_opt("int", "sampling seed, the same for every face", minimum=0, maximum=2**31 - 1)
+    )
     # the options of prefrestore.options.OPTIONS (flat in the JSON, e.g. {"candidates": 4}), validated there
     control: options.RestoreOptions = field(default_factory=options.RestoreOptions)
 
@@ -87,9 +133,16 @@ class RestoreOptions:
         """-> :class:`prefrestore.pipeline.PipelineConfig`, what ``prefrestore restore`` builds from the same flags."""
         from ..pipeline import PipelineConfig
 
-        return PipelineConfig.for_photos(self.control, upscale=self.upscale, det_threshold=self.det_threshold,
-                                         max_faces=self.max_faces, only_center_face=self.only_center_face,
-                                         color_match=self.color_match, batch_size=batch_size, seed=self.seed)
+        return PipelineConfig.for_photos(
+            self.control,
+            upscale=self.upscale,
+            det_threshold=self.det_threshold,
+            max_faces=self.max_faces,
+            only_center_face=self.only_center_face,
+            color_match=self.color_match,
+            batch_size=batch_size,
+            seed=self.seed,
+        )
 
     def output_layout(self, root: Path):
         """-> :class:`prefrestore.file_run.OutputLayout` under ``root`` (format and JPEG quality)."""
@@ -114,7 +167,7 @@ class RestoreOptions:
         if data is None:
             return cls()
         if not isinstance(data, Mapping):
-            raise OptionError("options: expected a JSON object such as {\"upscale\": 2}")
+            raise OptionError('options: expected a JSON object such as {"upscale": 2}')
         own = {f.name: f for f in _own_fields()}
         unknown = sorted(set(data) - set(own) - set(SPECS))
         if unknown:
@@ -137,20 +190,25 @@ class RestoreOptions:
         if raw is None or raw == "" or raw == b"":
             return cls()
         if len(raw) > MAX_OPTIONS_BYTES:
-            raise OptionError(f"options: {len(raw)} bytes, above the {MAX_OPTIONS_BYTES} byte limit; send only the "
-                              "options you change, e.g. {\"upscale\": 2}")
+            raise OptionError(
+                f"options: {len(raw)} bytes, above the {MAX_OPTIONS_BYTES} byte limit; send only the "
+                'options you change, e.g. {"upscale": 2}'
+            )
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         depth = _json_depth(text)
         if depth > MAX_OPTIONS_DEPTH:
-            raise OptionError(f"options: JSON nested {depth} levels deep (at most {MAX_OPTIONS_DEPTH}); send one flat "
-                              "object such as {\"upscale\": 2}")
+            raise OptionError(
+                f"options: JSON nested {depth} levels deep (at most {MAX_OPTIONS_DEPTH}); send one flat "
+                'object such as {"upscale": 2}'
+            )
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise OptionError(f"options: not valid JSON ({err.msg}); e.g. {{\"upscale\": 2}}") from None
+            raise OptionError(f'options: not valid JSON ({err.msg}); e.g. {{"upscale": 2}}') from None
         except (ValueError, RecursionError) as err:  # e.g. an integer of more digits than Python converts
-            raise OptionError(f"options: unusable JSON ({str(err).splitlines()[0][:80]}); e.g. {{\"upscale\": 2}}") \
-                from None
+            raise OptionError(
+                f'options: unusable JSON ({str(err).splitlines()[0][:80]}); e.g. {{"upscale": 2}}'
+            ) from None
         return cls.from_json(data)
 
 
@@ -201,8 +259,9 @@ _FLAG_NAMES = {spec.flag: spec.name for spec in OPTIONS}
 def api_message(message: str) -> str:
     """A ``prefrestore.options`` message, which names the CLI's flags (``--candidates 0: must be >= 1``) -> the
     same message naming the request's JSON options (``options.candidates 0: must be >= 1``)."""
-    return re.sub(r"--[a-z][a-z-]*", lambda m: f"options.{_FLAG_NAMES[m[0]]}" if m[0] in _FLAG_NAMES else m[0],
-                  message)
+    return re.sub(
+        r"--[a-z][a-z-]*", lambda m: f"options.{_FLAG_NAMES[m[0]]}" if m[0] in _FLAG_NAMES else m[0], message
+    )
 
 
 def _coerce(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
@@ -215,7 +274,9 @@ def _coerce(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
             raise bad
         return value
     if kind == "int":
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        ):
             raise bad
         return int(value)
     if kind == "float":
@@ -267,10 +328,21 @@ def describe_options() -> list[dict[str, Any]]:
     for spec in OPTIONS:
         assert spec.type != "string" or spec.choices, spec.name  # every string option is a choice
         default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-        out.append({"name": spec.name, "default": dict(default) if isinstance(default, dict) else default,
-                    "kind": _KINDS[spec.type], "help": spec.help, "minimum": spec.minimum, "maximum": spec.maximum,
-                    "choices": list(spec.choices or ()), "ui": spec.name in PAGE_CONTROLS,
-                    "step": PAGE_CONTROLS.get(spec.name), "nullable": spec.nullable, "source": "prefrestore.options"})
+        out.append(
+            {
+                "name": spec.name,
+                "default": dict(default) if isinstance(default, dict) else default,
+                "kind": _KINDS[spec.type],
+                "help": spec.help,
+                "minimum": spec.minimum,
+                "maximum": spec.maximum,
+                "choices": list(spec.choices or ()),
+                "ui": spec.name in PAGE_CONTROLS,
+                "step": PAGE_CONTROLS.get(spec.name),
+                "nullable": spec.nullable,
+                "source": "prefrestore.options",
+            }
+        )
     return out
 
 
@@ -366,10 +438,18 @@ class ServerSettings:
         object.__setattr__(self, "bind", self.bind or resolve_bind(self.host))
         if not is_loopback(self.bind) and not self.token:
             shown = self.host if self.host == self.bind else f"{self.host} ({self.bind})"
-            raise UserError(f"--host {shown}: a non-loopback bind needs a bearer token; pass --token or set "
-                            "PREFRESTORE_TOKEN (or bind 127.0.0.1)")
-        for name in ("max_body_bytes", "max_pixels", "max_queued", "max_batch", "max_uploads",
-                     "max_uploads_per_client"):
+            raise UserError(
+                f"--host {shown}: a non-loopback bind needs a bearer token; pass --token or set "
+                "PREFRESTORE_TOKEN (or bind 127.0.0.1)"
+            )
+        for name in (
+            "max_body_bytes",
+            "max_pixels",
+            "max_queued",
+            "max_batch",
+            "max_uploads",
+            "max_uploads_per_client",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
         for name in ("job_timeout_s", "result_ttl_s", "read_timeout_s", "upload_grace_s"):
@@ -381,8 +461,9 @@ class ServerSettings:
             raise UserError(f"--min-upload-rate {self.min_upload_bytes_per_s / 1024:g}: must be > 0 KiB/s")
         for name in self.allowed_hosts:
             if not name or any(c in name for c in "/ @"):
-                raise UserError(f"--allowed-host {name!r}: give a host name or address (no scheme, path or port), "
-                                "or * for any")
+                raise UserError(
+                    f"--allowed-host {name!r}: give a host name or address (no scheme, path or port), or * for any"
+                )
 
     @property
     def loopback(self) -> bool:

@@ -52,8 +52,10 @@ def unsupported_type(content_type: str) -> str | None:
     if not media or media == "multipart/form-data" or media.startswith("image/") or media in RAW_TYPES:
         return None
     shown = re.sub(r"[^a-z0-9.+/-]", "_", media)[:60]
-    return (f"Content-Type {shown}: not an image; send the photo as multipart (-F file=@photo.jpg) or as the raw "
-            "body with its image type (-H 'Content-Type: image/jpeg' --data-binary @photo.jpg)")
+    return (
+        f"Content-Type {shown}: not an image; send the photo as multipart (-F file=@photo.jpg) or as the raw "
+        "body with its image type (-H 'Content-Type: image/jpeg' --data-binary @photo.jpg)"
+    )
 
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
@@ -90,9 +92,17 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
         if name and len(parts) < 8:
             parts[name] = (None if filename is None else filename.decode("utf-8", "replace"), b"".join(state["data"]))
 
-    parser = MultipartParser(boundary, {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
-                                        "on_header_value": on_header_value, "on_header_end": on_header_end,
-                                        "on_part_data": on_part_data, "on_part_end": on_part_end})
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     parser.write(body)
     parser.finalize()
     return parts

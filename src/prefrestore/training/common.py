@@ -113,7 +113,9 @@ def count(params: Iterable[torch.Tensor]) -> int:
 # accelerate
 
 
-def make_accelerator(*, mixed_precision: str = "no", grad_accum: int = 1, log_dir: str | None = None, cpu: bool = False):
+def make_accelerator(
+    *, mixed_precision: str = "no", grad_accum: int = 1, log_dir: str | None = None, cpu: bool = False
+):
     """An ``accelerate.Accelerator`` (the only place the loops touch distribution). ``mixed_precision`` is
     ``"no"`` or ``"bf16"`` (autocast; weights and optimizer state stay fp32). Works on one CPU, one GPU, or many
     GPUs/nodes under ``accelerate launch`` (DDP, FSDP, DeepSpeed from the launch config)."""

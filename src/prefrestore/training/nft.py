@@ -180,7 +180,9 @@ def ema_decay(step: int, max_decay: float = 0.9) -> float:
     return min((1 + step) / (10 + step), max_decay)
 
 
-def timestep_subsets(grid: torch.Tensor, num_samples: int, num_train: int, *, generator: torch.Generator) -> torch.Tensor:
+def timestep_subsets(
+    grid: torch.Tensor, num_samples: int, num_train: int, *, generator: torch.Generator
+) -> torch.Tensor:
     """(K,) sampling sigmas -> (N, J) per-sample shuffled subsets of J = num_train of them (official: J = K - 1)."""
     K = grid.numel()
     if not 1 <= num_train <= K:
@@ -247,8 +249,10 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     acc = make_accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
     world, rank = acc.num_processes, acc.process_index
     if cfg.data.groups_per_epoch % world:
-        raise ValueError(f"data.groups_per_epoch={cfg.data.groups_per_epoch} must be a multiple of the "
-                         f"{world} processes, so every rank rolls out whole groups")
+        raise ValueError(
+            f"data.groups_per_epoch={cfg.data.groups_per_epoch} must be a multiple of the "
+            f"{world} processes, so every rank rolls out whole groups"
+        )
     out = Path(cfg.out_dir)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -257,15 +261,21 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
 
     # ---- model, adapters, optimiser, reward, data -------------------------------------------------------------
     model = load_model(cfg.model, device=acc.device) if model is None else model.to(acc.device)
-    adapters = attach_training_adapters(model, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets,
-                                        init_from=cfg.lora.init_from)
+    adapters = attach_training_adapters(
+        model, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets, init_from=cfg.lora.init_from
+    )
     o = cfg.optim
-    optimizer = torch.optim.AdamW(list(adapters.trained.values()), lr=o.lr, betas=tuple(o.betas),
-                                  weight_decay=o.weight_decay, eps=o.eps)
+    optimizer = torch.optim.AdamW(
+        list(adapters.trained.values()), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps
+    )
     net, optimizer = acc.prepare(adapters.peft, optimizer)
     if reward is None:
-        reward = CompositeReward.build(cfg.rewards.weights, device=str(acc.device),
-                                       weights_dir=cfg.rewards.weights_dir, options=cfg.rewards.options)
+        reward = CompositeReward.build(
+            cfg.rewards.weights,
+            device=str(acc.device),
+            weights_dir=cfg.rewards.weights_dir,
+            options=cfg.rewards.options,
+        )
     pairs = list_pairs(cfg.data.pairs, prompt=cfg.data.prompt)
     S = model.config.resolution
     G, K = cfg.rollout.group_size, cfg.rollout.steps
@@ -286,9 +296,15 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     if acc.is_main_process:  # drop lines of epochs a killed run did not checkpoint
         truncate_log(log_path, "epoch", state.epoch - 1)
     if acc.is_main_process:
-        logger.info("NFT: %d pairs, %d groups x %d samples per epoch, %d timesteps each; %d LoRA tensors (%d params)",
-                    len(pairs), cfg.data.groups_per_epoch, G, J, len(adapters.trained),
-                    sum(p.numel() for p in adapters.trained.values()))
+        logger.info(
+            "NFT: %d pairs, %d groups x %d samples per epoch, %d timesteps each; %d LoRA tensors (%d params)",
+            len(pairs),
+            cfg.data.groups_per_epoch,
+            G,
+            J,
+            len(adapters.trained),
+            sum(p.numel() for p in adapters.trained.values()),
+        )
 
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.time()
@@ -307,8 +323,9 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
 
         # ---- reward and advantages ----------------------------------------------------------------------------
         grp = ro.group.cpu()
-        total, parts = reward(ro.images.cpu(), lq[grp], None if hq is None else hq[grp],
-                              [mine[i].prompt for i in grp.tolist()])
+        total, parts = reward(
+            ro.images.cpu(), lq[grp], None if hq is None else hq[grp], [mine[i].prompt for i in grp.tolist()]
+        )
         all_total = acc.gather(total.to(acc.device)).cpu()  # (world * N,) rank blocks, each group-contiguous
         all_parts = {k: acc.gather(v.to(acc.device)).cpu() for k, v in parts.items()}
         adv_all = group_advantages(all_total, G, std=cfg.nft.std)
@@ -323,8 +340,10 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
         sig = timestep_subsets(grid, n, J, generator=g)  # (N, J)
         micro = [order[i : i + o.train_batch_size] for i in range(0, n, o.train_batch_size)]
         if len(micro) < o.steps_per_epoch:
-            raise ValueError(f"{len(micro)} micro-batches cannot make optim.steps_per_epoch={o.steps_per_epoch} "
-                             "steps; lower train_batch_size or steps_per_epoch")
+            raise ValueError(
+                f"{len(micro)} micro-batches cannot make optim.steps_per_epoch={o.steps_per_epoch} "
+                "steps; lower train_batch_size or steps_per_epoch"
+            )
         bounds = [round(i * len(micro) / o.steps_per_epoch) for i in range(o.steps_per_epoch + 1)]
         sums: dict[str, float] = {}
         net.train()
@@ -348,12 +367,27 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
                     last = mi == len(chunk) - 1 and j == J - 1
                     with nullcontext() if last else acc.no_sync(net):
                         v_theta = model.velocity(x_t, s, cond, transformer=net)
-                        res = nft_loss(v_theta, v_old, v_ref, x0, x_t, s, rho[ids], beta=cfg.nft.beta,
-                                       kl_coef=cfg.nft.kl_coef, scale=cfg.nft.adv_clip)
+                        res = nft_loss(
+                            v_theta,
+                            v_old,
+                            v_ref,
+                            x0,
+                            x_t,
+                            s,
+                            rho[ids],
+                            beta=cfg.nft.beta,
+                            kl_coef=cfg.nft.kl_coef,
+                            scale=cfg.nft.adv_clip,
+                        )
                         acc.backward(res.loss / n_acc)
-                    for key, val in (("loss", res.loss.detach()), ("policy", res.policy), ("kl", res.kl),
-                                     ("positive", res.positive.mean()), ("negative", res.negative.mean()),
-                                     ("old_deviation", res.old_deviation)):
+                    for key, val in (
+                        ("loss", res.loss.detach()),
+                        ("policy", res.policy),
+                        ("kl", res.kl),
+                        ("positive", res.positive.mean()),
+                        ("negative", res.negative.mean()),
+                        ("old_deviation", res.old_deviation),
+                    ):
                         sums[key] = sums.get(key, 0.0) + val  # tensors; .item() once per epoch
             grad_norm = acc.clip_grad_norm_(list(adapters.trained.values()), o.grad_clip)
             optimizer.step()
@@ -380,19 +414,32 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
             record[f"reward/{k}"] = float(v.mean())
             record[f"reward_std/{k}"] = float(v.std(correction=0))
         record |= {
-            "adv_abs_mean": float(adv_all.abs().mean()), "adv_min": float(adv_all.min()),
-            "adv_max": float(adv_all.max()), "rho_mean": float(optimality_prob(adv_all, cfg.nft.adv_clip).mean()),
+            "adv_abs_mean": float(adv_all.abs().mean()),
+            "adv_min": float(adv_all.min()),
+            "adv_max": float(adv_all.max()),
+            "rho_mean": float(optimality_prob(adv_all, cfg.nft.adv_clip).mean()),
             "zero_std_groups": zero_std_fraction(all_total, G),
             "group_std_mean": float(all_total.view(-1, G).std(dim=1, correction=0).mean()),
-            "old_decay": decay, "lr": optimizer.param_groups[0]["lr"],
-            "time_rollout": t1 - t0, "time_reward": t2 - t1, "time_train": t3 - t2,
+            "old_decay": decay,
+            "lr": optimizer.param_groups[0]["lr"],
+            "time_rollout": t1 - t0,
+            "time_reward": t2 - t1,
+            "time_train": t3 - t2,
         }
         if acc.is_main_process:
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            logger.info("epoch %d step %d reward %.4f (std %.4f) loss %.4f kl %.2e zero-std %.2f [%.0fs]",
-                        epoch, state.step, record["reward_mean"], record["reward_std"], record["loss"],
-                        record["kl"], record["zero_std_groups"], t3 - t0)
+            logger.info(
+                "epoch %d step %d reward %.4f (std %.4f) loss %.4f kl %.2e zero-std %.2f [%.0fs]",
+                epoch,
+                state.step,
+                record["reward_mean"],
+                record["reward_std"],
+                record["loss"],
+                record["kl"],
+                record["zero_std_groups"],
+                t3 - t0,
+            )
 
         # ---- checkpoint ---------------------------------------------------------------------------------------
         if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
@@ -405,4 +452,3 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
                 logger.info("saved %s", path)
     acc.wait_for_everyone()
     return out
-

@@ -76,8 +76,16 @@ class RLDataSettings:
 
 @dataclass
 class RewardSettings:
-    weights: dict[str, float] = field(default_factory=lambda: {
-        "pickscore": 1.0, "hpsv2": 1.0, "clipscore": 1.0, "lmd": 0.5, "arcface": 0.5, "lpips": 0.5})
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "pickscore": 1.0,
+            "hpsv2": 1.0,
+            "clipscore": 1.0,
+            "lmd": 0.5,
+            "arcface": 0.5,
+            "lpips": 0.5,
+        }
+    )
     """Reward name -> weight (``rewards/composite.py``); default: the paper's ``pref_restore_gt_reward``."""
     options: dict[str, dict] = field(default_factory=dict)
     """Per-reward constructor options, e.g. {"psnr": {"cap": 50}}."""

@@ -125,10 +125,23 @@ def rollout(
     latents, images = [], []
     for i in range(0, B * G, config.batch_size):
         sl = slice(i, i + config.batch_size)
-        x0 = model.sample(cond[group[sl]], noise[sl], c.lq_latent[group[sl]], steps=config.steps,
-                          guidance_scale=config.guidance_scale, solver=config.solver,
-                          start_sigma=config.start_sigma, numerics=config.numerics)  # (n, c, h, w)
+        x0 = model.sample(
+            cond[group[sl]],
+            noise[sl],
+            c.lq_latent[group[sl]],
+            steps=config.steps,
+            guidance_scale=config.guidance_scale,
+            solver=config.solver,
+            start_sigma=config.start_sigma,
+            numerics=config.numerics,
+        )  # (n, c, h, w)
         latents.append(x0.float())
         images.append(model.decode_latent(x0, lq[group[sl]]).float().clamp(-1, 1))  # (n, 3, S, S)
-    return Rollout(cond=cond, group=group, noise=noise, latents=torch.cat(latents), images=torch.cat(images),
-                   sigmas=sampling_sigmas(config.steps, config.start_sigma, final_zero=config.numerics.final_zero))
+    return Rollout(
+        cond=cond,
+        group=group,
+        noise=noise,
+        latents=torch.cat(latents),
+        images=torch.cat(images),
+        sigmas=sampling_sigmas(config.steps, config.start_sigma, final_zero=config.numerics.final_zero),
+    )

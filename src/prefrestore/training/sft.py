@@ -107,8 +107,16 @@ class SFTObjective(nn.Module):
     weight is > 0); (B, 3, H, W) pairs in [0, 1] -> (B,) distances. ``identity``: the frozen identity network of
     ``cfg.id_weight`` (None: dlib's ResNet in torch), FFHQ-aligned (B, 3, S, S) in [0, 1] -> (B, D)."""
 
-    def __init__(self, model: PrefRestoreModel, stage: Stage, cfg: SFTConfig, *, reference_vae: nn.Module | None = None,
-                 lpips: nn.Module | None = None, identity: nn.Module | None = None):
+    def __init__(
+        self,
+        model: PrefRestoreModel,
+        stage: Stage,
+        cfg: SFTConfig,
+        *,
+        reference_vae: nn.Module | None = None,
+        lpips: nn.Module | None = None,
+        identity: nn.Module | None = None,
+    ):
         super().__init__()
         self.model, self.stage, self.cfg = model, stage, cfg
         self.lpips = None
@@ -218,8 +226,9 @@ class SFTObjective(nn.Module):
         out["lpips"] = d.detach()
         return d
 
-    def _pixel_losses(self, lq_lat: torch.Tensor, x0: torch.Tensor, hq: torch.Tensor, lq: torch.Tensor, out: dict,
-                      loss) -> dict:
+    def _pixel_losses(
+        self, lq_lat: torch.Tensor, x0: torch.Tensor, hq: torch.Tensor, lq: torch.Tensor, out: dict, loss
+    ) -> dict:
         """+ pix_weight * (L1 + MSE)(decode(lq_lat, lq), hq) + lpips_weight * LPIPS(same) and, with train_decoder,
         pix_weight * (L1 + MSE) of decode(x0, lq) (a sampled latent is decoded with its LQ too): adds "pix",
         "lpips" (and "rec") to ``out``; returns {"loss": the new total}."""
@@ -276,8 +285,9 @@ def calibrate_latent_scale(model: PrefRestoreModel, hq: torch.Tensor) -> PrefRes
     a = model.config.autoencoder
     z = model.vae.encode(hq.to(model.vae.dtype)).latent.float()
     scale = float(1.0 / z.std().clamp(min=1e-6))
-    model.config = dataclasses.replace(model.config, autoencoder=dataclasses.replace(a, scaling_factor=scale,
-                                                                                     shift_factor=0.0))
+    model.config = dataclasses.replace(
+        model.config, autoencoder=dataclasses.replace(a, scaling_factor=scale, shift_factor=0.0)
+    )
     log.info("stage 0: latent std %.4f -> scaling_factor %.5f", 1 / scale, scale)
     return model
 
@@ -286,8 +296,9 @@ def calibrate_latent_scale(model: PrefRestoreModel, hq: torch.Tensor) -> PrefRes
 # Checkpoints
 
 
-def save_checkpoint(run_dir: Path, model: PrefRestoreModel | None, state: TrainState, keep: int, *,
-                    accelerator=None) -> Path:
+def save_checkpoint(
+    run_dir: Path, model: PrefRestoreModel | None, state: TrainState, keep: int, *, accelerator=None
+) -> Path:
     """checkpoints/step-N/{model/, train_state.pt[, accelerate/]} in the run-folder format of
     training/checkpointing.py. With ``accelerator`` given (DeepSpeed / FSDP runs) every rank calls this, and the
     sharded optimizer state is saved by accelerate into ``accelerate/``; otherwise only the main process calls it."""
@@ -310,7 +321,7 @@ def save_checkpoint(run_dir: Path, model: PrefRestoreModel | None, state: TrainS
 
 
 def _sharded_kind(accelerator) -> str:
-    """"" (single process / DDP), "deepspeed" or "fsdp": the latter two shard optimizer state (FSDP also weights)."""
+    """ "" (single process / DDP), "deepspeed" or "fsdp": the latter two shard optimizer state (FSDP also weights)."""
     from accelerate.utils import DistributedType
 
     return {DistributedType.DEEPSPEED: "deepspeed", DistributedType.FSDP: "fsdp"}.get(accelerator.distributed_type, "")
@@ -328,7 +339,7 @@ def _full_model(accelerator, objective: nn.Module) -> PrefRestoreModel | None:
     if not accelerator.is_main_process:
         return None
     model = PrefRestoreModel(inner.config, inner.integrator.text_tokenizer)
-    load_into(model, {k[len("model."):]: v for k, v in full.items() if k.startswith("model.")}, where="fsdp gather")
+    load_into(model, {k[len("model.") :]: v for k, v in full.items() if k.startswith("model.")}, where="fsdp gather")
     return model
 
 
@@ -341,8 +352,12 @@ def train_sft(cfg: SFTConfig) -> Path:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     # cpu=True on CPU-only machines lets torchrun/`accelerate launch` start multi-process (gloo) CPU DDP runs
-    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision, grad_accum=cfg.grad_accum,
-                                   log_dir=str(cfg.run_dir), cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(
+        mixed_precision=cfg.mixed_precision,
+        grad_accum=cfg.grad_accum,
+        log_dir=str(cfg.run_dir),
+        cpu=not torch.cuda.is_available(),
+    )
     main = accelerator.is_main_process
     run_dir = cfg.run_dir
     if main:
@@ -363,8 +378,13 @@ def train_sft(cfg: SFTConfig) -> Path:
         log.warning("stage 0 retrains the autoencoder; the paper preset uses SANA's pretrained DC-AE instead")
     trainable = freeze_all_but(model, [p for p in cfg.trainable if p != "lq_skip" or model.lq_skip is not None])
     frozen = count(p for p in model.parameters() if not p.requires_grad)
-    log.info("stage %s: %.2fM trainable in %d tensors, %.2fM frozen", cfg.stage, count(trainable.values()) / 1e6,
-             len(trainable), frozen / 1e6)
+    log.info(
+        "stage %s: %.2fM trainable in %d tensors, %.2fM frozen",
+        cfg.stage,
+        count(trainable.values()) / 1e6,
+        len(trainable),
+        frozen / 1e6,
+    )
     if cfg.gradient_checkpointing:
         model.integrator.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.transformer.enable_gradient_checkpointing()
@@ -373,10 +393,16 @@ def train_sft(cfg: SFTConfig) -> Path:
         # the frozen target encoder is the init's (or ``reference``'s), never the resumed checkpoint's
         reference_vae = load_init(cfg.reference or cfg.init, cfg.seed).vae
     objective = SFTObjective(model, cfg.stage, cfg, reference_vae=reference_vae).train()
-    optimizer = torch.optim.AdamW(list(trainable.values()), lr=cfg.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
-                                  weight_decay=cfg.optim.weight_decay)
-    schedule = LRSchedule(cfg.lr, cfg.max_steps, warmup_steps_for(cfg.max_steps, cfg.optim.warmup_ratio),
-                          cfg.lr * cfg.optim.min_lr_ratio)
+    optimizer = torch.optim.AdamW(
+        list(trainable.values()),
+        lr=cfg.lr,
+        betas=cfg.optim.betas,
+        eps=cfg.optim.eps,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    schedule = LRSchedule(
+        cfg.lr, cfg.max_steps, warmup_steps_for(cfg.max_steps, cfg.optim.warmup_ratio), cfg.lr * cfg.optim.min_lr_ratio
+    )
 
     # ---- data ----------------------------------------------------------------------------------------------
     records, problems = gather_records(cfg.data)
@@ -392,14 +418,24 @@ def train_sft(cfg: SFTConfig) -> Path:
         if main:
             truncate_log(run_dir / "log.jsonl", "step", state.step)
     rank = accelerator.process_index
-    stream = BatchStream(ds, cfg.data.batch_size, seed=cfg.seed, num_workers=cfg.data.num_workers, rank=rank,
-                         world=accelerator.num_processes, epoch=state.epoch,
-                         position=state.position[rank] if rank < len(state.position) else 0, skipped=state.skipped)
+    stream = BatchStream(
+        ds,
+        cfg.data.batch_size,
+        seed=cfg.seed,
+        num_workers=cfg.data.num_workers,
+        rank=rank,
+        world=accelerator.num_processes,
+        epoch=state.epoch,
+        position=state.position[rank] if rank < len(state.position) else 0,
+        skipped=state.skipped,
+    )
     sharded = _sharded_kind(accelerator)
     if sharded == "fsdp" and cfg.ema_decay > 0:
         from ..errors import UserError
 
-        raise UserError("ema_decay > 0 is not supported under FSDP (the EMA shadow needs full weights); set ema_decay=0")
+        raise UserError(
+            "ema_decay > 0 is not supported under FSDP (the EMA shadow needs full weights); set ema_decay=0"
+        )
     objective, optimizer = accelerator.prepare(objective, optimizer)
     if ckpt is not None and sharded:
         accelerator.load_state(str(ckpt / "accelerate"))  # the sharded optimizer state (and weights)
@@ -430,14 +466,18 @@ def train_sft(cfg: SFTConfig) -> Path:
             batch = stream.next_batch()
             with accelerator.accumulate(objective):
                 with accelerator.autocast():
-                    out = objective(batch["hq"].to(device), batch["lq"].to(device), batch["instruction"],
-                                    batch["seed"])
+                    out = objective(
+                        batch["hq"].to(device), batch["lq"].to(device), batch["instruction"], batch["seed"]
+                    )
                 accelerator.backward(out["loss"])
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.grad_accum
                 if accelerator.sync_gradients:
-                    grad_norm = (accelerator.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0
-                                 else torch.stack([p.grad.norm() for p in params if p.grad is not None]).norm())
+                    grad_norm = (
+                        accelerator.clip_grad_norm_(params, cfg.optim.grad_clip)
+                        if cfg.optim.grad_clip > 0
+                        else torch.stack([p.grad.norm() for p in params if p.grad is not None]).norm()
+                    )
                     if grad_norm is None:  # DeepSpeed clips inside its engine and reports nothing here
                         grad_norm = torch.tensor(float("nan"), device=device)
                     set_lr(optimizer, lr)
@@ -455,11 +495,18 @@ def train_sft(cfg: SFTConfig) -> Path:
         # ---- log ------------------------------------------------------------------------------------------
         if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
             now = time.perf_counter()
-            rec = {k: accelerator.reduce(torch.as_tensor(v, device=device), "mean").item() / n_sum
-                   for k, v in sorted(sums.items())}
-            rec.update(step=state.step, lr=lr, epoch=stream.epoch, samples=state.samples,
-                       samples_per_s=(state.samples - samples_last) / max(now - t_last, 1e-9),
-                       skipped=dict(stream.skipped))
+            rec = {
+                k: accelerator.reduce(torch.as_tensor(v, device=device), "mean").item() / n_sum
+                for k, v in sorted(sums.items())
+            }
+            rec.update(
+                step=state.step,
+                lr=lr,
+                epoch=stream.epoch,
+                samples=state.samples,
+                samples_per_s=(state.samples - samples_last) / max(now - t_last, 1e-9),
+                skipped=dict(stream.skipped),
+            )
             if main:
                 with open(run_dir / "log.jsonl", "a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -467,8 +514,9 @@ def train_sft(cfg: SFTConfig) -> Path:
                     for k, v in rec.items():
                         if isinstance(v, float) and math.isfinite(v):
                             writer.add_scalar(f"train/{k}", v, state.step)
-                log.info("step %d %s", state.step, " ".join(f"{k}={v:.4g}" for k, v in rec.items()
-                                                             if isinstance(v, float)))
+                log.info(
+                    "step %d %s", state.step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if isinstance(v, float))
+                )
             sums, n_sum, t_last, samples_last = {}, 0, now, state.samples
 
         # ---- checkpoint -----------------------------------------------------------------------------------
@@ -481,8 +529,9 @@ def train_sft(cfg: SFTConfig) -> Path:
             state.ema = ema
             state.rng = capture_rng()
             if sharded:
-                save_checkpoint(run_dir, _full_model(accelerator, objective), state, cfg.keep_checkpoints,
-                                accelerator=accelerator)
+                save_checkpoint(
+                    run_dir, _full_model(accelerator, objective), state, cfg.keep_checkpoints, accelerator=accelerator
+                )
             else:
                 if main:
                     save_checkpoint(run_dir, accelerator.unwrap_model(objective).model, state, cfg.keep_checkpoints)

@@ -13,8 +13,13 @@ Stage = Literal[0, 1, 2, 3, "joint"]
 
 _S1 = ("integrator.lm", "diffusion_connector", "transformer.caption_projection", "transformer.caption_norm")
 _S2 = ("transformer.transformer_blocks", "vae_connector")
-TRAINABLE: dict[Stage, tuple[str, ...]] = {0: ("vae",), 1: _S1, 2: _S2, 3: _S2 + ("vae.encoder",),
-                                          "joint": _S1 + _S2 + ("vae.encoder",)}
+TRAINABLE: dict[Stage, tuple[str, ...]] = {
+    0: ("vae",),
+    1: _S1,
+    2: _S2,
+    3: _S2 + ("vae.encoder",),
+    "joint": _S1 + _S2 + ("vae.encoder",),
+}
 # Paper defaults (docs/method.md §2.1-2.3; stage 0 is ours: no paper value exists).
 DEFAULT_LR: dict[Stage, float] = {0: 1e-4, 1: 1e-4, 2: 1e-5, 3: 2e-5, "joint": 2e-5}
 
@@ -120,8 +125,10 @@ class SFTConfig:
         if self.train_decoder and self.pix_weight <= 0 and self.lpips_weight <= 0:
             raise ValueError("train_decoder=true needs pix_weight > 0 or lpips_weight > 0 (the decoder's only losses)")
         if self.data.crop and not (self.stage == 0 or self.autoencoder_only):
-            raise ValueError(f"data.crop={self.data.crop} works only where nothing but the autoencoder runs: stage 0, "
-                             "or stage 3 with diff_weight=0 (the tokenizer and the transformer need whole faces)")
+            raise ValueError(
+                f"data.crop={self.data.crop} works only where nothing but the autoencoder runs: stage 0, "
+                "or stage 3 with diff_weight=0 (the tokenizer and the transformer need whole faces)"
+            )
 
     @property
     def autoencoder_only(self) -> bool:

@@ -110,8 +110,10 @@ class TrainState:
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         if d.get("version") != STATE_VERSION:
-            raise ValueError(f"train state version {d.get('version')} != {STATE_VERSION}; resume with the "
-                             "prefrestore version that wrote it, or start a new run")
+            raise ValueError(
+                f"train state version {d.get('version')} != {STATE_VERSION}; resume with the "
+                "prefrestore version that wrote it, or start a new run"
+            )
         self.step, self.epoch, self.samples = int(d["step"]), int(d["epoch"]), int(d["samples"])
         self.position = [int(p) for p in d["position"]]
         self.optimizer, self.ema, self.rng = d["optimizer"], d["ema"], d["rng"]

@@ -27,8 +27,9 @@ def restore_for_stage(model: PrefRestoreModel, lq: torch.Tensor, hq: torch.Tenso
     B = lq.shape[0]
     gens = [torch.Generator().manual_seed(vcfg.seed + i) for i in range(B)]
     noise = model.initial_noise(B, gens, device=lq.device)
-    _, queries = model.integrator.generate(model.tokenizer(lq), [RESTORE_INSTRUCTION] * B,
-                                           options=DecodeOptions(do_sample=False))
+    _, queries = model.integrator.generate(
+        model.tokenizer(lq), [RESTORE_INSTRUCTION] * B, options=DecodeOptions(do_sample=False)
+    )
     lq_latent = model.encode_latent(lq)
     cond = model.query_tokens(queries) if stage == 1 else model.condition(queries, lq_latent)
     s = vcfg.start_sigma or model.config.sampling.start_sigma
@@ -52,9 +53,15 @@ def grid_image(columns: list[torch.Tensor]) -> np.ndarray:
 
 def val_batch(cfg: SFTConfig, resolution: int, train_ds: FaceDataset) -> dict | None:
     """A fixed batch (restoration items only, no flips) from val.folder or the first training records."""
-    dcfg = dataclasses.replace(cfg.data, recon_prob=0.0, hflip=0.0, missing_caption="no_text", crop=0,
-                               folders=[cfg.val.folder] if cfg.val.folder else cfg.data.folders,
-                               manifests=[] if cfg.val.folder else cfg.data.manifests)
+    dcfg = dataclasses.replace(
+        cfg.data,
+        recon_prob=0.0,
+        hflip=0.0,
+        missing_caption="no_text",
+        crop=0,
+        folders=[cfg.val.folder] if cfg.val.folder else cfg.data.folders,
+        manifests=[] if cfg.val.folder else cfg.data.manifests,
+    )
     records = gather_records(dcfg)[0] if cfg.val.folder else train_ds.records
     ds = FaceDataset(records, dcfg, resolution, seed=cfg.val.seed)
     items = []

@@ -13,10 +13,20 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "find_videos": "files", "plan_videos": "files", "run_videos": "files",
-    "VideoInfo": "io", "is_video": "io", "probe": "io", "check_encoding": "io",
-    "RestorationFailed": "run", "restore_video": "run", "VideoConfig": "config",
-    "BLEND_MODES": "temporal", "TemporalBlender": "temporal", "TrackConfig": "track", "Tracker": "track",
+    "find_videos": "files",
+    "plan_videos": "files",
+    "run_videos": "files",
+    "VideoInfo": "io",
+    "is_video": "io",
+    "probe": "io",
+    "check_encoding": "io",
+    "RestorationFailed": "run",
+    "restore_video": "run",
+    "VideoConfig": "config",
+    "BLEND_MODES": "temporal",
+    "TemporalBlender": "temporal",
+    "TrackConfig": "track",
+    "Tracker": "track",
 }
 __all__ = sorted(_WHERE)
 

@@ -94,8 +94,11 @@ def run_videos(
                 progress(event, count, name)
 
         try:
-            report.update(restore_video(item.path, out, restorer, detector, config, restorer_info=run_info,
-                                        progress=frame_progress))
+            report.update(
+                restore_video(
+                    item.path, out, restorer, detector, config, restorer_info=run_info, progress=frame_progress
+                )
+            )
         except UserError as err:
             failed.append((str(item.path), str(err)))
             report.update(status="failed", error=str(err))

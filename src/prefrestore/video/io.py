@@ -33,7 +33,10 @@ logger = logging.getLogger(__name__)
 # Container signatures (offset, bytes): video is detected by content, never by extension.
 _SIGNATURES = (
     (4, b"ftyp"),  # MP4 / MOV / M4V / 3GP (ISO base media)
-    (4, b"moov"), (4, b"mdat"), (4, b"wide"), (4, b"free"),  # old QuickTime files start with any of these atoms
+    (4, b"moov"),
+    (4, b"mdat"),
+    (4, b"wide"),
+    (4, b"free"),  # old QuickTime files start with any of these atoms
     (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM (EBML)
     (0, b"FLV"),
     (0, b"\x00\x00\x01\xba"),  # MPEG program stream (VOB, .mpg)
@@ -59,7 +62,7 @@ def is_video(path: str | os.PathLike) -> bool:
             head = f.read(377)
     except OSError:
         return False
-    if any(head[o:o + len(s)] == s for o, s in _SIGNATURES):
+    if any(head[o : o + len(s)] == s for o, s in _SIGNATURES):
         return not (head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1"))
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return True
@@ -85,7 +88,9 @@ def _open(path: str | os.PathLike):
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot open the video ({_why(err)}); is it complete? re-download or re-export it") from None
+        raise UserError(
+            f"{path}: cannot open the video ({_why(err)}); is it complete? re-download or re-export it"
+        ) from None
 
 
 def _why(err: Exception) -> str:
@@ -128,7 +133,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         vs = c.streams.video[0]
         ctx = vs.codec_context
         if not ctx.width or not ctx.height:
-            raise UserError(f"{path}: the video stream ({ctx.name}) has no frame size; the file is corrupt or truncated")
+            raise UserError(
+                f"{path}: the video stream ({ctx.name}) has no frame size; the file is corrupt or truncated"
+            )
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate or Fraction(25)
         matroska = "matroska" in c.format.name or "webm" in c.format.name
         copied, dropped = [], []
@@ -136,12 +143,25 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             if s.index == vs.index:
                 continue
             name = f"{s.type} {s.codec_context.name if s.codec_context else '?'}"
-            ok = s.type in ("audio", "subtitle") and (matroska or (s.codec_context and s.codec_context.name in MP4_COPYABLE))
+            ok = s.type in ("audio", "subtitle") and (
+                matroska or (s.codec_context and s.codec_context.name in MP4_COPYABLE)
+            )
             (copied if ok else dropped).append(name)
         duration = float(c.duration / 1_000_000) if c.duration else None
         rotation = _first_frame_rotation(c, vs, path)
-        return VideoInfo(Path(path), (ctx.width, ctx.height), Fraction(rate), Fraction(vs.time_base), vs.frames or 0,
-                         duration, rotation, ctx.name, c.format.name, tuple(copied), tuple(dropped))
+        return VideoInfo(
+            Path(path),
+            (ctx.width, ctx.height),
+            Fraction(rate),
+            Fraction(vs.time_base),
+            vs.frames or 0,
+            duration,
+            rotation,
+            ctx.name,
+            c.format.name,
+            tuple(copied),
+            tuple(dropped),
+        )
 
 
 def _first_frame_rotation(c, vs, path) -> int:
@@ -154,8 +174,10 @@ def _first_frame_rotation(c, vs, path) -> int:
         for frame in c.decode(vs):
             return int(round(float(getattr(frame, "rotation", 0) or 0) / 90)) % 4 * 90
     except av.error.FFmpegError as err:
-        raise UserError(f"{path}: cannot decode the video stream ({vs.codec_context.name}: {_why(err)}); "
-                        f"the file is corrupt or truncated") from None
+        raise UserError(
+            f"{path}: cannot decode the video stream ({vs.codec_context.name}: {_why(err)}); "
+            f"the file is corrupt or truncated"
+        ) from None
     raise UserError(f"{path}: no decodable video frame ({vs.codec_context.name}); the file is corrupt or truncated")
 
 
@@ -226,15 +248,20 @@ def read_frames(path: str | os.PathLike, info: VideoInfo, *, start: int = 0) -> 
                 index += 1
         except av.error.FFmpegError as err:
             if index == 0:
-                raise UserError(f"{path}: cannot decode the video stream ({info.codec}: {_why(err)}); "
-                                f"the file is corrupt or truncated") from None
-            logger.warning("%s: decoding stopped at frame %d (%s); the rest of the file is damaged", path, index, _why(err))
+                raise UserError(
+                    f"{path}: cannot decode the video stream ({info.codec}: {_why(err)}); "
+                    f"the file is corrupt or truncated"
+                ) from None
+            logger.warning(
+                "%s: decoding stopped at frame %d (%s); the rest of the file is damaged", path, index, _why(err)
+            )
     if index == 0:
         raise UserError(f"{path}: no decodable video frame ({info.codec}); the file is corrupt or truncated")
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int, *, crf: int = 18,
-                preset: str = "medium") -> int:
+def write_video(
+    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int, *, crf: int = 18, preset: str = "medium"
+) -> int:
     """Encode uint8 (H, W, 3) RGB frames (even sizes) as H.264 at ``fps`` into ``path`` (no audio) -> frames written.
     For building clips (tests, benchmarks); restoring writes through :class:`SegmentWriter`."""
     import av
@@ -294,13 +321,16 @@ def check_encoding(codec: str, crf: int, preset: str, *, containers: Sequence[st
     try:
         found = av.Codec(codec, "w")
     except ValueError:
-        raise UserError(f"--codec {codec}: no such encoder in this FFmpeg build; try libx264 (or libx265, "
-                        "libvpx-vp9, libaom-av1)") from None
+        raise UserError(
+            f"--codec {codec}: no such encoder in this FFmpeg build; try libx264 (or libx265, libvpx-vp9, libaom-av1)"
+        ) from None
     if found.type != "video":
         raise UserError(f"--codec {codec}: is {found.type or 'not a video'} encoder, not a video one; try libx264")
     if "yuv420p" not in {f.name for f in found.video_formats or ()}:
-        raise UserError(f"--codec {codec}: cannot encode yuv420p frames (what players expect and restored videos "
-                        "are written in); try libx264")
+        raise UserError(
+            f"--codec {codec}: cannot encode yuv420p frames (what players expect and restored videos "
+            "are written in); try libx264"
+        )
     if codec in _PRESET_CODECS and preset not in PRESETS:
         raise UserError(f"--preset {preset}: not a {codec} preset; choose one of {', '.join(PRESETS)}")
     rate, time_base = Fraction(25), Fraction(1, 25)
@@ -316,8 +346,10 @@ def check_encoding(codec: str, crf: int, preset: str, *, containers: Sequence[st
             for packet in stream.encode(None):
                 c.mux(packet)
     except (av.error.FFmpegError, ValueError) as err:
-        raise UserError(f"--codec {codec} --preset {preset} --crf {crf}: the encoder refuses these settings "
-                        f"({_why(err)}); try --codec libx264 --preset medium") from None
+        raise UserError(
+            f"--codec {codec} --preset {preset} --crf {crf}: the encoder refuses these settings "
+            f"({_why(err)}); try --codec libx264 --preset medium"
+        ) from None
     for fmt in containers:
         segment.seek(0)
         try:
@@ -329,16 +361,18 @@ def check_encoding(codec: str, crf: int, preset: str, *, containers: Sequence[st
                         out.mux(packet)
         except (av.error.FFmpegError, ValueError) as err:
             name = {"mp4": "MP4 (the output of most inputs)", "matroska": "Matroska (the output of MKV/WebM inputs)"}
-            raise UserError(f"--codec {codec}: {name.get(fmt, fmt)} cannot hold this codec ({_why(err)}); "
-                            "try libx264") from None
+            raise UserError(
+                f"--codec {codec}: {name.get(fmt, fmt)} cannot hold this codec ({_why(err)}); try libx264"
+            ) from None
 
 
 class SegmentWriter:
     """Encode upright uint8 RGB frames of one segment into ``path`` (NUT), turned back to the input's coded
     orientation, with the input's timestamps. Use as a context manager; the file is complete only after exit."""
 
-    def __init__(self, path: Path, info: VideoInfo, size: tuple[int, int], *, codec: str, crf: int,
-                 preset: str = "medium"):
+    def __init__(
+        self, path: Path, info: VideoInfo, size: tuple[int, int], *, codec: str, crf: int, preset: str = "medium"
+    ):
         import av
 
         self.info = info

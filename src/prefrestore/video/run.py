@@ -84,8 +84,16 @@ class _State:
 def fingerprint(path: Path, config: VideoConfig, restorer_info: dict) -> str:
     """What a saved state must match to be resumed: the input file (size, mtime), the settings, the model."""
     st = path.stat()
-    blob = json.dumps({"v": STATE_VERSION, "input": [str(path.resolve()), st.st_size, st.st_mtime_ns],
-                       "config": dataclasses.asdict(config), "model": restorer_info}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "v": STATE_VERSION,
+            "input": [str(path.resolve()), st.st_size, st.st_mtime_ns],
+            "config": dataclasses.asdict(config),
+            "model": restorer_info,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -143,8 +151,10 @@ def restore_video(
     if out_path.exists() and out_path.resolve() == path.resolve():
         raise UserError(f"{path}: the output would overwrite the input; choose another -o")
     if out_path.is_dir():
-        raise UserError(f"{shown(out_path)}: the output is a folder, not a file; remove or rename that folder, or "
-                        "choose another -o")
+        raise UserError(
+            f"{shown(out_path)}: the output is a folder, not a file; remove or rename that folder, or "
+            "choose another -o"
+        )
     # the encoder, preset and output container are checked by a tiny in-memory encode before anything is decoded
     check_encoding(config.codec, config.crf, config.preset, containers=(output_format(path),))
     work = Path(work_dir) if work_dir else out_path.with_name(f".{out_path.name}.partial")
@@ -157,8 +167,16 @@ def restore_video(
         raise
 
 
-def _restore(path: Path, out_path: Path, work: Path, restorer: Restorer, detector: FaceDetector,
-             config: VideoConfig, restorer_info: dict | None, progress: Progress | None) -> dict:
+def _restore(
+    path: Path,
+    out_path: Path,
+    work: Path,
+    restorer: Restorer,
+    detector: FaceDetector,
+    config: VideoConfig,
+    restorer_info: dict | None,
+    progress: Progress | None,
+) -> dict:
     """:func:`restore_video` once its arguments are checked: decode, restore and encode into ``work``, mux."""
     info = probe(path)
     key = fingerprint(path, config, restorer_info or {})
@@ -168,15 +186,19 @@ def _restore(path: Path, out_path: Path, work: Path, restorer: Restorer, detecto
         state.resumed_at.append(state.frames)
         logger.info("%s: resuming at frame %d (%d segments done)", path, state.frames, state.segments)
     tracker = Tracker.from_state(state.tracker) if state.tracker else Tracker(config.track)
-    run = _VideoRun(path, config, restorer, detector, tracker, blender, build_upsampler(config.pipeline.upsampler),
-                    state, progress)
+    run = _VideoRun(
+        path, config, restorer, detector, tracker, blender, build_upsampler(config.pipeline.upsampler), state, progress
+    )
     if progress:
         progress("frames_total", info.frames)
         if state.frames:
             progress("frame_done", state.frames)
 
     w, h = info.upright_size
-    out_size = (max(2, round(w * config.pipeline.upscale)) // 2 * 2, max(2, round(h * config.pipeline.upscale)) // 2 * 2)
+    out_size = (
+        max(2, round(w * config.pipeline.upscale)) // 2 * 2,
+        max(2, round(h * config.pipeline.upscale)) // 2 * 2,
+    )
     frames = read_frames(path, info, start=state.frames)
     t0 = time.perf_counter()
     if state.frames:
@@ -219,8 +241,16 @@ class _VideoRun:
         timings = self.state.timings
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
-    def encode_segments(self, frames: Iterator[Frame], work: Path, key: str, info: VideoInfo,
-                        out_size: tuple[int, int], *, t_decode: float) -> None:
+    def encode_segments(
+        self,
+        frames: Iterator[Frame],
+        work: Path,
+        key: str,
+        info: VideoInfo,
+        out_size: tuple[int, int],
+        *,
+        t_decode: float,
+    ) -> None:
         """Encode the remaining frames into segments of ``config.segment_frames``, saving the resume state after
         each; ``t_decode``: decoding time spent so far, added to the timings with the first segment."""
         config, state = self.config, self.state
@@ -229,8 +259,9 @@ class _VideoRun:
             k = state.segments
             part = segment_path(work, k).with_suffix(".part")
             count = 0
-            with SegmentWriter(part, info, out_size, codec=config.codec, crf=config.crf,
-                               preset=config.preset) as writer:
+            with SegmentWriter(
+                part, info, out_size, codec=config.codec, crf=config.crf, preset=config.preset
+            ) as writer:
                 while count < config.segment_frames:
                     window: list[Frame] = []
                     t0 = time.perf_counter()
@@ -260,25 +291,35 @@ class _VideoRun:
         t0 = time.perf_counter()
         pipeline = self.config.pipeline
         try:
-            outcomes = restore_controlled(self.restorer, crops, video_options(pipeline.options), seed=pipeline.seed,
-                                          batch_size=pipeline.batch_size, scorers=Scorers(identity=None))
+            outcomes = restore_controlled(
+                self.restorer,
+                crops,
+                video_options(pipeline.options),
+                seed=pipeline.seed,
+                batch_size=pipeline.batch_size,
+                scorers=Scorers(identity=None),
+            )
             restored = [o.restored for o in outcomes]
         except Exception as err:  # the video fails; never encode unrestored faces as restored
             logger.debug("restoration failed", exc_info=True)
-            raise RestorationFailed(f"{self.path}: restoration failed at frame {window[0].index} "
-                                    f"({type(err).__name__}: {err}); rerun the command to resume") from err
+            raise RestorationFailed(
+                f"{self.path}: restoration failed at frame {window[0].index} "
+                f"({type(err).__name__}: {err}); rerun the command to resume"
+            ) from err
         self.timed("restore", t0)
         offset = 0
         for fr, aligned in zip(window, faces_of, strict=True):
             t0 = time.perf_counter()
-            faces = [RestoredFace(a, self.blender.after(tid, restored[offset + i]))
-                     for i, (tid, a) in enumerate(aligned)]
+            faces = [
+                RestoredFace(a, self.blender.after(tid, restored[offset + i])) for i, (tid, a) in enumerate(aligned)
+            ]
             offset += len(aligned)
             photo = Photo(color=fr.rgb)
             plans = output_plans(photo, faces, upscale=pipeline.upscale, blend=pipeline.blend)
             plans = [self.steady(tid, p) for (tid, _), p in zip(aligned, plans, strict=True)]
-            out = compose(photo, faces, upscale=pipeline.upscale, blend=pipeline.blend, upsampler=self.upsampler,
-                          plans=plans).color
+            out = compose(
+                photo, faces, upscale=pipeline.upscale, blend=pipeline.blend, upsampler=self.upsampler, plans=plans
+            ).color
             out = out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]  # yuv420p needs even sizes
             self.timed("paste", t0)
             t0 = time.perf_counter()
@@ -303,8 +344,9 @@ class _VideoRun:
             t0 = time.perf_counter()
             dets = None
             if fr.index % config.detect_every == 0 or tracker.is_cut(fr.rgb):
-                dets, _ = select_faces(self.detector.detect(fr.rgb), (fr.rgb.shape[1], fr.rgb.shape[0]),
-                                       config.pipeline.select)
+                dets, _ = select_faces(
+                    self.detector.detect(fr.rgb), (fr.rgb.shape[1], fr.rgb.shape[0]), config.pipeline.select
+                )
             self.timed("detect", t0)
             t0 = time.perf_counter()
             tracked = tracker.update(fr.index, fr.rgb, dets)
@@ -321,8 +363,9 @@ class _VideoRun:
         return faces_of, crops
 
 
-def _report(info: VideoInfo, out_path: Path, out_size: tuple[int, int], config: VideoConfig, state: _State,
-            tracker: Tracker) -> dict:
+def _report(
+    info: VideoInfo, out_path: Path, out_size: tuple[int, int], config: VideoConfig, state: _State, tracker: Tracker
+) -> dict:
     seconds = sum(v for k, v in state.timings.items())
     return {
         "input": str(info.path),
@@ -341,8 +384,17 @@ def _report(info: VideoInfo, out_path: Path, out_size: tuple[int, int], config: 
         "detect_every": config.detect_every,
         "temporal": {"mode": config.temporal, "weight": config.temporal_weight},
         "scene_cuts": list(tracker.cuts),
-        "tracks": [{"id": k, "first_frame": s.first, "last_frame": s.last, "frames": s.detected + s.bridged,
-                    "detected": s.detected, "bridged": s.bridged} for k, s in sorted(tracker.stats.items())],
+        "tracks": [
+            {
+                "id": k,
+                "first_frame": s.first,
+                "last_frame": s.last,
+                "frames": s.detected + s.bridged,
+                "detected": s.detected,
+                "bridged": s.bridged,
+            }
+            for k, s in sorted(tracker.stats.items())
+        ],
         "faces_per_frame": list(state.faces_per_frame),
         "detail": dict(state.detail),  # per track: the no-loss rule's action (docs/no-loss.md)
         "segments": state.segments,

@@ -44,8 +44,14 @@ class TemporalBlender:
     flicker back.
     """
 
-    def __init__(self, mode: BlendMode = "both", weight: float = 0.1, *, change: tuple[float, float] = (6.0, 18.0),
-                 change_sigma: float = 2.0):
+    def __init__(
+        self,
+        mode: BlendMode = "both",
+        weight: float = 0.1,
+        *,
+        change: tuple[float, float] = (6.0, 18.0),
+        change_sigma: float = 2.0,
+    ):
         if mode not in BLEND_MODES:
             raise ValueError(f"unknown temporal blend {mode=}; expected one of {BLEND_MODES}")
         if not 0 < weight <= 1:

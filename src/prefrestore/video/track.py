@@ -265,7 +265,16 @@ class Tracker:
             "cuts": list(self.cuts),
             "stats": {str(k): asdict(v) for k, v in self.stats.items()},
             "tracks": [
-                {"id": t.id, "pos": t.pos.tolist(), "box": t.box.tolist(), "score": t.score, "first": t.first, "missed": t.missed, "detected": t.detected, "bridged": t.bridged}
+                {
+                    "id": t.id,
+                    "pos": t.pos.tolist(),
+                    "box": t.box.tolist(),
+                    "score": t.score,
+                    "first": t.first,
+                    "missed": t.missed,
+                    "detected": t.detected,
+                    "bridged": t.bridged,
+                }
                 for t in self.tracks
             ],
         }
@@ -279,8 +288,16 @@ class Tracker:
         tracker.stats = {int(k): TrackStats(**v) for k, v in state["stats"].items()}
         arr = np.asarray
         tracker.tracks = [
-            Track(t["id"], arr(t["pos"], np.float64), arr(t["box"], np.float64), t["score"], t["first"], t["missed"],
-                  t["detected"], t["bridged"])
+            Track(
+                t["id"],
+                arr(t["pos"], np.float64),
+                arr(t["box"], np.float64),
+                t["score"],
+                t["first"],
+                t["missed"],
+                t["detected"],
+                t["bridged"],
+            )
             for t in state["tracks"]
         ]
         return tracker
