@@ -4,6 +4,16 @@ import torch
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that changes torch's thread count (a trainer's ``threads``, a benchmark) does not change it for the
+    tests after it: results that compare against a fresh process depend on the count."""
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     from prefrestore.api import random_model

@@ -88,8 +88,9 @@ def test_crop_is_a_window_of_the_whole_pair(faces):
     whole = FaceDataset(recs, base, 128, seed=5).item(1, 2)
     crop = FaceDataset(recs, dataclasses.replace(base, crop=64), 128, seed=5).item(1, 2)
     assert crop["hq"].shape == crop["lq"].shape == (3, 64, 64)
-    hits = [(y, x) for y in range(65) for x in range(65)
-            if torch.equal(whole["hq"][:, y : y + 64, x : x + 64], crop["hq"])]
+    hits = [
+        (y, x) for y in range(65) for x in range(65) if torch.equal(whole["hq"][:, y : y + 64, x : x + 64], crop["hq"])
+    ]
     assert len(hits) >= 1
     y, x = hits[0]
     assert torch.equal(whole["lq"][:, y : y + 64, x : x + 64], crop["lq"])  # degraded whole, then cropped
@@ -116,8 +117,17 @@ def test_stage3_autoencoder_only_trains_encoder_and_decoder_on_pixels(tmp_path, 
         raise AssertionError("the autoencoder-only path must not run SANA")
 
     monkeypatch.setattr(sftmod.PrefRestoreModel, "velocity", no_transformer)
-    cfg = tiny_config(tmp_path, faces, "stage=3", "name=ae3", "diff_weight=0", "pix_weight=1", "train_decoder=true",
-                      "data.crop=64", "cond_dropout=0.0")
+    cfg = tiny_config(
+        tmp_path,
+        faces,
+        "stage=3",
+        "name=ae3",
+        "diff_weight=0",
+        "pix_weight=1",
+        "train_decoder=true",
+        "data.crop=64",
+        "cond_dropout=0.0",
+    )
     run = train_sft(cfg)
     before = dict(random_model("tiny", seed=cfg.seed).named_parameters())
     after = dict(from_pretrained(run / "final").named_parameters())
@@ -173,8 +183,11 @@ def test_extra_trainable_and_reference_vae(tmp_path, faces):
 
 
 def test_make_testset_copies_are_seeded_by_name_and_replay(tmp_path, faces):
-    out = build_testset(SyntheticSetConfig(hq_dir=str(faces), out=str(tmp_path / "ts"), preset="photo", size=64,
-                                           scale_degradation=True, copies=3))
+    out = build_testset(
+        SyntheticSetConfig(
+            hq_dir=str(faces), out=str(tmp_path / "ts"), preset="photo", size=64, scale_degradation=True, copies=3
+        )
+    )
     names = sorted(p.stem for p in (out / "lq").glob("*.png"))
     assert len(names) == 12 and names[:3] == ["face0_k0", "face0_k1", "face0_k2"]
     assert not np.array_equal(load_rgb(out / "lq" / "face0_k0.png"), load_rgb(out / "lq" / "face0_k1.png"))
@@ -201,7 +214,7 @@ def test_classical_baseline_denoises_and_sharpens():
 
 def test_small_stage_configs_load():
     root = Path(__file__).resolve().parents[1] / "configs" / "small"
-    stages = sorted(p for p in root.glob("*.yaml") if p.stem != "rl")
+    stages = sorted(p for p in root.glob("*.yaml") if not p.stem.startswith("rl"))
     expected = {"stage0", "stage1", "stage2", "stage3a", "stage3b", "stage3c", "stage3d", "stage3e"}
     assert expected <= {p.stem for p in stages}
     for p in stages:
@@ -245,11 +258,22 @@ def test_lq_skip_saves_loads_and_trains_in_stage3(tmp_path, faces):
     back = from_pretrained(tmp_path / "skip")
     assert back.config.autoencoder.lq_skip_levels == 2
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), back.state_dict().values(), strict=True))
-    cfg = tiny_config(tmp_path, faces, "stage=3", "name=skip3", f"init={tmp_path / 'skip'}", "diff_weight=0",
-                      "pix_weight=1", "train_decoder=true", "data.crop=64")
+    cfg = tiny_config(
+        tmp_path,
+        faces,
+        "stage=3",
+        "name=skip3",
+        f"init={tmp_path / 'skip'}",
+        "diff_weight=0",
+        "pix_weight=1",
+        "train_decoder=true",
+        "data.crop=64",
+    )
     run = train_sft(cfg)
     after = from_pretrained(run / "final")
-    moved = [n for n, p in after.lq_skip.named_parameters() if not torch.equal(p, dict(back.lq_skip.named_parameters())[n])]
+    moved = [
+        n for n, p in after.lq_skip.named_parameters() if not torch.equal(p, dict(back.lq_skip.named_parameters())[n])
+    ]
     # one step: the zero-initialised output convolutions move (the rest get gradients once those are non-zero)
     assert sorted(moved) == sorted(n for n, _ in back.lq_skip.named_parameters() if n.startswith("out."))
 
@@ -287,8 +311,20 @@ def test_fusion_blocks_grow_a_trained_skip_without_changing_its_output(tmp_path,
     _randomise(m.lq_skip)  # a "trained" skip: non-zero outputs
     save_pretrained(m, tmp_path / "trained")
     tool = Path(__file__).resolve().parents[1] / "tools" / "graft_autoencoder.py"
-    subprocess.run([sys.executable, str(tool), "--model", str(tmp_path / "trained"), "--lq-skip-blocks", "3",
-                    "-o", str(tmp_path / "grown")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(tool),
+            "--model",
+            str(tmp_path / "trained"),
+            "--lq-skip-blocks",
+            "3",
+            "-o",
+            str(tmp_path / "grown"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     grown = from_pretrained(tmp_path / "grown").eval()
     assert grown.config.autoencoder.lq_skip_blocks == 3
     assert [len(b) for b in grown.lq_skip.blocks] == [3, 3]
@@ -301,14 +337,43 @@ def test_fusion_blocks_grow_a_trained_skip_without_changing_its_output(tmp_path,
         assert torch.equal(m.decode_latent(z), grown.decode_latent(z))  # no LQ: the plain decoder, blocks unused
     # a donor with blocks grafted into a model without them: the model grows to the donor's skip
     save_pretrained(_with_skip(seed=5), tmp_path / "other")
-    subprocess.run([sys.executable, str(tool), "--model", str(tmp_path / "other"), "--autoencoder",
-                    str(tmp_path / "grown"), "-o", str(tmp_path / "grafted")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(tool),
+            "--model",
+            str(tmp_path / "other"),
+            "--autoencoder",
+            str(tmp_path / "grown"),
+            "-o",
+            str(tmp_path / "grafted"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     grafted = from_pretrained(tmp_path / "grafted")
-    assert all(torch.equal(a, b) for a, b in zip(grafted.lq_skip.state_dict().values(),
-                                                 from_pretrained(tmp_path / "grown").lq_skip.state_dict().values(),
-                                                 strict=True))
-    again = subprocess.run([sys.executable, str(tool), "--model", str(tmp_path / "grown"), "--lq-skip-blocks", "1",
-                            "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            grafted.lq_skip.state_dict().values(),
+            from_pretrained(tmp_path / "grown").lq_skip.state_dict().values(),
+            strict=True,
+        )
+    )
+    again = subprocess.run(
+        [
+            sys.executable,
+            str(tool),
+            "--model",
+            str(tmp_path / "grown"),
+            "--lq-skip-blocks",
+            "1",
+            "-o",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode != 0 and "already has fusion blocks" in again.stderr
 
 
@@ -318,15 +383,27 @@ def test_fusion_blocks_need_a_skip_and_train_in_stage3(tmp_path, faces):
     with pytest.raises(ValueError, match="needs an LQ skip"):
         dataclasses.replace(get_preset("tiny").autoencoder, lq_skip_blocks=2)
     cfg = get_preset("tiny")
-    cfg = dataclasses.replace(cfg, autoencoder=dataclasses.replace(cfg.autoencoder, lq_skip_levels=2,
-                                                                   lq_skip_blocks=1))
+    cfg = dataclasses.replace(
+        cfg, autoencoder=dataclasses.replace(cfg.autoencoder, lq_skip_levels=2, lq_skip_blocks=1)
+    )
     torch.manual_seed(0)
     m = sftmod.PrefRestoreModel(cfg, random_model("tiny").integrator.text_tokenizer)
     _randomise(m.lq_skip.out)  # skip outputs live, so the blocks' inputs carry the LQ
     save_pretrained(m, tmp_path / "fuse")
-    run = train_sft(tiny_config(tmp_path, faces, "stage=3", "name=fuse3", f"init={tmp_path / 'fuse'}",
-                                "diff_weight=0", "pix_weight=1", "train_decoder=true", "data.crop=64",
-                                "max_steps=2"))
+    run = train_sft(
+        tiny_config(
+            tmp_path,
+            faces,
+            "stage=3",
+            "name=fuse3",
+            f"init={tmp_path / 'fuse'}",
+            "diff_weight=0",
+            "pix_weight=1",
+            "train_decoder=true",
+            "data.crop=64",
+            "max_steps=2",
+        )
+    )
     before = dict(from_pretrained(tmp_path / "fuse").lq_skip.blocks.named_parameters())
     after = dict(from_pretrained(run / "final").lq_skip.blocks.named_parameters())
     # step 1 moves the zero second convolutions, step 2 the first ones: every block parameter trains
