@@ -13,6 +13,8 @@ and the DC-AE decoder in ``torch.compile`` (compile time reported separately).
 Fields: ``stages_s`` per batch (tokenize, ar_prefill, ar_decode, lq_encode, diffusion, vae_decode), ``faces_per_s``,
 ``peak_mem_gib``; ``ar_bandwidth``: the LM's weight bytes read per token step (docs/method.md: ~3.7 GB of bf16 weights
 for the paper LM) x decode steps / decode time, against the GPU's nominal peak (a table, or --peak-bandwidth-gbs);
+``metric_networks``: seconds per face of LPIPS-Alex/VGG, the FID
+Inception and the dlib / MobileFace identity networks (forward; forward+backward for those used as losses).
 ``bf16_vs_fp32``: the same weights upcast to fp32, same noise: token agreement, end-to-end PSNR, the diffusion +
 decode PSNR given one condition, and the VAE decode in bf16 vs fp32 (why it stays fp32); ``determinism``: two
 bf16 runs with ``torch.use_deterministic_algorithms`` compared bit for bit. Sections past ``--budget-s`` are
@@ -158,6 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--compile", action="store_true", help="torch.compile SANA and the DC-AE decoder")
     ap.add_argument("--peak-bandwidth-gbs", type=float, default=None, help="override the GPU's nominal bandwidth")
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip sections that would start after this")
+    ap.add_argument("--metric-size", type=int, default=512, help="face size for the metric / loss network timings")
+    ap.add_argument("--metric-repeats", type=int, default=3)
     ap.add_argument("--out", default=None, help="also write the JSON here (rewritten after every section)")
     args = ap.parse_args(argv)
 
@@ -329,9 +333,76 @@ def main(argv: list[str] | None = None) -> dict:
         }
         save()
 
+    # -- the metric / loss networks (LPIPS, FID Inception, the two identity networks): seconds per face
+    if within_budget("metric_networks"):
+        report["metric_networks"] = metric_network_costs(
+            device, batch=max(args.batch_sizes), size=args.metric_size, repeats=args.metric_repeats
+        )
+        save()
+
     save()
     print(json.dumps(report, indent=1))
     return report
+
+
+def metric_network_costs(device: torch.device, *, batch: int, size: int = 512, repeats: int = 3) -> dict:
+    """Seconds per face of each metric / loss network on ``device`` in float32 at ``size`` px, batch ``batch``:
+    ``forward`` and, for the networks used as losses, ``forward_backward`` (gradient to the restored image); fetched
+    weights when present (``prefrestore weights fetch all``), else random ones (same cost): ``weights`` says which."""
+    from prefrestore.metrics.dlib_resnet import CHIP, DlibResNet, ffhq_to_chip_affine
+    from prefrestore.metrics.fid import InceptionV3FID, load_inception
+    from prefrestore.metrics.identity import AlignedEmbedder, load_identity_net
+    from prefrestore.metrics.lpips import LPIPS, load_lpips
+    from prefrestore.metrics.mobileface import SIZE, MobileFace, ffhq_to_arcface_affine
+    from prefrestore.metrics.weights import MetricUnavailable
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+        return round(sorted(times)[len(times) // 2] / batch, 5)
+
+    random_builders = {
+        "lpips_alex": lambda: LPIPS("alex"),
+        "lpips_vgg": lambda: LPIPS("vgg"),
+        "fid_inception": InceptionV3FID,
+        "id_dlib": lambda: AlignedEmbedder("dlib", DlibResNet(), CHIP, ffhq_to_chip_affine),
+        "id_mobileface": lambda: AlignedEmbedder("mobileface", MobileFace(), SIZE, ffhq_to_arcface_affine),
+    }
+    loaders = {
+        "lpips_alex": lambda: load_lpips("alex", device=device),
+        "lpips_vgg": lambda: load_lpips("vgg", device=device),
+        "fid_inception": lambda: load_inception(device=device),
+        "id_dlib": lambda: load_identity_net("dlib", device=device),
+        "id_mobileface": lambda: load_identity_net("mobileface", device=device),
+    }
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(batch, 3, size, size, generator=g).to(device)
+    b = torch.rand(batch, 3, size, size, generator=g).to(device)
+    out: dict[str, dict] = {}
+    for name, load in loaders.items():
+        try:
+            net, weights = load(), "fetched"
+        except MetricUnavailable:
+            net, weights = random_builders[name]().to(device), "random"
+        net = net.eval().requires_grad_(False)
+        pair = name.startswith("lpips")
+        call = (lambda x, net=net: net(x, b)) if pair else (lambda x, net=net: net(x))
+        row: dict[str, object] = {"weights": weights, "size": size, "batch": batch}
+        with torch.no_grad():
+            row["forward"] = timed(lambda call=call: call(a))
+        if name != "fid_inception":
+            row["forward_backward"] = timed(lambda call=call: call(a.clone().requires_grad_(True)).sum().backward())
+        out[name] = row
+        del net
+    return out
 
 
 if __name__ == "__main__":

@@ -38,6 +38,10 @@ def test_tiny_run_reports_every_section(gpu_check, tmp_path):
             "3",
             "--check-faces",
             "1",
+            "--metric-size",
+            "32",
+            "--metric-repeats",
+            "1",
             "--out",
             str(out),
         ]
@@ -59,6 +63,10 @@ def test_tiny_run_reports_every_section(gpu_check, tmp_path):
     assert 30 < check["diffusion_and_decode_same_condition_psnr_db"]  # bf16 is close to fp32, not equal
     assert check["vae_decode_in_low_precision_psnr_db"] < float("inf")
     assert report["determinism"] == {"faces": 1, "bit_identical": True, "max_abs_diff": 0.0}
+    nets = report["metric_networks"]
+    assert set(nets) == {"lpips_alex", "lpips_vgg", "fid_inception", "id_dlib", "id_mobileface"}
+    assert all(r["forward"] > 0 and r["weights"] in ("fetched", "random") for r in nets.values())
+    assert all(r["forward_backward"] > 0 for n, r in nets.items() if n != "fid_inception")
 
 
 def test_budget_skips_and_lists_sections(gpu_check):
@@ -81,4 +89,9 @@ def test_budget_skips_and_lists_sections(gpu_check):
         ]
     )
     assert report["batches"] == [] and "bf16_vs_fp32" not in report and "determinism" not in report
-    assert report["skipped"] == ["batch 1: past --budget-s 0", "determinism: past --budget-s 0"]
+    assert report["skipped"] == [
+        "batch 1: past --budget-s 0",
+        "determinism: past --budget-s 0",
+        "metric_networks: past --budget-s 0",
+    ]
+    assert "metric_networks" not in report
