@@ -36,7 +36,8 @@ for t in photo paper; do
   done
   rm -rf $S/$t-compare
   "$PY" -m prefrestore eval --compare $runs --grid-rows 16 -o $S/$t-compare > /dev/null
-  cp $S/$t-compare/compare.md "$D/compare-$t.md"
+  { echo "# Held-out $t set ($t-128: 44 LQ/GT pairs of 11 faces, 9 people)"; tail -n +2 $S/$t-compare/compare.md; } \
+    > "$D/compare-$t.md"
   "$PY" -c "from PIL import Image; Image.open('$S/$t-compare/grid.png').convert('RGB').save('$D/grid-$t.jpg', quality=88)"
 done
 cat "$D"/compare-*.md
