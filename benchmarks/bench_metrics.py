@@ -45,12 +45,20 @@ def faces(size: int, batch: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return lqs, gts
 
 
+def _sync() -> None:
+    """Wait for queued GPU work, so a timing covers the kernels and not only their launch."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _median_seconds(repeats: int, fn, *args) -> float:
     fn(*args)  # warm-up
+    _sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn(*args)
+        _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -171,15 +179,7 @@ def identity_net_costs(gts: list[np.ndarray], args: argparse.Namespace) -> dict[
 
         entry = {}
         for key, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
-            fn()
-            times = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                fn()
-                if args.device != "cpu":
-                    torch.cuda.synchronize()
-                times.append((time.perf_counter() - t0) / len(gts))
-            entry[key] = round(statistics.median(times), 4)
+            entry[key] = round(_median_seconds(args.repeats, fn) / len(gts), 4)
         res[name] = entry
     return res
 
