@@ -51,7 +51,7 @@ from .faces.paste import (
     plan_faces,
 )
 from .faces.types import AlignedFace, RestoredFace
-from .options import RestoreOptions
+from .options import RestoreOptions, RestoreSettings
 from .photo_io import MAX_PIXELS, Photo, float_to_pixels, pixels_to_float
 
 logger = logging.getLogger(__name__)
@@ -142,6 +142,25 @@ class PipelineConfig:
         select = SelectConfig(score_threshold=det_threshold, max_faces=max_faces, only_center_face=only_center_face)
         return cls.from_options(
             options, upscale=upscale, select=select, blend=BlendConfig(color_match=color_match), **kwargs
+        )
+
+    @classmethod
+    def for_settings(cls, settings: RestoreSettings, **kwargs) -> PipelineConfig:
+        """The config of a whole :class:`~prefrestore.options.RestoreSettings` (what ``prefrestore restore`` and
+        ``prefrestore serve`` build): its photo settings, control options, batch size and seed; the rest (e.g.
+        a loaded ``upsampler``) from ``kwargs``."""
+        photo = settings.photo
+        kwargs = {"upsampler": photo.bg_upsampler, **kwargs}
+        return cls.for_photos(
+            settings.control,
+            upscale=photo.upscale,
+            det_threshold=photo.det_threshold,
+            max_faces=photo.max_faces,
+            only_center_face=photo.only_center_face,
+            color_match=photo.color_match,
+            batch_size=settings.sampling.batch_size,
+            seed=settings.sampling.seed,
+            **kwargs,
         )
 
     def __post_init__(self) -> None:

@@ -39,7 +39,6 @@ def _port(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=_port, default=7860, help="port, 1..65535 (default: 7860)")
-    parser.add_argument("--model", default="default", help="model reference, as for `restore` (default: default)")
     parser.add_argument(
         "--token", default=None, help="bearer token required on /v1 (default: $PREFRESTORE_TOKEN; needed off loopback)"
     )
@@ -85,15 +84,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="allow this origin by CORS (repeatable; default: CORS off)",
     )
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument(
-        "--identity",
-        choices=("auto", "off"),
-        default="auto",
-        help="report identity similarity when dlib is installed (default: auto)",
-    )
+    from .. import options
+
+    options.add_arguments(parser, "serve")  # --model, --steps, --device, --batch-size, --identity
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """The settings the server takes (``args.settings``), checked before anything runs -> a usage message or None."""
+    from ..options import RestoreSettings, SettingError
+
+    try:
+        args.settings = RestoreSettings.from_namespace(args, "serve")
+    except SettingError as err:
+        return str(err)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,15 +146,16 @@ def run(args: argparse.Namespace) -> int:
         if temp:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    sampling = args.settings.sampling
     app = create_app(
         settings,
         lambda: load_runner(
-            args.model,
+            sampling.model,
             workdir,
-            device=args.device,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            identity=args.identity == "auto",
+            device=sampling.device,
+            steps=sampling.steps,
+            batch_size=sampling.batch_size,
+            identity=args.settings.output.identity == "auto",
         ),
         on_shutdown=remove_temp,
     )

@@ -18,8 +18,9 @@ from fastapi import HTTPException, Request
 
 from ..errors import ImageError
 from ..image import IMAGE_EXTENSIONS
+from ..options import RestoreSettings, SettingError
 from ..photo_io import probe_image, sniff_format
-from .schemas import OptionError, RestoreOptions
+from .schemas import request_settings
 
 
 def safe_name(filename: str | None) -> str:
@@ -108,7 +109,7 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
     return parts
 
 
-async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, bytes, RestoreOptions]:
+async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, bytes, RestoreSettings]:
     """The request's image and options; 400/422 with one line for anything wrong."""
     ctype = request.headers.get("content-type", "")
     refused = unsupported_type(ctype)
@@ -130,8 +131,8 @@ async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, byte
         filename, data = request.query_params.get("name"), body
     name = safe_name(filename)
     try:
-        options = RestoreOptions.from_text(raw_options)
-    except OptionError as err:
+        options = request_settings(raw_options)
+    except SettingError as err:
         raise HTTPException(422, str(err)) from None
     try:
         await asyncio.to_thread(probe_image, data, name, max_pixels=max_pixels)
