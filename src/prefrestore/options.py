@@ -22,7 +22,7 @@ reads the HTTP API's flat JSON object, :func:`json_schema` is the JSON Schema of
 document's and the page's) and :func:`settings_table` the table of the docs. Each value, whichever door it came
 in by, is checked by one function, :func:`check_value`, in the groups' ``__post_init__``; a bad one raises a
 :class:`SettingError` of one line that names the setting and its flag, e.g.
-``candidates (--candidates) 0: must be an integer in 1..64``, the same text on the command line, in Python and
+``--candidates 0 (candidates): must be an integer in 1..64``, the same text on the command line, in Python and
 in the HTTP API's 422 answer.
 
 Direction of the dial (written into its help): ``fidelity`` 1 = closest to the input, 0 = most generative.
@@ -203,7 +203,7 @@ def _real(v: Any) -> bool:
 def check_value(name: str, spec: Spec, value: Any, *, text: bool = False) -> Any:
     """The one check of every setting: ``value`` (a Python / JSON value; command-line text with ``text``) -> the
     field's value (a number as float or int, indices as a tuple, weights as a dict of floats), or a
-    :class:`SettingError` ``NAME (FLAG) VALUE: must be ...``."""
+    :class:`SettingError` ``FLAG VALUE (NAME): must be ...``."""
     shown = value
     if text and isinstance(value, str):
         try:
@@ -212,7 +212,7 @@ def check_value(name: str, spec: Spec, value: Any, *, text: bool = False) -> Any
             value = _Unreadable  # shown as the text that was given
 
     def bad(problem: str | None = None) -> SettingError:
-        return SettingError(f"{name} ({spec.flag}) {_text(shown)}: {problem or 'must be ' + spec.expected()}")
+        return SettingError(f"{spec.flag} {_text(shown)} ({name}): {problem or 'must be ' + spec.expected()}")
 
     if value is _Unreadable or (value is None and not spec.nullable):
         raise bad()
@@ -414,8 +414,6 @@ class SamplingSettings(_Group):
         minimum=0,
         maximum=SEED_MAX,
         metavar="N",
-        ui=True,
-        step=1,
     )
 
 
@@ -475,7 +473,7 @@ class PhotoSettings(_Group):
         "--bg-upsampler",
         api=False,
         choices=BG_UPSAMPLERS,
-        aliases={"none": "lanczos"},
+        aliases={"none": "lanczos", "None": "lanczos"},  # GFPGAN: --bg_upsampler None
     )
     bg_tile: int = setting(
         400,
@@ -659,13 +657,13 @@ class RestoreOptions(_Group):
         super().__post_init__()
         if self.candidates > 1 and not any(w != 0 for w in self.rerank_weights.values()):
             raise SettingError(
-                "rerank_weights (--rerank-weights): all weights are 0, so candidates (--candidates) > 1 could "
+                "--rerank-weights (rerank_weights): all weights are 0, so --candidates (candidates) > 1 could "
                 "not choose"
             )
         if self.max_face_size is not None and self.max_face_size < self.min_face_size:
             raise SettingError(
-                f"max_face_size (--max-face-size) {_text(self.max_face_size)}: below min_face_size "
-                f"(--min-face-size) {_text(self.min_face_size)}"
+                f"--max-face-size {_text(self.max_face_size)} (max_face_size): below --min-face-size "
+                f"{_text(self.min_face_size)} (min_face_size)"
             )
 
     @property
@@ -717,8 +715,8 @@ class RestoreSettings:
         s = self.sampling
         if self.control.fidelity is not None and (s.start_sigma is not None or s.guidance_scale is not None):
             raise SettingError(
-                f"fidelity (--fidelity) {_text(self.control.fidelity)}: sets the start sigma and guidance itself; "
-                "give fidelity or start_sigma/guidance_scale (--start-sigma/--guidance-scale)"
+                f"--fidelity {_text(self.control.fidelity)} (fidelity): sets the start sigma and guidance itself; "
+                "give --fidelity or --start-sigma/--guidance-scale (fidelity or start_sigma/guidance_scale)"
             )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -761,7 +759,7 @@ class RestoreSettings:
             if name in table and not table[name][1].api:
                 spec = table[name][1]
                 where = f"prefrestore serve {spec.flag}" if "serve" in spec.commands else "the command line"
-                raise SettingError(f"{name} ({spec.flag}): set by the server ({where}), not per request")
+                raise SettingError(f"{spec.flag} ({name}): set by the server ({where}), not per request")
             if name not in table:
                 known = ", ".join(n for n, (_, s, _) in table.items() if s.api)
                 raise SettingError(f"options: unknown option {name!r}; known options: {known}")
@@ -771,17 +769,25 @@ class RestoreSettings:
     def from_namespace(cls, args: argparse.Namespace, command: str = "restore") -> RestoreSettings:
         """The flags :func:`add_arguments` declared for ``command``, from parsed arguments (command-line text,
         read as JSON would send it, then checked as every other value); the settings ``command`` does not take
-        keep their defaults."""
+        keep their defaults. The namespace's attributes then hold the checked values (``args.upscale`` a float)."""
         groups: dict[str, dict[str, Any]] = {name: {} for name in GROUPS}
         for name, (group, spec, _) in specs().items():
             if command in spec.commands and hasattr(args, name):
                 groups[group][name] = check_value(name, spec, getattr(args, name), text=True)
-        return cls(**{name: GROUPS[name](**groups[name]) for name in GROUPS})
+        settings = cls(**{name: GROUPS[name](**groups[name]) for name in GROUPS})
+        for group, names in groups.items():
+            for name in names:
+                setattr(args, name, getattr(getattr(settings, group), name))
+        return settings
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by name, JSON-ready (names are unique across the groups)."""
+        return {k: v for name in GROUPS for k, v in getattr(self, name).to_dict().items()}
 
     def request_json(self) -> dict[str, Any]:
         """The flat JSON object of the settings a request may set (what the API echoes as a job's options)."""
         table = specs()
-        return {k: v for name in GROUPS for k, v in getattr(self, name).to_dict().items() if table[k][1].api}
+        return {k: v for k, v in self.flat().items() if table[k][1].api}
 
 
 # ---------------------------------------------------------------------------------------------------------------

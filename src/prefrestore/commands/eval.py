@@ -72,12 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """The settings eval takes (``args.settings``), checked before anything runs -> a usage message or None."""
-    from ..options import SEED_MAX, RestoreSettings, SettingError
+    from ..options import SEED_MAX, RestoreSettings
 
-    try:
-        args.settings = RestoreSettings.from_namespace(args, "eval")
-    except SettingError as err:
-        return str(err)
+    args.settings = RestoreSettings.from_namespace(args, "eval")  # a bad value: a SettingError, one line, exit 2
     sampling = args.settings.sampling
     if not 1 <= args.samples <= 1000:
         return f"--samples {args.samples}: must be an integer in 1..1000"

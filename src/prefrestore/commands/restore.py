@@ -86,12 +86,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     """After parsing, before anything runs: the settings checked (``args.settings``, a
     :class:`~prefrestore.options.RestoreSettings`) and the inputs given as flags joined to the positional ones ->
     a usage message for the restore parser, or None."""
-    from ..options import RestoreSettings, SettingError
+    from ..options import RestoreSettings
 
-    try:
-        args.settings = RestoreSettings.from_namespace(args, "restore")
-    except SettingError as err:
-        return str(err)
+    args.settings = RestoreSettings.from_namespace(args, "restore")  # a bad value: a SettingError, one line, exit 2
     args.input = list(args.input) + list(args.input_flag)
     if not args.input:
         return "give at least one input: prefrestore restore PHOTO [PHOTO ...] -o OUTPUT (or -i PHOTO)"
