@@ -149,19 +149,18 @@ class PipelineConfig:
         """The config of a whole :class:`~prefrestore.options.RestoreSettings` (what ``prefrestore restore`` and
         ``prefrestore serve`` build): its photo settings, control options, batch size and seed; the rest (e.g.
         a loaded ``upsampler``) from ``kwargs``."""
-        photo = settings.photo
-        kwargs = {"upsampler": photo.bg_upsampler, **kwargs}
-        return cls.for_photos(
-            settings.control,
-            upscale=photo.upscale,
-            det_threshold=photo.det_threshold,
-            max_faces=photo.max_faces,
-            only_center_face=photo.only_center_face,
-            color_match=photo.color_match,
-            batch_size=settings.sampling.batch_size,
-            seed=settings.sampling.seed,
-            **kwargs,
-        )
+        photo, sampling = settings.photo, settings.sampling
+        given = {
+            "upscale": photo.upscale,
+            "det_threshold": photo.det_threshold,
+            "max_faces": photo.max_faces,
+            "only_center_face": photo.only_center_face,
+            "color_match": photo.color_match,
+            "upsampler": photo.bg_upsampler,
+            "batch_size": sampling.batch_size,
+            "seed": sampling.seed,
+        }
+        return cls.for_photos(settings.control, **{**given, **kwargs})
 
     def __post_init__(self) -> None:
         if not 0 < self.upscale <= 16:
