@@ -321,7 +321,10 @@ def parsed(monkeypatch):
         (["p.jpg", "--fidelity_weight", "0.3"], {"fidelity": 0.3}),
         (["p.jpg", "--weight=0.5"], {"fidelity": 0.5}),  # GFPGAN's -w/--weight
         (["p.jpg"], {"fidelity": None, "verbose": False}),
-        (["p.jpg", "-s", "4", "--ext", "png", "--suffix", "_x"], {"upscale": 4.0, "output_format": "png", "suffix": "_x"}),
+        (
+            ["p.jpg", "-s", "4", "--ext", "png", "--suffix", "_x"],
+            {"upscale": 4.0, "output_format": "png", "suffix": "_x"},
+        ),
         (
             ["p.jpg", "--det_threshold", "0.9", "--max_faces", "2", "--jpeg_quality=90", "--identity_guard", "flag"],
             {"det_threshold": 0.9, "max_faces": 2, "jpeg_quality": 90, "identity_guard": "flag"},
