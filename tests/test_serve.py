@@ -191,7 +191,7 @@ def test_bad_image_and_corrupt_upload(server):
 def test_bad_options_are_422(server):
     url, _, _ = server
     r = post(url, GRACE, options={"upscale": 100})
-    assert r.status_code == 422 and r.json()["detail"] == "--upscale 100 (upscale): must be a number in [0.25, 8]"
+    assert r.status_code == 422 and r.json()["detail"] == "-s 100 (upscale): must be a number in [0.25, 8]"
     r = post(url, GRACE, options={"sharpness": 1})
     assert r.status_code == 422 and "unknown option 'sharpness'" in r.json()["detail"]
     r = requests.post(url + "/v1/restore", files={"file": ("a.jpg", GRACE)}, data={"options": "{upscale"})

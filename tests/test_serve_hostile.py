@@ -294,7 +294,7 @@ def test_options_json_is_bounded():
     ):
         with pytest.raises(SettingError) as err:
             request_settings(raw)
-        assert "\n" not in str(err.value) and str(err.value).startswith(("options", "--upscale Infinity (upscale)"))
+        assert "\n" not in str(err.value) and str(err.value).startswith(("options", "-s Infinity (upscale)"))
     assert request_settings('{"upscale": 1, "output_format": "png"}').output.output_format == "png"
     assert _json_depth('{"a": "[[[[[[\\"[[", "b": [[1]]}') == 3  # brackets inside strings do not count
 

@@ -206,7 +206,7 @@ def test_every_door_accepts_and_refuses_alike(name, spec, value, ok, parse, http
             text = _cli_text(spec, value)
             if text is None:
                 continue
-            argv = [f"{spec.flag}={text}"]
+            argv = [f"{next(f for f in spec.flags if f.startswith('--'))}={text}"]
         code, err, settings = parse(command, argv, capsys)
         if message is None:
             assert code == 0 and err == [], (command, argv, err)
@@ -233,7 +233,7 @@ def test_the_unified_bounds():
     assert (table["upscale"][1].minimum, table["upscale"][1].maximum) == (0.25, 8)
     with pytest.raises(SettingError, match=re.escape("--seed 2147483648 (seed): must be an integer in 0..2147483647")):
         RestoreSettings.from_flat({"seed": 2**31})
-    with pytest.raises(SettingError, match=re.escape("--upscale 16 (upscale): must be a number in [0.25, 8]")):
+    with pytest.raises(SettingError, match=re.escape("-s 16 (upscale): must be a number in [0.25, 8]")):
         RestoreSettings.from_flat({"upscale": 16})
 
 

@@ -100,7 +100,7 @@ class Spec:
         choices: of a choice, or the names a weights mapping may use; aliases: other spellings of a choice
         (GFPGAN's ``none`` background upsampler); check: a text's own test (value -> the problem, or None);
         nullable: None is allowed (the flag left out, JSON null) and means the documented default behaviour.
-    flags: the command-line spellings, the first long one named in messages; commands: the commands that take it;
+    flags: the command-line spellings, the first named in messages; commands: the commands that take it;
         api: a request of the HTTP API may set it (the others are the server's, set by ``prefrestore serve``);
         command_defaults: a command whose default differs; ui/step: the page shows a control (number step).
     """
@@ -124,7 +124,8 @@ class Spec:
 
     @property
     def flag(self) -> str:
-        return next(f for f in self.flags if f.startswith("--"))
+        """The flag messages name: the first spelling (``-s`` for upscale, as GFPGAN and CodeFormer spell it)."""
+        return self.flags[0]
 
     def expected(self) -> str:
         """What a value must be, as messages and the docs say it (``an integer in 1..64``)."""
