@@ -306,3 +306,17 @@ def test_the_docs_tables_are_the_declaration():
     assert settings_tables.render(page) == page, "run python tools/settings_tables.py"
     for group in GROUPS:
         assert options.settings_table(group) in page
+
+
+def test_the_served_schemas_are_the_declaration(http):
+    """The OpenAPI document's RestoreOptions and GET /v1/options' schema (what the page builds its controls from)
+    are json_schema(), generated from the declaration."""
+    import requests
+
+    schema = {k: v for k, v in options.json_schema().items() if k != "$schema"}
+    assert requests.get(http + "/openapi.json").json()["components"]["schemas"]["RestoreOptions"] == schema
+    served = requests.get(http + "/v1/options").json()["schema"]
+    assert served == json.loads(json.dumps(options.json_schema()))
+    assert [k for k, p in served["properties"].items() if p["x-ui"]] == [
+        name for name, (_, spec, _) in specs().items() if spec.api and spec.ui
+    ]

@@ -106,10 +106,9 @@ UPLOAD_BODY = {
                         },
                         "options": {
                             "type": "string",
-                            "contentMediaType": "application/json",
-                            "contentSchema": {"$ref": "#/components/schemas/RestoreOptions"},
                             "example": '{"upscale": 2}',
-                            "description": 'the options as one JSON object, e.g. {"upscale": 2, "candidates": 4}',
+                            "description": 'the options as one JSON object, e.g. {"upscale": 2, "candidates": 4} '
+                            "(its schema: RestoreOptions under components/schemas)",
                         },
                     },
                 }
