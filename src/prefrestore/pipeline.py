@@ -51,7 +51,7 @@ from .faces.paste import (
     plan_faces,
 )
 from .faces.types import AlignedFace, RestoredFace
-from .options import RestoreOptions, RestoreSettings
+from .options import RestoreOptions, RestoreSettings, check_value, specs
 from .photo_io import MAX_PIXELS, Photo, float_to_pixels, pixels_to_float
 
 logger = logging.getLogger(__name__)
@@ -163,10 +163,8 @@ class PipelineConfig:
         return cls.for_photos(settings.control, **{**given, **kwargs})
 
     def __post_init__(self) -> None:
-        if not 0 < self.upscale <= 16:
-            raise ValueError(f"upscale={self.upscale} must be in (0, 16]")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+        for name in ("upscale", "batch_size"):  # the settings' own bounds and check (prefrestore.options)
+            check_value(name, specs()[name][1], getattr(self, name))
 
 
 def _upsampler(kind) -> BackgroundUpsampler:
