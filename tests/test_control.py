@@ -158,7 +158,10 @@ def test_options_one_schema_for_cli_mapping_and_json():
         ({"colour": 1}, "control: unknown setting 'colour'"),
         ({"rerank_weights": {"musiq": 1}}, "unknown reward"),
         ({"faces": "0,x"}, "--faces"),
-        ({"max_face_size": 10, "min_face_size": 20}, "--max-face-size 10.0 (max_face_size): below --min-face-size 20.0 (min_face_size)"),
+        (
+            {"max_face_size": 10, "min_face_size": 20},
+            "--max-face-size 10.0 (max_face_size): below --min-face-size 20.0 (min_face_size)",
+        ),
         ({"candidates": 2, "rerank_weights": {"psnr": 0}}, "all weights are 0"),
     ]:
         with pytest.raises(options.SettingError, match=re.escape(match)):
