@@ -320,3 +320,17 @@ def test_the_served_schemas_are_the_declaration(http):
     assert [k for k, p in served["properties"].items() if p["x-ui"]] == [
         name for name, (_, spec, _) in specs().items() if spec.api and spec.ui
     ]
+
+
+def test_a_request_starts_from_the_servers_settings():
+    """The HTTP API's options change only what a request may set; the rest is the server's (prefrestore serve's
+    --model, --device, ...), so a job holds the whole tree it runs with."""
+    pytest.importorskip("fastapi")
+    from prefrestore.serving.schemas import request_settings
+
+    server = RestoreSettings.from_flat({"model": "tiny", "device": "cuda:1", "batch_size": 2, "steps": 3})
+    s = request_settings('{"upscale": 3, "candidates": 2}', server)
+    assert (s.sampling, s.photo.upscale, s.control.candidates) == (server.sampling, 3.0, 2)
+    assert request_settings(None, server) == server
+    with pytest.raises(SettingError, match=re.escape("--batch-size (batch_size): set by the server")):
+        request_settings('{"batch_size": 1}', server)

@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             token=args.token or os.environ.get("PREFRESTORE_TOKEN") or None,
             cors_origins=tuple(args.cors_origin),
             allowed_hosts=tuple(args.allowed_host),
+            restore=args.settings,
         )
         sock = _bind(settings)  # before the (slow) imports and the model: a taken port fails at once
         try:

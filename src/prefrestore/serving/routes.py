@@ -216,7 +216,7 @@ class Api:
             )
 
     async def read_upload(self, request: Request) -> tuple[str, str, bytes, RestoreSettings]:
-        return await read_upload(request, self.settings.max_pixels)
+        return await read_upload(request, self.settings.max_pixels, self.settings.restore)
 
     def result_url(self, job: Job) -> str:
         return f"/{API_VERSION}/jobs/{job.id}"

@@ -12,7 +12,7 @@ declaration, like the JSON Schema the page builds its controls from: :func:`pref
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,8 @@ class ServerSettings:
     min_upload_bytes_per_s / upload_grace_s: after ``upload_grace_s`` an upload must keep up this average rate
         (``n`` bytes arrived by ``upload_grace_s + n / rate`` s), else 408: a trickling client is cut off.
     bind: the address actually bound (``host`` resolved once; set by the constructor).
+    restore: the settings every request starts from: the server's own (model, steps, device, batch size: ``prefrestore
+        serve``'s flags) and the defaults of those a request may set.
     """
 
     workdir: Path
@@ -209,6 +211,7 @@ class ServerSettings:
     upload_grace_s: float = 5.0
     batch_wait_s: float = 0.02
     bind: str = ""
+    restore: RestoreSettings = field(default_factory=RestoreSettings)
 
     def __post_init__(self) -> None:
         from ..errors import UserError

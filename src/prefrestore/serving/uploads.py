@@ -109,8 +109,11 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
     return parts
 
 
-async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, bytes, RestoreSettings]:
-    """The request's image and options; 400/422 with one line for anything wrong."""
+async def read_upload(
+    request: Request, max_pixels: int, base: RestoreSettings | None = None
+) -> tuple[str, str, bytes, RestoreSettings]:
+    """The request's image and its settings (``base``, the server's, with the request's options); 400/422 with one
+    line for anything wrong."""
     ctype = request.headers.get("content-type", "")
     refused = unsupported_type(ctype)
     if refused:
@@ -131,7 +134,7 @@ async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, byte
         filename, data = request.query_params.get("name"), body
     name = safe_name(filename)
     try:
-        options = request_settings(raw_options)
+        options = request_settings(raw_options, base)
     except SettingError as err:
         raise HTTPException(422, str(err)) from None
     try:
