@@ -20,8 +20,8 @@ import torch
 
 from prefrestore.checkpoints import from_pretrained
 from prefrestore.degradations import apply, preset, sample_params, scaled
-from prefrestore.image import from_model, load_rgb, to_model
-from prefrestore.metrics.fidelity import psnr
+from prefrestore.io.image import from_model, load_rgb, to_model
+from prefrestore.metrics.pixel import psnr
 
 
 def main() -> None:
