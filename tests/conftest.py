@@ -80,7 +80,7 @@ def fake_api(monkeypatch):
     import sys
     import types
 
-    import prefrestore
+    import prefrestore.restore
 
     calls = []
 
@@ -91,7 +91,7 @@ def fake_api(monkeypatch):
     fake = types.ModuleType("prefrestore.restore.api")
     fake.load_restorer = load_restorer
     monkeypatch.setitem(sys.modules, "prefrestore.restore.api", fake)
-    monkeypatch.setattr(prefrestore, "api", fake, raising=False)
+    monkeypatch.setattr(prefrestore.restore, "api", fake, raising=False)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield calls
@@ -105,14 +105,14 @@ def run_restore_cli(argv: list[str], cwd=None) -> tuple[int, str]:
     import sys
     import types
 
-    import prefrestore
+    import prefrestore.restore
     from prefrestore import cli
 
     fake = types.ModuleType("prefrestore.restore.api")
     fake.load_restorer = lambda model="tiny", **kwargs: IdentityRestorer()
     mp = pytest.MonkeyPatch()
     mp.setitem(sys.modules, "prefrestore.restore.api", fake)
-    mp.setattr(prefrestore, "api", fake, raising=False)
+    mp.setattr(prefrestore.restore, "api", fake, raising=False)
     if cwd is not None:
         mp.chdir(cwd)
     capture = io.StringIO()

@@ -27,7 +27,7 @@ from prefrestore.io.photo_io import read_photo
 
 RUNNER = """
 import sys, time, types
-import prefrestore
+import prefrestore.restore
 from prefrestore import cli
 
 class Identity:

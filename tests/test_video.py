@@ -417,12 +417,12 @@ def test_fidelity_and_colour_fix_apply_to_videos_and_best_of_n_does_not(tmp_path
 
 @pytest.fixture
 def fake_api(monkeypatch):
-    import prefrestore
+    import prefrestore.restore
 
     fake = types.ModuleType("prefrestore.restore.api")
     fake.load_restorer = lambda model="tiny", **kw: IdentityRestorer()
     monkeypatch.setitem(sys.modules, "prefrestore.restore.api", fake)
-    monkeypatch.setattr(prefrestore, "api", fake, raising=False)
+    monkeypatch.setattr(prefrestore.restore, "api", fake, raising=False)
 
 
 def test_cli_restores_a_folder_mixing_photos_and_videos(tmp_path, clips, astronaut, fake_api, one_thread, capsys):
