@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from prefrestore.api import load_model
 from prefrestore.models.integrator import DecodeOptions
+from prefrestore.restore.api import load_model
 
 
 def _sync(device):

@@ -25,7 +25,7 @@ pytest.importorskip("fastapi_offline")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
-from prefrestore.options import OPTIONS  # noqa: E402
+from prefrestore.restore.options import OPTIONS  # noqa: E402
 from prefrestore.serving.app import safe_name  # noqa: E402
 from prefrestore.serving.schemas import OptionError, RestoreOptions, ServerSettings  # noqa: E402
 from serve_helpers import (  # noqa: E402
@@ -436,7 +436,7 @@ def _cli_config(flags):
 
 def test_options_schema_is_the_cli_schema():
     """RestoreOptions maps onto the same PipelineConfig and layout as `prefrestore restore`'s flags, the control
-    options of prefrestore.options included (same names, same defaults: no flag = no option)."""
+    options of prefrestore.restore.options included (same names, same defaults: no flag = no option)."""
     for flags, opts in [
         ([], {}),
         (
@@ -515,7 +515,7 @@ def test_options_schema_is_the_cli_schema():
 
 
 def test_option_listing_is_prefrestore_options(server):
-    """GET /v1/options lists every option of prefrestore.options.OPTIONS as declared there (one owner: no server
+    """GET /v1/options lists every option of prefrestore.restore.options.OPTIONS as declared there (one owner: no server
     field shares a name with them), and the page gets controls for the main ones."""
     url, _, _ = server
     listing = requests.get(url + "/v1/options").json()["options"]
@@ -531,7 +531,7 @@ def test_option_listing_is_prefrestore_options(server):
             spec.minimum,
             spec.maximum,
             spec.nullable,
-            "prefrestore.options",
+            "prefrestore.restore.options",
         ), spec.name
         assert o["choices"] == list(spec.choices or ())
     assert "1 = closest to the input" in by_name["fidelity"]["help"]

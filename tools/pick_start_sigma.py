@@ -27,10 +27,10 @@ import torch
 
 from prefrestore.checkpoints import from_pretrained
 from prefrestore.degradations import apply, preset, sample_params, scaled
-from prefrestore.image import from_model, load_rgb, to_model
-from prefrestore.metrics.fidelity import psnr
+from prefrestore.io.image import from_model, load_rgb, to_model
 from prefrestore.metrics.identity import load_identity_net
 from prefrestore.metrics.lpips import load_lpips
+from prefrestore.metrics.pixel import psnr
 
 
 def degraded(gt: torch.Tensor, name: str, size: int) -> torch.Tensor:

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise UserError("give a run folder with -o RUN")
     from ..eval.runner import EvalConfig, evaluate
-    from ..options import check_device, check_sampling
+    from ..restore.options import check_device, check_sampling
 
     check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, samples=args.samples)
     if args.seed + args.samples - 1 > 2**63 - 1:

@@ -218,8 +218,8 @@ def duration(seconds: float) -> str:
 
 
 def _photo_only_options(options) -> list[str]:
-    """The flags of prefrestore.options set away from their defaults that the video path does not apply."""
-    from ..options import OPTIONS, RestoreOptions
+    """The flags of prefrestore.restore.options set away from their defaults that the video path does not apply."""
+    from ..restore.options import OPTIONS, RestoreOptions
     from ..video.run import VIDEO_OPTIONS
 
     default = RestoreOptions()
@@ -232,7 +232,7 @@ def _photo_only_options(options) -> list[str]:
 
 def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:
     """The summary line (what was done, skipped, failed -> where) and the failures -> the exit status."""
-    from ..io_safety import shown
+    from ..io.io_safety import shown
 
     if skipped:
         parts.append(f"{skipped} skipped (outputs exist; --overwrite to redo)")

@@ -2,19 +2,19 @@
 
 :class:`RestoreOptions` is the schema of a restoration request, shared by the HTTP API (JSON ``options``), the page
 (which builds its controls from ``GET /v1/options``, i.e. from :func:`describe_options`) and Python
-(``RestoreOptions(...).pipeline_config()`` / ``.output_layout(root)`` feed ``prefrestore.pipeline``). A request is
+(``RestoreOptions(...).pipeline_config()`` / ``.output_layout(root)`` feed ``prefrestore.restore.pipeline``). A request is
 one flat JSON object with two kinds of names:
 
-* the restoration-control options of ``prefrestore.options.OPTIONS`` (fidelity, candidates, rerank_weights,
+* the restoration-control options of ``prefrestore.restore.options.OPTIONS`` (fidelity, candidates, rerank_weights,
   identity_guard, identity_threshold, color_fix, faces, min_face_size, max_face_size, blend): declared there only,
-  read and validated by ``prefrestore.options.RestoreOptions.from_mapping`` (the CLI's names, defaults, bounds,
+  read and validated by ``prefrestore.restore.options.RestoreOptions.from_mapping`` (the CLI's names, defaults, bounds,
   help and messages) and held in :attr:`RestoreOptions.control`;
 * the photo and output settings that are not in ``OPTIONS``, the fields below (each a flag of ``prefrestore
   restore``: ``-s``, ``--ext``, ``--jpeg-quality``, ``--det-threshold``, ``--max-faces``, ``--only-center-face``,
   ``--color-match``, ``--seed``).
 
 Both map onto the pipeline through ``PipelineConfig.for_photos``, the function ``prefrestore restore`` builds its
-config with. A new control option is added to ``prefrestore.options.OPTIONS`` and appears here (API, listing,
+config with. A new control option is added to ``prefrestore.restore.options.OPTIONS`` and appears here (API, listing,
 batching); to show it on the page, add its name to :data:`PAGE_CONTROLS`. A new photo-level setting is a field
 here with ``metadata=_opt(...)`` (kind, help, bounds, ``ui=True`` to show it on the page).
 """
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import options
-from ..options import OPTIONS, SPECS
+from ..restore import options
+from ..restore.options import OPTIONS, SPECS
 
 OPTION_KINDS = ("float", "int", "bool", "choice", "int_list", "weights")
 
@@ -118,20 +118,20 @@ class RestoreOptions:
     seed: int = field(
         default=0, metadata=_opt("int", "sampling seed, the same for every face", minimum=0, maximum=2**31 - 1)
     )
-    # the options of prefrestore.options.OPTIONS (flat in the JSON, e.g. {"candidates": 4}), validated there
+    # the options of prefrestore.restore.options.OPTIONS (flat in the JSON, e.g. {"candidates": 4}), validated there
     control: options.RestoreOptions = field(default_factory=options.RestoreOptions)
 
     def __post_init__(self) -> None:
         for f in _own_fields():
             _check(f.name, getattr(self, f.name), f.metadata)
         if not isinstance(self.control, options.RestoreOptions):
-            raise OptionError("control: expected a prefrestore.options.RestoreOptions")
+            raise OptionError("control: expected a prefrestore.restore.options.RestoreOptions")
 
     # -- mapping onto the pipeline (the same function as prefrestore restore's) ---------------------------------
 
     def pipeline_config(self, *, batch_size: int = 8):
-        """-> :class:`prefrestore.pipeline.PipelineConfig`, what ``prefrestore restore`` builds from the same flags."""
-        from ..pipeline import PipelineConfig
+        """-> :class:`prefrestore.restore.pipeline.PipelineConfig`, what ``prefrestore restore`` builds from the same flags."""
+        from ..restore.pipeline import PipelineConfig
 
         return PipelineConfig.for_photos(
             self.control,
@@ -145,8 +145,8 @@ class RestoreOptions:
         )
 
     def output_layout(self, root: Path):
-        """-> :class:`prefrestore.file_run.OutputLayout` under ``root`` (format and JPEG quality)."""
-        from ..file_run import OutputLayout
+        """-> :class:`prefrestore.restore.file_run.OutputLayout` under ``root`` (format and JPEG quality)."""
+        from ..restore.file_run import OutputLayout
 
         return OutputLayout(Path(root), ext=self.output_format, jpeg_quality=self.jpeg_quality, overwrite=True)
 
@@ -257,7 +257,7 @@ _FLAG_NAMES = {spec.flag: spec.name for spec in OPTIONS}
 
 
 def api_message(message: str) -> str:
-    """A ``prefrestore.options`` message, which names the CLI's flags (``--candidates 0: must be >= 1``) -> the
+    """A ``prefrestore.restore.options`` message, which names the CLI's flags (``--candidates 0: must be >= 1``) -> the
     same message naming the request's JSON options (``options.candidates 0: must be >= 1``)."""
     return re.sub(
         r"--[a-z][a-z-]*", lambda m: f"options.{_FLAG_NAMES[m[0]]}" if m[0] in _FLAG_NAMES else m[0], message
@@ -320,7 +320,7 @@ _KINDS = {"number": "float", "integer": "int", "string": "choice", "indices": "i
 
 def describe_options() -> list[dict[str, Any]]:
     """Each option's name, default, kind, bounds, choices and help (``GET /v1/options``; the page builds its
-    controls from the entries with ``ui``): the photo settings, then every option of ``prefrestore.options.OPTIONS``
+    controls from the entries with ``ui``): the photo settings, then every option of ``prefrestore.restore.options.OPTIONS``
     as declared there (``source`` says which)."""
     out = []
     for f in _own_fields():
@@ -340,7 +340,7 @@ def describe_options() -> list[dict[str, Any]]:
                 "ui": spec.name in PAGE_CONTROLS,
                 "step": PAGE_CONTROLS.get(spec.name),
                 "nullable": spec.nullable,
-                "source": "prefrestore.options",
+                "source": "prefrestore.restore.options",
             }
         )
     return out

@@ -17,8 +17,8 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from ..errors import ImageError
-from ..image import IMAGE_EXTENSIONS
-from ..photo_io import probe_image, sniff_format
+from ..io.image import IMAGE_EXTENSIONS
+from ..io.photo_io import probe_image, sniff_format
 from .schemas import OptionError, RestoreOptions
 
 

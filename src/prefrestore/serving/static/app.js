@@ -1,6 +1,6 @@
 // prefrestore page: plain JS, no build step, no third-party code. Talks only to this server's /v1 API.
 // The option controls are built from GET /v1/options (options with ui: true: the server's photo settings and the
-// control options of prefrestore.options the server lists for the page), so a new option appears here without
+// control options of prefrestore.restore.options the server lists for the page), so a new option appears here without
 // touching this file; each control's tooltip is the option's help.
 "use strict";
 

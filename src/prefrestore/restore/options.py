@@ -1,7 +1,7 @@
 """Run options shared by every driver: the restoration options (one declaration each, in :data:`OPTIONS`) and the
 checks of the other user-given options (:func:`check_finite`, :func:`check_sampling`, :func:`check_device`).
 
-    >>> from prefrestore.options import RestoreOptions
+    >>> from prefrestore.restore.options import RestoreOptions
     >>> opts = RestoreOptions.from_mapping({"fidelity": 0.8, "candidates": 4, "faces": [0, 2]})
 
 Every restoration option is declared once as an :class:`OptionSpec` (name, type, default, range, help). From that
@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import UserError
+from ..errors import UserError
 
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes 64-bit seeds; the reports store them as JSON integers
 
@@ -421,7 +421,7 @@ def _check(spec: OptionSpec, v: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every option of :data:`OPTIONS` as a flag (``fidelity`` -> ``--fidelity``) with its default."""
-    group = parser.add_argument_group("restoration control (prefrestore.options)")
+    group = parser.add_argument_group("restoration control (prefrestore.restore.options)")
     for spec in OPTIONS:
         kw: dict[str, Any] = {"default": spec.default, "help": spec.help, "dest": spec.name}
         if spec.choices:
