@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from prefrestore.degradations import degrade, preset
-from prefrestore.image import uint8_to_unit, unit_to_uint8
+from prefrestore.io.image import uint8_to_unit, unit_to_uint8
 from prefrestore.metrics.suite import GROUPS, ImageScorer
 
 

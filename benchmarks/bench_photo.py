@@ -8,7 +8,7 @@ matplotlib's Grace Hopper, each at two sizes), ten faces in all. t1.jpg comes fr
 (.pytest_cache/d/insightface-2.1/t1.jpg, filled by tests/test_faces_detect.py), or is left out (``--no-t1``, or
 when not found: four faces). ``--photo PATH`` times that photo instead (e.g. skimage's 512 px astronaut: one face).
 ``--model identity`` (default) times the pipeline around a restorer that returns its input, at --resolution;
-any other value is loaded with prefrestore.api.load_restorer (e.g. ``--model tiny --steps 4``).
+any other value is loaded with prefrestore.restore.api.load_restorer (e.g. ``--model tiny --steps 4``).
 Prints one JSON object: seconds per photo per stage (mean over --photos photos after one warm-up photo; restore
 is the batch time shared out by faces), and faces per second. Compare rows of one run, not machines.
 """
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from prefrestore.faces.detect import build_detector
-from prefrestore.image import load_rgb, resize
-from prefrestore.photo_io import Photo
-from prefrestore.pipeline import PipelineConfig, restore_photos
+from prefrestore.io.image import load_rgb, resize
+from prefrestore.io.photo_io import Photo
+from prefrestore.restore.pipeline import PipelineConfig, restore_photos
 
 T1_CACHE = Path(".pytest_cache/d/insightface-2.1/t1.jpg")
 
@@ -68,7 +68,9 @@ def compose_photo(t1: Path | None) -> np.ndarray:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="identity", help="identity (default) or a prefrestore.api model reference")
+    ap.add_argument(
+        "--model", default="identity", help="identity (default) or a prefrestore.restore.api model reference"
+    )
     ap.add_argument("--resolution", type=int, default=512, help="crop size of the identity restorer (default: 512)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps for a real model")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16])
@@ -88,7 +90,7 @@ def main() -> int:
     if args.model == "identity":
         restorer = IdentityRestorer(args.resolution)
     else:
-        from prefrestore.api import load_restorer
+        from prefrestore.restore.api import load_restorer
 
         restorer = load_restorer(args.model, device=args.device, steps=args.steps)
     detector = build_detector("mtcnn", device=args.device)

@@ -1,8 +1,11 @@
 """Per-face latency and peak memory of aligned-face restoration, AR and diffusion parts timed separately.
 
     .venv/bin/python benchmarks/bench_restore.py [--model tiny] [--batch-sizes 1 4 8] [--steps 10 20 30]
+    .venv/bin/python benchmarks/bench_restore.py --shipped --model default runs/small/old-3d --batch-sizes 1
 
-Prints one JSON object. Latencies are medians over --repeats runs after one warm-up, per face (batch time / B).
+``--shipped`` times ``model.restore`` end to end with each model's own sampling settings (start sigma, steps,
+guidance: what a user gets), several models side by side in one process, interleaved repeat by repeat so that
+machine noise falls on all of them alike. Prints one JSON object. Latencies are medians over --repeats runs after one warm-up, per face (batch time / B).
 Peak memory: CUDA max_memory_allocated on GPU, else the process's peak RSS growth (ru_maxrss) on CPU.
 Compare ratios between rows of one run, not absolute numbers across machines.
 """
@@ -10,6 +13,7 @@ Compare ratios between rows of one run, not absolute numbers across machines.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
@@ -18,8 +22,8 @@ import time
 
 import torch
 
-from prefrestore.api import load_model
 from prefrestore.models.integrator import DecodeOptions
+from prefrestore.restore.api import load_model
 
 
 def _sync(device):
@@ -69,9 +73,28 @@ def bench(model, batch: int, steps: int, guidance: float, repeats: int):
     return {k: round(v * 1000, 2) for k, v in per_face.items()}
 
 
+def bench_shipped(models: dict, batch: int, repeats: int) -> dict:
+    """{name: median seconds per face of model.restore(lq) at its shipped settings}, interleaved across models."""
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for i in range(repeats + 1):
+        for name, model in models.items():
+            S = model.config.resolution
+            lq = torch.rand(batch, 3, S, S, generator=torch.Generator().manual_seed(i)).to(model.device) * 2 - 1
+            gens = [torch.Generator(device=model.device).manual_seed(0) for _ in range(batch)]
+            _sync(model.device)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                model.restore(lq, generators=gens)
+            _sync(model.device)
+            if i:  # the first round is the warm-up
+                times[name].append(time.perf_counter() - t0)
+    return {k: round(statistics.median(v) / batch, 4) for k, v in times.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--model", nargs="+", default=["tiny"], help="one or more models (several: --shipped)")
+    ap.add_argument("--shipped", action="store_true", help="time model.restore at each model's own settings")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8])
@@ -81,7 +104,17 @@ def main():
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    model = load_model(args.model, device=device, dtype=dtype if dtype != torch.float32 else None)
+    kw = {"device": device, "dtype": dtype if dtype != torch.float32 else None}
+    if args.shipped:
+        models = {m: load_model(m, **kw) for m in args.model}
+        rows = [{"batch": b, "s_per_face": bench_shipped(models, b, args.repeats)} for b in args.batch_sizes]
+        sampling = {m: dataclasses.asdict(x.config.sampling) for m, x in models.items()}
+        info = {"device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads()}
+        print(json.dumps({**info, "models": args.model, "sampling": sampling, "results": rows}, indent=1))
+        return
+    if len(args.model) > 1:
+        ap.error("several --model values need --shipped")
+    model = load_model(args.model[0], **kw)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows = []
     for b in args.batch_sizes:
@@ -98,7 +131,7 @@ def main():
     print(
         json.dumps(
             {
-                "model": args.model,
+                "model": args.model[0],
                 "device": str(device),
                 "dtype": args.dtype,
                 "threads": torch.get_num_threads(),

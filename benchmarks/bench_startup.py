@@ -7,7 +7,7 @@ Each row is the wall time of a fresh process (median of the repeats), started th
 
 * ``python_bare``: ``python -c pass`` (the interpreter and site start-up; the floor of any command);
 * ``import_torch``: ``python -c "import torch"``;
-* ``load_model``: ``python -c "import prefrestore.api; load_restorer('default')"`` (torch, the model code and the
+* ``load_model``: ``python -c "import prefrestore.restore.api; load_restorer('default')"`` (torch, the model code and the
   bundled model's weights: the floor of any restore);
 * ``version``, ``help``, ``bad_flag`` (``--no-such-flag``), ``restore_help``, ``restore_bad_flag`` (``restore
   PHOTO --no-such-flag``): the ``prefrestore`` console script (the venv's, else ``python -m prefrestore``);
@@ -59,7 +59,10 @@ def rows(photo: Path, out: Path, *, restore: bool) -> dict[str, tuple[list[str],
         "restore_bad_flag": ([*cli, "restore", str(photo), "--no-such-flag"], 2),
     }
     if restore:
-        table["load_model"] = ([py, "-c", "from prefrestore.api import load_restorer; load_restorer('default')"], 0)
+        table["load_model"] = (
+            [py, "-c", "from prefrestore.restore.api import load_restorer; load_restorer('default')"],
+            0,
+        )
         table["restore_one_photo"] = ([*cli, "restore", str(photo), "-o", str(out), "--overwrite"], 0)
     return table
 

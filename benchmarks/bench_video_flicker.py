@@ -38,8 +38,8 @@ import torch
 
 from prefrestore.degradations import ops
 from prefrestore.faces.detect import build_detector
-from prefrestore.image import uint8_to_unit, unit_to_uint8
-from prefrestore.pipeline import PipelineConfig
+from prefrestore.io.image import uint8_to_unit, unit_to_uint8
+from prefrestore.restore.pipeline import PipelineConfig
 from prefrestore.video import TrackConfig, VideoConfig, restore_video
 from prefrestore.video.io import frame_to_rgb, write_video
 
@@ -141,7 +141,7 @@ def main() -> None:
     if args.model == "identity":
         restorer = IdentityRestorer(128)
     else:
-        from prefrestore.api import load_restorer
+        from prefrestore.restore.api import load_restorer
 
         restorer = load_restorer(args.model)
     detector = build_detector("mtcnn", min_face_size=12)

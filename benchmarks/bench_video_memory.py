@@ -58,14 +58,14 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from prefrestore.faces.detect import build_detector
-    from prefrestore.pipeline import PipelineConfig
+    from prefrestore.restore.pipeline import PipelineConfig
     from prefrestore.video import VideoConfig, restore_video
 
     torch.set_num_threads(args.threads)
     if args.model == "identity":
         restorer = IdentityRestorer()
     else:
-        from prefrestore.api import load_restorer
+        from prefrestore.restore.api import load_restorer
 
         restorer = load_restorer(args.model)
     config = VideoConfig(

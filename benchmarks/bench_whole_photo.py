@@ -15,7 +15,7 @@ resolution loss), then brought back to the HQ size with ``-s S`` by each method:
 * ``realesrgan``: Real-ESRGAN x4plus as the whole-photo upscaler, no face restoration (converted weights from
   ``prefrestore convert-realesrgan --download``; S > 1 only, and only photos whose LQ has at most
   ``--realesrgan-max-pixels`` pixels: it costs ~0.9 ms per input pixel on one CPU thread);
-* ``ours``: ``prefrestore.pipeline.restore_photos`` with the default options (the no-loss rule on);
+* ``ours``: ``prefrestore.restore.pipeline.restore_photos`` with the default options (the no-loss rule on);
 * ``ours_rule_off``: the same with ``keep_detail="off"`` (the restoration pasted as it is).
 
 Every face MTCNN finds in the HQ photo is scored inside its box: PSNR-Y and SSIM-Y (``prefrestore.metrics.
@@ -45,14 +45,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from prefrestore.degradations import pipeline as deg
+from prefrestore.degradations import chain as deg
 from prefrestore.faces.detect import build_detector
 from prefrestore.faces.paste import ResampleUpsampler
 from prefrestore.hub import registry_wheel
-from prefrestore.metrics.fidelity import psnr, ssim
-from prefrestore.options import RestoreOptions
-from prefrestore.photo_io import Photo
-from prefrestore.pipeline import PipelineConfig, restore_photos
+from prefrestore.io.photo_io import Photo
+from prefrestore.metrics.pixel import psnr, ssim
+from prefrestore.restore.options import RestoreOptions
+from prefrestore.restore.pipeline import PipelineConfig, restore_photos
 
 ROOT = Path(__file__).resolve().parent.parent
 BINS = (("<128", 0, 128), ("128-256", 128, 256), (">256", 256, 10**9))
@@ -186,7 +186,7 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     logging.basicConfig(level=logging.WARNING)
 
-    from prefrestore import api
+    from prefrestore.restore import api
 
     restorer = api.load_restorer(args.model)
     detector = build_detector("mtcnn")
@@ -197,7 +197,7 @@ def main() -> None:
     except Exception as err:  # MetricUnavailable, or the module not yet there
         lpips_model, lpips_note = None, f"unavailable ({type(err).__name__}: {err})"
     try:
-        from prefrestore.realesrgan import build
+        from prefrestore.restore.realesrgan import build
 
         esrgan, esrgan_note = build(), "Real-ESRGAN x4plus"
     except Exception as err:

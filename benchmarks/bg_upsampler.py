@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from prefrestore import realesrgan
 from prefrestore.faces.paste import ResampleUpsampler
-from prefrestore.image import load_rgb, resize, save_rgb
-from prefrestore.metrics.fidelity import psnr
+from prefrestore.io.image import load_rgb, resize, save_rgb
+from prefrestore.metrics.pixel import psnr
+from prefrestore.restore import realesrgan
 
 
 def sharpness(img: np.ndarray) -> float:

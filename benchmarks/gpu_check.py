@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     # -- build
     t0 = time.perf_counter()
     if args.model:
-        from prefrestore.api import load_model
+        from prefrestore.restore.api import load_model
 
         model = load_model(args.model, device=device)
     else:

@@ -4,7 +4,7 @@
 
 Inputs: matplotlib's ``grace_hopper.jpg`` (512x600, face box ~180 px) and a 512 px face crop of it (the face
 aligned to the FFHQ template at 512 px, as a photo: detected again). Each goes through
-``prefrestore.pipeline.restore_photos`` with ``blend=0`` (the Lanczos upscale), ``keep_detail="off"`` (the
+``prefrestore.restore.pipeline.restore_photos`` with ``blend=0`` (the Lanczos upscale), ``keep_detail="off"`` (the
 restoration pasted as it is), the band merge forced (the rule's "can only lose" gates open) and the defaults. Sharpness: the Laplacian variance of the luma inside the face box of the output.
 Prints one JSON object (per input and method: sharpness, its ratio to Lanczos', and each face's no-loss plan);
 ``--png`` writes the face regions side by side (Lanczos | rule off | band merge | ours), one row per input.
@@ -24,9 +24,9 @@ from PIL import Image
 from prefrestore.faces.align import align
 from prefrestore.faces.detect import build_detector
 from prefrestore.faces.paste import BlendConfig
-from prefrestore.options import RestoreOptions
-from prefrestore.photo_io import Photo
-from prefrestore.pipeline import PipelineConfig, restore_photos
+from prefrestore.io.photo_io import Photo
+from prefrestore.restore.options import RestoreOptions
+from prefrestore.restore.pipeline import PipelineConfig, restore_photos
 
 # method -> (restore options, paste-back settings); "band_merge" forces the band merge (its "can only lose" gates
 # open) to show what the merge alone keeps
@@ -54,7 +54,7 @@ def main() -> None:
 
     import matplotlib.cbook
 
-    from prefrestore import api
+    from prefrestore.restore import api
 
     restorer = api.load_restorer(args.model)
     detector = build_detector("mtcnn")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from prefrestore.faces.align import align
 from prefrestore.faces.detect import build_detector
-from prefrestore.image import load_rgb, save_rgb
+from prefrestore.io.image import load_rgb, save_rgb
 
 
 def builtin_sources() -> list[Path]:

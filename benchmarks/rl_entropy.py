@@ -61,7 +61,7 @@ def make_pairs(hq_dir: str, out: str, *, cfg, size: int, copies: int, seed: int)
     """gt/<stem>[_dK].png + lq/ (each HQ face degraded ``copies`` times, seeded by name) + params.jsonl."""
     from prefrestore.degradations import DegradationRecord, apply, sample_params
     from prefrestore.eval.testset import center_square, image_seed
-    from prefrestore.image import list_images, load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
+    from prefrestore.io.image import list_images, load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
 
     root = Path(out)
     if root.exists() and any(root.iterdir()):
@@ -252,7 +252,7 @@ def write_report(results: dict, out: Path, command: str) -> None:
 
 def run_measure(args) -> None:
     from prefrestore.data.pairs import list_pairs, read_face
-    from prefrestore.image import to_model
+    from prefrestore.io.image import to_model
     from prefrestore.rewards import CompositeReward
     from prefrestore.training.rollout import RolloutConfig
 

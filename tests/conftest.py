@@ -16,7 +16,7 @@ def _keep_torch_threads():
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from prefrestore.api import random_model
+    from prefrestore.restore.api import random_model
 
     return random_model("tiny", seed=0)
 
@@ -75,12 +75,12 @@ class IdentityRestorer:
 
 @pytest.fixture
 def fake_api(monkeypatch):
-    """Stand in for prefrestore.api with an identity restorer; yields the (model, kwargs) of every load_restorer
+    """Stand in for prefrestore.restore.api with an identity restorer; yields the (model, kwargs) of every load_restorer
     call. test_pipeline.py's slow test runs the real API through the pipeline."""
     import sys
     import types
 
-    import prefrestore
+    import prefrestore.restore
 
     calls = []
 
@@ -88,10 +88,10 @@ def fake_api(monkeypatch):
         calls.append((model, kwargs))
         return IdentityRestorer()
 
-    fake = types.ModuleType("prefrestore.api")
+    fake = types.ModuleType("prefrestore.restore.api")
     fake.load_restorer = load_restorer
-    monkeypatch.setitem(sys.modules, "prefrestore.api", fake)
-    monkeypatch.setattr(prefrestore, "api", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "prefrestore.restore.api", fake)
+    monkeypatch.setattr(prefrestore.restore, "api", fake, raising=False)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield calls
@@ -99,20 +99,20 @@ def fake_api(monkeypatch):
 
 
 def run_restore_cli(argv: list[str], cwd=None) -> tuple[int, str]:
-    """``prefrestore.cli.main(argv)`` in-process with the identity stand-in of prefrestore.api (in ``cwd`` if
+    """``prefrestore.cli.main(argv)`` in-process with the identity stand-in of prefrestore.restore.api (in ``cwd`` if
     given) -> (exit status, what it wrote to stderr). For tests that cannot use the function-scoped fixture."""
     import io
     import sys
     import types
 
-    import prefrestore
+    import prefrestore.restore
     from prefrestore import cli
 
-    fake = types.ModuleType("prefrestore.api")
+    fake = types.ModuleType("prefrestore.restore.api")
     fake.load_restorer = lambda model="tiny", **kwargs: IdentityRestorer()
     mp = pytest.MonkeyPatch()
-    mp.setitem(sys.modules, "prefrestore.api", fake)
-    mp.setattr(prefrestore, "api", fake, raising=False)
+    mp.setitem(sys.modules, "prefrestore.restore.api", fake)
+    mp.setattr(prefrestore.restore, "api", fake, raising=False)
     if cwd is not None:
         mp.chdir(cwd)
     capture = io.StringIO()

@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 
-from prefrestore import api, cli
+from prefrestore import cli
+from prefrestore.restore import api
 
 
 class IdentityRestorer:
@@ -39,8 +40,8 @@ def main() -> int:
 def _fake_cuda(count: int) -> None:
     import torch
 
-    from prefrestore.distributed import Ranks
     from prefrestore.faces import detect
+    from prefrestore.restore.distributed import Ranks
 
     torch.cuda.is_available = lambda: True
     torch.cuda.device_count = lambda: count

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from prefrestore import options
-from prefrestore.control import Scorers, fix_color, restore_controlled
 from prefrestore.metrics.color import delta_e2000, face_delta_e, rgb_to_lab
-from prefrestore.models import fidelity as fid
-from prefrestore.models.fidelity import FidelityPoint, FidelityTable, table_from_chain
-from prefrestore.options import RestoreOptions
+from prefrestore.models import fidelity_dial as fid
+from prefrestore.models.fidelity_dial import FidelityPoint, FidelityTable, table_from_chain
+from prefrestore.restore import options
+from prefrestore.restore.control import Scorers, fix_color, restore_controlled
+from prefrestore.restore.options import RestoreOptions
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fidelity tables
@@ -61,7 +61,7 @@ def test_table_search_order(tmp_path, monkeypatch):
 
 
 def test_restorer_fidelity_blend_and_conflicts(tiny_model):
-    from prefrestore.api import FaceRestorer
+    from prefrestore.restore.api import FaceRestorer
 
     r = FaceRestorer(tiny_model, steps=2, batch_size=4)
     r._table = FidelityTable((FidelityPoint(0.0, 0.3, 1.0), FidelityPoint(1.0, 0.3, 1.0, 0.5)))
@@ -84,7 +84,7 @@ def heldout_crops(one_thread, detector, astronaut, grace):
     """Two aligned 128 px faces (uint8 RGB) and a fixed paper degradation of each."""
     from prefrestore.degradations import apply, preset, sample_params, scaled
     from prefrestore.faces.align import align
-    from prefrestore.image import from_model, to_model
+    from prefrestore.io.image import from_model, to_model
 
     gts = [align(img, detector.detect(img)[0], 128).crop for img in (astronaut, grace)]
     cfg = scaled(preset("paper"), 128 / 512)
@@ -98,9 +98,9 @@ def heldout_crops(one_thread, detector, astronaut, grace):
 
 
 def test_bundled_model_dial_is_monotonic_in_closeness_to_the_input(heldout_crops):
-    from prefrestore.api import load_restorer
-    from prefrestore.eval.control import Meter
+    from prefrestore.eval.control_sweep import Meter
     from prefrestore.hub import bundled_model_dir
+    from prefrestore.restore.api import load_restorer
 
     if bundled_model_dir() is None:
         pytest.skip("no bundled model")
@@ -272,8 +272,8 @@ def test_rerank_by_psnr_to_the_input_picks_the_candidate_closest_to_it():
         batch_size=8,
         scorers=scorers,
     )
-    from prefrestore.image import to_model, to_unit
-    from prefrestore.metrics.fidelity import psnr
+    from prefrestore.io.image import to_model, to_unit
+    from prefrestore.metrics.pixel import psnr
 
     for crop, o in zip(crops, out, strict=True):
         cands = to_model([NoisyRestorer().restore([crop], seed=c.seed)[0] for c in o.candidates])
@@ -385,9 +385,9 @@ class DarkRestorer:
 
 
 def test_faces_indices_max_size_and_blend_visibility(one_thread, detector, astronaut, grace):
-    from prefrestore.image import resize
-    from prefrestore.photo_io import Photo
-    from prefrestore.pipeline import PipelineConfig, restore_photos
+    from prefrestore.io.image import resize
+    from prefrestore.io.photo_io import Photo
+    from prefrestore.restore.pipeline import PipelineConfig, restore_photos
 
     photo = np.full((300, 560, 3), 120, np.uint8)
     photo[:300, :300] = resize(astronaut, (300, 300))
@@ -426,10 +426,10 @@ def test_large_weights_digest_sees_both_ends(tmp_path, monkeypatch):
 
 
 def test_a_setup_problem_stops_the_run_in_one_line():
-    from prefrestore.aligned_crops import restore_aligned
-    from prefrestore.control import SetupError
-    from prefrestore.photo_io import Photo
-    from prefrestore.pipeline import PipelineConfig
+    from prefrestore.io.photo_io import Photo
+    from prefrestore.restore.aligned_crops import restore_aligned
+    from prefrestore.restore.control import SetupError
+    from prefrestore.restore.pipeline import PipelineConfig
 
     cfg = PipelineConfig.from_options(RestoreOptions(fidelity=0.5, identity_guard="off"))
     with pytest.raises(SetupError, match="no fidelity dial"):  # not one "restoration failed" per photo
@@ -472,7 +472,7 @@ def test_default_rerank_drops_an_unavailable_reward_with_a_note(no_brisque):
 
 
 def test_a_named_unavailable_reward_is_an_error(no_brisque):
-    from prefrestore.control import SetupError
+    from prefrestore.restore.control import SetupError
 
     with pytest.raises(SetupError, match="rerank reward brisque is unavailable.*--rerank-weights"):
         Scorers.for_options(RestoreOptions(candidates=2, rerank_weights={"brisque": 1, "psnr": 1}), identity=None)

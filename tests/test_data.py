@@ -15,7 +15,7 @@ from PIL import Image
 from prefrestore.data import BatchStream, DataConfig, FaceDataset, Skip, epoch_order, gather_records
 from prefrestore.data.dataset import draw_choices
 from prefrestore.degradations import DegradationConfig, DegradationParams, apply
-from prefrestore.image import to_unit
+from prefrestore.io.image import to_unit
 from prefrestore.models.integrator import CAPTION_INSTRUCTION, RESTORE_INSTRUCTION, SIDE_MISSION_INSTRUCTION
 
 S = 32  # tiny crops keep the tests fast

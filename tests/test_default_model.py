@@ -54,8 +54,8 @@ def heldout_face(one_thread, detector, astronaut):
 
 
 def test_bundled_model_restores_a_heldout_face(bundled, heldout_face):
-    from prefrestore.api import load_restorer
-    from prefrestore.metrics.fidelity import psnr
+    from prefrestore.metrics.pixel import psnr
+    from prefrestore.restore.api import load_restorer
 
     gt, lq = heldout_face
     restorer = load_restorer(str(bundled))

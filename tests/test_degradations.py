@@ -21,7 +21,7 @@ from prefrestore.degradations import (
     preset,
     sample_params,
 )
-from prefrestore.image import uint8_to_unit
+from prefrestore.io.image import uint8_to_unit
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from prefrestore.demo import EXAMPLES, example_photos
-from prefrestore.image import load_rgb
+from prefrestore.io.image import load_rgb
 
 NAMES = ["astronaut.jpg", "grace_hopper.jpg", "group.jpg", "portrait_sharp.jpg"]
 
@@ -34,12 +34,12 @@ def test_examples_load_and_have_faces(name, faces, one_thread, detector):
 
 def test_demo_page_is_built_from_the_run_not_from_the_report_files(tmp_path, monkeypatch, fake_api):
     """The run's reports are kept in memory but not written: the page must still show every photo and face."""
-    import prefrestore.file_run
+    import prefrestore.restore.file_run
     from prefrestore import demo
 
     kept = []
     monkeypatch.setattr(
-        prefrestore.file_run, "write_report", lambda layout, item, report, guard=None: kept.append(report)
+        prefrestore.restore.file_run, "write_report", lambda layout, item, report, guard=None: kept.append(report)
     )
     monkeypatch.chdir(tmp_path)
     assert demo.main() == 0

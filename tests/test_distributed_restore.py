@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prefrestore.distributed import Ranks, merge_summaries, plan_from_json, plan_to_json, shard
-from prefrestore.file_run import FileItem, Plan, RunSummary
-from prefrestore.image import resize, save_rgb
+from prefrestore.io.image import resize, save_rgb
+from prefrestore.restore.distributed import Ranks, merge_summaries, plan_from_json, plan_to_json, shard
+from prefrestore.restore.file_run import FileItem, Plan, RunSummary
 
 WORKER = Path(__file__).with_name("dist_restore_worker.py")
 
@@ -193,8 +193,8 @@ def test_device_check_runs_after_the_launch_mapping(monkeypatch):
     """``cuda`` under a 2-rank launch is checked as ``cuda:1`` (which must exist), not as ``cuda:0``."""
     import torch
 
-    from prefrestore.distributed import rank_device
     from prefrestore.errors import UserError
+    from prefrestore.restore.distributed import rank_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

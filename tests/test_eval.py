@@ -15,7 +15,7 @@ from prefrestore.eval import runner
 from prefrestore.eval.report import compare
 from prefrestore.eval.runner import EvalConfig, evaluate
 from prefrestore.eval.testset import SyntheticSetConfig, build_testset
-from prefrestore.image import load_rgb, save_rgb
+from prefrestore.io.image import load_rgb, save_rgb
 
 FAST = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
@@ -314,7 +314,7 @@ def test_realesrgan_baseline_is_x4_then_area_back():
     import torch
 
     from prefrestore.eval.restorers import RealESRGANRestorer
-    from prefrestore.realesrgan import RealESRGANUpsampler
+    from prefrestore.restore.realesrgan import RealESRGANUpsampler
 
     class Nearest4(torch.nn.Module):
         config = type("C", (), {"scale": 4})()
@@ -406,7 +406,7 @@ def test_restorations_of_other_sizes_are_resized_and_said(testset: Path, tmp_pat
     resize to the GT's size, recorded per image and stated in the report. A restoration equal to its GT scores
     infinite PSNR; a resized copy of the GT scores high but finite."""
     gt, rest = tmp_path / "gt", tmp_path / "rest"
-    from prefrestore.image import resize
+    from prefrestore.io.image import resize
 
     for i in range(3):
         img = load_rgb(testset / "gt" / f"im{i}.png")  # 64 x 64

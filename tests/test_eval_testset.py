@@ -12,7 +12,7 @@ from prefrestore.cli import main
 from prefrestore.degradations import DegradationRecord
 from prefrestore.errors import UserError
 from prefrestore.eval.testset import SyntheticSetConfig, build_testset, image_seed, replay
-from prefrestore.image import load_rgb, save_rgb
+from prefrestore.io.image import load_rgb, save_rgb
 
 
 @pytest.fixture()

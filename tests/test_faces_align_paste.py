@@ -15,7 +15,7 @@ from prefrestore.faces.align import (
 )
 from prefrestore.faces.paste import BlendConfig, build_upsampler, face_mask, match_color, paste_back
 from prefrestore.faces.types import FaceDetection, RestoredFace
-from prefrestore.photo_io import pixels_to_float
+from prefrestore.io.photo_io import pixels_to_float
 
 # facenet-pytorch's landmarks on skimage's astronaut (same weights as ours); fixed here so these tests do not
 # depend on the detector.

@@ -31,8 +31,8 @@ from PIL import Image
 
 from conftest import run_restore_cli
 from prefrestore import cli
-from prefrestore.io_safety import shown
-from prefrestore.photo_io import read_photo
+from prefrestore.io.io_safety import shown
+from prefrestore.io.photo_io import read_photo
 
 
 @dataclass
@@ -609,7 +609,7 @@ def test_bad_option_is_one_line_before_any_work(option, tmp_path, fake_api, caps
     photo = tmp_path / "p.png"
     photo.write_bytes(_encode(Image.fromarray(_gradient()), "PNG"))
     opened = []
-    import prefrestore.photo_io as photo_io_mod
+    import prefrestore.io.photo_io as photo_io_mod
 
     monkeypatch.setattr(photo_io_mod, "read_input", lambda *a, **k: opened.append(a) or b"")
     option = [str(photo) if v == "__FILE__" else v for v in option]

@@ -4,10 +4,10 @@ random-weight network (the real one is tested in test_identity_nets.py)."""
 import pytest
 import torch
 
-from prefrestore.api import random_model
 from prefrestore.checkpoints import from_pretrained
 from prefrestore.metrics import dlib_resnet as dr
 from prefrestore.metrics.identity import AlignedEmbedder
+from prefrestore.restore.api import random_model
 from prefrestore.training import sft as sftmod
 from prefrestore.training.common import select_parameters
 from prefrestore.training.sft import TRAINABLE, train_sft

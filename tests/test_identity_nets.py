@@ -416,9 +416,9 @@ def test_identity_rewards(random_nets, name):
 
 
 def test_identity_guard_picks_its_network(random_nets, monkeypatch):
-    from prefrestore.control import Scorers, SetupError
     from prefrestore.metrics.identity import NetIdentityScorer
-    from prefrestore.options import DEFAULT_IDENTITY_THRESHOLDS, RestoreOptions
+    from prefrestore.restore.control import Scorers, SetupError
+    from prefrestore.restore.options import DEFAULT_IDENTITY_THRESHOLDS, RestoreOptions
 
     assert RestoreOptions().guard_threshold == DEFAULT_IDENTITY_THRESHOLDS["dlib"]
     opts = RestoreOptions(identity_net="mobileface")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from prefrestore import io_safety
 from prefrestore.errors import ImageError, RestorationError, UserError
-from prefrestore.io_safety import (
+from prefrestore.io import io_safety
+from prefrestore.io.io_safety import (
     InputGuard,
     ProtectedPathError,
     atomic_write,
@@ -197,7 +197,7 @@ class _Restorer:
 
 
 def _photos():
-    from prefrestore.photo_io import Photo
+    from prefrestore.io.photo_io import Photo
 
     rng = np.random.default_rng(0)
     base = [rng.integers(0, 180, (96, 128, 3), dtype=np.uint8) for _ in range(4)]
@@ -209,7 +209,7 @@ def _photos():
 
 
 def test_a_failure_in_any_stage_fails_only_its_photo():
-    from prefrestore.pipeline import PipelineConfig, restore_photos
+    from prefrestore.restore.pipeline import PipelineConfig, restore_photos
 
     results = list(restore_photos(_photos(), _Restorer(), _Detector(), PipelineConfig(upscale=1, batch_size=8)))
     assert [r.key for r in results] == [0, 1, 2, 3]
@@ -219,14 +219,14 @@ def test_a_failure_in_any_stage_fails_only_its_photo():
 
 
 def test_unexpected_detector_exception_is_one_line():
-    from prefrestore.pipeline import PipelineConfig, restore_photos
+    from prefrestore.restore.pipeline import PipelineConfig, restore_photos
 
     results = list(restore_photos(_photos(), _Restorer(), _Detector(RuntimeError), PipelineConfig(upscale=1)))
     assert results[1].error == "face detection failed (RuntimeError: detector blew up)"
 
 
 def test_nan_restoration_is_an_error_not_a_black_face():
-    from prefrestore.api import FaceRestorer
+    from prefrestore.restore.api import FaceRestorer
 
     class NaNModel:
         device = torch.device("cpu")
@@ -247,9 +247,9 @@ def test_nan_restoration_is_an_error_not_a_black_face():
 def test_memory_budget_refuses_from_the_header_with_the_s_that_fits(tmp_path):
     from PIL import Image
 
-    from prefrestore.file_run import memory_check
-    from prefrestore.photo_io import read_photo
-    from prefrestore.pipeline import PipelineConfig, photo_memory_bytes
+    from prefrestore.io.photo_io import read_photo
+    from prefrestore.restore.file_run import memory_check
+    from prefrestore.restore.pipeline import PipelineConfig, photo_memory_bytes
 
     path = tmp_path / "p.png"
     Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefrestore.api import random_model
 from prefrestore.errors import CheckpointError
 from prefrestore.lora import (
     LORA_TARGETS,
@@ -21,6 +20,7 @@ from prefrestore.lora import (
     read_lora,
     save_lora,
 )
+from prefrestore.restore.api import random_model
 
 # adapter_config.json as peft 0.10 (the official RL env) writes it; newer peft adds fields, older ones are defaulted
 PEFT_010_FIELDS = (

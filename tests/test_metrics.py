@@ -18,7 +18,7 @@ from prefrestore.metrics import (
     psnr,
     ssim,
 )
-from prefrestore.metrics.fidelity import rgb_to_y
+from prefrestore.metrics.pixel import rgb_to_y
 
 skimage = pytest.importorskip("skimage")
 from skimage.color import rgb2ycbcr  # noqa: E402

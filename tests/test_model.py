@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from prefrestore.api import FaceRestorer, random_model
 from prefrestore.checkpoints import from_pretrained, save_pretrained
 from prefrestore.errors import CheckpointError, ImageError, UserError
 from prefrestore.flow.paths import flow_matching_loss
@@ -15,6 +14,7 @@ from prefrestore.flow.schedules import train_sigmas
 from prefrestore.models.integrator import RESTORE_INSTRUCTION, filter_logits
 from prefrestore.models.presets import get_preset, paper
 from prefrestore.models.restorer import PrefRestoreConfig, PrefRestoreModel
+from prefrestore.restore.api import FaceRestorer, random_model
 
 
 def _count(m):
@@ -200,8 +200,8 @@ def test_restorer_rejects_wrong_size(tiny_model):
 
 DETERMINISM_SCRIPT = """
 import hashlib, numpy as np
-from prefrestore.api import FaceRestorer, random_model
-from prefrestore.image import to_model
+from prefrestore.restore.api import FaceRestorer, random_model
+from prefrestore.io.image import to_model
 r = FaceRestorer(random_model("tiny", seed=0), steps=5)
 face = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
 print(hashlib.sha256(r.restore_tensor(to_model([face])).numpy().tobytes()).hexdigest())

@@ -23,8 +23,8 @@ from PIL import Image
 from prefrestore.checkpoints import random_model
 from prefrestore.flow.schedules import flow_sigmas, sampling_sigmas
 from prefrestore.flow.solvers import guided, sample
-from prefrestore.image import to_model
-from prefrestore.models.tokenizer import TATokTokenizer, TokenizerConfig
+from prefrestore.io.image import to_model
+from prefrestore.models.tatok import TATokTokenizer, TokenizerConfig
 from prefrestore.training.rollout import RolloutConfig, rollout
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "prefrestore" / "assets" / "examples"

@@ -6,11 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from prefrestore.aligned_crops import restore_aligned
-from prefrestore.control import sample_candidates
-from prefrestore.image import resize
-from prefrestore.photo_io import Photo
-from prefrestore.pipeline import PipelineConfig, restore_image, restore_photos
+from prefrestore.io.image import resize
+from prefrestore.io.photo_io import Photo
+from prefrestore.restore.aligned_crops import restore_aligned
+from prefrestore.restore.control import sample_candidates
+from prefrestore.restore.pipeline import PipelineConfig, restore_image, restore_photos
 
 
 class IdentityRestorer:
@@ -151,7 +151,7 @@ def test_aligned_crops_are_resized_to_the_model_and_batched(astronaut):
 def test_tiny_model_batched_equals_one_by_one(detector, astronaut, grace):
     """With the real (tiny, random-weight) model: equal up to float summation order inside the model, which
     moves about 1 pixel value in 10^4 by one level."""
-    api = pytest.importorskip("prefrestore.api")
+    api = pytest.importorskip("prefrestore.restore.api")
     restorer = api.load_restorer("tiny", steps=2)
     items = photos(astronaut, grace)
     one = [r.photo.color for r in restore_photos(items, restorer, detector, PipelineConfig(batch_size=1))]
@@ -162,9 +162,9 @@ def test_tiny_model_batched_equals_one_by_one(detector, astronaut, grace):
 
 
 def test_a_photo_too_large_to_write_fails_alone(detector, astronaut, monkeypatch):
-    import prefrestore.pipeline
+    import prefrestore.restore.pipeline
 
-    monkeypatch.setattr(prefrestore.pipeline, "MAX_PIXELS", 600 * 600)
+    monkeypatch.setattr(prefrestore.restore.pipeline, "MAX_PIXELS", 600 * 600)
     small = np.ascontiguousarray(astronaut[:100, :100])
     big, ok = restore_photos(photos(astronaut, small), IdentityRestorer(), detector, PipelineConfig(upscale=2))
     assert not big.ok and "pixel limit" in big.error and "-s" in big.error
@@ -198,7 +198,7 @@ def test_restore_image_is_the_upscaled_photo_with_the_restored_face_pasted(detec
     """The README's Python API: identity restorer -> the lanczos-upscaled input, in the face too; a darkening
     restorer's upside-down face shows (so the face check can fail); one image equals that image in a batch of photos."""
     from prefrestore.faces.paste import build_upsampler
-    from prefrestore.photo_io import float_to_pixels, pixels_to_float
+    from prefrestore.io.photo_io import float_to_pixels, pixels_to_float
 
     restorer = IdentityRestorer(512)  # crops finer than the ~200 px face at 2x: paste-back resampling stays small
     out = restore_image(astronaut, restorer, detector, PipelineConfig(upscale=2, seed=7))
@@ -292,7 +292,7 @@ def _run_rule(
     restorer=None,
 ):
     from prefrestore.faces.paste import BlendConfig
-    from prefrestore.options import RestoreOptions
+    from prefrestore.restore.options import RestoreOptions
 
     opts = RestoreOptions(keep_detail=keep_detail, identity_guard="off", blend=blend)
     cfg = PipelineConfig.from_options(
@@ -370,7 +370,7 @@ def test_no_loss_rule_on_an_aligned_crop_larger_than_the_model(grace, detector):
     # detail above 64 px (merged) instead of a bicubic enlargement of the blur.
     from prefrestore.faces.align import align
     from prefrestore.faces.paste import BlendConfig
-    from prefrestore.options import RestoreOptions
+    from prefrestore.restore.options import RestoreOptions
 
     crop = align(grace, detector.detect(grace)[0], 512).crop
     box = (128, 128, 384, 384)

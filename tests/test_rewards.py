@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from prefrestore.image import to_model
+from prefrestore.io.image import to_model
 from prefrestore.rewards import REWARD_NAMES, CompositeReward, Reward, RewardInputs, build_reward
 
 S = 128
@@ -90,7 +90,7 @@ def test_reward_inputs_convert_once_and_validate():
 
 
 def test_psnr_and_ssim_rewards_equal_the_metrics(faces):
-    from prefrestore.metrics.fidelity import psnr, ssim
+    from prefrestore.metrics.pixel import psnr, ssim
 
     hq = to_model([faces["ast"], faces["ast"]])
     restored = to_model([faces["ast_blur"], faces["ast"]])

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from prefrestore.api import random_model
 from prefrestore.data.pairs import epoch_groups, list_pairs
-from prefrestore.image import save_rgb
+from prefrestore.io.image import save_rgb
 from prefrestore.lora import attach_training_adapters, load_lora
+from prefrestore.restore.api import random_model
 from prefrestore.rewards import CompositeReward
 from prefrestore.training.checkpointing import latest_checkpoint
 from prefrestore.training.nft import (

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def _pairs(root: Path) -> Path:
     import cv2
 
-    from prefrestore.image import save_rgb
+    from prefrestore.io.image import save_rgb
 
     rng = np.random.default_rng(0)
     for i in range(2):

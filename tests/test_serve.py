@@ -26,8 +26,8 @@ pytest.importorskip("fastapi_offline")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
-from prefrestore.options import RestoreSettings, SettingError, specs  # noqa: E402
-from prefrestore.pipeline import PipelineConfig  # noqa: E402
+from prefrestore.restore.options import RestoreSettings, SettingError, specs  # noqa: E402
+from prefrestore.restore.pipeline import PipelineConfig  # noqa: E402
 from prefrestore.serving.app import safe_name  # noqa: E402
 from prefrestore.serving.schemas import ServerSettings, batch_key  # noqa: E402
 from serve_helpers import (  # noqa: E402
@@ -438,7 +438,7 @@ def _cli_config(flags):
 
 def test_options_schema_is_the_cli_schema():
     """RestoreOptions maps onto the same PipelineConfig and layout as `prefrestore restore`'s flags, the control
-    options of prefrestore.options included (same names, same defaults: no flag = no option)."""
+    options of prefrestore.restore.options included (same names, same defaults: no flag = no option)."""
     for flags, opts in [
         ([], {}),
         (
@@ -523,7 +523,7 @@ def test_options_schema_is_the_cli_schema():
 
 
 def test_option_listing_is_the_declaration(server):
-    """GET /v1/options lists every setting a request may set, generated from prefrestore.options (one owner), and
+    """GET /v1/options lists every setting a request may set, generated from prefrestore.restore.options (one owner), and
     serves the JSON Schema the page builds its controls from; the settings of the server (model, device, ...) are
     not in it."""
     url, _, _ = server

@@ -55,7 +55,7 @@ def test_page_upload_progress_slider_download(server, tmp_path):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server + "/")
             page.wait_for_selector("#options input[name=upscale]")
-            # the control options of prefrestore.options have controls too, with the CLI's defaults and help
+            # the control options of prefrestore.restore.options have controls too, with the CLI's defaults and help
             controls = page.evaluate("""() => Object.fromEntries([...document.querySelector('#options').elements]
                 .map(e => [e.name, [e.tagName, e.value, e.parentElement.title]]))""")
             assert {

@@ -25,7 +25,7 @@ pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
 from prefrestore.errors import UserError  # noqa: E402
-from prefrestore.options import RestoreSettings, SettingError  # noqa: E402
+from prefrestore.restore.options import RestoreSettings, SettingError  # noqa: E402
 from prefrestore.serving import jobs  # noqa: E402
 from prefrestore.serving.schemas import (  # noqa: E402
     MAX_OPTIONS_BYTES,

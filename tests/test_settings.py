@@ -1,4 +1,4 @@
-"""The one settings tree (prefrestore.options): every setting's valid and invalid values, generated from its
+"""The one settings tree (prefrestore.restore.options): every setting's valid and invalid values, generated from its
 declaration, are accepted and refused alike by the command line (the real parser of each command that takes it),
 the Python API and the HTTP API, with the same one-line message; the tree round-trips; the docs' tables are the
 declaration's."""
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from prefrestore import cli, options
-from prefrestore.options import GROUPS, RestoreSettings, SettingError, Spec, specs
+from prefrestore import cli
+from prefrestore.restore import options
+from prefrestore.restore.options import GROUPS, RestoreSettings, SettingError, Spec, specs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from prefrestore.api import random_model
 from prefrestore.checkpoints import from_pretrained
 from prefrestore.config import load_config
 from prefrestore.data import DataConfig, FaceDataset, gather_records
 from prefrestore.degradations import DegradationConfig, preset, scaled
 from prefrestore.eval.restorers import ClassicalRestorer, RestorerSpec, build_restorer
 from prefrestore.eval.testset import SyntheticSetConfig, build_testset, replay
-from prefrestore.image import load_rgb
+from prefrestore.io.image import load_rgb
 from prefrestore.models.presets import get_preset
+from prefrestore.restore.api import random_model
 from prefrestore.training import sft as sftmod
 from prefrestore.training.common import select_parameters
 from prefrestore.training.sft import SFTConfig, train_sft

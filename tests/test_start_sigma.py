@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from prefrestore.api import FaceRestorer
 from prefrestore.flow.paths import start_latent
 from prefrestore.flow.schedules import flow_sigmas, sampling_sigmas
 from prefrestore.models.restorer import SamplingDefaults
+from prefrestore.restore.api import FaceRestorer
 
 
 def _faces(n, seed=0):

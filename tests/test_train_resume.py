@@ -58,6 +58,18 @@ def test_resume_after_an_exception(setup, monkeypatch):
     _same(read_log(cfg.run_dir), ref)
 
 
+def test_stop_at_checkpoints_there_and_a_rerun_goes_on_exactly(setup):
+    tmp, faces, ref = setup
+    cfg = tiny_config(tmp, faces, "name=stopped", *COMMON, "stop_at=3")
+    train_sft(cfg)
+    assert latest_checkpoint(cfg.run_dir).name == "step-00000003"  # checkpoint_every=2, yet step 3 is kept
+    assert not (cfg.run_dir / "final").exists()
+    assert [r["step"] for r in read_log(cfg.run_dir)] == [1, 2, 3]
+    train_sft(tiny_config(tmp, faces, "name=stopped", *COMMON))  # stop_at 0: on to max_steps, as if never stopped
+    _same(read_log(cfg.run_dir), ref)
+    assert (cfg.run_dir / "final").is_dir()
+
+
 def test_sigkill_mid_run_then_resume_logs_the_same_losses(setup):
     tmp, faces, ref = setup
     cfg = tiny_config(tmp, faces, "name=killed", *COMMON)

@@ -5,8 +5,8 @@ equals 8x1."""
 import pytest
 import torch
 
-from prefrestore.api import random_model
 from prefrestore.checkpoints import from_pretrained
+from prefrestore.restore.api import random_model
 from prefrestore.training.common import select_parameters
 from prefrestore.training.sft import TRAINABLE, train_sft
 from train_helpers import make_faces, read_log, tiny_config

@@ -18,7 +18,7 @@ av = pytest.importorskip("av")
 
 from prefrestore.errors import UserError  # noqa: E402
 from prefrestore.faces.types import FaceDetection  # noqa: E402
-from prefrestore.pipeline import PipelineConfig  # noqa: E402
+from prefrestore.restore.pipeline import PipelineConfig  # noqa: E402
 from prefrestore.video import (  # noqa: E402
     RestorationFailed,
     TemporalBlender,
@@ -88,7 +88,7 @@ def audio_packets(path):
 
 def psnr(a, b):
     """PSNR of the luma (yuv420p halves the chroma resolution, so RGB PSNR measures the codec, not us)."""
-    from prefrestore.photo_io import luma
+    from prefrestore.io.photo_io import luma
 
     mse = np.mean((luma(a).astype(np.float64) - luma(b).astype(np.float64)) ** 2)
     return 10 * np.log10(255**2 / max(mse, 1e-10))
@@ -129,7 +129,7 @@ def test_identity_restorer_gives_back_the_video(tmp_path, clips, det):
     out = tmp_path / "same.mp4"
     config = VideoConfig(pipeline=PipelineConfig(upscale=1), temporal="none", crf=10)
     restore_video(clips["pzc"], out, IdentityRestorer(), det, config)
-    from prefrestore.pipeline import restore_image
+    from prefrestore.restore.pipeline import restore_image
 
     for k, ((a, _), (b, _)) in enumerate(zip(decoded(clips["pzc"]), decoded(out), strict=True)):
         if k % 6 == 0:  # the photo pipeline on the same frame: align + paste-back resampling costs the same
@@ -186,7 +186,7 @@ def test_variable_frame_rate_is_kept(tmp_path, astronaut, grace, det):
 
 def test_a_still_face_restores_to_the_same_pixels_every_frame(tmp_path, astronaut, grace, det, tiny_model):
     """Same seed for every face + deterministic integrator + a track that does not move: no flicker at all."""
-    from prefrestore.api import FaceRestorer
+    from prefrestore.restore.api import FaceRestorer
 
     frame = pan_zoom_cut(astronaut, grace, n=3)[0]
     clip = write_clip(tmp_path / "still.mp4", [frame] * 6, audio=False, crf=0)  # lossless: identical frames
@@ -386,7 +386,7 @@ def test_temporal_blend_lets_a_real_change_through_at_once():
 def test_fidelity_and_colour_fix_apply_to_videos_and_best_of_n_does_not(tmp_path, clips, det):
     """--fidelity reaches the restorer on every face of every frame; a video restores one candidate per face and
     never falls back per frame (the face would switch between restorations)."""
-    from prefrestore.options import RestoreOptions
+    from prefrestore.restore.options import RestoreOptions
 
     class DialRestorer(IdentityRestorer):
         def restore(self, faces, *, seed=0, fidelity=None):
@@ -417,12 +417,12 @@ def test_fidelity_and_colour_fix_apply_to_videos_and_best_of_n_does_not(tmp_path
 
 @pytest.fixture
 def fake_api(monkeypatch):
-    import prefrestore
+    import prefrestore.restore
 
-    fake = types.ModuleType("prefrestore.api")
+    fake = types.ModuleType("prefrestore.restore.api")
     fake.load_restorer = lambda model="tiny", **kw: IdentityRestorer()
-    monkeypatch.setitem(sys.modules, "prefrestore.api", fake)
-    monkeypatch.setattr(prefrestore, "api", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "prefrestore.restore.api", fake)
+    monkeypatch.setattr(prefrestore.restore, "api", fake, raising=False)
 
 
 def test_cli_restores_a_folder_mixing_photos_and_videos(tmp_path, clips, astronaut, fake_api, one_thread, capsys):
@@ -454,7 +454,7 @@ def test_cli_restores_a_folder_mixing_photos_and_videos(tmp_path, clips, astrona
 
 def test_cli_names_the_options_videos_do_not_apply():
     from prefrestore.commands.restore_video import _photo_only_options
-    from prefrestore.options import RestoreOptions
+    from prefrestore.restore.options import RestoreOptions
 
     assert _photo_only_options(RestoreOptions(fidelity=0.5, color_fix="none", blend=0.5)) == []
     assert _photo_only_options(RestoreOptions(faces=(0,), identity_guard="flag")) == ["--identity-guard", "--faces"]

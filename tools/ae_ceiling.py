@@ -20,8 +20,8 @@ import torch
 
 from prefrestore.checkpoints import from_pretrained
 from prefrestore.hub import resolve
-from prefrestore.image import list_images, load_rgb, resize, to_model, to_unit
-from prefrestore.metrics.fidelity import psnr, ssim
+from prefrestore.io.image import list_images, load_rgb, resize, to_model, to_unit
+from prefrestore.metrics.pixel import psnr, ssim
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ The path, most generative first:
 2. then the sigmas downwards to the smallest, at the default guidance;
 3. then ``--blends`` of the input into the smallest-sigma restoration.
 Settings whose closeness is not strictly above the previous kept one are dropped, and each anchor's F is its
-closeness normalised to [0, 1] (``prefrestore.models.fidelity.table_from_chain``): the dial is monotonic in measured
+closeness normalised to [0, 1] (``prefrestore.models.fidelity_dial.table_from_chain``): the dial is monotonic in measured
 closeness on these faces by construction.
 
 Output: ``--out``, default ``<model folder>/fidelity.json``, or for the model bundled in the package (whose folder is
@@ -33,10 +33,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from prefrestore.api import load_restorer
-from prefrestore.eval.control import Meter, degraded_pairs, face_files, means
+from prefrestore.eval.control_sweep import Meter, degraded_pairs, face_files, means
 from prefrestore.hub import BUNDLED_DIR, resolve
-from prefrestore.models.fidelity import TABLE_FILE, asset_path, table_from_chain, weights_digest
+from prefrestore.models.fidelity_dial import TABLE_FILE, asset_path, table_from_chain, weights_digest
+from prefrestore.restore.api import load_restorer
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 
 Held-out faces: ``FACES/test`` (split off by photo before any training or calibration) x ``--seeds`` paper
 degradations at the model's resolution. Training faces ``FACES/train`` (the originals, not the augmented copies)
-are used only for the guard's false-flag rate (ordinary faces the model has seen). Four sections, each through ``prefrestore.control.restore_controlled`` with
+are used only for the guard's false-flag rate (ordinary faces the model has seen). Four sections, each through ``prefrestore.restore.control.restore_controlled`` with
 the default options unless said otherwise:
 
 1. the fidelity dial at F = 0, 0.2, ..., 1 (identity guard off, so the dial alone is measured): PSNR-Y to the GT,
@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from prefrestore.api import load_restorer
-from prefrestore.control import Scorers, restore_controlled
-from prefrestore.eval.control import Meter, degraded_pairs, face_files, means
-from prefrestore.options import RestoreOptions
+from prefrestore.eval.control_sweep import Meter, degraded_pairs, face_files, means
+from prefrestore.restore.api import load_restorer
+from prefrestore.restore.control import Scorers, restore_controlled
+from prefrestore.restore.options import RestoreOptions
 
 DIAL = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SECTIONS = ("dial", "best_of", "guard", "color")
@@ -186,7 +186,7 @@ def guard(res, args, restorer, scorers, meter, base, lqs, default_out, S, run) -
 
 
 def _t(images):
-    from prefrestore.image import to_model
+    from prefrestore.io.image import to_model
 
     return to_model(list(images))
 

@@ -61,8 +61,15 @@ def main() -> None:
         help="sampling start (tools/pick_start_sigma.py; default %(default)s)",
     )
     ap.add_argument("--steps", type=int, default=SAMPLING["steps"], help="sampling steps (default %(default)s)")
+    ap.add_argument(
+        "--guidance", type=float, default=SAMPLING["guidance_scale"], help="CFG scale, 1 = none (default %(default)s)"
+    )
     args = ap.parse_args()
-    SAMPLING["start_sigma"], SAMPLING["steps"] = args.start_sigma, args.steps
+    SAMPLING["start_sigma"], SAMPLING["steps"], SAMPLING["guidance_scale"] = (
+        args.start_sigma,
+        args.steps,
+        args.guidance,
+    )
     export(args.rl, args.out, dtype=torch.float16)
     export(args.sft, args.sft_out, dtype=torch.float16)
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from prefrestore.degradations import ColorJitterParams, DegradationParams, apply
-from prefrestore.image import load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
+from prefrestore.io.image import load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "prefrestore" / "assets" / "examples"

@@ -39,7 +39,7 @@ def main() -> None:
     from prefrestore.checkpoints import load_model
     from prefrestore.faces.align import align
     from prefrestore.faces.detect import build_detector
-    from prefrestore.image import load_rgb, to_model
+    from prefrestore.io.image import load_rgb, to_model
 
     f32 = load_model(args.model)
     S = f32.config.resolution

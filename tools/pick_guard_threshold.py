@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prefrestore.api import load_restorer
-from prefrestore.eval.control import degraded_pairs, face_files
+from prefrestore.eval.control_sweep import degraded_pairs, face_files
 from prefrestore.faces.identity import load_identity_scorer
 from prefrestore.metrics.identity import NetIdentityScorer
+from prefrestore.restore.api import load_restorer
 
 
 def main() -> None:

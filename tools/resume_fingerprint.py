@@ -119,7 +119,7 @@ def sft(tmp: Path) -> dict:
 def nft(tmp: Path) -> dict:
     import cv2
 
-    from prefrestore.image import save_rgb
+    from prefrestore.io.image import save_rgb
     from prefrestore.rewards import CompositeReward
     from prefrestore.training.nft import NFTConfig, OptimSettings, RLDataSettings, train_nft
     from prefrestore.training.rollout import RolloutConfig
@@ -127,7 +127,7 @@ def nft(tmp: Path) -> dict:
     try:
         from prefrestore.checkpoints import random_model
     except ImportError:
-        from prefrestore.api import random_model
+        from prefrestore.restore.api import random_model
 
     root = tmp / "pairs"
     rng = np.random.default_rng(0)
@@ -174,7 +174,7 @@ def restore() -> dict:
     try:
         from prefrestore.checkpoints import random_model
     except ImportError:
-        from prefrestore.api import random_model
+        from prefrestore.restore.api import random_model
 
     model = random_model("tiny", seed=0)
     g = torch.Generator().manual_seed(7)
@@ -193,9 +193,9 @@ def restore() -> dict:
 
 
 def demo(tmp: Path) -> dict:
-    from prefrestore.api import load_restorer
     from prefrestore.demo import example_photos
-    from prefrestore.file_run import restore_photo_files
+    from prefrestore.restore.api import load_restorer
+    from prefrestore.restore.file_run import restore_photo_files
 
     out = tmp / "demo"
     restore_photo_files(example_photos(), out, load_restorer("default"))

@@ -1,4 +1,4 @@
-"""Write the settings tables of docs/settings.md from their declaration (prefrestore.options).
+"""Write the settings tables of docs/settings.md from their declaration (prefrestore.restore.options).
 
     python tools/settings_tables.py          # rewrite the tables between the page's settings-table markers
     python tools/settings_tables.py --check  # exit 1 when the page differs from the declaration
@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from prefrestore.options import GROUPS, settings_table
+from prefrestore.restore.options import GROUPS, settings_table
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
 BLOCK = re.compile(r"(<!-- settings-table: (\w+) -->\n).*?(<!-- /settings-table -->)", re.S)
@@ -39,7 +39,7 @@ def main() -> int:
     new = render(page)
     if args.check:
         if new != page:
-            print("docs/settings.md differs from prefrestore.options; run python tools/settings_tables.py")
+            print("docs/settings.md differs from prefrestore.restore.options; run python tools/settings_tables.py")
             return 1
         return 0
     if new != page:

@@ -38,12 +38,8 @@ train stage2
 wait $A
 [ -d $R/grafted ] || timed graft "$PY" tools/graft_autoencoder.py --model $R/small-stage2/final_ema \
   --autoencoder $R/small-stage3d/final -o $R/grafted
-[ -f $R/start_sigma.json ] ||
-  timed pick "$PY" tools/pick_start_sigma.py $R/grafted --faces runs/corpus/train --presets paper photo \
-    --candidates 0.02 0.05 0.1 0.2 --steps 4 --threads 1 --out $R/start_sigma.json
-S=$("$PY" -c "import json; print(json.load(open('$R/start_sigma.json'))['start_sigma'])")
 # the 118 un-augmented training faces, and fixed degradations of them: RL prompts, stage-3 checks
-# (tools/ae_ceiling.py --pairs) and the fidelity calibration
+# (tools/ae_ceiling.py --pairs), the sampling pick and the fidelity calibration
 if [ ! -d $R/rl_pairs_photo ]; then
   rm -rf $R/rl_hq && mkdir -p $R/rl_hq
   for f in runs/corpus/train/*.png; do [[ $f =~ _a[0-9]+\.png$ ]] || cp "$f" $R/rl_hq/; done
@@ -51,13 +47,24 @@ if [ ! -d $R/rl_pairs_photo ]; then
     "$PY" -m prefrestore make-testset $R/rl_hq -o $R/rl_pairs_$p --preset $p --size 128 --scale-degradation --seed 1
   done
 fi
-SHIP=$R/grafted  # RL=0: the SFT model; the bundled model of 2026-12-01 is the RL=1 one (RL changed nothing measurable)
+# stage 4 (ours, issue 28): the grafted model's autoencoder fine-tuned for what people see (LPIPS-Alex, dlib identity,
+# pixel and latent losses), to its step 300; stage 4b goes on from there with the identity loss 4x stronger
+[ -d $R/small-stage4/checkpoints/step-00000300 ] || timed stage4 "$PY" -m prefrestore train configs/small/stage4.yaml threads=2
+train stage4b
+SFT=$R/small-stage4b/final
+# sampling (start sigma x steps), picked on the training faces by LPIPS and identity under a PSNR floor
+[ -f $R/sampling.json ] ||
+  timed pick "$PY" tools/pick_start_sigma.py $SFT --faces $R/rl_hq --presets paper photo \
+    --candidates 0.02 0.05 0.1 0.2 --steps 4 10 --threads 2 --out $R/sampling.json
+S=$("$PY" -c "import json; print(json.load(open('$R/sampling.json'))['start_sigma'])")
+N=$("$PY" -c "import json; print(json.load(open('$R/sampling.json'))['steps'])")
+SHIP=$SFT  # RL=0: the SFT model
 if [ "${RL:-0}" = 1 ]; then
   [ -d $R/rl/checkpoints/epoch-000020 ] || timed rl "$PY" -m prefrestore rl configs/small/rl.yaml "rollout.start_sigma=$S"
   [ -d $R/rl-merged ] || timed merge "$PY" -m prefrestore rl --merge $R/rl/checkpoints/epoch-000020/lora \
-    --model $R/grafted -o $R/rl-merged
+    --model $SFT -o $R/rl-merged
   SHIP=$R/rl-merged
 fi
-timed export "$PY" tools/export_default_model.py --rl $SHIP --sft $R/grafted \
-  --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps 4
+timed export "$PY" tools/export_default_model.py --rl $SHIP --sft $SFT \
+  --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps "$N"
 timed calibrate "$PY" tools/calibrate_fidelity.py --model default --faces $R/rl_hq

@@ -22,8 +22,8 @@ import torch
 from prefrestore.degradations import preset, scaled
 from prefrestore.eval.restorers import ClassicalRestorer
 from prefrestore.eval.testset import make_pair
-from prefrestore.image import load_rgb, to_model, to_unit
-from prefrestore.metrics.fidelity import psnr
+from prefrestore.io.image import load_rgb, to_model, to_unit
+from prefrestore.metrics.pixel import psnr
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from PIL import Image
 
 from prefrestore.faces.align import affine_scale, invert_affine, similarity_transform
 from prefrestore.faces.dlib import DlibFaces
-from prefrestore.image import uint8_to_unit
+from prefrestore.io.image import uint8_to_unit
 from prefrestore.metrics.dlib_resnet import CHIP, PADDING, ffhq_to_chip_affine
 from prefrestore.metrics.identity import cosine_similarity, load_identity_net
 

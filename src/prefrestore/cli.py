@@ -194,7 +194,7 @@ def _terminate_as_interrupt() -> None:
 
 
 def _one_line(err: BaseException) -> str:
-    from .io_safety import shown
+    from .io.io_safety import shown
 
     lines = str(err).strip().splitlines()
     return shown(lines[0][:500]) if lines else type(err).__name__

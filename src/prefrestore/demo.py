@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .hub import bundled_model_dir
-from .image import load_rgb, resize, save_rgb
+from .io.image import load_rgb, resize, save_rgb
 
 OUT = Path("demo_output")
 EXAMPLES = Path(__file__).parent / "assets" / "examples"
@@ -108,7 +108,7 @@ def _detail_caption(detail: dict | None) -> str:
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    from .api import load_restorer
+    from .restore.api import load_restorer
 
     photos = example_photos()
     if not photos:
@@ -126,7 +126,7 @@ def main() -> int:
         shutil.rmtree(OUT / sub, ignore_errors=True)
     t0 = time.perf_counter()
     restorer = load_restorer(model)  # the model's own sampling defaults (steps, guidance, solver)
-    from .file_run import restore_photo_files  # detect -> align -> restore (batched) -> paste back -> files
+    from .restore.file_run import restore_photo_files  # detect -> align -> restore (batched) -> paste back -> files
 
     summary = restore_photo_files(photos, OUT, restorer)
     seconds = time.perf_counter() - t0

@@ -1,5 +1,5 @@
 """Licences of the official weights that ``prefrestore convert`` turns into a model folder, and of what we convert
-for the background upsampler (``prefrestore.realesrgan``). One place, quoted by ``conversion.json`` and the
+for the background upsampler (``prefrestore.restore.realesrgan``). One place, quoted by ``conversion.json`` and the
 converted folder's ``MODEL_CARD.md``.
 
 What we know and how (docs/layouts.md section 8 and the files' own pages); where a licence was not found we say so

@@ -15,7 +15,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .. import options
+    from ..restore import options
 
     src = parser.add_argument_group("what to evaluate")
     src.add_argument("--data", help="benchmark folder: lq/+gt/ sub-folders (CelebA-Test style) or LQ images only")
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """The settings eval takes (``args.settings``), checked before anything runs -> a usage message or None."""
-    from ..options import SEED_MAX, RestoreSettings
+    from ..restore.options import SEED_MAX, RestoreSettings
 
     args.settings = RestoreSettings.from_namespace(args, "eval")  # a bad value: a SettingError, one line, exit 2
     sampling = args.settings.sampling
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise UserError("give a run folder with -o RUN")
     from ..eval.runner import EvalConfig, evaluate
-    from ..options import check_device
+    from ..restore.options import check_device
 
     if getattr(args, "settings", None) is None:  # run() called without the CLI's check_arguments
         problem = check_arguments(args)

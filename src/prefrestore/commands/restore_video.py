@@ -221,7 +221,7 @@ def _photo_only_options(options) -> list[str]:
     """The flags of the control options set away from their defaults that the video path does not apply."""
     import dataclasses
 
-    from ..options import RestoreOptions
+    from ..restore.options import RestoreOptions
     from ..video.run import VIDEO_OPTIONS
 
     default = RestoreOptions()
@@ -234,7 +234,7 @@ def _photo_only_options(options) -> list[str]:
 
 def print_outcome(parts: list[str], skipped: int, failed: list, root) -> int:
     """The summary line (what was done, skipped, failed -> where) and the failures -> the exit status."""
-    from ..io_safety import shown
+    from ..io.io_safety import shown
 
     if skipped:
         parts.append(f"{skipped} skipped (outputs exist; --overwrite to redo)")

@@ -84,14 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="allow this origin by CORS (repeatable; default: CORS off)",
     )
-    from .. import options
+    from ..restore import options
 
     options.add_arguments(parser, "serve")  # --model, --steps, --device, --batch-size, --identity
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """The settings the server takes (``args.settings``), checked before anything runs -> a usage message or None."""
-    from ..options import RestoreSettings
+    from ..restore.options import RestoreSettings
 
     args.settings = RestoreSettings.from_namespace(args, "serve")  # a bad value: a SettingError, one line, exit 2
     return None

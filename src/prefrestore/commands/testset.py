@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     import json
 
-    from ..io_safety import shown
+    from ..io.io_safety import shown
 
     out = build_testset(cfg)
     skipped = json.loads((out / "meta.json").read_text()).get("skipped", [])

@@ -48,10 +48,10 @@ import torch
 from ..errors import UserError
 from ..models.restorer import PrefRestoreConfig
 from .assemble import _opt, apply_lora, convert_official, from_prefrestore, load_official, write_model
-from .files import read_ta_tok, read_weights
+from .conversion import KINDS, Conversion, Kind, Report
 from .hub import missing_files, resolve_official
 from .keys import BLIP3O_RULES, TATOK_RULES, map_keys
-from .report import KINDS, Conversion, Kind, Report
+from .official_files import read_ta_tok, read_weights
 
 __all__ = [
     "BLIP3O_RULES",
@@ -93,7 +93,7 @@ def convert(
 ) -> Report:
     """The ``prefrestore convert`` pipeline: exactly one of stage_a / blip3o / model (an existing prefrestore folder,
     to add ``lora`` to), optional side files and LoRA -> model folder ``out``. Returns the report."""
-    from ..io_safety import check_new_folder
+    from ..io.io_safety import check_new_folder
 
     check_new_folder(out)  # before minutes of loading, not after
     chosen = [n for n, v in (("stage_a", stage_a), ("blip3o", blip3o), ("model", model)) if v is not None]

@@ -1,4 +1,4 @@
-"""Assembly: official checkpoint + side files -> a complete :class:`~prefrestore.convert.report.Conversion`; LoRA;
+"""Assembly: official checkpoint + side files -> a complete :class:`~prefrestore.convert.conversion.Conversion`; LoRA;
 writing the model folder; loading a prefrestore folder back as a Conversion."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import torch
 
 from ..errors import CheckpointError, UserError
 from ..models.restorer import AutoencoderConfig, PrefRestoreConfig, PrefRestoreModel, TransformerConfig
-from ..models.tokenizer import TokenizerConfig
+from ..models.tatok import TokenizerConfig
 from .configs import autoencoder_config, integrator_config, tokenizer_config, transformer_config
-from .files import _copy_files, read_json, read_ta_tok, read_weights, tokenizer_files
+from .conversion import COMPONENTS, KINDS, Conversion, Kind, Report
 from .hub import resolve_official
 from .keys import _PREFERRED, _VT, BLIP3O_RULES, TATOK_RULES, _expected_name, _same, _source_of, map_keys
-from .report import COMPONENTS, KINDS, Conversion, Kind, Report
+from .official_files import _copy_files, read_json, read_ta_tok, read_weights, tokenizer_files
 
 # ---------------------------------------------------------------------------------------------------------------
 # Assembly
@@ -398,7 +398,7 @@ def write_model(
     """Write ``conv`` as a prefrestore model folder (checkpoints.save_pretrained layout) + ``tokenizer/`` (the
     official files, verbatim) + ``conversion.json`` (+ ``lora/`` for an unmerged adapter). ``out`` must be new/empty;
     the folder is built under a temporary name and renamed into place, so a killed conversion leaves no half model."""
-    from ..io_safety import atomic_write_text, staged_folder
+    from ..io.io_safety import atomic_write_text, staged_folder
 
     with staged_folder(out) as tmp:
         _write_model(conv, tmp, dtype=dtype, max_shard_size=max_shard_size, write_text=atomic_write_text)

@@ -11,7 +11,7 @@ import torch
 from ..errors import CheckpointError
 from ..models.integrator import IntegratorConfig
 from ..models.restorer import AutoencoderConfig, TransformerConfig
-from ..models.tokenizer import TokenizerConfig
+from ..models.tatok import TokenizerConfig
 
 # ---------------------------------------------------------------------------------------------------------------
 # Configs: what the official files record, the base preset for what they do not

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, UserError
 from ..hub import cached_snapshot, download_snapshot, hub_cache_dir, hub_file, is_repo_id
-from .files import weight_files
+from .official_files import weight_files
 
 # ---------------------------------------------------------------------------------------------------------------
 # Hub ids, offline-first

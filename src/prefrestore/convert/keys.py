@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .report import COMPONENTS, Report
+from .conversion import COMPONENTS, Report
 
 # ---------------------------------------------------------------------------------------------------------------
 # Key maps: (official prefix, our prefix) or (official prefix, None, reason). First match wins.

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from ..degradations import DegradationConfig, apply, sample_params
-from ..image import from_unit, uint8_to_unit
+from ..io.image import from_unit, uint8_to_unit
 from ..models.integrator import CAPTION_INSTRUCTION, RESTORE_INSTRUCTION, SIDE_MISSION_INSTRUCTION
 from ..seeding import derive_seed
 from .sources import Record, read_bytes

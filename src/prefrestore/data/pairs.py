@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..image import list_images, load_rgb, resize
+from ..io.image import list_images, load_rgb, resize
 
 
 @dataclass(frozen=True)

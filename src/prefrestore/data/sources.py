@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..image import IMAGE_EXTENSIONS
+from ..io.image import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 ``sample_params(cfg, generator) -> DegradationParams`` draws, ``apply(img, params) -> lq`` applies.
 """
 
-from .pipeline import (
+from .chain import (
     PRESETS,
     ColorJitterParams,
     DegradationConfig,

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..image import uint8_to_unit, unit_to_uint8
+from ..io.image import uint8_to_unit, unit_to_uint8
 
 # Luma weights used by torchvision's rgb_to_grayscale (and hence GFPGAN's colour jitter).
 _GRAY_TV = (0.2989, 0.587, 0.114)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import UserError
-from ..image import list_images
+from ..io.image import list_images
 
 Kind = Literal["paired", "lq_only", "restored"]
 PAIRED_SUBDIRS = (

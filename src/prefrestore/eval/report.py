@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..image import load_rgb, resize
+from ..io.image import load_rgb, resize
 from ..metrics.suite import METRICS, SET_METRICS, info
 from .layouts import Benchmark, Item
 
@@ -144,7 +144,7 @@ def run_markdown(summary: dict) -> str:
 
 
 def write_run(run: Path, summary: dict, per_image: dict[str, dict[str, float]]) -> None:
-    from ..io_safety import atomic_write_text
+    from ..io.io_safety import atomic_write_text
 
     atomic_write_text(run / "results.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
     atomic_write_text(run / "results.md", run_markdown(summary))
@@ -254,7 +254,7 @@ def compare(runs: list[str], out: str | None, *, grid_rows: int = 8, by: str | N
         if s["unavailable"]:
             text += f"\n{s['method']}: unavailable: " + "; ".join(f"{m}" for m in sorted(s["unavailable"])) + "\n"
     if out:
-        from ..io_safety import OwnedFolder, atomic_write_text
+        from ..io.io_safety import OwnedFolder, atomic_write_text
 
         # a folder of its own: never a run folder it reads, never a file it did not write replaced
         inputs = [*runs, *(s["benchmark"].get(k) for s in summaries for k in ("restored_dir", "lq_dir", "gt_dir"))]

@@ -1,7 +1,7 @@
 """What ``prefrestore eval`` can restore with: the bicubic, classical and Real-ESRGAN baselines or a prefrestore model.
 
 A restorer has ``resolution`` (S) and ``restore(faces: list of uint8 (S, S, 3) RGB, *, seed) -> list of uint8
-(S, S, 3) RGB``: :class:`prefrestore.pipeline.Restorer`, the contract of :func:`prefrestore.api.load_restorer`. The
+(S, S, 3) RGB``: :class:`prefrestore.restore.pipeline.Restorer`, the contract of :func:`prefrestore.restore.api.load_restorer`. The
 harness passes the seed on every call, resizes each LQ to S (bicubic) before and each output to the reference size
 (bicubic) after, so a restorer never sees other sizes.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pipeline import Restorer
+from ..restore.pipeline import Restorer
 
 
 @dataclass
@@ -69,11 +69,11 @@ class RealESRGANRestorer:
     resolution: int
     device: str = "cpu"
     upsampler: object | None = None
-    """A :class:`prefrestore.realesrgan.RealESRGANUpsampler`; None builds the converted x4plus on ``device``."""
+    """A :class:`prefrestore.restore.realesrgan.RealESRGANUpsampler`; None builds the converted x4plus on ``device``."""
 
     def __post_init__(self) -> None:
         if self.upsampler is None:
-            from .. import realesrgan
+            from ..restore import realesrgan
 
             self.upsampler = realesrgan.build(device=self.device, tile=0)
 
@@ -81,7 +81,7 @@ class RealESRGANRestorer:
         import torch
         from PIL import Image
 
-        from ..realesrgan import upscale_tiled
+        from ..restore.realesrgan import upscale_tiled
 
         up = self.upsampler
         out = []
@@ -119,7 +119,7 @@ def build_restorer(spec: RestorerSpec, *, output_size: int) -> Restorer:
         return ClassicalRestorer(resolution=output_size)
     if spec.model == "realesrgan":
         return RealESRGANRestorer(resolution=output_size, device=spec.device)
-    from .. import api  # lazily: the model stack is heavy and optional for scoring
+    from ..restore import api  # lazily: the model stack is heavy and optional for scoring
 
     return api.load_restorer(
         spec.model,

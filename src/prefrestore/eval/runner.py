@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import UserError
-from ..image import list_images, load_rgb, resize, save_rgb, uint8_to_unit
-from ..io_safety import InputGuard, OwnedFolder, atomic_write_text
+from ..io.image import list_images, load_rgb, resize, save_rgb, uint8_to_unit
+from ..io.io_safety import InputGuard, OwnedFolder, atomic_write_text
 from ..metrics import fid as fidlib
 from ..metrics.entropy import mean_pairwise_distance, pixel_std
-from ..metrics.fidelity import match_mean_std
+from ..metrics.pixel import match_mean_std
 from ..metrics.suite import DEFAULT_METRICS, ImageScorer, LandmarkChoice
 from ..metrics.weights import MetricUnavailable
 from .layouts import Benchmark, Item, discover
@@ -72,7 +72,7 @@ class EvalConfig:
     landmarks: LandmarkChoice = "auto"
     crop_border: int = 0
     correct_mean_var: bool = False
-    """VQFR's colour correction before PSNR/SSIM (see metrics.fidelity.match_mean_std)."""
+    """VQFR's colour correction before PSNR/SSIM (see metrics.pixel.match_mean_std)."""
     limit: int | None = None
     grid: int = 8
 
@@ -415,7 +415,7 @@ def check_inputs(bench: Benchmark) -> None:
     """Decode every LQ, GT and restored file once before any work. Each unreadable one is logged as one line;
     then a UserError refuses the run: scores over a silently smaller set would not be the benchmark's."""
     from ..errors import ImageError
-    from ..io_safety import shown
+    from ..io.io_safety import shown
 
     bad = 0
     for p in _bench_files(bench):

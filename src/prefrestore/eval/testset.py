@@ -35,7 +35,7 @@ from ..degradations import (
     scaled,
 )
 from ..errors import UserError
-from ..image import list_images, load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
+from ..io.image import list_images, load_rgb, resize, save_rgb, uint8_to_unit, unit_to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def make_pair(
 def build_testset(cfg: SyntheticSetConfig) -> Path:
     """Write the frozen set described in the module docstring; returns the output folder."""
     from ..errors import ImageError
-    from ..io_safety import check_new_folder, shown, staged_folder
+    from ..io.io_safety import check_new_folder, shown, staged_folder
 
     hint = "frozen test sets are never overwritten, pick a new -o"
     out = check_new_folder(cfg.out, hint=hint)

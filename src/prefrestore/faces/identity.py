@@ -41,7 +41,7 @@ class IdentityScorer:
     are described inside that box). Constructing it loads ~31 MB of models."""
 
     def __init__(self) -> None:
-        from ..faces.dlib import DlibFaces
+        from .dlib import DlibFaces
 
         self._faces = DlibFaces()
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..image import to_model
+from ..io.image import to_model
 from .types import FaceDetection
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
-from ..photo_io import pixels_to_float
+from ..io.photo_io import pixels_to_float
 from .align import affine_scale, compose_affine, warp_affine
 from .types import RestoredFace
 
@@ -399,7 +399,7 @@ def paste_back(
 
 class BackgroundUpsampler(Protocol):
     """Resizes the whole photo: :class:`ResampleUpsampler`, or a learned super-resolution model
-    (``prefrestore.realesrgan.RealESRGANUpsampler``)."""
+    (``prefrestore.restore.realesrgan.RealESRGANUpsampler``)."""
 
     def __call__(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """float32 (H, W, C) on [0, 255], C in 1..4 -> float32 (h, w, C) on [0, 255], size = (w, h)."""
@@ -429,7 +429,7 @@ class ResampleUpsampler:
 
 UPSAMPLERS = {name: (lambda name=name: ResampleUpsampler(name)) for name in ("lanczos", "bicubic", "bilinear")}
 BG_UPSAMPLERS: tuple[str, ...] = (*sorted(UPSAMPLERS), "realesrgan")
-"""The names ``--bg-upsampler`` takes: the resamplers above and Real-ESRGAN (prefrestore.realesrgan sits above
+"""The names ``--bg-upsampler`` takes: the resamplers above and Real-ESRGAN (prefrestore.restore.realesrgan sits above
 faces/; pipeline.py builds it)."""
 
 

@@ -19,7 +19,7 @@ entropy           solution entropy            none
 
 from .entropy import mean_pairwise_distance, pixel_std, pixel_std_map
 from .fid import GaussianStats, fid_from_features, frechet_distance, gaussian_stats, kid_from_features
-from .fidelity import match_mean_std, psnr, rgb_to_y, ssim
+from .pixel import match_mean_std, psnr, rgb_to_y, ssim
 from .suite import DEFAULT_METRICS, METRICS, SET_METRICS, ImageScorer, MetricInfo
 from .weights import MetricUnavailable, weights_dir
 

@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..faces.dlib import DlibFaces
-from ..image import uint8_to_unit
+from ..io.image import uint8_to_unit
 from .weights import MetricUnavailable, find_file
 
 ARCFACE_FILES = ("resnet18_110.pth", "arcface_resnet18.pth")

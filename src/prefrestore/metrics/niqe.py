@@ -139,7 +139,7 @@ def niqe_features(y: np.ndarray, window: np.ndarray) -> np.ndarray:
 
 
 def _to_y255(images: torch.Tensor) -> list[np.ndarray]:
-    from .fidelity import rgb_to_y
+    from .pixel import rgb_to_y
 
     y = rgb_to_y(images)[:, 0] * 255.0  # (B, H, W), 0-255 scale
     return [np.round(a) for a in y.cpu().numpy()]

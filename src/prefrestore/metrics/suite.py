@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..image import uint8_to_unit
+from ..io.image import uint8_to_unit
 from .weights import MetricUnavailable
 
 logger = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class ImageScorer:
         lq: list[np.ndarray] | None = None,
     ) -> list[dict[str, float]]:
         """Per-image metric dicts for a batch (restored resized to the reference size beforehand by the caller)."""
-        from . import fidelity, identity, landmarks
+        from . import identity, landmarks, pixel
 
         n = len(restored)
         out: list[dict[str, float]] = [{} for _ in range(n)]
@@ -196,11 +196,11 @@ class ImageScorer:
         x = uint8_to_unit(np.stack(restored))  # (B, 3, H, W) in [0, 1]
         if gt is not None:
             y = uint8_to_unit(np.stack(gt))
-            for space in fidelity.SPACES:
+            for space in pixel.SPACES:
                 if f"psnr_{space}" in want:
-                    put(f"psnr_{space}", fidelity.psnr(x, y, space=space, crop_border=self.crop_border))
+                    put(f"psnr_{space}", pixel.psnr(x, y, space=space, crop_border=self.crop_border))
                 if f"ssim_{space}" in want:
-                    put(f"ssim_{space}", fidelity.ssim(x, y, space=space, crop_border=self.crop_border))
+                    put(f"ssim_{space}", pixel.ssim(x, y, space=space, crop_border=self.crop_border))
             for net in ("vgg", "alex"):
                 if f"lpips_{net}" in want:
                     model = self.backend(f"lpips_{net}")

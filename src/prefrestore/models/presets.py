@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from .integrator import IntegratorConfig
 from .restorer import AutoencoderConfig, PrefRestoreConfig, SamplingDefaults, TransformerConfig
+from .tatok import TokenizerConfig
 from .text_tokenizer import CHAR_VOCAB
-from .tokenizer import TokenizerConfig
 
 
 def paper() -> PrefRestoreConfig:

@@ -27,7 +27,7 @@ from ..flow.solvers import SOLVERS, Solver, guided, sample
 from .connectors import make_connector, make_shared_norm
 from .integrator import RESTORE_INSTRUCTION, DecodeOptions, Integrator, IntegratorConfig
 from .lq_skip import LQSkip
-from .tokenizer import TATokTokenizer, TokenizerConfig
+from .tatok import TATokTokenizer, TokenizerConfig
 
 
 @dataclass(frozen=True)

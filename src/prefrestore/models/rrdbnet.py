@@ -6,7 +6,7 @@ Parameter names follow basicsr's ``RRDBNet`` (``conv_first``, ``body.N.rdbK.conv
 
 Tensors: input (B, 3, H, W) RGB float in [0, 1]; output (B, 3, 4H, 4W) RGB, roughly [0, 1] (not clamped).
 Only the x4 layout is defined (x2plus/x1 variants pixel-unshuffle the input first; no x2 weights are available
-offline, so x2 runs x4 and resizes, see ``prefrestore.realesrgan``).
+offline, so x2 runs x4 and resizes, see ``prefrestore.restore.realesrgan``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..image import from_model, to_unit
+from ..io.image import from_model, to_unit
 
 
 @dataclass(eq=False)

@@ -1,6 +1,6 @@
 """PSNR to the ground truth as a reward (dB, higher is better). Offline; not one of the paper's six rewards.
 
-Computed by :func:`prefrestore.metrics.fidelity.psnr` (BasicSR convention, Y channel by default). Identical
+Computed by :func:`prefrestore.metrics.pixel.psnr` (BasicSR convention, Y channel by default). Identical
 images have infinite PSNR; the reward caps it at ``cap`` dB so the group statistics stay finite.
 """
 
@@ -19,7 +19,7 @@ class PSNRReward:
         self.cap = cap
 
     def __call__(self, batch: RewardInputs) -> torch.Tensor:
-        from ..metrics.fidelity import psnr
+        from ..metrics.pixel import psnr
 
         batch.require_hq(self.name)
         values = psnr(batch.unit("restored"), batch.unit("hq"), space=self.space).clamp(max=self.cap)

@@ -1,10 +1,10 @@
 """`prefrestore serve`: a web page and a versioned HTTP API over the whole-photo restore path.
 
 The server is a thin driver: uploads are written into the server's own work folder and restored by
-:func:`prefrestore.file_run.run_plan` (detection, alignment, batched restoration, paste-back, reports), exactly as
+:func:`prefrestore.restore.file_run.run_plan` (detection, alignment, batched restoration, paste-back, reports), exactly as
 ``prefrestore restore`` does; nothing here detects or restores faces itself.
 
-Modules: ``schemas`` (the request options: the photo settings plus ``prefrestore.options``, and server
+Modules: ``schemas`` (the request options: the photo settings plus ``prefrestore.restore.options``, and server
 settings), ``jobs``
 (bounded queue, batching across queued requests, per-job timeout, cancel, TTL cleanup), ``runner`` (one batch of jobs
 -> ``run_plan``), ``app`` (the FastAPI application and its upload limits), ``routes`` (the routes in groups, auth,

@@ -1,6 +1,6 @@
 """The job queue: bounded, one worker, batching across queued requests, per-job timeout, cancel, TTL cleanup.
 
-A job is one uploaded photo with its :class:`~prefrestore.options.RestoreSettings`. ``submit`` refuses a new
+A job is one uploaded photo with its :class:`~prefrestore.restore.options.RestoreSettings`. ``submit`` refuses a new
 job with :class:`QueueFull` (the API answers 429 + Retry-After) when ``max_queued`` jobs are already waiting, or when
 the jobs ahead of it would take more than ``ADMIT_FRACTION`` of the job timeout at the recent per-photo speed (so
 an overloaded server says 429 at once instead of accepting work that would time out). Admission always recovers:
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..options import RestoreSettings
+from ..restore.options import RestoreSettings
 from .schemas import batch_key
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from ..options import RestoreSettings, json_schema
+from ..restore.options import RestoreSettings, json_schema
 from .jobs import TERMINAL, Job, JobQueue, QueueFull
 from .runner import ModelInfo, PipelineRunner
 from .schemas import ServerSettings, describe_options

@@ -1,4 +1,4 @@
-"""One batch of jobs -> :func:`prefrestore.file_run.run_plan` -> each job's result files and JSON.
+"""One batch of jobs -> :func:`prefrestore.restore.file_run.run_plan` -> each job's result files and JSON.
 
 The uploads already sit in the jobs' folders; the batch is restored into a scratch layout folder
 (``workdir/batches/<id>/``, the ``prefrestore restore`` layout, one input per job named by the job id), then each
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..control import Scorers, SetupError
 from ..faces.detect import NOT_PICKED, FaceDetector
 from ..faces.identity import IdentityScorer
-from ..file_run import FileItem, OutputLayout, Plan, run_plan
-from ..options import RestoreOptions as ControlOptions
-from ..pipeline import PipelineConfig, Restorer
+from ..restore.control import Scorers, SetupError
+from ..restore.file_run import FileItem, OutputLayout, Plan, run_plan
+from ..restore.options import RestoreOptions as ControlOptions
+from ..restore.pipeline import PipelineConfig, Restorer
 from .jobs import Job, JobQueue, Progress
 
 logger = logging.getLogger(__name__)
@@ -228,11 +228,11 @@ def load_runner(
     batch_size: int = 8,
     identity: bool = True,
 ) -> tuple[PipelineRunner, ModelInfo]:
-    """Load the restorer (``prefrestore.api.load_restorer``), the MTCNN detector and, when dlib is installed and
+    """Load the restorer (``prefrestore.restore.api.load_restorer``), the MTCNN detector and, when dlib is installed and
     ``identity``, the identity scorer -> the runner and its model info (what ``prefrestore serve`` serves)."""
-    from ..api import load_restorer
     from ..faces.detect import build_detector
     from ..faces.identity import load_identity_scorer
+    from ..restore.api import load_restorer
 
     restorer = load_restorer(model, device=device, steps=steps, batch_size=batch_size)
     info = model_info(model, restorer.resolution)

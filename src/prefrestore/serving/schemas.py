@@ -1,12 +1,12 @@
 """The HTTP API's side of a request's settings, and the server settings: plain code, no web framework needed.
 
-A request's options are one flat JSON object of the settings of :class:`prefrestore.options.RestoreSettings` that
+A request's options are one flat JSON object of the settings of :class:`prefrestore.restore.options.RestoreSettings` that
 a request may set (``api`` in their declaration: seed, the photo and output settings, every control option), read
-by :meth:`~prefrestore.options.RestoreSettings.from_request` over the server's own settings (model, steps, device,
+by :meth:`~prefrestore.restore.options.RestoreSettings.from_request` over the server's own settings (model, steps, device,
 batch size: ``prefrestore serve``'s flags), and checked there by the one check of every setting, so a bad value
 gets the 422 answer with the same line as the command line's usage error. Here: the bounds on the raw text
 (:func:`request_settings`), the batching key, the option listing of ``GET /v1/options`` (generated from the same
-declaration, like the JSON Schema the page builds its controls from: :func:`prefrestore.options.json_schema`).
+declaration, like the JSON Schema the page builds its controls from: :func:`prefrestore.restore.options.json_schema`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..options import RestoreSettings, SettingError, specs
+from ..restore.options import RestoreSettings, SettingError, specs
 
 MAX_OPTIONS_BYTES = 16 * 1024
 MAX_OPTIONS_DEPTH = 4
@@ -26,7 +26,7 @@ def request_settings(raw: str | bytes | None, base: RestoreSettings | None = Non
     """The ``options`` text of a request -> its settings (the server's ``base`` for the rest). Bounded before
     parsing: at most ``MAX_OPTIONS_BYTES`` and ``MAX_OPTIONS_DEPTH`` levels of nesting (a request is one flat
     object; a few option values are lists or objects), so no request can make the parser recurse or allocate
-    without bound. Every refusal is a :class:`~prefrestore.options.SettingError` of one line."""
+    without bound. Every refusal is a :class:`~prefrestore.restore.options.SettingError` of one line."""
     import json
 
     base = base or RestoreSettings()

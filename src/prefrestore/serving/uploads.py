@@ -17,9 +17,9 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from ..errors import ImageError
-from ..image import IMAGE_EXTENSIONS
-from ..options import RestoreSettings, SettingError
-from ..photo_io import probe_image, sniff_format
+from ..io.image import IMAGE_EXTENSIONS
+from ..io.photo_io import probe_image, sniff_format
+from ..restore.options import RestoreSettings, SettingError
 from .schemas import request_settings
 
 

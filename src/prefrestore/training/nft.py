@@ -238,7 +238,7 @@ def train_nft(cfg: NFTConfig, *, reward: Any = None, model: Any = None) -> Path:
     from ..checkpoints import load_model
     from ..config import config_to_dict, dump_config
     from ..flow.paths import interpolate
-    from ..image import to_model
+    from ..io.image import to_model
     from ..rewards import CompositeReward
     from ..seeding import derive_seed, seed_everything
     from .common import ema_init, ema_update_, make_accelerator

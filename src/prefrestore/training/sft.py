@@ -455,7 +455,8 @@ def train_sft(cfg: SFTConfig) -> Path:
     n_sum, t_last, samples_last = 0, time.perf_counter(), state.samples
     per_step = cfg.data.batch_size * cfg.grad_accum * accelerator.num_processes
 
-    while state.step < cfg.max_steps:
+    end = cfg.stop_at or cfg.max_steps
+    while state.step < end:
         # ---- validate -------------------------------------------------------------------------------------
         if main and vb is not None and cfg.val_every > 0 and state.step % cfg.val_every == 0 and sharded != "fsdp":
             validate(accelerator.unwrap_model(objective).model, vb, cfg, state.step, run_dir, writer, device)
@@ -520,7 +521,7 @@ def train_sft(cfg: SFTConfig) -> Path:
             sums, n_sum, t_last, samples_last = {}, 0, now, state.samples
 
         # ---- checkpoint -----------------------------------------------------------------------------------
-        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+        if state.step % cfg.checkpoint_every == 0 or state.step in (end, cfg.max_steps):
             state.epoch = stream.epoch
             positions = accelerator.gather(torch.tensor([stream.position], device=device)).tolist()
             state.position = [int(p) for p in positions]
@@ -536,6 +537,12 @@ def train_sft(cfg: SFTConfig) -> Path:
                 if main:
                     save_checkpoint(run_dir, accelerator.unwrap_model(objective).model, state, cfg.keep_checkpoints)
                 accelerator.wait_for_everyone()
+
+    if state.step < cfg.max_steps:  # stop_at: the checkpoint above is the result; no export
+        log.info("stopped at step %d (stop_at); re-run with stop_at=0 to go on to %d", state.step, cfg.max_steps)
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return run_dir
 
     # ---- export ----------------------------------------------------------------------------------------------
     model = _full_model(accelerator, objective)

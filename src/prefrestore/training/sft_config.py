@@ -62,6 +62,10 @@ class SFTConfig:
     """A preset name (seeded random weights) or a model folder (e.g. the previous stage's ``final``)."""
     seed: int = 0
     max_steps: int = 1000
+    stop_at: int = 0
+    """Stop at this step (0 = run to max_steps): checkpoint there and exit without the final export; the learning-rate
+    schedule still spans max_steps. A recipe that branches from a run's middle (e.g. stage 4b from stage 4's step
+    300) stops the first run there, so the branch point rebuilds exactly; re-running with stop_at 0 goes on."""
     grad_accum: int = 1
     mixed_precision: Literal["no", "bf16"] = "no"
     gradient_checkpointing: bool = False
@@ -108,6 +112,8 @@ class SFTConfig:
     val: ValConfig = field(default_factory=ValConfig)
 
     def __post_init__(self):
+        if not 0 <= self.stop_at <= self.max_steps:
+            raise ValueError(f"stop_at={self.stop_at} must be in [0, max_steps={self.max_steps}] (0 = no stop)")
         if self.max_steps < 1 or self.grad_accum < 1:
             raise ValueError(f"max_steps={self.max_steps} and grad_accum={self.grad_accum} must be >= 1")
         if not 0.0 <= self.cond_dropout < 1.0:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..data import FaceDataset, collate, gather_records
-from ..image import from_model
+from ..io.image import from_model
 from ..models.integrator import RESTORE_INSTRUCTION, DecodeOptions
 from ..models.restorer import PrefRestoreModel
 from .sft_config import SFTConfig, Stage, ValConfig

@@ -13,9 +13,9 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "find_videos": "files",
-    "plan_videos": "files",
-    "run_videos": "files",
+    "find_videos": "inputs",
+    "plan_videos": "inputs",
+    "run_videos": "inputs",
     "VideoInfo": "io",
     "is_video": "io",
     "probe": "io",

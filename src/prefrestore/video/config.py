@@ -11,11 +11,11 @@ from .temporal import BlendMode
 from .track import TrackConfig
 
 if TYPE_CHECKING:
-    from ..pipeline import PipelineConfig
+    from ..restore.pipeline import PipelineConfig
 
 
 def _default_pipeline() -> PipelineConfig:
-    from ..pipeline import PipelineConfig
+    from ..restore.pipeline import PipelineConfig
 
     return PipelineConfig()
 

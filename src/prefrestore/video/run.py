@@ -34,16 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..control import Scorers, restore_controlled
 from ..errors import UserError
 from ..faces.align import align
 from ..faces.detect import FaceDetector, select_faces
 from ..faces.paste import BackgroundUpsampler, DetailPlan, build_upsampler
 from ..faces.types import RestoredFace
-from ..io_safety import shown
-from ..options import RestoreOptions
-from ..photo_io import Photo
-from ..pipeline import Restorer, compose, output_plans
+from ..io.io_safety import shown
+from ..io.photo_io import Photo
+from ..restore.control import Scorers, restore_controlled
+from ..restore.options import RestoreOptions
+from ..restore.pipeline import Restorer, compose, output_plans
 from .config import VideoConfig
 from .io import Frame, SegmentWriter, VideoInfo, check_encoding, mux_final, output_format, probe, read_frames
 from .temporal import TemporalBlender

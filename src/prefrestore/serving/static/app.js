@@ -1,6 +1,6 @@
 // prefrestore page: plain JS, no build step, no third-party code. Talks only to this server's /v1 API.
 // The option controls are built from the JSON Schema of a request's options that GET /v1/options serves ("schema",
-// generated from the one declaration of the settings, prefrestore.options; the properties with x-ui: true), so a
+// generated from the one declaration of the settings, prefrestore.restore.options; the properties with x-ui: true), so a
 // new setting appears here without touching this file; each control's tooltip is the setting's help.
 "use strict";
 

@@ -7,7 +7,7 @@ For each uint8 (S, S, 3) RGB aligned crop, in this order:
 
 1. **Candidates.** ``options.candidates`` = N restorations with seeds ``seed, seed + 1, ..., seed + N - 1`` (all
    faces' candidates batched together when the restorer takes per-face ``seeds``, as ``FaceRestorer`` does), at
-   ``options.fidelity`` when set (the restorer maps it onto its sampling controls, ``models/fidelity.py``).
+   ``options.fidelity`` when set (the restorer maps it onto its sampling controls, ``models/fidelity_dial.py``).
    Candidate 0 is exactly the N = 1 result, and N = 1 runs nothing extra.
 2. **Colour.** Each candidate gets its input's colour (``options.color_fix``, :func:`prefrestore.faces.paste.
    match_color`: "lowfreq" replaces the restoration's low frequencies by the input's), so ``restored_faces/``,
@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UserError
-from .faces.identity import IdentityScore, IdentityScorer, identity_available, load_identity_scorer
-from .faces.paste import BlendConfig, match_color
-from .metrics.color import face_delta_e
+from ..errors import UserError
+from ..faces.identity import IdentityScore, IdentityScorer, identity_available, load_identity_scorer
+from ..faces.paste import BlendConfig, match_color
+from ..io.photo_io import float_to_pixels
+from ..metrics.color import face_delta_e
 from .options import DEFAULT_RERANK_WEIGHTS, RestoreOptions
-from .photo_io import float_to_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +137,8 @@ class Scorers:
         weights are a one-line :class:`SetupError`). Building the rerank reward here (N > 1) makes a missing reward
         a one-line error before any face is restored."""
         if options.identity_net != "dlib" and identity is not None and options.identity_guard != "off":
-            from .errors import MetricUnavailable
-            from .metrics.identity import NetIdentityScorer
+            from ..errors import MetricUnavailable
+            from ..metrics.identity import NetIdentityScorer
 
             try:
                 scorer = NetIdentityScorer(options.identity_net, device=device)
@@ -154,7 +154,7 @@ class Scorers:
     @property
     def landmarks(self):
         if self._landmarks is None:
-            from .metrics.landmarks import DetectLandmarks
+            from ..metrics.landmarks import DetectLandmarks
 
             self._landmarks = DetectLandmarks(device=self.device)
         return self._landmarks
@@ -165,7 +165,7 @@ class Scorers:
         its model file, dlib not installed) is left out with a logged note (in ``notes``); one the user named is a
         :class:`SetupError`, as is a default with no reward left."""
         if self._rerank is None:
-            from .rewards.composite import CompositeReward, build_reward
+            from ..rewards.composite import CompositeReward, build_reward
 
             weights = {k: v for k, v in self.rerank_weights.items() if v != 0}
             default = dict(self.rerank_weights) == DEFAULT_RERANK_WEIGHTS
@@ -257,7 +257,7 @@ def rerank(
     scorers: Scorers, crops: Sequence[np.ndarray], cands: list[list[np.ndarray]], seed: int
 ) -> list[tuple[int, tuple[Candidate, ...]]]:
     """Score every candidate against its input -> per face (index of the best, all candidates' scores)."""
-    from .image import to_model
+    from ..io.image import to_model
 
     n, b = len(cands), len(crops)
     restored = to_model([cands[k][i] for i in range(b) for k in range(n)])
@@ -390,7 +390,7 @@ def _identities(scorer: IdentityScorer | None, inputs, restored, notes: list[str
 
 
 def _landmarks(scorers: Scorers, inputs, restored, notes: list[str]) -> list[float | None]:
-    from .metrics.landmarks import landmark_distance
+    from ..metrics.landmarks import landmark_distance
 
     out: list[float | None] = []
     try:

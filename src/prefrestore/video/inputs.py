@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..faces.detect import FaceDetector
-from ..file_run import FileItem, OutputLayout, Plan, write_report
-from ..pipeline import Progress, Restorer
+from ..restore.file_run import FileItem, OutputLayout, Plan, write_report
+from ..restore.pipeline import Progress, Restorer
 from .config import VideoConfig
 from .io import is_video, output_format
 from .run import restore_video

@@ -3,7 +3,7 @@
 No paste-back: each input is taken as an FFHQ-aligned crop, resized to the restorer's resolution S (given a
 detector, a crop whose face is far from the alignment template fails instead: a whole photo is never squashed into
 a "face"; a crop that is not square always fails), restored ``batch_size`` crops per call under the run's options (``control.py``, through
-:func:`prefrestore.pipeline.restore_groups`, which owns the per-crop error boundary) and mixed back with its input
+:func:`prefrestore.restore.pipeline.restore_groups`, which owns the per-crop error boundary) and mixed back with its input
 when ``options.blend`` < 1. ``file_run.py`` writes the results; this module reads and writes no files.
 
 Pixels: uint8 (S, S, 3) RGB crops in and out.
@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ImageError
+from ..faces.align import ffhq_template
+from ..faces.detect import FaceDetector
+from ..faces.identity import IdentityScore, IdentityScorer
+from ..faces.paste import DetailPlan, add_detail, decide_detail, merge_detail
+from ..io.image import resize
+from ..io.photo_io import Photo, float_to_pixels, pixels_to_float
 from .control import FaceOutcome, Scorers
-from .errors import ImageError
-from .faces.align import ffhq_template
-from .faces.detect import FaceDetector
-from .faces.identity import IdentityScore, IdentityScorer
-from .faces.paste import DetailPlan, add_detail, decide_detail, merge_detail
-from .image import resize
-from .photo_io import Photo, float_to_pixels, pixels_to_float
 from .pipeline import PipelineConfig, Progress, Restorer, failure, restore_groups
 
 logger = logging.getLogger(__name__)

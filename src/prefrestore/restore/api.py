@@ -1,6 +1,6 @@
 """The Python API: load a model and restore aligned face crops.
 
-    >>> from prefrestore.api import load_restorer
+    >>> from prefrestore.restore.api import load_restorer
     >>> r = load_restorer("tiny")                   # or "default", a model folder, or a HF repo id
     >>> restored = r.restore([crop])                # uint8 (S, S, 3) RGB, S = r.resolution
 
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import load_model, random_model  # noqa: F401 - re-exported: part of the public API
-from .errors import ImageError, RestorationError
-from .image import from_model, to_model
-from .models.fidelity import FidelityPoint, FidelityTable, find_table
-from .models.presets import PRESETS
-from .models.restorer import PrefRestoreModel
+from ..checkpoints import load_model, random_model  # noqa: F401 - re-exported: part of the public API
+from ..errors import ImageError, RestorationError
+from ..io.image import from_model, to_model
+from ..models.fidelity_dial import FidelityPoint, FidelityTable, find_table
+from ..models.presets import PRESETS
+from ..models.restorer import PrefRestoreModel
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class FaceRestorer:
     """Aligned crops in, restorations out (see the module docstring).
 
-    fidelity: the default of the fidelity dial (``models/fidelity.py``; 1 = closest to the input, 0 = most
+    fidelity: the default of the fidelity dial (``models/fidelity_dial.py``; 1 = closest to the input, 0 = most
         generative); None samples with the model's own settings (or ``steps``/``guidance_scale``/``start_sigma``).
     model_dir: the folder the weights came from; where the calibrated fidelity table is looked up.
     batch_size: at most this many faces per model forward (bounds memory when one call gets many faces); None: a
@@ -147,9 +147,9 @@ class FaceRestorer:
         return from_model(self.restore_tensor(to_model(list(faces)), seed=seed, fidelity=fidelity, seeds=seeds))
 
     def restore_faces(self, faces: Sequence[np.ndarray], options=None, *, seed: int = 0, scorers=None):
-        """Aligned crops -> :class:`prefrestore.control.FaceOutcome` per face: the restoration under ``options``
-        (a :class:`prefrestore.options.RestoreOptions`: fidelity, best-of-N, identity guard, colour), its scores
-        and every candidate's. ``scorers``: a :class:`prefrestore.control.Scorers` to reuse across calls."""
+        """Aligned crops -> :class:`prefrestore.restore.control.FaceOutcome` per face: the restoration under ``options``
+        (a :class:`prefrestore.restore.options.RestoreOptions`: fidelity, best-of-N, identity guard, colour), its scores
+        and every candidate's. ``scorers``: a :class:`prefrestore.restore.control.Scorers` to reuse across calls."""
         from .control import Scorers, restore_controlled
         from .options import RestoreOptions
 
@@ -177,7 +177,7 @@ def load_restorer(
     """A :class:`FaceRestorer` for a model reference (see :func:`load_model`); ``fidelity`` sets the dial's default."""
     model_dir = None
     if model not in PRESETS:
-        from .hub import resolve
+        from ..hub import resolve
 
         model_dir = resolve(model)
     return FaceRestorer(

@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .errors import ImageError, UserError
+from ..errors import ImageError, UserError
 
 MAX_INPUT_BYTES = 512 * 1024 * 1024  # an input file larger than this is refused before it is read
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems

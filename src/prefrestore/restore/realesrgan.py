@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
-from .models.rrdbnet import X4PLUS, RRDBConfig, RRDBNet
+from ..errors import UserError
+from ..models.rrdbnet import X4PLUS, RRDBConfig, RRDBNet
 
 logger = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ class RealESRGANUpsampler:
 
     def __call__(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """float32 (H, W, C) on [0, 255] -> float32 (h, w, C) on [0, 255], size = (w, h)."""
-        from .faces.paste import ResampleUpsampler
+        from ..faces.paste import ResampleUpsampler
 
         h, w = image.shape[:2]
         lanczos = ResampleUpsampler("lanczos")

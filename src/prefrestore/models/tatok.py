@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
-from ..image import from_model, resize, uint8_to_unit
+from ..io.image import from_model, resize, uint8_to_unit
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Whole-photo restoration in memory: detect -> align -> restore (batched across photos) -> paste back.
 
-This is the only module that knows the stage order (docs/style.md P7, P14). Each stage is a function of its inputs:
+This module owns the stage order for photos (docs/style.md P7, P14); ``aligned_crops.py`` (no detection or paste-back)
+and ``video/run.py`` (tracked faces per frame) run their own orders from the same stage functions. Each stage is a
+function of its inputs:
 :func:`find_faces` (detection and selection, ``faces/detect.py``; alignment, ``faces/align.py``),
 :func:`restore_groups` (the restorer: anything with ``resolution`` and ``restore``, under
 the options of ``control.py``) and :func:`compose` (paste-back and background upsampling, ``faces/paste.py``).
@@ -13,7 +15,7 @@ reports: ``prefrestore restore``) import from here; this module reads and writes
 A failed restoration never becomes output: the photos of a failed batch come back with ``error`` set and no
 ``photo`` (docs/style.md P15; contrast CodeFormer, which writes the degraded input as the "restoration").
 
-Pixels: :class:`~prefrestore.photo_io.Photo` in and out (uint8 or uint16 RGB + alpha + metadata); the detector and
+Pixels: :class:`~prefrestore.io.photo_io.Photo` in and out (uint8 or uint16 RGB + alpha + metadata); the detector and
 restorer see uint8 (H, W, 3) / (S, S, 3) RGB; paste-back works in float32 on [0, 255].
 """
 
@@ -28,10 +30,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .control import FaceOutcome, Scorers, SetupError, restore_controlled
-from .errors import UserError
-from .faces.align import align_many
-from .faces.detect import (
+from ..errors import UserError
+from ..faces.align import align_many
+from ..faces.detect import (
     MAX_DETECT_PIXELS,
     FaceDetector,
     Rejected,
@@ -40,8 +41,8 @@ from .faces.detect import (
     pick_faces,
     select_faces,
 )
-from .faces.identity import IdentityScore, IdentityScorer
-from .faces.paste import (
+from ..faces.identity import IdentityScore, IdentityScorer
+from ..faces.paste import (
     BackgroundUpsampler,
     BlendConfig,
     DetailPlan,
@@ -50,15 +51,16 @@ from .faces.paste import (
     paste_back,
     plan_faces,
 )
-from .faces.types import AlignedFace, RestoredFace
+from ..faces.types import AlignedFace, RestoredFace
+from ..io.photo_io import MAX_PIXELS, Photo, float_to_pixels, pixels_to_float
+from .control import FaceOutcome, Scorers, SetupError, restore_controlled
 from .options import RestoreOptions, RestoreSettings, check_value, specs
-from .photo_io import MAX_PIXELS, Photo, float_to_pixels, pixels_to_float
 
 logger = logging.getLogger(__name__)
 
 
 class Restorer(Protocol):
-    """What the pipeline (and ``prefrestore eval``) needs from a face restorer: ``prefrestore.api.FaceRestorer``,
+    """What the pipeline (and ``prefrestore eval``) needs from a face restorer: ``prefrestore.restore.api.FaceRestorer``,
     the eval baselines (``eval/restorers.py``) and the tests' stand-ins satisfy it.
 
     ``restore`` maps uint8 (S, S, 3) RGB aligned crops, S == ``resolution``, to restorations of the same shape.
@@ -93,7 +95,7 @@ class PipelineConfig:
     max_detect_pixels: detection runs on a copy downscaled to this many pixels (bounds its memory).
     max_photo_bytes: a photo whose estimated working memory (:func:`photo_memory_bytes`) is above this is refused
         from its header, before decoding, with a line naming the -s that would fit.
-    options: fidelity, best-of-N, identity guard, colour and face choice (``prefrestore.options``; build the whole
+    options: fidelity, best-of-N, identity guard, colour and face choice (``prefrestore.restore.options``; build the whole
         config from them with :meth:`from_options`, which also sets ``select`` and ``blend`` from them).
     """
 
@@ -135,7 +137,7 @@ class PipelineConfig:
         **kwargs,
     ) -> PipelineConfig:
         """The config of ``prefrestore restore``'s flags, and of ``prefrestore serve``'s request options (the same
-        names): the control ``options`` plus the photo-level settings that are not in ``prefrestore.options``
+        names): the control ``options`` plus the photo-level settings that are not in ``prefrestore.restore.options``
         (``-s``, ``--det-threshold``, ``--max-faces``, ``--only-center-face``, ``--color-match``). Both entry points
         call this, so one request and the same flags give equal configs; the rest (``upsampler``, ``batch_size``,
         ``seed``) from ``kwargs``."""
@@ -146,8 +148,8 @@ class PipelineConfig:
 
     @classmethod
     def for_settings(cls, settings: RestoreSettings, **kwargs) -> PipelineConfig:
-        """The config of a whole :class:`~prefrestore.options.RestoreSettings` (what ``prefrestore restore`` and
-        ``prefrestore serve`` build): its photo settings, control options, batch size and seed; the rest (e.g.
+        """The config of a whole :class:`~prefrestore.restore.options.RestoreSettings` (what ``prefrestore restore``
+        and ``prefrestore serve`` build): its photo settings, control options, batch size and seed; the rest (e.g.
         a loaded ``upsampler``) from ``kwargs``."""
         photo, sampling = settings.photo, settings.sampling
         given = {
@@ -163,7 +165,7 @@ class PipelineConfig:
         return cls.for_photos(settings.control, **{**given, **kwargs})
 
     def __post_init__(self) -> None:
-        for name in ("upscale", "batch_size"):  # the settings' own bounds and check (prefrestore.options)
+        for name in ("upscale", "batch_size"):  # the settings' own bounds and check (prefrestore.restore.options)
             check_value(name, specs()[name][1], getattr(self, name))
 
 
@@ -183,7 +185,7 @@ class FaceResult:
     aligned: AlignedFace
     restored: np.ndarray  # uint8 (S, S, 3) RGB
     identity: IdentityScore | None = None
-    control: FaceOutcome | None = None  # candidates, guard, colour (prefrestore.control)
+    control: FaceOutcome | None = None  # candidates, guard, colour (prefrestore.restore.control)
     detail: DetailPlan | None = None  # the no-loss rule's decision at paste-back (faces/paste.py)
 
 

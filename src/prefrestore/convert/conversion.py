@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from ..models.restorer import PrefRestoreConfig, PrefRestoreModel
-from .files import _copy_files
+from .official_files import _copy_files
 
 log = logging.getLogger("prefrestore.convert")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..image import from_model, load_rgb, resize, to_model
+from ..io.image import from_model, load_rgb, resize, to_model
 
 AUGMENTED = re.compile(r"_a\d+$")  # tools/build_offline_faces.py names augmented copies NAME_aNNN
 
@@ -60,7 +60,7 @@ class Meter:
 
     @staticmethod
     def psnr_y(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
-        from ..metrics.fidelity import psnr
+        from ..metrics.pixel import psnr
 
         return psnr((to_model(list(a)) + 1) / 2, (to_model(list(b)) + 1) / 2).double().numpy()
 

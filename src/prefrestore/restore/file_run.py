@@ -7,7 +7,7 @@ The output layout is GFPGAN's/CodeFormer's (``cropped_faces/``, ``restored_faces
 plus one JSON report per input (``reports/NAME.json``, written last: a report saying "restored" means every output
 it lists is complete, which is what skip-existing trusts). Every file is written atomically and never onto an input
 (``io_safety.py``). The restoration itself is ``pipeline.py`` (photos) and ``aligned_crops.py`` (``--aligned``):
-this module imports them, never the other way round. The server (``serving/``) and videos (``video/files.py``) use
+this module imports them, never the other way round. The server (``serving/``) and videos (``video/inputs.py``) use
 the same layout, plan and reports.
 """
 
@@ -24,15 +24,15 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import ImageError, UserError
+from ..faces.align import affine_scale
+from ..faces.detect import NOT_PICKED, FaceDetector
+from ..faces.identity import IdentityScorer
+from ..io.image import list_images, resize, save_rgb
+from ..io.io_safety import NAME_MAX, InputGuard, atomic_write_text, real_key, shown, sweep_stale_temps
+from ..io.photo_io import Photo, photo_for_format, read_photo, write_photo
 from .aligned_crops import AlignedResult, restore_aligned
 from .control import Scorers
-from .errors import ImageError, UserError
-from .faces.align import affine_scale
-from .faces.detect import NOT_PICKED, FaceDetector
-from .faces.identity import IdentityScorer
-from .image import list_images, resize, save_rgb
-from .io_safety import NAME_MAX, InputGuard, atomic_write_text, real_key, shown, sweep_stale_temps
-from .photo_io import Photo, photo_for_format, read_photo, write_photo
 from .pipeline import PhotoResult, PipelineConfig, Progress, Restorer, failure, photo_memory_bytes, restore_photos
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def plan_files(inputs: Sequence[str | os.PathLike], layout: OutputLayout, *, ali
 
 
 def memory_check(config: PipelineConfig, *, aligned: bool):
-    """``accept`` for :func:`~prefrestore.photo_io.read_photo`: refuse, from the header, a photo whose estimated
+    """``accept`` for :func:`~prefrestore.io.photo_io.read_photo`: refuse, from the header, a photo whose estimated
     working memory is above ``config.max_photo_bytes``, naming the largest -s that fits."""
 
     def accept(width: int, height: int, bytes_per_sample: int, alpha: bool) -> None:
@@ -299,7 +299,7 @@ def run_plan(
 ) -> RunSummary:
     """Restore the plan's inputs and write every output. ``detector=None`` means the inputs are aligned crops;
     ``aligned_check`` then fails each one whose face is far from the alignment template (a whole photo given as a
-    crop) instead of squashing it (:func:`~prefrestore.aligned_crops.check_aligned`).
+    crop) instead of squashing it (:func:`~prefrestore.restore.aligned_crops.check_aligned`).
 
     Unreadable inputs, failed restorations and failed writes are reported (``progress("failed", 0, message)``
     as they happen, and in the summary) while the other inputs go on. ``run_info`` goes into every report.
@@ -606,7 +606,7 @@ def restore_photo_files(
 ) -> RunSummary:
     """Restore photo files into ``output`` with the default detector and layout (what ``make demo`` calls) -> the
     run's summary, with every photo's report (``exit_code`` 0 when every photo succeeded; failures are logged)."""
-    from .faces.detect import build_detector
+    from ..faces.detect import build_detector
 
     layout = OutputLayout(Path(output), overwrite=True)
     plan = plan_files(photos, layout)

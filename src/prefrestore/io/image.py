@@ -1,13 +1,13 @@
-"""Image conversion: the only module that knows colour order, dtype and value range.
+"""Image conversion: the project's colour order, dtype and value range, and the conversions between them.
 
-Project-wide convention (../docs/style.md P5):
+Project-wide convention (docs/style.md P5):
 * I/O boundaries: ``uint8`` numpy arrays, ``(H, W, 3)``, RGB.
 * Inside models: ``float32`` tensors ``(B, 3, H, W)``, RGB, in ``[-1, 1]``.
 * ``[0, 1]`` floats only inside ``degradations/`` and ``metrics/`` (use :func:`to_unit` / :func:`from_unit`).
-OpenCV BGR never leaves the function that called OpenCV.
+OpenCV BGR never leaves the function that called OpenCV (here, ``photo_io.py`` and ``eval/restorers.py``).
 
-Photo files (decoding and encoding with bit depth, alpha, ICC, EXIF and DPI kept; :class:`~prefrestore.photo_io.Photo`)
-live in :mod:`prefrestore.photo_io`; :func:`load_rgb` / :func:`save_rgb` here are the plain 8-bit RGB shortcuts.
+Photo files (decoding and encoding with bit depth, alpha, ICC, EXIF and DPI kept; :class:`~prefrestore.io.photo_io.Photo`)
+live in :mod:`prefrestore.io.photo_io`; :func:`load_rgb` / :func:`save_rgb` here are the plain 8-bit RGB shortcuts.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import ImageError
+from ..errors import ImageError
 from .io_safety import InputGuard, atomic_write, file_kind, shown
 from .photo_io import read_photo
 
@@ -149,7 +149,7 @@ def _regular_images(entries: list[Path], on_skip, *, only_images: bool = True) -
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file -> uint8 (H, W, 3) RGB, EXIF orientation applied. Raises ImageError with a one-line fix.
 
-    16-bit files are rounded to 8 bits and alpha is dropped; use :func:`~prefrestore.photo_io.read_photo` to keep
+    16-bit files are rounded to 8 bits and alpha is dropped; use :func:`~prefrestore.io.photo_io.read_photo` to keep
     them.
     """
     return read_photo(path).rgb8()
@@ -157,7 +157,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def save_rgb(path: str | os.PathLike, img: np.ndarray, *, quality: int = 95, guard: InputGuard | None = None) -> None:
     """Write uint8 (H, W, 3) RGB to ``path`` (format from the extension; JPEG at ``quality``), all or nothing
-    (:func:`~prefrestore.io_safety.atomic_write`; never onto one of ``guard``'s inputs)."""
+    (:func:`~prefrestore.io.io_safety.atomic_write`; never onto one of ``guard``'s inputs)."""
     p = Path(path)
     ext = p.suffix.lower()
     fmt = Image.registered_extensions().get(ext)

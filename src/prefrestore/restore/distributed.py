@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
+from ..io.io_safety import InputGuard
 from .file_run import FileItem, Plan, RunSummary
-from .io_safety import InputGuard
 
 # How long a rank waits for the others (the final gather waits for the slowest shard): a week by default.
 TIMEOUT_ENV = "PREFRESTORE_DIST_TIMEOUT_S"
@@ -70,7 +70,7 @@ class Ranks:
 
     def device(self, device: str) -> str:
         """The device this rank uses for ``--device device`` (the one place a launch picks the GPU; validate the
-        result with :func:`prefrestore.options.check_device`): ``cuda`` -> ``cuda:LOCAL_RANK`` when several
+        result with :func:`prefrestore.restore.options.check_device`): ``cuda`` -> ``cuda:LOCAL_RANK`` when several
         processes were launched; an explicit ``cuda:N``, ``cpu`` or ``mps`` unchanged."""
         return f"cuda:{self.local_rank}" if device.strip() == "cuda" and self.world_size > 1 else device
 
@@ -90,7 +90,7 @@ def _first_int(env: Mapping[str, str], names: tuple[str, ...], default: int) -> 
 
 def rank_device(spec: str, ranks: Ranks | None = None) -> str:
     """``--device spec`` for this process -> a checked canonical device name: the launch's mapping
-    (:meth:`Ranks.device`), then :func:`~prefrestore.options.check_device` (a one-line error when the machine lacks
+    (:meth:`Ranks.device`), then :func:`~prefrestore.restore.options.check_device` (a one-line error when the machine lacks
     it). Every command that takes ``--device`` under a launcher goes through here."""
     from .options import check_device
 

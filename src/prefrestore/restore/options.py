@@ -1,6 +1,6 @@
 """The settings of a restore request, declared once: :class:`RestoreSettings`, a tree of four groups.
 
-    >>> from prefrestore.options import RestoreSettings
+    >>> from prefrestore.restore.options import RestoreSettings
     >>> s = RestoreSettings.from_dict({"photo": {"upscale": 4}, "control": {"candidates": 4, "faces": [0, 2]}})
     >>> s.sampling.seed, s.photo.upscale, s.control.candidates
     (0, 4.0, 4)
@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from .errors import UserError
+from ..errors import UserError
 
 # One bound each for the two settings the CLI and the API used to bound differently (issue 26):
 # seed: 0..2^31-1, the API's. Every consumer represents it and its derived seeds (seed..seed+N-1 of best-of-N and
@@ -804,7 +804,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         if not fields:
             continue
         title = group if group != "control" else "control (fidelity, best-of-N, identity guard, face choice)"
-        g = parser.add_argument_group(f"{title} settings (prefrestore.options)")
+        g = parser.add_argument_group(f"{title} settings (prefrestore.restore.options)")
         for f in fields:
             spec: Spec = f.metadata["setting"]
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default

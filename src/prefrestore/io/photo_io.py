@@ -5,7 +5,7 @@ always (H, W, 3) RGB in the file's integer dtype so every later stage has one la
 write one channel back. EXIF orientation is applied on read and reset to 1 in the carried EXIF, so viewers do not
 rotate the output a second time. Every read refuses a decompression bomb from its header (:data:`MAX_PIXELS`).
 
-Tensor/array conversion, resizing and listing image files live in :mod:`prefrestore.image`.
+Tensor/array conversion, resizing and listing image files live in :mod:`prefrestore.io.image`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError
+from ..errors import ImageError
 from .io_safety import InputGuard, atomic_write, read_input, shown
 
 # Decompression-bomb guard: images above this many pixels are refused from their header, before decoding. It is
@@ -272,7 +272,7 @@ def read_photo(
 ) -> Photo:
     """Read an image file -> :class:`Photo`, keeping bit depth, alpha, grayscale, ICC, EXIF and DPI.
 
-    Only regular files are read, with a size cap before reading (:func:`~prefrestore.io_safety.read_input`). The
+    Only regular files are read, with a size cap before reading (:func:`~prefrestore.io.io_safety.read_input`). The
     pixel count is checked from the header before anything is decoded (a PNG claiming 50000x50000 is refused
     without allocating); ``accept(width, height, bytes_per_sample, has_alpha)``, called from the header too, may
     refuse more (raise ImageError), e.g. a photo whose restoration would not fit the memory budget. Every failure is an :class:`ImageError` whose
@@ -471,7 +471,7 @@ def _encode_png16(arr: np.ndarray, photo: Photo) -> bytes:
 
 def write_photo(path: str | os.PathLike, photo: Photo, *, quality: int = 95, guard: InputGuard | None = None) -> None:
     """Write a :class:`Photo`; the format comes from the extension. The file appears atomically (temp + fsync +
-    rename, :func:`~prefrestore.io_safety.atomic_write`) and never onto one of ``guard``'s inputs.
+    rename, :func:`~prefrestore.io.io_safety.atomic_write`) and never onto one of ``guard``'s inputs.
 
     PNG stores everything (16-bit, alpha, grayscale, ICC, EXIF, DPI). JPEG is 8-bit without alpha: pass a photo
     without alpha and 8-bit (see :func:`photo_for_format`), otherwise ValueError. ``quality`` is JPEG quality 1-95
