@@ -5,5 +5,5 @@ Top to bottom (the ``restore`` layers contract in pyproject.toml): ``distributed
 ``file_run`` (inputs on disk -> output folders and JSON reports) -> ``aligned_crops`` -> ``pipeline`` (detect ->
 align -> restore -> paste back, in memory) and ``api`` (``load_restorer``/``load_model``) -> ``control`` (fidelity
 dial, best-of-N reranking, identity guard, colour) -> ``realesrgan`` (the background upsampler) -> ``options`` (the
-restoration-control options, declared once). Image and file I/O sit below, in :mod:`prefrestore.io`.
+settings tree of a request, declared once). Image and file I/O sit below, in :mod:`prefrestore.io`.
 """

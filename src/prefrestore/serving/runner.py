@@ -21,11 +21,10 @@ from typing import Any
 from ..faces.detect import NOT_PICKED, FaceDetector
 from ..faces.identity import IdentityScorer
 from ..restore.control import Scorers, SetupError
-from ..restore.file_run import FileItem, Plan, run_plan
+from ..restore.file_run import FileItem, OutputLayout, Plan, run_plan
 from ..restore.options import RestoreOptions as ControlOptions
-from ..restore.pipeline import Restorer
+from ..restore.pipeline import PipelineConfig, Restorer
 from .jobs import Job, JobQueue, Progress
-from .schemas import api_message
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +92,9 @@ class PipelineRunner:
     def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Progress) -> None:
         options = jobs[0].options
         root = self.scratch / uuid.uuid4().hex
-        layout = options.output_layout(root)
-        config = options.pipeline_config(batch_size=self.batch_size)
+        out = options.output
+        layout = OutputLayout(root, ext=out.output_format, jpeg_quality=out.jpeg_quality, overwrite=True)
+        config = PipelineConfig.for_settings(options, batch_size=self.batch_size)
         items = {job.id: job for job in jobs}
         plan = Plan(todo=tuple(FileItem(job.upload, job.id) for job in jobs), skipped=(), failed=())
         tracker = _FaceProgress(jobs, progress)
@@ -114,7 +114,7 @@ class PipelineRunner:
                 )
             except SetupError as err:  # e.g. a rerank reward not installed: the same for every job of the batch
                 for job in jobs:
-                    queue.finish(job, error=f"{job.name}: {api_message(str(err))}", code="bad_option")
+                    queue.finish(job, error=f"{job.name}: {err}", code="bad_option")
                 return
             for job_id, job in items.items():
                 self._collect(job, queue, layout, FileItem(job.upload, job_id))
