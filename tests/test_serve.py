@@ -234,6 +234,10 @@ def test_cancel_queued_and_running_jobs(tmp_path, fast):
         restorer.gate.clear()  # the worker blocks inside the restorer
         a = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
         wait_state(url, a["id"], ("running",))
+        end = time.monotonic() + 30  # "running" starts at detection: wait until the run is inside the restorer,
+        while restorer.calls < 1:  # or a cancel could land on a stage boundary before it and finish the job at once
+            assert time.monotonic() < end, "the job never reached the restorer"
+            time.sleep(0.02)
         b = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
         assert b["state"] == "queued" and b["queue_position"] == 1
         r = requests.delete(f"{url}/v1/jobs/{b['id']}")
