@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from prefrestore.checkpoints import from_pretrained, save_pretrained
+from prefrestore.checkpoints import average_pretrained, from_pretrained, save_pretrained
 from prefrestore.errors import CheckpointError, ImageError, UserError
 from prefrestore.flow.paths import flow_matching_loss
 from prefrestore.flow.schedules import train_sigmas
@@ -172,6 +172,22 @@ def test_save_then_load_is_exact(tiny_model, tmp_path):
     lq = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
     g = lambda: [torch.Generator().manual_seed(7)]  # noqa: E731
     assert torch.equal(tiny_model.restore(lq, generators=g(), steps=3), loaded.restore(lq, generators=g(), steps=3))
+
+
+def test_average_of_checkpoints_is_the_elementwise_mean(tmp_path):
+    a, b, c = (random_model("tiny", seed=s) for s in (0, 1, 2))
+    dirs = [save_pretrained(m, tmp_path / n) for m, n in ((a, "a"), (b, "b"), (c, "c"))]
+    avg = average_pretrained(dirs).state_dict()
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    for k, v in avg.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (sa[k] + sb[k] + sc[k]) / 3, atol=1e-6), k
+    assert any(not torch.equal(avg[k], sa[k]) for k in avg if avg[k].is_floating_point())  # it did average
+    one = average_pretrained(dirs[:1]).state_dict()
+    assert all(torch.equal(one[k], sa[k]) for k in sa)  # one folder: itself, exactly
+    big = random_model("small", seed=0)
+    with pytest.raises(CheckpointError, match="not one architecture|shape"):
+        average_pretrained([dirs[0], save_pretrained(big, tmp_path / "big")])
 
 
 def test_bad_checkpoints_give_one_line_errors(tiny_model, tmp_path):

@@ -50,8 +50,10 @@ fi
 # stage 4 (ours, issue 28): the grafted model's autoencoder fine-tuned for what people see (LPIPS-Alex, dlib identity,
 # pixel and latent losses), to its step 300; stage 4b goes on from there with the identity loss 4x stronger
 [ -d $R/small-stage4/checkpoints/step-00000300 ] || timed stage4 "$PY" -m prefrestore train configs/small/stage4.yaml threads=2
-train stage4b
-SFT=$R/small-stage4b/final
+C=$R/small-stage4b/checkpoints
+[ -d $C/step-00000300 ] || timed stage4b "$PY" -m prefrestore train configs/small/stage4b.yaml threads=2
+SFT=$R/stage4b-avg  # the average of stage 4b's steps 100, 250 and 300 (configs/small/stage4b.yaml says why)
+[ -d $SFT ] || "$PY" tools/average_checkpoints.py $C/step-00000{100,250,300}/model -o $SFT
 # sampling (start sigma x steps), picked on the training faces by LPIPS and identity under a PSNR floor
 [ -f $R/sampling.json ] ||
   timed pick "$PY" tools/pick_start_sigma.py $SFT --faces $R/rl_hq --presets paper photo \
