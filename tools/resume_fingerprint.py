@@ -194,11 +194,11 @@ def restore() -> dict:
 
 def demo(tmp: Path) -> dict:
     from prefrestore.demo import example_photos
-    from prefrestore.restore.api import load_restorer
     from prefrestore.restore.file_run import restore_photo_files
+    from prefrestore.restore.loaded import PipelineSettings, load_pipeline
 
     out = tmp / "demo"
-    restore_photo_files(example_photos(), out, load_restorer("default"))
+    restore_photo_files(example_photos(), out, load_pipeline(PipelineSettings(model="default", identity=False)))
     return {
         f"demo/{p.relative_to(out)}": hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(out.rglob("*.png"))

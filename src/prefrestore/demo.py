@@ -108,7 +108,7 @@ def _detail_caption(detail: dict | None) -> str:
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    from .restore.api import load_restorer
+    from .restore.loaded import PipelineSettings, load_pipeline
 
     photos = example_photos()
     if not photos:
@@ -125,10 +125,11 @@ def main() -> int:
     for sub in SUBFOLDERS:
         shutil.rmtree(OUT / sub, ignore_errors=True)
     t0 = time.perf_counter()
-    restorer = load_restorer(model)  # the model's own sampling defaults (steps, guidance, solver)
+    # the model's own sampling defaults (steps, guidance, solver); the demo reports no identity similarity
+    pipeline = load_pipeline(PipelineSettings(model=model, identity=False))
     from .restore.file_run import restore_photo_files  # detect -> align -> restore (batched) -> paste back -> files
 
-    summary = restore_photo_files(photos, OUT, restorer)
+    summary = restore_photo_files(photos, OUT, pipeline)
     seconds = time.perf_counter() - t0
     right = "restored" + (" (tiny, RANDOM weights)" if model == "tiny" else f" ({model} model)")
     rows, entries = [], []

@@ -189,13 +189,14 @@ def unknown_argument_hint(extras: list[str], parser: argparse.ArgumentParser) ->
 
 
 def _configs(args: argparse.Namespace, ranks=None):
-    """Validated configs from the arguments; a bad value is a one-line UserError naming the flag. ``args.device``
-    becomes this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher, ``distributed.py``)."""
+    """Validated settings from the arguments -> (the pipeline's settings, the output layout); a bad value is a
+    one-line UserError naming the flag. The device is this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK``
+    under a launcher: :meth:`~prefrestore.restore.loaded.PipelineSettings.on_rank`), also in ``args.device``."""
     from pathlib import Path
 
     from ..io.io_safety import shown
-    from ..restore.distributed import rank_device
     from ..restore.file_run import OutputLayout
+    from ..restore.loaded import PipelineSettings
     from ..restore.options import RestoreOptions, check_finite, check_sampling
     from ..restore.pipeline import PipelineConfig
 
@@ -207,7 +208,6 @@ def _configs(args: argparse.Namespace, ranks=None):
     check_finite(args.det_threshold, "--det-threshold", low=0, high=1, example="0.95")
     check_finite(args.min_face_size, "--min-face-size", low=0, example="20")
     check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, start_sigma=args.start_sigma, seed=args.seed)
-    args.device = rank_device(args.device, ranks)
     checks = [
         (0 < args.upscale <= 16, f"-s {args.upscale}: the upscale factor must be in (0, 16]"),
         (0 <= args.det_threshold <= 1, f"--det-threshold {args.det_threshold}: must be in [0, 1], e.g. 0.95"),
@@ -246,7 +246,19 @@ def _configs(args: argparse.Namespace, ranks=None):
     layout = OutputLayout(
         Path(args.output), ext=args.ext, suffix=args.suffix, overwrite=args.overwrite, jpeg_quality=args.jpeg_quality
     )
-    return config, layout
+    settings = PipelineSettings(
+        config,
+        model=args.model,
+        device=args.device,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        start_sigma=args.start_sigma,
+        official_numerics=args.official_numerics,
+        identity=args.identity == "auto",
+        bg_tile=args.bg_tile,
+    ).on_rank(ranks)
+    args.device = settings.device
+    return settings, layout
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,16 +269,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, group) -> int:
-    from dataclasses import replace
-
-    from ..faces.detect import build_detector
-    from ..faces.identity import load_identity_scorer
     from ..io.io_safety import check_output_folder, shown
-    from ..restore import api
-    from ..restore.control import Scorers
     from ..restore.file_run import plan_files, run_plan
+    from ..restore.loaded import load_pipeline
 
-    config, layout = _configs(args, group.ranks)  # every option is checked before any file is read or the model loads
+    settings, layout = _configs(
+        args, group.ranks
+    )  # every option is checked before any file is read or the model loads
     plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
     videos = None
     if not args.aligned:  # videos among the inputs, by content (an aligned run treats every input as a crop)
@@ -283,49 +292,26 @@ def _run(args: argparse.Namespace, group) -> int:
             f"{shown(' '.join(args.input))}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif, .gif); "
             "check the path"
         )
-    mine, device = group.shard(plan), args.device
+    mine = group.shard(plan)
     summary, video_code = None, 0
     if mine.todo or (videos and videos.todo):
         check_output_folder(layout.root)
-        if args.bg_upsampler == "realesrgan":
-            config = replace(config, upsampler=_realesrgan(args, device))
-        restorer = load_restorer_or_fail(
-            api.load_restorer,
-            args.model,
-            device=device,
-            steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            start_sigma=args.start_sigma,
-            numerics="official" if args.official_numerics else None,
-        )  # seed and batch size: PipelineConfig's (from _configs), passed on every restorer call
-        # with --aligned the detector only checks that each crop is one (a whole photo fails, one line, not squashed)
-        detector = build_detector("mtcnn", device=device, min_face_size=max(12.0, args.min_face_size))
-        aligned_check, detector = (detector, None) if args.aligned else (None, detector)
-        identity = load_identity_scorer() if args.identity == "auto" else None
-        scorers = Scorers.for_options(config.options, identity=identity, device=device)
-        run_info = _run_info(args, config, restorer)
+        # restorer, detector (with --aligned it only checks that each crop is one), identity scorer, rerank
+        # scorers and background upsampler, once, on this rank's device; seed and batch size are its config's
+        pipeline = load_pipeline(settings)
+        _warn_cpu_upsampler(pipeline)
+        run_info = _run_info(args, pipeline)
         images, faces, progress = _progress_bars(len(mine.todo), draw=group.is_main)
         try:
             if mine.todo:
-                summary = run_plan(
-                    mine,
-                    restorer,
-                    layout,
-                    detector=detector,
-                    config=config,
-                    identity=identity,
-                    progress=progress,
-                    run_info=run_info,
-                    scorers=scorers,
-                    aligned_check=aligned_check,
-                )
+                summary = run_plan(mine, pipeline, layout, aligned=args.aligned, progress=progress, run_info=run_info)
         finally:
             faces.close()
             images.close()
         if videos and videos.todo:
-            video_code = restore_video.run(args, videos, restorer, detector, config, layout, run_info)
+            video_code = restore_video.run(args, videos, pipeline, layout, run_info)
     elif videos and videos.skipped:
-        video_code = restore_video.run(args, videos, None, None, config, layout, {})
+        video_code = restore_video.run(args, videos, None, layout, {}, config=settings.config)
     summary = group.merge(plan, mine, summary)
     if not group.is_main:
         return summary.exit_code if summary else (1 if plan.failed else 0)
@@ -334,8 +320,11 @@ def _run(args: argparse.Namespace, group) -> int:
     return max(_print_summary(plan, summary, layout, aligned=args.aligned), video_code)
 
 
-def _run_info(args: argparse.Namespace, config, restorer) -> dict:
+def _run_info(args: argparse.Namespace, pipeline) -> dict:
     """What the run report says about the model and the input kind."""
+    from ..restore.control import FIDELITY_DIAL, can
+
+    restorer = pipeline.restorer
     run_info = {
         "model": {
             "name": args.model,
@@ -349,7 +338,7 @@ def _run_info(args: argparse.Namespace, config, restorer) -> dict:
         },
         "aligned_input": args.aligned,
     }
-    if config.options.fidelity is not None and hasattr(restorer, "fidelity_table"):
+    if pipeline.config.options.fidelity is not None and can(restorer, FIDELITY_DIAL):
         table = restorer.fidelity_table
         run_info["model"]["fidelity_table"] = {"source": table.source, "calibrated": table.calibrated}
     return run_info
@@ -382,18 +371,17 @@ def _progress_bars(total: int, *, draw: bool):
     return images, faces, progress
 
 
-def _realesrgan(args: argparse.Namespace, device: str):
-    """The Real-ESRGAN background upsampler on ``device`` (a one-line error when its weights are not converted)."""
-    from ..restore import realesrgan
+def _warn_cpu_upsampler(pipeline) -> None:
+    """The warning that --bg-upsampler realesrgan on the CPU is slow (the pipeline loaded it on its device)."""
+    from ..restore.realesrgan import RealESRGANUpsampler
 
-    up = realesrgan.build(device=device, tile=args.bg_tile)
-    if up.device.type == "cpu":
+    up = pipeline.config.upsampler
+    if isinstance(up, RealESRGANUpsampler) and up.device.type == "cpu":
         print(
             "warning: --bg-upsampler realesrgan on the CPU takes minutes per photo (~0.9 ms per input pixel on "
             "2 cores: a 1920x1280 photo is ~37 min); the estimate for each photo is logged",
             file=sys.stderr,
         )
-    return up
 
 
 def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
@@ -415,23 +403,6 @@ def _guard_counts(summary) -> str:
         return ""
     replaced = f", {summary.fallback} replaced by a safer restoration" if summary.fallback else ""
     return f"; identity guard: {summary.flagged} flagged{replaced}"
-
-
-def load_restorer_or_fail(load, model: str, **kwargs):
-    """``load(model, **kwargs)``, with any failure of a model folder (unreadable JSON, a tokenizer that wants to run
-    code, a config too large to allocate) as one UserError line naming --model."""
-    from ..io.io_safety import shown
-    from ..restore.pipeline import failure
-
-    try:
-        return load(model, **kwargs)
-    except (UserError, KeyboardInterrupt):
-        raise
-    except Exception as err:
-        raise UserError(
-            f"--model {shown(model)}: {failure('loading the model', err)}; check the model folder or "
-            "pass --model default"
-        ) from None
 
 
 def _count(n: int, noun: str) -> str:
