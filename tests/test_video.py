@@ -389,14 +389,18 @@ def test_temporal_blend_lets_a_real_change_through_at_once():
 def test_fidelity_and_colour_fix_apply_to_videos_and_best_of_n_does_not(tmp_path, clips, det):
     """--fidelity reaches the restorer on every face of every frame; a video restores one candidate per face and
     never falls back per frame (the face would switch between restorations)."""
+    from prefrestore.models.fidelity_dial import FidelityPoint
     from prefrestore.restore.options import RestoreOptions
 
     class DialRestorer(IdentityRestorer):
-        capabilities = frozenset({"fidelity"})
+        capabilities = frozenset({"fidelity"})  # the dial: restore(fidelity=), setting(f)
 
         def restore(self, faces, *, seed=0, fidelity=None):
             self.seen.append((len(faces), seed, fidelity))
             return [np.clip(f.astype(int) + 40, 0, 255).astype(np.uint8) for f in faces]  # a tone shift
+
+        def setting(self, fidelity):
+            return FidelityPoint(fidelity, 1.0, 1.0)
 
     def run(name, **opts):
         r = DialRestorer()

@@ -191,7 +191,7 @@ def load_pipeline(settings: PipelineSettings | None = None, *, ranks: Ranks | No
         from . import realesrgan
 
         config = dataclasses.replace(config, upsampler=realesrgan.build(device=device, tile=settings.bg_tile))
-    restorer = _load_restorer(settings, config.batch_size)
+    restorer = _load_restorer(settings)  # no seed, no batch size: the config's, passed on every call
     detector = None
     if settings.detector:
         from ..faces.detect import build_detector
@@ -210,7 +210,7 @@ def load_pipeline(settings: PipelineSettings | None = None, *, ranks: Ranks | No
     return pipe
 
 
-def _load_restorer(settings: PipelineSettings, batch_size: int):
+def _load_restorer(settings: PipelineSettings):
     """``api.load_restorer`` for the settings; any failure of a model folder (unreadable JSON, a tokenizer that
     wants to run code, a config too large to allocate) is one UserError line naming --model."""
     from . import api
@@ -224,7 +224,6 @@ def _load_restorer(settings: PipelineSettings, batch_size: int):
             start_sigma=settings.start_sigma,
             deterministic=settings.deterministic,
             dtype=settings.dtype,
-            batch_size=batch_size,
             numerics="official" if settings.official_numerics else None,
         )
     except (UserError, KeyboardInterrupt):
