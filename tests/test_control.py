@@ -1,7 +1,9 @@
 """Restoration control: the fidelity dial, the options schema, best-of-N reranking, the identity guard, colour."""
 
 import argparse
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -114,7 +116,7 @@ def test_bundled_model_dial_is_monotonic_in_closeness_to_the_input(heldout_crops
 
 def test_options_one_schema_for_cli_mapping_and_json():
     p = argparse.ArgumentParser()
-    options.add_arguments(p)
+    options.add_arguments(p, "restore")
     args = p.parse_args(
         [
             "--fidelity",
@@ -131,8 +133,8 @@ def test_options_one_schema_for_cli_mapping_and_json():
             "0.5",
         ]
     )
-    from_cli = RestoreOptions.from_namespace(args)
-    from_json = RestoreOptions.from_mapping(
+    from_cli = options.RestoreSettings.from_namespace(args).control
+    from_json = RestoreOptions.from_dict(
         {
             "fidelity": 0.7,
             "candidates": 3,
@@ -143,23 +145,27 @@ def test_options_one_schema_for_cli_mapping_and_json():
         }
     )
     assert from_cli == from_json and from_cli.faces == (0, 2)
-    assert RestoreOptions.from_namespace(p.parse_args([])) == RestoreOptions()
+    assert options.RestoreSettings.from_namespace(p.parse_args([])).control == RestoreOptions()
     schema = options.json_schema()
-    assert set(schema["properties"]) == {s.name for s in options.OPTIONS}
+    assert {f.name for f in dataclasses.fields(RestoreOptions)} <= set(schema["properties"])
     assert schema["properties"]["fidelity"]["anyOf"][0]["maximum"] == 1.0
     assert "1 = closest to the input" in schema["properties"]["fidelity"]["description"]
     assert schema["properties"]["identity_guard"]["enum"] == ["off", "flag", "fallback"]
     for bad, match in [
-        ({"fidelity": 1.2}, "--fidelity 1.2"),
-        ({"candidates": 0}, "--candidates 0"),
+        ({"fidelity": 1.2}, "--fidelity 1.2 (fidelity): must be a number in [0, 1]"),
+        ({"candidates": 0}, "--candidates 0 (candidates): must be an integer in 1..64"),
         ({"identity_guard": "on"}, "--identity-guard"),
-        ({"colour": 1}, "unknown restore option"),
+        ({"colour": 1}, "control: unknown setting 'colour'"),
         ({"rerank_weights": {"musiq": 1}}, "unknown reward"),
         ({"faces": "0,x"}, "--faces"),
-        ({"max_face_size": 10, "min_face_size": 20}, "below --min-face-size"),
+        (
+            {"max_face_size": 10, "min_face_size": 20},
+            "--max-face-size 10.0 (max_face_size): below --min-face-size 20.0 (min_face_size)",
+        ),
+        ({"candidates": 2, "rerank_weights": {"psnr": 0}}, "all weights are 0"),
     ]:
-        with pytest.raises(ValueError, match=match):
-            RestoreOptions.from_mapping(bad)
+        with pytest.raises(options.SettingError, match=re.escape(match)):
+            RestoreOptions.from_dict(bad)
 
 
 def test_cli_rejects_fidelity_with_start_sigma(tmp_path, capsys):

@@ -11,8 +11,8 @@ import pytest
 
 from prefrestore.io.image import load_rgb
 from prefrestore.restore.control import FIDELITY_DIAL, PER_FACE_SEEDS, SetupError, sample_candidates
-from prefrestore.restore.loaded import Pipeline, PipelineSettings
-from prefrestore.restore.options import RestoreOptions
+from prefrestore.restore.loaded import Pipeline, on_rank
+from prefrestore.restore.options import RestoreOptions, RestoreSettings
 from prefrestore.restore.pipeline import PipelineConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "prefrestore" / "assets" / "examples"
@@ -82,8 +82,8 @@ def test_load_pipeline_puts_cuda_on_the_ranks_gpu(monkeypatch):
             monkeypatch.delenv(name, raising=False)
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        assert PipelineSettings(device="cuda").on_rank().device == "cuda:1"
-        assert PipelineSettings(device="cuda:0").on_rank().device == "cuda:0"
+        assert on_rank(RestoreSettings.from_flat({"device": "cuda"})).sampling.device == "cuda:1"
+        assert on_rank(RestoreSettings.from_flat({"device": "cuda:0"})).sampling.device == "cuda:0"
 
 
 def test_cli_settings_device_goes_through_the_rank(monkeypatch):
@@ -100,17 +100,18 @@ def test_cli_settings_device_goes_through_the_rank(monkeypatch):
     parser = argparse.ArgumentParser()
     restore.add_arguments(parser)
     args = parser.parse_args(["x.jpg", "--device", "cuda"])
+    restore.check_arguments(args)
     settings, _ = restore._configs(args, Ranks(1, 2, 1))
-    assert settings.device == "cuda:1" == args.device
+    assert settings.sampling.device == "cuda:1" == args.device == args.settings.sampling.device
 
 
 @pytest.mark.usefixtures("one_thread")
 def test_the_docs_example_restores_a_photo_in_memory():
     """docs/python-api.md's example, as written there (tiny random weights: the pipeline runs end to end)."""
-    from prefrestore.restore import PipelineSettings as Settings
-    from prefrestore.restore import load_pipeline as load
+    from prefrestore.restore import RestoreSettings, load_pipeline
 
-    pipe = load(Settings(model="tiny", identity=False))  # restorer, detector, scorers, upsampler: once
+    settings = RestoreSettings.from_flat({"model": "tiny", "identity": "off"})  # any setting by name
+    pipe = load_pipeline(settings)  # restorer, detector, scorers, upsampler: loaded once
     photo = load_rgb(EXAMPLES / "grace_hopper.jpg")  # uint8 (H, W, 3) RGB
     result = pipe.restore_photo(photo)  # the restored photo and a per-face report
     assert result.ok and result.photo.color.shape == (468, 400, 3)
@@ -146,7 +147,8 @@ def test_server_restores_without_a_cli_report_round_trip(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(json, "loads", loads)
     workdir = tmp_path / "work"
-    app = create_app(ServerSettings(workdir=workdir), lambda: load_runner("tiny", workdir, identity=False))
+    settings = RestoreSettings.from_flat({"model": "tiny", "identity": "off"})
+    app = create_app(ServerSettings(workdir=workdir, restore=settings), lambda: load_runner(settings))
     with running_server(app, timeout=120) as url:
         r = post(url, (EXAMPLES / "grace_hopper.jpg").read_bytes(), "g.jpg", {"upscale": 1})
         assert r.status_code == 200, r.text

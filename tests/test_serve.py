@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import os
+import re
 import struct
 import time
 import zipfile
@@ -25,9 +26,10 @@ pytest.importorskip("fastapi_offline")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
-from prefrestore.restore.options import OPTIONS  # noqa: E402
+from prefrestore.restore.options import RestoreSettings, SettingError, specs  # noqa: E402
+from prefrestore.restore.pipeline import PipelineConfig  # noqa: E402
 from prefrestore.serving.app import safe_name  # noqa: E402
-from prefrestore.serving.schemas import OptionError, RestoreOptions, ServerSettings  # noqa: E402
+from prefrestore.serving.schemas import ServerSettings, batch_key  # noqa: E402
 from serve_helpers import (  # noqa: E402
     EXAMPLES,
     BrokenRestorer,
@@ -189,7 +191,7 @@ def test_bad_image_and_corrupt_upload(server):
 def test_bad_options_are_422(server):
     url, _, _ = server
     r = post(url, GRACE, options={"upscale": 100})
-    assert r.status_code == 422 and r.json()["detail"].startswith("options.upscale: 100.0 is out of range")
+    assert r.status_code == 422 and r.json()["detail"] == "-s 100 (upscale): must be a number in [0.25, 8]"
     r = post(url, GRACE, options={"sharpness": 1})
     assert r.status_code == 422 and "unknown option 'sharpness'" in r.json()["detail"]
     r = requests.post(url + "/v1/restore", files={"file": ("a.jpg", GRACE)}, data={"options": "{upscale"})
@@ -232,6 +234,10 @@ def test_cancel_queued_and_running_jobs(tmp_path, fast):
         restorer.gate.clear()  # the worker blocks inside the restorer
         a = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
         wait_state(url, a["id"], ("running",))
+        end = time.monotonic() + 30  # "running" starts at detection: wait until the run is inside the restorer,
+        while restorer.calls < 1:  # or a cancel could land on a stage boundary before it and finish the job at once
+            assert time.monotonic() < end, "the job never reached the restorer"
+            time.sleep(0.02)
         b = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
         assert b["state"] == "queued" and b["queue_position"] == 1
         r = requests.delete(f"{url}/v1/jobs/{b['id']}")
@@ -432,7 +438,7 @@ def _cli_config(flags):
     restore.add_arguments(parser)
     args = parser.parse_args(["x.jpg", *flags])
     settings, layout = restore._configs(args)
-    return (settings.config, layout), args.batch_size
+    return (PipelineConfig.for_settings(settings), layout), args.batch_size
 
 
 def test_options_schema_is_the_cli_schema():
@@ -498,59 +504,60 @@ def test_options_schema_is_the_cli_schema():
         ),
     ]:
         (config, layout), batch_size = _cli_config(flags)
-        mine = RestoreOptions.from_json(opts)
-        assert mine.pipeline_config(batch_size=batch_size) == config
-        got = mine.output_layout(layout.root)
-        assert (got.ext, got.jpeg_quality) == (layout.ext, layout.jpeg_quality)
-    with pytest.raises(OptionError, match="options.max_faces: expected an integer"):
-        RestoreOptions.from_json({"max_faces": "two"})
-    with pytest.raises(OptionError, match="options.faces: give at least one face index"):
-        RestoreOptions.from_json({"faces": []})
-    with pytest.raises(OptionError, match="options.fidelity"):
-        RestoreOptions.from_json({"fidelity": 1.5})
+        mine = RestoreSettings.from_request(opts)
+        assert PipelineConfig.for_settings(mine, batch_size=batch_size) == config
+        assert (mine.output.output_format, mine.output.jpeg_quality) == (layout.ext, layout.jpeg_quality)
+    with pytest.raises(SettingError, match=re.escape('--max-faces "two" (max_faces): must be an integer')):
+        RestoreSettings.from_request({"max_faces": "two"})
+    with pytest.raises(SettingError, match=re.escape("--faces [] (faces): give at least one face index")):
+        RestoreSettings.from_request({"faces": []})
+    with pytest.raises(SettingError, match="--fidelity 1.5"):
+        RestoreSettings.from_request({"fidelity": 1.5})
+    with pytest.raises(
+        SettingError, match=re.escape("--model (model): set by the server (prefrestore serve --model)")
+    ):
+        RestoreSettings.from_request({"model": "tiny"})
     # batching compares options: equal requests give equal, hashable keys; any option that differs splits them
-    a, b = RestoreOptions.from_json({"candidates": 2}), RestoreOptions.from_json({"candidates": 2, "upscale": 2})
-    assert a.batch_key() == b.batch_key() and hash(a.batch_key()) == hash(b.batch_key())
+    a, b = (
+        RestoreSettings.from_request({"candidates": 2}),
+        RestoreSettings.from_request({"candidates": 2, "upscale": 2}),
+    )
+    assert batch_key(a) == batch_key(b) and hash(batch_key(a)) == hash(batch_key(b))
     for other in ({"candidates": 3}, {"rerank_weights": {"psnr": 1}}, {"color_fix": "none"}, {"seed": 1}):
-        assert RestoreOptions.from_json(other).batch_key() != RestoreOptions().batch_key()
+        assert batch_key(RestoreSettings.from_request(other)) != batch_key(RestoreSettings())
 
 
-def test_option_listing_is_prefrestore_options(server):
-    """GET /v1/options lists every option of prefrestore.restore.options.OPTIONS as declared there (one owner: no server
-    field shares a name with them), and the page gets controls for the main ones."""
+def test_option_listing_is_the_declaration(server):
+    """GET /v1/options lists every setting a request may set, generated from prefrestore.restore.options (one owner), and
+    serves the JSON Schema the page builds its controls from; the settings of the server (model, device, ...) are
+    not in it."""
     url, _, _ = server
-    listing = requests.get(url + "/v1/options").json()["options"]
-    names = [o["name"] for o in listing]
-    assert len(names) == len(set(names))
+    info = requests.get(url + "/v1/options").json()
+    listing, schema = info["options"], info["schema"]
     by_name = {o["name"]: o for o in listing}
-    for spec in OPTIONS:
-        o = by_name[spec.name]
-        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-        assert (o["default"], o["help"], o["minimum"], o["maximum"], o["nullable"], o["source"]) == (
-            default,
+    table = specs()
+    assert list(by_name) == [name for name, (_, spec, _) in table.items() if spec.api] == list(schema["properties"])
+    for name, o in by_name.items():
+        group, spec, default = table[name]
+        assert (o["group"], o["help"], o["minimum"], o["maximum"], o["nullable"], o["flag"]) == (
+            group,
             spec.help,
             spec.minimum,
             spec.maximum,
             spec.nullable,
-            "prefrestore.restore.options",
-        ), spec.name
-        assert o["choices"] == list(spec.choices or ())
+            spec.flag,
+        ), name
+        assert schema["properties"][name]["description"] == spec.help
+    assert not {"model", "device", "steps", "batch_size", "suffix"} & set(by_name)
     assert "1 = closest to the input" in by_name["fidelity"]["help"]
     assert by_name["identity_guard"]["choices"] == ["off", "flag", "fallback"]
-    assert {"fidelity", "candidates", "identity_guard", "color_fix", "blend"} <= {
+    assert {"upscale", "fidelity", "candidates", "identity_guard", "color_fix", "blend"} <= {
         o["name"] for o in listing if o["ui"]
     }
-    assert {o["name"] for o in listing if o["source"] == "serve"} == {
-        "upscale",
-        "output_format",
-        "jpeg_quality",
-        "det_threshold",
-        "max_faces",
-        "only_center_face",
-        "color_match",
-        "seed",
-    }
-    assert RestoreOptions().to_json() == {o["name"]: o["default"] for o in listing}  # the defaults a request gets
+    assert RestoreSettings().request_json() == {
+        o["name"]: o["default"] for o in listing
+    }  # the defaults a request gets
+    assert {k: p["default"] for k, p in schema["properties"].items()} == RestoreSettings().request_json()
 
 
 def test_request_reaches_the_pipeline_as_the_cli_flags(server, monkeypatch):
@@ -587,12 +594,16 @@ def test_bad_control_options_are_422_naming_the_option(server):
         r = post(url, GRACE, options=options)
         detail = r.json()["detail"]
         assert r.status_code == 422 and "\n" not in detail, (options, r.status_code, detail)
-        assert detail.startswith(f"options.{name}") or f"unknown option {name!r}" in detail, detail
+        assert (
+            detail.startswith(f"--{name.replace('_', '-')} ")
+            and f"({name}):" in detail
+            or (f"unknown option {name!r}" in detail)
+        ), detail
     # valid, but this restorer cannot do it: the batch stops with one line before any face is restored (422: an
     # option the server cannot honour, not a server error)
     r = post(url, GRACE, "g.jpg", options={"fidelity": 0.5})
     assert r.status_code == 422 and r.json()["detail"] == (
-        "g.jpg: options.fidelity: this restorer has no fidelity dial (use a prefrestore model)"
+        "g.jpg: --fidelity: this restorer has no fidelity dial (use a prefrestore model)"
     )
 
 

@@ -25,14 +25,14 @@ pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
 from prefrestore.errors import UserError  # noqa: E402
+from prefrestore.restore.options import RestoreSettings, SettingError  # noqa: E402
 from prefrestore.serving import jobs  # noqa: E402
 from prefrestore.serving.schemas import (  # noqa: E402
     MAX_OPTIONS_BYTES,
-    OptionError,
-    RestoreOptions,
     ServerSettings,
     _json_depth,
     is_loopback,
+    request_settings,
     resolve_bind,
 )
 from serve_helpers import EXAMPLES, InvertRestorer, post, serve  # noqa: E402
@@ -115,23 +115,23 @@ def test_estimate_decays_while_idle(tmp_path, monkeypatch):
     q = jobs.JobQueue(runner, tmp_path, job_timeout_s=0.55, batch_wait_s=0.0)
     q.start()
     try:
-        first = q.submit("a.png", ".png", b"x", RestoreOptions())
+        first = q.submit("a.png", ".png", b"x", RestoreSettings())
         assert q.wait(first, 10)
         end = time.monotonic() + 10
         while q.stats()["running"]:  # the batch's time is recorded just after its jobs finish
             assert time.monotonic() < end
             time.sleep(0.01)
-        q.submit("b.png", ".png", b"x", RestoreOptions())  # idle (just): admitted
+        q.submit("b.png", ".png", b"x", RestoreSettings())  # idle (just): admitted
         with pytest.raises(jobs.QueueFull) as full:
-            q.submit("c.png", ".png", b"x", RestoreOptions())  # behind a 0.5 s one: 1.0 s > 0.44 s
+            q.submit("c.png", ".png", b"x", RestoreSettings())  # behind a 0.5 s one: 1.0 s > 0.44 s
         assert 1 <= full.value.retry_after <= 1  # capped at the job timeout, rounded up
         end = time.monotonic() + 10
         while q.stats()["queued"] or q.stats()["running"]:
             assert time.monotonic() < end
             time.sleep(0.02)
         time.sleep(0.6)  # 6 half-lives idle: the 0.5 s estimate is now < 0.01 s
-        q.submit("d.png", ".png", b"x", RestoreOptions())
-        q.submit("e.png", ".png", b"x", RestoreOptions())  # admitted too: expected 2 x < 0.01 s
+        q.submit("d.png", ".png", b"x", RestoreSettings())
+        q.submit("e.png", ".png", b"x", RestoreSettings())  # admitted too: expected 2 x < 0.01 s
     finally:
         q.stop()
 
@@ -292,10 +292,10 @@ def test_options_json_is_bounded():
         '{"upscale": 1e999}',
         "{",
     ):
-        with pytest.raises(OptionError) as err:
-            RestoreOptions.from_text(raw)
-        assert "\n" not in str(err.value) and str(err.value).startswith("options")
-    assert RestoreOptions.from_text('{"upscale": 1, "output_format": "png"}').output_format == "png"
+        with pytest.raises(SettingError) as err:
+            request_settings(raw)
+        assert "\n" not in str(err.value) and str(err.value).startswith(("options", "-s Infinity (upscale)"))
+    assert request_settings('{"upscale": 1, "output_format": "png"}').output.output_format == "png"
     assert _json_depth('{"a": "[[[[[[\\"[[", "b": [[1]]}') == 3  # brackets inside strings do not count
 
 

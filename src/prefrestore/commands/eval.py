@@ -15,6 +15,8 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..restore import options
+
     src = parser.add_argument_group("what to evaluate")
     src.add_argument("--data", help="benchmark folder: lq/+gt/ sub-folders (CelebA-Test style) or LQ images only")
     src.add_argument("--lq", help="folder of LQ faces (instead of --data)")
@@ -34,18 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     model = parser.add_argument_group("restoring")
-    model.add_argument(
-        "--model",
-        help="'bicubic', 'classical' or 'realesrgan' (baselines) or a prefrestore model: preset, folder or HF repo id",
-    )
     model.add_argument("--name", help="method name in tables (default: model or folder name)")
-    model.add_argument("--steps", type=int, help="sampling steps (model default if omitted)")
-    model.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
     model.add_argument("--stochastic", action="store_true", help="stochastic sampler instead of the deterministic one")
-    model.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
     model.add_argument("--samples", type=int, default=1, help="K samples per input (seeds seed..seed+K-1) for entropy")
-    model.add_argument("--batch-size", type=int, default=8)
-    model.add_argument("--device", default="cpu")
+    options.add_arguments(parser, "eval")  # --model, --steps, --guidance-scale, --device, --batch-size, --seed
 
     met = parser.add_argument_group("metrics")
     met.add_argument(
@@ -76,6 +70,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", help="run folder (created; an existing one is resumed)")
 
 
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """The settings eval takes (``args.settings``), checked before anything runs -> a usage message or None."""
+    from ..restore.options import SEED_MAX, RestoreSettings
+
+    args.settings = RestoreSettings.from_namespace(args, "eval")  # a bad value: a SettingError, one line, exit 2
+    sampling = args.settings.sampling
+    if not 1 <= args.samples <= 1000:
+        return f"--samples {args.samples}: must be an integer in 1..1000"
+    if sampling.seed + args.samples - 1 > SEED_MAX:
+        return f"--seed {sampling.seed} --samples {args.samples}: the last seed is above {SEED_MAX}"
+    return None
+
+
 def _metrics(arg: str) -> tuple[str, ...]:
     from ..metrics.suite import DEFAULT_METRICS, METRICS
 
@@ -101,20 +108,21 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise UserError("give a run folder with -o RUN")
     from ..eval.runner import EvalConfig, evaluate
-    from ..restore.options import check_device, check_sampling
+    from ..restore.options import check_device
 
-    check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, samples=args.samples)
-    if args.seed + args.samples - 1 > 2**63 - 1:
-        raise UserError(f"--seed {args.seed} --samples {args.samples}: the last seed is above 2**63 - 1")
+    if getattr(args, "settings", None) is None:  # run() called without the CLI's check_arguments
+        problem = check_arguments(args)
+        if problem:
+            raise UserError(problem)
+    sampling = args.settings.sampling
     for flag, value, low in (
-        ("--batch-size", args.batch_size, 1),
         ("--limit", args.limit, 1),
         ("--grid", args.grid, 0),
         ("--crop-border", args.crop_border, 0),
     ):
         if value is not None and value < low:
             raise UserError(f"{flag} {value}: must be >= {low}")
-    args.device = check_device(args.device)
+    device = check_device(sampling.device)
     from typing import get_args
 
     from ..metrics.suite import LandmarkChoice
@@ -129,15 +137,15 @@ def run(args: argparse.Namespace) -> int:
             lq=args.lq,
             gt=args.gt,
             restored=args.restored,
-            model=args.model,
+            model=sampling.model,
             name=args.name,
-            device=args.device,
-            steps=args.steps,
-            guidance_scale=args.guidance_scale,
+            device=device,
+            steps=sampling.steps,
+            guidance_scale=sampling.guidance_scale,
             deterministic=not args.stochastic,
-            seed=args.seed,
+            seed=sampling.seed,
             samples=args.samples,
-            batch_size=args.batch_size,
+            batch_size=sampling.batch_size,
             metrics=_metrics(args.metrics),
             fid=not args.no_fid,
             fid_ref=args.fid_ref,

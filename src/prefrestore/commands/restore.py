@@ -9,8 +9,8 @@
         [--identity-guard off|flag|fallback] [--faces I,J] [--max-face-size PX] [--blend A]
         [--color-fix lowfreq|meanstd|none] ...
 
-The restoration-control flags (fidelity, candidates, guard, colour, face choice and size, blend) are declared once
-in ``prefrestore.restore.options.OPTIONS``, shared with the Python API. GFPGAN's and CodeFormer's spellings (``-i``,
+The settings' flags (sampling, photo, output, control) are generated from their one declaration,
+``prefrestore.restore.options`` (shared with the Python API and the HTTP API: same names, bounds and messages). GFPGAN's and CodeFormer's spellings (``-i``,
 ``--input_path``, ``--output_path``, ``--has_aligned``, ``-w``, any flag with underscores) are accepted, and their
 flags with no counterpart answered in one line (:data:`FOREIGN_FLAGS`; docs/coming-from-gfpgan.md).
 
@@ -30,12 +30,6 @@ import sys
 from ..errors import UserError
 from . import restore_video
 
-# The choices the parser shows, written out here so that `restore --help` and a usage error import no torch: each is
-# the library's own value (faces.paste.BG_UPSAMPLERS, faces.paste.ColorMatch; tests/test_restore_cli.py checks that
-# they agree).
-BG_UPSAMPLERS = ("bicubic", "bilinear", "lanczos", "realesrgan")
-COLOR_MATCHES = ("lowfreq", "meanstd", "none")
-
 # GFPGAN / CodeFormer flags with no prefrestore counterpart -> the one line that says what to do instead (their
 # flags that do have one are accepted as spellings of ours, see add_arguments and docs/coming-from-gfpgan.md).
 FOREIGN_FLAGS = {
@@ -48,11 +42,6 @@ FOREIGN_FLAGS = {
     "--draw-box": "the face boxes, landmarks and scores are written to OUTPUT/reports/NAME.json",
     "--save-video-fps": "a restored video keeps its input's frame rate",
 }
-
-
-def _bg_upsampler(value: str) -> str:
-    """GFPGAN's ``--bg_upsampler none`` (no upsampler: facexlib resizes with Lanczos) is our lanczos."""
-    return "lanczos" if value.lower() == "none" else value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an input given as a flag (GFPGAN's -i/--input, CodeFormer's --input_path); may be repeated",
     )
     parser.add_argument("-o", "--output", "--output-path", default="results", help="output folder (default: results)")
-    parser.add_argument("-s", "--upscale", type=float, default=2.0, help="output size / input size (default: 2)")
     parser.add_argument(
         "--aligned",
         "--has-aligned",
@@ -89,86 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "generative, 1 = closest to the input (our dial is calibrated on measured closeness, "
         "so the same number is not the same look)",
     )
-    parser.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
-    parser.add_argument(
-        "--max-faces", type=int, default=None, metavar="N", help="restore at most N faces, largest first"
-    )
-    parser.add_argument(
-        "--det-threshold",
-        type=float,
-        default=0.95,
-        metavar="T",
-        help="detection confidence threshold in [0, 1] (default: 0.95)",
-    )
-    parser.add_argument(
-        "--ext",
-        choices=("auto", "png", "jpg"),
-        default="auto",
-        help="restored photo format; auto: JPEG for JPEG inputs, PNG otherwise (default: auto)",
-    )
-    parser.add_argument("--suffix", default="", help="suffix for restored photo names (default: none)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist (default: skip)")
-    parser.add_argument(
-        "--model",
-        default="default",
-        help="default (the bundled model, or the paper model when installed), tiny (random weights), "
-        "a model folder or a hub id (default: default)",
-    )
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale")
-    parser.add_argument(
-        "--start-sigma",
-        type=float,
-        default=None,
-        help="1.0 samples from pure noise; below 1 starts from the noised LQ (default: the model's)",
-    )
-    parser.add_argument(
-        "--official-numerics",
-        action="store_true",
-        help="compute the sampling loop as the official code does (bf16 noise, the state re-rounded "
-        "to the model's dtype every step, the [uncond, cond] CFG batch), to compare outputs with "
-        "the paper's release (default: the model's setting)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every face (default: 0)")
-    parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default: 95)")
-    parser.add_argument(
-        "--bg-upsampler",
-        type=_bg_upsampler,
-        choices=BG_UPSAMPLERS,
-        default="lanczos",
-        help="background upsampler: a resampler, or realesrgan (RealESRGAN_x4plus, converted with "
-        "`prefrestore convert-realesrgan`; meant for GPUs); none = lanczos (default: lanczos)",
-    )
-    parser.add_argument(
-        "--bg-tile",
-        type=int,
-        default=400,
-        metavar="PX",
-        help="realesrgan tile size in input pixels, bounds memory; 0 = untiled (default: 400)",
-    )
-    parser.add_argument(
-        "--color-match",
-        choices=COLOR_MATCHES,
-        default="lowfreq",
-        help="paste-back: match each restored face's colour and tone to the photo around it as it is "
-        "pasted (--color-fix colours the face crop itself, before it is written or pasted) "
-        "(default: lowfreq)",
-    )
-    parser.add_argument(
-        "--identity",
-        choices=("auto", "off"),
-        default="auto",
-        help="report LQ-to-restored identity similarity when dlib is installed (default: auto)",
-    )
+    options.add_arguments(
+        parser, "restore"
+    )  # the settings (prefrestore.restore.options): -s, --model, --fidelity, ...
     restore_video.add_arguments(parser)
-    options.add_arguments(parser)  # --fidelity, --candidates, --identity-guard, --faces, --min/max-face-size, ...
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
-    """After parsing, before anything runs: the inputs given as flags join the positional ones -> a usage message
-    for the restore parser, or None."""
+    """After parsing, before anything runs: the settings checked (``args.settings``, a
+    :class:`~prefrestore.restore.options.RestoreSettings`) and the inputs given as flags joined to the positional ones ->
+    a usage message for the restore parser, or None."""
+    from ..restore.options import RestoreSettings
+
+    args.settings = RestoreSettings.from_namespace(args, "restore")  # a bad value: a SettingError, one line, exit 2
     args.input = list(args.input) + list(args.input_flag)
     if not args.input:
         return "give at least one input: prefrestore restore PHOTO [PHOTO ...] -o OUTPUT (or -i PHOTO)"
@@ -189,75 +111,32 @@ def unknown_argument_hint(extras: list[str], parser: argparse.ArgumentParser) ->
 
 
 def _configs(args: argparse.Namespace, ranks=None):
-    """Validated settings from the arguments -> (the pipeline's settings, the output layout); a bad value is a
-    one-line UserError naming the flag. The device is this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK``
-    under a launcher: :meth:`~prefrestore.restore.loaded.PipelineSettings.on_rank`), also in ``args.device``."""
+    """The checked settings (``args.settings``, read from the flags when ``check_arguments`` did not run) with this
+    process's device, and the output layout; a bad value is a one-line UserError naming the flag. The device is
+    this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher:
+    :func:`prefrestore.restore.loaded.on_rank`), in ``args.settings`` and ``args.device``."""
     from pathlib import Path
 
     from ..io.io_safety import shown
     from ..restore.file_run import OutputLayout
-    from ..restore.loaded import PipelineSettings
-    from ..restore.options import RestoreOptions, check_finite, check_sampling
-    from ..restore.pipeline import PipelineConfig
+    from ..restore.loaded import on_rank
+    from ..restore.options import RestoreSettings
 
+    settings = getattr(args, "settings", None) or RestoreSettings.from_namespace(args, "restore")
     if not args.output.strip():
         raise UserError("-o '': empty output folder name; give a folder, e.g. -o results")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise UserError(f"-o {shown(args.output)}: exists and is not a folder; choose another -o")
-    check_finite(args.upscale, "-s", low=0, high=16, low_open=True, example="2")
-    check_finite(args.det_threshold, "--det-threshold", low=0, high=1, example="0.95")
-    check_finite(args.min_face_size, "--min-face-size", low=0, example="20")
-    check_sampling(steps=args.steps, guidance_scale=args.guidance_scale, start_sigma=args.start_sigma, seed=args.seed)
-    checks = [
-        (0 < args.upscale <= 16, f"-s {args.upscale}: the upscale factor must be in (0, 16]"),
-        (0 <= args.det_threshold <= 1, f"--det-threshold {args.det_threshold}: must be in [0, 1], e.g. 0.95"),
-        (
-            args.fidelity is None or (args.start_sigma is None and args.guidance_scale is None),
-            "--fidelity sets the start sigma and guidance itself; give --fidelity or --start-sigma/--guidance-scale",
-        ),
-        (args.max_faces is None or args.max_faces >= 1, f"--max-faces {args.max_faces}: must be >= 1"),
-        (args.batch_size >= 1, f"--batch-size {args.batch_size}: must be >= 1"),
-        (1 <= args.jpeg_quality <= 100, f"--jpeg-quality {args.jpeg_quality}: must be in 1..100"),
-        (args.steps is None or args.steps >= 1, f"--steps {args.steps}: must be >= 1"),
-        ("/" not in args.suffix and "\\" not in args.suffix, f"--suffix {args.suffix!r}: must not contain a slash"),
-        (
-            len(args.suffix.encode("utf-8", "surrogateescape")) <= 100 and "\0" not in args.suffix,
-            f"--suffix {shown(args.suffix)[:40]}...: at most 100 bytes, no NUL",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
-    try:
-        opts = RestoreOptions.from_namespace(args)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    config = PipelineConfig.for_photos(
-        opts,
-        upscale=args.upscale,
-        det_threshold=args.det_threshold,
-        max_faces=args.max_faces,
-        only_center_face=args.only_center_face,
-        color_match=args.color_match,
-        upsampler=args.bg_upsampler,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
+    args.settings = settings = on_rank(settings, ranks)
+    args.device = settings.sampling.device
+    out = settings.output
     layout = OutputLayout(
-        Path(args.output), ext=args.ext, suffix=args.suffix, overwrite=args.overwrite, jpeg_quality=args.jpeg_quality
+        Path(args.output),
+        ext=out.output_format,
+        suffix=out.suffix,
+        overwrite=args.overwrite,
+        jpeg_quality=out.jpeg_quality,
     )
-    settings = PipelineSettings(
-        config,
-        model=args.model,
-        device=args.device,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        start_sigma=args.start_sigma,
-        official_numerics=args.official_numerics,
-        identity=args.identity == "auto",
-        bg_tile=args.bg_tile,
-    ).on_rank(ranks)
-    args.device = settings.device
     return settings, layout
 
 
@@ -311,7 +190,10 @@ def _run(args: argparse.Namespace, group) -> int:
         if videos and videos.todo:
             video_code = restore_video.run(args, videos, pipeline, layout, run_info)
     elif videos and videos.skipped:
-        video_code = restore_video.run(args, videos, None, layout, {}, config=settings.config)
+        from ..restore.pipeline import PipelineConfig
+
+        config = PipelineConfig.for_settings(settings)
+        video_code = restore_video.run(args, videos, None, layout, {}, config=config)
     summary = group.merge(plan, mine, summary)
     if not group.is_main:
         return summary.exit_code if summary else (1 if plan.failed else 0)
@@ -324,17 +206,17 @@ def _run_info(args: argparse.Namespace, pipeline) -> dict:
     """What the run report says about the model and the input kind."""
     from ..restore.control import FIDELITY_DIAL, can
 
-    restorer = pipeline.restorer
+    sampling, restorer = args.settings.sampling, pipeline.restorer
     run_info = {
         "model": {
-            "name": args.model,
+            "name": sampling.model,
             "resolution": restorer.resolution,
-            "steps": args.steps,
-            "guidance_scale": args.guidance_scale,
-            "start_sigma": args.start_sigma,
-            "official_numerics": args.official_numerics,
-            "seed": args.seed,
-            "device": args.device,
+            "steps": sampling.steps,
+            "guidance_scale": sampling.guidance_scale,
+            "start_sigma": sampling.start_sigma,
+            "official_numerics": sampling.official_numerics,
+            "seed": sampling.seed,
+            "device": sampling.device,
         },
         "aligned_input": args.aligned,
     }

@@ -222,15 +222,17 @@ def duration(seconds: float) -> str:
 
 
 def _photo_only_options(options) -> list[str]:
-    """The flags of prefrestore.restore.options set away from their defaults that the video path does not apply."""
-    from ..restore.options import OPTIONS, RestoreOptions
+    """The flags of the control options set away from their defaults that the video path does not apply."""
+    import dataclasses
+
+    from ..restore.options import RestoreOptions
     from ..video.run import VIDEO_OPTIONS
 
     default = RestoreOptions()
     return [
-        spec.flag
-        for spec in OPTIONS
-        if spec.name not in VIDEO_OPTIONS and getattr(options, spec.name) != getattr(default, spec.name)
+        f.metadata["setting"].flag
+        for f in dataclasses.fields(RestoreOptions)
+        if f.name not in VIDEO_OPTIONS and getattr(options, f.name) != getattr(default, f.name)
     ]
 
 

@@ -39,7 +39,6 @@ def _port(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=_port, default=7860, help="port, 1..65535 (default: 7860)")
-    parser.add_argument("--model", default="default", help="model reference, as for `restore` (default: default)")
     parser.add_argument(
         "--token", default=None, help="bearer token required on /v1 (default: $PREFRESTORE_TOKEN; needed off loopback)"
     )
@@ -85,15 +84,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="allow this origin by CORS (repeatable; default: CORS off)",
     )
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=8, help="faces per restorer call (default: 8)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument(
-        "--identity",
-        choices=("auto", "off"),
-        default="auto",
-        help="report identity similarity when dlib is installed (default: auto)",
-    )
+    from ..restore import options
+
+    options.add_arguments(parser, "serve")  # --model, --steps, --device, --batch-size, --identity
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """The settings the server takes (``args.settings``), checked before anything runs -> a usage message or None."""
+    from ..restore.options import RestoreSettings
+
+    args.settings = RestoreSettings.from_namespace(args, "serve")  # a bad value: a SettingError, one line, exit 2
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             token=args.token or os.environ.get("PREFRESTORE_TOKEN") or None,
             cors_origins=tuple(args.cors_origin),
             allowed_hosts=tuple(args.allowed_host),
+            restore=args.settings,
         )
         sock = _bind(settings)  # before the (slow) imports and the model: a taken port fails at once
         try:
@@ -144,14 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     app = create_app(
         settings,
-        lambda: load_runner(
-            args.model,
-            workdir,
-            device=args.device,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            identity=args.identity == "auto",
-        ),
+        lambda: load_runner(args.settings),  # the pipeline of the server's settings (--model, --device, ...)
         on_shutdown=remove_temp,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host

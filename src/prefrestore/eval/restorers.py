@@ -119,27 +119,26 @@ def build_pipeline(spec: RestorerSpec, *, output_size: int):
     """-> the :class:`prefrestore.restore.loaded.Pipeline` eval restores with (its ``restore_crops``, no detector,
     no identity scorer): ``bicubic`` / ``classical`` / ``realesrgan`` -> the baselines at ``output_size``;
     anything else -> the model (:func:`~prefrestore.restore.loaded.load_pipeline`)."""
-    from ..restore.loaded import Pipeline, PipelineSettings, load_pipeline
+    from ..restore.loaded import Pipeline, load_pipeline
+    from ..restore.options import RestoreSettings
     from ..restore.pipeline import PipelineConfig
 
-    config = PipelineConfig(batch_size=spec.batch_size)
-    baselines = {"bicubic": BicubicRestorer, "classical": ClassicalRestorer}
+    baselines = {"bicubic": BicubicRestorer, "classical": ClassicalRestorer, "realesrgan": RealESRGANRestorer}
     if spec.model in baselines:
-        return Pipeline(baselines[spec.model](resolution=output_size), config=config, device=spec.device)
-    if spec.model == "realesrgan":
-        restorer = RealESRGANRestorer(resolution=output_size, device=spec.device)
-        return Pipeline(restorer, config=config, device=spec.device)
-    settings = PipelineSettings(
-        config,
-        model=spec.model,
-        device=spec.device,
-        steps=spec.steps,
-        guidance_scale=spec.guidance_scale,
-        deterministic=spec.deterministic,
-        detector=False,
-        identity=False,
+        kw = {"device": spec.device} if spec.model == "realesrgan" else {}
+        restorer = baselines[spec.model](resolution=output_size, **kw)
+        return Pipeline(restorer, config=PipelineConfig(batch_size=spec.batch_size), device=spec.device)
+    settings = RestoreSettings.from_flat(
+        {
+            "model": spec.model,
+            "device": spec.device,
+            "steps": spec.steps,
+            "guidance_scale": spec.guidance_scale,
+            "batch_size": spec.batch_size,
+            "identity": "off",
+        }
     )
-    return load_pipeline(settings)
+    return load_pipeline(settings, detector=False, deterministic=spec.deterministic)
 
 
 def build_restorer(spec: RestorerSpec, *, output_size: int) -> Restorer:

@@ -1,13 +1,13 @@
 """The pipeline object: every loaded component of restoration, built once, and what the drivers call.
 
-    >>> from prefrestore.restore import PipelineSettings, load_pipeline
-    >>> pipe = load_pipeline(PipelineSettings(model="tiny"))   # restorer, detector, identity, upsampler, scorers
-    >>> restored = pipe.restore_image(photo)                    # uint8 (H, W, 3) RGB in, upscaled RGB out
-    >>> result = pipe.restore_photo(photo)                      # the same with the per-face report (PhotoResult)
+    >>> from prefrestore.restore import RestoreSettings, load_pipeline
+    >>> pipe = load_pipeline(RestoreSettings.from_flat({"model": "tiny"}))  # restorer, detector, scorers, upsampler
+    >>> restored = pipe.restore_image(photo)     # uint8 (H, W, 3) RGB in, upscaled RGB out
+    >>> result = pipe.restore_photo(photo)       # the same with the per-face report (PhotoResult)
 
 :func:`load_pipeline` (or :meth:`Pipeline.from_pretrained`) builds the restorer (``api.load_restorer``), the MTCNN
 detector, the identity scorer of the guard, the rerank scorers and the background upsampler from one settings
-object, on one device: under ``torchrun`` / ``accelerate launch`` ``cuda`` becomes the rank's GPU
+object (the settings tree, :class:`~prefrestore.restore.options.RestoreSettings`), on one device: under ``torchrun`` / ``accelerate launch`` ``cuda`` becomes the rank's GPU
 (:func:`~prefrestore.restore.ranks.rank_device`, the only place that maps devices). The pipeline owns the run's
 device, batch size and seed (its :class:`~prefrestore.restore.pipeline.PipelineConfig`); every driver builds one and
 calls its methods: ``prefrestore restore`` (``file_run.run_plan``), videos, the server (in memory), ``make demo``
@@ -35,42 +35,16 @@ from ..io.io_safety import shown
 from ..io.photo_io import Photo
 from .aligned_crops import AlignedResult, restore_aligned
 from .control import FaceOutcome, Scorers, check_capabilities, restore_controlled
-from .options import RestoreOptions
+from .options import RestoreOptions, RestoreSettings, SamplingSettings
 from .pipeline import PhotoResult, PipelineConfig, Progress, Restorer, failure, restore_photos
 from .ranks import Ranks, rank_device
 
 
-@dataclass(frozen=True)
-class PipelineSettings:
-    """What :func:`load_pipeline` builds a pipeline from (one object, so a settings tree can take its place).
-
-    config: the run's photo, control, seed and batch size settings (``config.upsampler`` "realesrgan" loads the
-        converted Real-ESRGAN on ``device``, tiled at ``bg_tile`` input pixels).
-    model ... deterministic, dtype: :func:`prefrestore.restore.api.load_restorer`'s arguments.
-    device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; under a launcher ``cuda`` is the rank's GPU (:meth:`on_rank`).
-    detector: load the MTCNN detector (False: aligned crops only). detector_min_face_size: the smallest face it
-        looks for (None: ``config.options.min_face_size``, at least 12 px).
-    identity: load the dlib identity scorer when dlib is installed (the guard's and the report's similarity).
-    """
-
-    config: PipelineConfig = field(default_factory=PipelineConfig)
-    model: str = "default"
-    device: str = "cpu"
-    steps: int | None = None
-    guidance_scale: float | None = None
-    start_sigma: float | None = None
-    official_numerics: bool = False
-    deterministic: bool = True
-    dtype: Any = None  # a torch.dtype, or None for the model's
-    detector: bool = True
-    detector_min_face_size: float | None = None
-    identity: bool = True
-    bg_tile: int = 400
-
-    def on_rank(self, ranks: Ranks | None = None) -> PipelineSettings:
-        """The same settings with this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher;
-        an unavailable device is a one-line UserError). Idempotent."""
-        return dataclasses.replace(self, device=rank_device(self.device, ranks))
+def on_rank(settings: RestoreSettings, ranks: Ranks | None = None) -> RestoreSettings:
+    """The same settings with this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher,
+    :func:`~prefrestore.restore.ranks.rank_device`; an unavailable device is a one-line UserError). Idempotent."""
+    device = rank_device(settings.sampling.device, ranks)
+    return dataclasses.replace(settings, sampling=dataclasses.replace(settings.sampling, device=device))
 
 
 @dataclass(eq=False)
@@ -90,8 +64,9 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, model: str = "default", **settings: Any) -> Pipeline:
-        """``load_pipeline(PipelineSettings(model=model, **settings))``, in the diffusers manner."""
-        return load_pipeline(PipelineSettings(model=model, **settings))
+        """In the diffusers manner: ``load_pipeline`` of the default settings with ``model`` and any other settings
+        by name (``device="cuda"``, ``upscale=4``, ``candidates=4``, ...; the names of the settings tree)."""
+        return load_pipeline(RestoreSettings.from_flat({"model": model, **settings}))
 
     @property
     def resolution(self) -> int:
@@ -102,7 +77,10 @@ class Pipeline:
         return self.config.batch_size
 
     def with_config(self, config: PipelineConfig) -> Pipeline:
-        """The same loaded components under another run's settings (a server request's); scorers are shared."""
+        """The same loaded components under another run's settings (a server request's); scorers are shared, and
+        a loaded background upsampler stays when ``config`` names its kind."""
+        if config.upsampler == "realesrgan" and not isinstance(self.config.upsampler, str):
+            config = dataclasses.replace(config, upsampler=self.config.upsampler)
         return dataclasses.replace(self, config=config, scorer_cache=self.scorer_cache)
 
     def scorers(self, options: RestoreOptions | None = None) -> Scorers:
@@ -178,58 +156,73 @@ class Pipeline:
         )
 
 
-def load_pipeline(settings: PipelineSettings | None = None, *, ranks: Ranks | None = None) -> Pipeline:
+def load_pipeline(
+    settings: RestoreSettings | None = None,
+    *,
+    ranks: Ranks | None = None,
+    detector: bool = True,
+    detector_min_face_size: float | None = None,
+    deterministic: bool = True,
+    dtype: Any = None,
+) -> Pipeline:
     """Load every component ``settings`` asks for, once, on this process's device -> the :class:`Pipeline`.
 
+    settings: the settings tree (default: its defaults): ``sampling`` (model, steps, guidance, start sigma,
+        numerics, device, batch size, seed), ``photo`` (upscale, detection, colour, background upsampler and tile),
+        ``output.identity`` ("auto": the dlib identity scorer when installed), ``control``.
+    detector: load the MTCNN detector (False: aligned crops only); it looks for faces down to
+        ``detector_min_face_size`` px (None: ``control.min_face_size``, at least 12).
+    deterministic, dtype: :func:`prefrestore.restore.api.load_restorer`'s (greedy decoding; the model's dtype).
+
     A model that cannot be loaded, Real-ESRGAN weights that are not converted, an unavailable device or a setting
-    the restorer cannot honour are one-line UserErrors. The rerank scorers of ``settings.config.options`` are built
-    here too, so a missing reward fails before any input is read.
+    the restorer cannot honour are one-line UserErrors. The rerank scorers of the control options are built here
+    too, so a missing reward fails before any input is read.
     """
-    settings = (settings or PipelineSettings()).on_rank(ranks)
-    device, config = settings.device, settings.config
+    settings = on_rank(settings or RestoreSettings(), ranks)
+    device = settings.sampling.device
+    config = PipelineConfig.for_settings(settings)
     if config.upsampler == "realesrgan":
         from . import realesrgan
 
-        config = dataclasses.replace(config, upsampler=realesrgan.build(device=device, tile=settings.bg_tile))
-    restorer = _load_restorer(settings)  # no seed, no batch size: the config's, passed on every call
-    detector = None
-    if settings.detector:
+        config = dataclasses.replace(config, upsampler=realesrgan.build(device=device, tile=settings.photo.bg_tile))
+    restorer = _load_restorer(settings.sampling, deterministic, dtype)  # no seed, no batch size: the config's
+    face_detector = None
+    if detector:
         from ..faces.detect import build_detector
 
-        low = settings.detector_min_face_size
-        detector = build_detector(
-            "mtcnn", device=device, min_face_size=max(12.0, config.options.min_face_size) if low is None else low
-        )
+        low = max(12.0, config.options.min_face_size) if detector_min_face_size is None else detector_min_face_size
+        face_detector = build_detector("mtcnn", device=device, min_face_size=low)
     identity = None
-    if settings.identity:
+    if settings.output.identity == "auto":
         from ..faces.identity import load_identity_scorer
 
         identity = load_identity_scorer()
-    pipe = Pipeline(restorer, detector, config, identity=identity, device=device)
+    pipe = Pipeline(restorer, face_detector, config, identity=identity, device=device)
     pipe.scorers()
     return pipe
 
 
-def _load_restorer(settings: PipelineSettings):
-    """``api.load_restorer`` for the settings; any failure of a model folder (unreadable JSON, a tokenizer that
-    wants to run code, a config too large to allocate) is one UserError line naming --model."""
+def _load_restorer(sampling: SamplingSettings, deterministic: bool, dtype: Any):
+    """``api.load_restorer`` for the sampling settings; any failure of a model folder (unreadable JSON, a tokenizer
+    that wants to run code, a config too large to allocate) is one UserError line naming --model."""
     from . import api
 
+    model = sampling.model or "default"
     try:
         return api.load_restorer(
-            settings.model,
-            device=settings.device,
-            steps=settings.steps,
-            guidance_scale=settings.guidance_scale,
-            start_sigma=settings.start_sigma,
-            deterministic=settings.deterministic,
-            dtype=settings.dtype,
-            numerics="official" if settings.official_numerics else None,
+            model,
+            device=sampling.device,
+            steps=sampling.steps,
+            guidance_scale=sampling.guidance_scale,
+            start_sigma=sampling.start_sigma,
+            deterministic=deterministic,
+            dtype=dtype,
+            numerics="official" if sampling.official_numerics else None,
         )
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as err:
         raise UserError(
-            f"--model {shown(settings.model)}: {failure('loading the model', err)}; check the model folder or "
+            f"--model {shown(model)}: {failure('loading the model', err)}; check the model folder or "
             "pass --model default"
         ) from None

@@ -54,7 +54,7 @@ from ..faces.paste import (
 from ..faces.types import AlignedFace, RestoredFace
 from ..io.photo_io import MAX_PIXELS, Photo, float_to_pixels, pixels_to_float
 from .control import FaceOutcome, Scorers, SetupError, restore_controlled
-from .options import RestoreOptions
+from .options import RestoreOptions, RestoreSettings, check_value, specs
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +152,27 @@ class PipelineConfig:
             options, upscale=upscale, select=select, blend=BlendConfig(color_match=color_match), **kwargs
         )
 
+    @classmethod
+    def for_settings(cls, settings: RestoreSettings, **kwargs) -> PipelineConfig:
+        """The config of a whole :class:`~prefrestore.restore.options.RestoreSettings` (what ``prefrestore restore``
+        and ``prefrestore serve`` build): its photo settings, control options, batch size and seed; the rest (e.g.
+        a loaded ``upsampler``) from ``kwargs``."""
+        photo, sampling = settings.photo, settings.sampling
+        given = {
+            "upscale": photo.upscale,
+            "det_threshold": photo.det_threshold,
+            "max_faces": photo.max_faces,
+            "only_center_face": photo.only_center_face,
+            "color_match": photo.color_match,
+            "upsampler": photo.bg_upsampler,
+            "batch_size": sampling.batch_size,
+            "seed": sampling.seed,
+        }
+        return cls.for_photos(settings.control, **{**given, **kwargs})
+
     def __post_init__(self) -> None:
-        if not 0 < self.upscale <= 16:
-            raise ValueError(f"upscale={self.upscale} must be in (0, 16]")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+        for name in ("upscale", "batch_size"):  # the settings' own bounds and check (prefrestore.restore.options)
+            check_value(name, specs()[name][1], getattr(self, name))
 
 
 def _upsampler(kind) -> BackgroundUpsampler:

@@ -1,6 +1,6 @@
 """The job queue: bounded, one worker, batching across queued requests, per-job timeout, cancel, TTL cleanup.
 
-A job is one uploaded photo with its :class:`~prefrestore.serving.schemas.RestoreOptions`. ``submit`` refuses a new
+A job is one uploaded photo with its :class:`~prefrestore.restore.options.RestoreSettings`. ``submit`` refuses a new
 job with :class:`QueueFull` (the API answers 429 + Retry-After) when ``max_queued`` jobs are already waiting, or when
 the jobs ahead of it would take more than ``ADMIT_FRACTION`` of the job timeout at the recent per-photo speed (so
 an overloaded server says 429 at once instead of accepting work that would time out). Admission always recovers:
@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .schemas import RestoreOptions
+from ..restore.options import RestoreSettings
+from .schemas import batch_key
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Job:
 
     id: str
     name: str
-    options: RestoreOptions
+    options: RestoreSettings
     dir: Path
     upload: Path
     created: float
@@ -157,7 +158,7 @@ class JobQueue:
 
     # -- API -------------------------------------------------------------------------------------------------------
 
-    def submit(self, name: str, ext: str, data: bytes, options: RestoreOptions) -> Job:
+    def submit(self, name: str, ext: str, data: bytes, options: RestoreSettings) -> Job:
         """Store the upload in the job's own folder and queue it. Raises QueueFull."""
         with self._cond:
             now = time.monotonic()
@@ -343,8 +344,8 @@ class JobQueue:
     def _take_batch(self) -> list[Job]:
         """The oldest job and the queued jobs with its options, up to max_batch (lock held)."""
         first = self._pending[0]
-        key = first.options.batch_key()
-        batch = [j for j in self._pending if j.options.batch_key() == key][: self.max_batch]
+        key = batch_key(first.options)
+        batch = [j for j in self._pending if batch_key(j.options) == key][: self.max_batch]
         for j in batch:
             self._pending.remove(j)
             j.state, j.stage = "running", "starting"

@@ -24,9 +24,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from ..restore.options import RestoreSettings, json_schema
 from .jobs import TERMINAL, Job, JobQueue, QueueFull
 from .runner import ModelInfo, PipelineRunner
-from .schemas import RestoreOptions, ServerSettings, describe_options
+from .schemas import ServerSettings, describe_options
 from .uploads import read_upload, safe_name
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ UPLOAD_BODY = {
         "required": True,
         "description": (
             "multipart/form-data: a `file` part (the photo) and an optional `options` part (a JSON object, e.g. "
-            '`{"upscale": 2}`; GET /v1/options lists every option); or the raw image bytes as the body with an image '
+            '`{"upscale": 2}`, schema RestoreOptions; GET /v1/options lists every option); or the raw image bytes as the body with an image '
             "Content-Type (or application/octet-stream), its name and options in the `name` and `options` query "
             "parameters. Any other Content-Type is a 415."
         ),
@@ -106,7 +107,8 @@ UPLOAD_BODY = {
                         "options": {
                             "type": "string",
                             "example": '{"upscale": 2}',
-                            "description": 'the options as one JSON object, e.g. {"upscale": 2, "candidates": 4}',
+                            "description": 'the options as one JSON object, e.g. {"upscale": 2, "candidates": 4} '
+                            "(its schema: RestoreOptions under components/schemas)",
                         },
                     },
                 }
@@ -149,6 +151,8 @@ def document_errors(app: FastAPI) -> None:
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         components["ErrorBody"] = ErrorBody.model_json_schema()
+        options = {k: v for k, v in json_schema().items() if k != "$schema"}  # the request's options, generated
+        components["RestoreOptions"] = options
         app.openapi_schema = schema
         return schema
 
@@ -211,14 +215,14 @@ class Api:
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
-    async def read_upload(self, request: Request) -> tuple[str, str, bytes, RestoreOptions]:
-        return await read_upload(request, self.settings.max_pixels)
+    async def read_upload(self, request: Request) -> tuple[str, str, bytes, RestoreSettings]:
+        return await read_upload(request, self.settings.max_pixels, self.settings.restore)
 
     def result_url(self, job: Job) -> str:
         return f"/{API_VERSION}/jobs/{job.id}"
 
     @staticmethod
-    def submit(queue: JobQueue, name: str, ext: str, data: bytes, options: RestoreOptions) -> Job:
+    def submit(queue: JobQueue, name: str, ext: str, data: bytes, options: RestoreSettings) -> Job:
         try:
             return queue.submit(name, ext, data, options)
         except QueueFull as err:
@@ -245,7 +249,7 @@ class Api:
             "queue_position": self.server.queue.position(job),
             "faces_found": job.faces_found,
             "faces_restored": job.faces_restored,
-            "options": job.options.to_json(),
+            "options": job.options.request_json(),
             "error": job.error,
             "error_code": job.error_code,
             "urls": {"self": base, "events": f"{base}/events", "result": f"{base}/result"},
@@ -369,6 +373,7 @@ def add_restore_routes(app: FastAPI, api: Api) -> None:
         api.authorize(request)
         return {
             "options": describe_options(),
+            "schema": json_schema(),
             "model": server.model.to_json() if server.model else None,
             "limits": {
                 "max_body_bytes": settings.max_body_bytes,

@@ -22,11 +22,11 @@ from ..faces.detect import NOT_PICKED
 from ..io.image import save_rgb
 from ..io.photo_io import Photo, photo_for_format, read_photo, write_photo
 from ..restore.control import SetupError
-from ..restore.file_run import FileItem, memory_check, photo_notes, photo_report, read_failure
+from ..restore.file_run import FileItem, OutputLayout, memory_check, photo_notes, photo_report, read_failure
 from ..restore.loaded import Pipeline
+from ..restore.options import RestoreSettings
 from ..restore.pipeline import PhotoResult, PipelineConfig
 from .jobs import Job, JobQueue, Progress
-from .schemas import api_message
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class PipelineRunner:
         self.pipeline, self.model = pipeline, model
 
     def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Progress) -> None:
-        config = jobs[0].options.pipeline_config(batch_size=self.pipeline.batch_size)
+        config = PipelineConfig.for_settings(jobs[0].options, batch_size=self.pipeline.batch_size)
         by_id = {job.id: job for job in jobs}
         tracker = _FaceProgress(jobs, progress)
         progress(0.02, "finding faces")
@@ -83,7 +83,7 @@ class PipelineRunner:
                 tracker.on_event("image_done", 1)
         except SetupError as err:  # e.g. a rerank reward not installed: the same for every job of the batch
             for job in jobs:
-                queue.finish(job, error=f"{job.name}: {api_message(str(err))}", code="bad_option")
+                queue.finish(job, error=f"{job.name}: {err}", code="bad_option")
 
     def _decode(
         self, jobs: Sequence[Job], queue: JobQueue, config: PipelineConfig, tracker, reads: dict[str, float]
@@ -109,10 +109,12 @@ class PipelineRunner:
             return
         t0 = time.perf_counter()
         files: dict[str, Path] = {}
-        suffix = job.options.output_layout(job.dir).photo_path(FileItem(job.upload, job.id), aligned=False).suffix
+        out = job.options.output
+        layout = OutputLayout(job.dir, ext=out.output_format, jpeg_quality=out.jpeg_quality)
+        suffix = layout.photo_path(FileItem(job.upload, job.id), aligned=False).suffix
         photo, format_notes = photo_for_format(res.photo, suffix)
         files["output"] = job.dir / f"output{suffix}"
-        write_photo(files["output"], photo, quality=job.options.jpeg_quality)
+        write_photo(files["output"], photo, quality=layout.jpeg_quality)
         for f in res.faces:
             for role, image in (("cropped", f.aligned.crop), ("restored", f.restored)):
                 files[f"{role}_{f.index:02d}"] = job.dir / f"{role}_{f.index:02d}.png"
@@ -201,28 +203,12 @@ def _public(message: str, job: Job) -> str:
     return message.replace(str(job.upload), job.name).replace(str(job.dir), "")
 
 
-def load_runner(
-    model: str,
-    workdir: Path,
-    *,
-    device: str = "cpu",
-    steps: int | None = None,
-    batch_size: int = 8,
-    identity: bool = True,
-) -> tuple[PipelineRunner, ModelInfo]:
-    """Load the pipeline (:func:`prefrestore.restore.loaded.load_pipeline`: the restorer, the MTCNN detector and,
-    when dlib is installed and ``identity``, the identity scorer) -> the runner and its model info (what
-    ``prefrestore serve`` serves). ``workdir`` holds the jobs' folders (the queue's); the runner writes only there."""
-    from ..restore.loaded import PipelineSettings, load_pipeline
+def load_runner(settings: RestoreSettings) -> tuple[PipelineRunner, ModelInfo]:
+    """Load the pipeline of the server's settings (:func:`prefrestore.restore.loaded.load_pipeline`: the restorer,
+    the MTCNN detector and, when dlib is installed and ``output.identity`` is "auto", the identity scorer) -> the
+    runner and its model info (what ``prefrestore serve`` serves). The runner writes only into the jobs' folders."""
+    from ..restore.loaded import load_pipeline
 
-    settings = PipelineSettings(
-        PipelineConfig(batch_size=batch_size),
-        model=model,
-        device=device,
-        steps=steps,
-        detector_min_face_size=12.0,  # any request's --min-face-size >= 12
-        identity=identity,
-    )
-    pipeline = load_pipeline(settings)
-    info = model_info(model, pipeline.resolution)
+    pipeline = load_pipeline(settings, detector_min_face_size=12.0)  # any request's --min-face-size >= 12
+    info = model_info(settings.sampling.model or "default", pipeline.resolution)
     return PipelineRunner(pipeline, info), info

@@ -1,219 +1,58 @@
-"""Request options and server settings: plain dataclasses, no web framework needed to import them.
+"""The HTTP API's side of a request's settings, and the server settings: plain code, no web framework needed.
 
-:class:`RestoreOptions` is the schema of a restoration request, shared by the HTTP API (JSON ``options``), the page
-(which builds its controls from ``GET /v1/options``, i.e. from :func:`describe_options`) and Python
-(``RestoreOptions(...).pipeline_config()`` / ``.output_layout(root)`` feed ``prefrestore.restore.pipeline``). A request is
-one flat JSON object with two kinds of names:
-
-* the restoration-control options of ``prefrestore.restore.options.OPTIONS`` (fidelity, candidates, rerank_weights,
-  identity_guard, identity_threshold, color_fix, faces, min_face_size, max_face_size, blend): declared there only,
-  read and validated by ``prefrestore.restore.options.RestoreOptions.from_mapping`` (the CLI's names, defaults, bounds,
-  help and messages) and held in :attr:`RestoreOptions.control`;
-* the photo and output settings that are not in ``OPTIONS``, the fields below (each a flag of ``prefrestore
-  restore``: ``-s``, ``--ext``, ``--jpeg-quality``, ``--det-threshold``, ``--max-faces``, ``--only-center-face``,
-  ``--color-match``, ``--seed``).
-
-Both map onto the pipeline through ``PipelineConfig.for_photos``, the function ``prefrestore restore`` builds its
-config with. A new control option is added to ``prefrestore.restore.options.OPTIONS`` and appears here (API, listing,
-batching); to show it on the page, add its name to :data:`PAGE_CONTROLS`. A new photo-level setting is a field
-here with ``metadata=_opt(...)`` (kind, help, bounds, ``ui=True`` to show it on the page).
+A request's options are one flat JSON object of the settings of :class:`prefrestore.restore.options.RestoreSettings` that
+a request may set (``api`` in their declaration: seed, the photo and output settings, every control option), read
+by :meth:`~prefrestore.restore.options.RestoreSettings.from_request` over the server's own settings (model, steps, device,
+batch size: ``prefrestore serve``'s flags), and checked there by the one check of every setting, so a bad value
+gets the 422 answer with the same line as the command line's usage error. Here: the bounds on the raw text
+(:func:`request_settings`), the batching key, the option listing of ``GET /v1/options`` (generated from the same
+declaration, like the JSON Schema the page builds its controls from: :func:`prefrestore.restore.options.json_schema`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..restore import options
-from ..restore.options import OPTIONS, SPECS
-
-OPTION_KINDS = ("float", "int", "bool", "choice", "int_list", "weights")
-
-# The control options the page shows, with their step (None: not a number); the others are API-only.
-PAGE_CONTROLS: dict[str, float | None] = {
-    "fidelity": 0.05,
-    "candidates": 1,
-    "rerank_weights": None,
-    "identity_guard": None,
-    "color_fix": None,
-    "blend": 0.05,
-}
-
-
-def _opt(
-    kind: str,
-    help: str,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    choices: tuple[str, ...] = (),
-    ui: bool = False,
-    step: float | None = None,
-    nullable: bool = False,
-) -> dict:
-    assert kind in OPTION_KINDS
-    return {
-        "kind": kind,
-        "help": help,
-        "minimum": minimum,
-        "maximum": maximum,
-        "choices": list(choices),
-        "ui": ui,
-        "step": step,
-        "nullable": nullable,
-    }
-
-
-class OptionError(ValueError):
-    """A request option is unknown or out of range; ``str(err)`` is one line naming the option and the fix."""
-
-
-@dataclass(frozen=True)
-class RestoreOptions:
-    """What one restoration request may set. Defaults are ``prefrestore restore``'s."""
-
-    upscale: float = field(
-        default=2.0, metadata=_opt("float", "output size / input size", minimum=0.25, maximum=8, step=0.25, ui=True)
-    )
-    output_format: str = field(
-        default="auto",
-        metadata=_opt(
-            "choice",
-            "restored photo format; auto: JPEG for JPEG inputs, PNG otherwise",
-            choices=("auto", "png", "jpg"),
-            ui=True,
-        ),
-    )
-    jpeg_quality: int = field(default=95, metadata=_opt("int", "JPEG quality", minimum=1, maximum=100))
-    det_threshold: float = field(
-        default=0.95,
-        metadata=_opt(
-            "float",
-            "detection confidence threshold (real faces score > 0.97)",
-            minimum=0,
-            maximum=1,
-            step=0.01,
-            ui=True,
-        ),
-    )
-    max_faces: int | None = field(
-        default=None,
-        metadata=_opt("int", "restore at most N faces, largest first", minimum=1, maximum=1000, nullable=True),
-    )
-    only_center_face: bool = field(default=False, metadata=_opt("bool", "restore only the face nearest the centre"))
-    color_match: str = field(
-        default="lowfreq",
-        metadata=_opt(
-            "choice",
-            "paste-back: match each restored face's colour and tone to the photo around it as it is pasted "
-            "(prefrestore restore --color-match); color_fix colours the face crop itself, before it is written or pasted",
-            choices=("lowfreq", "meanstd", "none"),
-        ),
-    )
-    seed: int = field(
-        default=0, metadata=_opt("int", "sampling seed, the same for every face", minimum=0, maximum=2**31 - 1)
-    )
-    # the options of prefrestore.restore.options.OPTIONS (flat in the JSON, e.g. {"candidates": 4}), validated there
-    control: options.RestoreOptions = field(default_factory=options.RestoreOptions)
-
-    def __post_init__(self) -> None:
-        for f in _own_fields():
-            _check(f.name, getattr(self, f.name), f.metadata)
-        if not isinstance(self.control, options.RestoreOptions):
-            raise OptionError("control: expected a prefrestore.restore.options.RestoreOptions")
-
-    # -- mapping onto the pipeline (the same function as prefrestore restore's) ---------------------------------
-
-    def pipeline_config(self, *, batch_size: int = 8):
-        """-> :class:`prefrestore.restore.pipeline.PipelineConfig`, what ``prefrestore restore`` builds from the same flags."""
-        from ..restore.pipeline import PipelineConfig
-
-        return PipelineConfig.for_photos(
-            self.control,
-            upscale=self.upscale,
-            det_threshold=self.det_threshold,
-            max_faces=self.max_faces,
-            only_center_face=self.only_center_face,
-            color_match=self.color_match,
-            batch_size=batch_size,
-            seed=self.seed,
-        )
-
-    def output_layout(self, root: Path):
-        """-> :class:`prefrestore.restore.file_run.OutputLayout` under ``root`` (format and JPEG quality)."""
-        from ..restore.file_run import OutputLayout
-
-        return OutputLayout(Path(root), ext=self.output_format, jpeg_quality=self.jpeg_quality, overwrite=True)
-
-    def batch_key(self) -> tuple:
-        """Jobs with equal keys can share one pipeline run (one config, one detector, one layout); hashable. A face
-        selection refers to one photo's faces, so such a job runs alone."""
-        if self.control.faces is not None:
-            return ("alone", id(self))
-        return tuple(getattr(self, f.name) for f in _own_fields()) + (_frozen(self.control.to_dict()),)
-
-    def to_json(self) -> dict[str, Any]:
-        """The flat JSON object (what a request sends; every option, defaults included)."""
-        return {**{f.name: getattr(self, f.name) for f in _own_fields()}, **self.control.to_dict()}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> RestoreOptions:
-        """A flat JSON object -> options. Unknown names and wrong types or ranges raise :class:`OptionError`."""
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise OptionError('options: expected a JSON object such as {"upscale": 2}')
-        own = {f.name: f for f in _own_fields()}
-        unknown = sorted(set(data) - set(own) - set(SPECS))
-        if unknown:
-            raise OptionError(f"options: unknown option {unknown[0]!r}; known options: {', '.join([*own, *SPECS])}")
-        values = {name: _coerce(name, value, own[name].metadata) for name, value in data.items() if name in own}
-        try:
-            control = options.RestoreOptions.from_mapping({k: v for k, v in data.items() if k in SPECS})
-        except ValueError as err:
-            raise OptionError(api_message(str(err))) from None
-        return cls(**values, control=control)
-
-    @classmethod
-    def from_text(cls, raw: str | bytes | None) -> RestoreOptions:
-        """The ``options`` text of a request -> options. Bounded before parsing: at most ``MAX_OPTIONS_BYTES`` and
-        ``MAX_OPTIONS_DEPTH`` levels of nesting (a request is one flat object; a few option values are lists or
-        objects), so no request can make the parser recurse or allocate without bound. Every refusal is an
-        :class:`OptionError` of one line."""
-        import json
-
-        if raw is None or raw == "" or raw == b"":
-            return cls()
-        if len(raw) > MAX_OPTIONS_BYTES:
-            raise OptionError(
-                f"options: {len(raw)} bytes, above the {MAX_OPTIONS_BYTES} byte limit; send only the "
-                'options you change, e.g. {"upscale": 2}'
-            )
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        depth = _json_depth(text)
-        if depth > MAX_OPTIONS_DEPTH:
-            raise OptionError(
-                f"options: JSON nested {depth} levels deep (at most {MAX_OPTIONS_DEPTH}); send one flat "
-                'object such as {"upscale": 2}'
-            )
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise OptionError(f'options: not valid JSON ({err.msg}); e.g. {{"upscale": 2}}') from None
-        except (ValueError, RecursionError) as err:  # e.g. an integer of more digits than Python converts
-            raise OptionError(
-                f'options: unusable JSON ({str(err).splitlines()[0][:80]}); e.g. {{"upscale": 2}}'
-            ) from None
-        return cls.from_json(data)
-
+from ..restore.options import RestoreSettings, SettingError, specs
 
 MAX_OPTIONS_BYTES = 16 * 1024
 MAX_OPTIONS_DEPTH = 4
+
+
+def request_settings(raw: str | bytes | None, base: RestoreSettings | None = None) -> RestoreSettings:
+    """The ``options`` text of a request -> its settings (the server's ``base`` for the rest). Bounded before
+    parsing: at most ``MAX_OPTIONS_BYTES`` and ``MAX_OPTIONS_DEPTH`` levels of nesting (a request is one flat
+    object; a few option values are lists or objects), so no request can make the parser recurse or allocate
+    without bound. Every refusal is a :class:`~prefrestore.restore.options.SettingError` of one line."""
+    import json
+
+    base = base or RestoreSettings()
+    if raw is None or raw == "" or raw == b"":
+        return base
+    if len(raw) > MAX_OPTIONS_BYTES:
+        raise SettingError(
+            f"options: {len(raw)} bytes, above the {MAX_OPTIONS_BYTES} byte limit; send only the "
+            'options you change, e.g. {"upscale": 2}'
+        )
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    depth = _json_depth(text)
+    if depth > MAX_OPTIONS_DEPTH:
+        raise SettingError(
+            f"options: JSON nested {depth} levels deep (at most {MAX_OPTIONS_DEPTH}); send one flat "
+            'object such as {"upscale": 2}'
+        )
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SettingError(f'options: not valid JSON ({err.msg}); e.g. {{"upscale": 2}}') from None
+    except (ValueError, RecursionError) as err:  # e.g. an integer of more digits than Python converts
+        raise SettingError(
+            f'options: unusable JSON ({str(err).splitlines()[0][:80]}); e.g. {{"upscale": 2}}'
+        ) from None
+    return RestoreSettings.from_request(data, base=base)
 
 
 def _json_depth(text: str) -> int:
@@ -239,9 +78,12 @@ def _json_depth(text: str) -> int:
     return deepest
 
 
-def _own_fields() -> tuple[dataclasses.Field, ...]:
-    """The photo and output settings (every field but ``control``)."""
-    return tuple(f for f in dataclasses.fields(RestoreOptions) if f.name != "control")
+def batch_key(settings: RestoreSettings) -> tuple:
+    """Jobs with equal keys can share one pipeline run (one config, one detector, one layout); hashable. A face
+    selection refers to one photo's faces, so such a job runs alone."""
+    if settings.control.faces is not None:
+        return ("alone", id(settings))
+    return _frozen(settings.to_dict())
 
 
 def _frozen(value: Any) -> Any:
@@ -253,94 +95,30 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-_FLAG_NAMES = {spec.flag: spec.name for spec in OPTIONS}
-
-
-def api_message(message: str) -> str:
-    """A ``prefrestore.restore.options`` message, which names the CLI's flags (``--candidates 0: must be >= 1``) -> the
-    same message naming the request's JSON options (``options.candidates 0: must be >= 1``)."""
-    return re.sub(
-        r"--[a-z][a-z-]*", lambda m: f"options.{_FLAG_NAMES[m[0]]}" if m[0] in _FLAG_NAMES else m[0], message
-    )
-
-
-def _coerce(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
-    kind = meta["kind"]
-    if value is None and meta["nullable"]:
-        return None
-    bad = OptionError(f"options.{name}: expected {_kind_text(meta)}, got {value!r}")
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not (
-            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        ):
-            raise bad
-        return int(value)
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if kind == "choice":
-        if value not in meta["choices"]:
-            raise bad
-        return value
-    raise AssertionError(kind)
-
-
-def _check(name: str, value: Any, meta: Mapping[str, Any]) -> None:
-    if value is None:
-        if not meta["nullable"]:
-            raise OptionError(f"options.{name}: must not be null")
-        return
-    if meta["kind"] == "choice":
-        if value not in meta["choices"]:
-            raise OptionError(f"options.{name}: {value!r} is not one of {', '.join(meta['choices'])}")
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        raise OptionError(f"options.{name}: {value} is not a finite number")
-    lo, hi = meta["minimum"], meta["maximum"]
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise OptionError(f"options.{name}: {value} is out of range; expected {_kind_text(meta)}")
-
-
-def _kind_text(meta: Mapping[str, Any]) -> str:
-    kind = meta["kind"]
-    if kind == "choice":
-        return "one of " + ", ".join(meta["choices"])
-    rng = f" in [{meta['minimum']}, {meta['maximum']}]" if meta["minimum"] is not None else ""
-    text = {"float": "a number", "int": "an integer", "bool": "true or false"}[kind] + rng
-    return text + (" or null" if meta["nullable"] else "")
-
-
-_KINDS = {"number": "float", "integer": "int", "string": "choice", "indices": "int_list", "weights": "weights"}
+_LISTED_KINDS = {"number": "float", "integer": "int", "indices": "int_list"}
 
 
 def describe_options() -> list[dict[str, Any]]:
-    """Each option's name, default, kind, bounds, choices and help (``GET /v1/options``; the page builds its
-    controls from the entries with ``ui``): the photo settings, then every option of ``prefrestore.restore.options.OPTIONS``
-    as declared there (``source`` says which)."""
+    """Each setting a request may set: name, group, default, kind, bounds, choices, help, whether the page shows
+    it (``GET /v1/options``'s ``options``; generated from the declaration, as its ``schema`` is)."""
     out = []
-    for f in _own_fields():
-        out.append({"name": f.name, "default": f.default, **f.metadata, "source": "serve"})
-    for spec in OPTIONS:
-        assert spec.type != "string" or spec.choices, spec.name  # every string option is a choice
-        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+    for name, (group, spec, default) in specs().items():
+        if not spec.api:
+            continue
         out.append(
             {
-                "name": spec.name,
-                "default": dict(default) if isinstance(default, dict) else default,
-                "kind": _KINDS[spec.type],
+                "name": name,
+                "group": group,
+                "default": list(default) if isinstance(default, tuple) else default,
+                "kind": _LISTED_KINDS.get(spec.kind, spec.kind),
                 "help": spec.help,
                 "minimum": spec.minimum,
                 "maximum": spec.maximum,
-                "choices": list(spec.choices or ()),
-                "ui": spec.name in PAGE_CONTROLS,
-                "step": PAGE_CONTROLS.get(spec.name),
+                "choices": list(spec.choices or ()) if spec.kind == "choice" else [],
+                "ui": spec.ui,
+                "step": spec.step,
                 "nullable": spec.nullable,
-                "source": "prefrestore.restore.options",
+                "flag": spec.flag,
             }
         )
     return out
@@ -410,6 +188,8 @@ class ServerSettings:
     min_upload_bytes_per_s / upload_grace_s: after ``upload_grace_s`` an upload must keep up this average rate
         (``n`` bytes arrived by ``upload_grace_s + n / rate`` s), else 408: a trickling client is cut off.
     bind: the address actually bound (``host`` resolved once; set by the constructor).
+    restore: the settings every request starts from: the server's own (model, steps, device, batch size: ``prefrestore
+        serve``'s flags) and the defaults of those a request may set.
     """
 
     workdir: Path
@@ -431,6 +211,7 @@ class ServerSettings:
     upload_grace_s: float = 5.0
     batch_wait_s: float = 0.02
     bind: str = ""
+    restore: RestoreSettings = field(default_factory=RestoreSettings)
 
     def __post_init__(self) -> None:
         from ..errors import UserError

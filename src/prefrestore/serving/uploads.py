@@ -19,7 +19,8 @@ from fastapi import HTTPException, Request
 from ..errors import ImageError
 from ..io.image import IMAGE_EXTENSIONS
 from ..io.photo_io import probe_image, sniff_format
-from .schemas import OptionError, RestoreOptions
+from ..restore.options import RestoreSettings, SettingError
+from .schemas import request_settings
 
 
 def safe_name(filename: str | None) -> str:
@@ -108,8 +109,11 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
     return parts
 
 
-async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, bytes, RestoreOptions]:
-    """The request's image and options; 400/422 with one line for anything wrong."""
+async def read_upload(
+    request: Request, max_pixels: int, base: RestoreSettings | None = None
+) -> tuple[str, str, bytes, RestoreSettings]:
+    """The request's image and its settings (``base``, the server's, with the request's options); 400/422 with one
+    line for anything wrong."""
     ctype = request.headers.get("content-type", "")
     refused = unsupported_type(ctype)
     if refused:
@@ -130,8 +134,8 @@ async def read_upload(request: Request, max_pixels: int) -> tuple[str, str, byte
         filename, data = request.query_params.get("name"), body
     name = safe_name(filename)
     try:
-        options = RestoreOptions.from_text(raw_options)
-    except OptionError as err:
+        options = request_settings(raw_options, base)
+    except SettingError as err:
         raise HTTPException(422, str(err)) from None
     try:
         await asyncio.to_thread(probe_image, data, name, max_pixels=max_pixels)

@@ -1,7 +1,7 @@
 // prefrestore page: plain JS, no build step, no third-party code. Talks only to this server's /v1 API.
-// The option controls are built from GET /v1/options (options with ui: true: the server's photo settings and the
-// control options of prefrestore.restore.options the server lists for the page), so a new option appears here without
-// touching this file; each control's tooltip is the option's help.
+// The option controls are built from the JSON Schema of a request's options that GET /v1/options serves ("schema",
+// generated from the one declaration of the settings, prefrestore.restore.options; the properties with x-ui: true), so a
+// new setting appears here without touching this file; each control's tooltip is the setting's help.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -107,6 +107,19 @@ const IDENTITY_HELP = "Identity: how alike the restored face and the uploaded fa
   "model (dlib), 1 = the same face. The identity guard compares every restored face with its original; a face " +
   "that seems to have become someone else is flagged and, unless the guard is set to only mark it, replaced by a " +
   "closer restoration or by the original.";
+
+// The schema's properties -> the controls' descriptions (name, kind, bounds, choices, default, step, help).
+const KINDS = { number: "float", integer: "int", indices: "int_list" };
+function fromSchema(schema) {
+  return Object.entries(schema.properties).map(([name, p]) => {
+    const value = p.anyOf ? p.anyOf[0] : p;  // a nullable setting: [its type, null]
+    return {
+      name, help: p.description, default: p.default, ui: !!p["x-ui"], step: p["x-step"] ?? null,
+      kind: KINDS[p["x-kind"]] || p["x-kind"], nullable: !!p.anyOf, choices: value.enum || [],
+      minimum: value.minimum ?? value.exclusiveMinimum ?? null, maximum: value.maximum ?? null,
+    };
+  });
+}
 
 function buildOptions(list) {
   const form = $("#options");
@@ -447,7 +460,7 @@ async function init() {
   try { res = await api("/v1/options"); } catch (err) { $("#message").textContent = err.message; return; }
   if (!res.ok) { $("#message").textContent = await errorText(res); setTimeout(init, 3000); return; }
   const info = await res.json();
-  buildOptions(info.options);
+  buildOptions(fromSchema(info.schema));
   $("#model").textContent = info.model ? `model ${info.model.name} (${info.model.resolution} px faces)` : "model loading…";
   if (!info.model) setTimeout(init, 3000);
   const mb = (info.limits.max_body_bytes / 1048576).toFixed(0);
