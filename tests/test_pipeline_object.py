@@ -118,6 +118,8 @@ def test_the_docs_example_restores_a_photo_in_memory():
     assert len(result.faces) == 1 and result.faces[0].restored.shape == (128, 128, 3)
     assert np.array_equal(pipe.restore_image(photo), result.photo.color)  # same seed, same pixels
     assert pipe.batch_size == 8 and pipe.device == "cpu" and pipe.restorer.batch_size is None  # one owner
+    same = Pipeline.from_pretrained("tiny", identity="off", upscale=1)  # the diffusers spelling, settings by name
+    assert same.restore_photo(photo).photo.color.shape == photo.shape
 
 
 def test_server_restores_without_a_cli_report_round_trip(tmp_path, monkeypatch, one_thread):

@@ -7,8 +7,9 @@
 
 :func:`load_pipeline` (or :meth:`Pipeline.from_pretrained`) builds the restorer (``api.load_restorer``), the MTCNN
 detector, the identity scorer of the guard, the rerank scorers and the background upsampler from one settings
-object (the settings tree, :class:`~prefrestore.restore.options.RestoreSettings`), on one device: under ``torchrun`` / ``accelerate launch`` ``cuda`` becomes the rank's GPU
-(:func:`~prefrestore.restore.ranks.rank_device`, the only place that maps devices). The pipeline owns the run's
+object (the settings tree, :class:`~prefrestore.restore.options.RestoreSettings`), on one device: under
+``torchrun`` / ``accelerate launch`` ``cuda`` becomes the rank's GPU (:func:`on_rank` ->
+:func:`~prefrestore.restore.ranks.rank_device`, the only place that maps devices). The pipeline owns the run's
 device, batch size and seed (its :class:`~prefrestore.restore.pipeline.PipelineConfig`); every driver builds one and
 calls its methods: ``prefrestore restore`` (``file_run.run_plan``), videos, the server (in memory), ``make demo``
 and ``prefrestore eval``. The stages themselves stay functions of their inputs (``pipeline.py``,
