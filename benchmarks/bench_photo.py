@@ -37,6 +37,8 @@ class IdentityRestorer:
     def __init__(self, resolution: int):
         self.resolution = resolution
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         return [f.copy() for f in faces]
 

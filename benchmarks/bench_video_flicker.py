@@ -48,6 +48,8 @@ class IdentityRestorer:
     def __init__(self, resolution: int):
         self.resolution = resolution
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         return [f.copy() for f in faces]
 
@@ -57,6 +59,8 @@ class NewSeedEachFace:
 
     def __init__(self, inner):
         self.inner, self.resolution, self.count = inner, inner.resolution, 0
+
+    capabilities = frozenset()
 
     def restore(self, faces, *, seed=0):
         out = []

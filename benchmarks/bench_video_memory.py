@@ -28,6 +28,8 @@ import numpy as np
 class IdentityRestorer:
     resolution = 128
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         return [f.copy() for f in faces]
 

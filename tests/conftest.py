@@ -68,6 +68,8 @@ class IdentityRestorer:
     def __init__(self):
         self.calls: list[tuple[int, int]] = []
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         self.calls.append((len(faces), seed))
         return [f.copy() for f in faces]

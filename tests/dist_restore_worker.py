@@ -22,6 +22,8 @@ class IdentityRestorer:
     def __init__(self):
         self.calls = 0
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         self.calls += 1
         if self.calls >= 2 and os.environ.get("PREFRESTORE_TEST_KILL_RANK") == os.environ.get("RANK"):

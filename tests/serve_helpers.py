@@ -27,6 +27,8 @@ class InvertRestorer:
         self.gate = threading.Event()
         self.gate.set()
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         self.calls += 1
         self.batch_sizes.append(len(faces))
@@ -54,8 +56,14 @@ class FarIdentity:
 
 
 def fake_loader(restorer, detector, workdir: Path, *, batch_size: int = 8, identity=None):
+    """A loader of the server's runner around a pipeline of these components (``workdir``: the server's; the
+    runner writes only into the jobs' folders)."""
+    from prefrestore.restore.loaded import Pipeline
+    from prefrestore.restore.pipeline import PipelineConfig
+
     info = ModelInfo("test-invert", restorer.resolution, "0" * 64)
-    return lambda: (PipelineRunner(restorer, detector, info, workdir, batch_size=batch_size, identity=identity), info)
+    pipeline = Pipeline(restorer, detector, PipelineConfig(batch_size=batch_size), identity=identity)
+    return lambda: (PipelineRunner(pipeline, info), info)
 
 
 @contextmanager

@@ -191,6 +191,8 @@ class NoisyRestorer:
     def __init__(self):
         self.calls = []
 
+    capabilities = frozenset({"fidelity", "seeds"})
+
     def restore(self, faces, *, seed=0, seeds=None, fidelity=None):
         seeds = [seed] * len(faces) if seeds is None else list(seeds)
         self.calls.append((len(faces), tuple(seeds), fidelity))
@@ -303,6 +305,8 @@ class SwapRestorer:
     def __init__(self, other, honest_at_one=False):
         self.other, self.honest_at_one = other, honest_at_one
 
+    capabilities = frozenset({"fidelity"})
+
     def restore(self, faces, *, seed=0, fidelity=None):
         if self.honest_at_one and fidelity == 1.0:
             return [f.copy() for f in faces]
@@ -379,6 +383,8 @@ class DarkRestorer:
     """Returns every face darkened by 60 levels (so where it was pasted, and how strongly, is measurable)."""
 
     resolution = 128
+
+    capabilities = frozenset()
 
     def restore(self, faces, *, seed=0):
         return [np.clip(f.astype(int) - 60, 0, 255).astype(np.uint8) for f in faces]

@@ -16,6 +16,8 @@ from prefrestore.eval.report import compare
 from prefrestore.eval.runner import EvalConfig, evaluate
 from prefrestore.eval.testset import SyntheticSetConfig, build_testset
 from prefrestore.io.image import load_rgb, save_rgb
+from prefrestore.restore.loaded import Pipeline
+from prefrestore.restore.pipeline import PipelineConfig
 
 FAST = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
@@ -92,7 +94,9 @@ def test_resume_refuses_other_settings(testset: Path, tmp_path: Path) -> None:
 
 def test_fake_restorer_samples_and_entropy(testset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeRestorer()
-    monkeypatch.setattr(runner, "build_restorer", lambda spec, **kw: fake)
+    monkeypatch.setattr(
+        runner, "build_pipeline", lambda spec, **kw: Pipeline(fake, config=PipelineConfig(batch_size=spec.batch_size))
+    )
     cfg = EvalConfig(
         out=str(tmp_path / "run"),
         data=str(testset),

@@ -190,6 +190,8 @@ class _Restorer:
 
     resolution = 64
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         if any(f.mean() > 200 for f in faces):
             raise RestorationError("faces [0] of this batch came out NaN/infinite")

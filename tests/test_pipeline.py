@@ -20,6 +20,8 @@ class IdentityRestorer:
         self.resolution = resolution
         self.calls: list[tuple[int, int]] = []
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         self.calls.append((len(faces), seed))
         return [f.copy() for f in faces]

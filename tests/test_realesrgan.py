@@ -232,6 +232,8 @@ def test_pipeline_uses_a_learned_upsampler():
     class Identity:
         resolution = 64
 
+        capabilities = frozenset()
+
         def restore(self, faces, *, seed=0):
             return [f.copy() for f in faces]
 

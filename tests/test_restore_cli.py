@@ -464,6 +464,8 @@ class OtherPersonRestorer:
     def __init__(self, face):
         self.face = face
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         return [self.face.copy() for _ in faces]
 

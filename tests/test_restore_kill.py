@@ -32,6 +32,7 @@ from prefrestore import cli
 
 class Identity:
     resolution = 128
+    capabilities = frozenset()
     def restore(self, faces, *, seed=0):
         time.sleep(0.01 * len(faces))
         return [f.copy() for f in faces]

@@ -437,7 +437,8 @@ def _cli_config(flags):
     parser = argparse.ArgumentParser()
     restore.add_arguments(parser)
     args = parser.parse_args(["x.jpg", *flags])
-    return restore._configs(args), args.batch_size
+    settings, layout = restore._configs(args)
+    return (PipelineConfig.for_settings(settings), layout), args.batch_size
 
 
 def test_options_schema_is_the_cli_schema():
@@ -560,16 +561,16 @@ def test_option_listing_is_the_declaration(server):
 
 
 def test_request_reaches_the_pipeline_as_the_cli_flags(server, monkeypatch):
-    """Over HTTP, the config the server hands to run_plan equals the CLI's for the same options."""
-    from prefrestore.serving import runner
+    """Over HTTP, the config the server's pipeline restores with equals the CLI's for the same options."""
+    from prefrestore.restore.loaded import Pipeline
 
     seen = []
 
-    def spy(plan, restorer, layout, *, config, **kw):
-        seen.append(config)
+    def spy(self, items, **kw):
+        seen.append(self.config)
         raise RuntimeError("stopped by the test")
 
-    monkeypatch.setattr(runner, "run_plan", spy)
+    monkeypatch.setattr(Pipeline, "restore_photos", spy)
     url, _, _ = server
     r = post(url, GRACE, options={"candidates": 2, "identity_guard": "flag", "color_fix": "none", "blend": 0.5})
     assert r.status_code == 500 and "stopped by the test" in r.json()["detail"]

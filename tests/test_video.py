@@ -40,6 +40,8 @@ class IdentityRestorer:
         self.calls = 0
         self.fail_at = fail_at
 
+    capabilities = frozenset()
+
     def restore(self, faces, *, seed=0):
         self.calls += 1
         if self.fail_at is not None and self.calls >= self.fail_at:
@@ -231,6 +233,7 @@ from prefrestore.faces.detect import build_detector
 from prefrestore.video import VideoConfig, restore_video
 class Slow:
     resolution = 128
+    capabilities = frozenset()
     def restore(self, faces, *, seed=0):
         time.sleep(0.15)
         return [f.copy() for f in faces]
@@ -386,12 +389,18 @@ def test_temporal_blend_lets_a_real_change_through_at_once():
 def test_fidelity_and_colour_fix_apply_to_videos_and_best_of_n_does_not(tmp_path, clips, det):
     """--fidelity reaches the restorer on every face of every frame; a video restores one candidate per face and
     never falls back per frame (the face would switch between restorations)."""
+    from prefrestore.models.fidelity_dial import FidelityPoint
     from prefrestore.restore.options import RestoreOptions
 
     class DialRestorer(IdentityRestorer):
+        capabilities = frozenset({"fidelity"})  # the dial: restore(fidelity=), setting(f)
+
         def restore(self, faces, *, seed=0, fidelity=None):
             self.seen.append((len(faces), seed, fidelity))
             return [np.clip(f.astype(int) + 40, 0, 255).astype(np.uint8) for f in faces]  # a tone shift
+
+        def setting(self, fidelity):
+            return FidelityPoint(fidelity, 1.0, 1.0)
 
     def run(name, **opts):
         r = DialRestorer()

@@ -155,6 +155,8 @@ def guard(res, args, restorer, scorers, meter, base, lqs, default_out, S, run) -
         def __init__(self):
             self.i = 0
 
+        capabilities = frozenset({"fidelity"})
+
         def restore(self, faces, *, seed=0, fidelity=None):
             if fidelity is not None:
                 return restorer.restore(faces, seed=seed, fidelity=fidelity)

@@ -194,11 +194,15 @@ def restore() -> dict:
 
 def demo(tmp: Path) -> dict:
     from prefrestore.demo import example_photos
-    from prefrestore.restore.api import load_restorer
     from prefrestore.restore.file_run import restore_photo_files
+    from prefrestore.restore.loaded import load_pipeline
+    from prefrestore.restore.options import RestoreSettings
 
     out = tmp / "demo"
-    restore_photo_files(example_photos(), out, load_restorer("default"))
+    from prefrestore.restore.pipeline import PipelineConfig
+
+    settings = RestoreSettings.from_flat({"model": "default", "identity": "off"})
+    restore_photo_files(example_photos(), out, load_pipeline(settings).with_config(PipelineConfig()))  # as make demo
     return {
         f"demo/{p.relative_to(out)}": hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(out.rglob("*.png"))

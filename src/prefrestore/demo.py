@@ -108,7 +108,9 @@ def _detail_caption(detail: dict | None) -> str:
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    from .restore.api import load_restorer
+    from .restore.loaded import load_pipeline
+    from .restore.options import RestoreSettings
+    from .restore.pipeline import PipelineConfig
 
     photos = example_photos()
     if not photos:
@@ -125,10 +127,14 @@ def main() -> int:
     for sub in SUBFOLDERS:
         shutil.rmtree(OUT / sub, ignore_errors=True)
     t0 = time.perf_counter()
-    restorer = load_restorer(model)  # the model's own sampling defaults (steps, guidance, solver)
+    # the model's own sampling defaults (steps, guidance, solver); the demo reports no identity similarity
+    pipeline = load_pipeline(RestoreSettings.from_flat({"model": model, "identity": "off"}))
+    # the demo's own run settings, as they have always been: PipelineConfig's defaults, whose face selection has
+    # no minimum size beyond the detector's 20 px (the CLI's defaults select >= 20 px, the same faces here)
+    pipeline = pipeline.with_config(PipelineConfig())
     from .restore.file_run import restore_photo_files  # detect -> align -> restore (batched) -> paste back -> files
 
-    summary = restore_photo_files(photos, OUT, restorer)
+    summary = restore_photo_files(photos, OUT, pipeline)
     seconds = time.perf_counter() - t0
     right = "restored" + (" (tiny, RANDOM weights)" if model == "tiny" else f" ({model} model)")
     rows, entries = [], []

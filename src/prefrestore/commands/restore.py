@@ -111,28 +111,24 @@ def unknown_argument_hint(extras: list[str], parser: argparse.ArgumentParser) ->
 
 
 def _configs(args: argparse.Namespace, ranks=None):
-    """The pipeline config and output layout of the checked settings (``args.settings``, read from the flags when
-    ``check_arguments`` did not run); a bad value is a one-line UserError naming the flag. The device becomes this
-    process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher, ``distributed.py``), in
-    ``args.settings`` and ``args.device``."""
-    from dataclasses import replace
+    """The checked settings (``args.settings``, read from the flags when ``check_arguments`` did not run) with this
+    process's device, and the output layout; a bad value is a one-line UserError naming the flag. The device is
+    this process's checked device (``cuda`` -> ``cuda:LOCAL_RANK`` under a launcher:
+    :func:`prefrestore.restore.loaded.on_rank`), in ``args.settings`` and ``args.device``."""
     from pathlib import Path
 
     from ..io.io_safety import shown
-    from ..restore.distributed import rank_device
     from ..restore.file_run import OutputLayout
+    from ..restore.loaded import on_rank
     from ..restore.options import RestoreSettings
-    from ..restore.pipeline import PipelineConfig
 
     settings = getattr(args, "settings", None) or RestoreSettings.from_namespace(args, "restore")
     if not args.output.strip():
         raise UserError("-o '': empty output folder name; give a folder, e.g. -o results")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise UserError(f"-o {shown(args.output)}: exists and is not a folder; choose another -o")
-    device = rank_device(settings.sampling.device, ranks)
-    args.settings = settings = replace(settings, sampling=replace(settings.sampling, device=device))
-    args.device = device
-    config = PipelineConfig.for_settings(settings)
+    args.settings = settings = on_rank(settings, ranks)
+    args.device = settings.sampling.device
     out = settings.output
     layout = OutputLayout(
         Path(args.output),
@@ -141,7 +137,7 @@ def _configs(args: argparse.Namespace, ranks=None):
         overwrite=args.overwrite,
         jpeg_quality=out.jpeg_quality,
     )
-    return config, layout
+    return settings, layout
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,16 +148,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, group) -> int:
-    from dataclasses import replace
-
-    from ..faces.detect import build_detector
-    from ..faces.identity import load_identity_scorer
     from ..io.io_safety import check_output_folder, shown
-    from ..restore import api
-    from ..restore.control import Scorers
     from ..restore.file_run import plan_files, run_plan
+    from ..restore.loaded import load_pipeline
 
-    config, layout = _configs(args, group.ranks)  # every option is checked before any file is read or the model loads
+    settings, layout = _configs(
+        args, group.ranks
+    )  # every option is checked before any file is read or the model loads
     plan = group.share_plan(lambda: plan_files(args.input, layout, aligned=args.aligned))
     videos = None
     if not args.aligned:  # videos among the inputs, by content (an aligned run treats every input as a crop)
@@ -178,51 +171,29 @@ def _run(args: argparse.Namespace, group) -> int:
             f"{shown(' '.join(args.input))}: no images found (.png, .jpg, .jpeg, .bmp, .webp, .tif, .gif); "
             "check the path"
         )
-    mine, device = group.shard(plan), args.device
-    settings = args.settings
-    sampling = settings.sampling
+    mine = group.shard(plan)
     summary, video_code = None, 0
     if mine.todo or (videos and videos.todo):
         check_output_folder(layout.root)
-        if settings.photo.bg_upsampler == "realesrgan":
-            config = replace(config, upsampler=_realesrgan(settings.photo.bg_tile, device))
-        restorer = load_restorer_or_fail(
-            api.load_restorer,
-            sampling.model,
-            device=device,
-            steps=sampling.steps,
-            guidance_scale=sampling.guidance_scale,
-            start_sigma=sampling.start_sigma,
-            numerics="official" if sampling.official_numerics else None,
-        )  # seed and batch size: PipelineConfig's (from _configs), passed on every restorer call
-        # with --aligned the detector only checks that each crop is one (a whole photo fails, one line, not squashed)
-        detector = build_detector("mtcnn", device=device, min_face_size=max(12.0, settings.control.min_face_size))
-        aligned_check, detector = (detector, None) if args.aligned else (None, detector)
-        identity = load_identity_scorer() if settings.output.identity == "auto" else None
-        scorers = Scorers.for_options(config.options, identity=identity, device=device)
-        run_info = _run_info(args, config, restorer)
+        # restorer, detector (with --aligned it only checks that each crop is one), identity scorer, rerank
+        # scorers and background upsampler, once, on this rank's device; seed and batch size are its config's
+        pipeline = load_pipeline(settings)
+        _warn_cpu_upsampler(pipeline)
+        run_info = _run_info(args, pipeline)
         images, faces, progress = _progress_bars(len(mine.todo), draw=group.is_main)
         try:
             if mine.todo:
-                summary = run_plan(
-                    mine,
-                    restorer,
-                    layout,
-                    detector=detector,
-                    config=config,
-                    identity=identity,
-                    progress=progress,
-                    run_info=run_info,
-                    scorers=scorers,
-                    aligned_check=aligned_check,
-                )
+                summary = run_plan(mine, pipeline, layout, aligned=args.aligned, progress=progress, run_info=run_info)
         finally:
             faces.close()
             images.close()
         if videos and videos.todo:
-            video_code = restore_video.run(args, videos, restorer, detector, config, layout, run_info)
+            video_code = restore_video.run(args, videos, pipeline, layout, run_info)
     elif videos and videos.skipped:
-        video_code = restore_video.run(args, videos, None, None, config, layout, {})
+        from ..restore.pipeline import PipelineConfig
+
+        config = PipelineConfig.for_settings(settings)
+        video_code = restore_video.run(args, videos, None, layout, {}, config=config)
     summary = group.merge(plan, mine, summary)
     if not group.is_main:
         return summary.exit_code if summary else (1 if plan.failed else 0)
@@ -231,9 +202,11 @@ def _run(args: argparse.Namespace, group) -> int:
     return max(_print_summary(plan, summary, layout, aligned=args.aligned), video_code)
 
 
-def _run_info(args: argparse.Namespace, config, restorer) -> dict:
+def _run_info(args: argparse.Namespace, pipeline) -> dict:
     """What the run report says about the model and the input kind."""
-    sampling = args.settings.sampling
+    from ..restore.control import FIDELITY_DIAL, can
+
+    sampling, restorer = args.settings.sampling, pipeline.restorer
     run_info = {
         "model": {
             "name": sampling.model,
@@ -247,7 +220,7 @@ def _run_info(args: argparse.Namespace, config, restorer) -> dict:
         },
         "aligned_input": args.aligned,
     }
-    if config.options.fidelity is not None and hasattr(restorer, "fidelity_table"):
+    if pipeline.config.options.fidelity is not None and can(restorer, FIDELITY_DIAL):
         table = restorer.fidelity_table
         run_info["model"]["fidelity_table"] = {"source": table.source, "calibrated": table.calibrated}
     return run_info
@@ -280,18 +253,17 @@ def _progress_bars(total: int, *, draw: bool):
     return images, faces, progress
 
 
-def _realesrgan(tile: int, device: str):
-    """The Real-ESRGAN background upsampler on ``device`` (a one-line error when its weights are not converted)."""
-    from ..restore import realesrgan
+def _warn_cpu_upsampler(pipeline) -> None:
+    """The warning that --bg-upsampler realesrgan on the CPU is slow (the pipeline loaded it on its device)."""
+    from ..restore.realesrgan import RealESRGANUpsampler
 
-    up = realesrgan.build(device=device, tile=tile)
-    if up.device.type == "cpu":
+    up = pipeline.config.upsampler
+    if isinstance(up, RealESRGANUpsampler) and up.device.type == "cpu":
         print(
             "warning: --bg-upsampler realesrgan on the CPU takes minutes per photo (~0.9 ms per input pixel on "
             "2 cores: a 1920x1280 photo is ~37 min); the estimate for each photo is logged",
             file=sys.stderr,
         )
-    return up
 
 
 def _print_summary(plan, summary, layout, *, aligned: bool) -> int:
@@ -313,23 +285,6 @@ def _guard_counts(summary) -> str:
         return ""
     replaced = f", {summary.fallback} replaced by a safer restoration" if summary.fallback else ""
     return f"; identity guard: {summary.flagged} flagged{replaced}"
-
-
-def load_restorer_or_fail(load, model: str, **kwargs):
-    """``load(model, **kwargs)``, with any failure of a model folder (unreadable JSON, a tokenizer that wants to run
-    code, a config too large to allocate) as one UserError line naming --model."""
-    from ..io.io_safety import shown
-    from ..restore.pipeline import failure
-
-    try:
-        return load(model, **kwargs)
-    except (UserError, KeyboardInterrupt):
-        raise
-    except Exception as err:
-        raise UserError(
-            f"--model {shown(model)}: {failure('loading the model', err)}; check the model folder or "
-            "pass --model default"
-        ) from None
 
 
 def _count(n: int, noun: str) -> str:

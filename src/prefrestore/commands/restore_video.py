@@ -116,13 +116,17 @@ def video_config(args: argparse.Namespace, pipeline_config):
     )
 
 
-def run(args, plan, restorer, detector, pipeline_config, layout, run_info) -> int:
-    """Restore the planned videos with a frames bar (frames/s, ETA) per video on a terminal, and the estimate and
-    progress as log lines (:class:`FrameLog`) -> 1 when any failed, else 0."""
+def run(args, plan, pipeline, layout, run_info, *, config=None) -> int:
+    """Restore the planned videos with the pipeline's restorer and detector (:class:`prefrestore.restore.loaded.
+    Pipeline`; None when every video is skipped, then ``config`` is the run's PipelineConfig), a frames bar
+    (frames/s, ETA) per video on a terminal, and the estimate and progress as log lines (:class:`FrameLog`) ->
+    1 when any failed, else 0."""
     from tqdm import tqdm
 
     from ..video import run_videos
 
+    pipeline_config = pipeline.config if pipeline is not None else config
+    restorer, detector = (pipeline.restorer, pipeline.detector) if pipeline is not None else (None, None)
     config = video_config(args, pipeline_config)
     photo_only = _photo_only_options(pipeline_config.options)
     if photo_only:

@@ -144,17 +144,9 @@ def run(args: argparse.Namespace) -> int:
         if temp:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    sampling = args.settings.sampling
     app = create_app(
         settings,
-        lambda: load_runner(
-            sampling.model,
-            workdir,
-            device=sampling.device,
-            steps=sampling.steps,
-            batch_size=sampling.batch_size,
-            identity=args.settings.output.identity == "auto",
-        ),
+        lambda: load_runner(args.settings),  # the pipeline of the server's settings (--model, --device, ...)
         on_shutdown=remove_temp,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from ..restore.pipeline import Restorer
 class BicubicRestorer:
     """The "bicubic" baseline: the LQ upsampled (bicubic) to the output size; seed-independent."""
 
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # no fidelity dial, one seed per call
     resolution: int
 
     def restore(self, faces: Sequence[np.ndarray], *, seed: int = 0) -> list[np.ndarray]:
@@ -36,6 +38,7 @@ class ClassicalRestorer:
     sigma 3 the best mean PSNR-Y (26.75 / 23.57 dB; bicubic 26.34 / 23.19 on the same pairs).
     """
 
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # no fidelity dial, one seed per call
     resolution: int
     h: float = 6.0
     """NL-means luminance strength (0-255 scale); hColor = h."""
@@ -66,6 +69,7 @@ class RealESRGANRestorer:
     S, as face-restoration papers run a general-purpose upscaler on aligned faces. Needs the converted weights
     (``prefrestore convert-realesrgan --download``); about 15 s per 128 px face on 2 CPU cores."""
 
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # no fidelity dial, one seed per call
     resolution: int
     device: str = "cpu"
     upsampler: object | None = None
@@ -111,21 +115,32 @@ class RestorerSpec:
     batch_size: int = 8
 
 
-def build_restorer(spec: RestorerSpec, *, output_size: int) -> Restorer:
-    """``bicubic`` / ``classical`` -> the baselines at ``output_size``; anything else -> api.load_restorer."""
-    if spec.model == "bicubic":
-        return BicubicRestorer(resolution=output_size)
-    if spec.model == "classical":
-        return ClassicalRestorer(resolution=output_size)
-    if spec.model == "realesrgan":
-        return RealESRGANRestorer(resolution=output_size, device=spec.device)
-    from ..restore import api  # lazily: the model stack is heavy and optional for scoring
+def build_pipeline(spec: RestorerSpec, *, output_size: int):
+    """-> the :class:`prefrestore.restore.loaded.Pipeline` eval restores with (its ``restore_crops``, no detector,
+    no identity scorer): ``bicubic`` / ``classical`` / ``realesrgan`` -> the baselines at ``output_size``;
+    anything else -> the model (:func:`~prefrestore.restore.loaded.load_pipeline`)."""
+    from ..restore.loaded import Pipeline, load_pipeline
+    from ..restore.options import RestoreSettings
+    from ..restore.pipeline import PipelineConfig
 
-    return api.load_restorer(
-        spec.model,
-        device=spec.device,
-        steps=spec.steps,
-        guidance_scale=spec.guidance_scale,
-        deterministic=spec.deterministic,
-        batch_size=spec.batch_size,
+    baselines = {"bicubic": BicubicRestorer, "classical": ClassicalRestorer, "realesrgan": RealESRGANRestorer}
+    if spec.model in baselines:
+        kw = {"device": spec.device} if spec.model == "realesrgan" else {}
+        restorer = baselines[spec.model](resolution=output_size, **kw)
+        return Pipeline(restorer, config=PipelineConfig(batch_size=spec.batch_size), device=spec.device)
+    settings = RestoreSettings.from_flat(
+        {
+            "model": spec.model,
+            "device": spec.device,
+            "steps": spec.steps,
+            "guidance_scale": spec.guidance_scale,
+            "batch_size": spec.batch_size,
+            "identity": "off",
+        }
     )
+    return load_pipeline(settings, detector=False, deterministic=spec.deterministic)
+
+
+def build_restorer(spec: RestorerSpec, *, output_size: int) -> Restorer:
+    """The restorer of :func:`build_pipeline`."""
+    return build_pipeline(spec, output_size=output_size).restorer

@@ -38,7 +38,7 @@ from ..metrics.pixel import match_mean_std
 from ..metrics.suite import DEFAULT_METRICS, ImageScorer, LandmarkChoice
 from ..metrics.weights import MetricUnavailable
 from .layouts import Benchmark, Item, discover
-from .restorers import RestorerSpec, build_restorer
+from .restorers import RestorerSpec, build_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +213,8 @@ def restore_all(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, float
         spec = RestorerSpec(
             cfg.model or "bicubic", cfg.device, cfg.steps, cfg.guidance_scale, cfg.deterministic, cfg.batch_size
         )
-        restorer = build_restorer(spec, output_size=max(out_h, out_w))
-        s = int(restorer.resolution)
+        pipeline = build_pipeline(spec, output_size=max(out_h, out_w))
+        s = int(pipeline.resolution)
         logger.info("restoring %d images with %s at %d px on %s", len(todo), cfg.method, s, cfg.device)
         bar = tqdm(total=len(todo), desc=f"restore {cfg.method}", unit="img")
         for k in range(cfg.samples):
@@ -223,7 +223,7 @@ def restore_all(cfg: EvalConfig, bench: Benchmark, run: Path) -> dict[str, float
                 chunk = batch_items[i : i + cfg.batch_size]
                 faces = [_square(load_rgb(it.lq), s) for it, _ in chunk]  # type: ignore[arg-type]
                 t0 = time.perf_counter()
-                outs = restorer.restore(faces, seed=cfg.seed + k)
+                outs = pipeline.restore_crops(faces, seed=cfg.seed + k)
                 dt = (time.perf_counter() - t0) / len(chunk)
                 recs = []
                 for (it, path), out in zip(chunk, outs, strict=True):

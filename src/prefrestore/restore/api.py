@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from ..io.image import from_model, to_model
 from ..models.fidelity_dial import FidelityPoint, FidelityTable, find_table
 from ..models.presets import PRESETS
 from ..models.restorer import PrefRestoreModel
+from .control import FIDELITY_DIAL, PER_FACE_SEEDS
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class FaceRestorer:
     batch_size: at most this many faces per model forward (bounds memory when one call gets many faces); None: a
         call is one forward. The seed is an argument of every call, not a setting.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({FIDELITY_DIAL, PER_FACE_SEEDS})  # the dial; seeds=
 
     model: PrefRestoreModel
     steps: int | None = None

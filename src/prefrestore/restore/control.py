@@ -6,7 +6,7 @@
 For each uint8 (S, S, 3) RGB aligned crop, in this order:
 
 1. **Candidates.** ``options.candidates`` = N restorations with seeds ``seed, seed + 1, ..., seed + N - 1`` (all
-   faces' candidates batched together when the restorer takes per-face ``seeds``, as ``FaceRestorer`` does), at
+   faces' candidates batched together when the restorer declares :data:`PER_FACE_SEEDS`, as ``FaceRestorer`` does), at
    ``options.fidelity`` when set (the restorer maps it onto its sampling controls, ``models/fidelity_dial.py``).
    Candidate 0 is exactly the N = 1 result, and N = 1 runs nothing extra.
 2. **Colour.** Each candidate gets its input's colour (``options.color_fix``, :func:`prefrestore.faces.paste.
@@ -30,9 +30,8 @@ For each uint8 (S, S, 3) RGB aligned crop, in this order:
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +51,31 @@ FALLBACK_FIDELITY = 1.0
 class SetupError(UserError):
     """The options cannot run with this restorer or install (a rerank reward is missing, the restorer has no
     fidelity dial): the same for every face, so a run stops with this one line instead of failing each photo."""
+
+
+# A restorer's optional abilities, declared in its ``capabilities`` (``pipeline.Restorer``), never probed:
+FIDELITY_DIAL = "fidelity"
+"""``restore(..., fidelity=f)`` maps f in [0, 1] onto its sampling; ``setting(f)`` -> the dial's
+:class:`~prefrestore.models.fidelity_dial.FidelityPoint`; ``fidelity_table`` (source, calibrated)."""
+PER_FACE_SEEDS = "seeds"
+"""``restore(..., seeds=[...])``: one seed per face of a call (best-of-N batches a face's candidates together)."""
+CAPABILITIES = frozenset({FIDELITY_DIAL, PER_FACE_SEEDS})
+
+
+def can(restorer, capability: str) -> bool:
+    """Whether ``restorer`` declares ``capability`` (one of :data:`CAPABILITIES`) in its ``capabilities``."""
+    return capability in restorer.capabilities
+
+
+def check_capabilities(restorer, options: RestoreOptions) -> None:
+    """A one-line :class:`SetupError` when ``options`` need an ability ``restorer`` does not declare (today: the
+    fidelity dial for ``--fidelity``); the identity guard's fallback without a dial is a note, not an error."""
+    _require_dial(restorer, options.fidelity)
+
+
+def _require_dial(restorer, fidelity: float | None) -> None:
+    if fidelity is not None and not can(restorer, FIDELITY_DIAL):
+        raise SetupError("--fidelity: this restorer has no fidelity dial (use a prefrestore model)")
 
 
 @dataclass(frozen=True)
@@ -194,13 +218,6 @@ class Scorers:
         return self._rerank
 
 
-def _accepts(fn: Callable, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _checked(restored: Sequence[np.ndarray], batch: Sequence[np.ndarray]) -> list[np.ndarray]:
     if len(restored) != len(batch):
         raise ValueError(f"restorer returned {len(restored)} images for {len(batch)} faces")
@@ -221,12 +238,11 @@ def sample_candidates(
     progress=None,
 ) -> list[list[np.ndarray]]:
     """-> out[k][i]: face i restored with seed + k. Batched across faces and candidates when the restorer takes
-    per-face ``seeds``; otherwise one call per candidate seed (batched across faces)."""
+    per-face ``seeds`` (:data:`PER_FACE_SEEDS`); otherwise one call per candidate seed (batched across faces)."""
     kw = {} if fidelity is None else {"fidelity": fidelity}
-    if fidelity is not None and not _accepts(restorer.restore, "fidelity"):
-        raise SetupError("--fidelity: this restorer has no fidelity dial (use a prefrestore model)")
+    _require_dial(restorer, fidelity)
     out: list[list[np.ndarray]] = [[] for _ in range(n)]
-    if n > 1 and _accepts(restorer.restore, "seeds"):
+    if n > 1 and can(restorer, PER_FACE_SEEDS):
         jobs = [(k, i) for i in range(len(crops)) for k in range(n)]  # a face's candidates side by side
         flat: dict[tuple[int, int], np.ndarray] = {}
         for start in range(0, len(jobs), batch_size):
@@ -331,7 +347,7 @@ def restore_controlled(
             raw_chosen[i] = None
     landmarks = _landmarks(scorers, crops, chosen, notes) if guard != "off" else [None] * len(crops)
     fid = None
-    if options.fidelity is not None and hasattr(restorer, "setting"):
+    if options.fidelity is not None and can(restorer, FIDELITY_DIAL):
         p = restorer.setting(options.fidelity)
         fid = {
             "fidelity": p.fidelity,
@@ -366,7 +382,7 @@ def _fallback(
     restorer, crops, options: RestoreOptions, seed: int, batch_size: int, notes: list[str]
 ) -> list[np.ndarray] | None:
     """The fidelity-1 restorations of flagged faces, colour-fixed; None when the restorer has no dial."""
-    if not _accepts(restorer.restore, "fidelity"):
+    if not can(restorer, FIDELITY_DIAL):
         notes.append("identity guard: this restorer has no fidelity dial; flagged faces fall back to the input")
         return None
     try:

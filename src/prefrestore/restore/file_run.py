@@ -1,13 +1,13 @@
 """The file run of ``prefrestore restore``: input files and folders -> a plan -> restored files and reports.
 
-    plan = plan_files(inputs, layout)                      # what to do, skip (done before) and what already failed
-    summary = run_plan(plan, restorer, layout, detector=detector, config=config)   # read, restore, write
+    plan = plan_files(inputs, layout)           # what to do, skip (done before) and what already failed
+    summary = run_plan(plan, pipeline, layout)   # read, restore (loaded.Pipeline), write
 
 The output layout is GFPGAN's/CodeFormer's (``cropped_faces/``, ``restored_faces/``, ``cmp/``, ``restored_imgs/``)
 plus one JSON report per input (``reports/NAME.json``, written last: a report saying "restored" means every output
 it lists is complete, which is what skip-existing trusts). Every file is written atomically and never onto an input
-(``io_safety.py``). The restoration itself is ``pipeline.py`` (photos) and ``aligned_crops.py`` (``--aligned``):
-this module imports them, never the other way round. The server (``serving/``) and videos (``video/inputs.py``) use
+(``io_safety.py``). The restoration itself is the pipeline object's (``loaded.py``: ``pipeline.py`` for photos,
+``aligned_crops.py`` for ``--aligned``): this module imports them, never the other way round. The server (``serving/``) and videos (``video/inputs.py``) use
 the same layout, plan and reports.
 """
 
@@ -26,14 +26,13 @@ import numpy as np
 
 from ..errors import ImageError, UserError
 from ..faces.align import affine_scale
-from ..faces.detect import NOT_PICKED, FaceDetector
-from ..faces.identity import IdentityScorer
+from ..faces.detect import NOT_PICKED
 from ..io.image import list_images, resize, save_rgb
 from ..io.io_safety import NAME_MAX, InputGuard, atomic_write_text, real_key, shown, sweep_stale_temps
 from ..io.photo_io import Photo, photo_for_format, read_photo, write_photo
-from .aligned_crops import AlignedResult, restore_aligned
-from .control import Scorers
-from .pipeline import PhotoResult, PipelineConfig, Progress, Restorer, failure, photo_memory_bytes, restore_photos
+from .aligned_crops import AlignedResult
+from .loaded import Pipeline
+from .pipeline import PhotoResult, PipelineConfig, Progress, failure, photo_memory_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -286,27 +285,23 @@ class RunSummary:
 
 def run_plan(
     plan: Plan,
-    restorer: Restorer,
+    pipeline: Pipeline,
     layout: OutputLayout,
     *,
-    detector: FaceDetector | None,
-    config: PipelineConfig | None = None,
-    identity: IdentityScorer | None = None,
+    aligned: bool = False,
     progress: Progress | None = None,
     run_info: dict | None = None,
-    scorers: Scorers | None = None,
-    aligned_check: FaceDetector | None = None,
 ) -> RunSummary:
-    """Restore the plan's inputs and write every output. ``detector=None`` means the inputs are aligned crops;
-    ``aligned_check`` then fails each one whose face is far from the alignment template (a whole photo given as a
-    crop) instead of squashing it (:func:`~prefrestore.restore.aligned_crops.check_aligned`).
+    """Restore the plan's inputs with ``pipeline`` and write every output. ``aligned``: the inputs are aligned crops
+    (:meth:`~prefrestore.restore.loaded.Pipeline.restore_aligned`: the pipeline's detector, when it has one, fails
+    each crop whose face is far from the alignment template, a whole photo given as a crop, instead of squashing it).
 
     Unreadable inputs, failed restorations and failed writes are reported (``progress("failed", 0, message)``
     as they happen, and in the summary) while the other inputs go on. ``run_info`` goes into every report.
     Every file is written all or nothing and never onto an input (``plan.guard``); temporary files left by a
     killed earlier run are removed first.
     """
-    config = config or PipelineConfig()
+    config = pipeline.config
     failed: list[tuple[str, str]] = list(plan.failed)
     reports: list[dict] = []
     read_times: dict[FileItem, float] = {}
@@ -318,17 +313,9 @@ def run_plan(
         if progress:
             progress("failed", 0, message)
 
-    inputs = _read_inputs(
-        plan, layout, memory_check(config, aligned=detector is None), fail, progress, read_times, reports
-    )
-    if detector is None:
-        results: Iterator = restore_aligned(
-            inputs, restorer, config, identity=identity, progress=progress, scorers=scorers, detector=aligned_check
-        )
-    else:
-        results = restore_photos(
-            inputs, restorer, detector, config, identity=identity, progress=progress, scorers=scorers
-        )
+    inputs = _read_inputs(plan, layout, memory_check(config, aligned=aligned), fail, progress, read_times, reports)
+    restore = pipeline.restore_aligned if aligned else pipeline.restore_photos
+    results: Iterator = restore(inputs, progress=progress)
     restored, no_face, faces, flagged, fallback = [], [], 0, 0, 0
     for res in results:
         item = res.key
@@ -384,9 +371,7 @@ def _read_inputs(
         try:
             photo = read_photo(item.path, accept=accept)
         except Exception as err:
-            message = str(err) if isinstance(err, ImageError) else f"{shown(item.path)}: {failure('reading', err)}"
-            if isinstance(err, ImageError) and not message.startswith(shown(item.path)):
-                message = f"{shown(item.path)}: {message}"
+            message = read_failure(item.path, err)
             fail(item, message)
             report = {"input": str(item.path), "status": "failed", "error": message}
             try:
@@ -399,6 +384,14 @@ def _read_inputs(
             continue
         read_times[item] = time.perf_counter() - t0
         yield item, photo
+
+
+def read_failure(path: Path, err: Exception) -> str:
+    """The one line of an input that could not be read (``read_photo`` failed), naming the file."""
+    message = str(err) if isinstance(err, ImageError) else f"{shown(path)}: {failure('reading', err)}"
+    if isinstance(err, ImageError) and not message.startswith(shown(path)):
+        message = f"{shown(path)}: {message}"
+    return message
 
 
 def _write_or_fail(
@@ -481,7 +474,36 @@ def _write_photo(
     res: PhotoResult, item: FileItem, layout: OutputLayout, guard: InputGuard, report: dict, config: PipelineConfig
 ) -> None:
     """A photo's faces (cropped, restored, input | restored) and the restored photo; fills ``report``."""
-    report.update(
+    out = layout.photo_path(item, aligned=False)
+    file_indices = full_run_indices(res) if res.ok else []
+    face_paths = [
+        {k: layout.face_path(k, item, n) for k in ("cropped_faces", "restored_faces", "cmp")} for n in file_indices
+    ]
+    report.update(photo_report(res, config, face_paths=face_paths))
+    if not res.ok:
+        return
+    t0 = time.perf_counter()
+    for target in [out, layout.report_path(item)] + [q for paths in face_paths for q in paths.values()]:
+        guard.check(target)
+    for f, paths in zip(res.faces, face_paths, strict=True):
+        save_rgb(paths["cropped_faces"], f.aligned.crop, guard=guard)
+        save_rgb(paths["restored_faces"], f.restored, guard=guard)
+        side = f.aligned.size / affine_scale(f.aligned.affine) * config.upscale  # the face's size in the output
+        save_rgb(paths["cmp"], comparison(f.aligned.crop, f.restored, side), guard=guard)
+    photo, notes = photo_for_format(res.photo, out.suffix)
+    write_photo(out, photo, quality=layout.jpeg_quality, guard=guard)
+    res.timings["write"] = time.perf_counter() - t0
+    report.update(output=str(out), output_size=list(photo.size), notes=photo_notes(res, config, item.path) + notes)
+
+
+def photo_report(
+    res: PhotoResult, config: PipelineConfig, *, face_paths: Sequence[dict[str, Path]] | None = None
+) -> dict:
+    """One photo's report, in memory: the input's properties, the detection settings, the rejected detections,
+    the status and per restored face its detection, alignment, file index and control report (with its file paths
+    when ``face_paths`` are given). What ``reports/NAME.json`` holds, less the output and its notes; the server
+    answers with it (no file is read back)."""
+    report: dict = dict(
         input_size=list(res.source.size),
         bit_depth=res.source.bit_depth,
         alpha=res.source.alpha is not None,
@@ -505,21 +527,10 @@ def _write_photo(
     )
     if not res.ok:
         report["status"] = "failed"
-        return
+        return report
     report["status"] = "restored" if res.faces else "no_face"
-    t0 = time.perf_counter()
-    out = layout.photo_path(item, aligned=False)
-    file_indices = full_run_indices(res)
-    face_paths = [
-        {k: layout.face_path(k, item, n) for k in ("cropped_faces", "restored_faces", "cmp")} for n in file_indices
-    ]
-    for target in [out, layout.report_path(item)] + [q for paths in face_paths for q in paths.values()]:
-        guard.check(target)
-    for f, paths, n in zip(res.faces, face_paths, file_indices, strict=True):
-        save_rgb(paths["cropped_faces"], f.aligned.crop, guard=guard)
-        save_rgb(paths["restored_faces"], f.restored, guard=guard)
-        side = f.aligned.size / affine_scale(f.aligned.affine) * config.upscale  # the face's size in the output
-        save_rgb(paths["cmp"], comparison(f.aligned.crop, f.restored, side), guard=guard)
+    paths_of = face_paths if face_paths is not None else [{} for _ in res.faces]
+    for f, paths, n in zip(res.faces, paths_of, full_run_indices(res), strict=True):
         d = f.aligned.detection
         entry = {
             "index": f.index,
@@ -540,10 +551,7 @@ def _write_photo(
                 identity_similarity=_r(f.identity.similarity, 4), identity_distance=_r(f.identity.distance, 4)
             )
         report["faces"].append(entry)
-    photo, notes = photo_for_format(res.photo, out.suffix)
-    write_photo(out, photo, quality=layout.jpeg_quality, guard=guard)
-    res.timings["write"] = time.perf_counter() - t0
-    report.update(output=str(out), output_size=list(photo.size), notes=_faces_asked(res, config, item) + notes)
+    return report
 
 
 # The reasons (faces.detect.select_faces / pick_faces) of detections a full run would also restore.
@@ -560,9 +568,9 @@ def full_run_indices(res: PhotoResult) -> list[int]:
     return [position[id(f.aligned.detection)] for f in res.faces]
 
 
-def _faces_asked(res: PhotoResult, config: PipelineConfig, item: FileItem) -> list[str]:
-    """The photo's notes, with ``--faces`` indices beyond its faces said as such (also logged as a warning), not as
-    "no face found"."""
+def photo_notes(res: PhotoResult, config: PipelineConfig, path: Path | str) -> list[str]:
+    """The photo's notes, with ``--faces`` indices beyond its faces said as such (also logged as a warning, naming
+    ``path``), not as "no face found"."""
     asked, notes = config.options.faces, list(res.notes)
     if asked is None:
         return notes
@@ -578,7 +586,7 @@ def _faces_asked(res: PhotoResult, config: PipelineConfig, item: FileItem) -> li
     )
     if n:
         notes = [x for x in notes if not x.startswith("no face found")]
-    logger.warning("%s: %s", shown(item.path), line)
+    logger.warning("%s: %s", shown(path), line)
     return notes + [line]
 
 
@@ -597,20 +605,13 @@ def write_report(layout: OutputLayout, item: FileItem, report: dict, guard: Inpu
 
 
 def restore_photo_files(
-    photos: Sequence[str | os.PathLike],
-    output: str | os.PathLike,
-    restorer: Restorer,
-    *,
-    config: PipelineConfig | None = None,
-    device: str = "cpu",
+    photos: Sequence[str | os.PathLike], output: str | os.PathLike, pipeline: Pipeline
 ) -> RunSummary:
-    """Restore photo files into ``output`` with the default detector and layout (what ``make demo`` calls) -> the
-    run's summary, with every photo's report (``exit_code`` 0 when every photo succeeded; failures are logged)."""
-    from ..faces.detect import build_detector
-
+    """Restore photo files into ``output`` with the pipeline and the default layout (what ``make demo`` calls) ->
+    the run's summary, with every photo's report (``exit_code`` 0 when every photo succeeded; failures are
+    logged)."""
     layout = OutputLayout(Path(output), overwrite=True)
-    plan = plan_files(photos, layout)
-    summary = run_plan(plan, restorer, layout, detector=build_detector("mtcnn", device=device), config=config)
+    summary = run_plan(plan_files(photos, layout), pipeline, layout)
     for _, message in summary.failed:
         logger.error(message)
     logger.info("restored %d photos (%d faces) into %s", len(summary.restored), summary.faces, layout.root)

@@ -66,9 +66,15 @@ class Restorer(Protocol):
     ``restore`` maps uint8 (S, S, 3) RGB aligned crops, S == ``resolution``, to restorations of the same shape.
     Every face of a call must get its own generator seeded with ``seed`` (as ``FaceRestorer`` does), so a face
     restores the same alone or in any batch; the pipeline passes the run's seed to every call.
+
+    ``capabilities`` declares the optional abilities (``control.CAPABILITIES``: ``FIDELITY_DIAL`` -- ``restore``
+    takes ``fidelity=``, with ``setting`` and ``fidelity_table``; ``PER_FACE_SEEDS`` -- ``restore`` takes
+    ``seeds=``); the pipeline reads it and never inspects signatures. A restorer without either declares
+    ``frozenset()``; one asked for an ability it lacks is refused in one line (``control.check_capabilities``).
     """
 
     resolution: int
+    capabilities: frozenset[str]
 
     def restore(self, faces: Sequence[np.ndarray], *, seed: int = 0) -> list[np.ndarray]: ...
 

@@ -1,34 +1,34 @@
-"""One batch of jobs -> :func:`prefrestore.restore.file_run.run_plan` -> each job's result files and JSON.
+"""One batch of jobs -> the pipeline object, in memory -> each job's result files and JSON.
 
-The uploads already sit in the jobs' folders; the batch is restored into a scratch layout folder
-(``workdir/batches/<id>/``, the ``prefrestore restore`` layout, one input per job named by the job id), then each
-job's files are moved into its own folder and its JSON report (the CLI's: per face its candidates' scores, the
-identity guard's verdict, colour) is turned into the API's result (paths removed). Nothing here touches pixels.
+Each upload is decoded (as ``prefrestore restore`` reads a file: the same limits and one-line errors), the batch
+goes through :meth:`prefrestore.restore.loaded.Pipeline.restore_photos` (the faces of all its photos share the
+restorer's batches), and each photo's result becomes its job's answer as soon as it is composed: the restored photo
+and its face crops are written into the job's folder (what the queue serves for download) and the JSON result is
+built from the in-memory report (:func:`prefrestore.restore.file_run.photo_report`: per face its candidates'
+scores, the identity guard's verdict, colour). No report file is written or read back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import shutil
-import uuid
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..faces.detect import NOT_PICKED, FaceDetector
-from ..faces.identity import IdentityScorer
-from ..restore.control import Scorers, SetupError
-from ..restore.file_run import FileItem, OutputLayout, Plan, run_plan
-from ..restore.options import RestoreOptions as ControlOptions
-from ..restore.pipeline import PipelineConfig, Restorer
+from ..faces.detect import NOT_PICKED
+from ..io.image import save_rgb
+from ..io.photo_io import Photo, photo_for_format, read_photo, write_photo
+from ..restore.control import SetupError
+from ..restore.file_run import FileItem, OutputLayout, memory_check, photo_notes, photo_report, read_failure
+from ..restore.loaded import Pipeline
+from ..restore.options import RestoreSettings
+from ..restore.pipeline import PhotoResult, PipelineConfig
 from .jobs import Job, JobQueue, Progress
 
 logger = logging.getLogger(__name__)
-
-_PATH_KEYS = ("input", "output", "cropped_faces", "restored_faces", "cmp")
 
 
 @dataclass(frozen=True)
@@ -61,97 +61,81 @@ def model_info(ref: str, resolution: int) -> ModelInfo:
 
 
 class PipelineRunner:
-    """The :class:`~prefrestore.serving.jobs.BatchRunner` of the server: restores a batch with ``run_plan``."""
+    """The :class:`~prefrestore.serving.jobs.BatchRunner` of the server: restores a batch with the pipeline."""
 
-    def __init__(
-        self,
-        restorer: Restorer,
-        detector: FaceDetector,
-        model: ModelInfo,
-        workdir: Path,
-        *,
-        identity: IdentityScorer | None = None,
-        batch_size: int = 8,
-        device: str = "cpu",
-    ) -> None:
-        self.restorer, self.detector, self.model, self.identity = restorer, detector, model, identity
-        self.scratch = Path(workdir) / "batches"
-        self.batch_size, self.device = batch_size, device
-        self._scorers: dict[tuple, Scorers] = {}
-
-    def scorers(self, options: ControlOptions) -> Scorers:
-        """The identity/landmark/rerank models of ``options`` (as ``prefrestore restore`` builds them once per run),
-        kept across batches per rerank weights; the rerank reward and landmarks are built on first use."""
-        key = (*sorted(options.rerank_weights.items()), options.identity_net, options.identity_guard)
-        if key not in self._scorers:
-            if len(self._scorers) >= 8:
-                self._scorers.clear()
-            self._scorers[key] = Scorers.for_options(options, identity=self.identity, device=self.device)
-        return self._scorers[key]
+    def __init__(self, pipeline: Pipeline, model: ModelInfo) -> None:
+        self.pipeline, self.model = pipeline, model
 
     def __call__(self, jobs: Sequence[Job], queue: JobQueue, progress: Progress) -> None:
-        options = jobs[0].options
-        root = self.scratch / uuid.uuid4().hex
-        out = options.output
-        layout = OutputLayout(root, ext=out.output_format, jpeg_quality=out.jpeg_quality, overwrite=True)
-        config = PipelineConfig.for_settings(options, batch_size=self.batch_size)
-        items = {job.id: job for job in jobs}
-        plan = Plan(todo=tuple(FileItem(job.upload, job.id) for job in jobs), skipped=(), failed=())
+        config = PipelineConfig.for_settings(jobs[0].options, batch_size=self.pipeline.batch_size)
+        by_id = {job.id: job for job in jobs}
         tracker = _FaceProgress(jobs, progress)
         progress(0.02, "finding faces")
+        reads: dict[str, float] = {}
         try:
-            try:
-                run_plan(
-                    plan,
-                    self.restorer,
-                    layout,
-                    detector=self.detector,
-                    config=config,
-                    identity=self.identity,
-                    progress=tracker.on_event,
-                    run_info={"model": self.model.to_json()},
-                    scorers=self.scorers(config.options),
-                )
-            except SetupError as err:  # e.g. a rerank reward not installed: the same for every job of the batch
-                for job in jobs:
-                    queue.finish(job, error=f"{job.name}: {err}", code="bad_option")
-                return
-            for job_id, job in items.items():
-                self._collect(job, queue, layout, FileItem(job.upload, job_id))
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+            pipeline = self.pipeline.with_config(config)  # a request the restorer cannot honour: SetupError
+            for res in pipeline.restore_photos(
+                self._decode(jobs, queue, config, tracker, reads), progress=tracker.on_event
+            ):
+                job = by_id[res.key]
+                res.timings["read"] = reads.pop(job.id, 0.0)
+                self._finish(job, queue, res, config)
+                tracker.on_event("image_done", 1)
+        except SetupError as err:  # e.g. a rerank reward not installed: the same for every job of the batch
+            for job in jobs:
+                queue.finish(job, error=f"{job.name}: {err}", code="bad_option")
 
-    def _collect(self, job: Job, queue: JobQueue, layout, item: FileItem) -> None:
-        """Move one job's outputs into its folder and record its result (or its error)."""
-        try:
-            report = json.loads(layout.report_path(item).read_text())
-        except (OSError, ValueError):
-            queue.finish(job, error=f"{job.name}: restoration failed (no report was written)")
+    def _decode(
+        self, jobs: Sequence[Job], queue: JobQueue, config: PipelineConfig, tracker, reads: dict[str, float]
+    ) -> Iterator[tuple[str, Photo]]:
+        """The uploads, decoded one at a time -> (job id, photo); an upload that cannot be read fails its job."""
+        accept = memory_check(config, aligned=False)
+        for job in jobs:
+            t0 = time.perf_counter()
+            try:
+                photo = read_photo(job.upload, accept=accept)
+            except Exception as err:
+                queue.finish(job, error=_public(read_failure(job.upload, err), job), code="bad_image")
+                tracker.on_event("image_done", 1)
+                continue
+            reads[job.id] = time.perf_counter() - t0
+            yield job.id, photo
+
+    def _finish(self, job: Job, queue: JobQueue, res: PhotoResult, config: PipelineConfig) -> None:
+        """One photo's result -> its files in the job's folder and its JSON result (or its error)."""
+        report = {"model": self.model.to_json(), "options": config.options.to_dict(), **photo_report(res, config)}
+        if not res.ok:
+            queue.finish(job, error=_public(res.error or "restoration failed", job), code="restore_failed")
             return
-        if report["status"] == "failed":  # no input_size: the upload could not be read
-            code = "restore_failed" if "input_size" in report else "bad_image"
-            queue.finish(job, error=_public(report.get("error", "restoration failed"), job), code=code)
-            return
+        t0 = time.perf_counter()
         files: dict[str, Path] = {}
-        out = Path(report["output"])
-        files["output"] = job.dir / f"output{out.suffix}"
-        out.replace(files["output"])
-        faces = []
-        per_face = report.get("timings", {}).get("restore", 0.0) / max(len(report["faces"]), 1)
-        for entry in report["faces"]:  # the CLI's per-face report; "index" as --faces numbers the faces
-            index = entry["index"]
-            for role, key in (("cropped", "cropped_faces"), ("restored", "restored_faces")):
-                dest = job.dir / f"{role}_{index:02d}.png"
-                Path(entry[key]).replace(dest)
-                files[f"{role}_{index:02d}"] = dest
-            faces.append(
-                {
-                    **{k: v for k, v in entry.items() if k not in _PATH_KEYS},
-                    "timings": {"restore": round(per_face, 4)},
-                    "model": self.model.to_json(),
-                }
-            )
-        result = {k: v for k, v in report.items() if k not in _PATH_KEYS and k != "faces"}
+        out = job.options.output
+        layout = OutputLayout(job.dir, ext=out.output_format, jpeg_quality=out.jpeg_quality)
+        suffix = layout.photo_path(FileItem(job.upload, job.id), aligned=False).suffix
+        photo, format_notes = photo_for_format(res.photo, suffix)
+        files["output"] = job.dir / f"output{suffix}"
+        write_photo(files["output"], photo, quality=layout.jpeg_quality)
+        for f in res.faces:
+            for role, image in (("cropped", f.aligned.crop), ("restored", f.restored)):
+                files[f"{role}_{f.index:02d}"] = job.dir / f"{role}_{f.index:02d}.png"
+                save_rgb(files[f"{role}_{f.index:02d}"], image)
+        res.timings["write"] = time.perf_counter() - t0
+        report.update(
+            output_size=list(photo.size),
+            notes=photo_notes(res, config, job.upload) + format_notes,
+            timings={k: round(float(v), 4) for k, v in res.timings.items()},
+        )
+        queue.finish(job, result=self._result(job, report), files=files)
+
+    def _result(self, job: Job, report: dict) -> dict:
+        """The API's result of one photo: its report, each face with its share of the restore time and the model,
+        the notes naming the user's file, the faces found and the faces asked for but not found."""
+        per_face = report["timings"].get("restore", 0.0) / max(len(report["faces"]), 1)
+        faces = [
+            {**entry, "timings": {"restore": round(per_face, 4)}, "model": self.model.to_json()}
+            for entry in report["faces"]  # "index" as --faces numbers the faces
+        ]
+        result = {k: v for k, v in report.items() if k != "faces"}
         result["faces"] = faces
         result["notes"] = [_public(n, job) for n in result.get("notes", [])]
         not_picked = sum(1 for r in report.get("rejected", ()) if r["reason"].startswith(NOT_PICKED))
@@ -161,7 +145,7 @@ class PipelineRunner:
         if missing:
             result["notes"].append(f"faces {missing} not found: the photo has {result['faces_found']} faces")
         result["name"] = job.name
-        queue.finish(job, result=result, files=files)
+        return result
 
 
 class _FaceProgress:
@@ -219,25 +203,12 @@ def _public(message: str, job: Job) -> str:
     return message.replace(str(job.upload), job.name).replace(str(job.dir), "")
 
 
-def load_runner(
-    model: str,
-    workdir: Path,
-    *,
-    device: str = "cpu",
-    steps: int | None = None,
-    batch_size: int = 8,
-    identity: bool = True,
-) -> tuple[PipelineRunner, ModelInfo]:
-    """Load the restorer (``prefrestore.restore.api.load_restorer``), the MTCNN detector and, when dlib is installed and
-    ``identity``, the identity scorer -> the runner and its model info (what ``prefrestore serve`` serves)."""
-    from ..faces.detect import build_detector
-    from ..faces.identity import load_identity_scorer
-    from ..restore.api import load_restorer
+def load_runner(settings: RestoreSettings) -> tuple[PipelineRunner, ModelInfo]:
+    """Load the pipeline of the server's settings (:func:`prefrestore.restore.loaded.load_pipeline`: the restorer,
+    the MTCNN detector and, when dlib is installed and ``output.identity`` is "auto", the identity scorer) -> the
+    runner and its model info (what ``prefrestore serve`` serves). The runner writes only into the jobs' folders."""
+    from ..restore.loaded import load_pipeline
 
-    restorer = load_restorer(model, device=device, steps=steps, batch_size=batch_size)
-    info = model_info(model, restorer.resolution)
-    detector = build_detector("mtcnn", device=device, min_face_size=12.0)  # any request's --min-face-size >= 12
-    scorer = load_identity_scorer() if identity else None
-    return PipelineRunner(
-        restorer, detector, info, workdir, identity=scorer, batch_size=batch_size, device=device
-    ), info
+    pipeline = load_pipeline(settings, detector_min_face_size=12.0)  # any request's --min-face-size >= 12
+    info = model_info(settings.sampling.model or "default", pipeline.resolution)
+    return PipelineRunner(pipeline, info), info
