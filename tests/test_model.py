@@ -183,6 +183,10 @@ def test_average_of_checkpoints_is_the_elementwise_mean(tmp_path):
         if v.is_floating_point():
             assert torch.allclose(v, (sa[k] + sb[k] + sc[k]) / 3, atol=1e-6), k
     assert any(not torch.equal(avg[k], sa[k]) for k in avg if avg[k].is_floating_point())  # it did average
+    mix = average_pretrained(dirs[:2], [1.0, 3.0]).state_dict()  # weights are normalised: 0.25 a + 0.75 b
+    assert all(
+        torch.allclose(mix[k], 0.25 * sa[k] + 0.75 * sb[k], atol=1e-6) for k in mix if mix[k].is_floating_point()
+    )
     one = average_pretrained(dirs[:1]).state_dict()
     assert all(torch.equal(one[k], sa[k]) for k in sa)  # one folder: itself, exactly
     big = random_model("small", seed=0)

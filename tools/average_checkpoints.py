@@ -3,7 +3,8 @@
     .venv/bin/python tools/average_checkpoints.py runs/small/small-stage4b/checkpoints/step-000001{00,50}/model \
         -o runs/small/stage4b-avg
 
-Uniform weight averaging (``prefrestore.checkpoints.average_pretrained``); the output takes the first folder's config
+Weight averaging, uniform or with ``--weights`` (e.g. ``--weights 0.3 0.7``: a fine-tuned model interpolated with
+its starting point, WiSE-FT) (``prefrestore.checkpoints.average_pretrained``); the output takes the first folder's config
 and tokenizer. Refuses folders of different architectures.
 """
 
@@ -18,11 +19,12 @@ from prefrestore.checkpoints import average_pretrained, save_pretrained
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", type=Path, help="model folders (config.json, model.safetensors, tokenizer/)")
+    ap.add_argument("--weights", type=float, nargs="+", help="one weight per folder (normalised; default: uniform)")
     ap.add_argument("-o", "--out", required=True, type=Path, help="the new model folder (must not exist)")
     args = ap.parse_args()
     if args.out.exists():
         ap.error(f"{args.out} exists; choose a new folder (nothing is overwritten)")
-    save_pretrained(average_pretrained(args.models), args.out)
+    save_pretrained(average_pretrained(args.models, args.weights), args.out)
     print(f"{len(args.models)} model folders averaged -> {args.out}")
 
 

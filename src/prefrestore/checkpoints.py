@@ -234,16 +234,23 @@ def from_pretrained(
     return model.to(device).eval()
 
 
-def average_pretrained(directories: list[str | os.PathLike]) -> PrefRestoreModel:
-    """The uniform average of the weights of model folders of one architecture (checkpoints of one run: weight
-    averaging, the post-hoc cousin of an EMA). Floating tensors are averaged in float32 and cast back; other tensors
-    must be equal. Returns the first folder's model (its config and tokenizer) holding the average, in eval mode."""
+def average_pretrained(directories: list[str | os.PathLike], weights: list[float] | None = None) -> PrefRestoreModel:
+    """The average of the weights of model folders of one architecture: uniform (checkpoints of one run: weight
+    averaging, the post-hoc cousin of an EMA), or with ``weights`` (normalised to sum 1; e.g. interpolating a
+    fine-tuned model with its starting point, WiSE-FT). Floating tensors are averaged in float32 and cast back;
+    other tensors must be equal. Returns the first folder's model (its config and tokenizer) holding the average,
+    in eval mode."""
     if not directories:
         raise ValueError("average_pretrained needs at least one model folder")
+    if weights is None:
+        weights = [1.0] * len(directories)
+    if len(weights) != len(directories) or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"weights {weights}: one non-negative weight per folder, not all zero")
+    w = [x / sum(weights) for x in weights]
     model = from_pretrained(directories[0])
     first = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(directories[0]).items()}
-    sums = {k: v.clone() for k, v in first.items()}
-    for d in directories[1:]:
+    sums = {k: v * w[0] if v.is_floating_point() else v.clone() for k, v in first.items()}
+    for d, wd in zip(directories[1:], w[1:], strict=True):
         state = load_state_dict(d)
         if set(state) != set(first):
             raise CheckpointError(f"{d}: its tensors differ from those of {directories[0]}; not one architecture")
@@ -251,13 +258,12 @@ def average_pretrained(directories: list[str | os.PathLike]) -> PrefRestoreModel
             if v.shape != first[k].shape:
                 raise CheckpointError(f"{d}: {k} has shape {tuple(v.shape)}, {directories[0]} {tuple(first[k].shape)}")
             if v.is_floating_point():
-                sums[k] += v.float()
+                sums[k] += v.float() * wd
             elif not torch.equal(v, first[k]):
                 raise CheckpointError(f"{d}: non-float tensor {k} differs from {directories[0]}'s; cannot average")
-    n = len(directories)
     dtypes = {k: v.dtype for k, v in model.state_dict().items()}
-    avg = {k: (v / n).to(dtypes.get(k, v.dtype)) if v.is_floating_point() else v for k, v in sums.items()}
-    load_into(model, avg, where=f"the average of {n} model folders")
+    avg = {k: v.to(dtypes.get(k, v.dtype)) if v.is_floating_point() else v for k, v in sums.items()}
+    load_into(model, avg, where=f"the average of {len(directories)} model folders")
     return model.eval()
 
 
