@@ -26,6 +26,7 @@ for t in photo paper; do
   [ -d runs/testsets/$t-128 ] || "$PY" -m prefrestore make-testset runs/corpus/test -o runs/testsets/$t-128 \
     --preset $t --size 128 --scale-degradation --copies 4 --seed 12
   runs=""
+  grid=()
   for spec in bicubic=bicubic classical=classical realesrgan=realesrgan "${models[@]}"; do
     name=${spec%%=*}; model=${spec#*=}
     [ -d $E/$t-$name/restored ] || "$PY" -m prefrestore eval --data runs/testsets/$t-128 --model "$model" \
@@ -33,11 +34,15 @@ for t in photo paper; do
     [ -f $S/$t-$name/results.json ] || "$PY" -m prefrestore eval --restored $E/$t-$name/restored \
       --gt runs/testsets/$t-128/gt --name "$name" $M -o $S/$t-$name
     runs="$runs $S/$t-$name"
+    case $name in bicubic | classical | realesrgan) ;; *) grid+=("$E/$t-$name") ;; esac
   done
   rm -rf $S/$t-compare
   "$PY" -m prefrestore eval --compare $runs --grid-rows 16 -o $S/$t-compare > /dev/null
   { echo "# Held-out $t set ($t-128: 44 LQ/GT pairs of 11 faces, 9 people)"; tail -n +2 $S/$t-compare/compare.md; } \
     > "$D/compare-$t.md"
-  "$PY" -c "from PIL import Image; Image.open('$S/$t-compare/grid.png').convert('RGB').save('$D/grid-$t.jpg', quality=88)"
+  # the grid: 16 faces, LQ | bicubic | Real-ESRGAN | each model | GT (from the restore passes, which know the LQs)
+  rm -rf $S/$t-grid
+  "$PY" -m prefrestore eval --compare $E/$t-bicubic $E/$t-realesrgan "${grid[@]}" --grid-rows 16 -o $S/$t-grid > /dev/null
+  "$PY" -c "from PIL import Image; Image.open('$S/$t-grid/grid.png').convert('RGB').save('$D/grid-$t.jpg', quality=85)"
 done
 cat "$D"/compare-*.md
