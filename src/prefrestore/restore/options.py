@@ -70,13 +70,13 @@ DEFAULT_RERANK_WEIGHTS: dict[str, float] = {"identity_dlib": 1.0, "brisque": 0.5
 RERANK_REWARDS = ("identity_dlib", "id_dlib", "id_mobileface", "brisque", "lmd_mtcnn", "ssim", "psnr")
 # dlib distance input -> restored. dlib's same-person threshold is 0.6, but on 128 px degraded crops a restoration
 # of another person can be much closer than that. Picked on the 118 training faces (tools/pick_guard_threshold.py,
-# bundled small model, stage 3d): ordinary restorations reach 0.439, another source photo's restoration is >= 0.442
-# (5 % below 0.53); 0.44 is the midpoint (0.5 misses 2.5 % of those swaps, 0.6 26 %). The stage-3c model: 0.41 /
-# 0.45 -> 0.43; stage 3b: 0.39 / 0.45 -> 0.42.
-DEFAULT_IDENTITY_THRESHOLD = 0.44
+# bundled stage-4 model): ordinary restorations reach 0.466, another source photo's restoration is >= 0.457 (5 %
+# below 0.554): they overlap, so 0.47, the smallest step flagging no ordinary restoration (it catches 99.2 % of the
+# swaps). The stage-3d model before: 0.439 / 0.442 -> 0.44 (3c: 0.43, 3b: 0.42).
+DEFAULT_IDENTITY_THRESHOLD = 0.47
 IDENTITY_NETS = ("dlib", "mobileface")
-# MobileFace (1 - cosine), same tool and faces, bundled model: ordinary <= 0.168, another photo's restoration >= 0.486
-# (5 % below 0.567): a far wider gap than dlib's; 0.33 is the midpoint.
+# MobileFace (1 - cosine), same tool and faces, bundled stage-4 model: ordinary <= 0.167, another photo's restoration
+# >= 0.499 (5 % below 0.570): a far wider gap than dlib's; 0.33 is the midpoint (stage 3d: 0.168 / 0.486, also 0.33).
 DEFAULT_IDENTITY_THRESHOLDS: dict[str, float] = {"dlib": DEFAULT_IDENTITY_THRESHOLD, "mobileface": 0.33}
 
 
