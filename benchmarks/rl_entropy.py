@@ -99,16 +99,12 @@ def load_variant(model_ref: str, lora: str | None):
 
 def restore_k(model, lq: torch.Tensor, k: int, rollout_cfg, seed: int) -> torch.Tensor:
     """(B, 3, S, S) LQ -> (B, K, 3, S, S) restorations in [-1, 1], K noises per LQ, same seeds for every model."""
-    from prefrestore.seeding import derive_seed
-    from prefrestore.training.rollout import RolloutConfig, rollout
+    import dataclasses
 
-    cfg = RolloutConfig(
-        group_size=k,
-        steps=rollout_cfg.steps,
-        solver=rollout_cfg.solver,
-        guidance_scale=rollout_cfg.guidance_scale,
-        batch_size=rollout_cfg.batch_size,
-    )
+    from prefrestore.seeding import derive_seed
+    from prefrestore.training.rollout import rollout
+
+    cfg = dataclasses.replace(rollout_cfg, group_size=k)  # every other field (start sigma too) as measured
     outs = []
     for b in range(lq.shape[0]):  # one LQ at a time keeps memory flat
         seeds = [derive_seed(seed, b, j) for j in range(k)]
@@ -268,6 +264,7 @@ def run_measure(args) -> None:
         solver=args.solver,
         guidance_scale=args.guidance_scale,
         batch_size=args.batch_size,
+        start_sigma=args.start_sigma,
     )
     results: dict = {
         "settings": {
@@ -277,6 +274,7 @@ def run_measure(args) -> None:
             "samples": args.samples,
             "steps": args.steps,
             "solver": args.solver,
+            "start_sigma": args.start_sigma,
             "guidance_scale": args.guidance_scale,
             "seed": args.seed,
             "rewards": weights,
@@ -369,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--samples", type=int, default=8, help="K seeds per LQ")
     m.add_argument("--steps", type=int, default=30)
     m.add_argument("--solver", default="dpm++2m")
+    m.add_argument(
+        "--start-sigma", type=float, default=1.0, help="1 = pure noise (the paper); the bundled model: 0.02"
+    )
     m.add_argument("--guidance-scale", type=float, default=1.0)
     m.add_argument("--batch-size", type=int, default=8)
     m.add_argument("--seed", type=int, default=1234)
