@@ -10,25 +10,19 @@ tests/test_settings.py checks that the page matches.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-from prefrestore.restore.options import GROUPS, settings_table
+from prefrestore.restore.options import render_settings_tables
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
-BLOCK = re.compile(r"(<!-- settings-table: (\w+) -->\n).*?(<!-- /settings-table -->)", re.S)
 
 
 def render(page: str) -> str:
-    """``page`` with every marked block holding its group's table (an unknown group is an error)."""
-
-    def table(m: re.Match) -> str:
-        if m[2] not in GROUPS:
-            raise SystemExit(f"docs/settings.md: unknown settings group {m[2]!r}; groups: {', '.join(GROUPS)}")
-        return f"{m[1]}{settings_table(m[2])}\n{m[3]}"
-
-    return BLOCK.sub(table, page)
+    try:
+        return render_settings_tables(page)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def main() -> int:

@@ -908,3 +908,18 @@ def check_device(spec: str, *, flag: str = "--device") -> str:
             raise UserError(f"{flag} {spec}: Apple's MPS is not available here; use --device cpu")
         return "mps"
     raise UserError(f"{flag} {spec}: device type {device.type!r} cannot restore photos; use cpu, cuda or mps")
+
+
+_TABLE_BLOCK = re.compile(r"(<!-- settings-table: (\w+) -->\n).*?(<!-- /settings-table -->)", re.S)
+
+
+def render_settings_tables(page: str, *, name: str = "docs/settings.md") -> str:
+    """``page`` (Markdown) with every ``<!-- settings-table: GROUP -->`` ... ``<!-- /settings-table -->`` block holding
+    :func:`settings_table` of its group; an unknown group is a one-line error naming ``name``."""
+
+    def table(m: re.Match) -> str:
+        if m[2] not in GROUPS:
+            raise ValueError(f"{name}: unknown settings group {m[2]!r}; groups: {', '.join(GROUPS)}")
+        return f"{m[1]}{settings_table(m[2])}\n{m[3]}"
+
+    return _TABLE_BLOCK.sub(table, page)
