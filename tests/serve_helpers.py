@@ -136,6 +136,15 @@ def wait_state(url, job_id, states, timeout=30):
     raise AssertionError(f"job {job_id} never reached {states}: {job}")
 
 
+def wait_inside_restorer(restorer, timeout=30):
+    """Wait until a run has entered the (gated) restorer: a job is "running" from detection on, so a cancel sent
+    earlier could land on a stage boundary before the restorer and finish the job at once."""
+    end = time.monotonic() + timeout
+    while restorer.calls < 1:
+        assert time.monotonic() < end, "the job never reached the restorer"
+        time.sleep(0.02)
+
+
 def result_of(url, response):
     """The full result of a synchronous restore: the job resource named by its ``X-Prefrestore-Job`` header (the
     ``X-Prefrestore-Result`` header holds a bounded summary only)."""

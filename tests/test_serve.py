@@ -39,6 +39,7 @@ from serve_helpers import (  # noqa: E402
     post,
     result_of,
     serve,
+    wait_inside_restorer,
     wait_state,
 )
 
@@ -234,10 +235,7 @@ def test_cancel_queued_and_running_jobs(tmp_path, fast):
         restorer.gate.clear()  # the worker blocks inside the restorer
         a = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
         wait_state(url, a["id"], ("running",))
-        end = time.monotonic() + 30  # "running" starts at detection: wait until the run is inside the restorer,
-        while restorer.calls < 1:  # or a cancel could land on a stage boundary before it and finish the job at once
-            assert time.monotonic() < end, "the job never reached the restorer"
-            time.sleep(0.02)
+        wait_inside_restorer(restorer)
         b = post(url, GRACE, options={"upscale": 1}, path="/v1/jobs").json()
         assert b["state"] == "queued" and b["queue_position"] == 1
         r = requests.delete(f"{url}/v1/jobs/{b['id']}")
@@ -778,10 +776,7 @@ def test_cancel_of_a_running_job_stops_at_the_next_stage_boundary(tmp_path, fast
         restorer.gate.clear()  # the worker blocks inside the first restorer call
         options = {"upscale": 1, "candidates": 2, "identity_guard": "off", "rerank_weights": {"lmd_mtcnn": 1}}
         job = post(url, GRACE, options=options, path="/v1/jobs").json()
-        end = time.monotonic() + 30
-        while restorer.calls < 1:
-            assert time.monotonic() < end, "the job never reached the restorer"
-            time.sleep(0.02)
+        wait_inside_restorer(restorer)
         r = requests.delete(f"{url}/v1/jobs/{job['id']}")
         assert r.status_code == 202 and r.json()["state"] == "cancelling"
         time.sleep(0.3)

@@ -521,7 +521,7 @@ def train_sft(cfg: SFTConfig) -> Path:
             sums, n_sum, t_last, samples_last = {}, 0, now, state.samples
 
         # ---- checkpoint -----------------------------------------------------------------------------------
-        if state.step % cfg.checkpoint_every == 0 or state.step in (end, cfg.max_steps):
+        if state.step % cfg.checkpoint_every == 0 or state.step == end:
             state.epoch = stream.epoch
             positions = accelerator.gather(torch.tensor([stream.position], device=device)).tolist()
             state.position = [int(p) for p in positions]
