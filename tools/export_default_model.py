@@ -21,7 +21,8 @@ from prefrestore.checkpoints import from_pretrained, save_pretrained
 
 # What the bundled model ships with: 10 DPM-Solver++(2M) steps from the LQ latent noised to start_sigma (picked on
 # training faces by tools/pick_start_sigma.py), no CFG (as the RL rollouts; on training faces CFG 2 was no better).
-SAMPLING = {"steps": 10, "guidance_scale": 1.0, "solver": "dpm++2m", "start_sigma": 0.3}
+# flip_ensemble: average each face's restoration with its mirror image's (picked on training faces, the model card).
+SAMPLING = {"steps": 10, "guidance_scale": 1.0, "solver": "dpm++2m", "start_sigma": 0.3, "flip_ensemble": False}
 
 
 def export(src: Path, out: Path, *, dtype: torch.dtype) -> None:
@@ -64,11 +65,15 @@ def main() -> None:
     ap.add_argument(
         "--guidance", type=float, default=SAMPLING["guidance_scale"], help="CFG scale, 1 = none (default %(default)s)"
     )
+    ap.add_argument(
+        "--flip-ensemble", action="store_true", help="ship with the mirror self-ensemble on (SamplingDefaults)"
+    )
     args = ap.parse_args()
-    SAMPLING["start_sigma"], SAMPLING["steps"], SAMPLING["guidance_scale"] = (
+    SAMPLING["start_sigma"], SAMPLING["steps"], SAMPLING["guidance_scale"], SAMPLING["flip_ensemble"] = (
         args.start_sigma,
         args.steps,
         args.guidance,
+        args.flip_ensemble,
     )
     export(args.rl, args.out, dtype=torch.float16)
     export(args.sft, args.sft_out, dtype=torch.float16)

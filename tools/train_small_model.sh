@@ -48,18 +48,17 @@ if [ ! -d $R/rl_pairs_photo ]; then
   done
 fi
 # stage 4 (ours, issue 28): the grafted model's autoencoder fine-tuned for what people see (LPIPS-Alex, dlib identity,
-# pixel and latent losses), to its step 300; stage 4b goes on from there with the identity loss 4x stronger
+# pixel and latent losses), to its step 300; stage 4b goes on from there with the identity loss 4x stronger, 500 steps
 [ -d $R/small-stage4/checkpoints/step-00000300 ] || timed stage4 "$PY" -m prefrestore train configs/small/stage4.yaml threads=2
 C=$R/small-stage4b/checkpoints
-[ -d $C/step-00000300 ] || timed stage4b "$PY" -m prefrestore train configs/small/stage4b.yaml threads=2
-# the average of stage 4b's steps 100, 250 and 300 (configs/small/stage4b.yaml says why)
-[ -d $R/stage4b-avg ] || "$PY" tools/average_checkpoints.py $C/step-00000{100,250,300}/model -o $R/stage4b-avg
-# WiSE-FT: 0.3 x stage 4's start (the grafted 3d model) + 0.7 x stage 4b's average. Picked on the training faces
-# (runs/small/rl_pairs_{photo,paper}): among 0.5, 0.7 and 1.0, those >= 0.45 dB PSNR-Y above the classical filter on
-# both recipes (the 3d model lost 0.3 dB of its margin from training to new faces), the lowest LPIPS-VGG + dlib
-# distance. Numbers: the model card.
-SFT=$R/stage4-wise
-[ -d $SFT ] || "$PY" tools/average_checkpoints.py $R/grafted $R/stage4b-avg --weights 0.3 0.7 -o $SFT
+[ -d $R/small-stage4b/final ] || timed stage4b "$PY" -m prefrestore train configs/small/stage4b.yaml threads=2
+# the average of stage 4b's steps 100 and 250 ... 500 (configs/small/stage4b.yaml says why), shipped with the flip
+# ensemble (SamplingDefaults.flip_ensemble). Picked on the training faces (runs/small/rl_pairs_{photo,paper}): of the
+# candidates >= 0.45 dB PSNR-Y above the classical filter on both recipes (the WiSE-FT mixes 0.3 x the grafted 3d
+# model + 0.7 x an average, and the averages with the ensemble), the lowest LPIPS-VGG + dlib distance. Numbers: the
+# model card.
+SFT=$R/stage4b-avg500
+[ -d $SFT ] || "$PY" tools/average_checkpoints.py $C/step-00000{100,250,300,350,400,450,500}/model -o $SFT
 # sampling (start sigma x steps), picked on the training faces by LPIPS and identity under a PSNR floor
 [ -f $R/sampling.json ] ||
   timed pick "$PY" tools/pick_start_sigma.py $SFT --faces $R/rl_hq --presets paper photo \
@@ -74,5 +73,5 @@ if [ "${RL:-0}" = 1 ]; then
   SHIP=$R/rl-merged
 fi
 timed export "$PY" tools/export_default_model.py --rl $SHIP --sft $SFT \
-  --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps "$N"
+  --out src/prefrestore/assets/models/default --sft-out $R/sft-only --start-sigma "$S" --steps "$N" --flip-ensemble
 timed calibrate "$PY" tools/calibrate_fidelity.py --model default --faces $R/rl_hq

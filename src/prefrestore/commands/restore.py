@@ -215,6 +215,7 @@ def _run_info(args: argparse.Namespace, pipeline) -> dict:
             "guidance_scale": sampling.guidance_scale,
             "start_sigma": sampling.start_sigma,
             "official_numerics": sampling.official_numerics,
+            "flip_ensemble": sampling.flip_ensemble,
             "seed": sampling.seed,
             "device": sampling.device,
         },

@@ -55,6 +55,7 @@ class FaceRestorer:
     start_sigma: float | None = None  # None: the model's (SamplingDefaults.start_sigma)
     fidelity: float | None = None
     numerics: str | None = None  # None: the model's; "official": the official loop's arithmetic (SamplingDefaults)
+    flip_ensemble: bool | None = None  # None: the model's; average with the restored mirror image (SamplingDefaults)
     model_dir: Path | None = None
     _table: FidelityTable | None = field(default=None, repr=False)
 
@@ -118,6 +119,7 @@ class FaceRestorer:
                 deterministic=self.deterministic,
                 start_sigma=start_sigma,
                 numerics=self.numerics,
+                flip_ensemble=self.flip_ensemble,
             )
             bad = (~torch.isfinite(out.float()).flatten(1).all(dim=1)).nonzero().flatten().tolist()
             if bad:  # clamping would turn NaN into black pixels that look like a restoration
@@ -177,6 +179,7 @@ def load_restorer(
     start_sigma: float | None = None,
     fidelity: float | None = None,
     numerics: str | None = None,
+    flip_ensemble: bool | None = None,
 ) -> FaceRestorer:
     """A :class:`FaceRestorer` for a model reference (see :func:`load_model`); ``fidelity`` sets the dial's default."""
     model_dir = None
@@ -195,4 +198,5 @@ def load_restorer(
         fidelity=fidelity,
         model_dir=model_dir,
         numerics=numerics,
+        flip_ensemble=flip_ensemble,
     )

@@ -219,6 +219,7 @@ def _load_restorer(sampling: SamplingSettings, deterministic: bool, dtype: Any):
             deterministic=deterministic,
             dtype=dtype,
             numerics="official" if sampling.official_numerics else None,
+            flip_ensemble={"on": True, "off": False}.get(sampling.flip_ensemble),
         )
     except (UserError, KeyboardInterrupt):
         raise

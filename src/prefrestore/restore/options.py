@@ -384,6 +384,15 @@ class SamplingSettings(_Group):
         "--official-numerics",
         api=False,
     )
+    flip_ensemble: str = setting(
+        "model",
+        "choice",
+        "restore each face and its mirror image and average them (steadier, a little softer, ~25% slower); model: "
+        "the model's setting (the bundled model: on) (default: model)",
+        "--flip-ensemble",
+        api=False,
+        choices=("model", "on", "off"),
+    )
     device: str = setting(
         "cpu",
         "text",
