@@ -400,8 +400,12 @@ def test_faces_indices_max_size_and_blend_visibility(one_thread, detector, astro
     photo[60 : 60 + 183, 340 : 340 + 150] = resize(grace, (150, 183))  # two faces, the left one larger
 
     def run(**kw):
-        opts = RestoreOptions(identity_guard="off", color_fix="none", **kw)
-        cfg = PipelineConfig.from_options(opts, upscale=1.0)
+        from prefrestore.faces.paste import BlendConfig
+
+        opts = RestoreOptions(identity_guard="off", color_fix="none", keep_detail="off", **kw)
+        # neither the no-loss rule (keep_detail, which leaves a darkened face as the input) nor the colour match at
+        # paste-back (which re-lights it to its surroundings): the pastes must show for the visibility check below
+        cfg = PipelineConfig.from_options(opts, upscale=1.0, blend=BlendConfig(color_match="none"))
         (res,) = restore_photos([(0, Photo(photo))], DarkRestorer(), detector, cfg)
         return res
 
@@ -419,6 +423,7 @@ def test_faces_indices_max_size_and_blend_visibility(one_thread, detector, astro
     full = both.photo.color.astype(int)
     half = run(blend=0.5).photo.color.astype(int)
     region = np.abs(full - photo).sum(-1) > 30  # where the darkened faces show
+    assert region.sum() > 10_000, region.sum()  # both faces' pastes (an empty region would compare NaN with NaN)
     np.testing.assert_allclose((photo - half)[region].mean(), (photo - full)[region].mean() / 2, rtol=0.05)
 
 
