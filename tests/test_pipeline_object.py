@@ -177,3 +177,25 @@ def test_file_run_report_equals_the_in_memory_report(tmp_path, detector):
     paths = ("cropped_faces", "restored_faces", "cmp")
     assert [{k: v for k, v in f.items() if k not in paths} for f in report["faces"]] == memory.pop("faces")
     assert {k: report[k] for k in memory} == memory
+
+
+def test_flip_ensemble_setting_reaches_the_restorer(monkeypatch):
+    """--flip-ensemble model|on|off -> FaceRestorer.flip_ensemble None|True|False -> model.restore's argument."""
+    from prefrestore.models.restorer import PrefRestoreModel
+    from prefrestore.restore import load_pipeline
+
+    seen = []
+    real = PrefRestoreModel.restore
+
+    def spy(self, lq, **kw):
+        seen.append(kw["flip_ensemble"])
+        return real(self, lq, **kw)
+
+    monkeypatch.setattr(PrefRestoreModel, "restore", spy)
+    face = np.full((128, 128, 3), 128, np.uint8)
+    for value, expected in (("model", None), ("on", True), ("off", False)):
+        settings = RestoreSettings.from_flat({"model": "tiny", "identity": "off", "flip_ensemble": value})
+        pipe = load_pipeline(settings, detector=False)
+        assert pipe.restorer.flip_ensemble is expected
+        pipe.restorer.restore([face])
+        assert seen[-1] is expected

@@ -180,7 +180,7 @@ class SamplingDefaults:
     """Restore each face and its mirror image in one batch and average the two (the mirror flipped back): the
     self-ensemble of super-resolution (EDSR+), which a face restorer may use because faces are near-symmetric and
     training flips them. The mirror row starts from the mirrored noise, so for a given start noise the result is
-    mirror-equivariant. Costs one batch row per face (about +25% time at batch 1 on a CPU for the bundled model);
+    mirror-equivariant. Costs one batch row per face (~1.7x the time per face for the bundled model on 2 CPU threads);
     averages away detail the two passes disagree on."""
 
     def __post_init__(self):
