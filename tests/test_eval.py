@@ -312,6 +312,76 @@ def test_compare_by_degradation_groups_per_image_metrics(testset: Path, tmp_path
         compare([str(tmp_path / "gt_only")], None, by="scale")
 
 
+def test_cluster_bootstrap_resamples_whole_faces():
+    """Two faces: A's three images differ by +1, B's one by -1. Resampling faces draws AA (mean +1), BB (-1) or a
+    mix (+0.5, three images of A to one of B) with probabilities 1/4, 1/4, 1/2, so the 95% interval is [-1, +1];
+    resampling images instead would almost never draw all four from B."""
+    from prefrestore.eval.report import cluster_bootstrap
+
+    d = np.array([1.0, 1.0, 1.0, -1.0])
+    mean, low, high = cluster_bootstrap(d, ["a", "a", "a", "b"], resamples=4000, seed=1)
+    assert mean == pytest.approx(0.5) and low == -1.0 and high == 1.0
+    mean, low, high = cluster_bootstrap(d, ["a", "b", "c", "d"], resamples=4000, seed=1)  # one image per group
+    assert mean == pytest.approx(0.5) and low == -0.5 and high == 1.0
+    assert cluster_bootstrap(np.full(5, 0.25), list("abcde")) == (0.25, 0.25, 0.25)  # no spread, no interval
+    with pytest.raises(ValueError, match="one cluster per difference"):
+        cluster_bootstrap(d, ["a"])
+
+
+def test_compare_paired_differences_from_the_first_run(
+    testset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose PSNR-Y is the bicubic's + 0.5 on every image and whose SSIM-Y is 0.01 lower: the paired table says
+    +0.5 [+0.5, +0.5] better and -0.01 worse, with the images grouped by the face they were degraded from."""
+    import csv
+    import shutil
+
+    evaluate(EvalConfig(out=str(tmp_path / "bic"), data=str(testset), model="bicubic", metrics=FAST, grid=0))
+    shutil.copytree(tmp_path / "bic", tmp_path / "better")
+    with (tmp_path / "bic" / "per_image.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["psnr_y"] = str(float(r["psnr_y"]) + 0.5)
+        r["ssim_y"] = str(float(r["ssim_y"]) - 0.01)
+    with (tmp_path / "better" / "per_image.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    summary = json.loads((tmp_path / "better" / "results.json").read_text())
+    summary["method"] = "shifted"
+    (tmp_path / "better" / "results.json").write_text(json.dumps(summary))
+
+    assert (
+        main(
+            [
+                "eval",
+                "--compare",
+                str(tmp_path / "bic"),
+                str(tmp_path / "better"),
+                "--paired",
+                "-o",
+                str(tmp_path / "cmp"),
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "## Paired differences from bicubic" in text and "bootstrap draws of the source faces" in text
+    row = [line for line in text.split("## Paired")[1].splitlines() if line.startswith("| shifted | ")][0]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    faces = len({json.loads(line)["source"] for line in (testset / "params.jsonl").read_text().splitlines()})
+    assert cells[1] == f"{len(rows)} ({faces})"
+    pairs = json.loads((tmp_path / "cmp" / "compare.json").read_text())["paired"]
+    by_metric = {r["metric"]: r for r in pairs["rows"]}
+    psnr, ssim, rgb = by_metric["psnr_y"], by_metric["ssim_y"], by_metric["psnr_rgb"]
+    assert psnr["mean"] == pytest.approx(0.5) and psnr["low"] == pytest.approx(0.5) and psnr["verdict"] == "better"
+    assert ssim["mean"] == pytest.approx(-0.01) and ssim["verdict"] == "worse"
+    assert rgb["mean"] == 0 and rgb["verdict"] == "tie"  # unchanged
+    assert "**+0.5000 [+0.5000, +0.5000]**" in row and "_-0.0100 [-0.0100, -0.0100]_" in row
+    with pytest.raises(UserError, match="at least two run folders"):
+        compare([str(tmp_path / "bic")], None, paired=True)
+
+
 def test_realesrgan_baseline_is_x4_then_area_back():
     """An x4 network that repeats each pixel 4x4 (nearest) makes the baseline the identity: the area reduction
     averages exactly the 16 copies; a real network's output is reduced the same way."""

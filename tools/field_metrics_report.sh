@@ -11,6 +11,8 @@
 # dlib package) and MobileFace cosine / degrees (the judge: the identity loss of stage 4 is dlib's network, so
 # MobileFace is the independent one). Needs `prefrestore weights fetch all` and `prefrestore convert-realesrgan
 # --download`. Real-ESRGAN takes ~15-20 s per face on a CPU core. Results: runs/small/eval/, docs/reports/field-metrics/.
+# The tables carry paired differences (eval --compare --paired) from bicubic, the classical filter and Real-ESRGAN: per image, with
+# a 95% interval from resampling the 11 source faces, so a difference inside the set's own noise reads as a tie.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -37,9 +39,14 @@ for t in photo paper; do
     case $name in bicubic | classical | realesrgan) ;; *) grid+=("$E/$t-$name") ;; esac
   done
   rm -rf $S/$t-compare
-  "$PY" -m prefrestore eval --compare $runs --grid-rows 16 -o $S/$t-compare > /dev/null
-  { echo "# Held-out $t set ($t-128: 44 LQ/GT pairs of 11 faces, 9 people)"; tail -n +2 $S/$t-compare/compare.md; } \
-    > "$D/compare-$t.md"
+  "$PY" -m prefrestore eval --compare $runs --grid-rows 16 --paired -o $S/$t-compare > /dev/null
+  # the models against the classical filter and Real-ESRGAN too, paired
+  ours=""
+  for spec in "${models[@]}"; do ours="$ours $S/$t-${spec%%=*}"; done
+  { echo "# Held-out $t set ($t-128: 44 LQ/GT pairs of 11 faces, 9 people)"; tail -n +2 $S/$t-compare/compare.md
+    for base in classical realesrgan; do
+      echo; "$PY" -m prefrestore eval --compare $S/$t-$base $ours --paired | sed -n '/^## Paired/,$p'
+    done; } > "$D/compare-$t.md"
   # the grid: 16 faces, LQ | bicubic | Real-ESRGAN | each model | GT (from the restore passes, which know the LQs)
   rm -rf $S/$t-grid
   "$PY" -m prefrestore eval --compare $E/$t-bicubic $E/$t-realesrgan "${grid[@]}" --grid-rows 16 -o $S/$t-grid > /dev/null

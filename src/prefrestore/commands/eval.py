@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--bins", type=int, default=3, help="with --by and a numeric parameter: equal-width bins (default 3)"
     )
+    src.add_argument(
+        "--paired",
+        action="store_true",
+        help="with --compare: also each run's per-image difference from the first run, with a 95%% bootstrap "
+        "interval over the source faces of a make-testset benchmark (else over images)",
+    )
 
     model = parser.add_argument_group("restoring")
     model.add_argument("--name", help="method name in tables (default: model or folder name)")
@@ -103,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         from ..eval.report import compare
 
-        sys.stdout.write(compare(args.compare, args.out, grid_rows=args.grid_rows, by=args.by, bins=args.bins))
+        sys.stdout.write(
+            compare(args.compare, args.out, grid_rows=args.grid_rows, by=args.by, bins=args.bins, paired=args.paired)
+        )
         return 0
     if not args.out:
         raise UserError("give a run folder with -o RUN")

@@ -240,14 +240,29 @@ def load_summary(run: str | Path) -> dict:
     return json.loads(p.read_text())
 
 
-def compare(runs: list[str], out: str | None, *, grid_rows: int = 8, by: str | None = None, bins: int = 3) -> str:
+def compare(
+    runs: list[str],
+    out: str | None,
+    *,
+    grid_rows: int = 8,
+    by: str | None = None,
+    bins: int = 3,
+    paired: bool = False,
+    resamples: int = 10000,
+) -> str:
     """Method-comparison table across run folders; writes compare.{md,csv,json} (+ plot, a grid of ``grid_rows``
     images spread evenly over the benchmark) when ``out``. ``by``: also the per-image means grouped by one
-    degradation parameter of a ``make-testset`` benchmark (:func:`by_degradation`)."""
+    degradation parameter of a ``make-testset`` benchmark (:func:`by_degradation`). ``paired``: also every run's
+    per-image difference from the first run with a 95% interval (:func:`paired_differences`, ``resamples``
+    bootstrap draws), in compare.md and under "paired" in compare.json."""
     summaries = [load_summary(r) for r in runs]
     benches = {s["benchmark"]["name"] for s in summaries}
     table = markdown_table(summaries, bold_best=True)
     text = f"# Comparison on {', '.join(sorted(benches))}\n\n{table}\n"
+    pairs = None
+    if paired:
+        pairs = paired_differences(runs, summaries, resamples=resamples)
+        text += "\n" + paired_markdown(pairs)
     if by:
         text += "\n" + by_degradation(runs, summaries, by, bins=bins)
     for s in summaries:
@@ -271,7 +286,11 @@ def compare(runs: list[str], out: str | None, *, grid_rows: int = 8, by: str | N
         atomic_write_text(owned.path("compare.csv"), table.getvalue())
         atomic_write_text(
             owned.path("compare.json"),
-            json.dumps({"runs": [str(r) for r in runs], "summaries": summaries}, indent=2) + "\n",
+            json.dumps(
+                {"runs": [str(r) for r in runs], "summaries": summaries, **({"paired": pairs} if pairs else {})},
+                indent=2,
+            )
+            + "\n",
         )
         _plot_compare(owned.path("compare.png"), summaries)
         _compare_grid(owned.path("grid.png"), runs, summaries, grid_rows)
@@ -297,6 +316,122 @@ def _per_image(run: str | Path) -> dict[str, dict[str, float]]:
         return {}
     with p.open(newline="") as f:
         return {r["name"]: {k: float(v) for k, v in r.items() if k != "name" and v != ""} for r in csv.DictReader(f)}
+
+
+def cluster_bootstrap(
+    diffs: np.ndarray, clusters: list[str], *, resamples: int = 10000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean of per-image ``diffs`` and its ``level`` percentile interval, by resampling whole clusters with
+    replacement (``clusters[i]``: the group of image i, e.g. the face it was degraded from; images of one face are not
+    independent draws, so resampling images would make the interval too narrow). -> (mean, low, high).
+    A resample's mean is over all images of its drawn clusters (a cluster drawn twice counts twice)."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 1 or d.size == 0 or len(clusters) != d.size:
+        raise ValueError(f"need one cluster per difference and at least one; got {d.shape} and {len(clusters)}")
+    keys = sorted(set(clusters))
+    index = np.array([keys.index(c) for c in clusters])
+    sums = np.bincount(index, weights=d, minlength=len(keys))
+    counts = np.bincount(index, minlength=len(keys)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(keys), size=(resamples, len(keys)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(d.mean()), float(low), float(high)
+
+
+def _clusters(summary: dict, names: list[str]) -> tuple[list[str], str]:
+    """The face each image was degraded from (``source`` in the ``params.jsonl`` of a ``make-testset`` benchmark,
+    found beside its lq/ or gt/), else each image on its own. -> (cluster per name, what the clusters are)."""
+    from .testset import read_records
+
+    for key in ("lq_dir", "gt_dir"):
+        folder = summary["benchmark"].get(key)
+        if folder and (Path(folder).parent / "params.jsonl").is_file():
+            source = {r.name: r.extra.get("source") for r in read_records(Path(folder).parent)}
+            if all(source.get(n) for n in names):
+                return [str(source[n]) for n in names], "source faces"
+    return list(names), "images"
+
+
+def paired_differences(runs: list[str], summaries: list[dict], *, resamples: int = 10000, seed: int = 0) -> dict:
+    """Every run's per-image metric difference from the first run (the baseline), on the images both scored:
+    {"baseline": method, "clusters": "source faces" | "images", "level": 0.95, "rows": [{"method", "metric",
+    "n", "clusters", "mean", "low", "high", "verdict"}]}. mean is run minus baseline; low/high the 95% interval of
+    :func:`cluster_bootstrap` over the source faces of a ``make-testset`` benchmark (else over images); verdict
+    "better" / "worse" when the interval excludes 0 (in the metric's direction), else "tie"."""
+    if len(runs) < 2:
+        from ..errors import UserError
+
+        raise UserError("--paired compares runs with the first one: give at least two run folders")
+    per = [_per_image(r) for r in runs]
+    base = per[0]
+    cols = [c for c in _columns(summaries) if c in METRICS]
+    rows, kind = [], "images"
+    for s, p in zip(summaries[1:], per[1:], strict=True):
+        for c in cols:
+            names = sorted(
+                n
+                for n in set(base) & set(p)
+                if np.isfinite(base[n].get(c, np.nan)) and np.isfinite(p[n].get(c, np.nan))
+            )
+            if not names:
+                continue
+            clusters, kind = _clusters(summaries[0], names)
+            d = np.array([p[n][c] - base[n][c] for n in names])
+            mean, low, high = cluster_bootstrap(d, clusters, resamples=resamples, seed=seed)
+            sign = 1 if info(c).higher_is_better else -1
+            if sign * low > 0 and sign * high > 0:
+                verdict = "better"
+            elif sign * low < 0 and sign * high < 0:
+                verdict = "worse"
+            else:
+                verdict = "tie"
+            rows.append(
+                {
+                    "method": s["method"],
+                    "metric": c,
+                    "n": len(names),
+                    "clusters": len(set(clusters)),
+                    "mean": mean,
+                    "low": low,
+                    "high": high,
+                    "verdict": verdict,
+                }
+            )
+    return {"baseline": summaries[0]["method"], "clusters": kind, "level": 0.95, "resamples": resamples, "rows": rows}
+
+
+def paired_markdown(pairs: dict) -> str:
+    """The :func:`paired_differences` table: a row per method, a column per metric, each cell "mean [low, high]"
+    with the verdict marked (**better**, _worse_, plain for a tie)."""
+    rows = pairs["rows"]
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["method"], r["metric"]): r for r in rows}
+    n = {r["method"]: (r["n"], r["clusters"]) for r in rows}
+    out = [
+        f"## Paired differences from {pairs['baseline']}",
+        "",
+        f"Each method minus {pairs['baseline']}, per image; 95% interval from {pairs['resamples']} bootstrap draws "
+        f"of the {pairs['clusters']}; **better** / _worse_ where the interval excludes 0.",
+        "",
+        "| method | images (groups) | "
+        + " | ".join(f"{info(m).label} {ARROW[info(m).higher_is_better]}" for m in metrics)
+        + " |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
+    for method in methods:
+        cells = []
+        for m in metrics:
+            r = cell.get((method, m))
+            if r is None:
+                cells.append("n/a")
+                continue
+            text = f"{r['mean']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
+            cells.append({"better": f"**{text}**", "worse": f"_{text}_"}.get(r["verdict"], text))
+        out.append(f"| {method} | {n[method][0]} ({n[method][1]}) | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 def by_degradation(runs: list[str], summaries: list[dict], param: str, *, bins: int = 3) -> str:
