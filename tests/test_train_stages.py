@@ -70,25 +70,45 @@ def test_grad_accumulation_1x8_equals_8x1(tmp_path, faces):
     assert worst < 1e-2 * 1e-3, worst
 
 
-def _install_random_lpips(folder, monkeypatch) -> None:
-    """A random (seeded) LPIPS-AlexNet installed as `prefrestore weights fetch lpips_alex` would install it, so
-    training loads it through the real path (load_lpips, manifest, SHA-256)."""
+def _install_random_lpips(folder, monkeypatch, nets=("alex",)) -> None:
+    """Random (seeded) LPIPS networks installed as `prefrestore weights fetch lpips_alex` would install them, so
+    training loads them through the real path (load_lpips, manifest, SHA-256)."""
     from safetensors.torch import save_file
 
     from prefrestore.metrics.lpips import LPIPS
     from prefrestore.metrics.weights import sha256_file, write_manifest_entry
 
-    torch.manual_seed(0)
-    net = LPIPS("alex")
-    state = {k: (v.abs() if k.startswith("lins.") else v).contiguous() for k, v in net.state_dict().items()}
     folder.mkdir(parents=True)
-    save_file(state, folder / "lpips_alex.safetensors")
-    write_manifest_entry(
-        folder,
-        "lpips_alex",
-        {"output": "lpips_alex.safetensors", "output_sha256": sha256_file(folder / "lpips_alex.safetensors")},
-    )
+    for name in nets:
+        torch.manual_seed(0)
+        net = LPIPS(name)
+        state = {k: (v.abs() if k.startswith("lins.") else v).contiguous() for k, v in net.state_dict().items()}
+        save_file(state, folder / f"lpips_{name}.safetensors")
+        write_manifest_entry(
+            folder,
+            f"lpips_{name}",
+            {
+                "output": f"lpips_{name}.safetensors",
+                "output_sha256": sha256_file(folder / f"lpips_{name}.safetensors"),
+            },
+        )
     monkeypatch.setenv("PREFRESTORE_METRIC_WEIGHTS", str(folder))
+
+
+def test_lpips_loss_on_two_backbones_is_their_mean(tmp_path, faces, monkeypatch):
+    """lpips_net=alex+vgg: the objective's LPIPS is the mean of the installed AlexNet and VGG16 distances."""
+    from prefrestore.metrics.lpips import load_lpips
+    from prefrestore.training.sft import SFTObjective
+
+    _install_random_lpips(tmp_path / "metric_weights", monkeypatch, nets=("alex", "vgg"))
+    cfg = tiny_config(tmp_path, faces, "stage=3", "lpips_weight=1.0", "lpips_net=alex+vgg")
+    obj = SFTObjective(random_model("tiny", seed=0), 3, cfg)
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    alex, vgg = load_lpips("alex")(a, b), load_lpips("vgg")(a, b)
+    assert not torch.allclose(alex, vgg)
+    assert torch.allclose(obj.lpips(a, b), (alex + vgg) / 2)
+    with pytest.raises(ValueError, match="lpips_net"):
+        tiny_config(tmp_path, faces, "stage=3", "lpips_weight=1.0", "lpips_net=alex+dists")
 
 
 @pytest.mark.parametrize("stage", [0, 3])

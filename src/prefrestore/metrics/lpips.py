@@ -183,6 +183,20 @@ WEIGHT_SOURCES: tuple[WeightSource, ...] = (
 )
 
 
+class LPIPSMean(nn.Module):
+    """The mean of several LPIPS distances, e.g. AlexNet's and VGG16's (a training loss on both backbones): same
+    contract as :class:`LPIPS` ((B, 3, H, W) RGB in [0, 1] pairs -> (B,) float32)."""
+
+    def __init__(self, nets: list[LPIPS]) -> None:
+        super().__init__()
+        if not nets:
+            raise ValueError("LPIPSMean needs at least one LPIPS network")
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(a, b) for net in self.nets]).mean(0)
+
+
 def load_lpips(
     net: Net = "vgg", *, device: str | torch.device = "cpu", override: str | os.PathLike | None = None
 ) -> LPIPS:

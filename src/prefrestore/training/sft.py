@@ -122,9 +122,10 @@ class SFTObjective(nn.Module):
         self.lpips = None
         if cfg.lpips_weight > 0:
             if lpips is None:
-                from ..metrics.lpips import load_lpips
+                from ..metrics.lpips import LPIPSMean, load_lpips
 
-                lpips = load_lpips(cfg.lpips_net)
+                nets = [load_lpips(n) for n in cfg.lpips_net.split("+")]
+                lpips = nets[0] if len(nets) == 1 else LPIPSMean(nets)
             self.lpips = lpips.eval().requires_grad_(False)
         self.identity = None
         if cfg.id_weight > 0:

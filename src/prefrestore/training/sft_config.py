@@ -81,8 +81,9 @@ class SFTConfig:
     """Stages 0, 3 and joint (ours, not the paper's): + lpips_weight * LPIPS(decoded restoration, HQ) on [0, 1] RGB,
     the decoded image being stage 0's reconstruction of the HQ face, or stage 3 / joint's decode(enc(LQ)) (as
     pix_weight's). Frozen network, loaded by ``metrics.lpips.load_lpips`` (``prefrestore weights fetch lpips_alex``)."""
-    lpips_net: Literal["alex", "vgg"] = "alex"
-    """LPIPS backbone of that loss: AlexNet (~0.1 s forward+backward per 128 px face on a CPU core) or VGG16 (~10x)."""
+    lpips_net: Literal["alex", "vgg", "alex+vgg"] = "alex"
+    """LPIPS backbone of that loss: AlexNet (~0.1 s forward+backward per 128 px face on a CPU core), VGG16 (~10x), or
+    the mean of the two (``metrics.lpips.LPIPSMean``)."""
     id_weight: float = 0.0
     """Ours (0 = off): + id_weight * mean(1 - cosine) of dlib-ResNet embeddings (the torch port,
     ``metrics.dlib_resnet``; weights from ``prefrestore weights dlib_resnet``) of each pixel restoration and its
