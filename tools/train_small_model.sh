@@ -52,13 +52,21 @@ fi
 [ -d $R/small-stage4/checkpoints/step-00000300 ] || timed stage4 "$PY" -m prefrestore train configs/small/stage4.yaml threads=2
 C=$R/small-stage4b/checkpoints
 [ -d $R/small-stage4b/final ] || timed stage4b "$PY" -m prefrestore train configs/small/stage4b.yaml threads=2
-# the average of stage 4b's steps 100 and 250 ... 500 (configs/small/stage4b.yaml says why), shipped with the flip
-# ensemble (SamplingDefaults.flip_ensemble). Picked on the training faces (runs/small/rl_pairs_{photo,paper}): of the
+# the average of stage 4b's steps 100 and 250 ... 500 (configs/small/stage4b.yaml says why; shipped with the flip
+# ensemble, SamplingDefaults.flip_ensemble, from 2026-12-08 until stage 4e). Picked on the training faces (runs/small/rl_pairs_{photo,paper}): of the
 # candidates >= 0.45 dB PSNR-Y above the classical filter on both recipes (the WiSE-FT mixes 0.3 x the grafted 3d
 # model + 0.7 x an average, and the averages with the ensemble), the lowest LPIPS-VGG + dlib distance. Numbers: the
 # model card.
-SFT=$R/stage4b-avg500
-[ -d $SFT ] || "$PY" tools/average_checkpoints.py $C/step-00000{100,250,300,350,400,450,500}/model -o $SFT
+B=$R/stage4b-avg500
+[ -d $B ] || "$PY" tools/average_checkpoints.py $C/step-00000{100,250,300,350,400,450,500}/model -o $B
+# stage 4e (configs/small/stage4e-alexvgg.yaml): 300 more steps from that average with LPIPS on AlexNet and VGG16;
+# its average of steps 100-300 mixed half and half with the 4b average is shipped (picked on the training faces by
+# the same floor, then the lowest LPIPS-VGG + LPIPS-Alex + dlib; the 4e average alone fell 0.002 dB under the floor)
+[ -d $R/small-stage4e-alexvgg/final ] || timed stage4e "$PY" -m prefrestore train configs/small/stage4e-alexvgg.yaml
+E=$R/small-stage4e-alexvgg/checkpoints
+[ -d $R/stage4e-avg ] || "$PY" tools/average_checkpoints.py $E/step-00000{100,150,200,250,300}/model -o $R/stage4e-avg
+SFT=$R/stage4be-mix
+[ -d $SFT ] || "$PY" tools/average_checkpoints.py $B $R/stage4e-avg -o $SFT
 # sampling (start sigma x steps), picked on the training faces by LPIPS and identity under a PSNR floor
 [ -f $R/sampling.json ] ||
   timed pick "$PY" tools/pick_start_sigma.py $SFT --faces $R/rl_hq --presets paper photo \
