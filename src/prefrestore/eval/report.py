@@ -328,8 +328,7 @@ def cluster_bootstrap(
     d = np.asarray(diffs, dtype=np.float64)
     if d.ndim != 1 or d.size == 0 or len(clusters) != d.size:
         raise ValueError(f"need one cluster per difference and at least one; got {d.shape} and {len(clusters)}")
-    keys = sorted(set(clusters))
-    index = np.array([keys.index(c) for c in clusters])
+    keys, index = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
     sums = np.bincount(index, weights=d, minlength=len(keys))
     counts = np.bincount(index, minlength=len(keys)).astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -340,18 +339,17 @@ def cluster_bootstrap(
     return float(d.mean()), float(low), float(high)
 
 
-def _clusters(summary: dict, names: list[str]) -> tuple[list[str], str]:
-    """The face each image was degraded from (``source`` in the ``params.jsonl`` of a ``make-testset`` benchmark,
-    found beside its lq/ or gt/), else each image on its own. -> (cluster per name, what the clusters are)."""
+def _sources(summary: dict) -> dict[str, str]:
+    """Image name -> the face it was degraded from (``source`` in the ``params.jsonl`` of a ``make-testset``
+    benchmark, found beside its lq/ or gt/); {} for any other benchmark."""
     from .testset import read_records
 
     for key in ("lq_dir", "gt_dir"):
         folder = summary["benchmark"].get(key)
         if folder and (Path(folder).parent / "params.jsonl").is_file():
-            source = {r.name: r.extra.get("source") for r in read_records(Path(folder).parent)}
-            if all(source.get(n) for n in names):
-                return [str(source[n]) for n in names], "source faces"
-    return list(names), "images"
+            records = read_records(Path(folder).parent)
+            return {r.name: str(r.extra["source"]) for r in records if r.extra.get("source")}
+    return {}
 
 
 def paired_differences(runs: list[str], summaries: list[dict], *, resamples: int = 10000, seed: int = 0) -> dict:
@@ -367,6 +365,7 @@ def paired_differences(runs: list[str], summaries: list[dict], *, resamples: int
     per = [_per_image(r) for r in runs]
     base = per[0]
     cols = [c for c in _columns(summaries) if c in METRICS]
+    sources = _sources(summaries[0])
     rows, kind = [], "images"
     for s, p in zip(summaries[1:], per[1:], strict=True):
         for c in cols:
@@ -377,7 +376,9 @@ def paired_differences(runs: list[str], summaries: list[dict], *, resamples: int
             )
             if not names:
                 continue
-            clusters, kind = _clusters(summaries[0], names)
+            by_face = all(n in sources for n in names)  # else each image is its own group
+            clusters = [sources[n] for n in names] if by_face else names
+            kind = "source faces" if by_face else "images"
             d = np.array([p[n][c] - base[n][c] for n in names])
             mean, low, high = cluster_bootstrap(d, clusters, resamples=resamples, seed=seed)
             sign = 1 if info(c).higher_is_better else -1
