@@ -106,6 +106,25 @@ def test_lowfreq_colour_match_removes_a_restorer_colour_cast():
     assert np.allclose(match_color(ref, ref, BlendConfig()), ref, atol=1e-3)  # a faithful restoration is untouched
 
 
+def test_lowfreq_colour_match_does_not_bring_back_the_inputs_degradation():
+    """The input = the restoration + a ripple 16 px long (blur, blocks, blotches at that scale, S = 128) + a cast:
+    the default fix takes the cast and leaves the ripple out (the Gaussian passes exp(-2 pi^2 sigma^2 f^2) of it:
+    at sigma 0.15 S ~ 1e-12, at the old 0.03 S 0.32)."""
+    size = 128
+    rng = np.random.default_rng(2)
+    restored = np.clip(rng.normal(120, 20, (size, size, 3)), 30, 220).astype(np.uint8)
+    x = np.arange(size)
+    ripple = 20 * np.sin(2 * np.pi * x / 16)[None, :, None] * np.ones((size, 1, 3))
+    inp = np.clip(restored + ripple + [12, 0, -6], 0, 255).astype(np.uint8)
+    fixed = match_color(restored, inp, BlendConfig())
+    change = fixed - restored.astype(np.float32)
+    assert np.abs(change.mean((0, 1)) - [12, 0, -6]).max() < 1.0  # the cast comes over
+    ripple_left = np.abs(np.fft.rfft(change[size // 2, :, 0] - change[size // 2, :, 0].mean())[size // 16]) * 2 / size
+    assert ripple_left < 1.0, ripple_left  # of the ripple's 20
+    old = match_color(restored, inp, BlendConfig(color_sigma=0.03)) - restored.astype(np.float32)
+    assert np.abs(np.fft.rfft(old[size // 2, :, 0] - old[size // 2, :, 0].mean())[size // 16]) * 2 / size > 4
+
+
 def test_no_seam_when_the_restorer_changes_colour_and_detail(astronaut):
     """A restorer that sharpens and tints: along the mask ramp the output stays as smooth as the photo (the no-loss
     rule off: it would keep most of this face as the photo; tests/test_pipeline.py tests the rule)."""
