@@ -11,7 +11,7 @@ input's blur, noise and JPEG blocks at that scale, which the restorer had remove
 Each pairs folder has ``lq/`` and ``gt/`` with the same file names (``prefrestore make-testset`` or the training
 pairs of ``tools/train_small_model.sh``). The model restores every LQ once (bicubic to its resolution first, seed 0,
 no controls: ``Pipeline.restore_crops``, as ``prefrestore eval`` does); each candidate sigma then colour-fixes those
-restorations against the same bicubic LQ, as ``--color-fix lowfreq`` does. Per candidate and folder it reports
+restorations against the same bicubic LQ, as ``--color-fix lowfreq`` does (``restore.control.fix_color``). Per candidate and folder it reports
 the mean CIEDE2000 of the face-region mean colour to the GT and to the input (``metrics.color.face_delta_e``) and
 the metrics of ``--metrics`` against the GT (``prefrestore eval``'s scorers), "none" being the raw restorations.
 The pick: the lowest mean colour difference to the GT summed over the folders. Prints the JSON; the last line is
@@ -27,30 +27,26 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from prefrestore.faces.paste import BlendConfig, match_color
 from prefrestore.io.image import list_images, load_rgb, resize
-from prefrestore.io.photo_io import float_to_pixels
 from prefrestore.metrics.color import face_delta_e
 from prefrestore.metrics.suite import ImageScorer
+from prefrestore.restore.control import fix_color
 from prefrestore.restore.loaded import load_pipeline
 from prefrestore.restore.options import RestoreSettings
 
 
-def load_pairs(folder: Path, size: int) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """-> names, LQs bicubic to (size, size), GTs as stored (uint8 RGB)."""
+def load_pairs(folder: Path, size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """-> LQs bicubic to (size, size), GTs as stored (uint8 RGB), in file-name order."""
     names = [p.name for p in list_images(folder / "gt")]
-    lqs = [resize(load_rgb(folder / "lq" / n), (size, size)) for n in names]
-    gts = [load_rgb(folder / "gt" / n) for n in names]
-    return names, lqs, gts
+    return [resize(load_rgb(folder / "lq" / n), (size, size)) for n in names], [
+        load_rgb(folder / "gt" / n) for n in names
+    ]
 
 
 def evaluate(raw, lqs, gts, sigma: float | None, scorer: ImageScorer, batch: int) -> dict[str, float]:
     """Mean colour differences and metrics of the restorations fixed at ``sigma`` (None: unfixed)."""
-    if sigma is None:
-        fixed = raw
-    else:
-        blend = BlendConfig(color_match="lowfreq", color_sigma=sigma)
-        fixed = [float_to_pixels(match_color(r, q, blend), np.uint8) for r, q in zip(raw, lqs, strict=True)]
+    mode = "none" if sigma is None else "lowfreq"
+    fixed = [fix_color(r, q, mode, sigma=sigma) for r, q in zip(raw, lqs, strict=True)]
     sized = [f if f.shape == g.shape else resize(f, (g.shape[1], g.shape[0])) for f, g in zip(fixed, gts, strict=True)]
     rows: list[dict[str, float]] = []
     for b in range(0, len(sized), batch):
@@ -77,7 +73,7 @@ def main() -> None:
     scorer = ImageScorer(tuple(args.metrics.split(",")))
     res: dict = {"model": args.model, "sigmas": args.sigmas, "folders": {}}
     for folder in args.pairs:
-        names, lqs, gts = load_pairs(folder, pipe.resolution)
+        lqs, gts = load_pairs(folder, pipe.resolution)
         raw: list[np.ndarray] = []
         for b in tqdm(range(0, len(lqs), args.batch), desc=f"restore {folder.name}", unit="batch"):
             raw += pipe.restore_crops(lqs[b : b + args.batch], seed=0)

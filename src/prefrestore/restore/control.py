@@ -262,11 +262,13 @@ def sample_candidates(
     return out
 
 
-def fix_color(restored: np.ndarray, reference: np.ndarray, mode: str) -> np.ndarray:
-    """uint8 (S, S, 3) RGB restoration -> the same with ``reference``'s colour (``mode``: lowfreq, meanstd, none)."""
+def fix_color(restored: np.ndarray, reference: np.ndarray, mode: str, *, sigma: float | None = None) -> np.ndarray:
+    """uint8 (S, S, 3) RGB restoration -> the same with ``reference``'s colour (``mode``: lowfreq, meanstd, none;
+    ``sigma``: lowfreq's low-pass, fraction of S, default :class:`BlendConfig`'s)."""
     if mode == "none":
         return restored
-    return float_to_pixels(match_color(restored, reference, BlendConfig(color_match=mode)), np.uint8)
+    blend = BlendConfig(color_match=mode) if sigma is None else BlendConfig(color_match=mode, color_sigma=sigma)
+    return float_to_pixels(match_color(restored, reference, blend), np.uint8)
 
 
 def rerank(
